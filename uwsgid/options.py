@@ -1,0 +1,120 @@
+"""Option declarations: one `Option` per setting feeds the parser, `--help` and the docs.
+
+Every module that owns a concern declares its options next to its code:
+
+    from uwsgid.options import Option, declare
+    declare(Option("harakiri", "t", kind="int", default=0, group="core",
+                   help="harakiri timeout in seconds: kill a worker stuck in one request"))
+
+Plugins list theirs in `Plugin.options` (their `group` is the plugin's name); the
+plugin loader registers them with `declare` when the plugin is loaded.
+
+Parsed values live in an `Options` object: `opts.harakiri`, `opts.lua_gc_freq`
+(dashes become underscores). Repeatable options (`multi=True`) are lists in the
+order given. Unset options hold their default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Argument kinds:
+#   flag      no argument; `--opt` sets True; `--opt=false|0|no|off` sets False
+#   str/int/float/size  one argument converted to that type (size accepts 64k/1m/1g)
+#   optional  the argument may be omitted (`--chmod-socket` or `--chmod-socket=660`): `const` when omitted
+KINDS = ("flag", "str", "int", "float", "size", "optional")
+
+
+@dataclass
+class Option:
+    name: str                      # long name without dashes: "lua-gc-freq"
+    short: str | None = None       # one letter: "p" for -p
+    kind: str = "str"
+    default: Any = None
+    help: str = ""
+    group: str = "core"            # "core" or the owning plugin's name
+    multi: bool = False            # repeatable: values collected into a list
+    const: Any = None              # value of a kind="optional" option given without argument
+    aliases: tuple[str, ...] = ()  # other long names for the same setting ("workers" for "processes")
+    metavar: str = ""
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"option {self.name}: unknown kind {self.kind!r}")
+        if self.multi and self.default is None:
+            self.default = []
+
+    @property
+    def attr(self) -> str:
+        return self.name.replace("-", "_")
+
+
+_registry: dict[str, Option] = {}   # every long name and alias -> Option
+_order: list[Option] = []           # declaration order, for --help
+
+
+def declare(*options: Option) -> None:
+    for opt in options:
+        for name in (opt.name, *opt.aliases):
+            existing = _registry.get(name)
+            if existing is not None and existing is not opt:
+                if existing == opt:
+                    continue
+                raise ValueError(f"option --{name} declared twice ({existing.group} and {opt.group})")
+            _registry[name] = opt
+        if opt not in _order:
+            _order.append(opt)
+
+
+def lookup(name: str) -> Option | None:
+    return _registry.get(name)
+
+
+def by_short(letter: str) -> Option | None:
+    for opt in _order:
+        if opt.short == letter:
+            return opt
+    return None
+
+
+def all_options() -> list[Option]:
+    return list(_order)
+
+
+class Options:
+    """Parsed settings: attribute access by underscore name, defaults for what was not set."""
+
+    def __init__(self):
+        self._set: dict[str, Any] = {}
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        try:
+            return self._set[attr]
+        except KeyError:
+            pass
+        opt = _registry.get(attr.replace("_", "-"))
+        if opt is None:
+            raise AttributeError(f"no option named {attr!r}")
+        return list(opt.default) if opt.multi else opt.default
+
+    def set(self, opt: Option, value: Any) -> None:
+        if opt.multi:
+            self._set.setdefault(opt.attr, []).append(value)
+        else:
+            self._set[opt.attr] = value
+
+    def is_set(self, name: str) -> bool:
+        return name.replace("-", "_") in self._set
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return getattr(self, name.replace("-", "_"))
+        except AttributeError:
+            return default
+
+    def items(self):
+        """The explicitly set options as (name, value), for `uwsgi.opt` and placeholders."""
+        return [(k.replace("_", "-"), v) for k, v in self._set.items()]
