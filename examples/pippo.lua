@@ -1,0 +1,15 @@
+-- The WSAPI hello from uWSGI's docs ("Using Lua/WSAPI with uWSGI").
+-- ./uwsgi --http-socket :8080 --http-socket-modifier1 6 --lua examples/pippo.lua
+function hello(wsapi_env)
+  local headers = { ["Content-type"] = "text/html" }
+  local function hello_text()
+    coroutine.yield("<html><body>")
+    coroutine.yield("<p>Hello Wsapi!</p>")
+    coroutine.yield("<p>PATH_INFO: " .. wsapi_env.PATH_INFO .. "</p>")
+    coroutine.yield("<p>SCRIPT_NAME: " .. wsapi_env.SCRIPT_NAME .. "</p>")
+    coroutine.yield("</body></html>")
+  end
+  return 200, headers, coroutine.wrap(hello_text)
+end
+
+return hello
