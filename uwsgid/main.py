@@ -1,0 +1,272 @@
+"""The entry point: parse options, set up the process, bind, load apps, then run the master
+(or, without --master and with one process, the single worker in this process).
+
+    main(argv) -> exit code      argv WITHOUT the program name (./uwsgi and `python -m uwsgid`)
+
+Exit codes: 0 normal stop, 1 bad option / bind error / start-up failure, 22 an app failed to
+load (with --need-app, the default).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import time
+
+import uwsgid
+from uwsgid import api, hooks, reexec
+from uwsgid.log import log, log_exception
+from uwsgid.plugin import AppLoadError
+
+EXIT_APP_LOAD = 22
+
+# How this process was started, to re-exec the master on a graceful reload (uWSGI's
+# "binary reloading"). ./uwsgi: /proc/self/exe ARGS; `python -m uwsgid` sets its own prefix.
+launcher: list[str] | None = None
+
+
+class Server:
+    """What the master, the workers and the plugins share (see uwsgid.plugin / worker)."""
+
+    def __init__(self, opts, argv: list[str]):
+        self.opts = opts
+        self.argv = list(argv)
+        self.listeners: list = []
+        self.plugins: dict = {}
+        self.scoreboard = None
+        self.master_pid = os.getpid()
+        self.numproc = max(1, int(opts.processes or 1))
+        self.cores = max(1, int(opts.get("async") or 1)) * max(1, int(opts.threads or 1))
+        self.has_master = bool(opts.master)
+        self.version = uwsgid.__version__
+        self.started_at = time.time()
+        self.cwd = os.getcwd()
+        self.master = None          # uwsgid.master.Master once running
+        self.router_sockets: list = []   # --http router listening sockets (uwsgid.router)
+
+    @property
+    def lazy_apps(self) -> bool:
+        return bool(self.opts.lazy_apps or self.opts.lazy)
+
+
+def _import_services() -> None:
+    """Helper E's shared services declare options and hooks on import; absent is fine."""
+    try:
+        import uwsgid.services  # noqa: F401
+    except ModuleNotFoundError as e:
+        if e.name not in ("uwsgid.services",):
+            log_exception("uwsgi: cannot import uwsgid.services:")
+    except Exception:
+        log_exception("uwsgi: cannot import uwsgid.services:")
+
+
+def _apply_env(opts) -> None:
+    for item in opts.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise StartupError(f"--env {item}: expected KEY=VALUE")
+        os.environ[key] = value
+    for key in opts.unenv:
+        os.environ.pop(key, None)
+
+
+class StartupError(Exception):
+    pass
+
+
+def _load_plugins(server, extra_plugins) -> None:
+    try:
+        from uwsgid import plugins_loader
+    except ModuleNotFoundError as e:
+        if e.name != "uwsgid.plugins_loader":
+            raise
+        plugins = []
+    else:
+        plugins = list(plugins_loader.loaded())
+    plugins.extend(extra_plugins or ())
+    try:
+        from uwsgid.services.rpc import RpcPlugin
+    except ModuleNotFoundError:
+        pass
+    else:
+        rpc = RpcPlugin() if isinstance(RpcPlugin, type) else RpcPlugin
+        plugins.append(rpc)
+    for p in plugins:
+        if p.modifier1 is None or p.modifier1 < 0:
+            continue
+        server.plugins.setdefault(p.modifier1, p)
+
+
+def _bind(server) -> None:
+    from uwsgid import sockets
+    try:
+        server.listeners = list(sockets.bind_all(server.opts))   # adopts a reload's inherited fds
+    except (sockets.BindError, OSError, ValueError) as e:
+        raise StartupError(str(e) or repr(e)) from None
+    if server.opts.http:
+        from uwsgid import router
+        try:
+            server.router_sockets = router.bind(server.opts)
+        except (OSError, ValueError) as e:
+            raise StartupError(str(e)) from None
+
+
+def _banner(server) -> None:
+    opts = server.opts
+    log(f"*** Starting uWSGI {server.version} (64bit) on [{time.ctime()}] ***")
+    log(f"compiled with version: {platform.python_compiler()} on {time.ctime(server.started_at)}")
+    log(f"os: {platform.system()}-{platform.release()} {platform.version()}")
+    log(f"nodename: {socket.gethostname()}")
+    log(f"machine: {platform.machine()}")
+    log(f"detected number of CPU cores: {os.cpu_count()}")
+    log(f"current working directory: {os.getcwd()}")
+    if opts.pidfile:
+        log(f"writing pidfile to {opts.pidfile}")
+    log(f"detected binary path: {reexec.binary_path()}")
+    if not opts.master:
+        log("*** WARNING: you are running uWSGI without its master process manager ***")
+
+
+def _log_listeners(server) -> None:
+    for i, lst in enumerate(server.listeners):
+        name = getattr(lst, "name", "?")
+        fd = lst.sock.fileno()
+        kind = "UNIX" if getattr(lst, "path", None) or str(name).startswith("@") else "TCP"
+        if getattr(lst, "proto", "uwsgi") == "http":
+            log(f"uwsgi socket {i} bound to {kind} address {name} fd {fd} (http)")
+        else:
+            log(f"uwsgi socket {i} bound to {kind} address {name} fd {fd}")
+    for s, name in server.router_sockets:
+        log(f"uWSGI http bound on {name} fd {s.fileno()}")
+
+
+def _configure_plugins(server) -> int | None:
+    """plugin.configure for each plugin; exit code on a fatal app load error, else None."""
+    for p in list(server.plugins.values()):
+        try:
+            p.configure(server.opts, server)
+        except AppLoadError as e:
+            msg = str(e).strip() or f"{p.name}: app failed to load"
+            if server.opts.need_app:
+                first, _, detail = msg.partition("\n")
+                log(f"uwsgi: {first}")
+                if detail:
+                    log(detail)
+                log("*** no app loaded. GAME OVER ***" if len(server.plugins) == 1 else
+                    f"*** {p.name} app failed to load (--need-app). GAME OVER ***")
+                return EXIT_APP_LOAD
+            log(f"*** {p.name}: {msg} (continuing: --need-app is off) ***")
+    return None
+
+
+def main(argv: list[str], extra_plugins=None) -> int:
+    """Run the server; returns the process exit code. `extra_plugins` (tests) adds Plugin objects."""
+    argv = [str(a) for a in argv]
+    _import_services()
+    from uwsgid import cli, daemon
+
+    try:
+        opts = cli.parse(argv)
+    except cli.CliError as e:
+        sys.stderr.write(f"uwsgi: {e}\n")
+        sys.stderr.flush()
+        return 1
+    rc = cli.informational(opts)
+    if rc is not None:
+        return rc
+
+    reloading = reexec.is_reexec()
+    server = Server(opts, argv)
+    api.server = server
+    try:
+        _apply_env(opts)
+        if not opts.honour_stdin:
+            daemon.stdin_to_devnull()
+        if opts.daemonize and not reloading:
+            daemon.daemonize(opts.daemonize)
+            server.master_pid = os.getpid()
+        if opts.logto:
+            daemon.redirect_log(opts.logto)
+        _banner(server)
+        if opts.chdir:
+            try:
+                os.chdir(opts.chdir)
+            except OSError as e:
+                raise StartupError(f"chdir() to {opts.chdir}: {e.strerror}") from None
+            log(f"chdir() to {opts.chdir}")
+        for line in opts.get("print", []) or []:
+            log(line)
+        _load_plugins(server, extra_plugins)
+        _bind(server)
+        _log_listeners(server)
+        if opts.pidfile:
+            daemon.write_pidfile(opts.pidfile, server.master_pid)
+        daemon.drop_privileges(opts.uid, opts.gid, log)
+        if opts.pidfile2:
+            daemon.write_pidfile(opts.pidfile2, server.master_pid)
+        if opts.logto2:
+            daemon.redirect_log(opts.logto2)
+    except (StartupError, daemon.DaemonError) as e:
+        log(f"uwsgi: {e}")
+        return 1
+
+    from uwsgid.scoreboard import Scoreboard
+    server.scoreboard = Scoreboard(server.numproc, server.cores)
+    hooks.run("master_start", server)
+    rc = _configure_plugins(server)
+    if rc is not None:
+        _cleanup(server)
+        return rc
+    if opts.chdir2:
+        try:
+            os.chdir(opts.chdir2)
+        except OSError as e:
+            log(f"uwsgi: chdir() to {opts.chdir2}: {e.strerror}")
+            return 1
+    if opts.daemonize2 and not reloading:
+        daemon.daemonize(opts.daemonize2)
+        server.master_pid = os.getpid()
+        if opts.pidfile:
+            daemon.write_pidfile(opts.pidfile, server.master_pid)
+
+    if not opts.master and server.numproc == 1 and not opts.http and not opts.stats:
+        return _run_single(server)
+    from uwsgid.master import Master
+    return Master(server).run()
+
+
+def _run_single(server) -> int:
+    """No master: this process is worker 1 (uWSGI's behaviour for `uwsgi --socket ... ` alone)."""
+    from uwsgid.worker import Worker
+    log(f"spawned uWSGI worker 1 (and the only) (pid: {os.getpid()}, cores: {server.cores})")
+    server.scoreboard.spawned(1, os.getpid(), False)
+    try:
+        rc = Worker(1, server).run()
+    except KeyboardInterrupt:
+        rc = 0
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        log_exception("uwsgi: worker 1 crashed:")
+        rc = 1
+    _cleanup(server)
+    log("goodbye to uWSGI.")
+    return int(rc or 0)
+
+
+def _cleanup(server) -> None:
+    """--vacuum: unix sockets and pidfiles go away with the instance."""
+    from uwsgid import daemon
+    if not server.opts.vacuum:
+        return
+    for lst in server.listeners:
+        path = getattr(lst, "path", None)
+        if path and not str(path).startswith("@"):
+            daemon.remove_file(path)
+    for s, name in server.router_sockets:
+        if name.startswith("/"):
+            daemon.remove_file(name)
+    daemon.remove_file(server.opts.pidfile)
+    daemon.remove_file(server.opts.pidfile2)

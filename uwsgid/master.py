@@ -1,0 +1,519 @@
+"""The master: forks the workers (and the --http router), supervises them, serves stats.
+
+One loop (gunicorn's arbiter is the model): signal handlers do nothing but wake the loop
+through signal.set_wakeup_fd, which also tells it which signal came; the loop acts.
+
+    SIGHUP          graceful reload: workers finish in-flight requests and exit; the
+                    listening sockets stay open here (their backlog holds new connections);
+                    then the master re-execs itself (app code reloaded) or, with
+                    --lazy-apps, only re-forks the workers.
+    SIGTERM         graceful stop (uWSGI 2.1 semantics).
+    SIGINT/SIGQUIT  immediate stop.
+    SIGCHLD         reap; respawn what died unless stopping.
+
+Every second (the tick): harakiri, --evil-reload-on-rss, --touch-reload, mercy kills,
+delayed respawns, hooks "master_tick".
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import selectors
+import signal
+import time
+
+from uwsgid import hooks, reexec
+from uwsgid.log import log, log_exception
+
+RUNNING, RELOADING, STOPPING, KILLING = "running", "reloading", "stopping", "killing"
+EXIT_APP_LOAD = 22
+PR_SET_PDEATHSIG = 1
+_HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD,
+            signal.SIGUSR1)
+
+
+def set_proctitle(title: str) -> None:
+    """Name the process (ps) when the build exports uwsgi_set_proctitle; else keep the binary's name."""
+    try:
+        import _uwsgi
+        fn = getattr(_uwsgi.lib, "uwsgi_set_proctitle", None)
+    except Exception:
+        return
+    if fn is not None:
+        try:
+            fn(title.encode())
+        except Exception:
+            pass
+
+
+def _die_with_parent() -> None:
+    """--no-orphans: the kernel kills this worker when the master goes away."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:
+        pass
+
+
+def _rss_vsz(pid: int) -> tuple[int, int]:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            vsz, rss = f.read().split()[:2]
+        page = os.sysconf("SC_PAGE_SIZE")
+        return int(rss) * page, int(vsz) * page
+    except (OSError, ValueError):
+        return 0, 0
+
+
+class Child:
+    """One forked process the master supervises: a worker (wid >= 1) or the http router (wid 0)."""
+
+    def __init__(self, wid: int, pid: int, kind: str = "worker"):
+        self.wid = wid
+        self.pid = pid
+        self.kind = kind
+        self.spawned_at = time.monotonic()
+        self.cursed_at: float | None = None     # asked to stop (SIGTERM sent)
+        self.mercy_at: float | None = None      # SIGKILL after this
+        self.harakiri = False
+
+
+class Master:
+    def __init__(self, server):
+        self.server = server
+        self.opts = server.opts
+        self.state = RUNNING
+        self.exit_code = 0
+        self.children: dict[int, Child] = {}          # pid -> Child
+        self.pending_respawn: dict[int, float] = {}   # wid -> monotonic time to respawn at
+        self.fast_deaths: dict[int, int] = {}         # wid -> consecutive too-fast deaths
+        self.lazy_reload = False
+        self.killing_deadline: float | None = None
+        self.next_tick = 0.0
+        self.touch_mtimes: dict[str, float | None] = {}
+        self.stats = None
+        self.sel = selectors.DefaultSelector()
+        server.master = self
+
+    # ---- signals ------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.pipe_w, warn_on_full_buffer=False)
+        for sig in _HANDLED:
+            signal.signal(sig, lambda s, f: None)   # the wakeup fd carries the signal number
+        signal.siginterrupt(signal.SIGCHLD, False)
+        self.sel.register(self.pipe_r, selectors.EVENT_READ, self._on_wakeup)
+
+    def _on_wakeup(self) -> None:
+        try:
+            data = os.read(self.pipe_r, 4096)
+        except BlockingIOError:
+            return
+        for signum in data:
+            self.handle_signal(signum)
+
+    def handle_signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            self.reload("...gracefully killing workers...")
+        elif signum == signal.SIGTERM:
+            if self.state in (RUNNING, RELOADING):
+                log("SIGTERM received: gracefully stopping uWSGI (workers finish their requests)...")
+                self.stop_gracefully()
+        elif signum in (signal.SIGINT, signal.SIGQUIT):
+            if self.state != KILLING:
+                log("SIGINT/SIGQUIT received...killing workers...")
+            self.kill_all()
+        elif signum == signal.SIGUSR1 and self.stats is not None:
+            log(self.stats.render(minified=True).decode())
+
+    # ---- public actions (also used by uwsgi.reload()/stop() through the signals) ------------
+
+    def reload(self, why: str) -> None:
+        if self.state != RUNNING:
+            return
+        if self.opts.exit_on_reload:
+            log("--exit-on-reload: stopping instead of reloading")
+            self.stop_gracefully()
+            return
+        log(why)
+        if self.server.lazy_apps:
+            # Only the workers are replaced (their apps load after fork): respawn each as it exits.
+            self.lazy_reload = True
+            for child in self._workers():
+                self._curse(child, signal.SIGTERM)
+            return
+        self.state = RELOADING
+        self._stop_phase()
+
+    def stop_gracefully(self) -> None:
+        self.state = STOPPING
+        self.pending_respawn.clear()
+        self._stop_phase()
+
+    def kill_all(self) -> None:
+        first = self.state != KILLING
+        self.state = KILLING
+        self.pending_respawn.clear()
+        sig = signal.SIGINT if first else signal.SIGKILL
+        for child in list(self.children.values()):
+            self._signal(child, sig)
+            child.cursed_at = child.cursed_at or time.monotonic()
+        if first:
+            self.killing_deadline = time.monotonic() + 5.0
+
+    def _stop_phase(self) -> None:
+        """Graceful stop/reload order: the router first (its requests still need workers), then workers."""
+        routers = [c for c in self.children.values() if c.kind == "router"]
+        if routers:
+            for c in routers:
+                if c.cursed_at is None:
+                    self._curse(c, signal.SIGTERM)
+            return
+        for c in self._workers():
+            if c.cursed_at is None:
+                self._curse(c, signal.SIGTERM)
+
+    # ---- children ---------------------------------------------------------------------------
+
+    def _workers(self) -> list[Child]:
+        return [c for c in self.children.values() if c.kind == "worker"]
+
+    def _signal(self, child: Child, sig: int) -> None:
+        try:
+            os.kill(child.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _curse(self, child: Child, sig: int) -> None:
+        child.cursed_at = time.monotonic()
+        child.mercy_at = child.cursed_at + max(1, int(self.opts.worker_reload_mercy or 60))
+        self._signal(child, sig)
+
+    def _fork(self, target) -> int:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+        try:
+            pid = os.fork()
+        except OSError as e:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            log(f"fork(): {e.strerror}")
+            return -1
+        if pid:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            return pid
+        # child: forget the master's signal plumbing before anything can arrive
+        rc = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in _HANDLED:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            self._close_master_fds()
+            if self.opts.no_orphans:
+                _die_with_parent()
+            rc = target()
+        except SystemExit as e:
+            rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except KeyboardInterrupt:
+            rc = 0
+        except BaseException:
+            log_exception(f"uwsgi: process {os.getpid()} crashed:")
+            rc = 1
+        finally:
+            try:
+                import sys
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except Exception:
+                pass
+            os._exit(int(rc or 0) & 0xFF)
+
+    def _close_master_fds(self) -> None:
+        try:
+            self.sel.close()
+        except Exception:
+            pass
+        for fd in (self.pipe_r, self.pipe_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.stats is not None:
+            self.stats.close(unlink=False)
+
+    def spawn_worker(self, wid: int, respawn: bool = False) -> None:
+        server = self.server
+
+        def run_worker():
+            from uwsgid import api
+            from uwsgid.worker import Worker
+            api.server = server
+            if self.opts.auto_procname or self.opts.procname_prefix:
+                set_proctitle(f"{self.opts.procname_prefix or ''}uWSGI worker {wid}")
+            return Worker(wid, server).run()
+
+        pid = self._fork(run_worker)
+        if pid < 0:
+            self.pending_respawn[wid] = time.monotonic() + 1.0
+            return
+        server.scoreboard.spawned(wid, pid, respawn)
+        self.children[pid] = Child(wid, pid)
+        if respawn:
+            log(f"Respawned uWSGI worker {wid} (new pid: {pid})")
+        else:
+            log(f"spawned uWSGI worker {wid} (pid: {pid}, cores: {server.cores})")
+
+    def spawn_router(self, respawn: bool = False) -> None:
+        from uwsgid import router
+        server = self.server
+
+        def run_router():
+            if self.opts.auto_procname or self.opts.procname_prefix:
+                set_proctitle(f"{self.opts.procname_prefix or ''}uWSGI http 1")
+            return router.run(server)
+
+        pid = self._fork(run_router)
+        if pid < 0:
+            self.pending_respawn[0] = time.monotonic() + 1.0
+            return
+        self.children[pid] = Child(0, pid, "router")
+        log(f"{'respawned' if respawn else 'spawned'} uWSGI http 1 (pid: {pid})")
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is not None:
+                self._child_died(child, status)
+
+    def _child_died(self, child: Child, status: int) -> None:
+        now = time.monotonic()
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+        if child.kind == "router":
+            if self.state == RUNNING:
+                how = f"killed by signal {sig}" if sig else f"exit code {code}"
+                log(f"uWSGI http 1 (pid: {child.pid}) died ({how}) :( trying respawn ...")
+                self._schedule(0, child, now)
+            else:
+                self._stop_phase()    # router gone: now the workers may stop
+            return
+        self.server.scoreboard.died(child.wid)
+        if self.state != RUNNING:
+            if child.cursed_at is not None:
+                log(f"worker {child.wid} buried after {int(now - child.cursed_at)} seconds")
+            return
+        if code == EXIT_APP_LOAD and self.opts.need_app:
+            log(f"OOPS ! failed loading app in worker {child.wid} (pid {child.pid}) :( GAME OVER")
+            self.exit_code = EXIT_APP_LOAD
+            self.stop_gracefully()
+            return
+        if child.cursed_at is not None and not child.harakiri:
+            log(f"worker {child.wid} killed successfully (pid: {child.pid})")
+        elif code == 0:
+            log(f"...The work of process {child.pid} is done. Seeya!")
+        elif sig:
+            log(f"DAMN ! worker {child.wid} (pid: {child.pid}) died, killed by signal {sig} :( trying respawn ...")
+        else:
+            log(f"DAMN ! worker {child.wid} (pid: {child.pid}) died, exit code {code} :( trying respawn ...")
+        self._schedule(child.wid, child, now, deliberate=(code == 0 or child.cursed_at is not None or child.harakiri))
+
+    def _schedule(self, wid: int, child: Child, now: float, deliberate: bool = False) -> None:
+        """Respawn now, or later when the process keeps dying young (a crash loop)."""
+        lifetime = now - child.spawned_at
+        if deliberate or lifetime >= max(1, int(self.opts.min_worker_lifetime or 1)):
+            self.fast_deaths.pop(wid, None)
+            self.pending_respawn[wid] = now
+            return
+        n = self.fast_deaths.get(wid, 0) + 1
+        self.fast_deaths[wid] = n
+        delay = min(2 ** (n - 1), 30) if n > 1 else 0
+        if delay:
+            log(f"worker respawning too fast !!! i have to sleep a bit ({delay} seconds)...")
+        self.pending_respawn[wid] = now + delay
+
+    def _respawn_due(self, now: float) -> None:
+        if self.state != RUNNING:
+            return
+        for wid, at in sorted(self.pending_respawn.items()):
+            if at <= now:
+                del self.pending_respawn[wid]
+                if wid == 0:
+                    self.spawn_router(respawn=True)
+                else:
+                    self.spawn_worker(wid, respawn=True)
+
+    # ---- the tick -------------------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        if self.state == RUNNING:
+            self._check_harakiri()
+            self._check_evil_rss()
+            self._check_touch()
+        self._check_mercy(now)
+        try:
+            hooks.run("master_tick", self.server)
+        except Exception:
+            log_exception("uwsgi: master_tick hook failed:")
+
+    def _check_harakiri(self) -> None:
+        limit = int(self.opts.harakiri or 0)
+        if limit <= 0:
+            return
+        sb = self.server.scoreboard
+        now_us = time.time_ns() // 1000
+        for child in self._workers():
+            if child.harakiri:
+                continue
+            for core, start, uri in sb.busy_cores(child.wid):
+                if now_us - start > limit * 1_000_000:
+                    secs = (now_us - start) / 1e6
+                    log(f"*** HARAKIRI ON WORKER {child.wid} (pid: {child.pid}, try: 1) ***")
+                    log(f"HARAKIRI: --- uWSGI worker {child.wid} (pid: {child.pid}) WAS managing request "
+                        f"{uri.decode('latin-1')} since {time.ctime(start / 1e6)} "
+                        f"({secs:.1f}s on core {core}) ---")
+                    child.harakiri = True
+                    sb.harakiri(child.wid)
+                    self._signal(child, signal.SIGKILL)
+                    break
+
+    def _check_evil_rss(self) -> None:
+        limit = int(self.opts.evil_reload_on_rss or 0)
+        if limit <= 0:
+            return
+        for child in self._workers():
+            if child.cursed_at is not None or child.harakiri:
+                continue
+            rss, _ = _rss_vsz(child.pid)
+            if rss > limit * 1024 * 1024:
+                log(f"*** EVIL RELOAD ON WORKER {child.wid} RSS: {rss} (pid: {child.pid}) ***")
+                child.cursed_at = time.monotonic()
+                self._signal(child, signal.SIGKILL)
+
+    def _check_touch(self) -> None:
+        for path in self.opts.touch_reload or ():
+            try:
+                mtime = os.stat(path).st_mtime
+            except OSError:
+                mtime = None
+            if path not in self.touch_mtimes:
+                self.touch_mtimes[path] = mtime
+            elif self.touch_mtimes[path] != mtime:
+                self.touch_mtimes[path] = mtime
+                self.reload(f"*** {path} has been touched... grace them all !!! ***")
+                return
+
+    def _check_mercy(self, now: float) -> None:
+        for child in list(self.children.values()):
+            if child.mercy_at is not None and now >= child.mercy_at:
+                log(f"worker {child.wid} (pid: {child.pid}) is taking too much time to die...NO MERCY !!!")
+                child.mercy_at = None
+                self._signal(child, signal.SIGKILL)
+        if self.state == KILLING and self.killing_deadline and now >= self.killing_deadline:
+            self.killing_deadline = None
+            for child in list(self.children.values()):
+                self._signal(child, signal.SIGKILL)
+
+    # ---- run ---------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        server = self.server
+        self._install_signals()
+        if self.opts.auto_procname or self.opts.procname_master or self.opts.procname_prefix:
+            set_proctitle(self.opts.procname_master or f"{self.opts.procname_prefix or ''}uWSGI master")
+        log(f"*** Operational MODE: preforking{'+threaded' if server.cores > 1 and self.opts.threads > 1 else ''}"
+            f"{'+async' if int(self.opts.get('async') or 1) > 1 else ''} ***")
+        log(f"spawned uWSGI master process (pid: {os.getpid()})")
+        if self.opts.stats:
+            from uwsgid.stats import StatsServer
+            try:
+                self.stats = StatsServer(server, self.opts.stats)
+            except OSError as e:
+                log(f"uwsgi: cannot bind the stats server on {self.opts.stats}: {e.strerror or e}")
+                self._finish()
+                return 1
+            self.sel.register(self.stats.sock, selectors.EVENT_READ, self.stats.on_accept)
+            log(f"stats server enabled on {self.opts.stats} fd: {self.stats.sock.fileno()}")
+        for wid in range(1, server.numproc + 1):
+            self.spawn_worker(wid)
+        if server.router_sockets:
+            self.spawn_router()
+        self._check_touch()
+        try:
+            self._loop()
+        except Exception:
+            log_exception("uwsgi: master loop crashed, killing workers:")
+            for child in list(self.children.values()):
+                self._signal(child, signal.SIGKILL)
+            self.exit_code = 1
+        return self._finish()
+
+    def _loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            deadline = min(self.next_tick, now + 1.0, *self.pending_respawn.values())
+            timeout = max(0.0, deadline - now)
+            try:
+                events = self.sel.select(timeout)
+            except InterruptedError:
+                events = []
+            for key, _ in events:
+                try:
+                    key.data()
+                except Exception:
+                    log_exception("uwsgi: master event handler failed:")
+            self._reap()
+            now = time.monotonic()
+            if self.state == RUNNING and self.lazy_reload and not any(
+                    c.cursed_at for c in self._workers()):
+                self.lazy_reload = False
+            self._respawn_due(now)
+            if now >= self.next_tick:
+                self.next_tick = now + 1.0
+                self._tick(now)
+            if self.state != RUNNING and not self.children:
+                return
+
+    def _finish(self) -> int:
+        server = self.server
+        if self.state == RELOADING:
+            log("binary reloading uWSGI...")
+            log(f"chdir() to {server.cwd}")
+            log(f"running {' '.join(reexec.command(server.argv))}")
+            self._restore_signals()
+            try:
+                reexec.exec_master(server)
+            except OSError as e:
+                log(f"uwsgi: cannot re-exec the master: {e}")
+                self.exit_code = 1
+        try:
+            hooks.run("shutdown", server)
+        except Exception:
+            log_exception("uwsgi: shutdown hook failed:")
+        if self.stats is not None:
+            self.stats.close()
+        from uwsgid.main import _cleanup
+        _cleanup(server)
+        log("goodbye to uWSGI.")
+        return self.exit_code
+
+    def _restore_signals(self) -> None:
+        # Handlers stay (no-ops): exec resets them to the defaults in the new image.
+        signal.set_wakeup_fd(-1)
+        if self.stats is not None:
+            self.stats.close()
+            self.stats = None
+        try:
+            self.sel.close()
+        except Exception:
+            pass

@@ -1,0 +1,71 @@
+"""Binary reloading: the master re-execs itself on a graceful reload (so app code is really
+reloaded) while keeping its listening sockets open, as uWSGI does.
+
+The workers' listeners are described by uwsgid.sockets.export_listeners (UWSGI_LISTEN_FDS,
+adopted by sockets.bind_all in the new master); the --http router's sockets ride in
+UWSGI_HTTP_FDS (adopted by uwsgid.router.bind). The fds are made inheritable, so connections
+that arrive during the reload wait in the kernel's backlog: nothing is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+ENV_RELOADING = "UWSGI_RELOADING"
+ENV_HTTP_FDS = "UWSGI_HTTP_FDS"
+
+
+def binary_path() -> str:
+    from uwsgid import main
+    if main.launcher:
+        return main.launcher[0]
+    try:
+        return os.readlink("/proc/self/exe")
+    except OSError:
+        return sys.executable
+
+
+def command(argv: list[str]) -> list[str]:
+    from uwsgid import main
+    if main.launcher:
+        return [*main.launcher, *argv]
+    return [binary_path(), *argv]
+
+
+
+def exec_master(server) -> None:
+    """Replace this process by a fresh master with the same argv and the same listening sockets.
+    Returns only if exec failed (the caller then stops)."""
+    from uwsgid import sockets
+    os.environ[sockets.ENV_FDS] = sockets.export_listeners(server.listeners)
+    routers = []
+    for s, name in server.router_sockets:
+        os.set_inheritable(s.fileno(), True)
+        routers.append({"fd": s.fileno(), "name": name})
+    os.environ[ENV_HTTP_FDS] = json.dumps(routers)
+    os.environ[ENV_RELOADING] = "1"
+    try:
+        os.chdir(server.cwd)
+    except OSError:
+        pass
+    args = command(server.argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(args[0], args)
+
+
+def is_reexec() -> bool:
+    return os.environ.pop(ENV_RELOADING, None) is not None
+
+
+def inherited_router_sockets() -> dict[str, int]:
+    """--http ADDR -> fd passed by the previous master (empty on a first start)."""
+    text = os.environ.pop(ENV_HTTP_FDS, None)
+    if not text:
+        return {}
+    try:
+        return {d["name"]: int(d["fd"]) for d in json.loads(text)}
+    except (ValueError, KeyError, TypeError):
+        return {}

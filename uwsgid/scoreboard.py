@@ -1,0 +1,166 @@
+"""The scoreboard: per-worker and per-core counters in shared memory (an anonymous MAP_SHARED
+mmap made by the master before the first fork, so every worker writes into the same pages).
+
+Writers never contend on a field: a core's counters are written only by the thread running
+that core (begin/end), a worker's `accepting` flag only by that worker, and the spawn
+bookkeeping (pid, last_spawn, respawn_count, ...) only by the master. Worker totals
+(requests, tx, exceptions, running time) are therefore the sums of their cores' counters,
+computed by the reader (stats, harakiri) — no read-modify-write races between threads.
+
+Hot path (worker side): begin(), end(), set_accepting(). Each is one or two struct calls.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import time
+
+URI_MAX = 256
+
+# Per worker, written by the master: pid, last_spawn (epoch secs), respawn_count,
+# harakiri_count, base_requests (requests at the last spawn, for delta_requests), signals.
+_W_MASTER = struct.Struct("<qdQQQQ")
+# Per worker, written by the worker itself.
+_W_ACCEPT = struct.Struct("<B")
+_W_SIGNALS = struct.Struct("<Q")
+_W_SIZE = 64
+_W_ACCEPT_OFF = _W_MASTER.size          # 48
+_W_SIGNALS_OFF = _W_ACCEPT_OFF + 8      # 56
+
+# Per core: requests, exceptions, tx, running_time (µs), write_errors, read_errors,
+# static, routed, offloaded  | start (µs since epoch, 0 = idle), uri length, uri bytes.
+_C_COUNTERS = struct.Struct("<QQQQQQQQQ")
+_C_REQ = struct.Struct(f"<QH{URI_MAX}s")
+_C_IDLE = struct.Struct("<Q")
+_C_REQ_OFF = _C_COUNTERS.size           # 72
+_C_SIZE = _C_REQ_OFF + _C_REQ.size + 6  # padded to a multiple of 8
+
+
+class Scoreboard:
+    """Counters for `numproc` workers (ids 1..numproc) with `cores` cores each (ids 0..cores-1)."""
+
+    def __init__(self, numproc: int, cores: int):
+        self.numproc = max(1, int(numproc))
+        self.cores = max(1, int(cores))
+        self._core_base = _W_SIZE * self.numproc
+        size = self._core_base + _C_SIZE * self.numproc * self.cores
+        self.mem = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+
+    # ---- worker side (hot path) -----------------------------------------------------------
+
+    def _core_off(self, wid: int, core_id: int) -> int:
+        return self._core_base + ((wid - 1) * self.cores + core_id) * _C_SIZE
+
+    def begin(self, wid: int, core_id: int, uri: bytes) -> None:
+        if 0 < wid <= self.numproc and 0 <= core_id < self.cores:
+            uri = uri[:URI_MAX]
+            _C_REQ.pack_into(self.mem, self._core_off(wid, core_id) + _C_REQ_OFF,
+                             time.time_ns() // 1000 or 1, len(uri), uri)
+
+    def end(self, wid: int, core_id: int, status: int, tx: int, rt_us: int, exception: bool) -> None:
+        if not (0 < wid <= self.numproc and 0 <= core_id < self.cores):
+            return
+        off = self._core_off(wid, core_id)
+        mem = self.mem
+        c = _C_COUNTERS.unpack_from(mem, off)
+        _C_COUNTERS.pack_into(mem, off, c[0] + 1, c[1] + (1 if exception else 0), c[2] + tx,
+                              c[3] + max(0, rt_us), c[4], c[5], c[6], c[7], c[8])
+        _C_IDLE.pack_into(mem, off + _C_REQ_OFF, 0)
+
+    def set_accepting(self, wid: int, accepting: bool) -> None:
+        if 0 < wid <= self.numproc:
+            _W_ACCEPT.pack_into(self.mem, (wid - 1) * _W_SIZE + _W_ACCEPT_OFF, 1 if accepting else 0)
+
+    def add_error(self, wid: int, core_id: int, kind: str) -> None:
+        """Count a `write` or `read` error on a core (client went away mid-response, ...)."""
+        if not (0 < wid <= self.numproc and 0 <= core_id < self.cores):
+            return
+        idx = {"write": 4, "read": 5, "static": 6, "routed": 7, "offloaded": 8}[kind]
+        off = self._core_off(wid, core_id)
+        c = list(_C_COUNTERS.unpack_from(self.mem, off))
+        c[idx] += 1
+        _C_COUNTERS.pack_into(self.mem, off, *c)
+
+    def incr_signals(self, wid: int) -> None:
+        """A uWSGI signal was handled by this worker (written by the worker only)."""
+        if 0 < wid <= self.numproc:
+            off = (wid - 1) * _W_SIZE + _W_SIGNALS_OFF
+            (n,) = _W_SIGNALS.unpack_from(self.mem, off)
+            _W_SIGNALS.pack_into(self.mem, off, n + 1)
+
+    # ---- master side ------------------------------------------------------------------------
+
+    def _wm(self, wid: int) -> list:
+        return list(_W_MASTER.unpack_from(self.mem, (wid - 1) * _W_SIZE))
+
+    def spawned(self, wid: int, pid: int, respawn: bool) -> None:
+        """The master forked worker `wid` as `pid`; clears its cores' in-flight marks."""
+        w = self._wm(wid)
+        w[0] = pid
+        w[1] = time.time()
+        if respawn:
+            w[2] += 1
+        w[4] = self.worker_requests(wid)
+        _W_MASTER.pack_into(self.mem, (wid - 1) * _W_SIZE, *w)
+        _W_ACCEPT.pack_into(self.mem, (wid - 1) * _W_SIZE + _W_ACCEPT_OFF, 0)
+        for core in range(self.cores):
+            _C_IDLE.pack_into(self.mem, self._core_off(wid, core) + _C_REQ_OFF, 0)
+
+    def died(self, wid: int) -> None:
+        w = self._wm(wid)
+        w[0] = 0
+        _W_MASTER.pack_into(self.mem, (wid - 1) * _W_SIZE, *w)
+        _W_ACCEPT.pack_into(self.mem, (wid - 1) * _W_SIZE + _W_ACCEPT_OFF, 0)
+        for core in range(self.cores):
+            _C_IDLE.pack_into(self.mem, self._core_off(wid, core) + _C_REQ_OFF, 0)
+
+    def harakiri(self, wid: int) -> None:
+        w = self._wm(wid)
+        w[3] += 1
+        _W_MASTER.pack_into(self.mem, (wid - 1) * _W_SIZE, *w)
+
+    # ---- readers (master: stats, harakiri) ----------------------------------------------------
+
+    def core(self, wid: int, core_id: int) -> dict:
+        off = self._core_off(wid, core_id)
+        c = _C_COUNTERS.unpack_from(self.mem, off)
+        start, n, uri = _C_REQ.unpack_from(self.mem, off + _C_REQ_OFF)
+        return {"requests": c[0], "exceptions": c[1], "tx": c[2], "running_time": c[3],
+                "write_errors": c[4], "read_errors": c[5], "static_requests": c[6],
+                "routed_requests": c[7], "offloaded_requests": c[8],
+                "start_us": start, "uri": uri[:n] if start else b""}
+
+    def busy_cores(self, wid: int) -> list[tuple[int, int, bytes]]:
+        """(core_id, start_us, uri) of every core of `wid` inside a request."""
+        out = []
+        for core in range(self.cores):
+            off = self._core_off(wid, core) + _C_REQ_OFF
+            (start,) = _C_IDLE.unpack_from(self.mem, off)
+            if start:
+                _, n, uri = _C_REQ.unpack_from(self.mem, off)
+                out.append((core, start, uri[:n]))
+        return out
+
+    def worker_requests(self, wid: int) -> int:
+        return sum(_C_IDLE.unpack_from(self.mem, self._core_off(wid, c))[0] for c in range(self.cores))
+
+    def worker(self, wid: int) -> dict:
+        pid, last_spawn, respawns, harakiris, base, _ = self._wm(wid)
+        (accepting,) = _W_ACCEPT.unpack_from(self.mem, (wid - 1) * _W_SIZE + _W_ACCEPT_OFF)
+        (signals,) = _W_SIGNALS.unpack_from(self.mem, (wid - 1) * _W_SIZE + _W_SIGNALS_OFF)
+        cores = [self.core(wid, c) for c in range(self.cores)]
+        requests = sum(c["requests"] for c in cores)
+        return {"pid": pid, "last_spawn": last_spawn, "respawn_count": respawns,
+                "harakiri_count": harakiris, "accepting": accepting, "signals": signals,
+                "requests": requests, "delta_requests": max(0, requests - base),
+                "exceptions": sum(c["exceptions"] for c in cores),
+                "tx": sum(c["tx"] for c in cores),
+                "running_time": sum(c["running_time"] for c in cores),
+                "busy": any(c["start_us"] for c in cores), "cores": cores}
+
+    def close(self) -> None:
+        try:
+            self.mem.close()
+        except (BufferError, ValueError):
+            pass
