@@ -1,0 +1,76 @@
+"""PEP 3333 environ from the request's CGI vars (dict[bytes, bytes], decoded latin-1)."""
+
+from __future__ import annotations
+
+from .wsgi_input import WSGIInput
+
+# Vars the environ must hold even when the front end did not send them (PEP 3333 / wsgiref.validate).
+_DEFAULTS = (("SCRIPT_NAME", ""), ("PATH_INFO", ""), ("QUERY_STRING", ""),
+             ("SERVER_NAME", "localhost"), ("SERVER_PORT", "80"), ("SERVER_PROTOCOL", "HTTP/1.0"),
+             ("REQUEST_METHOD", "GET"))
+_HTTPS_ON = frozenset((b"on", b"ON", b"On", b"1", b"true", b"TRUE", b"True", b"yes"))
+
+# Var names repeat from request to request: decode each once (bounded, so that a client
+# sending random header names cannot grow it without limit).
+_names: dict[bytes, str] = {}
+_NAMES_MAX = 2048
+
+
+def _name(key: bytes) -> str:
+    s = _names.get(key)
+    if s is None:
+        s = key.decode("latin-1")
+        if len(_names) < _NAMES_MAX:
+            _names[key] = s
+    return s
+
+
+def content_length(vars_: dict) -> int:
+    raw = vars_.get(b"CONTENT_LENGTH")
+    if not raw:
+        return 0
+    try:
+        n = int(raw)
+    except ValueError:
+        return 0
+    return n if n > 0 else 0
+
+
+def url_scheme(vars_: dict) -> str:
+    scheme = vars_.get(b"UWSGI_SCHEME")
+    if scheme:
+        return scheme.decode("latin-1")
+    https = vars_.get(b"HTTPS")
+    if https and (https in _HTTPS_ON or https[:1] in (b"o", b"O", b"1")):
+        return "https"
+    return "http"
+
+
+def build_environ(req, base: dict) -> dict:
+    """A fresh environ: `base` holds the per-server constant keys (wsgi.version, errors,
+    multithread, multiprocess, run_once, file_wrapper, uwsgi.*)."""
+    vars_ = req.vars
+    env = base.copy()
+    for k, v in vars_.items():
+        env[_name(k)] = v.decode("latin-1")
+    for k, default in _DEFAULTS:
+        if k not in env:
+            env[k] = default
+    # A CGI server never passes these as HTTP_* (wsgiref.validate rejects them).
+    if "HTTP_CONTENT_TYPE" in env:
+        del env["HTTP_CONTENT_TYPE"]
+    if "HTTP_CONTENT_LENGTH" in env:
+        del env["HTTP_CONTENT_LENGTH"]
+    script_name = env["SCRIPT_NAME"]
+    if script_name.endswith("/"):
+        # SCRIPT_NAME "/" (nginx setups) means the root: PEP 3333 wants "" there.
+        env["SCRIPT_NAME"] = script_name.rstrip("/")
+    env["wsgi.url_scheme"] = url_scheme(vars_)
+    if getattr(req, "input_terminated", False):
+        env["wsgi.input"] = WSGIInput(req.input, -1)
+    else:
+        env["wsgi.input"] = WSGIInput(req.input, content_length(vars_))
+    core = getattr(req, "core", None)
+    if core is not None:
+        env["uwsgi.core"] = getattr(core, "id", 0)
+    return env

@@ -1,0 +1,173 @@
+"""Loading WSGI apps (--cffi-wsgi, --module/-w, --wsgi-file, --mount) and choosing the app for
+a request (SCRIPT_NAME / UWSGI_APPID, or the longest mountpoint with --manage-script-name)."""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import importlib.machinery
+import importlib.util
+import os
+import re
+import sys
+import time
+import traceback
+
+from uwsgid.log import log
+from uwsgid.plugin import AppLoadError
+
+
+class App:
+    __slots__ = ("id", "mountpoint", "callable", "source", "startup_time", "requests", "exceptions", "chdir")
+
+    def __init__(self, id_: int, mountpoint: str, app, source: str, startup_time: float):
+        self.id = id_
+        self.mountpoint = mountpoint
+        self.callable = app
+        self.source = source
+        self.startup_time = startup_time
+        self.requests = 0
+        self.exceptions = 0
+        self.chdir = os.getcwd()
+
+
+def add_pythonpath(entries) -> None:
+    """--pythonpath DIR (globs expand) and PYTHONPATH: put first on sys.path, options first."""
+    env_pp = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    for p in reversed(env_pp):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    for entry in reversed(list(entries)):
+        matches = sorted(glob.glob(entry)) if glob.has_magic(entry) else [entry]
+        for p in reversed(matches):
+            if p in sys.path:
+                sys.path.remove(p)
+            sys.path.insert(0, p)
+            log(f"added {p}/ to pythonpath.")
+    # Like uWSGI and gunicorn: modules beside the working directory are importable.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, "")
+
+
+def _file_module_name(path: str) -> str:
+    return "uwsgi_file_" + re.sub(r"\W", "_", path)
+
+
+def load_file(path: str, callable_name: str):
+    full = os.path.abspath(path)
+    if not os.path.isfile(full):
+        raise AppLoadError(f"unable to load app file {path}: no such file")
+    name = _file_module_name(full)
+    # SourceFileLoader explicitly: a .wsgi suffix is not a known Python source suffix.
+    loader = importlib.machinery.SourceFileLoader(name, full)
+    spec = importlib.util.spec_from_file_location(name, full, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return _get_callable(module, callable_name, path)
+
+
+def load_module(spec: str, callable_name: str):
+    modname, sep, attr = spec.partition(":")
+    if not modname:
+        raise AppLoadError(f"invalid app module {spec!r}: expected MODULE[:CALLABLE]")
+    module = importlib.import_module(modname)
+    return _get_callable(module, attr or callable_name, spec)
+
+
+def _get_callable(module, name: str, what: str):
+    obj = module
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise AppLoadError(f"unable to find the callable {name!r} in {what}")
+    if not callable(obj):
+        raise AppLoadError(f"{name!r} in {what} is not callable ({type(obj).__name__})")
+    return obj
+
+
+def is_file_spec(app: str) -> bool:
+    return app.endswith((".py", ".wsgi")) or os.sep in app or os.path.isfile(app)
+
+
+def load_spec(app: str, callable_name: str):
+    """APP of --mount / --module: a .py/.wsgi file, pkg.mod or pkg.mod:callable."""
+    if is_file_spec(app):
+        return load_file(app, callable_name)
+    return load_module(app, callable_name)
+
+
+def normalize_mountpoint(mp: str) -> str:
+    # "/" and "" are the root; "/app/" is "/app" (SCRIPT_NAME never ends with a slash).
+    return mp.rstrip("/") if mp.startswith("/") else mp
+
+
+class Apps:
+    """The apps of this process, in load order; the first is the default."""
+
+    def __init__(self):
+        self.apps: list[App] = []
+        self.by_mountpoint: dict[str, App] = {}
+        self.manage_script_name = False
+        # (mountpoint, app), longest first, for --manage-script-name
+        self._prefixes: list[tuple[str, App]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.apps)
+
+    @property
+    def default(self) -> App | None:
+        return self.apps[0] if self.apps else None
+
+    def load(self, mountpoint: str, spec: str, callable_name: str, kind: str) -> App:
+        """kind: 'file', 'module' or 'auto'. Raises AppLoadError with a one-line message."""
+        mountpoint = normalize_mountpoint(mountpoint)
+        t0 = time.monotonic()
+        try:
+            if kind == "file":
+                app = load_file(spec, callable_name)
+            elif kind == "module" and not spec.endswith((".py", ".wsgi")):
+                app = load_module(spec, callable_name)
+            else:
+                app = load_spec(spec, callable_name)
+        except AppLoadError as e:
+            log(f"unable to load app {spec} (mountpoint='{mountpoint}'): {e}")
+            raise
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            log(f"unable to load app {spec} (mountpoint='{mountpoint}'):\n{traceback.format_exc()}")
+            raise AppLoadError(f"unable to load app {spec}: {type(e).__name__}: {e}") from e
+        rec = App(len(self.apps), mountpoint, app, spec, time.time())
+        self.apps.append(rec)
+        self.by_mountpoint.setdefault(mountpoint, rec)
+        self._prefixes = sorted(((a.mountpoint, a) for a in self.apps if a.mountpoint),
+                                key=lambda x: len(x[0]), reverse=True)
+        log(f"WSGI app {rec.id} (mountpoint='{mountpoint}') ready in "
+            f"{int(time.monotonic() - t0)} seconds on interpreter {hex(id(sys.modules['__main__']))} "
+            f"pid: {os.getpid()}" + (" (default app)" if rec.id == 0 else ""))
+        return rec
+
+    def select(self, env: dict) -> App | None:
+        """The app for this environ; with --manage-script-name rewrites SCRIPT_NAME/PATH_INFO."""
+        apps = self.apps
+        if len(apps) == 1 and not self.manage_script_name:
+            return apps[0]
+        appid = env.get("UWSGI_APPID")
+        if appid is not None:
+            app = self.by_mountpoint.get(normalize_mountpoint(appid))
+            if app is not None:
+                return app
+        if self.manage_script_name:
+            path = env.get("PATH_INFO", "")
+            for mp, app in self._prefixes:
+                if path.startswith(mp) and (len(path) == len(mp) or path[len(mp)] == "/"):
+                    env["SCRIPT_NAME"] = mp
+                    env["PATH_INFO"] = path[len(mp):]
+                    return app
+        app = self.by_mountpoint.get(env.get("SCRIPT_NAME", ""))
+        return app if app is not None else self.default

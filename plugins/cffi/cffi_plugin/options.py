@@ -1,0 +1,36 @@
+"""The cffi plugin's options: uWSGI's cffi-* names plus the python plugin spellings that users
+already have in their ini files (wsgi-file, module, callable, pythonpath, mount)."""
+
+from uwsgid.options import Option
+
+O = Option
+G = "cffi"
+
+OPTIONS = [
+    O("cffi-home", kind="str", group=G, metavar="DIR",
+      help="PYTHONHOME or a virtualenv for the embedded Python (read by ./uwsgi before Python starts)"),
+    O("cffi-wsgi", kind="str", group=G, metavar="MODULE[:CALLABLE]",
+      help="load a WSGI app from MODULE (callable defaults to --callable)"),
+    O("cffi-init", kind="str", multi=True, group=G, metavar="MODULE",
+      help="import MODULE at plugin init (it may register hooks or an event loop)"),
+    O("cffi-eval", kind="str", multi=True, group=G, metavar="CODE",
+      help="run Python CODE before fork"),
+    O("cffi-exec", kind="str", multi=True, group=G, metavar="FILE",
+      help="run the Python FILE before fork"),
+    O("cffi-eval-post-fork", kind="str", multi=True, group=G, metavar="CODE",
+      help="run Python CODE in each worker after fork"),
+    O("cffi-exec-post-fork", kind="str", multi=True, group=G, metavar="FILE",
+      help="run the Python FILE in each worker after fork"),
+    O("wsgi-file", kind="str", group=G, aliases=("file",), metavar="FILE",
+      help="load a WSGI app from a .py/.wsgi file (its --callable, default 'application')"),
+    O("module", "w", kind="str", group=G, aliases=("wsgi",), metavar="MODULE[:CALLABLE]",
+      help="load a WSGI app from a module"),
+    O("callable", kind="str", default="application", group=G, metavar="NAME",
+      help="name of the WSGI callable in the app module/file"),
+    O("pythonpath", kind="str", multi=True, group=G, aliases=("python-path", "pp"), metavar="DIR",
+      help="add DIR to sys.path (repeatable; a glob adds every match)"),
+    O("mount", kind="str", multi=True, group=G, metavar="MOUNTPOINT=APP",
+      help="mount APP (a .py/.wsgi file, a module or module:callable) at MOUNTPOINT"),
+    O("manage-script-name", kind="flag", group=G,
+      help="pick the app by the longest mountpoint prefix of PATH_INFO and rewrite SCRIPT_NAME/PATH_INFO"),
+]

@@ -1,0 +1,305 @@
+"""The WSGI response side: start_response (with exc_info), the write callable, the body
+iterable (list/tuple written at once, any other iterable stepped a slice at a time as a
+generator handler), wsgi.file_wrapper with zero-copy sendfile, and every error path.
+
+Headers are handed to the core (req.start_response) when the first non-empty body chunk is
+written or when the body ends (PEP 3333): until then the app may replace them with exc_info.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import sys
+import traceback
+
+from uwsgid.log import log
+
+# Yield to the core (flush, let other async cores run) after this many body chunks or bytes.
+YIELD_CHUNKS = 512
+YIELD_BYTES = 65536
+
+_STATUS_RE = re.compile(r"[1-9][0-9][0-9](?: [^\x00-\x08\x0a-\x1f\x7f]*)?\Z")
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+                         "te", "trailer", "trailers", "transfer-encoding", "upgrade"))
+_ERROR_BODY = b"500 Internal Server Error\n"
+
+# Status lines and header names repeat: validate and encode each once (bounded caches).
+_statuses: dict[str, bytes] = {}
+_names: dict[str, bytes] = {}
+_CACHE_MAX = 1024
+
+
+class ResponseError(Exception):
+    """The app broke the WSGI response protocol; the message names the problem."""
+
+
+def check_status(status) -> bytes:
+    b = _statuses.get(status) if type(status) is str else None
+    if b is not None:
+        return b
+    if not isinstance(status, str):
+        raise ResponseError(f"invalid status {status!r}: must be a str like '200 OK', "
+                            f"not {type(status).__name__}")
+    if not _STATUS_RE.match(status):
+        raise ResponseError(f"invalid status {status!r}: must be a 3-digit code, a space and a reason")
+    try:
+        b = status.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ResponseError(f"invalid status {status!r}: not latin-1 encodable") from None
+    if len(_statuses) < _CACHE_MAX:
+        _statuses[status] = b
+    return b
+
+
+def _check_name(name) -> bytes:
+    b = _names.get(name) if type(name) is str else None
+    if b is not None:
+        return b
+    if not isinstance(name, str):
+        raise ResponseError(f"invalid header name {name!r}: must be a str, not {type(name).__name__}")
+    if not _TOKEN_RE.match(name):
+        raise ResponseError(f"invalid header name {name!r}")
+    if name.lower() in _HOP_BY_HOP:
+        raise ResponseError(f"hop-by-hop header {name!r} is not allowed from a WSGI app")
+    b = name.encode("latin-1")
+    if len(_names) < _CACHE_MAX:
+        _names[name] = b
+    return b
+
+
+def check_headers(headers) -> list:
+    if not isinstance(headers, (list, tuple)):
+        raise ResponseError(f"response headers must be a list of (name, value) tuples, "
+                            f"not {type(headers).__name__}")
+    out = []
+    for item in headers:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ResponseError(f"invalid header {item!r}: must be a (name, value) tuple")
+        name, value = item
+        bname = _check_name(name)
+        if type(value) is not str:
+            raise ResponseError(f"invalid value for header {name!r}: must be a str, "
+                                f"not {type(value).__name__}")
+        if "\n" in value or "\r" in value or "\0" in value:
+            raise ResponseError(f"invalid value for header {name!r}: contains CR, LF or NUL")
+        try:
+            out.append((bname, value.encode("latin-1")))
+        except UnicodeEncodeError:
+            raise ResponseError(f"invalid value for header {name!r}: not latin-1 encodable") from None
+    return out
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: iterable over a file-like; a real file is sent with sendfile."""
+
+    def __init__(self, filelike, blksize: int = 8192):
+        self.filelike = filelike
+        self.blksize = blksize if blksize and blksize > 0 else 8192
+        close = getattr(filelike, "close", None)
+        if close is not None:
+            self.close = close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+    def fd_range(self):
+        """(fd, offset, count) when the file-like is a regular file, else None."""
+        try:
+            fd = self.filelike.fileno()
+            st = os.fstat(fd)
+        except (AttributeError, OSError, ValueError, TypeError):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        try:
+            offset = self.filelike.tell()
+        except (AttributeError, OSError, ValueError):
+            offset = 0
+        return fd, offset, max(0, st.st_size - offset)
+
+
+class Response:
+    """One request's response state. `run(app, environ)` returns None (complete) or a
+    generator the core iterates (see uwsgid/plugin.py)."""
+
+    __slots__ = ("req", "app", "status", "headers", "committed", "environ")
+
+    def __init__(self, req, app):
+        self.req = req
+        self.app = app              # the loader's App record (counts requests/exceptions)
+        self.status = None          # validated status bytes, set by start_response
+        self.headers = None
+        self.committed = False      # headers handed to the core: exc_info can no longer replace them
+        self.environ = None
+
+    # ---- the two callables the app gets -------------------------------------------------
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.committed:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None     # no reference cycle through the traceback
+        elif self.status is not None:
+            raise ResponseError("start_response() called a second time without exc_info")
+        bstatus = check_status(status)
+        self.headers = check_headers(headers)
+        self.status = bstatus
+        return self.write
+
+    def write(self, data):
+        if type(data) is not bytes:
+            if isinstance(data, (bytearray, memoryview)):
+                data = bytes(data)
+            else:
+                raise ResponseError(f"response body must be bytes, not {type(data).__name__}")
+        if not self.committed:
+            if not data:
+                return
+            self._commit()
+        self.req.write(data)
+
+    # ---- driving the app ----------------------------------------------------------------
+
+    def _commit(self):
+        if self.status is None:
+            raise ResponseError("the app sent body data before calling start_response()")
+        self.committed = True
+        self.req.start_response(self.status, self.headers)
+
+    def _finish(self):
+        if not self.committed:
+            self._commit()
+
+    def run(self, app_callable, environ):
+        self.environ = environ
+        try:
+            result = app_callable(environ, self.start_response)
+        except Exception:
+            return self._fail()
+        rtype = type(result)
+        if rtype is list or rtype is tuple:
+            try:
+                write = self.write
+                for chunk in result:
+                    write(chunk)
+                self._finish()
+            except Exception:
+                return self._fail()
+            finally:
+                self._close(result)
+            return None
+        if rtype is FileWrapper:
+            rng = result.fd_range()
+            if rng is not None:
+                try:
+                    self._finish()
+                    if rng[2]:
+                        self.req.sendfile(*rng)
+                except Exception:
+                    return self._fail()
+                finally:
+                    self._close(result)
+                return None
+        if isinstance(result, (bytes, str)):
+            # A common app bug: iterating it would send one byte/char per chunk.
+            try:
+                raise ResponseError(f"the app returned {rtype.__name__} instead of an iterable of bytes")
+            except ResponseError:
+                return self._fail()
+        return self._start_stream(result)
+
+    def _start_stream(self, result):
+        # Step the body inline up to the first yield: short bodies then complete now,
+        # synchronously (the core can send Content-Length), as a list does.
+        gen = self._stream(result)
+        try:
+            next(gen)
+        except StopIteration:
+            return None
+        return _resumed(gen)
+
+    def _stream(self, result):
+        try:
+            try:
+                it = iter(result)
+            except TypeError:
+                raise ResponseError(f"the app returned a non-iterable {type(result).__name__}") from None
+            write = self.write
+            req = self.req
+            core = getattr(req, "core", None)
+            chunks = size = 0
+            for chunk in it:
+                if chunk:
+                    write(chunk)
+                    chunks += 1
+                    size += len(chunk)
+                    if chunks >= YIELD_CHUNKS or size >= YIELD_BYTES:
+                        chunks = size = 0
+                        yield
+                    elif core is not None and getattr(core, "wait", None) is not None:
+                        chunks = size = 0
+                        yield
+                else:
+                    # An empty chunk gives up the turn (after uwsgi.async_sleep / wait_fd_* /
+                    # suspend): the core flushes, waits if armed, and resumes us.
+                    chunks = size = 0
+                    yield
+            self._finish()
+        except GeneratorExit:
+            raise                   # the core abandoned the response (client gone)
+        except Exception:
+            self._fail()
+        finally:
+            self._close(result)
+
+    def _close(self, result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                # The body is already complete (or failed and was answered): only log it.
+                if self.app is not None:
+                    self.app.exceptions += 1
+                log("[cffi] error in the response's close()\n" + traceback.format_exc())
+
+    def _fail(self):
+        """The app raised (sys.exc_info()). Before the headers went out: log it and answer 500.
+        After: log it and re-raise, so that the core cuts the body visibly short."""
+        app = self.app
+        if app is not None:
+            app.exceptions += 1
+        exc = sys.exc_info()[1]
+        where = ""
+        env = self.environ
+        if env is not None:
+            where = f" ({env.get('REQUEST_METHOD', '')} {env.get('REQUEST_URI') or env.get('PATH_INFO', '')})"
+        tb = "".join(traceback.format_exception(exc))
+        if self.committed:
+            log(f"[cffi] error in the app after the response started{where}: body truncated\n{tb}")
+            raise exc
+        log(f"[cffi] error in the app{where}\n{tb}")
+        self.committed = True
+        body = _ERROR_BODY
+        if isinstance(exc, ResponseError):
+            body += str(exc).encode("utf-8", "replace") + b"\n"
+        self.req.start_response(b"500 Internal Server Error", [(b"Content-Type", b"text/plain")])
+        self.req.write(body)
+        return None
+
+
+def _resumed(gen):
+    # `gen` already stopped at its first yield inline: give the core that yield, then the rest.
+    yield
+    yield from gen

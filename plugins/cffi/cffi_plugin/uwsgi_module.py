@@ -1,0 +1,247 @@
+"""The `uwsgi` module apps import inside the server (`import uwsgi` fails elsewhere, which is
+how apps tell where they run). Built once per process by `install(server)`; its functions
+wrap the runtime-neutral uwsgid.api and the shared services (uwsgid.services.api), so that
+PyPI's `uwsgidecorators` works on top of it. String values are bytes, as in uWSGI on Python 3."""
+
+from __future__ import annotations
+
+import os
+import signal as _signal
+import socket
+import sys
+import time
+import types
+
+from uwsgid import api
+from uwsgid.log import log as _log
+
+# uWSGI's spooler return codes (uwsgidecorators reads them).
+SPOOL_OK = -2
+SPOOL_RETRY = -1
+SPOOL_IGNORE = 0
+
+
+def _opt_value(value):
+    if value is True or value is False or value is None:
+        return value
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (list, tuple)):
+        vals = [_opt_value(v) for v in value]
+        return vals[0] if len(vals) == 1 else vals
+    return str(value).encode("utf-8")
+
+
+def build_opt(opts) -> dict:
+    """uwsgi.opt: the options set for this instance, str keys, bytes values (flags True,
+    repeated options a list), as uWSGI's Python module gives them."""
+    out = {}
+    if opts is None:
+        return out
+    for name, value in opts.items():
+        out[name] = _opt_value(value)
+    return out
+
+
+def _server():
+    return api.server
+
+
+def _opts():
+    s = api.server
+    return s.opts if s is not None else None
+
+
+def _current_req(what: str):
+    req = api.current_request()
+    if req is None:
+        raise RuntimeError(f"uwsgi.{what}() called outside a request")
+    return req
+
+
+def build(server) -> types.ModuleType:
+    m = types.ModuleType("uwsgi", "uWSGI API for Python apps (uwsgid cffi plugin)")
+    opts = server.opts if server is not None else None
+
+    version = getattr(server, "version", None)
+    if version is None:
+        import uwsgid
+        version = uwsgid.__version__
+    m.version = version.encode()
+    m.version_info = tuple(int(x) if x.isdigit() else x for x in version.split("-")[0].split(".")) + (0, "")
+    m.hostname = socket.gethostname().encode()
+    m.numproc = int(getattr(server, "numproc", 1) or 1)
+    m.buffer_size = int(opts.buffer_size) if opts is not None else 4096
+    m.cores = int(opts.get("async") or 1) if opts is not None else 1
+    m.has_threads = True
+    m.started_on = int(getattr(server, "started_at", time.time()))
+    m.opt = build_opt(opts)
+    m.magic_table = {}
+    m.SPOOL_OK, m.SPOOL_RETRY, m.SPOOL_IGNORE = SPOOL_OK, SPOOL_RETRY, SPOOL_IGNORE
+    m.post_fork_hook = None      # apps (uwsgidecorators) replace it; called in each worker
+
+    # ---- identity ---------------------------------------------------------------------
+    def worker_id():
+        return api.worker_id()
+
+    def mule_id():
+        return 0
+
+    def masterpid():
+        s = _server()
+        if s is None or not getattr(s, "has_master", False):
+            return 0
+        return int(s.master_pid)
+
+    def request_id():
+        return api.request_id()
+
+    def async_id():
+        return api.async_id()
+
+    def connection_fd():
+        return api.connection_fd()
+
+    def i_am_the_spooler():
+        return False
+
+    def in_farm(name=None):
+        return False
+
+    def workers():
+        """One dict per worker with uWSGI's field names (from the scoreboard)."""
+        s = _server()
+        board = getattr(s, "scoreboard", None)
+        out = []
+        for wid in range(1, m.numproc + 1):
+            w = board.worker(wid) if board is not None else {}
+            out.append({
+                "id": wid,
+                "pid": w.get("pid", os.getpid() if wid == api.worker_id() else 0),
+                "requests": w.get("requests", 0),
+                "delta_requests": w.get("delta_requests", 0),
+                "exceptions": w.get("exceptions", 0),
+                "harakiri_count": w.get("harakiri_count", 0),
+                "signals": w.get("signals", 0),
+                "status": b"busy" if w.get("busy") else b"idle",
+                "running_time": w.get("running_time", 0),
+                "last_spawn": int(w.get("last_spawn", 0)),
+                "respawn_count": w.get("respawn_count", 0),
+                "tx": w.get("tx", 0),
+                "apps": (),
+            })
+        return tuple(out)
+
+    def total_requests():
+        return sum(w["requests"] for w in workers())
+
+    # ---- logging and request state ----------------------------------------------------------
+    def log(message):
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "replace")
+        _log(str(message))
+        return True
+
+    def set_logvar(key, value):
+        req = _current_req("set_logvar")
+        key = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+        value = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        req.logvars[key] = value
+
+    def get_logvar(key):
+        req = _current_req("get_logvar")
+        key = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+        value = req.logvars.get(key)
+        return value.encode("latin-1") if isinstance(value, str) else value
+
+    def setprocname(name):
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        try:
+            from uwsgid.master import set_proctitle
+        except ImportError:
+            return None
+        set_proctitle(str(name))
+        return None
+
+    # ---- process control --------------------------------------------------------------------
+    def _signal_master(sig):
+        pid = masterpid() or os.getpid()
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            return False
+        return True
+
+    def reload():
+        """Graceful reload of the whole instance (SIGHUP to the master)."""
+        return _signal_master(_signal.SIGHUP)
+
+    def stop():
+        """Graceful stop of the whole instance (SIGTERM to the master)."""
+        return _signal_master(_signal.SIGTERM)
+
+    # ---- async --------------------------------------------------------------------------------
+    def async_sleep(seconds):
+        api.async_sleep(seconds)
+        return b""
+
+    def wait_fd_read(fd, timeout=0):
+        api.wait_fd_read(_fileno(fd), timeout)
+        return b""
+
+    def wait_fd_write(fd, timeout=0):
+        api.wait_fd_write(_fileno(fd), timeout)
+        return b""
+
+    def suspend():
+        api.suspend()
+        return b""
+
+    def ready_fd():
+        return api.ready_fd()
+
+    def is_connected(fd=None):
+        return True
+
+    for fn in (worker_id, mule_id, masterpid, request_id, async_id, connection_fd, i_am_the_spooler,
+               in_farm, workers, total_requests, log, set_logvar, get_logvar, setprocname, reload,
+               stop, async_sleep, wait_fd_read, wait_fd_write, suspend, ready_fd, is_connected):
+        setattr(m, fn.__name__, fn)
+    m.micros = api.micros
+    m.mypid = os.getpid
+    _add_services(m)
+    return m
+
+
+def _fileno(fd) -> int:
+    return fd if isinstance(fd, int) else fd.fileno()
+
+
+def _add_services(m) -> None:
+    """cache_*, rpc, signals, timers, locks, metrics from helper E's uwsgid.services.api."""
+    try:
+        from uwsgid.services import api as services
+    except ImportError:
+        return
+    for name in dir(services):
+        if name.startswith("_") or name == "to_bytes":
+            continue
+        fn = getattr(services, name)
+        if callable(fn) and getattr(fn, "__module__", None) == services.__name__:
+            setattr(m, name, fn)
+    rpc_error = getattr(services, "RpcError", None)
+    if rpc_error is not None:
+        m.RpcError = rpc_error
+
+
+def install(server) -> types.ModuleType:
+    """Make `import uwsgi` work in this process (server only)."""
+    module = build(server)
+    sys.modules["uwsgi"] = module
+    return module
+
+
+def refresh_after_fork(module) -> None:
+    """Per-worker values that fork changed."""
+    module.mypid = os.getpid
