@@ -1,0 +1,44 @@
+"""The Lua plugin's options (group "lua"), with uWSGI's names where uWSGI has them."""
+
+from __future__ import annotations
+
+from uwsgid.options import Option
+
+# lupa engine modules by the names --lua-engine accepts.
+ENGINES = {
+    "luajit": "luajit21",
+    "luajit21": "luajit21",
+    "luajit20": "luajit20",
+    "lua51": "lua51",
+    "lua52": "lua52",
+    "lua53": "lua53",
+    "lua54": "lua54",
+    "lua55": "lua55",
+}
+DEFAULT_ENGINE = "luajit21"
+
+O = Option
+OPTIONS = [
+    O("lua", kind="str", group="lua", metavar="FILE",
+      help="load a Lua WSAPI app (.lua, .luac or .ws file returning a function or a table with run)"),
+    O("lua-load", kind="str", multi=True, group="lua", metavar="FILE",
+      help="run a Lua file in every lua_State before the app"),
+    O("lua-postload", kind="str", multi=True, group="lua", metavar="FILE",
+      help="run a Lua file in every lua_State after the app"),
+    O("lua-postfork-worker", kind="str", multi=True, group="lua", metavar="FILE",
+      help="run a Lua file in every worker lua_State after fork (not in the master's load check)"),
+    O("lua-shell", kind="flag", group="lua", aliases=("luashell",),
+      help="run the Lua interactive shell (debug.debug()) on worker 1's stdin before it serves"),
+    O("lua-gc-freq", kind="int", default=1, group="lua", metavar="N",
+      help="run the Lua GC after every N requests on a lua_State (1 = every request, 0 = never)"),
+    O("lua-gc-full", kind="flag", group="lua",
+      help="run a full GC cycle instead of an incremental step"),
+    O("lua-engine", kind="str", default=DEFAULT_ENGINE, group="lua", metavar="NAME",
+      help="lupa engine: luajit (= luajit21), luajit20, lua51, lua52, lua53, lua54 or lua55"),
+    O("lua-path", kind="str", multi=True, group="lua", metavar="PATH",
+      help="prepend to package.path (a directory, or a pattern with ?)"),
+    O("lua-cpath", kind="str", multi=True, group="lua", metavar="PATH",
+      help="prepend to package.cpath (a directory, or a pattern with ?)"),
+    O("lua-max-memory", kind="int", default=0, group="lua", metavar="MB",
+      help="cap each lua_State's memory at MB megabytes (0 = no cap); over it the request gets a 500"),
+]

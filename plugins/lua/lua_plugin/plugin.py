@@ -1,0 +1,155 @@
+"""The Lua WSAPI plugin (modifier1 6): options, lifecycle, one lua_State per core."""
+
+from __future__ import annotations
+
+import os
+
+from uwsgid.log import log
+from uwsgid.plugin import AppLoadError, Plugin
+
+from . import engine as _engine
+from .options import OPTIONS
+from .response import handle
+from .state import LuaLoadError, LuaState, Settings
+
+
+def settings_from(opts) -> Settings:
+    """Check the options and collect them; AppLoadError (one clear line) when one is wrong."""
+    g = opts.get
+    try:
+        engine = _engine.canonical(g("lua-engine") or "luajit21")
+    except _engine.EngineError as exc:
+        raise AppLoadError(str(exc)) from None
+    gc_freq = int(g("lua-gc-freq", 1) or 0)
+    if gc_freq < 0:
+        raise AppLoadError(f"--lua-gc-freq {gc_freq}: must be >= 0 (0 = never, 1 = every request)")
+    max_mb = int(g("lua-max-memory", 0) or 0)
+    if max_mb < 0:
+        raise AppLoadError(f"--lua-max-memory {max_mb}: must be >= 0 megabytes")
+    app = g("lua")
+    files = [("--lua", app)] if app else []
+    files += [(f"--lua-{k}", f) for k in ("load", "postload", "postfork-worker") for f in g(f"lua-{k}", []) or []]
+    for opt, path in files:
+        if not os.path.isfile(path):
+            raise AppLoadError(f"{opt} {path}: no such file")
+    return Settings(
+        app=os.path.abspath(app) if app else None,
+        load=list(g("lua-load", []) or []),
+        postload=list(g("lua-postload", []) or []),
+        postfork=list(g("lua-postfork-worker", []) or []),
+        engine=engine,
+        max_memory=max_mb * 1024 * 1024,
+        path=list(g("lua-path", []) or []),
+        cpath=list(g("lua-cpath", []) or []),
+        gc_freq=gc_freq,
+        gc_full=bool(g("lua-gc-full", False)),
+        shell=bool(g("lua-shell", False)),
+    )
+
+
+class LuaPlugin(Plugin):
+    name = "lua"
+    modifier1 = 6
+    options = OPTIONS
+
+    def __init__(self):
+        self.settings: Settings | None = None
+        self.app_path = b""
+        self.server = None
+        self.requests = 0
+        self.states: list[LuaState] = []   # this process's states (stats)
+
+    def _active(self) -> bool:
+        s = self.settings
+        return s is not None and bool(s.app or s.load or s.postload or s.postfork or s.shell)
+
+    def configure(self, opts, server) -> None:
+        self.server = server
+        self.settings = settings_from(opts)
+        if not self._active():
+            return
+        s = self.settings
+        self.app_path = os.fsencode(s.app or "")
+        try:
+            _engine.load(s.engine)
+        except _engine.EngineError as exc:
+            raise AppLoadError(str(exc)) from None
+        # Fail fast: load everything once in a throwaway state, so that a broken app stops the
+        # server with its Lua error instead of crash-looping workers. With --lazy-apps the
+        # app runs only in the workers: check its syntax only.
+        try:
+            st = LuaState(s, check=True)
+            if opts.get("lazy-apps") or opts.get("lazy"):
+                if s.app:
+                    st.check_syntax(s.app)
+            else:
+                st.load_all(worker=False)
+        except LuaLoadError as exc:
+            raise AppLoadError(str(exc)) from None
+        except Exception as exc:  # e.g. LuaMemoryError under --lua-max-memory
+            raise AppLoadError(f"unable to load Lua app {s.app}: {type(exc).__name__}: {exc}") from None
+        finally:
+            st = None
+        if s.app:
+            log(f"[uwsgi-lua] WSAPI app {s.app} loaded (engine lupa.{s.engine})")
+
+    def has_app(self) -> bool:
+        return bool(self.settings and self.settings.app)
+
+    def init_core(self, core) -> None:
+        if not self._active():
+            return
+        s = self.settings
+        worker = getattr(core, "worker", None)
+        wid = int(getattr(worker, "id", 0) or 0)
+        cid = int(getattr(core, "id", 0) or 0)
+        cores = int(getattr(worker, "cores", 0) or 0) if worker is not None else 0
+        numproc = int(getattr(getattr(self.server, "opts", None), "processes", 1) or 1) if self.server else 1
+        try:
+            st = LuaState(s, wid=wid, sid=max(wid - 1, 0) * max(cores, 1) + cid, numproc=numproc)
+            st.load_all(worker=True)
+        except LuaLoadError as exc:
+            raise AppLoadError(str(exc)) from None
+        core.state[self.name] = st
+        self.states.append(st)
+        if s.shell and wid == 1 and cid == 0:
+            self._shell(st)
+
+    def _shell(self, st: LuaState) -> None:
+        """--lua-shell: debug.debug() on this worker's stdin before it serves (uWSGI's hijack)."""
+        log("[uwsgi-lua] Hallo, this is lua debug.debug() aka lua_debug, use CTRL+D to resume")
+        try:
+            st.shell()
+        except Exception as exc:
+            log(f"[uwsgi-lua] unable to call debug.debug(): {exc}")
+        log(f"[uwsgi-lua] worker {os.getpid()} has been resumed...")
+
+    def request(self, req):
+        st = req.core.state.get("lua")
+        if st is None:
+            if not self.has_app():
+                # modifier1 6 without --lua: the core normally answers 503 itself (has_app()).
+                req.start_response(b"503 Service Unavailable", [(b"Content-Type", b"text/plain")])
+                req.write(b"no Lua app loaded\n")
+                return None
+            # A core the worker did not announce with init_core: give it its state now.
+            self.init_core(req.core)
+            st = req.core.state["lua"]
+        self.requests += 1
+        return handle(st, req, self.app_path)
+
+    def shutdown(self) -> None:
+        pass
+
+    def stats_apps(self) -> list[dict]:
+        if not self.has_app():
+            return []
+        return [{
+            "id": 0,
+            "modifier1": self.modifier1,
+            "mountpoint": "",
+            "startup_time": 0,
+            "requests": self.requests,
+            "exceptions": sum(st.errors for st in self.states),
+            "chdir": "",
+        }]

@@ -1,0 +1,162 @@
+"""One WSAPI request on a lua_State: call the app (runtime.lua's M.call), turn its status and
+headers into the core's form, then drive the body slice by slice.
+
+A body that ends in its first slice (a string, an array of strings, a short iterator) is
+written at once and request() returns None, so the core can frame it with Content-Length.
+A longer one is streamed by a generator that yields between slices: each yield flushes and,
+when the app armed a wait (uwsgi.async_sleep...), suspends this core.
+
+Errors do better than uWSGI: an error in the app, an invalid status/headers/body or a memory
+error before the headers went out is a 500 with the Lua traceback in the log; an error in the
+body after the headers is logged and re-raised as LuaBodyError so the core leaves the response
+visibly truncated.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from uwsgid.log import log
+
+# Mirrors of runtime.lua's result codes.
+OK, APP_ERROR, BAD_RESPONSE, BODY_ERROR = 0, 1, 2, 3
+B_END, B_MORE, B_WAIT, B_ERROR = 0, 1, 2, 3
+
+ERROR_STATUS = b"500 Internal Server Error"
+ERROR_HEADERS = [(b"Content-Type", b"text/plain")]
+ERROR_BODY = b"500 Internal Server Error\n"
+
+
+class BadResponse(Exception):
+    pass
+
+
+class LuaBodyError(Exception):
+    """The body iterator failed after the headers were sent (the response is incomplete)."""
+
+
+_REASONS = {str(s.value).encode(): s.phrase.encode() for s in HTTPStatus}
+_status_cache: dict[bytes, bytes] = {}
+
+
+def status_line(status: bytes) -> bytes:
+    """b"200" / b"200 OK" / b"404 Gone Fishing" -> the status line; reason added when missing."""
+    line = _status_cache.get(status)
+    if line is not None:
+        return line
+    code, _, reason = status.strip().partition(b" ")
+    if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 999:
+        raise BadResponse(f"invalid status {status.decode('latin-1')!r} (a 3-digit code, optionally with a reason)")
+    reason = reason.strip()
+    if any(c in reason for c in (b"\r", b"\n", b"\0")):
+        raise BadResponse("the status reason has CR, LF or NUL in it")
+    if not reason:
+        reason = _REASONS.get(code, b"Unknown")
+    line = code + b" " + reason
+    if len(_status_cache) < 256:
+        _status_cache[status] = line
+    return line
+
+
+def split_headers(flat: bytes) -> list[tuple[bytes, bytes]]:
+    if not flat:
+        return []
+    parts = flat.split(b"\0")
+    return list(zip(parts[0::2], parts[1::2]))
+
+
+def _where(req) -> str:
+    v = req.vars
+    uri = v.get(b"REQUEST_URI") or (v.get(b"SCRIPT_NAME", b"") + v.get(b"PATH_INFO", b""))
+    return f"{v.get(b'REQUEST_METHOD', b'-').decode('latin-1')} {uri.decode('latin-1')}"
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _fail(st, req, message: str) -> None:
+    """Log the problem and answer 500 (headers not sent yet)."""
+    log(f"[uwsgi-lua] {message}")
+    st.errors += 1
+    if _text(message).find("not enough memory") >= 0:
+        st.recover_memory()
+    if req.headers_sent:
+        raise LuaBodyError(message.splitlines()[0])
+    req.start_response(ERROR_STATUS, list(ERROR_HEADERS))
+    req.write(ERROR_BODY)
+
+
+def handle(st, req, app_path: bytes):
+    """Serve req on lua_State st: None when done, else a generator (see the module doc)."""
+    memory_error = st.lupa.LuaMemoryError
+    st.req = req
+    streaming = False
+    try:
+        if st.memory_near_cap():
+            st.recover_memory()
+        try:
+            res = st.call(st.table_from(req.vars), app_path)
+        except memory_error as exc:
+            st.abandon()
+            _fail(st, req, f"Lua memory limit reached in the app ({_where(req)}): {exc}")
+            return None
+        code = res[0]
+        if code == OK:
+            _, status, flat_headers, chunk, bstate = res
+            try:
+                line = status_line(status)
+            except BadResponse as exc:
+                st.abandon()
+                _fail(st, req, f"invalid response from the Lua app ({_where(req)}): {exc}")
+                return None
+            req.start_response(line, split_headers(flat_headers))
+            if chunk:
+                req.write(chunk)
+            if bstate == B_END:
+                return None
+            streaming = True
+            return _stream(st, req, memory_error)
+        if code == APP_ERROR:
+            _fail(st, req, f"error in the Lua app ({_where(req)}):\n{_text(res[1])}")
+        elif code == BODY_ERROR:
+            _fail(st, req, f"{_text(res[1])} ({_where(req)})")
+        else:
+            _fail(st, req, f"invalid response from the Lua app ({_where(req)}): {_text(res[1])}")
+        return None
+    finally:
+        if not streaming:
+            st.after_request()
+
+
+def _stream(st, req, memory_error):
+    done = False
+    try:
+        while True:
+            yield
+            try:
+                res = st.resume()
+            except memory_error as exc:
+                log(f"[uwsgi-lua] Lua memory limit reached in the response body ({_where(req)}): {exc}")
+                st.recover_memory()
+                raise LuaBodyError("Lua memory limit reached in the response body") from None
+            chunk, bstate = res[0], res[1]
+            if chunk:
+                req.write(chunk)
+            if bstate == B_END:
+                done = True
+                return
+            if bstate == B_ERROR:
+                done = True
+                message = _text(res[2])
+                st.errors += 1
+                log(f"[uwsgi-lua] {message} ({_where(req)}); the response is truncated")
+                if "not enough memory" in message:
+                    st.recover_memory()
+                raise LuaBodyError(message.splitlines()[0])
+    finally:
+        if not done:
+            st.abandon()   # closed early (client gone, worker stopping): drop the iterator
+        st.after_request()

@@ -1,0 +1,317 @@
+"""One lua_State (a lupa LuaRuntime): creation, package paths, the runtime.lua helpers, the
+`uwsgi` table, loading files, and the per-request hooks Lua calls back (input, log, exit).
+
+A state serves one request at a time (one state per async core or thread), so the request
+being served is simply `state.req`.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pkgutil
+import sysconfig
+import threading
+from dataclasses import dataclass, field
+
+from uwsgid.log import log
+
+from . import engine as _engine
+from . import uwsgi_module
+
+
+class LuaLoadError(Exception):
+    """A Lua file could not be loaded or run (message = the Lua error and traceback)."""
+
+
+@dataclass
+class Settings:
+    """What the plugin's options say, checked once in configure()."""
+    app: str | None = None
+    load: list[str] = field(default_factory=list)
+    postload: list[str] = field(default_factory=list)
+    postfork: list[str] = field(default_factory=list)
+    engine: str = "luajit21"
+    max_memory: int = 0           # bytes, 0 = no cap
+    path: list[str] = field(default_factory=list)
+    cpath: list[str] = field(default_factory=list)
+    gc_freq: int = 1
+    gc_full: bool = False
+    shell: bool = False
+    slice_size: int = 32768
+    slice_time: float = 0.02
+
+
+def _lua_version(engine_name: str) -> str:
+    """'5.1' for luajit*/lua51, '5.4' for lua54...: which system Lua directories fit."""
+    name = _engine.canonical(engine_name)
+    if name.startswith("luajit"):
+        return "5.1"
+    return f"{name[3]}.{name[4:]}"
+
+
+def _multiarch_dirs(version: str) -> list[str]:
+    arch = sysconfig.get_config_var("MULTIARCH")
+    dirs = [f"/usr/lib/{arch}/lua/{version}"] if arch else []
+    dirs += [d for d in sorted(glob.glob(f"/usr/lib/*/lua/{version}")) if d not in dirs]
+    dirs += [f"/usr/local/lib/lua/{version}", f"/usr/lib/lua/{version}"]
+    return dirs
+
+
+def _patterns(entries: list[str], kind: str) -> list[str]:
+    """--lua-path/--lua-cpath values: a pattern with '?' as is, a directory expanded."""
+    out = []
+    for e in entries:
+        for part in e.split(";"):
+            part = part.strip()
+            if not part:
+                continue
+            if "?" in part:
+                out.append(part)
+            elif kind == "path":
+                d = part.rstrip("/")
+                out += [f"{d}/?.lua", f"{d}/?/init.lua"]
+            else:
+                out.append(f"{part.rstrip('/')}/?.so")
+    return out
+
+
+def package_paths(settings: Settings) -> tuple[str, str]:
+    """The package.path and package.cpath prefixes: the user's, then the system's for this Lua
+    version (Debian's Lua packages, C modules included)."""
+    version = _lua_version(settings.engine)
+    path = _patterns(settings.path, "path")
+    path += [f"/usr/local/share/lua/{version}/?.lua", f"/usr/local/share/lua/{version}/?/init.lua",
+             f"/usr/share/lua/{version}/?.lua", f"/usr/share/lua/{version}/?/init.lua"]
+    cpath = _patterns(settings.cpath, "cpath")
+    cpath += [f"{d}/?.so" for d in _multiarch_dirs(version)]
+    return ";".join(path), ";".join(cpath)
+
+
+_RUNTIME_LUA: bytes | None = None
+
+
+def _runtime_code() -> bytes:
+    global _RUNTIME_LUA
+    if _RUNTIME_LUA is None:
+        _RUNTIME_LUA = pkgutil.get_data(__package__, "runtime.lua")
+    return _RUNTIME_LUA
+
+
+# The state a Lua RPC/signal handler falls back to when no core is running (a signal handled
+# between requests): the first state created in this thread, else in this process.
+_thread_local = threading.local()
+_process_first: list = []
+
+
+def fallback_state():
+    st = getattr(_thread_local, "state", None)
+    if st is not None:
+        return st
+    return _process_first[0] if _process_first else None
+
+
+class LuaState:
+    def __init__(self, settings: Settings, *, wid: int = 0, sid: int = 0, numproc: int = 1,
+                 check: bool = False):
+        self.settings = settings
+        self.check = check            # the master's throwaway load check: os.exit must not exit
+        self.req = None               # the request being served
+        self.requests = 0             # requests served (drives --lua-gc-freq)
+        self.gc_runs = 0
+        self.errors = 0               # requests answered 500 or truncated
+        self._out = b""               # io.write's partial line
+        self.fallback = fallback_state
+
+        lupa = _engine.load(settings.engine)
+        self.lupa = lupa
+        kwargs = dict(encoding=None, unpack_returned_tuples=True, register_eval=False,
+                      register_builtins=False)
+        if settings.max_memory:
+            kwargs["max_memory"] = settings.max_memory
+        rt = lupa.LuaRuntime(**kwargs)
+        self.rt = rt
+
+        path, cpath = package_paths(settings)
+        set_paths = rt.eval(b"function(p, c) package.path = p .. ';' .. package.path;"
+                            b" package.cpath = c .. ';' .. package.cpath end")
+        set_paths(path.encode(), cpath.encode())
+
+        api = uwsgi_module.build(self)
+        py = rt.table_from({
+            b"log": self._log,
+            b"log_write": self._log_write,
+            b"exit": self._exit,
+            b"monotonic": api[b"monotonic"],
+            b"input_read": self.input_read,
+            b"input_readline": self.input_readline,
+            b"api": rt.table_from(api),
+        })
+        conf = rt.table_from({
+            b"version": uwsgi_module._version(),
+            b"mywid": wid,
+            b"mysid": sid,
+            b"numproc": numproc,
+            b"slice": settings.slice_size,
+            b"slice_time": settings.slice_time,
+        })
+        helpers = rt.compile(_runtime_code())
+        self.M = helpers(py, conf)
+        # The hot-path functions, looked up once.
+        self._call = self.M.call
+        self._resume = self.M.resume
+        self._abandon = self.M.abandon
+        self._gc = self.M.gc
+        self._call_rpc = self.M.call_rpc
+        self._call_signal = self.M.call_signal
+
+        if not check:
+            if getattr(_thread_local, "state", None) is None:
+                _thread_local.state = self
+            if not _process_first:
+                _process_first.append(self)
+
+    # ---- loading ----------------------------------------------------------------------
+
+    def run_file(self, path: str, what: str) -> None:
+        ok, err = self.M.run_file(os.fsencode(path))
+        if not ok:
+            raise LuaLoadError(f"{what} {path}: {_s(err)}")
+
+    def load_app(self, path: str) -> None:
+        ok, err = self.M.load_app(os.fsencode(path))
+        if not ok:
+            raise LuaLoadError(f"unable to load Lua app {path}: {_s(err)}")
+
+    def check_syntax(self, path: str) -> None:
+        ok, err = self.M.check_syntax(os.fsencode(path))
+        if not ok:
+            raise LuaLoadError(f"unable to load Lua app {path}: {_s(err)}")
+
+    def load_all(self, worker: bool) -> None:
+        """--lua-load files, the app, --lua-postload files (and, in a worker, --lua-postfork-worker)."""
+        s = self.settings
+        for f in s.load:
+            self.run_file(f, "--lua-load")
+        if s.app:
+            self.load_app(s.app)
+        for f in s.postload:
+            self.run_file(f, "--lua-postload")
+        if worker:
+            for f in s.postfork:
+                self.run_file(f, "--lua-postfork-worker")
+        self.gc(full=True)
+
+    # ---- request plumbing -------------------------------------------------------------
+
+    def call(self, env, app_path: bytes):
+        return self._call(env, app_path)
+
+    def resume(self):
+        return self._resume()
+
+    def abandon(self) -> None:
+        self._abandon()
+
+    def table_from(self, data):
+        return self.rt.table_from(data)
+
+    def gc(self, full: bool | None = None) -> None:
+        self._gc(self.settings.gc_full if full is None else full)
+        self.gc_runs += 1
+
+    def after_request(self) -> None:
+        """Per-request end: forget the request, flush io.write's partial line, GC per --lua-gc-freq."""
+        self.req = None
+        if self._out:
+            log(self._out)
+            self._out = b""
+        self.requests += 1
+        freq = self.settings.gc_freq
+        if freq > 0 and self.requests % freq == 0:
+            self.gc()
+
+    def recover_memory(self) -> None:
+        """After a LuaMemoryError: lift the cap for a full collection, then restore it (the
+        collection itself, and any push of an argument, would fail at the cap)."""
+        cap = self.settings.max_memory
+        if not cap:
+            return
+        try:
+            self.rt.set_max_memory(0)
+            self._gc(True)
+        finally:
+            self.rt.set_max_memory(cap)
+
+    def memory_near_cap(self) -> bool:
+        cap = self.settings.max_memory
+        return bool(cap) and self.rt.get_memory_used() > cap * 0.85
+
+    def call_rpc(self, name: bytes, args):
+        return self._call_rpc(name, *args)
+
+    def call_signal(self, signum: int):
+        return self._call_signal(signum)
+
+    def shell(self) -> None:
+        self.M.shell()
+
+    # ---- called from Lua --------------------------------------------------------------
+
+    def input_read(self, n, bounded):
+        """env.input:read(n): up to n bytes, nil at the end; read() / read("*a"): the rest."""
+        req = self.req
+        if req is None:
+            return None
+        n = int(n)
+        if n == 0:
+            return b""
+        data = req.input.read(n if bounded and n > 0 else -1)
+        if not data and bounded:
+            return None
+        return data
+
+    def input_readline(self, keep_newline):
+        req = self.req
+        if req is None:
+            return None
+        line = req.input.readline()
+        if not line:
+            return None
+        if not keep_newline and line.endswith(b"\n"):
+            line = line[:-1]
+        return line
+
+    def _log(self, msg) -> None:
+        log(msg if isinstance(msg, bytes) else str(msg).encode())
+
+    def _log_write(self, data) -> None:
+        buf = self._out + (data if isinstance(data, bytes) else str(data).encode())
+        if b"\n" in buf:
+            lines, _, buf = buf.rpartition(b"\n")
+            log(lines)
+        self._out = buf
+
+    def _exit(self, code=None) -> None:
+        """os.exit from Lua: in a worker, log it and end the process (the master respawns the
+        worker); in the master's load check, return so that Lua raises an error instead."""
+        if code is None or code is True:
+            status = 0
+        elif code is False:
+            status = 1
+        else:
+            try:
+                status = int(code) & 0xFF
+            except (TypeError, ValueError):
+                status = 1
+        if self.check:
+            return
+        log(f"[uwsgi-lua] os.exit({status}) called by the Lua app: worker {os.getpid()} exits "
+            "(the master respawns it)")
+        os._exit(status)
+
+
+def _s(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

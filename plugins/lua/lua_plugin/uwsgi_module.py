@@ -1,0 +1,258 @@
+"""The Python functions behind the Lua `uwsgi` table (runtime.lua adds the Lua-side wrappers:
+async waits, table forms of the cache calls, error messages, register_rpc/register_signal).
+
+Built once per lua_State as plain Python functions (lupa bug #294: never push the same Python
+object into Lua per request). Arguments arrive as bytes/int/float/bool/None (encoding=None);
+Lua tables never reach these functions (the table forms are unrolled in Lua, lupa bug #84).
+"""
+
+from __future__ import annotations
+
+import os
+import signal as _signal
+
+from uwsgid import api
+from uwsgid.log import log as _log
+
+VERSION = b"2.0.21"
+
+
+def _version() -> bytes:
+    try:
+        from uwsgid import __version__ as v  # type: ignore[attr-defined]
+        return v.encode() if isinstance(v, str) else bytes(v)
+    except Exception:
+        return VERSION
+
+
+def _text(value) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if value is None:
+        return b"nil"
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)).encode()
+    if isinstance(value, (int, float)):
+        return str(value).encode()
+    return str(value).encode("utf-8", "backslashreplace")
+
+
+def _memory() -> tuple[int, int]:
+    """(rss, vsz) in bytes, like uWSGI's get_memusage."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            vsz_pages, rss_pages = f.read().split()[:2]
+        page = os.sysconf("SC_PAGE_SIZE")
+        return int(rss_pages) * page, int(vsz_pages) * page
+    except (OSError, ValueError):
+        return 0, 0
+
+
+def _master_pid() -> int:
+    srv = api.server
+    pid = getattr(srv, "master_pid", None) if srv is not None else None
+    return int(pid) if pid else os.getppid()
+
+
+# RPC and signal handlers: one Python wrapper per name/number for the whole process, that runs
+# the Lua function registered under that name in the lua_State of the core calling it (every
+# state registers the same names when it runs the app file).
+_rpc_wrappers: dict[bytes, object] = {}
+_signal_wrappers: dict[int, object] = {}
+
+
+def _state_for_call(fallback):
+    core = api.current_core()
+    st = core.state.get("lua") if core is not None and getattr(core, "state", None) else None
+    return st if st is not None else fallback()
+
+
+def _rpc_wrapper(name: bytes, fallback):
+    def lua_rpc(*args):
+        st = _state_for_call(fallback)
+        if st is None:
+            raise RuntimeError(f"Lua rpc {name.decode(errors='replace')}: no lua_State in this process")
+        ok, res = st.call_rpc(name, args)
+        if not ok:
+            raise RuntimeError(f"Lua rpc {name.decode(errors='replace')} failed: {_text(res).decode(errors='replace')}")
+        return res
+    return lua_rpc
+
+
+def _signal_wrapper(num: int, fallback):
+    def lua_signal_handler(signum):
+        st = _state_for_call(fallback)
+        if st is None:
+            _log(f"[uwsgi-lua] signal {num}: no lua_State in this process")
+            return
+        ok, res = st.call_signal(int(signum))
+        if not ok:
+            _log(f"[uwsgi-lua] error in the Lua handler of signal {num}:\n{_text(res).decode(errors='replace')}")
+    return lua_signal_handler
+
+
+def build(state) -> dict[bytes, object]:
+    """name -> Python function for one lua_State (`state`: a state.LuaState)."""
+    funcs: dict[bytes, object] = {}
+
+    def export(name):
+        def deco(fn):
+            funcs[name.encode()] = fn
+            return fn
+        return deco
+
+    @export("log")
+    def log(*args):
+        if args:
+            _log(b" ".join(_text(a) for a in args))
+
+    @export("mypid")
+    def mypid():
+        return os.getpid()
+
+    @export("pid")
+    def pid(wid=None):
+        """uWSGI's uwsgi.pid(n): 0 = the master, the caller's worker id = itself."""
+        if wid is None or int(wid) == api.worker_id():
+            return os.getpid()
+        if int(wid) == 0:
+            return _master_pid()
+        srv = api.server
+        pids = getattr(srv, "worker_pids", None) if srv is not None else None
+        if pids:
+            try:
+                return pids()[int(wid)] if callable(pids) else pids[int(wid)]
+            except (IndexError, KeyError, TypeError):
+                return None
+        return None
+
+    @export("worker_id")
+    def worker_id():
+        return api.worker_id()
+
+    @export("async_id")
+    def async_id():
+        return api.async_id()
+    funcs[b"async_id_get"] = async_id
+
+    @export("request_id")
+    def request_id():
+        return api.request_id()
+
+    @export("micros")
+    def micros():
+        return api.micros()
+
+    @export("mem")
+    def mem():
+        return _memory()
+
+    @export("connection_fd")
+    def connection_fd():
+        return api.connection_fd()
+    funcs[b"req_fd"] = connection_fd
+
+    @export("ready_fd")
+    def ready_fd():
+        return api.ready_fd()
+
+    @export("is_timed_out")
+    def is_timed_out():
+        return api.is_timed_out()
+
+    @export("async_sleep")
+    def async_sleep(seconds):
+        api.async_sleep(float(seconds))
+
+    @export("wait_fd_read")
+    def wait_fd_read(fd, timeout=0):
+        api.wait_fd_read(int(fd), float(timeout or 0))
+
+    @export("wait_fd_write")
+    def wait_fd_write(fd, timeout=0):
+        api.wait_fd_write(int(fd), float(timeout or 0))
+
+    @export("req_input_read")
+    def req_input_read(n=None):
+        return state.input_read(-1 if n is None else int(n), 1 if n is not None else 0)
+
+    @export("reload")
+    def reload():
+        fn = getattr(api, "reload", None)
+        if fn is not None:
+            res = fn()
+            return True if res is None else bool(res)
+        os.kill(_master_pid(), _signal.SIGHUP)
+        return True
+
+    @export("stop")
+    def stop():
+        fn = getattr(api, "stop", None)
+        if fn is not None:
+            fn()
+            return True
+        os.kill(_master_pid(), _signal.SIGTERM)
+        return True
+
+    @export("monotonic")
+    def monotonic():
+        import time
+        return time.monotonic()
+
+    _add_services(funcs, state)
+    return funcs
+
+
+_SERVICE_NAMES = (
+    "cache_get", "cache_set", "cache_update", "cache_del", "cache_exists", "cache_clear",
+    "cache_inc", "cache_dec", "cache_mul", "cache_div", "cache_num", "cache_getnum", "cache_setnum",
+    "rpc", "call", "signal", "signal_registered", "signal_wait", "signal_received",
+    "add_timer", "add_rb_timer", "add_file_monitor", "add_cron",
+    "lock", "unlock", "is_locked",
+    "metric_get", "metric_set", "metric_inc", "metric_dec", "metric_mul", "metric_div",
+    "mule_msg", "mule_id",
+)
+
+
+def _add_services(funcs: dict, state) -> None:
+    """The shared services (uwsgid.services.api), when this build has them."""
+    try:
+        from uwsgid.services import api as svc
+    except Exception:  # services not part of this build: the Lua table simply lacks them
+        return
+    for name in _SERVICE_NAMES:
+        fn = getattr(svc, name, None)
+        if fn is not None:
+            funcs[name.encode()] = fn
+
+    if hasattr(svc, "cache_keys"):
+        def cache_keys(cache=None):
+            return state.table_from(svc.cache_keys(cache))
+        funcs[b"cache_keys"] = cache_keys
+
+    if hasattr(svc, "rpc_list"):
+        funcs[b"rpc_list"] = lambda: state.table_from(svc.rpc_list())
+
+    if hasattr(svc, "register_rpc"):
+        def register_rpc(name):
+            name = _text(name)
+            if name not in _rpc_wrappers:
+                wrapper = _rpc_wrapper(name, state.fallback)
+                if not svc.register_rpc(name, wrapper):
+                    return False
+                _rpc_wrappers[name] = wrapper
+            return True
+        funcs[b"register_rpc"] = register_rpc
+
+    if hasattr(svc, "register_signal"):
+        def register_signal(num, target=b""):
+            num = int(num)
+            if num not in _signal_wrappers:
+                wrapper = _signal_wrapper(num, state.fallback)
+                if not svc.register_signal(num, target or b"", wrapper):
+                    return False
+                _signal_wrappers[num] = wrapper
+            return True
+        funcs[b"register_signal"] = register_signal
