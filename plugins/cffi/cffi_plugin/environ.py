@@ -41,7 +41,7 @@ def url_scheme(vars_: dict) -> str:
     if scheme:
         return scheme.decode("latin-1")
     https = vars_.get(b"HTTPS")
-    if https and (https in _HTTPS_ON or https[:1] in (b"o", b"O", b"1")):
+    if https and https in _HTTPS_ON:
         return "https"
     return "http"
 

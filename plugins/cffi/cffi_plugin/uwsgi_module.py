@@ -10,6 +10,7 @@ import signal as _signal
 import socket
 import sys
 import time
+import traceback
 import types
 
 from uwsgid import api
@@ -223,6 +224,9 @@ def _add_services(m) -> None:
     try:
         from uwsgid.services import api as services
     except ImportError:
+        return
+    except Exception:
+        _log("[cffi] the shared services are unavailable in the uwsgi module:\n" + traceback.format_exc())
         return
     for name in dir(services):
         if name.startswith("_") or name == "to_bytes":
