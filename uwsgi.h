@@ -1,0 +1,75 @@
+/* uwsgi.h: the core's C API, the single declaration used both by the C files in core/
+ * (#include "uwsgi.h") and, preprocessor lines stripped, as cffi's cdef for the `_uwsgi`
+ * module. Keep it cdef-friendly: plain prototypes, structs and enums, no macros with values.
+ *
+ * Model: picohttpparser. Stateless functions, no allocation, the caller owns every buffer and
+ * the results point into them (offsets). Nothing here reads past `len`.
+ */
+#ifndef UWSGI_H
+#define UWSGI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* uwsgi packet header: u8 modifier1, u16le datasize, u8 modifier2. */
+enum uwsgi_packet_const {
+    UWSGI_HEADER_SIZE = 4
+};
+
+/* Error codes of the packet codec (distinct, negative). */
+enum uwsgi_packet_error {
+    UWSGI_ERR_INCOMPLETE = -1,  /* header: fewer than 4 bytes */
+    UWSGI_ERR_EMPTY_KEY = -2,   /* a var with a zero-length key */
+    UWSGI_ERR_TRUNCATED = -3,   /* a length field or a key/value runs past the end */
+    UWSGI_ERR_TOO_MANY = -4,    /* more than max_vars vars */
+    UWSGI_ERR_NOSPACE = -5,     /* encoder: destination too small */
+    UWSGI_ERR_ARGS = -6         /* invalid arguments (NULL buffer, negative max_vars, oversize) */
+};
+
+/* Parse the 4-byte header. Returns UWSGI_HEADER_SIZE or UWSGI_ERR_INCOMPLETE. */
+int uwsgi_parse_header(const char *buf, size_t len,
+                       uint8_t *modifier1, uint16_t *datasize, uint8_t *modifier2);
+
+/* Parse the vars block (the `datasize` bytes after the header).
+ * For var i, offsets[4*i .. 4*i+3] = key offset, key length, value offset, value length
+ * (offsets into buf). `offsets` must hold 4 * max_vars entries.
+ * Returns the number of vars (>= 0) or a negative uwsgi_packet_error. */
+int uwsgi_parse_vars(const char *buf, size_t len, int max_vars, uint32_t *offsets);
+
+/* Append one var (u16le keylen, key, u16le vallen, value) at dst.
+ * Returns the bytes written, or UWSGI_ERR_NOSPACE / UWSGI_ERR_ARGS (key empty or > 65535). */
+int uwsgi_encode_var(char *dst, size_t cap, const char *key, size_t keylen,
+                     const char *val, size_t vallen);
+
+/* Write the 4-byte header at dst (cap >= 4). Returns 4 or a negative error. */
+int uwsgi_build_header(char *dst, size_t cap, uint8_t modifier1, size_t datasize, uint8_t modifier2);
+
+/* Small string helpers (NUL-terminated arguments); 1 = true, 0 = false. */
+int uwsgi_startswith(const char *s, const char *prefix);
+int uwsgi_endswith(const char *s, const char *suffix);
+int uwsgi_contains(const char *s, const char *needle);
+/* Length-delimited forms, for buffers that are not NUL-terminated. */
+int uwsgi_startswith_n(const char *s, size_t slen, const char *prefix, size_t plen);
+int uwsgi_endswith_n(const char *s, size_t slen, const char *suffix, size_t sufflen);
+/* Case-insensitive ASCII comparison of two length-delimited strings: 1 when equal. */
+int uwsgi_strncaseeq(const char *a, size_t alen, const char *b, size_t blen);
+
+/* A file baked into the executable or into a NAME_plugin.so (its Python package, data
+ * included). Tables end with an entry whose path is NULL. */
+struct uwsgi_baked_file {
+    const char *path;            /* relative to the plugin's directory: "lua_plugin/__init__.py" */
+    const unsigned char *data;
+    size_t len;
+};
+
+#ifdef UWSGI_EXECUTABLE
+/* Only in the ./uwsgi executable (core/main.c). */
+
+/* Overwrite the process title shown by ps (argv memory) and the thread name (comm). */
+int uwsgi_set_proctitle(const char *title);
+/* The argv the executable was started with (before any proctitle change). */
+int uwsgi_argc(void);
+const char *uwsgi_argv(int i);
+#endif
+
+#endif

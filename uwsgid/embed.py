@@ -1,0 +1,133 @@
+"""The Python side of the ./uwsgi executable (core/main.c + cffi's embedding API).
+
+core/main.c starts CPython on the right home (--cffi-home / $UWSGI_CFFI_HOME / the baked
+.venv), then calls uwsgi_run(argc, argv); its tiny init code (see uwsgiconfig.EMBED_INIT)
+calls `run()` here, which:
+  * puts the build's lib dir (build/lib, the standalone _uwsgi) on sys.path, and a non-venv
+    home's site-packages;
+  * registers the plugins baked into the executable with uwsgid.plugins_loader;
+  * runs `uwsgid.main.main(argv[1:])` and turns its outcome into an exit code: an int as is,
+    SystemExit into its code, an uncaught exception into a traceback and 1.
+Inside the executable, `import _uwsgi` gives the embedding module: uwsgi.h's API plus the
+executable-only functions (uwsgi_set_proctitle, uwsgi_argc/uwsgi_argv).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import site
+import sys
+import traceback
+
+BUILD: dict = {}                 # what the build baked: root, profile, lib_dir, plugin_dir, home, embedded
+_lib = None
+_ffi = None
+
+
+def active() -> bool:
+    """True inside the ./uwsgi executable."""
+    return _lib is not None
+
+
+def executable() -> str | None:
+    """Path of the running ./uwsgi (None under plain python)."""
+    if not active():
+        return None
+    try:
+        return os.readlink("/proc/self/exe")
+    except OSError:
+        return os.path.abspath(sys.argv[0]) if sys.argv else None
+
+
+def set_proctitle(title: str) -> bool:
+    """Name this process in ps (argv memory and comm). False when not in the executable."""
+    if _lib is None:
+        return False
+    return _lib.uwsgi_set_proctitle(title.encode("utf-8", "replace")) == 0
+
+
+def _setup_paths(build: dict) -> None:
+    lib_dir = build.get("lib_dir")
+    if lib_dir and os.path.isdir(lib_dir) and lib_dir not in sys.path:
+        sys.path.append(lib_dir)
+    # A venv home is activated by site.py (main.c points sys.executable into it); a plain
+    # prefix given as home (PYTHONHOME-like) gets its site-packages here.
+    home = _home_from_argv(sys.argv) or os.environ.get("UWSGI_CFFI_HOME") or build.get("home")
+    if home and not os.path.isfile(os.path.join(home, "pyvenv.cfg")):
+        ver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        sp = os.path.join(home, "lib", ver, "site-packages")
+        if os.path.isdir(sp) and sp not in sys.path:
+            site.addsitedir(sp)
+
+
+def _home_from_argv(argv: list[str]) -> str | None:
+    home = None
+    for i, a in enumerate(argv[1:], 1):
+        if a == "--cffi-home" and i + 1 < len(argv):
+            home = argv[i + 1]
+        elif a.startswith("--cffi-home="):
+            home = a.split("=", 1)[1]
+    return home
+
+
+def _register_plugins(ffi, lib, build: dict) -> None:
+    from uwsgid import plugins_loader
+    exe = executable() or "uwsgi"
+    for name in build.get("embedded", []):
+        table = getattr(lib, f"uwsgi_plugin_{name}_files")()
+        source = ffi.string(getattr(lib, f"uwsgi_plugin_{name}_source")()).decode()
+        plugins_loader.register_embedded(name, plugins_loader.read_table(ffi, table), origin=exe,
+                                         source_dir=source)
+    plugins_loader.set_build_dirs(exe_dir=os.path.dirname(exe), plugin_dir=build.get("plugin_dir"))
+
+
+def _entry_point():
+    """uwsgid.main.main, or $UWSGI_EMBED_MAIN=module:function (the build's own tests use it
+    to exercise the launcher independently of the server)."""
+    spec = os.environ.get("UWSGI_EMBED_MAIN", "uwsgid.main:main")
+    mod, _, fn = spec.partition(":")
+    return getattr(importlib.import_module(mod), fn or "main")
+
+
+def exit_code(code) -> int:
+    """SystemExit's code as a process exit code (None -> 0, a message -> printed, 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, bool):
+        return int(code)
+    if isinstance(code, int):
+        return code & 0xFF
+    sys.stderr.write(f"{code}\n")
+    return 1
+
+
+def run(ffi, lib, argc: int, argv, build: dict) -> int:
+    global _lib, _ffi
+    _ffi, _lib = ffi, lib
+    BUILD.clear()
+    BUILD.update(build)
+    try:
+        args = [os.fsdecode(ffi.string(argv[i])) for i in range(argc)]
+        sys.argv = args or ["uwsgi"]
+        _setup_paths(build)
+        _register_plugins(ffi, lib, build)
+        rc = _entry_point()(args[1:])
+        return exit_code(rc)
+    except SystemExit as e:
+        return exit_code(e.code)
+    except KeyboardInterrupt:
+        return 130
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    finally:
+        _flush()
+
+
+def _flush() -> None:
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
