@@ -1,0 +1,159 @@
+"""Helpers for the master/stats tests: a tiny test plugin (modifier1 250) and a launcher that runs
+uwsgid.main.main with it, so that process-lifecycle tests do not depend on a language plugin.
+
+    python tests/master_helpers.py ARGS...      behaves as ./uwsgi ARGS (plus the test plugin)
+
+Endpoints (PATH_INFO): /            "hello"
+                       /info       "pid=N master=N loaded=T" (loaded changes when apps reload)
+                       /sleep?S    sleeps S seconds (blocking: harakiri, in-flight tests)
+                       /crash      the worker SIGKILLs itself
+                       /stream?N   N chunks without Content-Length (router re-framing)
+                       /echo       echoes the request body and some vars
+MASTERTEST_FAIL=1 in the environment makes configure() raise AppLoadError (exit 22 test).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from uwsgid.plugin import AppLoadError, Plugin  # noqa: E402
+
+MODIFIER1 = 250
+PYTHON = sys.executable
+HERE = Path(__file__).resolve()
+
+
+class MasterTestPlugin(Plugin):
+    name = "mastertest"
+    modifier1 = MODIFIER1
+    options = []
+
+    def __init__(self):
+        self.loaded = 0.0
+
+    def configure(self, opts, server) -> None:
+        if os.environ.get("MASTERTEST_FAIL"):
+            raise AppLoadError("mastertest: unable to load app from /nonexistent/app.py\n"
+                               "FileNotFoundError: /nonexistent/app.py")
+        self.loaded = time.time()
+
+    def has_app(self) -> bool:
+        return True
+
+    def request(self, req):
+        path = req.vars.get(b"PATH_INFO", b"/")
+        qs = req.vars.get(b"QUERY_STRING", b"")
+        if path == b"/sleep":
+            time.sleep(float(qs or b"1"))
+            return self._reply(req, b"slept %s" % qs)
+        if path == b"/info":
+            return self._reply(req, b"pid=%d master=%d loaded=%r" % (os.getpid(), os.getppid(), self.loaded))
+        if path == b"/crash":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if path == b"/stream":
+            return self._stream(req, int(qs or b"3"))
+        if path == b"/echo":
+            body = req.input.read()
+            info = b"%s %s %s m1=%d body=" % (req.vars.get(b"REQUEST_METHOD", b""), req.vars.get(b"REQUEST_URI", b""),
+                                              req.vars.get(b"HTTP_X_TEST", b"-"), req.modifier1)
+            return self._reply(req, info + body)
+        return self._reply(req, b"hello")
+
+    @staticmethod
+    def _reply(req, body: bytes):
+        req.start_response(b"200 OK", [(b"Content-Type", b"text/plain"), (b"Content-Length", str(len(body)).encode())])
+        req.write(body)
+        return None
+
+    @staticmethod
+    def _stream(req, n: int):
+        req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+        for i in range(n):
+            req.write(b"chunk%d;" % i)
+            yield b""
+
+
+plugin = MasterTestPlugin()
+
+
+def command(*args) -> list[str]:
+    """The argv that runs the server with the test plugin."""
+    return [PYTHON, str(HERE), *map(str, args)]
+
+
+class Launched:
+    """A server process started with `command()`, stopped by PID (its whole session) at exit."""
+
+    def __init__(self, args, log_path: Path, env=None, cwd=ROOT):
+        self.args = list(map(str, args))
+        self.log_path = Path(log_path)
+        full = dict(os.environ)
+        full.update(env or {})
+        full["PYTHONPATH"] = os.pathsep.join([str(ROOT), full.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(command(*self.args), stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=cwd, env=full, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, text: str, timeout: float = 20.0, count: int = 1) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if log.count(text) >= count:
+                return log
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} (x{count}) not in the log after {timeout}s:\n{self.log()}")
+
+    def stop(self, sig=signal.SIGINT, timeout: float = 15.0) -> int | None:
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, sig)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)   # our session: master and its children
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+        return self.proc.returncode
+
+    def signal(self, sig) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+if __name__ == "__main__":
+    from uwsgid import main as _main
+    _main.launcher = command()
+    sys.exit(_main.main(sys.argv[1:], extra_plugins=[plugin]))
