@@ -13,7 +13,7 @@ from uwsgid.log import log
 from uwsgid.plugin import AppLoadError, Plugin
 
 from . import evalexec, uwsgi_module
-from .environ import build_environ
+from .environ import base_defaults, build_environ
 from .loader import Apps, add_pythonpath
 from .options import OPTIONS
 from .response import FileWrapper, Response
@@ -86,8 +86,10 @@ class CffiPlugin(Plugin):
     def _base_environ(self, opts) -> dict:
         threads = int(opts.threads or 1)
         cores = int(opts.get("async") or 1)
-        return {
+        base = base_defaults()
+        base.update({
             "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
             "wsgi.errors": ErrorStream(),
             "wsgi.multithread": threads > 1,
             "wsgi.multiprocess": int(opts.processes or 1) > 1,
@@ -98,7 +100,8 @@ class CffiPlugin(Plugin):
             "uwsgi.version": self.module.version,
             "uwsgi.node": self.module.hostname,
             "uwsgi.async": cores,
-        }
+        })
+        return base
 
     def _import_init(self, name: str) -> None:
         try:

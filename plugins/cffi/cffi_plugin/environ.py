@@ -46,31 +46,33 @@ def url_scheme(vars_: dict) -> str:
     return "http"
 
 
+def base_defaults() -> dict:
+    """The vars an environ must hold even when the front end did not send them."""
+    return dict(_DEFAULTS)
+
+
 def build_environ(req, base: dict) -> dict:
     """A fresh environ: `base` holds the per-server constant keys (wsgi.version, errors,
-    multithread, multiprocess, run_once, file_wrapper, uwsgi.*)."""
+    multithread, multiprocess, run_once, file_wrapper, uwsgi.*) and base_defaults()."""
     vars_ = req.vars
     env = base.copy()
+    names = _names
     for k, v in vars_.items():
-        env[_name(k)] = v.decode("latin-1")
-    for k, default in _DEFAULTS:
-        if k not in env:
-            env[k] = default
+        env[names.get(k) or _name(k)] = v.decode("latin-1")
     # A CGI server never passes these as HTTP_* (wsgiref.validate rejects them).
     if "HTTP_CONTENT_TYPE" in env:
         del env["HTTP_CONTENT_TYPE"]
     if "HTTP_CONTENT_LENGTH" in env:
         del env["HTTP_CONTENT_LENGTH"]
     script_name = env["SCRIPT_NAME"]
-    if script_name.endswith("/"):
+    if script_name and script_name[-1] == "/":
         # SCRIPT_NAME "/" (nginx setups) means the root: PEP 3333 wants "" there.
         env["SCRIPT_NAME"] = script_name.rstrip("/")
-    env["wsgi.url_scheme"] = url_scheme(vars_)
-    if getattr(req, "input_terminated", False):
-        env["wsgi.input"] = WSGIInput(req.input, -1)
+    if b"UWSGI_SCHEME" in vars_ or b"HTTPS" in vars_:
+        env["wsgi.url_scheme"] = url_scheme(vars_)
+    # The body source is reached through req lazily: a GET never builds an input object.
+    if req.input_terminated:
+        env["wsgi.input"] = WSGIInput(req, -1)
     else:
-        env["wsgi.input"] = WSGIInput(req.input, content_length(vars_))
-    core = getattr(req, "core", None)
-    if core is not None:
-        env["uwsgi.core"] = getattr(core, "id", 0)
+        env["wsgi.input"] = WSGIInput(req, content_length(vars_))
     return env

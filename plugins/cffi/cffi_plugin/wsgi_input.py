@@ -14,22 +14,28 @@ CHUNK = 65536
 
 
 class WSGIInput:
-    __slots__ = ("_src", "_left", "_buf")
+    __slots__ = ("_owner", "_src", "_left", "_buf")
 
-    def __init__(self, src, length: int = -1):
-        # length: bytes still to read from src; -1 = until src reports EOF (chunked input).
-        self._src = src
+    def __init__(self, owner, length: int = -1):
+        # owner: the request (its .input is the body source, made only when first read) or
+        # the source itself. length: bytes to read; -1 = until the source's EOF (chunked input).
+        self._owner = owner
+        self._src = None
         self._left = length
         self._buf = bytearray()
 
     def _more(self, want: int) -> bytes:
         left = self._left
-        if left == 0 or self._src is None:
+        if left == 0:
             return b""
+        src = self._src
+        if src is None:
+            owner = self._owner
+            src = self._src = owner.input if hasattr(owner, "input") else owner
         n = want if want > CHUNK else CHUNK
         if 0 < left < n:
             n = left
-        data = self._src.read(n)
+        data = src.read(n)
         if not data:
             self._left = 0          # the source ended early: nothing more will come
             return b""
