@@ -1,0 +1,1 @@
+"""The side-by-side benchmark harness: servers (ours and the peers), load generators, scenarios, report."""

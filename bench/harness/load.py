@@ -1,0 +1,96 @@
+"""Load generators: wrk for raw throughput, locust (headless) for paced and user-level load.
+
+Both return plain dicts of figures so that run.py can store every run in latest.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1]
+WRK_SUMMARY = BENCH / "wrk" / "summary.lua"
+LOCUSTFILE = BENCH / "locustfile.py"
+
+
+class LoadError(RuntimeError):
+    pass
+
+
+def wrk_command(url: str, duration: float, connections: int = 32, threads: int = 2,
+                headers: dict[str, str] | None = None) -> list[str]:
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
+           "--timeout", "10s", "-s", str(WRK_SUMMARY)]
+    for k, v in (headers or {}).items():
+        cmd += ["-H", f"{k}: {v}"]
+    return cmd + [url]
+
+
+def run_wrk(url: str, duration: float, connections: int = 32, threads: int = 2,
+            headers: dict[str, str] | None = None) -> dict:
+    cmd = wrk_command(url, duration, connections, threads, headers)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    except subprocess.TimeoutExpired:
+        raise LoadError(f"wrk did not finish: {' '.join(cmd)}")
+    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCHJSON ")), None)
+    if out.returncode != 0 or line is None:
+        raise LoadError(f"wrk failed ({out.returncode}): {out.stderr.strip() or out.stdout.strip()[-300:]}")
+    r = json.loads(line[len("BENCHJSON "):])
+    secs = r["duration_us"] / 1e6
+    r["rps"] = r["requests"] / secs if secs > 0 else 0.0
+    r["bytes_per_request"] = r["bytes"] / r["requests"] if r["requests"] else 0
+    return r
+
+
+def wrk_problem(r: dict) -> str | None:
+    """Why a wrk run cannot be trusted, or None.
+
+    A read error is not counted: wrk records one for every response framed by the server
+    closing the connection (real uWSGI's --http-socket sends no Content-Length).
+    """
+    if r["requests"] == 0:
+        return "no request completed"
+    e = r["errors"]
+    if e["status"] > 0.01 * r["requests"]:
+        return f"{e['status']} non-2xx/3xx answers out of {r['requests']}"
+    if e["connect"] + e["timeout"] + e["write"] > 0.01 * r["requests"] + 5:
+        return f"socket errors: connect {e['connect']}, write {e['write']}, timeout {e['timeout']}"
+    return None
+
+
+def locust_command(host: str, user_class: str, users: int, duration: float) -> list[str]:
+    return [str(BENCH.parent / ".venv" / "bin" / "locust"), "-f", str(LOCUSTFILE), user_class,
+            "--headless", "-u", str(users), "-r", str(users), "-t", f"{max(1, round(duration))}s",
+            "--host", host, "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "2"]
+
+
+def run_locust(host: str, user_class: str, users: int, duration: float,
+               env: dict[str, str] | None = None) -> dict:
+    """Headless locust; the locustfile writes exact per-request latencies' percentiles to a JSON file
+    (locust's own percentiles are rounded to whole milliseconds, too coarse at these latencies)."""
+    with tempfile.TemporaryDirectory(prefix="bench-locust-") as tmp:
+        out_json = Path(tmp) / "figures.json"
+        cmd = locust_command(host, user_class, users, duration)
+        env = dict(os.environ, **(env or {}), BENCH_LOCUST_OUT=str(out_json))
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 90, env=env,
+                                 cwd=BENCH)
+        except subprocess.TimeoutExpired:
+            raise LoadError(f"locust did not finish: {' '.join(cmd)}")
+        if not out_json.exists():
+            raise LoadError(f"locust failed ({out.returncode}): {(out.stderr or out.stdout).strip()[-400:]}")
+        r = json.loads(out_json.read_text())
+    r["command"] = " ".join(cmd)
+    return r
+
+
+def locust_problem(r: dict) -> str | None:
+    if r["requests"] == 0:
+        return "no request completed"
+    if r["failures"] > 0.01 * r["requests"]:
+        return f"{r['failures']} failed requests out of {r['requests']}: {r.get('failure_sample', '')}"
+    return None
