@@ -152,3 +152,69 @@ def run_request(plugin, core: FakeCore, req: FakeRequest, honour_waits: bool = T
         core.request = None
         api.set_current(None)
     return Result(req, exc, yields, waits)
+
+
+# ---- Sputnik: its edit form, filled in and posted like a browser -----------------------------
+
+from html.parser import HTMLParser  # noqa: E402
+
+
+class EditForm(HTMLParser):
+    """The fields of Sputnik's edit form (<form class="edit">): inputs, textareas, buttons."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.action = None
+        self.fields: list[list[str]] = []    # [name, value]
+        self.labels: dict[str, str] = {}     # textarea name -> its class
+        self._in_form = False
+        self._textarea = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form" and "edit" in (a.get("class") or "").split():
+            self._in_form = True
+            self.action = a.get("action", "/")
+        elif not self._in_form:
+            return
+        elif tag == "input" and a.get("name") and a.get("type") not in ("image", "submit"):
+            if a.get("type") in ("checkbox", "radio") and "checked" not in a:
+                return  # a browser sends only checked boxes
+            self.fields.append([a["name"], a.get("value") or ""])
+        elif tag == "textarea" and a.get("name"):
+            self._textarea = [a["name"], ""]
+            self.labels[a["name"]] = a.get("class") or ""
+            self.fields.append(self._textarea)
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._in_form = False
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data):
+        if self._textarea is not None:
+            self._textarea[1] += data
+
+    def content_field(self) -> str:
+        """The page text's textarea (the markitup editor)."""
+        for name, cls in self.labels.items():
+            if "editor_markitup" in cls:
+                return name
+        raise AssertionError("no content textarea in the edit form")
+
+    def set(self, name: str, value: str) -> None:
+        for f in self.fields:
+            if f[0] == name:
+                f[1] = value
+                return
+        self.fields.append([name, value])
+
+    def multipart(self, button: str = "action_save") -> tuple[bytes, str]:
+        boundary = "----uwsgidLuaTestBoundary7MA4YWxkTrZu0gW"
+        out = []
+        for name, value in self.fields + [[button, ""]]:
+            out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n')
+        out.append(f"--{boundary}--\r\n")
+        return "".join(out).encode(), f"multipart/form-data; boundary={boundary}"
