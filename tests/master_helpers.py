@@ -63,8 +63,9 @@ class MasterTestPlugin(Plugin):
             return self._stream(req, int(qs or b"3"))
         if path == b"/echo":
             body = req.input.read()
-            info = b"%s %s %s m1=%d body=" % (req.vars.get(b"REQUEST_METHOD", b""), req.vars.get(b"REQUEST_URI", b""),
-                                              req.vars.get(b"HTTP_X_TEST", b"-"), req.modifier1)
+            info = b"%s %s %s m1=%d m2=%d body=" % (
+                req.vars.get(b"REQUEST_METHOD", b""), req.vars.get(b"REQUEST_URI", b""),
+                req.vars.get(b"HTTP_X_TEST", b"-"), req.modifier1, req.modifier2)
             return self._reply(req, info + body)
         return self._reply(req, b"hello")
 
@@ -85,6 +86,66 @@ class MasterTestPlugin(Plugin):
 plugin = MasterTestPlugin()
 
 
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc=None, timeout: float = 20.0) -> None:
+    import socket
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def get(port: int, path: str = "/", timeout: float = 15.0, method: str = "GET", body=None, headers=None):
+    """One request on a new connection: (status, body bytes)."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def info(port: int) -> dict:
+    """/info of the test plugin as a dict: pid, master, loaded."""
+    status, body = get(port, "/info")
+    assert status == 200, body
+    return dict(kv.split("=", 1) for kv in body.decode().split())
+
+
+def read_stats(addr, http: bool = False) -> bytes:
+    """The raw stats document from a tcp port or a unix socket path."""
+    import socket
+    if isinstance(addr, int):
+        s = socket.create_connection(("127.0.0.1", addr), timeout=10)
+    else:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(str(addr))
+    with s:
+        if http:
+            s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+
+
 def command(*args) -> list[str]:
     """The argv that runs the server with the test plugin."""
     return [PYTHON, str(HERE), *map(str, args)]
@@ -102,6 +163,14 @@ class Launched:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(command(*self.args), stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=cwd, env=full, start_new_session=True)
+
+    def wait_port(self, port: int, timeout: float = 20.0) -> "Launched":
+        try:
+            wait_port(port, self.proc, timeout)
+        except Exception:
+            self.stop()
+            raise AssertionError(f"server did not start; log:\n{self.log()}") from None
+        return self
 
     @property
     def pid(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import socket
 import sys
 import time
@@ -21,6 +22,7 @@ from uwsgid.log import log, log_exception
 from uwsgid.plugin import AppLoadError
 
 EXIT_APP_LOAD = 22
+CONTROL_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 # How this process was started, to re-exec the master on a graceful reload (uWSGI's
 # "binary reloading"). ./uwsgi: /proc/self/exe ARGS; `python -m uwsgid` sets its own prefix.
@@ -199,6 +201,9 @@ def main(argv: list[str], extra_plugins=None) -> int:
         for line in opts.get("print", []) or []:
             log(line)
         _load_plugins(server, extra_plugins)
+        # From the moment clients can connect, control signals wait (blocked, pending) for the
+        # master's handlers instead of killing a half-started instance.
+        signal.pthread_sigmask(signal.SIG_BLOCK, CONTROL_SIGNALS)
         _bind(server)
         _log_listeners(server)
         if opts.pidfile:
@@ -242,6 +247,7 @@ def _run_single(server) -> int:
     from uwsgid.worker import Worker
     log(f"spawned uWSGI worker 1 (and the only) (pid: {os.getpid()}, cores: {server.cores})")
     server.scoreboard.spawned(1, os.getpid(), False)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, CONTROL_SIGNALS)
     try:
         rc = Worker(1, server).run()
     except KeyboardInterrupt:

@@ -35,17 +35,12 @@ _HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal
 
 
 def set_proctitle(title: str) -> None:
-    """Name the process (ps) when the build exports uwsgi_set_proctitle; else keep the binary's name."""
+    """Name the process in ps when running inside the ./uwsgi executable (else a no-op)."""
     try:
-        import _uwsgi
-        fn = getattr(_uwsgi.lib, "uwsgi_set_proctitle", None)
+        from uwsgid import embed
+        embed.set_proctitle(title)
     except Exception:
-        return
-    if fn is not None:
-        try:
-            fn(title.encode())
-        except Exception:
-            pass
+        pass
 
 
 def _die_with_parent() -> None:
@@ -106,6 +101,8 @@ class Master:
             signal.signal(sig, lambda s, f: None)   # the wakeup fd carries the signal number
         signal.siginterrupt(signal.SIGCHLD, False)
         self.sel.register(self.pipe_r, selectors.EVENT_READ, self._on_wakeup)
+        # main blocked them while starting: what arrived meanwhile is delivered now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
 
     def _on_wakeup(self) -> None:
         try:
@@ -337,7 +334,7 @@ class Master:
             return
         n = self.fast_deaths.get(wid, 0) + 1
         self.fast_deaths[wid] = n
-        delay = min(2 ** (n - 1), 30) if n > 1 else 0
+        delay = min(2 ** (n - 2), 30) if n > 2 else 0   # two quick retries, then back off
         if delay:
             log(f"worker respawning too fast !!! i have to sleep a bit ({delay} seconds)...")
         self.pending_respawn[wid] = now + delay

@@ -17,22 +17,19 @@ ENV_RELOADING = "UWSGI_RELOADING"
 ENV_HTTP_FDS = "UWSGI_HTTP_FDS"
 
 
-def binary_path() -> str:
-    from uwsgid import main
-    if main.launcher:
-        return main.launcher[0]
-    try:
-        return os.readlink("/proc/self/exe")
-    except OSError:
-        return sys.executable
-
-
 def command(argv: list[str]) -> list[str]:
-    from uwsgid import main
+    """The argv that starts this server again: ./uwsgi ARGS, or the Python launcher ARGS."""
+    from uwsgid import embed, main
     if main.launcher:
         return [*main.launcher, *argv]
-    return [binary_path(), *argv]
+    exe = embed.executable()
+    if exe:
+        return [exe, *argv]
+    return [sys.executable, "-m", "uwsgid", *argv]
 
+
+def binary_path() -> str:
+    return command([])[0]
 
 
 def exec_master(server) -> None:
