@@ -59,9 +59,14 @@ def say(line: str) -> None:
 
 # --- profiles (buildconf/*.ini, uWSGI's format) ---------------------------------------------
 
-def profile_path(name: str | os.PathLike) -> Path:
-    """A path to an existing file, else a bare name (with or without .ini) in buildconf/."""
+def profile_path(name: str | os.PathLike, near: Path | None = None) -> Path:
+    """A path to an existing file (relative to `near`, the inheriting profile's dir, first),
+    else a bare name (with or without .ini) in buildconf/."""
     p = Path(name)
+    if near is not None and not p.is_absolute():
+        for candidate in (near / p, near / f"{p}.ini"):
+            if candidate.is_file():
+                return candidate.resolve()
     if p.is_file():
         return p.resolve()
     stem = p.name[:-4] if p.name.endswith(".ini") else p.name
@@ -91,11 +96,11 @@ def _interpolate(values: dict[str, str], where: Path) -> dict[str, str]:
     return {k: expand(k, v, 0) for k, v in values.items()}
 
 
-def load_profile(name: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, str]:
+def load_profile(name: str | os.PathLike, _seen: tuple[Path, ...] = (), _near: Path | None = None) -> dict[str, str]:
     """The [uwsgi] section of a profile with inheritance resolved:
     `inherit = base` loads the parent first; `key = +more` appends to the parent's value;
     `key = null` removes the key; `%(key)s` expands to another key's final value."""
-    path = profile_path(name)
+    path = profile_path(name, _near)
     if path in _seen:
         raise BuildError(f"profile inheritance loop: {' -> '.join(str(p) for p in (*_seen, path))}")
     parser = configparser.RawConfigParser(strict=False)
@@ -109,7 +114,7 @@ def load_profile(name: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[
     own = dict(parser.items("uwsgi"))
     parent: dict[str, str] = {}
     if own.get("inherit", "").strip():
-        parent = load_profile(own["inherit"].strip(), (*_seen, path))
+        parent = load_profile(own["inherit"].strip(), (*_seen, path), path.parent)
     merged = dict(parent)
     for key, value in own.items():
         if key == "inherit":

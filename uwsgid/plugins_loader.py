@@ -84,8 +84,12 @@ def register_embedded(name: str, files: dict[str, bytes], origin: str, source_di
 
 
 def set_build_dirs(exe_dir: str | None = None, plugin_dir: str | None = None) -> None:
-    global _exe_dir, _plugin_dir
+    """Called by the executable (even one with no embedded plugin): from now on only what the
+    build embedded is embedded, and NAME_plugin.so is also searched in these dirs."""
+    global _exe_dir, _plugin_dir, _embedded_names
     _exe_dir, _plugin_dir = exe_dir, plugin_dir
+    if _embedded_names is None:
+        _embedded_names = []
 
 
 # --- the importer for baked packages ----------------------------------------------------------
