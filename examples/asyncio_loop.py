@@ -3,25 +3,30 @@
 
     ./uwsgi --http-socket :8080 --pythonpath examples --cffi-init asyncio_loop --wsgi-file examples/hello.py
 
-Each worker runs an asyncio event loop: the listening sockets are watched with add_reader,
-accepted connections are handed to the worker (worker.serve_connection), and the loop also
-runs any asyncio tasks the app schedules (asyncio_loop.spawn from a request)."""
+In each worker, an asyncio event loop watches the listening sockets; every accepted
+connection is served by worker.serve_connection (which blocks until the client is done,
+keep-alive included) in a small thread pool, so that the asyncio loop stays free for accepting
+and for the coroutines apps schedule with asyncio_loop.spawn(coro)."""
 
 import asyncio
-import inspect
+import concurrent.futures
 import os
-import signal
 
 from uwsgid import api
 from uwsgid.log import log
 
+POOL_SIZE = 8          # connections served at the same time per worker
+
 
 def spawn(coro):
-    """Schedule a coroutine on this worker's asyncio loop (callable from a WSGI app)."""
-    return asyncio.get_event_loop().create_task(coro)
+    """Schedule a coroutine on this worker's asyncio loop (from a WSGI app: thread-safe)."""
+    return asyncio.run_coroutine_threadsafe(coro, _state["loop"])
 
 
-def _accept(worker, loop, listener):
+_state = {}
+
+
+def _accept(worker, loop, pool, listener):
     sock = listener.sock
     while True:                     # accept until EAGAIN, as the default loop does
         try:
@@ -31,35 +36,49 @@ def _accept(worker, loop, listener):
         except OSError as e:
             log(f"asyncio loop: accept() on {getattr(listener, 'name', '?')}: {e}")
             return
-        result = worker.serve_connection(conn, addr, listener)
-        if inspect.isawaitable(result):
-            loop.create_task(result)
+        loop.run_in_executor(pool, _serve, worker, conn, addr, listener)
+
+
+def _serve(worker, conn, addr, listener):
+    try:
+        worker.serve_connection(conn, addr, listener)
+    except Exception as e:
+        log(f"asyncio loop: error serving {addr}: {e!r}")
+        conn.close()
+
+
+def _watch_stop(worker, loop, fds):
+    # The worker's own signal handlers set worker.stopping: stop accepting, then the loop.
+    if worker.stopping:
+        for fd in fds:
+            loop.remove_reader(fd)
+        loop.stop()
+    else:
+        loop.call_later(0.1, _watch_stop, worker, loop, fds)
 
 
 def asyncio_worker_loop(worker):
     """Runs in the worker process after fork, instead of the default loop."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    stop = loop.stop
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
-        try:
-            loop.add_signal_handler(sig, stop)
-        except (ValueError, RuntimeError):
-            pass
+    _state["loop"] = loop
+    pool = concurrent.futures.ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="asyncio-conn")
+    fds = []
     for listener in worker.listeners:
         listener.sock.setblocking(False)
-        loop.add_reader(listener.sock.fileno(), _accept, worker, loop, listener)
+        fd = listener.sock.fileno()
+        loop.add_reader(fd, _accept, worker, loop, pool, listener)
+        fds.append(fd)
+    loop.call_later(0.1, _watch_stop, worker, loop, fds)
     log(f"asyncio loop running in worker {api.worker_id()} (pid: {os.getpid()})")
     try:
         loop.run_forever()
     finally:
-        for listener in worker.listeners:
-            try:
-                loop.remove_reader(listener.sock.fileno())
-            except (ValueError, OSError):
-                pass
+        # graceful: in-flight connections finish (serve_connection sees worker.stopping)
+        pool.shutdown(wait=not worker.abort, cancel_futures=True)
         loop.close()
     log(f"asyncio loop stopped in worker {api.worker_id()}")
+    return worker.exit_code
 
 
 api.set_loop(asyncio_worker_loop)

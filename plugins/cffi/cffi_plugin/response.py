@@ -285,11 +285,15 @@ class Response:
         env = self.environ
         if env is not None:
             where = f" ({env.get('REQUEST_METHOD', '')} {env.get('REQUEST_URI') or env.get('PATH_INFO', '')})"
-        tb = "".join(traceback.format_exception(exc))
         if self.committed:
-            log(f"[cffi] error in the app after the response started{where}: body truncated\n{tb}")
+            # The core logs it with its traceback and cuts the body visibly short.
             raise exc
-        log(f"[cffi] error in the app{where}\n{tb}")
+        log(f"[cffi] error in the app{where}\n{''.join(traceback.format_exception(exc))}")
+        req = self.req
+        req.exception = True            # counted in the request log and the stats
+        core = getattr(req, "core", None)
+        if core is not None and hasattr(core, "exceptions"):
+            core.exceptions += 1
         self.committed = True
         body = _ERROR_BODY
         if isinstance(exc, ResponseError):

@@ -1,0 +1,151 @@
+"""Source of the WSGI apps the cffi integration tests serve (written to a temp dir per test)."""
+
+FLASK_APP = r'''
+import hashlib
+from flask import Flask, request, redirect, url_for
+
+app = Flask(__name__)
+
+@app.route("/")
+def index():
+    return "flask index script_name=%s" % request.environ["SCRIPT_NAME"]
+
+@app.route("/form", methods=["POST"])
+def form():
+    return "hello %s n=%s" % (request.form["name"], request.form.get("n"))
+
+@app.route("/upload", methods=["POST"])
+def upload():
+    f = request.files["file"]
+    data = f.read()
+    return "%s %d %s" % (f.filename, len(data), hashlib.md5(data).hexdigest())
+
+@app.route("/go")
+def go():
+    return redirect(url_for("index"))
+
+application = app
+'''
+
+DJANGO_APP = r'''
+import hashlib
+from django.conf import settings
+
+settings.configure(DEBUG=False, SECRET_KEY="test-only", ROOT_URLCONF=__name__, ALLOWED_HOSTS=["*"],
+                   MIDDLEWARE=[], INSTALLED_APPS=[], USE_TZ=True)
+
+from django.http import HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
+from django.views.decorators.csrf import csrf_exempt
+
+def index(request):
+    return HttpResponse("django index")
+
+@csrf_exempt
+def form(request):
+    return HttpResponse("hello %s n=%s" % (request.POST["name"], request.POST.get("n")))
+
+@csrf_exempt
+def upload(request):
+    f = request.FILES["file"]
+    data = f.read()
+    return HttpResponse("%s %d %s" % (f.name, len(data), hashlib.md5(data).hexdigest()))
+
+def go(request):
+    return HttpResponseRedirect(reverse("index"))
+
+urlpatterns = [path("", index, name="index"), path("form", form), path("upload", upload), path("go", go)]
+
+from django.core.wsgi import get_wsgi_application
+application = get_wsgi_application()
+'''
+
+# Everything the plugin can be asked over HTTP: environ echo, errors, streaming, async, threads.
+PROBE_APP = r'''
+import json, os, sys, threading, time
+import uwsgi
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/env":
+        start_response("200 OK", [("Content-Type", "application/json")])
+        out = {k: v for k, v in environ.items() if isinstance(v, (str, int, bool, tuple))}
+        out["input"] = environ["wsgi.input"].read().decode("latin-1")
+        out["worker_id"] = uwsgi.worker_id()
+        out["numproc"] = uwsgi.numproc
+        out["masterpid"] = uwsgi.masterpid()
+        out["opt_keys"] = sorted(uwsgi.opt)
+        out["thread"] = threading.get_ident()
+        return [json.dumps(out).encode()]
+    if path == "/fail":
+        raise RuntimeError("probe failure before the response")
+    if path == "/fail-late":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return late_failure()
+    if path == "/bad-header":
+        start_response("200 OK", [("X-Bad", "a\r\nb")])
+        return [b"never"]
+    if path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (b"%d\n" % i for i in range(10001))
+    if path == "/sleep":
+        # async: arm a wait and give up the turn; other requests run meanwhile
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return async_sleeper(float(environ.get("QUERY_STRING") or 1))
+    if path == "/block":
+        time.sleep(float(environ.get("QUERY_STRING") or 1))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"multithread=%r" % environ["wsgi.multithread"]]
+    if path == "/file":
+        f = open(__file__, "rb")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return environ["wsgi.file_wrapper"](f)
+    if path == "/logvar":
+        uwsgi.set_logvar("probe", "logged-value")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [uwsgi.get_logvar("probe")]
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"not found"]
+
+def late_failure():
+    yield b"x" * 100000
+    raise RuntimeError("probe failure after the headers")
+
+def async_sleeper(secs):
+    yield b"start "
+    uwsgi.async_sleep(secs)
+    yield b""
+    yield b"core=%d done" % uwsgi.async_id()
+'''
+
+DECORATORS_APP = r'''
+import os, time
+import uwsgi
+from uwsgidecorators import postfork, rpc, timer, lock
+
+OUT = os.environ["PROBE_DIR"]
+
+@postfork
+def after_fork():
+    with open(os.path.join(OUT, "postfork-%d" % uwsgi.worker_id()), "w") as f:
+        f.write(str(os.getpid()))
+
+@rpc("hello")
+def hello(name):
+    return b"hello " + name
+
+@timer(1)
+def tick(signum):
+    with open(os.path.join(OUT, "ticks"), "a") as f:
+        f.write("%d\n" % signum)
+
+@lock
+def locked_incr():
+    return b"locked"
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [uwsgi.call("hello", b"world"), b" ", locked_incr()]
+'''
+
+BAD_IMPORT_APP = "import no_such_module_for_uwsgid_tests\n"

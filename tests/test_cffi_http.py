@@ -1,0 +1,302 @@
+"""Integration tests of the Python plugin against a real ./uwsgi: HTTP (--http-socket), behind
+nginx (uwsgi protocol, modifier1 0), Flask and Django apps under --mount with
+--manage-script-name, uwsgidecorators, --async and --threads, errors, exit 22."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from cffi_apps import BAD_IMPORT_APP, DECORATORS_APP, DJANGO_APP, FLASK_APP, PROBE_APP
+from helpers import EXAMPLES, ROOT, Server, free_port, http_get, run_uwsgi, wait_port
+
+
+def http_server(tmp_path, *args, port=None):
+    port = port or free_port()
+    return Server(["--http-socket", f"127.0.0.1:{port}", *args], port,
+                  log_path=tmp_path / "uwsgi.log")
+
+
+@pytest.fixture
+def probe(tmp_path):
+    path = tmp_path / "probe.py"
+    path.write_text(PROBE_APP)
+    return path
+
+
+def get(port, path, **kw):
+    return requests.get(f"http://127.0.0.1:{port}{path}", timeout=20, **kw)
+
+
+# ---- basics over HTTP --------------------------------------------------------------------------
+
+def test_hello_example(tmp_path):
+    with http_server(tmp_path, "--wsgi-file", EXAMPLES / "hello.py") as s:
+        status, headers, body = http_get(s.port, "/")
+        assert (status, body) == (200, b"Hello World")
+        assert headers["content-type"] == "text/html"
+        assert headers.get("content-length") == "11"
+
+
+def test_stream_example(tmp_path):
+    with http_server(tmp_path, "--wsgi-file", EXAMPLES / "stream.py") as s:
+        r = get(s.port, "/abc")
+        assert r.status_code == 200
+        assert r.content.startswith(b"<html><body><p>Hello WSGI!</p><p>PATH_INFO: /abc</p>")
+        assert r.content.endswith(b"9999<br/>10000<br/></body></html>")
+        assert r.content.count(b"<br/>") == 10001
+
+
+def test_environ_over_http(tmp_path, probe):
+    with http_server(tmp_path, "--wsgi-file", probe, "--master", "--processes", "2") as s:
+        r = requests.post(f"http://127.0.0.1:{s.port}/env?x=%C3%A9", data=b"body-bytes",
+                          headers={"X-Custom": "v1"}, timeout=20)
+        env = r.json()
+        assert env["REQUEST_METHOD"] == "POST" and env["PATH_INFO"] == "/env"
+        assert env["QUERY_STRING"] == "x=%C3%A9" and env["SCRIPT_NAME"] == ""
+        assert env["HTTP_X_CUSTOM"] == "v1" and env["CONTENT_LENGTH"] == "10"
+        assert env["input"] == "body-bytes"
+        assert env["wsgi.url_scheme"] == "http" and env["wsgi.version"] == [1, 0]
+        assert env["wsgi.multiprocess"] is True and env["wsgi.multithread"] is False
+        assert env["wsgi.run_once"] is False
+        assert env["numproc"] == 2 and env["worker_id"] in (1, 2) and env["masterpid"] == s.pid
+        assert "wsgi-file" in env["opt_keys"]
+
+
+def test_chunked_request_body(tmp_path, probe):
+    def gen():
+        for i in range(50):
+            yield b"piece-%02d;" % i
+    with http_server(tmp_path, "--wsgi-file", probe) as s:
+        r = requests.post(f"http://127.0.0.1:{s.port}/env", data=gen(), timeout=20)
+        env = r.json()
+        assert env["input"] == "".join("piece-%02d;" % i for i in range(50))
+        assert env["wsgi.input_terminated"] is True
+
+
+def test_error_before_response_is_500_with_traceback(tmp_path, probe):
+    with http_server(tmp_path, "--wsgi-file", probe) as s:
+        r = get(s.port, "/fail")
+        assert r.status_code == 500 and len(r.content) < 200
+        assert get(s.port, "/env").status_code == 200          # the worker survived
+        time.sleep(0.3)
+        log = s.log()
+        assert "Traceback" in log and "RuntimeError: probe failure before the response" in log
+
+
+def test_bad_header_is_500_naming_it(tmp_path, probe):
+    with http_server(tmp_path, "--wsgi-file", probe) as s:
+        r = get(s.port, "/bad-header")
+        assert r.status_code == 500 and b"CR, LF" in r.content
+
+
+def test_error_after_headers_truncates_visibly(tmp_path, probe):
+    with http_server(tmp_path, "--wsgi-file", probe) as s:
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=20)
+        conn.request("GET", "/fail-late")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        with pytest.raises(http.client.IncompleteRead):
+            resp.read()
+        conn.close()
+        time.sleep(0.3)
+        assert "probe failure after the headers" in s.log()
+
+
+def test_file_wrapper_over_http(tmp_path, probe):
+    with http_server(tmp_path, "--wsgi-file", probe) as s:
+        r = get(s.port, "/file")
+        assert r.content == probe.read_bytes()
+
+
+def test_logvar(tmp_path, probe):
+    with http_server(tmp_path, "--wsgi-file", probe, "--log-format", "LV %(probe) %(uri)") as s:
+        assert get(s.port, "/logvar").content == b"logged-value"
+        time.sleep(0.5)
+        assert "LV logged-value /logvar" in s.log()
+
+
+def test_import_error_exits_22(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(BAD_IMPORT_APP)
+    r = run_uwsgi(["--http-socket", f"127.0.0.1:{free_port()}", "--wsgi-file", bad])
+    assert r.returncode == 22, r.stderr
+    assert "No module named 'no_such_module_for_uwsgid_tests'" in r.stderr
+    r = run_uwsgi(["--http-socket", f"127.0.0.1:{free_port()}", "--wsgi-file", tmp_path / "missing.py"])
+    assert r.returncode == 22 and "missing.py: no such file" in r.stderr
+
+
+def test_no_app_is_503(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(BAD_IMPORT_APP)
+    with http_server(tmp_path, "--wsgi-file", bad, "--need-app=0") as s:
+        assert get(s.port, "/").status_code == 503
+
+
+# ---- frameworks under --mount / --manage-script-name --------------------------------------------
+
+@pytest.fixture
+def frameworks(tmp_path):
+    (tmp_path / "flask_app.py").write_text(FLASK_APP)
+    (tmp_path / "django_app.py").write_text(DJANGO_APP)
+    return tmp_path
+
+
+def check_framework(port, prefix, name):
+    r = get(port, f"{prefix}/")
+    assert r.status_code == 200 and r.text.startswith(f"{name} index")
+    r = requests.post(f"http://127.0.0.1:{port}{prefix}/form", data={"name": "caf\xe9", "n": "3"}, timeout=20)
+    assert r.status_code == 200 and r.text == "hello caf\xe9 n=3"
+    data = os.urandom(300_000)
+    r = requests.post(f"http://127.0.0.1:{port}{prefix}/upload", files={"file": ("blob.bin", data)}, timeout=20)
+    assert r.status_code == 200
+    assert r.text == f"blob.bin {len(data)} {hashlib.md5(data).hexdigest()}"
+    r = get(port, f"{prefix}/go", allow_redirects=False)
+    assert r.status_code == 302
+    assert re.sub(r"^http://[^/]+", "", r.headers["Location"]) == f"{prefix}/"
+
+
+def test_flask_and_django_mounted(tmp_path, frameworks):
+    with http_server(tmp_path, "--pythonpath", frameworks, "--master", "--processes", "2",
+                     "--mount", f"/flask={frameworks / 'flask_app.py'}",
+                     "--mount", "/dj=django_app", "--manage-script-name") as s:
+        check_framework(s.port, "/flask", "flask")
+        check_framework(s.port, "/dj", "django")
+        r = get(s.port, "/flask/")
+        assert r.text == "flask index script_name=/flask"
+
+
+def test_threads(tmp_path, probe):
+    with http_server(tmp_path, "--wsgi-file", probe, "--threads", "4") as s:
+        results = []
+
+        def one():
+            results.append(get(s.port, "/block?1").content)
+        t0 = time.monotonic()
+        ts = [threading.Thread(target=one) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        elapsed = time.monotonic() - t0
+        assert results == [b"multithread=True"] * 4
+        assert elapsed < 3.5, elapsed          # serially it takes 4 s
+
+
+def test_async_generator_with_async_sleep(tmp_path, probe):
+    with http_server(tmp_path, "--wsgi-file", probe, "--async", "8") as s:
+        results = []
+
+        def one():
+            results.append(get(s.port, "/sleep?2").content)
+        t0 = time.monotonic()
+        ts = [threading.Thread(target=one) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        elapsed = time.monotonic() - t0
+        assert len(results) == 4 and all(re.fullmatch(rb"start core=\d done", r) for r in results), results
+        assert len({r for r in results}) == 4                # four different cores
+        assert elapsed < 6, elapsed                           # serially it takes 8 s
+        # streaming still fine under async
+        assert get(s.port, "/stream").content.count(b"\n") == 10001
+
+
+# ---- uwsgidecorators ------------------------------------------------------------------------------
+
+def test_uwsgidecorators(tmp_path):
+    app = tmp_path / "deco.py"
+    app.write_text(DECORATORS_APP)
+    port = free_port()
+    with Server(["--http-socket", f"127.0.0.1:{port}", "--master", "--processes", "2", "--wsgi-file", app],
+                port, env={"PROBE_DIR": str(tmp_path)}, log_path=tmp_path / "uwsgi.log") as s:
+        assert get(port, "/").content == b"hello world locked"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            ticks = (tmp_path / "ticks").read_text().split() if (tmp_path / "ticks").exists() else []
+            if len(ticks) >= 2:
+                break
+            time.sleep(0.2)
+        assert len(ticks) >= 2, s.log()
+        assert (tmp_path / "postfork-1").exists() and (tmp_path / "postfork-2").exists()
+
+
+# ---- behind nginx (uwsgi protocol, modifier1 0) -------------------------------------------------------
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+class Nginx:
+    def __init__(self, tmp_path: Path, conf_text: str, port: int):
+        self.dir = tmp_path / "nginx"
+        self.dir.mkdir(exist_ok=True)
+        self.conf = self.dir / "nginx.conf"
+        self.conf.write_text(conf_text)
+        self.port = port
+        self.proc = None
+
+    def __enter__(self):
+        self.log = open(self.dir / "stderr.log", "wb")
+        self.proc = subprocess.Popen([NGINX, "-p", str(self.dir), "-c", str(self.conf), "-e", "stderr"],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_port(self.port, proc=self.proc)
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+def nginx_conf(example_text: str, http_port: int, uwsgi_port: int) -> str:
+    """examples/nginx.conf with the test's ports, running as the current user."""
+    text = example_text.replace("127.0.0.1:3031", f"127.0.0.1:{uwsgi_port}")
+    text = text.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{http_port};")
+    if os.geteuid() == 0:
+        text = "user root;\n" + text
+    return text
+
+
+@pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed")
+def test_behind_nginx_python_and_frameworks(tmp_path, frameworks):
+    uport, hport = free_port(), free_port()
+    conf = nginx_conf((EXAMPLES / "nginx.conf").read_text(), hport, uport)
+    with Server(["--socket", f"127.0.0.1:{uport}", "--master", "--processes", "2", "--pythonpath", frameworks,
+                 "--wsgi-file", EXAMPLES / "hello.py", "--mount", f"/flask={frameworks / 'flask_app.py'}",
+                 "--mount", "/dj=django_app", "--manage-script-name"], uport, log_path=tmp_path / "uwsgi.log"):
+        with Nginx(tmp_path, conf, hport):
+            r = get(hport, "/")
+            assert r.status_code == 200 and r.content == b"Hello World"
+            check_framework(hport, "/flask", "flask")
+            check_framework(hport, "/dj", "django")
+
+
+@pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed")
+def test_dual_ini_lua_and_python_behind_nginx(tmp_path):
+    uport, hport = free_port(), free_port()
+    ini = tmp_path / "dual.ini"
+    ini.write_text((EXAMPLES / "dual.ini").read_text().replace("127.0.0.1:3031", f"127.0.0.1:{uport}"))
+    conf = nginx_conf((EXAMPLES / "nginx.conf").read_text(), hport, uport)
+    with Server(["--ini", ini], uport, log_path=tmp_path / "uwsgi.log") as s:
+        with Nginx(tmp_path, conf, hport):
+            r = get(hport, "/")
+            assert r.status_code == 200 and r.content == b"Hello World", s.log()
+            r = get(hport, "/lua/")
+            assert r.status_code == 200 and b"Hello Wsapi!" in r.content, s.log()
