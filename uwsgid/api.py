@@ -112,3 +112,34 @@ def micros() -> int:
 
 def mypid() -> int:
     return os.getpid()
+
+
+# ---- custom worker loop (a plugin may replace the worker's default loop, e.g. with asyncio) ------
+
+loop_hook = None
+
+
+def set_loop(fn) -> None:
+    """Make workers call fn(worker) -> exit code instead of their default loop. fn may use
+    worker.listeners (non-blocking listening sockets) and worker.serve_connection(sock, addr,
+    listener), which serves one accepted connection to completion in the calling thread."""
+    global loop_hook
+    loop_hook = fn
+
+
+# ---- request log variables (--log-format %(name)) --------------------------------------------------
+
+def set_logvar(name, value) -> None:
+    req = current_request()
+    if req is None:
+        raise RuntimeError("set_logvar called outside a request")
+    key = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+    req.logvars[key] = value if isinstance(value, bytes) else str(value).encode("utf-8", "backslashreplace")
+
+
+def get_logvar(name):
+    req = current_request()
+    if req is None:
+        return None
+    key = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+    return req.logvars.get(key)

@@ -1,0 +1,477 @@
+"""Test harness for the data plane (helper C): run real worker processes without the master.
+
+`python tests/http_helpers.py '{"options": {...}, "processes": 1}'` binds with
+uwsgid.sockets.bind_all, registers the test plugins below (modifier1 0 = TestPlugin,
+6 = OtherPlugin, 7 = a plugin without an app), and runs uwsgid.worker.Worker(...).run()
+(forking `processes` workers; the parent forwards signals and exits when they are done).
+
+In tests: `with WorkerProc({"http-socket": [addr]}) as w: ...` (stopped by PID).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = str(ROOT / ".venv" / "bin" / "python")
+
+
+# ---------------------------------------------------------------------------------------------
+# The test plugins (imported in the child process)
+
+def _plugins():
+    from urllib.parse import parse_qs
+
+    from uwsgid import api
+    from uwsgid.plugin import Plugin
+
+    def qs(req):
+        return {k.decode(): v[0].decode() for k, v in parse_qs(req.vars.get(b"QUERY_STRING", b"")).items()}
+
+    class TestPlugin(Plugin):
+        name = "testapp"
+        modifier1 = 0
+
+        def has_app(self):
+            return True
+
+        def post_fork(self, worker):
+            self.worker = worker
+
+        def init_core(self, core):
+            core.state[self.name] = {"inited": True}
+
+        def request(self, req):
+            path = req.vars[b"PATH_INFO"]
+            q = qs(req)
+            handler = getattr(self, "do_" + path.decode("latin-1").strip("/").replace("-", "_") or "do_index", None)
+            if path == b"/":
+                handler = self.do_index
+            if handler is None:
+                req.start_response(b"404 Not Found", [(b"Content-Type", b"text/plain")])
+                req.write(b"not found\n")
+                return None
+            return handler(req, q)
+
+        def do_index(self, req, q):
+            req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+            req.write(b"Hello World")
+
+        def do_vars(self, req, q):
+            body = json.dumps({k.decode("latin-1"): v.decode("latin-1") for k, v in req.vars.items()}).encode()
+            req.start_response(b"200 OK", [(b"Content-Type", b"application/json")])
+            req.write(body)
+
+        def do_echo(self, req, q):
+            n = int(q.get("n", "-1"))
+            data = req.input.read(n) if n >= 0 else req.input.read()
+            req.start_response(b"200 OK", [(b"Content-Type", b"application/octet-stream"),
+                                           (b"X-Terminated", b"1" if req.input_terminated else b"0")])
+            req.write(data)
+
+        def do_lines(self, req, q):
+            lines = list(req.input)
+            req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+            req.write(b"%d" % len(lines))
+
+        def do_stream(self, req, q):
+            n = int(q.get("n", "3"))
+
+            def gen():
+                req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+                for i in range(n):
+                    req.write(b"chunk%d\n" % i)
+                    yield b""
+            return gen()
+
+        def do_sleep(self, req, q):
+            t = float(q.get("t", "0.5"))
+
+            def gen():
+                api.async_sleep(t)
+                yield b""
+                req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+                req.write(b"slept core=%d timed_out=%d" % (api.async_id(), api.is_timed_out()))
+            return gen()
+
+        def do_block(self, req, q):
+            time.sleep(float(q.get("t", "0.5")))
+            req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+            req.write(b"blocked core=%d" % api.async_id())
+
+        def do_waitfd(self, req, q):
+            r, w = os.pipe()
+
+            def gen():
+                api.wait_fd_read(r, 5)
+                yield b""
+                ok = api.ready_fd() == r
+                os.close(r)
+                os.close(w)
+                req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+                req.write(b"ready=%d" % ok)
+            # the pipe becomes readable in 0.2 s: a timer on this core's loop writes to it
+            api.current_core().loop.call_later(0.2, lambda: os.write(w, b"x"))
+            return gen()
+
+        def do_error(self, req, q):
+            raise RuntimeError("boom in the app")
+
+        def do_error_mid(self, req, q):
+            def gen():
+                req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+                req.write(b"partial")
+                yield b""
+                raise RuntimeError("boom mid-stream")
+            return gen()
+
+        def do_error_mid_cl(self, req, q):
+            def gen():
+                req.start_response(b"200 OK", [(b"Content-Type", b"text/plain"), (b"Content-Length", b"100")])
+                req.write(b"partial")
+                yield b""
+                raise RuntimeError("boom mid-body")
+            return gen()
+
+        def do_nostart(self, req, q):
+            return None
+
+        def do_cl(self, req, q):
+            req.start_response(b"200 OK", [(b"Content-Type", b"text/plain"), (b"Content-Length", b"5")])
+
+            def gen():
+                req.write(b"he")
+                yield b""
+                req.write(b"llo")
+            return gen()
+
+        def do_big(self, req, q):
+            n = int(q.get("n", "1000000"))
+            req.start_response(b"200 OK", [(b"Content-Type", b"application/octet-stream")])
+            block = b"x" * 65536
+            while n > 0:
+                req.write(block[:n])
+                n -= 65536
+
+        def do_sendfile(self, req, q):
+            path = q["path"]
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                size = os.fstat(fd).st_size
+                req.start_response(b"200 OK", [(b"Content-Type", b"application/octet-stream"),
+                                               (b"Content-Length", b"%d" % size)])
+                req.sendfile(fd, 0, size)
+            finally:
+                os.close(fd)
+
+        def do_status(self, req, q):
+            code = int(q.get("code", "200"))
+            req.start_response(b"%d Whatever" % code, [(b"Content-Type", b"text/plain")])
+            req.write(b"body-not-allowed" if code in (204, 304) else b"body")
+
+        def do_logvar(self, req, q):
+            api.set_logvar("myvar", "hello-logvar")
+            req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+            req.write(b"ok")
+
+        def do_pid(self, req, q):
+            req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+            req.write(b"%d" % os.getpid())
+
+        def do_core(self, req, q):
+            core = api.current_core()
+            req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+            req.write(json.dumps({"core": core.id, "state": core.state.get(self.name),
+                                  "thread": core.thread.name}).encode())
+
+    class OtherPlugin(Plugin):
+        name = "other"
+        modifier1 = 6
+
+        def has_app(self):
+            return True
+
+        def request(self, req):
+            req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+            req.write(b"other modifier1=%d modifier2=%d" % (req.modifier1, req.modifier2))
+
+    class NoAppPlugin(Plugin):
+        name = "noapp"
+        modifier1 = 7
+
+        def has_app(self):
+            return False
+
+    return {0: TestPlugin(), 6: OtherPlugin(), 7: NoAppPlugin()}
+
+
+class _Server:
+    def __init__(self, opts, listeners, plugins):
+        self.opts = opts
+        self.listeners = listeners
+        self.plugins = plugins
+        self.scoreboard = None
+        self.master_pid = os.getpid()
+        self.numproc = 1
+
+
+def child_main(config: dict) -> int:
+    sys.path.insert(0, str(ROOT))
+    import uwsgid.core_options  # noqa: F401  (declares the options)
+    from uwsgid import sockets
+    from uwsgid.options import Options, lookup
+    from uwsgid.worker import Worker
+
+    opts = Options()
+    for name, value in config.get("options", {}).items():
+        opt = lookup(name)
+        if opt is None:
+            raise SystemExit(f"unknown option {name}")
+        for v in (value if isinstance(value, list) else [value]):
+            opts.set(opt, v)
+    try:
+        listeners = sockets.bind_all(opts)
+    except sockets.BindError as e:
+        print(e, file=sys.stderr, flush=True)
+        return 1
+    info = [{"name": lst.name, "address": lst.address, "proto": lst.proto, "internal": lst.internal}
+            for lst in listeners]
+    print("LISTENERS " + json.dumps(info), flush=True)
+    server = _Server(opts, listeners, _plugins())
+    n = int(config.get("processes", 1))
+    if n == 1:
+        return Worker(1, server).run()
+    children = []
+    for wid in range(1, n + 1):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                code = Worker(wid, server).run()
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+                code = 1
+            os._exit(code)
+        children.append(pid)
+
+    def forward(signum, frame):
+        for c in children:
+            try:
+                os.kill(c, signum)
+            except ProcessLookupError:
+                pass
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, forward)
+    codes = []
+    for c in children:
+        while True:
+            try:
+                _, status = os.waitpid(c, 0)
+                break
+            except InterruptedError:
+                continue
+        codes.append(os.waitstatus_to_exitcode(status))
+    return max(codes) if codes else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The test-side controller
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class WorkerProc:
+    """A worker process (or `processes` of them) serving the test plugins; stopped by PID."""
+
+    def __init__(self, options: dict, processes: int = 1, log_path: Path | None = None):
+        self.config = {"options": options, "processes": processes}
+        self.log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"uwsgid-c-{os.getpid()}-{id(self)}.log"
+        self.proc = None
+        self.listeners = []
+
+    def start(self) -> "WorkerProc":
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([PY, __file__, json.dumps(self.config)], stdout=subprocess.PIPE,
+                                     stderr=self._log, cwd=ROOT, start_new_session=True)
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("LISTENERS "):
+            self.proc.wait(10)
+            raise RuntimeError(f"worker did not start ({self.proc.returncode}): {line}\n{self.log()}")
+        self.listeners = json.loads(line[len("LISTENERS "):])
+        time.sleep(0.05)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        # the listening sockets exist before the worker loop starts; a request proves it serves
+        deadline = time.monotonic() + 15
+        for lst in self.listeners:
+            if lst["proto"] != "http":
+                continue
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"worker exited {self.proc.returncode}\n{self.log()}")
+                try:
+                    s = connect(lst["address"])
+                    s.settimeout(5)
+                    s.sendall(b"GET /pid HTTP/1.0\r\n\r\n")
+                    if s.recv(100):
+                        s.close()
+                        break
+                    s.close()
+                except OSError:
+                    time.sleep(0.05)
+            break
+        time.sleep(0.05)
+
+    def address(self, i: int = 0) -> str:
+        return self.listeners[i]["address"]
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def send_signal(self, sig) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float = 10) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self, sig=signal.SIGINT) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, sig)
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc.stdout.close()
+        self._log.close()
+        try:
+            self.log_path.unlink()
+        except OSError:
+            pass
+        return self.proc.returncode
+
+    def __enter__(self) -> "WorkerProc":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def connect(address: str, timeout: float = 10.0) -> socket.socket:
+    """A client socket to a listener address (host:port, [v6]:port, /path, @abstract)."""
+    if address.startswith("@"):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(timeout)
+        s.connect("\0" + address[1:])
+        return s
+    if address.startswith("/"):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(timeout)
+        s.connect(address)
+        return s
+    if address.startswith("["):
+        host, port = address[1:].split("]:")
+        s = socket.socket(socket.AF_INET6)
+        s.settimeout(timeout)
+        s.connect((host, int(port)))
+        return s
+    host, port = address.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=timeout)
+
+
+def recv_all(s: socket.socket, timeout: float = 10.0) -> bytes:
+    s.settimeout(timeout)
+    chunks = []
+    while True:
+        try:
+            d = s.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not d:
+            break
+        chunks.append(d)
+    return b"".join(chunks)
+
+
+def raw(address: str, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send data, half-close, read the whole answer until the server closes."""
+    s = connect(address, timeout)
+    try:
+        s.sendall(data)
+        try:
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        return recv_all(s, timeout)
+    finally:
+        s.close()
+
+
+def read_response(f):
+    """Parse one HTTP response from a file-like (socket.makefile('rb')): (status, headers, body)."""
+    line = f.readline()
+    if not line:
+        return None
+    parts = line.split(b" ", 2)
+    status = int(parts[1])
+    headers = {}
+    while True:
+        h = f.readline()
+        if h in (b"\r\n", b"\n", b""):
+            break
+        k, v = h.split(b":", 1)
+        headers[k.strip().lower().decode()] = v.strip().decode()
+    body = b""
+    if status in (204, 304) or 100 <= status < 200:
+        return status, headers, body
+    if "content-length" in headers:
+        body = f.read(int(headers["content-length"]))
+    elif headers.get("transfer-encoding") == "chunked":
+        while True:
+            size = int(f.readline().strip(), 16)
+            if size == 0:
+                f.readline()
+                break
+            body += f.read(size)
+            f.readline()
+    else:
+        body = f.read()
+    return status, headers, body
+
+
+def uwsgi_packet(vars: dict, modifier1: int = 0, modifier2: int = 0, body: bytes = b"") -> bytes:
+    data = b""
+    for k, v in vars.items():
+        k = k.encode() if isinstance(k, str) else k
+        v = v.encode() if isinstance(v, str) else v
+        data += len(k).to_bytes(2, "little") + k + len(v).to_bytes(2, "little") + v
+    return bytes([modifier1]) + len(data).to_bytes(2, "little") + bytes([modifier2]) + data + body
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(json.loads(sys.argv[1])))

@@ -1,0 +1,307 @@
+"""One accepted client connection inside a worker loop: reads, feeds the protocol parser,
+queues complete requests (pipelining answered in order), writes with back-pressure, enforces
+--socket-timeout, and answers protocol errors (400/413/431) or closes (uwsgi packets)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import time
+from collections import deque
+
+from uwsgid.log import log
+from uwsgid.protocols.http import HttpParser
+from uwsgid.protocols.uwsgi import UwsgiParser
+
+RECV = 65536
+HIGH_WATER = 1 << 20       # unsent bytes over this make a writer wait (blocking) for the client
+MAX_QUEUED = 32            # pipelined requests parsed ahead before we stop reading
+LINGER = 2.0               # seconds to drain a client after an error reply before closing
+
+_monotonic = time.monotonic
+
+
+def error_reply(status: int, reason: str) -> bytes:
+    body = f"{status} {reason}\n".encode()
+    return (b"HTTP/1.1 %d %b\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%b"
+            % (status, reason.encode(), len(body), body))
+
+
+class Connection:
+    __slots__ = ("sock", "fd", "runner", "loop", "listener", "parser", "queue", "out", "busy", "closed",
+                 "closing", "deadline", "is_http", "peer", "served", "eof", "paused", "on_drain",
+                 "lingering", "timeout", "__weakref__")
+
+    def __init__(self, runner, sock: socket.socket, addr, listener):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.runner = runner
+        self.loop = runner.loop
+        self.listener = listener
+        self.queue = deque()
+        self.out = None
+        self.busy = False
+        self.closed = False
+        self.closing = False
+        self.eof = False
+        self.paused = False
+        self.on_drain = None
+        self.lingering = False
+        self.served = 0
+        limits = runner.limits
+        self.timeout = limits.socket_timeout
+        self.deadline = _monotonic() + self.timeout
+        if isinstance(addr, tuple):
+            raddr, rport = addr[0].encode(), b"%d" % addr[1]
+            self.peer = f"{addr[0]}:{addr[1]}"
+        else:
+            raddr, rport = b"", b""
+            self.peer = listener.name
+        self.is_http = listener.proto == "http"
+        cls = HttpParser if self.is_http else UwsgiParser
+        self.parser = cls(self, listener, limits, raddr, rport)
+        runner.conns[self.fd] = self
+
+    def start(self) -> None:
+        """First read right away (the request usually arrives with the connection); register
+        with epoll only if more is needed, so a one-shot connection costs no epoll_ctl."""
+        self.on_readable()
+        if not (self.closed or self.eof or self.paused or self.lingering):
+            self.loop.add_reader(self.fd, self.on_readable)
+
+    def worker_stopping(self) -> bool:
+        return self.runner.worker.stopping
+
+    # ---- reading ------------------------------------------------------------------------
+    def on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if self.lingering:
+            if not data:
+                self.close()
+            return
+        if not data:
+            self.eof = True
+            self.loop.remove_reader(self.fd)
+            if not self.busy and not self.queue:
+                if self.parser.partial and self.parser.error is None:
+                    log(f"client {self.peer} closed the connection in the middle of a request")
+                self.close()
+            return
+        parser = self.parser
+        parser.feed(data)
+        if parser.req is not None:
+            self.deadline = _monotonic() + self.timeout   # body upload progressing
+        if self.busy:
+            if parser.error is not None or len(self.queue) >= MAX_QUEUED:
+                self.paused = True
+                self.loop.remove_reader(self.fd)
+            return
+        if self.queue or parser.error is not None:
+            self.pump()
+
+    # ---- request flow -----------------------------------------------------------------------
+    def pump(self) -> None:
+        """Start the next queued request, or answer a protocol error, or wait for more input."""
+        if self.busy or self.closed:
+            return
+        if self.out:
+            self.on_drain = self.pump
+            return
+        if self.queue:
+            req = self.queue.popleft()
+            self.busy = True
+            self.runner.dispatch(self, req)
+            return
+        parser = self.parser
+        if parser.error is not None:
+            self._reply_error(parser.error)
+            return
+        if self.eof or self.closing or (self.runner.worker.stopping and not parser.partial):
+            self.close()
+            return
+        if self.paused and not self.eof:
+            self.paused = False
+            self.loop.add_reader(self.fd, self.on_readable)
+        self.deadline = _monotonic() + self.timeout
+
+    def request_done(self, req) -> None:
+        self.busy = False
+        self.served += 1
+        if self.closed:
+            return
+        if not req.keepalive:
+            self.closing = True
+            if self.out:
+                self.on_drain = self.close
+            else:
+                self.close()
+            return
+        if self.queue or self.parser.error is not None or self.paused or self.eof:
+            # deferred: a long pipeline must not recurse through dispatch
+            self.loop.ready.append(self.pump)
+            return
+        if self.runner.worker.stopping and not self.parser.partial:
+            self.close()
+            return
+        self.deadline = _monotonic() + self.timeout
+
+    def _reply_error(self, err) -> None:
+        if err.log:
+            log(f"{self.peer}: {err.log}")
+        if err.status and not self.closed:
+            self.send(error_reply(err.status, err.reason))
+            self.closing = True
+            self.lingering = True
+            if self.out:
+                self.on_drain = self._linger
+            else:
+                self._linger()
+        else:
+            self.close()
+
+    def _linger(self) -> None:
+        """Half-close after an error reply and drain what the client still sends, so that the
+        kernel does not reset the connection (and lose the reply) on unread data."""
+        if self.closed:
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self.deadline = _monotonic() + LINGER
+        if not self.eof:
+            self.loop.add_reader(self.fd, self.on_readable)
+        else:
+            self.close()
+
+    # ---- writing --------------------------------------------------------------------------
+    def send(self, data) -> None:
+        if self.closed:
+            return
+        if self.out:
+            self.out += data
+        else:
+            try:
+                n = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as e:
+                self._gone(e)
+                return
+            if n == len(data):
+                return
+            self.out = bytearray(memoryview(data)[n:])
+            self.loop.add_writer(self.fd, self._on_writable)
+            self.deadline = _monotonic() + self.timeout
+        if len(self.out) > HIGH_WATER:
+            self._drain_blocking()
+
+    def _on_writable(self) -> None:
+        out = self.out
+        if not out:
+            self.loop.remove_writer(self.fd)
+            return
+        try:
+            n = self.sock.send(out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._gone(e)
+            return
+        del out[:n]
+        self.deadline = _monotonic() + self.timeout
+        if not out:
+            self.out = None
+            self.loop.remove_writer(self.fd)
+            cb = self.on_drain
+            if cb is not None:
+                self.on_drain = None
+                cb()
+
+    def _drain_blocking(self) -> None:
+        """Wait for the client to take our unsent bytes (a writer that cannot suspend)."""
+        poller = select.poll()
+        poller.register(self.fd, select.POLLOUT)
+        ms = int(self.timeout * 1000)
+        while self.out and not self.closed:
+            if not poller.poll(ms):
+                log(f"socket timeout: {self.peer} stopped reading the response, dropped")
+                self.close()
+                return
+            self._on_writable()
+
+    def sendfile(self, fd: int, offset: int, count: int) -> int:
+        """Zero-copy file body; returns bytes sent (short only if the client went away)."""
+        if self.out:
+            self._drain_blocking()
+        sent = 0
+        poller = None
+        while sent < count and not self.closed:
+            try:
+                n = os.sendfile(self.fd, fd, offset + sent, count - sent)
+            except (BlockingIOError, InterruptedError):
+                n = None
+            except OSError as e:
+                self._gone(e)
+                break
+            if n == 0:
+                break   # file shorter than announced
+            if n is None:
+                if poller is None:
+                    poller = select.poll()
+                    poller.register(self.fd, select.POLLOUT)
+                if not poller.poll(int(self.timeout * 1000)):
+                    log(f"socket timeout: {self.peer} stopped reading the response, dropped")
+                    self.close()
+                    break
+                continue
+            sent += n
+        return sent
+
+    # ---- end ------------------------------------------------------------------------------
+    def _gone(self, e: OSError) -> None:
+        if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN):
+            log(f"write error to {self.peer}: {e.strerror or e}")
+        self.close()
+
+    def timed_out(self, now: float) -> None:
+        """Called by the loop's reaper when the deadline passed."""
+        if self.lingering:
+            self.close()
+            return
+        if self.out:
+            log(f"socket timeout: {self.peer} stopped reading the response, dropped")
+        elif self.busy:
+            return   # the app is running; harakiri is the master's business
+        elif self.parser.partial:
+            log(f"socket timeout: {self.peer} sent an incomplete request in {self.timeout:g}s, dropped")
+        elif self.served == 0:
+            log(f"socket timeout: {self.peer} sent nothing in {self.timeout:g}s, dropped")
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.forget(self.fd)
+        self.runner.conns.pop(self.fd, None)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.out = None
+        cb = self.on_drain
+        if cb is not None:
+            # a core suspended until this connection drained must wake up and see it closed
+            self.on_drain = None
+            if self.busy:
+                self.loop.ready.append(cb)

@@ -1,0 +1,178 @@
+"""A small epoll event loop, one per worker thread: fd readers/writers, timers, call_soon.
+
+Kept deliberately tiny (redis `ae` style): the worker's hot path registers each fd once and
+the loop dispatches straight to bound methods, with no selector-key objects in between.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import select
+import threading
+import time
+from collections import deque
+
+EPOLLIN = select.EPOLLIN
+EPOLLOUT = select.EPOLLOUT
+EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
+EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
+
+
+class Timer:
+    __slots__ = ("when", "fn", "cancelled")
+
+    def __init__(self, when: float, fn):
+        self.when = when
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __lt__(self, other: "Timer") -> bool:
+        return self.when < other.when
+
+
+class Loop:
+    def __init__(self, index: int = 0):
+        self.index = index
+        self.ep = select.epoll()
+        self._readers: dict[int, object] = {}
+        self._writers: dict[int, object] = {}
+        self._masks: dict[int, int] = {}
+        self._timers: list[Timer] = []
+        self.ready: deque = deque()
+        self.thread_id = threading.get_ident()
+        self.stopped = False
+        # Wake-up pipe: signal handlers and other threads poke the loop out of epoll.
+        self._wr, self._ww = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.add_reader(self._wr, self._drain_wakeup)
+
+    # ---- fds ---------------------------------------------------------------------------
+    def _update(self, fd: int, exclusive: bool = False) -> None:
+        mask = (EPOLLIN if fd in self._readers else 0) | (EPOLLOUT if fd in self._writers else 0)
+        old = self._masks.get(fd)
+        if mask == 0:
+            if old is not None:
+                del self._masks[fd]
+                try:
+                    self.ep.unregister(fd)
+                except (OSError, ValueError):
+                    pass
+            return
+        if old is None:
+            self.ep.register(fd, mask | (EPOLLEXCLUSIVE if exclusive else 0))
+        elif old != mask:
+            self.ep.modify(fd, mask)
+        self._masks[fd] = mask
+
+    def add_reader(self, fd: int, cb, exclusive: bool = False) -> None:
+        """cb() is called when fd is readable (or in error / hung up)."""
+        self._readers[fd] = cb
+        self._update(fd, exclusive)
+
+    def remove_reader(self, fd: int) -> None:
+        if self._readers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def add_writer(self, fd: int, cb) -> None:
+        self._writers[fd] = cb
+        self._update(fd)
+
+    def remove_writer(self, fd: int) -> None:
+        if self._writers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def forget(self, fd: int) -> None:
+        """Drop every registration of fd (before closing it)."""
+        self._readers.pop(fd, None)
+        self._writers.pop(fd, None)
+        if self._masks.pop(fd, None) is not None:
+            try:
+                self.ep.unregister(fd)
+            except (OSError, ValueError):
+                pass
+
+    def has_reader(self, fd: int) -> bool:
+        return fd in self._readers
+
+    # ---- time ----------------------------------------------------------------------------
+    def call_later(self, delay: float, fn) -> Timer:
+        t = Timer(time.monotonic() + delay, fn)
+        heapq.heappush(self._timers, t)
+        return t
+
+    def call_soon(self, fn) -> None:
+        """Thread-safe: fn() runs in this loop's thread at the next turn."""
+        self.ready.append(fn)
+        if threading.get_ident() != self.thread_id:
+            self.wakeup()
+
+    def wakeup(self) -> None:
+        try:
+            os.write(self._ww, b"x")
+        except OSError:
+            pass
+
+    def _drain_wakeup(self) -> None:
+        try:
+            while os.read(self._wr, 4096):
+                pass
+        except OSError:
+            pass
+
+    # ---- running --------------------------------------------------------------------------
+    def run_once(self, block: bool = True) -> None:
+        timers = self._timers
+        if self.ready or not block:
+            timeout = 0
+        elif timers:
+            while timers and timers[0].cancelled:
+                heapq.heappop(timers)
+            timeout = max(0.0, timers[0].when - time.monotonic()) if timers else 1.0
+            if timeout > 1.0:
+                timeout = 1.0
+        else:
+            timeout = 1.0
+        try:
+            events = self.ep.poll(timeout)
+        except InterruptedError:
+            events = ()
+        readers = self._readers
+        writers = self._writers
+        for fd, ev in events:
+            if ev & (EPOLLIN | EPOLLERR_HUP):
+                cb = readers.get(fd)
+                if cb is not None:
+                    cb()
+                    if not ev & EPOLLOUT:
+                        continue
+                elif not ev & EPOLLOUT:
+                    cb = writers.get(fd)   # error on a write-only fd: let the writer see it
+                    if cb is not None:
+                        cb()
+                    continue
+            if ev & (EPOLLOUT | EPOLLERR_HUP):
+                cb = writers.get(fd)
+                if cb is not None:
+                    cb()
+        if timers:
+            now = time.monotonic()
+            while timers and timers[0].when <= now:
+                t = heapq.heappop(timers)
+                if not t.cancelled:
+                    t.fn()
+        ready = self.ready
+        n = len(ready)
+        while n:
+            n -= 1
+            ready.popleft()()
+
+    def close(self) -> None:
+        for fd in (self._wr, self._ww):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.ep.close()

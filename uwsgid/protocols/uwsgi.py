@@ -1,0 +1,148 @@
+"""The uwsgi protocol (--socket): a 4-byte header (modifier1, little-endian u16 datasize,
+modifier2), then datasize bytes of vars (u16 key length, key, u16 value length, value ...),
+then CONTENT_LENGTH bytes of body. One request per connection, answered with a raw HTTP
+response, as uWSGI does behind nginx's uwsgi_pass. A bad packet closes the connection with
+one log line.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from uwsgid.protocols import BodyBuffer, ProtocolError
+from uwsgid.request import Request
+
+try:   # helper A's codec (C through cffi when built)
+    from uwsgid.packet import PacketError, parse_vars as _parse_vars
+except ImportError:   # until it lands: the same interface in Python
+    _parse_vars = None
+
+    class PacketError(ValueError):
+        pass
+
+_HEADER = struct.Struct("<BHB")
+MODIFIER_PING = 100
+
+
+def parse_vars_py(data: bytes, max_vars: int) -> dict:
+    """uwsgi vars block -> dict; raises PacketError on truncation or over max_vars vars."""
+    out = {}
+    pos = 0
+    n = len(data)
+    while pos < n:
+        if pos + 2 > n:
+            raise PacketError("truncated uwsgi packet (key size)")
+        kl = data[pos] | (data[pos + 1] << 8)
+        pos += 2
+        if pos + kl > n:
+            raise PacketError("truncated uwsgi packet (key)")
+        key = data[pos:pos + kl]
+        pos += kl
+        if pos + 2 > n:
+            raise PacketError("truncated uwsgi packet (value size)")
+        vl = data[pos] | (data[pos + 1] << 8)
+        pos += 2
+        if pos + vl > n:
+            raise PacketError("truncated uwsgi packet (value)")
+        out[key] = data[pos:pos + vl]
+        pos += vl
+        if len(out) > max_vars:
+            raise PacketError(f"max vars reached ({max_vars})")
+    return out
+
+
+def parse_vars(data: bytes, max_vars: int) -> dict:
+    if _parse_vars is not None:
+        return _parse_vars(data, max_vars)
+    return parse_vars_py(data, max_vars)
+
+
+class UwsgiParser:
+    __slots__ = ("conn", "limits", "buf", "req", "body", "need", "error", "done", "remote")
+
+    def __init__(self, conn, listener, limits, remote_addr: bytes, remote_port: bytes):
+        self.conn = conn
+        self.limits = limits
+        self.buf = b""
+        self.req = None
+        self.body = None
+        self.need = 0
+        self.error = None
+        self.done = False
+        self.remote = remote_addr
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.buf) or self.req is not None
+
+    def feed(self, data: bytes) -> None:
+        if self.error is not None or self.done:
+            return
+        if self.req is not None:
+            self._body(data)
+            return
+        buf = self.buf + data if self.buf else data
+        if len(buf) < 4:
+            self.buf = buf
+            return
+        modifier1, size, modifier2 = _HEADER.unpack_from(buf)
+        if size > self.limits.buffer_size:
+            self.error = ProtocolError(0, "", f"invalid request block size: {size} (max {self.limits.buffer_size})...skip")
+            return
+        if modifier1 == MODIFIER_PING and size == 0:
+            self.conn.send(b"\x64\x00\x00\x00")   # uwsgi ping: an empty pong
+            self.done = True
+            self.error = ProtocolError(0, "", "")
+            return
+        if len(buf) < 4 + size:
+            self.buf = buf
+            return
+        self.buf = b""
+        try:
+            v = parse_vars(buf[4:4 + size], self.limits.max_vars)
+        except PacketError as e:
+            self.error = ProtocolError(0, "", f"invalid uwsgi packet from {self.remote.decode('latin-1') or 'unix socket'}: {e}")
+            return
+        if b"SCRIPT_NAME" not in v:
+            v[b"SCRIPT_NAME"] = b""   # nginx's stock uwsgi_params sends none
+        method = v.get(b"REQUEST_METHOD", b"GET")
+        proto = v.get(b"SERVER_PROTOCOL", b"HTTP/1.1")
+        req = Request(self.conn, v, modifier1, modifier2, method, proto != b"HTTP/1.0", False)
+        req.var_cnt = len(v) * 2
+        req.pktsize = size
+        cl_text = v.get(b"CONTENT_LENGTH", b"")
+        cl = 0
+        if cl_text:
+            try:
+                cl = int(cl_text)
+                if cl < 0:
+                    raise ValueError
+            except ValueError:
+                self.error = ProtocolError(0, "", f"invalid CONTENT_LENGTH {cl_text[:32]!r} in uwsgi packet")
+                return
+        lp = self.limits.limit_post
+        if lp and cl > lp:
+            self.error = ProtocolError(413, "Request Entity Too Large", f"request body of {cl} bytes over --limit-post {lp}")
+            return
+        req.post_cl = cl
+        self.req = req
+        self.need = cl
+        self.body = BodyBuffer(self.limits.post_buffering)
+        rest = buf[4 + size:]
+        if rest or cl == 0:
+            self._body(rest)
+
+    def _body(self, data: bytes) -> None:
+        need = self.need
+        if data:
+            if len(data) > need:
+                data = data[:need]   # nothing may follow one request on a uwsgi connection
+            self.body.add(data)
+            need = self.need = need - len(data)
+        if need == 0:
+            req = self.req
+            req.set_body(self.body.result())
+            self.req = None
+            self.body = None
+            self.done = True
+            self.conn.queue.append(req)

@@ -1,0 +1,252 @@
+"""One request as a plugin sees it (see uwsgid/plugin.py), and the response framing.
+
+The body written by the app is coalesced in `_buf` and goes out on flush(): at every plugin
+yield, when `_buf` reaches SLICE bytes, and at the end. Framing is decided when the head goes
+out: Content-Length when the whole body is known at that point (or set by the app), else
+chunked on HTTP/1.1, else close-delimited. HEAD, 1xx, 204 and 304 never carry a body.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+SLICE = 64 * 1024
+
+# Framing decided when the head goes out.
+F_NONE = 0      # head not sent yet
+F_LENGTH = 1    # Content-Length (ours or the app's)
+F_CHUNKED = 2
+F_CLOSE = 3     # close-delimited
+F_NOBODY = 4    # HEAD, 1xx, 204, 304
+
+_EMPTY_INPUT = b""
+_HOP = frozenset((b"connection", b"transfer-encoding", b"keep-alive"))
+
+
+class Request:
+    __slots__ = (
+        "vars", "modifier1", "modifier2", "_input", "_body", "input_terminated", "core", "logvars",
+        "conn", "fd", "method", "http11", "keepalive", "status", "status_line", "headers",
+        "headers_sent", "response_size", "headers_size", "header_cnt", "_buf", "_buflen",
+        "_framing", "_app_cl", "_remaining", "start", "start_wall", "end", "switches", "var_cnt",
+        "pktsize", "app_id", "exception", "broken", "post_cl",
+    )
+
+    def __init__(self, conn, vars: dict, modifier1: int = 0, modifier2: int = 0, method: bytes = b"GET",
+                 http11: bool = True, keepalive: bool = False):
+        self.vars = vars
+        self.modifier1 = modifier1
+        self.modifier2 = modifier2
+        self.conn = conn
+        self.fd = conn.fd if conn is not None else -1
+        self.method = method
+        self.http11 = http11
+        self.keepalive = keepalive
+        self._input = None
+        self._body = _EMPTY_INPUT
+        self.input_terminated = False
+        self.post_cl = 0
+        self.core = None
+        self.logvars = {}
+        self.status = 0
+        self.status_line = b""
+        self.headers = None
+        self.headers_sent = False
+        self.response_size = 0
+        self.headers_size = 0
+        self.header_cnt = 0
+        self._buf = []
+        self._buflen = 0
+        self._framing = F_NONE
+        self._app_cl = None
+        self._remaining = 0
+        self.start = 0.0
+        self.start_wall = 0.0
+        self.end = 0.0
+        self.switches = 0
+        self.var_cnt = 0
+        self.pktsize = 0
+        self.app_id = 0
+        self.exception = False
+        self.broken = False
+
+    # ---- request body ---------------------------------------------------------------------
+    def set_body(self, body) -> None:
+        """bytes (in memory) or a file object positioned at 0 (spooled over --post-buffering)."""
+        self._body = body
+        self._input = None
+
+    @property
+    def input(self):
+        inp = self._input
+        if inp is None:
+            body = self._body
+            inp = self._input = io.BytesIO(body) if isinstance(body, (bytes, bytearray)) else body
+        return inp
+
+    # ---- response -------------------------------------------------------------------------
+    def start_response(self, status: bytes, headers: list) -> None:
+        if self.headers_sent:
+            raise RuntimeError("start_response() called after the headers were sent")
+        if isinstance(status, str):
+            status = status.encode("latin-1")
+        try:
+            code = int(status[:3])
+        except (ValueError, TypeError):
+            raise ValueError(f"invalid HTTP status {status!r}") from None
+        if not 100 <= code <= 999 or (len(status) > 3 and status[3:4] != b" "):
+            raise ValueError(f"invalid HTTP status {status!r}")
+        if b"\n" in status or b"\r" in status:
+            raise ValueError("CR/LF in HTTP status")
+        app_cl = None
+        for name, value in headers:
+            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name or b":" in name:
+                raise ValueError(f"invalid header {name!r}: {value!r}")
+            if len(name) == 14 and name.lower() == b"content-length":
+                try:
+                    app_cl = int(value)
+                    if app_cl < 0:
+                        raise ValueError
+                except ValueError:
+                    raise ValueError(f"invalid Content-Length header {value!r}") from None
+        self.status = code
+        self.status_line = status
+        self.headers = headers
+        self._app_cl = app_cl
+        # A restart before anything went out (WSGI exc_info) drops the earlier body.
+        self._buf = []
+        self._buflen = 0
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self.status:
+            raise RuntimeError("write() before start_response()")
+        self._buf.append(data)
+        self._buflen += len(data)
+        if self._buflen >= SLICE:
+            self.flush()
+
+    def sendfile(self, fd: int, offset: int = 0, count: int = 0) -> None:
+        """Send `count` bytes of file `fd` from `offset` (count 0 = to the end of the file)."""
+        if not self.status:
+            raise RuntimeError("sendfile() before start_response()")
+        if count <= 0:
+            count = max(0, os.fstat(fd).st_size - offset)
+        self.flush()
+        fr = self._framing
+        if fr == F_NOBODY or count == 0 or self.conn.closed:
+            return
+        if fr == F_LENGTH:
+            count = min(count, self._remaining)
+            self._remaining -= count
+            if count == 0:
+                return
+        if fr == F_CHUNKED:
+            self.conn.send(b"%x\r\n" % count)
+        sent = self.conn.sendfile(fd, offset, count)
+        self.response_size += sent
+        if fr == F_CHUNKED and sent == count:
+            self.conn.send(b"\r\n")
+
+    def _head(self, final: bool, n: int) -> bytes:
+        code = self.status
+        conn = self.conn
+        http = conn.is_http
+        app_cl = self._app_cl
+        out = [b"HTTP/1.1 ", self.status_line, b"\r\n"]
+        cnt = 0
+        for name, value in self.headers:
+            if http and len(name) < 18 and name.lower() in _HOP:
+                continue   # framing and connection management are ours
+            out += (name, b": ", value, b"\r\n")
+            cnt += 1
+        if code < 200 or code == 204 or code == 304:
+            fr = F_NOBODY
+        elif app_cl is not None:
+            fr = F_NOBODY if self.method == b"HEAD" else F_LENGTH
+            self._remaining = app_cl
+        elif final:
+            out += (b"Content-Length: ", b"%d" % n, b"\r\n")
+            cnt += 1
+            fr = F_NOBODY if self.method == b"HEAD" else F_LENGTH
+            self._remaining = n
+        elif self.method == b"HEAD":
+            fr = F_NOBODY
+        elif http and self.http11:
+            out.append(b"Transfer-Encoding: chunked\r\n")
+            cnt += 1
+            fr = F_CHUNKED
+        else:
+            fr = F_CLOSE
+            self.keepalive = False
+        if http:
+            if self.keepalive and conn.worker_stopping():
+                self.keepalive = False
+            if not self.keepalive:
+                if self.http11:
+                    out.append(b"Connection: close\r\n")
+                    cnt += 1
+            elif not self.http11:
+                out.append(b"Connection: keep-alive\r\n")
+                cnt += 1
+        else:
+            self.keepalive = False
+        out.append(b"\r\n")
+        head = b"".join(out)
+        self._framing = fr
+        self.headers_sent = True
+        self.headers_size = len(head)
+        self.header_cnt = cnt
+        return head
+
+    def flush(self, final: bool = False) -> None:
+        """Send the head (first time) and the coalesced body; final adds the end of the body."""
+        buf = self._buf
+        if buf:
+            data = buf[0] if len(buf) == 1 else b"".join(buf)
+            self._buf = []
+            self._buflen = 0
+        else:
+            data = b""
+        if self.headers_sent:
+            if not data and not final:
+                return
+            head = b""
+        elif not self.status:
+            return
+        else:
+            head = self._head(final, len(data))
+        fr = self._framing
+        if data:
+            if fr == F_CHUNKED:
+                self.response_size += len(data)
+                data = b"%x\r\n%b\r\n" % (len(data), data)
+            elif fr == F_LENGTH:
+                if len(data) > self._remaining:
+                    data = data[:self._remaining]   # never overrun a declared length
+                self._remaining -= len(data)
+                self.response_size += len(data)
+            elif fr == F_NOBODY:
+                data = b""
+            else:
+                self.response_size += len(data)
+        if final:
+            if fr == F_CHUNKED and not self.broken:
+                data += b"0\r\n\r\n"
+            elif fr == F_LENGTH and self._remaining:
+                self.keepalive = False   # short body: closing makes the truncation visible
+        if head:
+            data = head + data if data else head
+        if data:
+            self.conn.send(data)
+
+    def error_response(self, code: int, reason: bytes, body: bytes) -> None:
+        """Replace an unsent response with a small error page (the core's 500/503)."""
+        self.start_response(b"%d %b" % (code, reason), [(b"Content-Type", b"text/plain")])
+        self.write(body)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method.decode('latin-1')} {self.vars.get(b'REQUEST_URI', b'')!r}>"
+

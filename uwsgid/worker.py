@@ -1,0 +1,658 @@
+"""The worker process: loops (one per thread), cores, accept, dispatch by modifier1, lifecycle.
+
+    Worker(wid, server).run() -> exit code      (in the forked child, or the single process)
+
+--async N gives each loop N cooperative cores; --threads N runs N loops in N threads (one core
+each unless --async is given too). A plugin's request() returns None (done) or a generator that
+the core steps one yield at a time: each yield flushes the response, then either suspends the core
+on the wait it armed (uwsgid.api) or gives the other cores a turn.
+
+Signals (installed after fork; handlers only set flags and wake the loops):
+SIGHUP, SIGTERM = graceful stop (finish in-flight requests, close idle connections, exit 0);
+SIGINT, SIGQUIT = stop now.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections import deque
+
+from uwsgid import api, hooks
+from uwsgid.api import Wait, set_current
+from uwsgid.connection import Connection
+from uwsgid.log import log, log_exception
+from uwsgid.loop import Loop
+from uwsgid.plugin import AppLoadError
+from uwsgid.protocols import Limits
+from uwsgid.reqlog import RequestLogger, memory_usage
+
+_monotonic = time.monotonic
+_time = time.time
+SINGLE_CORE_BURST = 64     # yields stepped back to back when a loop has one core and nothing waits
+ACCEPT_BATCH = 16
+
+
+class Core:
+    """One request slot: an async core or a thread's core. Fields are read by plugins and api."""
+
+    __slots__ = ("id", "worker", "runner", "loop", "state", "request", "requests", "wait", "ready_fd",
+                 "timed_out", "thread", "gen", "conn", "_timer", "_wait_fd", "_wait_prev", "_resume",
+                 "exceptions")
+
+    def __init__(self, cid: int, runner):
+        self.id = cid
+        self.runner = runner
+        self.worker = runner.worker
+        self.loop = runner.loop
+        self.state = {}
+        self.request = None
+        self.requests = 0
+        self.exceptions = 0
+        self.wait = None
+        self.ready_fd = -1
+        self.timed_out = False
+        self.thread = threading.current_thread()
+        self.gen = None
+        self.conn = None
+        self._timer = None
+        self._wait_fd = -1
+        self._wait_prev = None
+        self._resume = self.step
+
+    # ---- running a request ------------------------------------------------------------------
+    def run(self, conn, req) -> None:
+        w = self.worker
+        self.conn = conn
+        self.request = req
+        req.core = self
+        req.start = _monotonic()
+        req.start_wall = _time()
+        req.switches = 1
+        self.requests += 1
+        w.requests += 1
+        sb = w.scoreboard
+        if sb is not None:
+            sb.begin(w.id, self.id, req.vars.get(b"REQUEST_URI", b""))
+        set_current(self)
+        plugin = w.plugins.get(req.modifier1)
+        if plugin is None or not plugin.has_app():
+            self._no_app(plugin)
+            return
+        try:
+            res = plugin.request(req)
+        except Exception:
+            self._fail()
+            return
+        if res is None:
+            self.finish()
+            return
+        self.gen = res
+        self.step()
+
+    def step(self) -> None:
+        gen = self.gen
+        req = self.request
+        conn = self.conn
+        if gen is None or req is None:
+            return
+        single = self.runner.single
+        ready = self.loop.ready
+        burst = 0
+        while True:
+            if conn.closed:
+                self._client_gone()
+                return
+            self.wait = None
+            set_current(self)
+            try:
+                next(gen)
+                req.switches += 1
+                if req._buf:
+                    req.flush()
+            except StopIteration:
+                self.gen = None
+                self.finish()
+                return
+            except Exception:
+                self._fail()
+                return
+            if conn.closed:
+                self._client_gone()
+                return
+            w = self.wait
+            if w is not None:
+                self._arm(w)
+                return
+            if conn.out:
+                conn.on_drain = self._resume   # suspended until the client takes the bytes
+                return
+            burst += 1
+            if not single or ready or burst >= SINGLE_CORE_BURST:
+                ready.append(self._resume)     # a turn for the other cores and the loop
+                return
+
+    def finish(self) -> None:
+        req = self.request
+        if not req.status:
+            log(f"error: the app returned without starting a response to {_desc(req)}")
+            req.exception = True
+            req.error_response(500, b"Internal Server Error", b"Internal Server Error\n")
+        if not self.conn.closed:
+            try:
+                req.flush(True)
+            except Exception:
+                self._fail()
+                return
+        self._done()
+
+    def _fail(self) -> None:
+        req = self.request
+        conn = self.conn
+        log_exception(f"error while serving {_desc(req)} (modifier1 {req.modifier1}):")
+        req.exception = True
+        self.exceptions += 1
+        self._close_gen()
+        if not conn.closed:
+            try:
+                if not req.headers_sent:
+                    req.error_response(500, b"Internal Server Error", b"Internal Server Error\n")
+                    req.flush(True)
+                else:
+                    # make the truncation visible: no last chunk / short body, then close
+                    req.broken = True
+                    req.keepalive = False
+                    req._buf = []
+                    req.flush(True)
+            except Exception:
+                log_exception("error while sending the error response:")
+                conn.close()
+        self._done()
+
+    def _no_app(self, plugin) -> None:
+        req = self.request
+        if plugin is None:
+            log(f"-- unavailable modifier requested: {req.modifier1} --")
+        else:
+            log(f"--- no {plugin.name or 'app'} application found for modifier1 {req.modifier1} "
+                f"({_desc(req)}), check your startup logs for errors ---")
+        req.app_id = -1
+        req.error_response(503, b"Service Unavailable", b"Service Unavailable\n")
+        self.finish()
+
+    def _client_gone(self) -> None:
+        req = self.request
+        log(f"client {self.conn.peer} went away during the response to {_desc(req)}")
+        self._close_gen()
+        self._done()
+
+    def _close_gen(self) -> None:
+        gen = self.gen
+        self.gen = None
+        self._cancel_wait()
+        if gen is not None and hasattr(gen, "close"):
+            try:
+                set_current(self)
+                gen.close()
+            except Exception:
+                log_exception("error while closing the response generator:")
+
+    def _done(self) -> None:
+        req = self.request
+        conn = self.conn
+        w = self.worker
+        req.end = _monotonic()
+        self.gen = None
+        self.request = None
+        self.conn = None
+        try:
+            w.reqlog(req)
+        except Exception:
+            log_exception("error while logging a request:")
+        sb = w.scoreboard
+        if sb is not None:
+            sb.end(w.id, self.id, req.status, req.response_size + req.headers_size,
+                   int((req.end - req.start) * 1_000_000), req.exception)
+        conn.request_done(req)
+        self.runner.core_done(self)
+        w.after_request()
+
+    # ---- waits --------------------------------------------------------------------------------
+    def _arm(self, w: Wait) -> None:
+        loop = self.loop
+        if w.fd >= 0:
+            fd = w.fd
+            self._wait_fd = fd
+            if w.events & Wait.WRITE:
+                self._wait_prev = loop._writers.get(fd)
+                loop.add_writer(fd, self._fd_ready)
+            else:
+                self._wait_prev = loop._readers.get(fd)
+                loop.add_reader(fd, self._fd_ready)
+        if w.timeout is not None:
+            self._timer = loop.call_later(w.timeout, self._wait_timeout)
+
+    def _cancel_wait(self) -> None:
+        t = self._timer
+        if t is not None:
+            t.cancel()
+            self._timer = None
+        fd = self._wait_fd
+        if fd >= 0:
+            self._wait_fd = -1
+            loop = self.loop
+            w = self.wait
+            prev = self._wait_prev
+            self._wait_prev = None
+            if w is not None and w.events & Wait.WRITE:
+                if prev is not None:
+                    loop.add_writer(fd, prev)
+                else:
+                    loop.remove_writer(fd)
+            elif prev is not None:
+                loop.add_reader(fd, prev)
+            else:
+                loop.remove_reader(fd)
+
+    def _fd_ready(self) -> None:
+        fd = self._wait_fd
+        self._cancel_wait()
+        self.ready_fd = fd
+        self.timed_out = False
+        self.wait = None
+        self.step()
+
+    def _wait_timeout(self) -> None:
+        self._timer = None
+        self._cancel_wait()
+        self.ready_fd = -1
+        self.timed_out = True
+        self.wait = None
+        self.step()
+
+
+def _desc(req) -> str:
+    if req is None:
+        return "?"
+    uri = req.vars.get(b"REQUEST_URI", b"")
+    return f"{req.method.decode('latin-1')} {uri[:200].decode('latin-1')}"
+
+
+class Runner:
+    """One loop (one thread) with its cores and connections."""
+
+    def __init__(self, worker, index: int, core_ids: list[int], listeners):
+        self.worker = worker
+        self.index = index
+        self.loop = Loop(index)
+        self.limits = worker.limits
+        self.cores = [Core(cid, self) for cid in core_ids]
+        self.free = list(reversed(self.cores))
+        self.single = len(self.cores) == 1
+        self.waiting: deque = deque()
+        self.conns: dict[int, Connection] = {}
+        self.listeners = listeners
+        self.accepting = False
+        self._reaper = None
+
+    def init_cores(self) -> None:
+        for core in self.cores:
+            core.thread = threading.current_thread()
+            for plugin in self.worker.unique_plugins:
+                plugin.init_core(core)
+
+    def start_accepting(self) -> None:
+        if self.accepting or self.worker.stopping:
+            return
+        self.accepting = True
+        for lst in self.listeners:
+            self.loop.add_reader(lst.fd, self._acceptor(lst), exclusive=True)
+
+    def stop_accepting(self) -> None:
+        if not self.accepting:
+            return
+        self.accepting = False
+        for lst in self.listeners:
+            self.loop.remove_reader(lst.fd)
+
+    def _acceptor(self, listener):
+        lsock = listener.sock
+
+        def accept():
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    sock, addr = lsock.accept()
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as e:
+                    if e.errno in (23, 24):   # ENFILE, EMFILE: back off instead of spinning
+                        log(f"accept() on {listener.name}: {e.strerror}; pausing accepts for 1s")
+                        self.stop_accepting()
+                        self.loop.call_later(1.0, self.start_accepting)
+                    return
+                sock.setblocking(False)
+                Connection(self, sock, addr, listener).start()
+                if not self.accepting:
+                    return
+        return accept
+
+    # ---- cores ------------------------------------------------------------------------------
+    def dispatch(self, conn, req) -> None:
+        free = self.free
+        if free:
+            free.pop().run(conn, req)
+        else:
+            self.waiting.append((conn, req))
+            self.stop_accepting()   # at most N requests in progress: let other workers take them
+
+    def core_done(self, core) -> None:
+        waiting = self.waiting
+        while waiting:
+            conn, req = waiting.popleft()
+            if conn.closed:
+                conn.busy = False
+                continue
+            self.loop.ready.append(lambda: core.run(conn, req))
+            return
+        self.free.append(core)
+        if not self.accepting and not self.worker.stopping and self.listeners:
+            self.start_accepting()
+
+    @property
+    def busy(self) -> bool:
+        return len(self.free) < len(self.cores) or bool(self.waiting)
+
+    # ---- serving ------------------------------------------------------------------------------
+    def _reap(self) -> None:
+        now = _monotonic()
+        for conn in list(self.conns.values()):
+            if conn.deadline < now and not conn.closed:
+                conn.timed_out(now)
+        self._reaper = self.loop.call_later(1.0, self._reap)
+
+    def serve(self) -> None:
+        loop = self.loop
+        w = self.worker
+        self._reaper = loop.call_later(1.0, self._reap)
+        self.start_accepting()
+        draining = False
+        while not w.abort:
+            try:
+                loop.run_once()
+            except Exception:
+                log_exception("error in the worker loop (continuing):")
+            if w.stopping:
+                if not draining:
+                    draining = True
+                    self.stop_accepting()
+                for conn in list(self.conns.values()):
+                    if not conn.busy and not conn.queue and not conn.out and not conn.parser.partial \
+                            and not conn.lingering:
+                        conn.close()
+                if not self.conns and not self.busy:
+                    break
+        self.stop_accepting()
+
+    def close_all(self) -> None:
+        for conn in list(self.conns.values()):
+            conn.close()
+        self.loop.close()
+
+
+class Worker:
+    def __init__(self, wid: int, server):
+        self.id = wid
+        self.server = server
+        self.opts = server.opts
+        self.listeners = list(getattr(server, "listeners", []) or [])
+        self.plugins = dict(getattr(server, "plugins", {}) or {})
+        self.scoreboard = getattr(server, "scoreboard", None)
+        self.pid = os.getpid()
+        self.requests = 0
+        self.stopping = False
+        self.abort = False
+        self.exit_code = 0
+        self.runners: list[Runner] = []
+        self.cores: list[Core] = []
+        self.limits = Limits.from_opts(self.opts)
+        self.reqlog = RequestLogger(self.opts, self)
+        self._local = threading.local()
+        self._next_core = 0
+        seen = {}
+        for plugin in self.plugins.values():
+            seen.setdefault(id(plugin), plugin)
+        self.unique_plugins = list(seen.values())
+        self.max_requests = int(self._opt("max_requests", 0) or 0)
+        self.reload_on_rss = int(self._opt("reload_on_rss", 0) or 0) * 1024 * 1024
+
+    def _opt(self, name, default):
+        try:
+            v = getattr(self.opts, name)
+        except AttributeError:
+            return default
+        return default if v is None else v
+
+    @property
+    def loops(self) -> list[Loop]:
+        return [r.loop for r in self.runners]
+
+    # ---- services' entry points -----------------------------------------------------------------
+    def add_reader(self, fd: int, callback) -> None:
+        """Call callback() in loop 0's thread when fd is readable (services: signals, rpc...)."""
+        loop = self.runners[0].loop
+        if threading.get_ident() == loop.thread_id:
+            loop.add_reader(fd, callback)
+        else:
+            loop.call_soon(lambda: loop.add_reader(fd, callback))
+
+    def remove_reader(self, fd: int) -> None:
+        loop = self.runners[0].loop
+        if threading.get_ident() == loop.thread_id:
+            loop.remove_reader(fd)
+        else:
+            loop.call_soon(lambda: loop.remove_reader(fd))
+
+    def call_soon(self, fn) -> None:
+        """Run fn() in loop 0's thread at its next turn (thread-safe)."""
+        self.runners[0].loop.call_soon(fn)
+
+    def call_later(self, delay: float, fn):
+        return self.runners[0].loop.call_later(delay, fn)
+
+    def total_requests(self) -> int:
+        sb = self.scoreboard
+        fn = getattr(sb, "total_requests", None) if sb is not None else None
+        if fn is not None:
+            try:
+                return int(fn())
+            except Exception:
+                pass
+        return self.requests
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def _wake_all(self) -> None:
+        for r in self.runners:
+            r.loop.wakeup()
+
+    def stop(self, graceful: bool = True) -> None:
+        """Ask the worker to stop (graceful: finish in-flight requests first). Thread-safe."""
+        self.stopping = True
+        if not graceful:
+            self.abort = True
+        sb = self.scoreboard
+        if sb is not None:
+            try:
+                sb.set_accepting(self.id, False)
+            except Exception:
+                pass
+        self._wake_all()
+
+    def _on_graceful(self, signum, frame) -> None:
+        self.stopping = True
+        self._wake_all()
+
+    def _on_immediate(self, signum, frame) -> None:
+        self.stopping = True
+        self.abort = True
+        self._wake_all()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGHUP, self._on_graceful)
+        signal.signal(signal.SIGTERM, self._on_graceful)
+        signal.signal(signal.SIGINT, self._on_immediate)
+        signal.signal(signal.SIGQUIT, self._on_immediate)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    def after_request(self) -> None:
+        if self.stopping:
+            return
+        if self.max_requests and self.requests >= self.max_requests:
+            log(f"...The work of process {self.pid} is done (max requests {self.max_requests}). Seeya!")
+            self.stop()
+        elif self.reload_on_rss:
+            rss = memory_usage()[1]
+            if rss > self.reload_on_rss:
+                log(f"worker {self.id} (pid: {self.pid}) RSS {rss // 1048576}MB over --reload-on-rss "
+                    f"{self.reload_on_rss // 1048576}MB: reloading gracefully")
+                self.stop()
+
+    def _core_ids(self, n: int) -> list[int]:
+        ids = list(range(self._next_core, self._next_core + n))
+        self._next_core += n
+        return ids
+
+    def run(self) -> int:
+        api.worker = self
+        if api.server is None:
+            api.server = self.server
+        self.pid = os.getpid()
+        self._install_signals()
+        threads = max(1, int(self._opt("threads", 1) or 1))
+        ncores = max(1, int(self._opt("async", 1) or 1))
+        custom = getattr(api, "loop_hook", None)
+        # loop 0 exists before the hooks so that services can add readers from worker_start
+        first = Runner(self, 0, [] if custom else self._core_ids(ncores), [] if custom else self.listeners)
+        self.runners.append(first)
+        self.cores.extend(first.cores)
+        try:
+            hooks.run("worker_start", self)
+            for plugin in self.unique_plugins:
+                plugin.post_fork(self)
+        except AppLoadError as e:
+            log(f"worker {self.id}: {e}")
+            return 22
+        except Exception:
+            log_exception(f"worker {self.id}: start-up failed:")
+            return 1
+        try:
+            if custom is not None:
+                rc = custom(self)
+                return int(rc or 0)
+            return self._serve(first, threads, ncores)
+        finally:
+            for plugin in self.unique_plugins:
+                try:
+                    plugin.shutdown()
+                except Exception:
+                    log_exception("error in plugin shutdown:")
+            sb = self.scoreboard
+            if sb is not None:
+                try:
+                    sb.set_accepting(self.id, False)
+                except Exception:
+                    pass
+
+    def _serve(self, first: Runner, threads: int, ncores: int) -> int:
+        started = threading.Event()
+        errors = []
+
+        def thread_main(index: int) -> None:
+            try:
+                r = Runner(self, index, self._core_ids_locked(ncores), self.listeners)
+                self.runners.append(r)
+                self.cores.extend(r.cores)
+                r.init_cores()
+                hooks.run("worker_loop_start", r.loop)
+            except Exception as e:
+                log_exception(f"worker {self.id}: thread {index} failed to start:")
+                errors.append(e)
+                started.set()
+                return
+            started.set()
+            try:
+                r.serve()
+            finally:
+                r.close_all()
+
+        self._id_lock = threading.Lock()
+        try:
+            first.init_cores()
+            hooks.run("worker_loop_start", first.loop)
+        except AppLoadError as e:
+            log(f"worker {self.id}: {e}")
+            return 22
+        except Exception:
+            log_exception(f"worker {self.id}: core initialisation failed:")
+            return 1
+        workers = []
+        for i in range(1, threads):
+            started.clear()
+            t = threading.Thread(target=thread_main, args=(i,), name=f"uwsgi-worker{self.id}-loop{i}", daemon=True)
+            t.start()
+            started.wait()
+            if errors:
+                self.stop(graceful=False)
+                break
+            workers.append(t)
+        sb = self.scoreboard
+        if sb is not None and not self.stopping:
+            sb.set_accepting(self.id, True)
+        try:
+            first.serve()
+        finally:
+            self._wake_all()
+            for t in workers:
+                while t.is_alive():
+                    t.join(0.5)
+                    if self.abort:
+                        break
+            first.close_all()
+        return 1 if errors else self.exit_code
+
+    def _core_ids_locked(self, n: int) -> list[int]:
+        with self._id_lock:
+            return self._core_ids(n)
+
+    # ---- custom loops (uwsgid.api.set_loop) ------------------------------------------------------
+    def _thread_runner(self) -> Runner:
+        r = getattr(self._local, "runner", None)
+        if r is None:
+            with getattr(self, "_id_lock", threading.Lock()):
+                ids = self._core_ids(1)
+            r = Runner(self, len(self.runners), ids, [])
+            self.runners.append(r)
+            self.cores.extend(r.cores)
+            r.init_cores()
+            r._reaper = r.loop.call_later(1.0, r._reap)
+            self._local.runner = r
+        return r
+
+    def serve_connection(self, sock: socket.socket, addr, listener) -> None:
+        """Serve one accepted connection to completion (keep-alive included), blocking the
+        calling thread: the building block for a custom loop set with uwsgid.api.set_loop."""
+        r = self._thread_runner()
+        sock.setblocking(False)
+        conn = Connection(r, sock, addr, listener)
+        conn.start()
+        loop = r.loop
+        while not conn.closed and not self.abort:
+            loop.run_once()
+            if self.stopping and not conn.busy and not conn.queue and not conn.out and not conn.parser.partial:
+                conn.close()
+        if not conn.closed:
+            conn.close()
