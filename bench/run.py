@@ -148,18 +148,20 @@ class Bench:
             urls = {l: f"http://127.0.0.1:{routes[l]}{sc.path}" for l in started}
         ready = {}
         for label, srv in started.items():
-            why = self._preflight(urls[label], sc)
+            why, answer = self._preflight(urls[label], sc)
+            res[label]["answer"] = answer
             if why:
                 res[label]["error"] = f"{why}; log: {srv.log_tail()}"
             else:
                 ready[label] = (srv, urls[label])
         return ready
 
-    def _preflight(self, url: str, sc: Scenario, timeout: float = 30.0) -> str | None:
-        """One GET must answer 200 (with the expected text) before any figure counts."""
+    def _preflight(self, url: str, sc: Scenario, timeout: float = 30.0) -> tuple[str | None, dict]:
+        """One GET must answer 200 (with the expected text) before any figure counts; what it
+        answered (status, size, headers) is kept, so both sides' answers can be compared."""
         host_port, path = url[len("http://"):].split("/", 1)
         host, port = host_port.split(":")
-        deadline, why = time.monotonic() + timeout, "no answer"
+        deadline, why, answer = time.monotonic() + timeout, "no answer", {}
         while time.monotonic() < deadline:
             try:
                 conn = http.client.HTTPConnection(host, int(port), timeout=20)
@@ -167,15 +169,16 @@ class Bench:
                 r = conn.getresponse()
                 body = r.read()
                 conn.close()
+                answer = {"status": r.status, "body_bytes": len(body), "headers": r.getheaders()}
                 if r.status == 200 and (sc.expect is None or sc.expect in body):
-                    return None
+                    return None, answer
                 why = f"preflight GET /{path} answered {r.status}: {body[:160]!r}"
                 if r.status != 502:  # nginx's 502 while the upstream warms up: retry
-                    return why
+                    return why, answer
             except (OSError, http.client.HTTPException) as exc:
                 why = f"preflight GET /{path} failed: {type(exc).__name__}: {exc}"
             time.sleep(0.2)
-        return why
+        return why, answer
 
     def _alternate(self, ready: dict, measure, res: dict) -> None:
         """Runs in the order ours, peer, ours, peer, ... ; a run's problem is kept with its figures."""
@@ -361,7 +364,7 @@ def main(argv=None) -> int:
             doc["scenarios"].append(res)
             ratio = "-" if res["ratio"] is None else f"{res['ratio']:.2f}"
             print(f"  {sc.id:14} {res['status']:5} ratio {ratio:>5}  ({res['elapsed_s']}s)"
-                  + (f"  {res['reason'][:160]}" if res["reason"] else ""), flush=True)
+                  + (f"  {report.short(res['reason'], 200)}" if res["reason"] else ""), flush=True)
             report.write_json(out_json, doc)
         if "curve" in wanted:
             doc["curve"] = bench.curve()

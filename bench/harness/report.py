@@ -8,6 +8,11 @@ from pathlib import Path
 VERDICT = {"pass": "PASS", "miss": "MISS <<<", "skip": "SKIP", "error": "ERROR <<<", "peer-only": "SKIP"}
 
 
+def short(text: str, n: int = 260) -> str:
+    """A long reason (a log tail with a traceback) keeps its start and its end, where the error is."""
+    return text if len(text) <= n else f"{text[:60]} ... {text[-(n - 65):]}"
+
+
 def _fmt(v, metric: str) -> str:
     if v is None:
         return "-"
@@ -26,7 +31,7 @@ def table(results: list[dict], curve: dict | None) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    notes = [f"  {r['id']}: {r['reason']}" for r in results if r.get("reason")]
+    notes = [f"  {r['id']}: {short(r['reason'])}" for r in results if r.get("reason")]
     if notes:
         lines += ["", "notes:"] + notes
     if curve:
@@ -38,7 +43,7 @@ def table(results: list[dict], curve: dict | None) -> str:
             eff = f"{p['rps'] / p['ideal']:.0%}" if p.get("rps") is not None else "-"
             crow.append((p["series"], str(p["workers"]), str(p["async"]),
                          "-" if p.get("rps") is None else f"{p['rps']:,.0f}", f"{p['ideal']:,.0f}", eff,
-                         "-" if p.get("p50_ms") is None else f"{p['p50_ms']:.1f}", p.get("problem") or ""))
+                         "-" if p.get("p50_ms") is None else f"{p['p50_ms']:.1f}", short(p.get("problem") or "", 120)))
         w = [max(len(r[i]) for r in crow) for i in range(len(crow[0]))]
         lines += ["  " + "  ".join(c.ljust(x) for c, x in zip(r, w)).rstrip() for r in crow]
     passed = sum(r["status"] == "pass" for r in results)
