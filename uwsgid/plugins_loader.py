@@ -17,6 +17,7 @@ Interface (helper B's cli.parse while parsing, D's main afterwards):
     load_plugins(specs, dirs) -> list[Plugin] the same for "lua,cffi" lists
     loaded() -> list[Plugin]                  embedded + loaded, in order
     describe() -> list[(name, "embedded" | path)]
+    plugin_library(name) -> path of NAME_plugin.so | None (embedded: dlopen(NULL))
 Errors: PluginError (bad plugin), PluginNotFound (names the directories searched).
 """
 
@@ -406,6 +407,13 @@ def _load_so(path: str, modifier: int | None, embedded: dict[str, Plugin]) -> Pl
 def load_plugins(specs: str, dirs: list[str] | None = None) -> list[Plugin]:
     """A --plugins value: comma-separated specs."""
     return [load_plugin(s, dirs) for s in specs.split(",") if s.strip()]
+
+
+def plugin_library(name: str) -> str | None:
+    """What a plugin's Python code dlopen()s to reach its own C (GCC_LIST): the path of its
+    NAME_plugin.so, or None for an embedded plugin (its C is in the executable: dlopen(NULL))."""
+    origin = _origins.get(name)
+    return origin if origin and origin.endswith(".so") else None
 
 
 def loaded() -> list[Plugin]:
