@@ -627,3 +627,167 @@ def test_api_error_is_a_clean_lua_error(tmp_path):
     """)
     r = serve(make_plugin(lua=app))
     assert r.body.startswith(b"false:uwsgi.async_sleep:")
+
+
+# ---- load order, paths, RPC, signals ----------------------------------------------------------
+
+def test_load_postload_order_and_lua_path(tmp_path):
+    libdir = tmp_path / "lib"
+    libdir.mkdir()
+    (libdir / "mylib.lua").write_text("return { name = 'mylib' }")
+    pre = lua_app(tmp_path, "order = (order or '') .. 'load;'", "pre.lua")
+    post = lua_app(tmp_path, "order = order .. 'postload;'", "post.lua")
+    app = lua_app(tmp_path, """
+    order = order .. 'app;'
+    local mylib = require "mylib"
+    return function() return 200, {}, order .. mylib.name end
+    """)
+    p = make_plugin(lua=app, lua_load=[pre], lua_postload=[post], lua_path=[str(libdir)])
+    assert serve(p).body == b"load;app;postload;mylib"
+
+
+def test_debian_c_modules_load():
+    # md5 (a C module under /usr/lib/<arch>/lua/5.1) needs RTLD_GLOBAL and Debian's cpath
+    import os
+    app_dir = os.environ.get("TMPDIR", "/tmp")
+    path = os.path.join(app_dir, f"lua-cmod-{os.getpid()}.lua")
+    with open(path, "w") as f:
+        f.write("local md5 = require 'md5'\nlocal lfs = require 'lfs'\n"
+                "return function() return 200, {}, md5.sumhexa('abc') .. ' ' .. type(lfs.currentdir()) end")
+    try:
+        assert serve(make_plugin(lua=path)).body == b"900150983cd24fb0d6963f7d28e17f72 string"
+    finally:
+        os.unlink(path)
+
+
+def test_lua_rpc_roundtrip(tmp_path):
+    pytest.importorskip("uwsgid.services.api")
+    from uwsgid.services import api as svc
+    app = lua_app(tmp_path, """
+    uwsgi.register_rpc("lua_test_hello", function(a, b) return "hi " .. a .. "+" .. tostring(b) end)
+    uwsgi.register_rpc("lua_test_boom", function() error("rpc boom") end)
+    return function()
+      local ok, err = pcall(uwsgi.call, "lua_test_boom")
+      return 200, {}, uwsgi.call("lua_test_hello", "x", 2) .. "|" .. tostring(ok)
+    end
+    """)
+    p = make_plugin(lua=app)
+    core = FakeCore()
+    r = serve(p, core)
+    assert r.body == b"hi x+2|false"
+    # Python calling the Lua function: runs in the current core's state (here: the fallback)
+    assert svc.call("lua_test_hello", b"py", b"3") == b"hi py+3"
+
+
+def test_lua_signal_handler_runs_in_the_state(tmp_path):
+    pytest.importorskip("uwsgid.services.api")
+    from lua_plugin import uwsgi_module
+    app = lua_app(tmp_path, """
+    got = "none"
+    uwsgi.register_signal(17, "workers", function(sig) got = "signal " .. sig end)
+    return function() return 200, {}, got end
+    """)
+    p = make_plugin(lua=app)
+    core = FakeCore()
+    p.init_core(core)
+    from uwsgid import api
+    api.set_current(core)
+    try:
+        uwsgi_module._signal_wrappers[17](17)
+    finally:
+        api.set_current(None)
+    assert serve(p, core).body == b"signal 17"
+
+
+def test_cache_table_forms(tmp_path):
+    pytest.importorskip("uwsgid.services.api")
+    from uwsgid.services import cache as cache_mod
+    try:
+        cache_mod.get_cache(b"luatest")
+    except ValueError:
+        cache_mod.create(cache_mod.parse_cache2("name=luatest,items=100"))
+    app = lua_app(tmp_path, """
+    return function()
+      local C = "luatest"
+      uwsgi.cache_clear(C)
+      assert(uwsgi.cache_set("single", "s", 0, C))
+      uwsgi.cache_update({ka = "1", kb = "2"}, 0, C)
+      local t = uwsgi.cache_get({"ka", "kb", "kc"}, C)
+      local e = uwsgi.cache_exists({"ka", "kc"}, C)
+      uwsgi.cache_del({"ka"}, C)
+      return 200, {}, table.concat({uwsgi.cache_get("single", C), tostring(t.ka), tostring(t.kb),
+        tostring(t.kc), tostring(e.ka), tostring(e.kc), tostring(uwsgi.cache_get("ka", C))}, ",")
+    end
+    """)
+    assert serve(make_plugin(lua=app)).body == b"s,1,2,nil,true,false,nil"
+
+
+# ---- things that need their own process: engines, os.exit -------------------------------------
+
+def _run_py(code: str, timeout: float = 60):
+    import subprocess
+    import sys
+    from lua_helpers import ROOT
+    env = dict(__import__("os").environ)
+    env["PYTHONPATH"] = ":".join([str(ROOT), str(ROOT / "plugins" / "lua"), str(ROOT / "tests")])
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=str(ROOT))
+
+
+PRELUDE = """
+import uwsgid.core_options
+from uwsgid import options as uopts
+from lua_plugin.plugin import LuaPlugin
+from lua_helpers import FakeCore, FakeRequest, run_request
+p = LuaPlugin()
+for o in p.options: uopts.declare(o)
+def opts(**kw):
+    o = uopts.Options()
+    for k, v in kw.items():
+        o.set(uopts.lookup(k.replace('_', '-')), v)
+    return o
+"""
+
+
+@pytest.mark.parametrize("engine,version", [("lua51", "Lua 5.1"), ("luajit", "Lua 5.1")])
+def test_engine_choice(tmp_path, engine, version):
+    app = lua_app(tmp_path, "return function() return 200, {}, _VERSION .. (jit and ' jit' or '') end")
+    r = _run_py(PRELUDE + f"""
+p.configure(opts(lua={app!r}, lua_engine={engine!r}), None)
+c = FakeCore(); p.init_core(c)
+print(run_request(p, c, FakeRequest(c)).body.decode())
+""")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.strip()
+    assert out.startswith(version) and (out.endswith(" jit") == engine.startswith("luajit"))
+
+
+def test_second_engine_in_one_process_is_refused():
+    r = _run_py("""
+from lua_plugin import engine
+engine.load('luajit21')
+try:
+    engine.load('lua54')
+except engine.EngineError as e:
+    print('refused:', e)
+""")
+    assert "refused:" in r.stdout and "one Lua engine per process" in r.stdout
+
+
+def test_os_exit_in_a_worker_is_logged_and_exits(tmp_path):
+    app = lua_app(tmp_path, """
+    return function(env)
+      if env.PATH_INFO == "/exit" then os.exit(7) end
+      return 200, {}, "alive"
+    end
+    """)
+    r = _run_py(PRELUDE + f"""
+p.configure(opts(lua={app!r}), None)
+c = FakeCore(); p.init_core(c)
+print(run_request(p, c, FakeRequest(c, path='/ok')).body.decode(), flush=True)
+run_request(p, c, FakeRequest(c, path='/exit'))
+print('not reached')
+""")
+    assert r.returncode == 7
+    assert "alive" in r.stdout and "not reached" not in r.stdout
+    assert "os.exit(7) called by the Lua app" in r.stderr

@@ -47,6 +47,13 @@ def settings_from(opts) -> Settings:
     )
 
 
+def _opt_int(opts, name: str) -> int:
+    try:
+        return max(1, int(opts.get(name, 1) or 1)) if opts is not None else 1
+    except (TypeError, ValueError):
+        return 1
+
+
 class LuaPlugin(Plugin):
     name = "lua"
     modifier1 = 6
@@ -103,10 +110,11 @@ class LuaPlugin(Plugin):
         worker = getattr(core, "worker", None)
         wid = int(getattr(worker, "id", 0) or 0)
         cid = int(getattr(core, "id", 0) or 0)
-        cores = int(getattr(worker, "cores", 0) or 0) if worker is not None else 0
-        numproc = int(getattr(getattr(self.server, "opts", None), "processes", 1) or 1) if self.server else 1
+        opts = getattr(self.server, "opts", None)
+        numproc = _opt_int(opts, "processes")
+        per_worker = _opt_int(opts, "threads") * _opt_int(opts, "async")
         try:
-            st = LuaState(s, wid=wid, sid=max(wid - 1, 0) * max(cores, 1) + cid, numproc=numproc)
+            st = LuaState(s, wid=wid, sid=max(wid - 1, 0) * per_worker + cid, numproc=numproc)
             st.load_all(worker=True)
         except LuaLoadError as exc:
             raise AppLoadError(str(exc)) from None

@@ -99,16 +99,14 @@ def _runtime_code() -> bytes:
 
 
 # The state a Lua RPC/signal handler falls back to when no core is running (a signal handled
-# between requests): the first state created in this thread, else in this process.
+# between requests): the latest worker state created in this thread, else in this process.
 _thread_local = threading.local()
-_process_first: list = []
+_process_latest: list = [None]
 
 
 def fallback_state():
     st = getattr(_thread_local, "state", None)
-    if st is not None:
-        return st
-    return _process_first[0] if _process_first else None
+    return st if st is not None else _process_latest[0]
 
 
 class LuaState:
@@ -155,8 +153,9 @@ class LuaState:
             b"slice": settings.slice_size,
             b"slice_time": settings.slice_time,
         })
-        helpers = rt.compile(_runtime_code())
-        self.M = helpers(py, conf)
+        # named chunk, so that tracebacks say lua_plugin/runtime.lua:LINE
+        load = rt.eval(b"function(code) return assert((loadstring or load)(code, '@lua_plugin/runtime.lua')) end")
+        self.M = load(_runtime_code())(py, conf)
         # The hot-path functions, looked up once.
         self._call = self.M.call
         self._resume = self.M.resume
@@ -166,10 +165,8 @@ class LuaState:
         self._call_signal = self.M.call_signal
 
         if not check:
-            if getattr(_thread_local, "state", None) is None:
-                _thread_local.state = self
-            if not _process_first:
-                _process_first.append(self)
+            _thread_local.state = self
+            _process_latest[0] = self
 
     # ---- loading ----------------------------------------------------------------------
 

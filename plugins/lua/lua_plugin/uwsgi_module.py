@@ -76,7 +76,9 @@ def _rpc_wrapper(name: bytes, fallback):
             raise RuntimeError(f"Lua rpc {name.decode(errors='replace')}: no lua_State in this process")
         ok, res = st.call_rpc(name, args)
         if not ok:
-            raise RuntimeError(f"Lua rpc {name.decode(errors='replace')} failed: {_text(res).decode(errors='replace')}")
+            detail = _text(res).decode(errors="replace")
+            _log(f"[uwsgi-lua] error in the Lua rpc function {name.decode(errors='replace')}:\n{detail}")
+            raise RuntimeError(detail.splitlines()[0] if detail else "error")
         return res
     return lua_rpc
 
