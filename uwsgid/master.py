@@ -318,7 +318,7 @@ class Master:
         if child.cursed_at is not None and not child.harakiri:
             log(f"worker {child.wid} killed successfully (pid: {child.pid})")
         elif code == 0:
-            log(f"...The work of process {child.pid} is done. Seeya!")
+            pass    # a deliberate exit (max-requests, reload-on-rss): the worker said why
         elif sig:
             log(f"DAMN ! worker {child.wid} (pid: {child.pid}) died, killed by signal {sig} :( trying respawn ...")
         else:
