@@ -1,2 +1,134 @@
-"""Shared services for both runtimes: cache, RPC, signals/timers, locks, metrics.
-The functions apps call are in uwsgid.services.api."""
+"""Shared services for both runtimes: caches, RPC, signals/timers, locks, metrics.
+
+Apps reach them through uwsgid.services.api (wrapped by the Lua and Python `uwsgi` modules).
+This package declares the services' options and plugs them into the server through
+uwsgid.hooks, so the core never imports a service:
+
+    master_start   setup(): shared memory, locks and signal channels, before the first fork;
+                   starts the master's signal/timer thread
+    worker_start   the worker keeps its signal channel
+    worker_loop_start  the worker's signal channels are watched by its (first) loop
+    master_tick    --metrics-dir files
+    stats          "metrics" and "caches" in the stats JSON
+    shutdown       stops the master's thread
+
+setup() is idempotent and also runs on first use, so an app that touches the cache while it is
+being loaded by the master (before master_start) gets the same shared memory.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from uwsgid import api as core_api
+from uwsgid import hooks
+from uwsgid.log import log
+from uwsgid.options import Option, declare
+
+declare(
+    Option("cache2", kind="str", multi=True, group="core",
+           metavar="name=NAME,items=N[,blocksize=B][,keysize=K][,purge_lru=1][,store=PATH][,backend=redis://H:P/DB]",
+           help="create a shared cache (several allowed; the first is the default). blocksize (default 64k) "
+                "bounds a value; purge_lru=1 evicts the least recently used item when full; store=PATH keeps "
+                "it in a file across restarts; backend=redis://HOST:PORT/DB[,prefix=P] puts it on a Redis "
+                "server shared by several instances"),
+    Option("cache", kind="int", default=0, group="core", metavar="N",
+           help="create the legacy default cache with N items (blocksize from --cache-blocksize)"),
+    Option("cache-blocksize", kind="size", default=65536, group="core",
+           help="block (maximum value) size of the legacy --cache"),
+    Option("locks", kind="int", default=0, group="core",
+           help="create N user locks besides lock 0 (uwsgi.lock(n) with n in 0..N)"),
+    Option("metric", kind="str", multi=True, group="core",
+           metavar="name=NAME[,type=counter|gauge|absolute][,initial_value=N]",
+           help="declare a metric (exported in the stats JSON, changed with uwsgi.metric_*)"),
+    Option("metrics-dir", kind="str", group="core",
+           help="write each metric's value to a file named after it in DIR (refreshed every second)"),
+    Option("metrics-dir-restore", kind="flag", group="core",
+           help="restore the metrics' values from --metrics-dir at start-up"),
+    Option("enable-metrics", kind="flag", group="core",
+           help="accepted for compatibility: declared metrics are always enabled"),
+)
+
+_setup_lock = threading.Lock()
+_done = False
+
+
+def setup(opts=None) -> None:
+    """Create every shared structure (master, before fork). opts: the parsed Options; None =
+    the running server's, or the defaults (no cache, lock 0, no metric) when there is none."""
+    global _done
+    if _done:
+        return
+    with _setup_lock:
+        if _done:
+            return
+        if opts is None and core_api.server is not None:
+            opts = core_api.server.opts
+        from uwsgid.services import cache, locks, metrics, signals
+        get = (lambda name, default: opts.get(name, default)) if opts is not None else (lambda name, default: default)
+        locks.setup(int(get("locks", 0) or 0))
+        cache.setup(list(get("cache2", []) or []), int(get("cache", 0) or 0),
+                    int(get("cache-blocksize", 65536) or 65536))
+        metrics.setup(list(get("metric", []) or []), get("metrics-dir", None), bool(get("metrics-dir-restore", False)))
+        signals.setup(int(get("processes", 1) or 1))
+        _done = True
+
+
+def ensure() -> None:
+    if not _done:
+        setup()
+
+
+# ---- hooks ----------------------------------------------------------------------------------
+
+def _master_start(server) -> None:
+    from uwsgid.services import signals
+    setup(getattr(server, "opts", None))
+    signals.start_master()
+
+
+def _worker_start(worker) -> None:
+    from uwsgid.services import signals
+    ensure()
+    signals.worker_started(int(getattr(worker, "id", 0) or getattr(worker, "wid", 0) or 1))
+
+
+def _worker_loop_start(loop) -> None:
+    from uwsgid.services import signals
+    add_reader = getattr(loop, "add_reader", None)
+    if add_reader is None and core_api.worker is not None:
+        add_reader = getattr(core_api.worker, "add_reader", None)
+    if add_reader is not None:
+        signals.add_readers(add_reader)
+    else:
+        log("services: the worker loop has no add_reader: signal handlers run in a helper thread")
+        signals.start_worker_thread()
+
+
+def _master_tick(server) -> None:
+    from uwsgid.services import metrics
+    metrics.write_dir()
+
+
+def _stats(stats: dict) -> None:
+    from uwsgid.services import cache, metrics
+    if not _done:
+        return
+    stats["metrics"] = metrics.snapshot()
+    caches = cache.all_stats()
+    if caches:
+        stats["caches"] = caches
+
+
+def _shutdown(server) -> None:
+    from uwsgid.services import metrics, signals
+    metrics.write_dir()
+    signals.stop_master()
+
+
+hooks.register("master_start", _master_start)
+hooks.register("worker_start", _worker_start)
+hooks.register("worker_loop_start", _worker_loop_start)
+hooks.register("master_tick", _master_tick)
+hooks.register("stats", _stats)
+hooks.register("shutdown", _shutdown)

@@ -17,6 +17,7 @@ Caches: `cache=None` is the default cache (the first --cache2 / --cache); a cach
 
 from __future__ import annotations
 
+import uwsgid.services as _services
 from uwsgid.services import cache as _cache_mod
 from uwsgid.services import locks as _locks
 from uwsgid.services import metrics as _metrics
@@ -44,6 +45,8 @@ def to_bytes(value, what: str = "value") -> bytes:
 
 
 def _c(cache):
+    if not _services._done:
+        _services.ensure()
     return _cache_mod.get_cache(None if cache is None else to_bytes(cache, "cache name"))
 
 
@@ -243,7 +246,8 @@ def _secs(secs) -> float:
 # ---- locks ---------------------------------------------------------------------------------
 
 def lock(n=0) -> None:
-    """Block until user lock n (0 .. --locks-1) is held by this thread; across processes too."""
+    """Block until user lock n (0 .. --locks) is held by this thread; across processes too."""
+    _services.ensure()
     _locks.lock(_int(n, "lock number"))
 
 
@@ -258,26 +262,32 @@ def is_locked(n=0) -> bool:
 # ---- metrics -------------------------------------------------------------------------------
 
 def metric_get(name) -> int | None:
+    _services.ensure()
     return _metrics.get(to_bytes(name, "metric name"))
 
 
 def metric_set(name, value) -> bool:
+    _services.ensure()
     return _metrics.update(to_bytes(name, "metric name"), "=", _int(value, "value"))
 
 
 def metric_inc(name, value=1) -> bool:
+    _services.ensure()
     return _metrics.update(to_bytes(name, "metric name"), "+", _int(value, "value"))
 
 
 def metric_dec(name, value=1) -> bool:
+    _services.ensure()
     return _metrics.update(to_bytes(name, "metric name"), "-", _int(value, "value"))
 
 
 def metric_mul(name, value=1) -> bool:
+    _services.ensure()
     return _metrics.update(to_bytes(name, "metric name"), "*", _int(value, "value"))
 
 
 def metric_div(name, value=1) -> bool:
+    _services.ensure()
     value = _int(value, "value")
     if value == 0:
         raise ValueError("metric_div: division by zero")

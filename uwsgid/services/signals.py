@@ -1,9 +1,623 @@
-"""Signals, timers, file monitors, crons, mules (work in progress: the API surface is final)."""
+"""uWSGI signals: numbered events (0..255) raised by apps, timers, file monitors and crons, and
+routed by the master to the worker(s) named when the signal was registered, where the handler
+(Python, or Lua wrapped by the Lua plugin) runs between requests. A handler error is logged.
+
+Channels, all AF_UNIX SOCK_SEQPACKET pairs created by the master before the first fork (one
+message = one signal or request, never torn; non-blocking on both sides, a full queue drops the
+signal with a log line, like uWSGI's "SIGNAL QUEUE IS FULL"):
+  * one pair per worker id: master -> worker carries signal numbers for that worker; worker ->
+    master carries requests (raise signal N, add a timer / file monitor / cron). A respawned
+    worker inherits the same pair, so queued signals are not lost.
+  * one shared pair for target "worker" (= first available worker): every worker polls the
+    same end and the kernel hands each message to exactly one of them.
+The registration table (registered flag + target per signal) lives in shared memory so that a
+signal registered in a worker (lazy-apps) is routed by the master; handlers are per process
+(registered in the master before fork they are inherited by every worker).
+
+The master runs a small thread that reads the workers' requests and fires timers (monotonic
+deadlines), rb timers (with an iteration limit), file monitors (polled each second: mtime, size,
+inode) and crons (checked at each minute: -1 = any, -N = every N).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import select
+import socket
+import struct
+import threading
+import time
+
+from uwsgid import api as core_api
+from uwsgid.log import log, log_exception
+from uwsgid.services.locks import ProcessLock
+
+NSIG = 256
+_ENTRY = 64            # per signal: flag, target length, target (62 bytes)
+_TARGETS = re.compile(r"^(worker\d*|workers|active-workers)$")
+
+_table: mmap.mmap | None = None
+_table_lock: ProcessLock | None = None
+_pids: mmap.mmap | None = None                            # worker id -> pid (i32), for active-workers
+_pipes: dict[int, tuple[socket.socket, socket.socket]] = {}  # wid -> (master end, worker end)
+_shared: tuple[socket.socket, socket.socket] | None = None
+_numproc = 0
+_master_pid = 0
+
+_handlers: dict[int, object] = {}
+_wid = 0
+_reader_added = False
+_last_received: int | None = None
+
+# master-side scheduling (only touched by the master process)
+_sched_lock = threading.Lock()
+_timers: list[dict] = []
+_monitors: list[dict] = []
+_crons: list[dict] = []
+_thread: threading.Thread | None = None
+_stop = threading.Event()
+_wake: tuple[socket.socket, socket.socket] | None = None
+_warned_unregistered: set[int] = set()
 
 
-def _todo(*a, **k):
-    raise NotImplementedError("uwsgid.services.signals is being written")
+def _pair() -> tuple[socket.socket, socket.socket]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
 
 
-register = raise_signal = send_remote = registered = wait = last_received = _todo
-add_timer = add_file_monitor = add_cron = mule_msg = mule_get_msg = mule_id = _todo
+def setup(numproc: int) -> None:
+    """Master, before the first fork: the signal table and one channel per worker."""
+    global _table, _table_lock, _pids, _shared, _numproc, _master_pid
+    if _table is not None:
+        return
+    _numproc = max(1, int(numproc or 1))
+    _master_pid = os.getpid()
+    _table = mmap.mmap(-1, NSIG * _ENTRY, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+    _pids = mmap.mmap(-1, 4 * (_numproc + 1), mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+    _table_lock = ProcessLock()
+    for wid in range(1, _numproc + 1):
+        _pipes[wid] = _pair()
+    _shared = _pair()
+
+
+def _ensure() -> None:
+    if _table is None:
+        import uwsgid.services as services
+        services.ensure()
+        if _table is None:
+            setup(1)
+
+
+def _check_num(num: int) -> int:
+    if not 0 <= num < NSIG:
+        raise ValueError(f"signal number ({num}) is out of range [0,255]")
+    return num
+
+
+def in_master() -> bool:
+    return _wid == 0 and (not _master_pid or os.getpid() == _master_pid)
+
+
+# ---- registration -------------------------------------------------------------------------
+
+def _normalize_target(target: str) -> str:
+    t = target.strip() or "worker"
+    if t == "worker0":
+        t = "worker"
+    if not _TARGETS.match(t):
+        if t.startswith(("mule", "spooler", "farm")):
+            raise ValueError(f"signal target {t!r} is not supported here (no mules, spoolers or farms): "
+                             "use worker, workers, worker<N> or active-workers")
+        raise ValueError(f"unknown signal target {t!r}: use worker, workers, worker<N> or active-workers")
+    if t.startswith("worker") and t[6:].isdigit():
+        n = int(t[6:])
+        if _numproc and not 1 <= n <= _numproc:
+            raise ValueError(f"signal target {t!r}: there are workers 1..{_numproc}")
+    return t
+
+
+def register(num: int, target: str, fn) -> bool:
+    _check_num(num)
+    _ensure()
+    t = _normalize_target(target)
+    data = t.encode()
+    _handlers[num] = fn
+    with _table_lock:
+        off = num * _ENTRY
+        old = _table[off + 2:off + 2 + _table[off + 1]] if _table[off] else None
+        _table[off:off + 2] = bytes([1, len(data)])
+        _table[off + 2:off + 2 + len(data)] = data
+    if old is not None and old != data:
+        log(f"[uwsgi-signal] signal {num} re-registered: target {old.decode()} -> {t}")
+    return True
+
+
+def registered(num: int) -> bool:
+    _check_num(num)
+    if _table is None:
+        return False
+    return bool(_table[num * _ENTRY])
+
+
+def _target(num: int) -> str | None:
+    off = num * _ENTRY
+    if not _table[off]:
+        return None
+    return _table[off + 2:off + 2 + _table[off + 1]].decode()
+
+
+# ---- raising and routing ------------------------------------------------------------------
+
+def _send(sock: socket.socket, data: bytes, what: str) -> bool:
+    try:
+        sock.send(data)
+        return True
+    except BlockingIOError:
+        log(f"*** SIGNAL QUEUE IS FULL for {what}: signal {data[-1]} dropped ***")
+    except OSError as exc:
+        log(f"[uwsgi-signal] cannot deliver to {what}: {exc}")
+    return False
+
+
+def _alive(wid: int) -> bool:
+    pid = struct.unpack_from("<i", _pids, 4 * wid)[0]
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def route(num: int) -> int:
+    """Master: deliver signal num to its target; returns how many deliveries were queued."""
+    _ensure()
+    target = _target(num)
+    if target is None:
+        if num not in _warned_unregistered:
+            _warned_unregistered.add(num)
+            log(f"[uwsgi-signal] unregistered signal {num}")
+        return 0
+    msg = bytes([num])
+    if target == "worker":
+        return int(_send(_shared[0], msg, "the first available worker"))
+    if target in ("workers", "active-workers"):
+        n = 0
+        for wid, (m, _w) in _pipes.items():
+            if target == "active-workers" and not _alive(wid):
+                continue
+            n += _send(m, msg, f"worker {wid}")
+        return n
+    wid = int(target[6:])
+    if wid not in _pipes:
+        log(f"[uwsgi-signal] signal {num}: target {target} does not exist")
+        return 0
+    return int(_send(_pipes[wid][0], msg, f"worker {wid}"))
+
+
+def _to_master(msg: bytes) -> bool:
+    return _send(_pipes[_wid][1], msg, "the master")
+
+
+def raise_signal(num: int) -> None:
+    _check_num(num)
+    _ensure()
+    if _wid and _wid in _pipes and os.getpid() != _master_pid:
+        _to_master(b"S" + bytes([num]))
+    else:
+        route(num)
+
+
+def send_remote(addr: str, num: int) -> None:
+    """uWSGI's remote signal: a uwsgi header (modifier1 110, pktsize 0, modifier2 = signal);
+    the node answers a header whose modifier2 is 1 (delivered) or 0 (rejected)."""
+    _check_num(num)
+    from uwsgid.services.rpc import _connect, _recv_exact, _timeout
+    try:
+        with _connect(addr, _timeout()) as s:
+            s.sendall(struct.pack("<BHB", 110, 0, num))
+            head = _recv_exact(s, 4)
+    except OSError as exc:
+        raise OSError(f"unable to deliver signal {num} to node {addr}: {exc}") from None
+    if len(head) < 4:
+        raise OSError(f"unable to deliver signal {num} to node {addr}: no answer")
+    if head[3] != 1:
+        raise ValueError(f"node {addr} rejected signal {num}")
+
+
+# ---- worker side --------------------------------------------------------------------------
+
+def dispatch(num: int) -> None:
+    """Run this process's handler for num (logged, never raised)."""
+    fn = _handlers.get(num)
+    if fn is None:
+        log(f"[uwsgi-signal] no handler for signal {num} in worker {_wid}")
+        return
+    try:
+        fn(num)
+    except Exception:
+        log_exception(f"[uwsgi-signal] error in the handler of signal {num} (worker {_wid}):")
+
+
+def _drain(sock: socket.socket, run: bool = True) -> list[int]:
+    got = []
+    while True:
+        try:
+            data = sock.recv(64)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError:
+            break
+        if not data:
+            break
+        got.extend(data)
+    if run:
+        for num in got:
+            dispatch(num)
+    return got
+
+
+def worker_started(wid: int) -> None:
+    """In each worker after fork: keep this worker's channel and the shared one."""
+    global _wid, _reader_added
+    _ensure()
+    _wid = wid
+    _reader_added = False
+    if _pids is not None and wid <= _numproc:
+        struct.pack_into("<i", _pids, 4 * wid, os.getpid())
+    if os.getpid() != _master_pid:
+        # the master's ends and the other workers' channels are not ours
+        for w, (m, wk) in _pipes.items():
+            m.close()
+            if w != wid:
+                wk.close()
+        _shared[0].close()
+        if _wake is not None:
+            for s in _wake:
+                s.close()
+        _timers.clear()
+        _monitors.clear()
+        _crons.clear()
+
+
+def worker_fds() -> list[int]:
+    """The fds a worker loop must watch: its own channel, then the shared one."""
+    fds = []
+    if _wid in _pipes:
+        fds.append(_pipes[_wid][1].fileno())
+    if _shared is not None:
+        fds.append(_shared[1].fileno())
+    return fds
+
+
+def on_readable(fd: int, *_args) -> None:
+    """Reader callback for a worker loop: run the handlers of the signals pending on fd."""
+    for sock in _worker_socks():
+        if sock.fileno() == fd:
+            _drain(sock)
+            return
+
+
+def _worker_socks() -> list[socket.socket]:
+    socks = []
+    if _wid in _pipes:
+        socks.append(_pipes[_wid][1])
+    if _shared is not None:
+        socks.append(_shared[1])
+    return socks
+
+
+def add_readers(add_reader) -> bool:
+    """Register the worker's channels with a loop's add_reader(fd, callback) once per process."""
+    global _reader_added
+    if _reader_added or not _wid:
+        return False
+    for fd in worker_fds():
+        add_reader(fd, lambda *a, _fd=fd: on_readable(_fd))
+    _reader_added = True
+    return True
+
+
+def start_worker_thread() -> None:
+    """Fallback when the worker loop offers no add_reader: handlers run in a helper thread."""
+    global _reader_added
+    if _reader_added or not _wid:
+        return
+    _reader_added = True
+
+    def run():
+        poller = select.poll()
+        socks = {s.fileno(): s for s in _worker_socks()}
+        for fd in socks:
+            poller.register(fd, select.POLLIN)
+        while True:
+            for fd, _ev in poller.poll():
+                _drain(socks[fd])
+
+    threading.Thread(target=run, name="uwsgid-signals", daemon=True).start()
+
+
+def wait(num: int | None = None, timeout: float | None = None) -> int | None:
+    """Block this thread until a signal for this worker arrives (its handler is not run; other
+    signals meanwhile are handled normally). Returns the signal, None on timeout."""
+    global _last_received
+    if num is not None:
+        _check_num(num)
+    _ensure()
+    socks = _worker_socks() if _wid else []
+    if not socks:
+        raise ValueError("signal_wait can only be used in a worker")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    poller = select.poll()
+    for s in socks:
+        poller.register(s.fileno(), select.POLLIN)
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready = poller.poll(None if left is None else int(left * 1000))
+        for fd, _ev in ready:
+            sock = next(s for s in socks if s.fileno() == fd)
+            # one message per recv (SOCK_SEQPACKET): take signals one by one, none is lost
+            while True:
+                try:
+                    data = sock.recv(64)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break
+                if not data:
+                    break
+                sig = data[0]
+                if num is None or sig == num:
+                    _last_received = sig
+                    return sig
+                dispatch(sig)
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+
+
+def last_received() -> int | None:
+    return _last_received
+
+
+# ---- timers, file monitors, crons (the master owns them) --------------------------------
+
+def add_timer(num: int, secs: float, iterations: int = 0) -> bool:
+    _check_num(num)
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0 (got {iterations})")
+    _ensure()
+    if not in_master():
+        return _to_master(b"T" + struct.pack("<Bdi", num, secs, iterations))
+    with _sched_lock:
+        for t in _timers:
+            if (t["num"], t["secs"], t["iterations"]) == (num, secs, iterations):
+                return True      # lazy-apps: every worker registers the same timer
+        _timers.append({"num": num, "secs": secs, "iterations": iterations, "count": 0,
+                        "due": time.monotonic() + secs})
+    kind = f"rb_timer ({iterations} iterations)" if iterations else "timer"
+    log(f"[uwsgi-signal] {kind} {secs}s registered for signal {num}")
+    _start_master_thread()
+    return True
+
+
+def _file_sig(path: str):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def add_file_monitor(num: int, path: str) -> bool:
+    _check_num(num)
+    _ensure()
+    if not in_master():
+        return _to_master(b"F" + bytes([num]) + path.encode())
+    path = os.path.abspath(path)
+    with _sched_lock:
+        if any((m["num"], m["path"]) == (num, path) for m in _monitors):
+            return True
+        _monitors.append({"num": num, "path": path, "sig": _file_sig(path)})
+    log(f"[uwsgi-signal] file monitor on {path} registered for signal {num}")
+    _start_master_thread()
+    return True
+
+
+def add_cron(num: int, minute: int, hour: int, day: int, month: int, weekday: int) -> bool:
+    _check_num(num)
+    fields = (minute, hour, day, month, weekday)
+    for v, lo, hi, what in zip(fields, (0, 0, 1, 1, 0), (59, 23, 31, 12, 6),
+                               ("minute", "hour", "day", "month", "weekday")):
+        if v >= 0 and not lo <= v <= hi:
+            raise ValueError(f"cron {what} must be -1 (any), -N (every N) or {lo}..{hi} (got {v})")
+        if v < -1 and -v > hi + 1:
+            raise ValueError(f"cron {what}: every {-v} is out of range")
+    _ensure()
+    if not in_master():
+        return _to_master(b"C" + struct.pack("<B5h", num, *fields))
+    with _sched_lock:
+        if any(c["num"] == num and c["fields"] == fields for c in _crons):
+            return True
+        _crons.append({"num": num, "fields": fields, "last": None})
+    log(f"[uwsgi-signal] cron {' '.join(map(str, fields))} registered for signal {num}")
+    _start_master_thread()
+    return True
+
+
+def cron_matches(fields, tm: time.struct_time) -> bool:
+    now = (tm.tm_min, tm.tm_hour, tm.tm_mday, tm.tm_mon, (tm.tm_wday + 1) % 7)  # Sunday = 0
+    for want, cur in zip(fields, now):
+        if want == -1:
+            continue
+        if want < -1:
+            if cur % -want:
+                return False
+        elif want != cur:
+            return False
+    return True
+
+
+def _handle_request(msg: bytes) -> None:
+    kind = msg[:1]
+    try:
+        if kind == b"S":
+            route(msg[1])
+        elif kind == b"T":
+            num, secs, iterations = struct.unpack("<Bdi", msg[1:])
+            add_timer(num, secs, iterations)
+        elif kind == b"F":
+            add_file_monitor(msg[1], msg[2:].decode())
+        elif kind == b"C":
+            num, *fields = struct.unpack("<B5h", msg[1:])
+            add_cron(num, *fields)
+        else:
+            log(f"[uwsgi-signal] unknown request {kind!r} from a worker")
+    except Exception:
+        log_exception("[uwsgi-signal] bad request from a worker:")
+
+
+def tick(now_mono: float | None = None, now_wall: float | None = None) -> float:
+    """Fire what is due; returns seconds until the next timer (at most 1, for monitors/crons)."""
+    mono = time.monotonic() if now_mono is None else now_mono
+    wall = time.time() if now_wall is None else now_wall
+    fire = []
+    with _sched_lock:
+        for t in list(_timers):
+            if mono >= t["due"]:
+                fire.append(t["num"])
+                t["count"] += 1
+                t["due"] = max(t["due"] + t["secs"], mono + min(t["secs"], 0.001))
+                if t["iterations"] and t["count"] >= t["iterations"]:
+                    _timers.remove(t)
+        for m in _monitors:
+            sig = _file_sig(m["path"])
+            if sig != m["sig"]:
+                m["sig"] = sig
+                fire.append(m["num"])
+        minute = int(wall // 60)
+        tm = time.localtime(minute * 60)
+        for c in _crons:
+            if c["last"] != minute:
+                if c["last"] is not None and cron_matches(c["fields"], tm):
+                    fire.append(c["num"])
+                c["last"] = minute
+        nxt = min([t["due"] for t in _timers], default=mono + 1.0)
+    for num in fire:
+        route(num)
+    return max(0.0, min(1.0, nxt - mono))
+
+
+def _master_loop() -> None:
+    poller = select.poll()
+    socks = {m.fileno(): m for m, _w in _pipes.values()}
+    for fd in socks:
+        poller.register(fd, select.POLLIN)
+    poller.register(_wake[1].fileno(), select.POLLIN)
+    timeout = 0.0
+    while not _stop.is_set():
+        try:
+            ready = poller.poll(int(timeout * 1000) + 1)
+            for fd, _ev in ready:
+                if fd == _wake[1].fileno():
+                    _drain_wake()
+                    continue
+                sock = socks[fd]
+                while True:
+                    try:
+                        msg = sock.recv(4096)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        break
+                    if not msg:
+                        break
+                    _handle_request(msg)
+            timeout = tick()
+        except Exception:
+            log_exception("[uwsgi-signal] master signal thread:")
+            time.sleep(0.5)
+
+
+def _drain_wake() -> None:
+    try:
+        while _wake[1].recv(64):
+            pass
+    except (BlockingIOError, OSError):
+        pass
+
+
+def _start_master_thread() -> None:
+    """The master's scheduler thread (started once, in the master process only)."""
+    global _thread, _wake
+    if _thread is not None and _thread.is_alive():
+        try:
+            _wake[0].send(b"w")   # a new timer may be due before the current poll timeout
+        except OSError:
+            pass
+        return
+    if not in_master():
+        return
+    _ensure()
+    _wake = _pair()
+    _stop.clear()
+    _thread = threading.Thread(target=_master_loop, name="uwsgid-signal-master", daemon=True)
+    _thread.start()
+
+
+def start_master() -> None:
+    _ensure()
+    _start_master_thread()
+
+
+def stop_master() -> None:
+    global _thread
+    _stop.set()
+    if _wake is not None:
+        try:
+            _wake[0].send(b"q")
+        except OSError:
+            pass
+    if _thread is not None:
+        _thread.join(2)
+        _thread = None
+
+
+# ---- mules (not implemented: clear errors) ----------------------------------------------
+
+def mule_msg(msg: bytes, mule: int | None = None) -> bool:
+    raise ValueError("mules are not supported by this server (no --mule)")
+
+
+def mule_get_msg(timeout: float | None = None) -> bytes | None:
+    raise ValueError("mule_get_msg can only be called in a mule, and mules are not supported")
+
+
+def mule_id() -> int:
+    return 0
+
+
+def _reset_for_tests() -> None:
+    global _table, _table_lock, _pids, _shared, _numproc, _master_pid, _wid, _reader_added
+    stop_master()
+    for m, w in _pipes.values():
+        m.close()
+        w.close()
+    _pipes.clear()
+    if _shared is not None:
+        _shared[0].close()
+        _shared[1].close()
+    _table = _table_lock = _pids = _shared = None
+    _numproc = _master_pid = _wid = 0
+    _reader_added = False
+    _handlers.clear()
+    _timers.clear()
+    _monitors.clear()
+    _crons.clear()
+    _warned_unregistered.clear()
