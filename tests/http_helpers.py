@@ -51,7 +51,8 @@ def _plugins():
         def request(self, req):
             path = req.vars[b"PATH_INFO"]
             q = qs(req)
-            handler = getattr(self, "do_" + path.decode("latin-1").strip("/").replace("-", "_") or "do_index", None)
+            first = path.decode("latin-1").strip("/").split("/")[0]
+            handler = getattr(self, "do_" + first.replace("-", "_"), None)
             if path == b"/":
                 handler = self.do_index
             if handler is None:
