@@ -135,6 +135,14 @@ static void set_home(PyConfig *config, const char *home) {
             snprintf(path, sizeof(path), "%s/bin/python", home);
         check(PyConfig_SetBytesString(config, &config->executable, path), config);
     } else {
+        /* a Python prefix must hold the standard library, else CPython dies with a fatal error */
+        snprintf(path, sizeof(path), "%s/lib/python%d.%d/os.py", home, PY_MAJOR_VERSION, PY_MINOR_VERSION);
+        if (!is_file(path)) {
+            fprintf(stderr, "uwsgi: --cffi-home %s: neither a virtualenv (no pyvenv.cfg) nor a "
+                    "Python %d.%d prefix (no lib/python%d.%d/os.py)\n", home,
+                    PY_MAJOR_VERSION, PY_MINOR_VERSION, PY_MAJOR_VERSION, PY_MINOR_VERSION);
+            exit(1);
+        }
         check(PyConfig_SetBytesString(config, &config->home, home), config);
     }
 }

@@ -75,6 +75,9 @@ def test_cffi_home(core, env, tmp_path):
     r = run(core, "info", "--cffi-home", tmp_path / "nothere", env=env)
     assert r.returncode == 1
     assert r.stderr.strip() == f"uwsgi: --cffi-home {tmp_path / 'nothere'}: no such directory"
+    r = run(core, "info", "--cffi-home", tmp_path, env=env)
+    assert r.returncode == 1
+    assert r.stderr.strip().startswith(f"uwsgi: --cffi-home {tmp_path}: neither a virtualenv")
 
 
 def test_proctitle(core, env):

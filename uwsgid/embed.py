@@ -35,7 +35,9 @@ def executable() -> str | None:
     if not active():
         return None
     try:
-        return os.readlink("/proc/self/exe")
+        path = os.readlink("/proc/self/exe")
+        # rebuilt while running: the new binary is at the same path
+        return path[:-len(" (deleted)")] if path.endswith(" (deleted)") else path
     except OSError:
         return os.path.abspath(sys.argv[0]) if sys.argv else None
 
