@@ -300,3 +300,94 @@ def test_dual_ini_lua_and_python_behind_nginx(tmp_path):
             assert r.status_code == 200 and r.content == b"Hello World", s.log()
             r = get(hport, "/lua/")
             assert r.status_code == 200 and b"Hello Wsapi!" in r.content, s.log()
+
+
+# ---- _uwsgi, the REPL trick, the asyncio loop ------------------------------------------------------
+
+CAPI_APP = r'''
+import _uwsgi
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    lib = _uwsgi.lib
+    return [b"%d %d" % (lib.uwsgi_endswith(b"foobar", b"bar"), lib.uwsgi_endswith(b"foobar", b"baz"))]
+'''
+
+
+def test_c_api_importable(tmp_path):
+    app = tmp_path / "capi.py"
+    app.write_text(CAPI_APP)
+    with http_server(tmp_path, "--wsgi-file", app) as s:
+        assert get(s.port, "/").content == b"1 0"
+
+
+def _expect(fd, pattern: bytes, seen: bytearray, timeout: float = 30.0) -> bytes:
+    """Read the pty until `pattern` (a regex) shows up; returns the match."""
+    import select
+    deadline = time.monotonic() + timeout
+    rx = re.compile(pattern)
+    while True:
+        m = rx.search(seen)
+        if m:
+            out = m.group(0)
+            del seen[:m.end()]
+            return out
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{pattern!r} not seen on the pty; got:\n{bytes(seen).decode(errors='replace')}")
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                raise AssertionError(f"pty closed before {pattern!r}; got:\n{bytes(seen).decode(errors='replace')}")
+            seen += data
+
+
+def test_repl_trick_through_a_pty():
+    import pty
+    import signal as sig
+    from helpers import UWSGI
+    port = free_port()
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(UWSGI), "--socket", f"127.0.0.1:{port}",
+                             "--cffi-eval", "import code; code.interact()", "--honour-stdin"],
+                            stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, start_new_session=True)
+    os.close(slave)
+    seen = bytearray()
+    try:
+        _expect(master, rb">>> ", seen)
+        os.write(master, b"import uwsgi, _uwsgi\n")
+        _expect(master, rb">>> ", seen)
+        os.write(master, b"print('RESULT', uwsgi.version, uwsgi.numproc, _uwsgi.lib.uwsgi_endswith(b'foobar', b'bar'))\n")
+        assert _expect(master, rb"RESULT b'[^']+' 1 1", seen)
+        os.write(master, b"\x04")          # EOF ends the REPL: the server goes on starting
+        wait_port(port, proc=proc)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, sig.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(proc.pid, sig.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait(5)
+        os.close(master)
+
+
+def test_asyncio_loop_example(tmp_path):
+    with http_server(tmp_path, "--master", "--processes", "2", "--pythonpath", EXAMPLES,
+                     "--cffi-init", "asyncio_loop", "--wsgi-file", EXAMPLES / "hello.py") as s:
+        with requests.Session() as sess:         # keep-alive: several requests on one connection
+            for _ in range(3):
+                r = sess.get(f"http://127.0.0.1:{s.port}/", timeout=20)
+                assert r.content == b"Hello World"
+        for _ in range(5):
+            assert get(s.port, "/").content == b"Hello World"
+        log = s.log()
+        assert "asyncio loop running in worker 1" in log and "asyncio loop running in worker 2" in log
