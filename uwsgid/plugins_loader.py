@@ -322,7 +322,7 @@ def search_dirs(dirs: list[str] | None = None) -> list[str]:
 
 def _parse_spec(spec: str) -> tuple[int | None, str]:
     spec = spec.strip()
-    m = re.fullmatch(r"(\d+):(.+)", spec)
+    m = re.fullmatch(r"(\d+):(.*)", spec)
     if m:
         modifier = int(m.group(1))
         if modifier > 255:
@@ -367,6 +367,8 @@ def load_plugin(spec: str, dirs: list[str] | None = None) -> Plugin:
         if not os.path.isfile(path):
             raise PluginNotFound(f"plugin {target} not found")
         return _load_so(path, modifier, embedded)
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", target):
+        raise PluginError(f"bad plugin name {target!r}")
     name = canonical_name(target)
     if name in embedded:
         return _apply_modifier(embedded[name], modifier)

@@ -1,0 +1,86 @@
+"""uwsgid.plugins_loader in-process: the importer for baked packages, spec parsing, search
+dirs. (Loading real NAME_plugin.so files is covered in test_build_uwsgiconfig.py, the
+executable in test_build_binary.py.)"""
+
+import importlib
+import linecache
+import pkgutil
+import sys
+import traceback
+
+import pytest
+
+from uwsgid import plugins_loader as L
+
+FILES = {
+    "bakedx_plugin/__init__.py": b"from .sub import helper\nVALUE = helper.VALUE\n"
+                                 b"def boom():\n    raise ValueError('from baked code')\n",
+    "bakedx_plugin/sub/__init__.py": b"",
+    "bakedx_plugin/sub/helper.py": b"VALUE = 41 + 1\n",
+    "bakedx_plugin/data/helper.lua": b"return 1\n",
+    "bakedx_plugin/blob.bin": bytes(range(256)),
+}
+
+
+@pytest.fixture
+def baked():
+    imp = L.BakedImporter("bakedx_plugin", FILES, "/opt/uwsgi/bakedx_plugin.so")
+    sys.meta_path.insert(0, imp)
+    try:
+        yield importlib.import_module("bakedx_plugin")
+    finally:
+        sys.meta_path.remove(imp)
+        for name in [m for m in sys.modules if m == "bakedx_plugin" or m.startswith("bakedx_plugin.")]:
+            del sys.modules[name]
+
+
+def test_import_and_data(baked):
+    assert baked.VALUE == 42
+    assert baked.__file__ == "/opt/uwsgi/bakedx_plugin.so/bakedx_plugin/__init__.py"
+    assert pkgutil.get_data("bakedx_plugin", "data/helper.lua") == b"return 1\n"
+    assert pkgutil.get_data("bakedx_plugin", "blob.bin") == bytes(range(256))
+    with pytest.raises(FileNotFoundError):
+        pkgutil.get_data("bakedx_plugin", "missing.txt")
+    with pytest.raises(FileNotFoundError):
+        pkgutil.get_data("bakedx_plugin", "../../etc/passwd")
+    import importlib.resources as res
+    assert res.files("bakedx_plugin").joinpath("blob.bin").read_bytes() == bytes(range(256))
+    with pytest.raises(ImportError):
+        importlib.import_module("bakedx_plugin.nothere")
+
+
+def test_tracebacks_show_baked_source(baked):
+    try:
+        baked.boom()
+    except ValueError:
+        text = traceback.format_exc()
+    assert "/opt/uwsgi/bakedx_plugin.so/bakedx_plugin/__init__.py" in text
+    assert "raise ValueError('from baked code')" in text      # source lines via the loader
+    linecache.clearcache()
+
+
+def test_spec_parsing():
+    assert L._parse_spec("lua") == (None, "lua")
+    assert L._parse_spec(" 6:lua ") == (6, "lua")
+    assert L._parse_spec("0:/x/y_plugin.so") == (0, "/x/y_plugin.so")
+    with pytest.raises(L.PluginError):
+        L._parse_spec("256:lua")
+
+
+def test_search_dirs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(L, "_exe_dir", "/opt/bin")
+    monkeypatch.setattr(L, "_plugin_dir", "/opt/plugins")
+    assert L.search_dirs(["a", "/opt/bin"]) == [str(tmp_path / "a"), "/opt/bin", "/opt/plugins", str(tmp_path)]
+
+
+def test_not_found_names_dirs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(L.PluginNotFound) as e:
+        L.load_plugin("nosuchplugin_xyz", [str(tmp_path / "d1")])
+    msg = str(e.value)
+    assert "plugin nosuchplugin_xyz not found" in msg and str(tmp_path / "d1") in msg and str(tmp_path) in msg
+    with pytest.raises(L.PluginNotFound, match="not found"):
+        L.load_plugin(str(tmp_path / "x_plugin.so"))
+    with pytest.raises(L.PluginError, match="empty plugin name"):
+        L.load_plugin("6:")
