@@ -137,7 +137,12 @@ def run_request(plugin, core: FakeCore, req: FakeRequest, honour_waits: bool = T
     try:
         gen = plugin.request(req)
         if gen is not None:
-            for _ in gen:
+            while True:
+                core.wait = None           # the worker clears it before each resume
+                try:
+                    next(gen)
+                except StopIteration:
+                    break
                 yields += 1
                 if core.wait is not None:
                     waits += 1
@@ -218,3 +223,106 @@ class EditForm(HTMLParser):
             out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n')
         out.append(f"--{boundary}--\r\n")
         return "".join(out).encode(), f"multipart/form-data; boundary={boundary}"
+
+
+# ---- real processes -------------------------------------------------------------------------
+# (tests/helpers.py's Server cannot be imported at the moment: in its class body the default
+# `sig=signal.SIGINT` of stop() resolves `signal` to the Server.signal method. These are the
+# same few helpers, used by test_lua_server.py until that is fixed.)
+
+import signal as _signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import http.client  # noqa: E402
+
+UWSGI = ROOT / "uwsgi"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30.0, proc=None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+class ServerProcess:
+    """A server started in its own session, its output in a file, stopped by PID (then its group)."""
+
+    def __init__(self, args, port, binary=UWSGI, env=None, log_path=None):
+        self.args = [str(a) for a in args]
+        self.port = port
+        self.binary = binary
+        self.env = env
+        self.log_path = Path(log_path or f"/tmp/uwsgid-lua-test-{os.getpid()}-{id(self)}.log")
+        self.proc = None
+
+    def __enter__(self):
+        env = dict(os.environ)
+        env.update(self.env or {})
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([str(self.binary), *self.args], stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=ROOT, env=env, start_new_session=True)
+        try:
+            wait_port(self.port, proc=self.proc)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"server did not start; log:\n{self.log()}")
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, sig=_signal.SIGINT, timeout: float = 10.0):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, sig)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, _signal.SIGKILL)   # the session we started: master and workers
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait(5)
+        self._log.close()
+        try:
+            self.log_path.unlink()
+        except OSError:
+            pass
+        return self.proc.returncode
+
+
+def http_request(port, method="GET", path="/", body=None, headers=None, timeout=20.0):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def run_to_end(binary, args, timeout: float = 60.0):
+    return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT, stdin=subprocess.DEVNULL)

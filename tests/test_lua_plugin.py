@@ -543,6 +543,7 @@ def test_async_sleep_arms_a_wait_and_suspends(tmp_path):
         gen = p.request(req)
         assert gen is not None                 # a wait: the body is a generator
         assert req.body == b"before;"
+        core.wait = None                       # as the worker does before resuming
         next(gen)
         assert core.wait is not None and core.wait.timeout == pytest.approx(0.2)
         core.wait = None
@@ -575,6 +576,7 @@ def test_wait_fd_read_arms_a_read_wait(tmp_path):
         api.set_current(core)
         try:
             gen = p.request(req)
+            core.wait = None
             next(gen)
             assert core.wait.fd == r_fd and core.wait.events == api.Wait.READ and core.wait.timeout == 3
             core.wait = None
@@ -791,3 +793,18 @@ print('not reached')
     assert r.returncode == 7
     assert "alive" in r.stdout and "not reached" not in r.stdout
     assert "os.exit(7) called by the Lua app" in r.stderr
+
+
+def test_waits_reach_the_core_through_run_request(tmp_path):
+    app = lua_app(tmp_path, """
+    return function()
+      return 200, {}, coroutine.wrap(function()
+        uwsgi.async_sleep(0.05) coroutine.yield()
+        coroutine.yield("a")
+        uwsgi.async_sleep(0.05) coroutine.yield("b")
+        coroutine.yield("c")
+      end)
+    end
+    """)
+    r = serve(make_plugin(lua=app))
+    assert r.body == b"abc" and r.waits == 2

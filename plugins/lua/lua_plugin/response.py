@@ -118,7 +118,10 @@ def handle(st, req, app_path: bytes):
             if bstate == B_END:
                 return None
             streaming = True
-            return _stream(st, req, memory_error)
+            # A wait armed while the first slice ran (B_WAIT) belongs to our first yield: the
+            # worker clears core.wait before it first resumes the generator, so carry it over.
+            armed = getattr(req.core, "wait", None) if bstate == B_WAIT else None
+            return _stream(st, req, memory_error, armed)
         if code == APP_ERROR:
             _fail(st, req, f"error in the Lua app ({_where(req)}):\n{_text(res[1])}")
         elif code == BODY_ERROR:
@@ -131,9 +134,11 @@ def handle(st, req, app_path: bytes):
             st.after_request()
 
 
-def _stream(st, req, memory_error):
+def _stream(st, req, memory_error, armed=None):
     done = False
     try:
+        if armed is not None:
+            req.core.wait = armed
         while True:
             yield
             try:

@@ -1,0 +1,366 @@
+"""Integration tests of the Lua plugin against the real ./uwsgi: HTTP, async, threads, input,
+Debian's wsapi, Sputnik, load errors, and nginx with uwsgi_modifier1 6.
+
+These need the whole server (helpers A: ./uwsgi, B: cli, C: worker, D: main)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import textwrap
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from lua_helpers import (EXAMPLES, ROOT, UWSGI, EditForm, ServerProcess, free_port, http_request,
+                         run_to_end, wait_port)
+
+# LUA_TEST_UWSGI=/path/to/uwsgi runs these against another binary (e.g. a development launcher)
+BINARY = Path(os.environ.get("LUA_TEST_UWSGI") or UWSGI)
+
+pytestmark = pytest.mark.skipif(not BINARY.exists(), reason="./uwsgi is not built (make build)")
+
+PIPPO_BODY = (b"<html><body><p>Hello Wsapi!</p><p>PATH_INFO: /hello/world</p>"
+              b"<p>SCRIPT_NAME: </p></body></html>")
+
+
+def lua_server(app, port, *extra, env=None):
+    return ServerProcess(["--http-socket", f"127.0.0.1:{port}", "--http-socket-modifier1", "6",
+                   "--lua", app, *extra], port, env=env, binary=BINARY)
+
+
+def write_app(tmp_path, code: str, name: str = "app.lua") -> str:
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(code))
+    return str(p)
+
+
+def request(port, method, path, body=None, headers=None, timeout=20.0):
+    return http_request(port, method, path, body, headers, timeout)
+
+
+def http_get(port, path="/"):
+    return http_request(port, "GET", path)
+
+
+# ---- pippo -----------------------------------------------------------------------------------
+
+def test_pippo_over_http_socket():
+    port = free_port()
+    with lua_server(str(EXAMPLES / "pippo.lua"), port):
+        status, headers, body = http_get(port, "/hello/world")
+        assert status == 200
+        assert headers["content-type"] == "text/html"
+        assert body == PIPPO_BODY
+        # keep-alive: several requests on one connection
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            for _ in range(3):
+                conn.request("GET", "/hello/world")
+                resp = conn.getresponse()
+                assert resp.read() == PIPPO_BODY
+        finally:
+            conn.close()
+
+
+def test_pippo_cpu_full_body():
+    port = free_port()
+    with lua_server(str(EXAMPLES / "pippo_cpu.lua"), port, "--async", "4"):
+        status, _, body = http_get(port, "/x")
+        assert status == 200
+        assert body.startswith(b"<html><body><p>Hello Wsapi!</p><p>PATH_INFO: /x</p>")
+        assert b"0<br/>1<br/>" in body and body.endswith(b"10000<br/></body></html>")
+
+
+# ---- async and threads -----------------------------------------------------------------------
+
+SLEEPER = """
+return function(env)
+  return 200, {["Content-Type"] = "text/plain"}, coroutine.wrap(function()
+    coroutine.yield("core " .. uwsgi.async_id() .. " ")
+    uwsgi.async_sleep(0.5)
+    coroutine.yield()
+    coroutine.yield("slept")
+  end)
+end
+"""
+
+
+def _concurrent(port, n, path="/"):
+    results = [None] * n
+    def one(i):
+        try:
+            results[i] = request(port, "GET", path, timeout=30)
+        except Exception as e:  # reported below
+            results[i] = e
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    return time.monotonic() - t0, results
+
+
+def test_async_sleep_interleaves_on_one_worker(tmp_path):
+    app = write_app(tmp_path, SLEEPER)
+    port = free_port()
+    with lua_server(app, port, "--async", "8", "-p", "1"):
+        http_get(port, "/warm")
+        elapsed, results = _concurrent(port, 8)
+        for r in results:
+            assert not isinstance(r, Exception), r
+            assert r[0] == 200 and r[2].endswith(b"slept")
+        # sequentially this is 8 x 0.5 s = 4 s; interleaved about 0.5 s (generous bound)
+        assert elapsed < 2.5, elapsed
+        cores = {r[2].split()[1] for r in results}
+        assert len(cores) > 1
+
+
+def test_threads_serve_in_parallel(tmp_path):
+    # a blocking sleep in Lua (luasocket): only parallel threads make 4 of them take ~0.5 s
+    app = write_app(tmp_path, """
+    local socket = require "socket"
+    return function(env)
+      socket.sleep(0.5)
+      return 200, {["Content-Type"] = "text/plain"}, "thread done"
+    end
+    """)
+    port = free_port()
+    with lua_server(app, port, "--threads", "4", "-p", "1"):
+        http_get(port, "/warm")
+        elapsed, results = _concurrent(port, 4)
+        for r in results:
+            assert not isinstance(r, Exception), r
+            assert r[0] == 200 and r[2] == b"thread done"
+        assert elapsed < 1.8, elapsed
+
+
+# ---- request bodies --------------------------------------------------------------------------
+
+def test_post_body_through_env_input(tmp_path):
+    app = write_app(tmp_path, """
+    return function(env)
+      local n = tonumber(env.CONTENT_LENGTH) or 0
+      local data = env.input:read(n) or ""
+      return 200, {["Content-Type"] = "text/plain"}, #data .. ":" .. data:sub(1, 10) .. ":" .. data:sub(-5)
+    end
+    """)
+    port = free_port()
+    payload = b"0123456789" * 10000 + b"tail!"
+    with lua_server(app, port):
+        status, _, body = request(port, "POST", "/upload", body=payload,
+                                  headers={"Content-Type": "application/octet-stream"})
+        assert status == 200
+        assert body == b"%d:0123456789:tail!" % len(payload)
+
+
+def test_wsapi_request_parses_a_form(tmp_path):
+    app = write_app(tmp_path, """
+    local request = require "wsapi.request"
+    local response = require "wsapi.response"
+    return function(env)
+      local req = request.new(env)
+      local res = response.new(200, {["Content-Type"] = "text/plain"})
+      res:write("method=", req.method, ";name=", tostring(req.POST.name), ";n=", tostring(req.POST.n),
+                ";q=", tostring(req.GET.q))
+      return res:finish()
+    end
+    """)
+    port = free_port()
+    form = urllib.parse.urlencode({"name": "Jörg & co", "n": "42"}).encode()
+    with lua_server(app, port):
+        status, _, body = request(port, "POST", "/form?q=search+me", body=form,
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 200
+        assert body.decode() == "method=POST;name=Jörg & co;n=42;q=search me"
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+def test_app_error_is_500_and_worker_survives(tmp_path):
+    app = write_app(tmp_path, """
+    return function(env)
+      if env.PATH_INFO == "/boom" then error("kaboom from lua") end
+      if env.PATH_INFO == "/nilheaders" then return 200, nil, "x" end
+      if env.PATH_INFO == "/numkey" then return 200, {[1] = "x"}, "x" end
+      return 200, {["Content-Type"] = "text/plain"}, "fine"
+    end
+    """)
+    port = free_port()
+    srv = lua_server(app, port)
+    with srv:
+        for path in ("/boom", "/nilheaders", "/numkey"):
+            status, _, _ = request(port, "GET", path)
+            assert status == 500, path
+            assert request(port, "GET", "/ok")[2] == b"fine"
+        time.sleep(0.2)
+        log = srv.log()
+    assert "kaboom from lua" in log and "stack traceback" in log
+    assert "nil headers" in log and "header name 1 is a number" in log
+
+
+def test_body_error_after_headers_is_visible(tmp_path):
+    app = write_app(tmp_path, """
+    return function(env)
+      return 200, {["Content-Type"] = "text/plain"}, coroutine.wrap(function()
+        for i = 1, 50 do coroutine.yield(string.rep("z", 4096)) end
+        error("late failure")
+      end)
+    end
+    """)
+    port = free_port()
+    srv = lua_server(app, port)
+    with srv:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+                resp.read()
+        finally:
+            conn.close()
+        time.sleep(0.2)
+        assert "late failure" in srv.log()
+
+
+def test_load_error_exits_22(tmp_path):
+    bad = write_app(tmp_path, "return function( end", "bad.lua")
+    r = run_to_end(BINARY, ["--http-socket", f"127.0.0.1:{free_port()}", "--http-socket-modifier1", "6", "--lua", bad])
+    assert r.returncode == 22
+    out = r.stdout + r.stderr
+    assert "bad.lua" in out
+    assert "Traceback" not in out
+
+    r = run_to_end(BINARY, ["--http-socket", f"127.0.0.1:{free_port()}", "--lua", str(tmp_path / "missing.lua")])
+    assert r.returncode == 22
+    assert "missing.lua: no such file" in r.stdout + r.stderr
+
+
+def test_os_exit_respawns_the_worker(tmp_path):
+    app = write_app(tmp_path, """
+    return function(env)
+      if env.PATH_INFO == "/exit" then os.exit(3) end
+      return 200, {}, "pid " .. uwsgi.mypid()
+    end
+    """)
+    port = free_port()
+    srv = lua_server(app, port, "--master", "-p", "1")
+    with srv:
+        pid1 = request(port, "GET", "/")[2]
+        try:
+            request(port, "GET", "/exit", timeout=5)
+        except (http.client.HTTPException, ConnectionError, socket.timeout):
+            pass
+        deadline = time.monotonic() + 15
+        pid2 = None
+        while time.monotonic() < deadline:
+            try:
+                pid2 = request(port, "GET", "/", timeout=5)[2]
+                if pid2 != pid1:
+                    break
+            except (http.client.HTTPException, ConnectionError, OSError):
+                pass
+            time.sleep(0.2)
+        assert pid2 and pid2 != pid1 and pid2.startswith(b"pid ")
+        assert "os.exit(3) called by the Lua app" in srv.log()
+
+
+# ---- Sputnik ---------------------------------------------------------------------------------
+
+def _sputnik_roundtrip(port):
+    status, _, front = request(port, "GET", "/")
+    assert status == 200 and b"Sputnik" in front
+    status, _, edit = request(port, "GET", "/?p=index.edit")
+    assert status == 200
+    form = EditForm(edit.decode("utf-8", "replace"))
+    marker = f"Edited by the test {time.time_ns()}"
+    form.set(form.content_field(), marker)
+    body, ctype = form.multipart()
+    status, headers, _ = request(port, "POST", form.action or "/", body=body, headers={"Content-Type": ctype})
+    assert status in (302, 303), status
+    status, _, page = request(port, "GET", "/?p=index")
+    assert status == 200 and marker.encode() in page
+    status, _, history = request(port, "GET", "/?p=index.history")
+    assert status == 200 and b"Anonymous" in history
+    return marker
+
+
+@pytest.mark.parametrize("mode", [["--threads", "20"], ["-p", "2", "--async", "4"]], ids=["threads20", "p2async4"])
+def test_sputnik_pages(tmp_path, mode):
+    data = tmp_path / "sputnik-data"
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "setup-sputnik.sh"), str(data)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    port = free_port()
+    srv = lua_server(str(EXAMPLES / "sputnik.ws"), port, *mode, env={"SPUTNIK_DIR": str(data)})
+    with srv:
+        _sputnik_roundtrip(port)
+        # concurrent readers on every core
+        elapsed, results = _concurrent(port, 12, "/?p=index")
+        for res in results:
+            assert not isinstance(res, Exception), res
+            assert res[0] == 200
+    assert (data / "sputnik.db").exists()
+
+
+# ---- nginx -----------------------------------------------------------------------------------
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+@pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed")
+def test_behind_nginx_with_modifier1_6(tmp_path):
+    up_port, ngx_port = free_port(), free_port()
+    prefix = tmp_path / "nginx"
+    (prefix / "logs").mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(textwrap.dedent(f"""
+        worker_processes 1;
+        daemon off;
+        pid {prefix}/nginx.pid;
+        error_log {prefix}/logs/error.log;
+        events {{ worker_connections 64; }}
+        http {{
+            access_log off;
+            client_body_temp_path {prefix}/body;
+            proxy_temp_path {prefix}/proxy;
+            fastcgi_temp_path {prefix}/fastcgi;
+            uwsgi_temp_path {prefix}/uwsgi;
+            scgi_temp_path {prefix}/scgi;
+            server {{
+                listen 127.0.0.1:{ngx_port};
+                location / {{
+                    include /etc/nginx/uwsgi_params;
+                    uwsgi_pass 127.0.0.1:{up_port};
+                    uwsgi_modifier1 6;
+                }}
+            }}
+        }}
+    """))
+    srv = ServerProcess(["--socket", f"127.0.0.1:{up_port}", "--lua", str(EXAMPLES / "pippo.lua")], up_port,
+                 binary=BINARY)
+    with srv:
+        ngx = subprocess.Popen([NGINX, "-p", str(prefix), "-e", str(prefix / "logs" / "error.log"), "-c", str(conf)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            wait_port(ngx_port, proc=ngx)
+            status, headers, body = http_get(ngx_port, "/hello/world")
+            assert status == 200, body
+            # Debian's uwsgi_params sends no SCRIPT_NAME: it defaults to ""
+            assert body == PIPPO_BODY
+        finally:
+            if ngx.poll() is None:
+                os.kill(ngx.pid, signal.SIGQUIT)
+                try:
+                    ngx.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(ngx.pid, signal.SIGKILL)
+                    ngx.wait(5)
