@@ -605,8 +605,9 @@ def clean() -> None:
         except BuildError:
             continue
         targets.add(out / (values.get("bin_name") or "uwsgi"))
+        # a plugin_dir may be shared (/usr/lib/uwsgi): remove only our plugins' files there
         plugin_dir = (out / (values.get("plugin_dir") or ".")).resolve()
-        targets.update(plugin_dir.glob("*_plugin.so"))
+        targets.update(plugin_dir / f"{d.parent.name}_plugin.so" for d in PLUGINS.glob("*/uwsgiplugin.py"))
     targets.update(out.glob("*_plugin.so"))
     for t in sorted(targets):
         if t.is_dir() and not t.is_symlink():
