@@ -1,0 +1,148 @@
+"""Cores and lifecycle inside one worker: --async interleaving with waits, --threads, graceful and
+immediate stops, --max-requests, --reload-on-rss."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+
+import pytest
+
+from http_helpers import WorkerProc, connect, free_port, raw, read_response
+
+
+def parallel(address, paths):
+    results = [None] * len(paths)
+
+    def one(i, p):
+        results[i] = raw(address, b"GET %b HTTP/1.0\r\n\r\n" % p.encode(), timeout=20)
+    threads = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(paths)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, time.monotonic() - t0
+
+
+def body(resp: bytes) -> bytes:
+    return resp.split(b"\r\n\r\n", 1)[1]
+
+
+def test_async_cores_interleave_sleeps():
+    port = free_port()
+    with WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "async": 4}) as w:
+        results, elapsed = parallel(f"127.0.0.1:{port}", ["/sleep?t=1"] * 4)
+        assert all(r.startswith(b"HTTP/1.1 200") for r in results), results
+        cores = sorted(body(r) for r in results)
+        assert cores == [b"slept core=%d timed_out=1" % i for i in range(4)]
+        assert elapsed < 3.5   # four 1 s sleeps ran concurrently on one process
+
+
+def test_async_more_requests_than_cores_queue():
+    port = free_port()
+    with WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "async": 2}) as w:
+        results, elapsed = parallel(f"127.0.0.1:{port}", ["/sleep?t=0.5"] * 6)
+        assert all(r.startswith(b"HTTP/1.1 200") for r in results)
+        assert elapsed >= 1.2   # at most 2 in progress: 3 rounds of 0.5 s
+
+
+def test_async_streams_interleave_and_fast_requests_pass():
+    port = free_port()
+    with WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "async": 4}) as w:
+        results, _ = parallel(f"127.0.0.1:{port}", ["/stream?n=200", "/stream?n=200", "/", "/sleep?t=0.2"])
+        assert body(results[0]) == b"".join(b"chunk%d\n" % i for i in range(200))
+        assert body(results[1]) == body(results[0])
+        assert body(results[2]) == b"Hello World"
+
+
+def test_wait_fd_read():
+    port = free_port()
+    with WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "async": 2}) as w:
+        assert body(raw(f"127.0.0.1:{port}", b"GET /waitfd HTTP/1.0\r\n\r\n")) == b"ready=1"
+
+
+def test_threads_run_blocking_requests_in_parallel():
+    port = free_port()
+    with WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "threads": 4}) as w:
+        results, elapsed = parallel(f"127.0.0.1:{port}", ["/block?t=1"] * 4)
+        assert all(r.startswith(b"HTTP/1.1 200") for r in results)
+        assert elapsed < 3.5
+        infos = [json.loads(body(raw(f"127.0.0.1:{port}", b"GET /core HTTP/1.0\r\n\r\n"))) for _ in range(8)]
+        assert all(i["state"] == {"inited": True} for i in infos)
+
+
+def test_sync_blocking_serializes():
+    port = free_port()
+    with WorkerProc({"http-socket": [f"127.0.0.1:{port}"]}) as w:
+        results, elapsed = parallel(f"127.0.0.1:{port}", ["/block?t=0.5"] * 3)
+        assert all(r.startswith(b"HTTP/1.1 200") for r in results)
+        assert elapsed >= 1.3
+
+
+@pytest.mark.parametrize("opts,path", [({}, "/block?t=1"), ({"async": 4}, "/sleep?t=1"),
+                                        ({"threads": 2}, "/block?t=1")])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_graceful_stop_finishes_in_flight(opts, path, sig):
+    port = free_port()
+    w = WorkerProc(dict({"http-socket": [f"127.0.0.1:{port}"]}, **opts)).start()
+    try:
+        idle = connect(f"127.0.0.1:{port}")
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        f_idle = idle.makefile("rb")
+        assert read_response(f_idle)[2] == b"Hello World"   # now an idle keep-alive connection
+        s = connect(f"127.0.0.1:{port}")
+        s.sendall(b"GET %b HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+        time.sleep(0.3)
+        w.send_signal(sig)
+        f = s.makefile("rb")
+        status, headers, data = read_response(f)
+        assert status == 200
+        assert headers.get("connection") == "close"
+        assert w.wait(10) == 0
+        assert f_idle.read() == b""   # the idle connection was closed
+        s.close()
+        idle.close()
+    finally:
+        w.stop()
+
+
+def test_sigint_stops_now():
+    port = free_port()
+    w = WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "async": 2}).start()
+    try:
+        s = connect(f"127.0.0.1:{port}")
+        s.sendall(b"GET /sleep?t=20 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        w.send_signal(signal.SIGINT)
+        w.wait(10)
+        assert time.monotonic() - t0 < 5
+        s.close()
+    finally:
+        w.stop()
+
+
+def test_max_requests_exits_gracefully():
+    port = free_port()
+    w = WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "max-requests": 3}).start()
+    try:
+        # the harness's readiness probe was request 1
+        for _ in range(2):
+            assert raw(f"127.0.0.1:{port}", b"GET / HTTP/1.0\r\n\r\n").endswith(b"Hello World")
+        assert w.wait(10) == 0
+        assert "max requests 3" in w.log()
+    finally:
+        w.stop()
+
+
+def test_reload_on_rss():
+    port = free_port()
+    w = WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "reload-on-rss": 1}).start()
+    try:
+        assert w.wait(10) == 0   # the readiness probe already pushed it over 1 MB
+        assert "--reload-on-rss" in w.log()
+    finally:
+        w.stop()
