@@ -265,7 +265,7 @@ def test_single_process_without_master(tmp_path):
 
 
 def test_worker_reload_mercy_kills_a_worker_that_does_not_stop(tmp_path):
-    srv, port = _start(tmp_path, "-p", "1", "--worker-reload-mercy", "1")
+    srv, port = _start(tmp_path, "-p", "1", "--reload-mercy", "1")
     with srv:
         t = threading.Thread(target=lambda: _swallow(lambda: get(port, "/sleep?30", timeout=40)), daemon=True)
         t.start()

@@ -45,8 +45,13 @@ class Server:
         self.version = uwsgid.__version__
         self.started_at = time.time()
         self.cwd = os.getcwd()
-        self.master = None          # uwsgid.master.Master once running
+        self.master = None          # uwsgid.master.Master (None in single-process mode)
         self.router_sockets: list = []   # --http router listening sockets (uwsgid.router)
+
+    def worker_pids(self) -> dict[int, int]:
+        """wid -> pid of the running workers (0 while one is being respawned)."""
+        sb = self.scoreboard
+        return {wid: sb.pid(wid) for wid in range(1, self.numproc + 1)} if sb is not None else {}
 
     @property
     def lazy_apps(self) -> bool:
@@ -219,6 +224,10 @@ def main(argv: list[str], extra_plugins=None) -> int:
 
     from uwsgid.scoreboard import Scoreboard
     server.scoreboard = Scoreboard(server.numproc, server.cores)
+    single = not opts.master and server.numproc == 1 and not opts.http and not opts.stats
+    if not single:
+        from uwsgid.master import Master
+        Master(server)      # sets server.master: services may add readers/timers at master_start
     hooks.run("master_start", server)
     rc = _configure_plugins(server)
     if rc is not None:
@@ -236,10 +245,9 @@ def main(argv: list[str], extra_plugins=None) -> int:
         if opts.pidfile:
             daemon.write_pidfile(opts.pidfile, server.master_pid)
 
-    if not opts.master and server.numproc == 1 and not opts.http and not opts.stats:
+    if single:
         return _run_single(server)
-    from uwsgid.master import Master
-    return Master(server).run()
+    return server.master.run()
 
 
 def _run_single(server) -> int:

@@ -18,7 +18,7 @@ delayed respawns, hooks "master_tick".
 from __future__ import annotations
 
 import ctypes
-import errno
+import heapq
 import os
 import selectors
 import signal
@@ -26,6 +26,7 @@ import time
 
 from uwsgid import hooks, reexec
 from uwsgid.log import log, log_exception
+from uwsgid.stats import rss_vsz
 
 RUNNING, RELOADING, STOPPING, KILLING = "running", "reloading", "stopping", "killing"
 EXIT_APP_LOAD = 22
@@ -52,14 +53,16 @@ def _die_with_parent() -> None:
         pass
 
 
-def _rss_vsz(pid: int) -> tuple[int, int]:
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            vsz, rss = f.read().split()[:2]
-        page = os.sysconf("SC_PAGE_SIZE")
-        return int(rss) * page, int(vsz) * page
-    except (OSError, ValueError):
-        return 0, 0
+class _Timer:
+    __slots__ = ("when", "fn", "cancelled")
+
+    def __init__(self, when: float, fn):
+        self.when = when
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 class Child:
@@ -90,7 +93,37 @@ class Master:
         self.touch_mtimes: dict[str, float | None] = {}
         self.stats = None
         self.sel = selectors.DefaultSelector()
+        self.timers: list = []                        # heap of (when, seq, fn)
+        self._timer_seq = 0
         server.master = self
+
+    # ---- for services (uwsgid/services): master-side readers and timers ------------------------
+
+    def add_reader(self, fd: int, callback) -> None:
+        """callback() runs in the master loop when fd is readable (closed in forked children)."""
+        self.sel.register(fd, selectors.EVENT_READ, callback)
+
+    def remove_reader(self, fd: int) -> None:
+        try:
+            self.sel.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+
+    def call_later(self, delay: float, fn) -> "_Timer":
+        """fn() runs in the master loop after `delay` seconds (finer than the 1 s tick)."""
+        t = _Timer(time.monotonic() + max(0.0, delay), fn)
+        self._timer_seq += 1
+        heapq.heappush(self.timers, (t.when, self._timer_seq, t))
+        return t
+
+    def _run_timers(self, now: float) -> None:
+        while self.timers and self.timers[0][0] <= now:
+            _, _, t = heapq.heappop(self.timers)
+            if not t.cancelled:
+                try:
+                    t.fn()
+                except Exception:
+                    log_exception("uwsgi: master timer failed:")
 
     # ---- signals ------------------------------------------------------------------------
 
@@ -185,8 +218,11 @@ class Master:
             pass
 
     def _curse(self, child: Child, sig: int) -> None:
+        """Ask a child to stop; SIGKILL it if it is still there after the mercy period
+        (--reload-mercy for a whole-instance reload/stop, --worker-reload-mercy otherwise)."""
+        mercy = self.opts.reload_mercy if self.state in (RELOADING, STOPPING) else self.opts.worker_reload_mercy
         child.cursed_at = time.monotonic()
-        child.mercy_at = child.cursed_at + max(1, int(self.opts.worker_reload_mercy or 60))
+        child.mercy_at = child.cursed_at + max(1, int(mercy or 60))
         self._signal(child, sig)
 
     def _fork(self, target) -> int:
@@ -391,7 +427,7 @@ class Master:
         for child in self._workers():
             if child.cursed_at is not None or child.harakiri:
                 continue
-            rss, _ = _rss_vsz(child.pid)
+            rss, _ = rss_vsz(child.pid)
             if rss > limit * 1024 * 1024:
                 log(f"*** EVIL RELOAD ON WORKER {child.wid} RSS: {rss} (pid: {child.pid}) ***")
                 child.cursed_at = time.monotonic()
@@ -458,7 +494,8 @@ class Master:
     def _loop(self) -> None:
         while True:
             now = time.monotonic()
-            deadline = min(self.next_tick, now + 1.0, *self.pending_respawn.values())
+            deadline = min(self.next_tick, now + 1.0, *self.pending_respawn.values(),
+                           *(t[0] for t in self.timers[:1]))
             timeout = max(0.0, deadline - now)
             try:
                 events = self.sel.select(timeout)
@@ -475,6 +512,7 @@ class Master:
                     c.cursed_at for c in self._workers()):
                 self.lazy_reload = False
             self._respawn_due(now)
+            self._run_timers(now)
             if now >= self.next_tick:
                 self.next_tick = now + 1.0
                 self._tick(now)

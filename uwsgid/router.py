@@ -77,7 +77,7 @@ def _build_packet(modifier1: int, vars: dict, modifier2: int) -> bytes:
 # ---- the router process --------------------------------------------------------------------
 
 class _Request:
-    __slots__ = ("method", "url", "headers", "body", "version", "keep_alive", "expect_continue", "upgrade")
+    __slots__ = ("method", "url", "headers", "body", "version", "keep_alive", "expect_continue")
 
     def __init__(self):
         self.method = b"GET"
@@ -316,7 +316,7 @@ class ClientConnection:
                 chunked = True
             headers.append(line)
         no_body = req.method == b"HEAD" or status in (204, 304) or 100 <= status < 200
-        keep = req.keep_alive and not self.router.stopping
+        keep = req.keep_alive and self.router.keepalive and not self.router.stopping
         reframe = False
         if not no_body and length is None and not chunked:
             if keep and req.version == "1.1":
@@ -368,6 +368,7 @@ class Router:
         self.modifier1 = int(self.opts.http_modifier1 or 0)
         self.modifier2 = int(self.opts.http_modifier2 or 0)
         self.limit_post = int(self.opts.limit_post or 0)
+        self.keepalive = bool(int(self.opts.http_keepalive if self.opts.http_keepalive is not None else 1))
         self.stopping = False
         self.clients: set[ClientConnection] = set()
         self.lock = threading.Lock()

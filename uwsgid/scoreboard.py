@@ -142,6 +142,9 @@ class Scoreboard:
                 out.append((core, start, uri[:n]))
         return out
 
+    def pid(self, wid: int) -> int:
+        return _W_MASTER.unpack_from(self.mem, (wid - 1) * _W_SIZE)[0] if 0 < wid <= self.numproc else 0
+
     def worker_requests(self, wid: int) -> int:
         return sum(_C_IDLE.unpack_from(self.mem, self._core_off(wid, c))[0] for c in range(self.cores))
 

@@ -21,7 +21,7 @@ from uwsgid.log import log, log_exception
 _TCP_INFO = getattr(socket, "TCP_INFO", 11)
 
 
-def _rss_vsz(pid: int) -> tuple[int, int]:
+def rss_vsz(pid: int) -> tuple[int, int]:
     if pid <= 0:
         return 0, 0
     try:
@@ -77,7 +77,7 @@ def workers(server) -> list[dict]:
             log_exception(f"uwsgi: {p.name}.stats_apps() failed:")
     for wid in range(1, sb.numproc + 1):
         w = sb.worker(wid)
-        rss, vsz = _rss_vsz(w["pid"])
+        rss, vsz = rss_vsz(w["pid"])
         if not w["pid"]:
             status = "cheap"
         elif w["busy"]:
