@@ -131,7 +131,7 @@ class Response:
     """One request's response state. `run(app, environ)` returns None (complete) or a
     generator the core iterates (see uwsgid/plugin.py)."""
 
-    __slots__ = ("req", "app", "status", "headers", "committed", "environ")
+    __slots__ = ("req", "app", "status", "headers", "committed", "environ", "pending")
 
     def __init__(self, req, app):
         self.req = req
@@ -140,6 +140,7 @@ class Response:
         self.headers = None
         self.committed = False      # headers handed to the core: exc_info can no longer replace them
         self.environ = None
+        self.pending = None         # body chunks batched by _stream, not yet given to the core
 
     # ---- the two callables the app gets -------------------------------------------------
 
@@ -159,10 +160,9 @@ class Response:
 
     def write(self, data):
         if type(data) is not bytes:
-            if isinstance(data, (bytearray, memoryview)):
-                data = bytes(data)
-            else:
-                raise ResponseError(f"response body must be bytes, not {type(data).__name__}")
+            data = _as_bytes(data)
+        if self.pending:
+            self._emit()            # keep the order of yielded and written data
         if not self.committed:
             if not data:
                 return
@@ -172,6 +172,8 @@ class Response:
     # ---- driving the app ----------------------------------------------------------------
 
     def _commit(self):
+        if self.committed:
+            return
         if self.status is None:
             raise ResponseError("the app sent body data before calling start_response()")
         self.committed = True
@@ -230,38 +232,59 @@ class Response:
         return _resumed(gen)
 
     def _stream(self, result):
+        # Chunks are batched here and handed to the core joined, once per slice: a body of
+        # thousands of tiny chunks costs one list append per chunk.
         try:
             try:
                 it = iter(result)
             except TypeError:
                 raise ResponseError(f"the app returned a non-iterable {type(result).__name__}") from None
-            write = self.write
-            req = self.req
-            core = getattr(req, "core", None)
-            chunks = size = 0
+            core = getattr(self.req, "core", None)
+            has_wait = core is not None and hasattr(core, "wait")
+            pending = self.pending = []
+            append = pending.append
+            size = n = 0
+            committed = self.committed
             for chunk in it:
+                if type(chunk) is not bytes:
+                    chunk = _as_bytes(chunk)
                 if chunk:
-                    write(chunk)
-                    chunks += 1
+                    if not committed:
+                        # PEP 3333: the first non-empty chunk fixes the headers (exc_info can
+                        # no longer replace them) even though it has not been sent yet.
+                        self._commit()
+                        committed = True
+                    append(chunk)
                     size += len(chunk)
-                    if chunks >= YIELD_CHUNKS or size >= YIELD_BYTES:
-                        chunks = size = 0
-                        yield
-                    elif core is not None and getattr(core, "wait", None) is not None:
-                        chunks = size = 0
+                    n += 1
+                    if size >= YIELD_BYTES or n >= YIELD_CHUNKS or (has_wait and core.wait is not None):
+                        self._emit()
+                        size = n = 0
                         yield
                 else:
                     # An empty chunk gives up the turn (after uwsgi.async_sleep / wait_fd_* /
                     # suspend): the core flushes, waits if armed, and resumes us.
-                    chunks = size = 0
+                    self._emit()
+                    size = n = 0
                     yield
+            self._emit()
             self._finish()
         except GeneratorExit:
             raise                   # the core abandoned the response (client gone)
         except Exception:
+            self.pending = None
             self._fail()
         finally:
             self._close(result)
+
+    def _emit(self):
+        pending = self.pending
+        if pending:
+            if not self.committed:
+                self._commit()
+            data = b"".join(pending) if len(pending) > 1 else pending[0]
+            pending.clear()
+            self.req.write(data)
 
     def _close(self, result):
         close = getattr(result, "close", None)
@@ -301,6 +324,12 @@ class Response:
         self.req.start_response(b"500 Internal Server Error", [(b"Content-Type", b"text/plain")])
         self.req.write(body)
         return None
+
+
+def _as_bytes(data) -> bytes:
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise ResponseError(f"response body must be bytes, not {type(data).__name__}")
 
 
 def _resumed(gen):
