@@ -8,6 +8,7 @@ by config) and the same client. Only the server differs.
 from __future__ import annotations
 
 import signal
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -68,6 +69,14 @@ class Scenario:
     @property
     def unit(self) -> str:
         return {"rps": "req/s", "rss_mb": "MB", "p99_ms": "ms"}[self.metric]
+
+
+def sputnik_env(label: str) -> dict[str, str]:
+    """Each side its own Sputnik database (examples/sputnik.ws reads $SPUTNIK_DIR), kept between
+    runs so both sides serve the same, already created wiki."""
+    d = Path(tempfile.gettempdir()) / f"uwsgid-bench-sputnik-{label}"
+    d.mkdir(exist_ok=True)
+    return {"SPUTNIK_DIR": str(d)}
 
 
 def lua51() -> str | None:
@@ -139,9 +148,10 @@ SCENARIOS: list[Scenario] = [
              nginx_modifier1=0),
     Scenario("sputnik", "Sputnik front page, 2 workers, --threads 20",
              "uWSGI lua51", "wrk", "rps", ">=", 1.5, [SPUTNIK],
-             lambda p: ours(p, *LUA6, "--threads", 20, "--lua", SPUTNIK),
-             lambda p: uwsgi_peer(p, "lua51", *LUA6, "--threads", 20, "--lua", SPUTNIK), lua51,
-             headers=CLOSE),
+             lambda p: ours(p, *LUA6, "--threads", 20, "--lua", SPUTNIK, env=sputnik_env("ours")),
+             lambda p: uwsgi_peer(p, "lua51", *LUA6, "--threads", 20, "--lua", SPUTNIK,
+                                  env=sputnik_env("uwsgi")), lua51,
+             headers=CLOSE, expect=b"<html"),
     Scenario("rss", "worker RSS after load, Lua + Python apps loaded, 2 workers",
              "uWSGI lua51+python3", "rss", "rss_mb", "<=", 1.5, [PIPPO, HELLO],
              lambda p: ours(p, *LUA6, "--lua", PIPPO, "--wsgi-file", HELLO),
