@@ -260,7 +260,8 @@ def wait_port(port: int, timeout: float = 30.0, proc=None) -> None:
 class ServerProcess:
     """A server started in its own session, its output in a file, stopped by PID (then its group)."""
 
-    def __init__(self, args, port, binary=UWSGI, env=None, log_path=None):
+    def __init__(self, args, port, binary=UWSGI, env=None, log_path=None, stdin=subprocess.DEVNULL):
+        self.stdin = stdin
         self.args = [str(a) for a in args]
         self.port = port
         self.binary = binary
@@ -273,7 +274,7 @@ class ServerProcess:
         env.update(self.env or {})
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([str(self.binary), *self.args], stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=ROOT, env=env, start_new_session=True)
+                                     stdin=self.stdin, cwd=ROOT, env=env, start_new_session=True)
         try:
             wait_port(self.port, proc=self.proc)
         except Exception:

@@ -364,3 +364,22 @@ def test_behind_nginx_with_modifier1_6(tmp_path):
                 except subprocess.TimeoutExpired:
                     os.killpg(ngx.pid, signal.SIGKILL)
                     ngx.wait(5)
+
+
+def test_lua_shell_reads_worker_stdin(tmp_path):
+    script = tmp_path / "shell-input.lua"
+    script.write_text('print("shell says " .. 6 * 7)\nshell_var = "set from the shell"\n')
+    app = write_app(tmp_path, """
+    return function() return 200, {}, tostring(shell_var) end
+    """)
+    port = free_port()
+    with open(script, "rb") as stdin:
+        srv = ServerProcess(["--http-socket", f"127.0.0.1:{port}", "--http-socket-modifier1", "6",
+                             "--lua", app, "--lua-shell", "--honour-stdin"], port, binary=BINARY, stdin=stdin)
+        with srv:
+            # the shell ran in core 0's state before the worker served (then EOF resumed it)
+            deadline = time.monotonic() + 10
+            while "has been resumed" not in srv.log() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert request(port, "GET", "/")[2] == b"set from the shell"
+            assert "shell says 42" in srv.log()
