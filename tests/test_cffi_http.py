@@ -391,3 +391,55 @@ def test_asyncio_loop_example(tmp_path):
             assert get(s.port, "/").content == b"Hello World"
         log = s.log()
         assert "asyncio loop running in worker 1" in log and "asyncio loop running in worker 2" in log
+
+
+# ---- loading variants -----------------------------------------------------------------------------
+
+LAZY_APP = r'''
+import os, sys
+LOADED_IN = os.getpid()
+
+def application(environ, start_response):
+    print("to wsgi.errors", LOADED_IN, file=environ["wsgi.errors"])
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%d %d" % (LOADED_IN, os.getpid())]
+'''
+
+
+def test_lazy_apps_load_in_each_worker(tmp_path):
+    app = tmp_path / "lazy.py"
+    app.write_text(LAZY_APP)
+    with http_server(tmp_path, "--master", "--processes", "2", "--lazy-apps", "--wsgi-file", app) as s:
+        loaded_in, pid = map(int, get(s.port, "/").content.split())
+        assert loaded_in == pid and pid != s.pid
+        time.sleep(0.3)
+        assert f"to wsgi.errors {loaded_in}" in s.log()
+
+
+def test_module_from_env_pythonpath_and_cffi_wsgi(tmp_path):
+    pkg = tmp_path / "pp"
+    (pkg / "webpkg").mkdir(parents=True)
+    (pkg / "webpkg" / "__init__.py").write_text("")
+    (pkg / "webpkg" / "wsgi.py").write_text(LAZY_APP + "\nother = application\n")
+    with http_server(tmp_path, "--env", f"PYTHONPATH={pkg}", "--module", "webpkg.wsgi:other") as s:
+        assert get(s.port, "/").status_code == 200
+    with http_server(tmp_path, "--pythonpath", pkg, "--cffi-wsgi", "webpkg.wsgi") as s:
+        assert get(s.port, "/").status_code == 200
+
+
+def test_cffi_exec_and_post_fork_hook(tmp_path):
+    boot = tmp_path / "boot.py"
+    boot.write_text("import uwsgi, os\n"
+                    "def hook():\n"
+                    "    open(os.path.join(%r, 'hook-%%d' %% uwsgi.worker_id()), 'w').close()\n"
+                    "uwsgi.post_fork_hook = hook\n" % str(tmp_path))
+    with http_server(tmp_path, "--master", "--processes", "2", "--cffi-exec", boot,
+                     "--cffi-eval-post-fork", "import uwsgi; uwsgi.log('post-fork eval in %d' % uwsgi.worker_id())",
+                     "--wsgi-file", EXAMPLES / "hello.py") as s:
+        assert get(s.port, "/").content == b"Hello World"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not ((tmp_path / "hook-1").exists() and (tmp_path / "hook-2").exists()):
+            time.sleep(0.1)
+        assert (tmp_path / "hook-1").exists() and (tmp_path / "hook-2").exists()
+        log = s.log()
+        assert "post-fork eval in 1" in log and "post-fork eval in 2" in log

@@ -450,6 +450,10 @@ def test_module_and_callable_forms(tmp_path):
     assert run(p, FakeRequest("/")).body == b"other"
     p = make_plugin(pythonpath=str(tmp_path), mount=["/m=mypkg.web:other"], manage_script_name=True)
     assert run(p, FakeRequest("/m/x")).body == b"other"
+    # Django's usual "mysite.wsgi" is a module name, not a .wsgi file
+    (tmp_path / "mypkg" / "wsgi.py").write_text("from mypkg.web import other as application\n")
+    p = make_plugin(pythonpath=str(tmp_path), module="mypkg.wsgi")
+    assert run(p, FakeRequest("/")).body == b"other"
 
 
 def test_load_errors_are_one_line(tmp_path, capfd):
@@ -471,6 +475,21 @@ def test_load_errors_are_one_line(tmp_path, capfd):
     good = write_app(tmp_path, MOUNT_APP.replace("@NAME@", "good"), "good.py")
     p = make_plugin(mount=[f"/bad={bad}", f"/good={good}"], need_app=False)
     assert p.has_app() and run(p, FakeRequest("/")).body == b"good||/"
+
+
+def test_wsgi_errors_goes_to_the_log(capfd):
+    def app(environ, start_response):
+        err = environ["wsgi.errors"]
+        print("line one", file=err)
+        err.write("partial ")
+        err.writelines(["line two\n"])
+        err.write("tail")
+        err.flush()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+    AppHost(app)("/")
+    out = capfd.readouterr().err
+    assert "line one\n" in out and "partial line two\n" in out and "tail\n" in out
 
 
 def test_no_app_means_no_has_app():

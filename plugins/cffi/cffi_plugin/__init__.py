@@ -119,9 +119,9 @@ class CffiPlugin(Plugin):
         callable_name = opts.callable or "application"
         todo = []
         if opts.cffi_wsgi:
-            todo.append(("", opts.cffi_wsgi, "module"))
+            todo.append(("", opts.cffi_wsgi, "auto"))
         if opts.module:
-            todo.append(("", opts.module, "module"))
+            todo.append(("", opts.module, "auto"))
         if opts.wsgi_file:
             todo.append(("", opts.wsgi_file, "file"))
         for item in opts.mount:

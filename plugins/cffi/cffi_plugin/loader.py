@@ -91,7 +91,9 @@ def _get_callable(module, name: str, what: str):
 
 
 def is_file_spec(app: str) -> bool:
-    return app.endswith((".py", ".wsgi")) or os.sep in app or os.path.isfile(app)
+    """A path (has a slash, names an existing file, or ends with .py) rather than a module.
+    "mysite.wsgi" is Django's usual module name, so .wsgi counts only for existing files."""
+    return os.sep in app or os.path.isfile(app) or app.endswith(".py")
 
 
 def load_spec(app: str, callable_name: str):
@@ -124,14 +126,13 @@ class Apps:
         return self.apps[0] if self.apps else None
 
     def load(self, mountpoint: str, spec: str, callable_name: str, kind: str) -> App:
-        """kind: 'file', 'module' or 'auto'. Raises AppLoadError with a one-line message."""
+        """kind: 'file' (--wsgi-file) or 'auto' (--module, --mount: a file path or a module).
+        Raises AppLoadError with a one-line message."""
         mountpoint = normalize_mountpoint(mountpoint)
         t0 = time.monotonic()
         try:
             if kind == "file":
                 app = load_file(spec, callable_name)
-            elif kind == "module" and not spec.endswith((".py", ".wsgi")):
-                app = load_module(spec, callable_name)
             else:
                 app = load_spec(spec, callable_name)
         except AppLoadError as e:
