@@ -79,6 +79,13 @@ def ensure() -> None:
         setup()
 
 
+def service_plugins() -> list:
+    """The services' request handlers for the modifier1 map: RPC (173) and remote signals (110)."""
+    from uwsgid.services.rpc import plugin as rpc_plugin
+    from uwsgid.services.signals import remote_plugin
+    return [rpc_plugin, remote_plugin]
+
+
 # ---- hooks ----------------------------------------------------------------------------------
 
 def _master_start(server) -> None:
@@ -91,10 +98,16 @@ def _worker_start(worker) -> None:
     from uwsgid.services import signals
     ensure()
     signals.worker_started(int(getattr(worker, "id", 0) or getattr(worker, "wid", 0) or 1))
+    add_reader = getattr(worker, "add_reader", None)
+    if add_reader is not None:
+        # the worker runs the callbacks in its loop 0, between requests
+        signals.add_readers(add_reader)
 
 
 def _worker_loop_start(loop) -> None:
     from uwsgid.services import signals
+    if signals._reader_added:
+        return
     add_reader = getattr(loop, "add_reader", None)
     if add_reader is None and core_api.worker is not None:
         add_reader = getattr(core_api.worker, "add_reader", None)

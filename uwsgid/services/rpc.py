@@ -223,14 +223,37 @@ def call_remote(node: str, name: bytes, args: list[bytes], timeout: float | None
 
 def _packet_of(req) -> bytes:
     """The request's raw packet body. The data plane keeps it as req.packet for modifier1 173;
-    failing that, the array is rebuilt from the parsed vars (items paired up in order)."""
+    failing that, the array is rebuilt from the vars it was parsed into (items paired up in
+    order: exact for an even number of items with distinct keys), minus the SCRIPT_NAME the
+    uwsgi parser adds when absent."""
     raw = getattr(req, "packet", None)
     if raw is not None:
         return bytes(raw)
+    pairs = list(req.vars.items())
+    if pairs and pairs[-1] == (b"SCRIPT_NAME", b"") and pktsize_of(req) != len(encode_vars(dict(pairs))):
+        pairs.pop()
     items: list[bytes] = []
-    for k, v in req.vars.items():
+    for k, v in pairs:
         items += [k, v]
     return encode_array(items)
+
+
+def pktsize_of(req) -> int:
+    return int(getattr(req, "pktsize", -1) or -1)
+
+
+def write_raw(req, data: bytes) -> None:
+    """Answer bytes that are not an HTTP response (an RPC packet): req.write_raw when the data
+    plane has it, else straight to the connection, marking the response as sent."""
+    w = getattr(req, "write_raw", None)
+    if w is not None:
+        w(data)
+        return
+    req.status = 200           # for the request log; nothing else is sent after this
+    req.headers_sent = True
+    req.response_size += len(data)
+    req.keepalive = False
+    req.conn.send(data)
 
 
 class RpcPlugin(Plugin):
@@ -241,7 +264,6 @@ class RpcPlugin(Plugin):
         return True
 
     def request(self, req):
-        write = getattr(req, "write_raw", None) or req.write
         m2 = req.modifier2
         if m2 == 2:
             return self._http(req)
@@ -249,22 +271,24 @@ class RpcPlugin(Plugin):
             items = decode_array(_packet_of(req))
         except ValueError as exc:
             log(f"invalid RPC request: {exc}")
+            write_raw(req, error_packet(f"invalid rpc request: {exc}"))
             return None
         if not items:
             log("Empty RPC request. skip.")
+            write_raw(req, error_packet("empty rpc request"))
             return None
         name, args = items[0], items[1:]
         try:
             result = call_local(name, args)
         except RpcError as exc:
             log_exception(f"RPC {name.decode('utf-8', 'replace')!r} failed:")
-            write(error_packet(str(exc)))
+            write_raw(req, error_packet(str(exc)))
             return None
         if result is None:
             log(f"RPC function {name.decode('utf-8', 'replace')!r} not found")
-            write(error_packet(f"no rpc function named {name.decode('utf-8', 'replace')!r}", not_found=True))
+            write_raw(req, error_packet(f"no rpc function named {name.decode('utf-8', 'replace')!r}", not_found=True))
             return None
-        write(result if m2 == 1 else response_packet(result))
+        write_raw(req, result if m2 == 1 else response_packet(result))
         return None
 
     def _http(self, req):

@@ -32,6 +32,7 @@ import time
 
 from uwsgid import api as core_api
 from uwsgid.log import log, log_exception
+from uwsgid.plugin import Plugin
 from uwsgid.services.locks import ProcessLock
 
 NSIG = 256
@@ -230,6 +231,32 @@ def send_remote(addr: str, num: int) -> None:
         raise OSError(f"unable to deliver signal {num} to node {addr}: no answer")
     if head[3] != 1:
         raise ValueError(f"node {addr} rejected signal {num}")
+
+
+class RemoteSignalPlugin(Plugin):
+    """modifier1 110: a remote `uwsgi.signal(num, "host:port")` (or `uwsgi --signal ADDR,NUM`).
+    The packet is a bare header whose modifier2 is the signal; the answer is a header
+    (modifier1 255, pktsize 0, modifier2 1 = delivered / 0 = rejected: not registered here)."""
+
+    name = "signal"
+    modifier1 = 110
+
+    def has_app(self) -> bool:
+        return True
+
+    def request(self, req):
+        from uwsgid.services.rpc import write_raw
+        num = req.modifier2
+        ok = registered(num)
+        if ok:
+            raise_signal(num)
+        else:
+            log(f"[uwsgi-signal] remote signal {num} rejected: not registered")
+        write_raw(req, struct.pack("<BHB", 255, 0, 1 if ok else 0))
+        return None
+
+
+remote_plugin = RemoteSignalPlugin()
 
 
 # ---- worker side --------------------------------------------------------------------------
