@@ -92,6 +92,9 @@ def application(environ, start_response):
         # async: arm a wait and give up the turn; other requests run meanwhile
         start_response("200 OK", [("Content-Type", "text/plain")])
         return async_sleeper(float(environ.get("QUERY_STRING") or 1))
+    if path == "/waitfd":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return fd_waiter()
     if path == "/block":
         time.sleep(float(environ.get("QUERY_STRING") or 1))
         start_response("200 OK", [("Content-Type", "text/plain")])
@@ -110,6 +113,19 @@ def application(environ, start_response):
 def late_failure():
     yield b"x" * 100000
     raise RuntimeError("probe failure after the headers")
+
+def fd_waiter():
+    import socket
+    a, b = socket.socketpair()
+    threading.Timer(0.5, b.send, (b"ping",)).start()
+    try:
+        uwsgi.wait_fd_read(a.fileno(), 10)
+        yield b""
+        ready = uwsgi.ready_fd()
+        yield b"ready=%d data=%s" % (ready == a.fileno(), a.recv(10))
+    finally:
+        a.close()
+        b.close()
 
 def async_sleeper(secs):
     yield b"start "

@@ -233,6 +233,31 @@ def test_empty_chunk_and_armed_wait_yield_to_core():
     assert req.yields == 2
 
 
+def test_wait_armed_before_the_first_yield_reaches_the_core():
+    seen = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        api.async_sleep(5)
+        yield b""
+        yield b"after"
+
+    plugin = AppHost(app, validate=False).plugin
+    req = FakeRequest("/")
+    api.set_current(req.core)
+    gen = plugin.request(req)
+    assert gen is not None
+    req.core.wait = None            # what the worker does before each resume
+    next(gen)
+    seen.append(req.core.wait)
+    assert seen[0] is not None and seen[0].timeout == 5
+    req.core.wait = None
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert req.body == b"after"
+    api.set_current(None)
+
+
 def test_exc_info_replaces_headers_before_body():
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])

@@ -229,7 +229,8 @@ class Response:
             next(gen)
         except StopIteration:
             return None
-        return _resumed(gen)
+        core = getattr(self.req, "core", None)
+        return _resumed(gen, core, getattr(core, "wait", None))
 
     def _stream(self, result):
         # Chunks are batched here and handed to the core joined, once per slice: a body of
@@ -332,7 +333,10 @@ def _as_bytes(data) -> bytes:
     raise ResponseError(f"response body must be bytes, not {type(data).__name__}")
 
 
-def _resumed(gen):
-    # `gen` already stopped at its first yield inline: give the core that yield, then the rest.
+def _resumed(gen, core, wait):
+    # `gen` already stopped at its first yield inline: give the core that yield (with the wait
+    # the app armed then: the core clears core.wait before resuming us), then the rest.
+    if wait is not None:
+        core.wait = wait
     yield
     yield from gen
