@@ -338,6 +338,7 @@ def test_worker_survives_errors(tmp_path):
     ("'20', {}, 'x'", "invalid status"),
     ("200, {}, true", "boolean body"),
     ("200, {}, {'a', {}}", "table at index 2"),
+    ("200.5, {}, 'x'", "non-integer status"),
 ])
 def test_bad_responses_are_500(tmp_path, capfd, ret, needle):
     app = lua_app(tmp_path, f"return function() return {ret} end")

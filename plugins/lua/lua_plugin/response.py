@@ -103,6 +103,10 @@ def handle(st, req, app_path: bytes):
             st.abandon()
             _fail(st, req, f"Lua memory limit reached in the app ({_where(req)}): {exc}")
             return None
+        except st.lupa.LuaError as exc:  # outside the app's xpcall: the plugin's own Lua side
+            st.abandon()
+            _fail(st, req, f"Lua error serving {_where(req)}: {exc}")
+            return None
         code = res[0]
         if code == OK:
             _, status, flat_headers, chunk, bstate = res
@@ -147,6 +151,9 @@ def _stream(st, req, memory_error, armed=None):
                 log(f"[uwsgi-lua] Lua memory limit reached in the response body ({_where(req)}): {exc}")
                 st.recover_memory()
                 raise LuaBodyError("Lua memory limit reached in the response body") from None
+            except st.lupa.LuaError as exc:
+                log(f"[uwsgi-lua] Lua error in the response body ({_where(req)}): {exc}")
+                raise LuaBodyError(str(exc).splitlines()[0] if str(exc) else "Lua error") from None
             chunk, bstate = res[0], res[1]
             if chunk:
                 req.write(chunk)

@@ -313,50 +313,63 @@ local function noop() return true end
 local cur_iter  -- the body iterator of the request running on this state
 
 -- Coalesce body chunks into one slice: resume the iterator until the slice is full, the time
--- budget is spent, a wait was armed (suspend), or the body ends.
-local function drive()
+-- budget is spent, a wait was armed (suspend), or the body ends. One xpcall per slice, not per
+-- chunk: the chunks gathered so far live in `parts` so that an error keeps them.
+local parts, nparts, size = {}, 0, 0
+
+local function drive_loop()
   local iter = cur_iter
-  local parts, n, size = {}, 0, 0
   local t0 = now()
   local count = 0
   while true do
-    local ok, chunk = xpcall(iter, traceback)
-    if not ok then
-      cur_iter = nil
-      return concat(parts), B_ERROR, "error in the response body iterator: " .. tostring(chunk)
-    end
+    local chunk = iter()
     if chunk == nil then
       if pending then
         pending = false
-        return concat(parts), B_WAIT
+        return B_WAIT
       end
       cur_iter = nil
-      return concat(parts), B_END
+      return B_END
     end
-    local t = type(chunk)
-    if t ~= "string" then
-      if t == "number" or (t == "table" and getmetatable(chunk) and getmetatable(chunk).__tostring) then
+    if type(chunk) ~= "string" then
+      local t = type(chunk)
+      local mt = getmetatable(chunk)
+      if t == "number" or (t == "table" and mt and mt.__tostring) then
         chunk = tostring(chunk)
       else
-        cur_iter = nil
-        return concat(parts), B_ERROR, "the response body iterator yielded a " .. t .. " (strings only)"
+        error("the response body iterator yielded a " .. t .. " (strings only)", 0)
       end
     end
-    if #chunk > 0 then
-      n = n + 1
-      parts[n] = chunk
-      size = size + #chunk
+    local len = #chunk
+    if len > 0 then
+      nparts = nparts + 1
+      parts[nparts] = chunk
+      size = size + len
     end
     if pending then
       pending = false
-      return concat(parts), B_WAIT
+      return B_WAIT
     end
-    if size >= SLICE then return concat(parts), B_MORE end
+    if size >= SLICE then return B_MORE end
     count = count + 1
-    if n > 0 and count % CLOCK_EVERY == 0 and now() - t0 >= SLICE_TIME then
-      return concat(parts), B_MORE
+    if nparts > 0 and count % CLOCK_EVERY == 0 and now() - t0 >= SLICE_TIME then
+      return B_MORE
     end
   end
+end
+
+local function drive()
+  parts, nparts, size = {}, 0, 0
+  local ok, state = xpcall(drive_loop, traceback)
+  local slice = concat(parts, "", 1, nparts)
+  parts = nil
+  if not ok then
+    cur_iter = nil
+    local msg = tostring(state)
+    if not find(msg, "yielded a", 1, true) then msg = "error in the response body iterator: " .. msg end
+    return slice, B_ERROR, msg
+  end
+  return slice, state
 end
 
 local function valid_name(k)
@@ -435,6 +448,7 @@ function M.call(env, app_path)
 
   local ts = type(status)
   if ts == "number" then
+    if status % 1 ~= 0 then return BAD_RESPONSE, "the app returned a non-integer status " .. tostring(status) end
     status = format("%d", status)
   elseif ts ~= "string" then
     return BAD_RESPONSE, "the app returned a " .. ts .. " status (a number or a string)"
