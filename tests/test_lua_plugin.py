@@ -809,3 +809,22 @@ def test_waits_reach_the_core_through_run_request(tmp_path):
     """)
     r = serve(make_plugin(lua=app))
     assert r.body == b"abc" and r.waits == 2
+
+
+def test_master_load_check_state_is_released(tmp_path):
+    import os
+    held = tmp_path / "held-open.txt"
+    held.write_text("x")
+    app = lua_app(tmp_path, f"keep = io.open('{held}', 'r') return function() return 200, {{}}, 'x' end")
+    make_plugin(lua=app)
+
+    def open_paths():
+        out = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                out.add(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass
+        return out
+    # the throwaway state of configure() is gone: workers do not inherit what it opened
+    assert str(held) not in open_paths()

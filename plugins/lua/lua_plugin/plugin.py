@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 from uwsgid.log import log
@@ -96,7 +97,10 @@ class LuaPlugin(Plugin):
         except Exception as exc:  # e.g. LuaMemoryError under --lua-max-memory
             raise AppLoadError(f"unable to load Lua app {s.app}: {type(exc).__name__}: {exc}") from None
         finally:
+            # The state and its Python callbacks form a cycle: collect it now, so that nothing
+            # it opened (a SQLite connection...) is inherited by the workers.
             st = None
+            gc.collect()
         if s.app:
             log(f"[uwsgi-lua] WSAPI app {s.app} loaded (engine lupa.{s.engine})")
 
