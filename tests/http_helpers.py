@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -186,6 +187,18 @@ def _plugins():
             req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
             req.write(b"%d" % os.getpid())
 
+        def do_svc(self, req, q):
+            # a service reader (worker.add_reader) and call_soon from another thread
+            os.write(_SVC["w"], b"x")
+            threading.Thread(target=lambda: api.worker.call_soon(lambda: _SVC.__setitem__("soon", 1))).start()
+
+            def gen():
+                api.async_sleep(0.2)
+                yield b""
+                req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+                req.write(b"reads=%d soon=%d" % (_SVC["reads"], _SVC["soon"]))
+            return gen()
+
         def do_core(self, req, q):
             core = api.current_core()
             req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
@@ -213,6 +226,40 @@ def _plugins():
     return {0: TestPlugin(), 6: OtherPlugin(), 7: NoAppPlugin()}
 
 
+_SVC = {"reads": 0, "soon": 0}
+
+
+def _service_hook(worker):
+    r, w = os.pipe()
+    _SVC["w"] = w
+
+    def on_read():
+        os.read(r, 100)
+        _SVC["reads"] += 1
+    worker.add_reader(r, on_read)
+
+
+def _custom_loop(worker):
+    """A minimal custom loop (what uwsgid.api.set_loop allows): select + a thread per connection."""
+    import select
+    import threading as th
+    socks = {lst.sock: lst for lst in worker.listeners}
+    threads = []
+    while not worker.stopping:
+        ready, _, _ = select.select(list(socks), [], [], 0.1)
+        for s in ready:
+            try:
+                conn, addr = s.accept()
+            except BlockingIOError:
+                continue
+            t = th.Thread(target=worker.serve_connection, args=(conn, addr, socks[s]))
+            t.start()
+            threads.append(t)
+    for t in threads:
+        t.join(10)
+    return 0
+
+
 class _Server:
     def __init__(self, opts, listeners, plugins):
         self.opts = opts
@@ -231,6 +278,15 @@ def child_main(config: dict) -> int:
     from uwsgid.worker import Worker
 
     opts = Options()
+    real = config.get("real_plugins", [])   # e.g. ["cffi", "lua"]: the project's plugins instead of the test ones
+    real_plugins = {}
+    for name in real:
+        sys.path.insert(0, str(ROOT / "plugins" / name))
+        from importlib import import_module
+        from uwsgid.options import declare
+        plugin = import_module(f"{name}_plugin").plugin
+        declare(*plugin.options)
+        real_plugins[plugin.modifier1] = plugin
     for name, value in config.get("options", {}).items():
         opt = lookup(name)
         if opt is None:
@@ -245,7 +301,14 @@ def child_main(config: dict) -> int:
     info = [{"name": lst.name, "address": lst.address, "proto": lst.proto, "internal": lst.internal}
             for lst in listeners]
     print("LISTENERS " + json.dumps(info), flush=True)
-    server = _Server(opts, listeners, _plugins())
+    if config.get("custom_loop"):
+        from uwsgid import api
+        api.set_loop(_custom_loop)
+    from uwsgid import hooks
+    hooks.register("worker_start", _service_hook)
+    server = _Server(opts, listeners, real_plugins or _plugins())
+    for plugin in real_plugins.values():
+        plugin.configure(opts, server)
     n = int(config.get("processes", 1))
     if n == 1:
         return Worker(1, server).run()
@@ -294,8 +357,10 @@ def free_port() -> int:
 class WorkerProc:
     """A worker process (or `processes` of them) serving the test plugins; stopped by PID."""
 
-    def __init__(self, options: dict, processes: int = 1, log_path: Path | None = None):
-        self.config = {"options": options, "processes": processes}
+    def __init__(self, options: dict, processes: int = 1, log_path: Path | None = None, real_plugins=(),
+                 custom_loop: bool = False):
+        self.config = {"options": options, "processes": processes, "real_plugins": list(real_plugins),
+                       "custom_loop": custom_loop}
         self.log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"uwsgid-c-{os.getpid()}-{id(self)}.log"
         self.proc = None
         self.listeners = []

@@ -146,3 +146,28 @@ def test_reload_on_rss():
         assert "--reload-on-rss" in w.log()
     finally:
         w.stop()
+
+
+def test_service_reader_and_call_soon():
+    port = free_port()
+    with WorkerProc({"http-socket": [f"127.0.0.1:{port}"]}) as w:
+        assert body(raw(f"127.0.0.1:{port}", b"GET /svc HTTP/1.0\r\n\r\n")) == b"reads=1 soon=1"
+
+
+def test_custom_loop_with_serve_connection():
+    port = free_port()
+    w = WorkerProc({"http-socket": [f"127.0.0.1:{port}"]}, custom_loop=True).start()
+    try:
+        s = connect(f"127.0.0.1:{port}")
+        f = s.makefile("rb")
+        for _ in range(3):   # keep-alive through serve_connection
+            s.sendall(b"GET /stream?n=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(f)[2] == b"chunk0\nchunk1\n"
+        s.sendall(b"GET /sleep?t=0.1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(f)[2].startswith(b"slept")
+        w.send_signal(signal.SIGTERM)
+        assert f.read() == b""   # idle connection closed by the graceful stop
+        assert w.wait(10) == 0
+        s.close()
+    finally:
+        w.stop()

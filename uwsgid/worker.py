@@ -186,6 +186,9 @@ class Core:
     def _client_gone(self) -> None:
         req = self.request
         log(f"client {self.conn.peer} went away during the response to {_desc(req)}")
+        sb = self.worker.scoreboard
+        if sb is not None and hasattr(sb, "add_error"):
+            sb.add_error(self.worker.id, self.id, "write")
         self._close_gen()
         self._done()
 
@@ -421,6 +424,7 @@ class Worker:
         self.reqlog = RequestLogger(self.opts, self)
         self._local = threading.local()
         self._next_core = 0
+        self._id_lock = threading.Lock()
         seen = {}
         for plugin in self.plugins.values():
             seen.setdefault(id(plugin), plugin)
@@ -589,7 +593,6 @@ class Worker:
             finally:
                 r.close_all()
 
-        self._id_lock = threading.Lock()
         try:
             first.init_cores()
             hooks.run("worker_loop_start", first.loop)
@@ -632,8 +635,7 @@ class Worker:
     def _thread_runner(self) -> Runner:
         r = getattr(self._local, "runner", None)
         if r is None:
-            with getattr(self, "_id_lock", threading.Lock()):
-                ids = self._core_ids(1)
+            ids = self._core_ids_locked(1)
             r = Runner(self, len(self.runners), ids, [])
             self.runners.append(r)
             self.cores.extend(r.cores)

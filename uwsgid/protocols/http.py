@@ -8,6 +8,7 @@ vars like uWSGI's http-socket, and answers `Expect: 100-continue`.
 
 from __future__ import annotations
 
+import socket
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -15,6 +16,7 @@ import httptools
 from uwsgid.protocols import BodyBuffer, ProtocolError
 from uwsgid.request import Request
 
+_HOSTNAME = socket.gethostname().encode()
 _Upgrade = httptools.HttpParserUpgrade
 _ParserError = httptools.HttpParserError
 
@@ -49,12 +51,10 @@ class HttpParser:
         self.limits = limits
         self.modifier1 = listener.modifier1
         self.modifier2 = listener.modifier2
-        if listener.port:
-            server_name = listener.host.encode()
-            server_port = str(listener.port).encode()
-        else:
-            server_name = listener.name.encode()
-            server_port = b""
+        # as uWSGI's http-socket: SERVER_NAME is the host name, SERVER_PORT the socket's port
+        # (80 on a unix socket); the client's Host header is in HTTP_HOST
+        server_name = _HOSTNAME
+        server_port = b"%d" % listener.port if listener.port else b"80"
         self.base = {b"SCRIPT_NAME": b"", b"SERVER_NAME": server_name, b"SERVER_PORT": server_port,
                      b"REMOTE_ADDR": remote_addr, b"REMOTE_PORT": remote_port}
         self.p = httptools.HttpRequestParser(self)
