@@ -444,3 +444,25 @@ def test_cffi_exec_and_post_fork_hook(tmp_path):
         assert (tmp_path / "hook-1").exists() and (tmp_path / "hook-2").exists()
         log = s.log()
         assert "post-fork eval in 1" in log and "post-fork eval in 2" in log
+
+
+STOP_APP = r'''
+import uwsgi
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    if environ["PATH_INFO"] == "/workers":
+        return [b"%d" % len(uwsgi.workers()), b" ", b",".join(b"%d" % w["id"] for w in uwsgi.workers())]
+    uwsgi.stop()
+    return [b"stopping"]
+'''
+
+
+def test_uwsgi_stop_and_workers(tmp_path):
+    app = tmp_path / "stop.py"
+    app.write_text(STOP_APP)
+    with http_server(tmp_path, "--master", "--processes", "2", "--wsgi-file", app) as s:
+        assert get(s.port, "/workers").content == b"2 1,2"
+        assert get(s.port, "/stop").content == b"stopping"
+        assert s.proc.wait(30) == 0
+        assert "goodbye to uWSGI" in s.log()

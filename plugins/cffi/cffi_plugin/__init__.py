@@ -39,6 +39,7 @@ class CffiPlugin(Plugin):
         self.opts = opts
         self.server = server
         self.apps.manage_script_name = bool(opts.manage_script_name)
+        self.apps.chdir = opts.chdir or ""
         self.module = uwsgi_module.install(server)
         add_pythonpath(opts.pythonpath)
         self.base_environ = self._base_environ(opts)

@@ -20,15 +20,15 @@ from uwsgid.plugin import AppLoadError
 class App:
     __slots__ = ("id", "mountpoint", "callable", "source", "startup_time", "requests", "exceptions", "chdir")
 
-    def __init__(self, id_: int, mountpoint: str, app, source: str, startup_time: float):
+    def __init__(self, id_: int, mountpoint: str, app, source: str, startup_time: float, chdir: str = ""):
         self.id = id_
         self.mountpoint = mountpoint
         self.callable = app
         self.source = source
-        self.startup_time = startup_time
+        self.startup_time = startup_time      # seconds the app took to load (uWSGI's stats field)
         self.requests = 0
         self.exceptions = 0
-        self.chdir = os.getcwd()
+        self.chdir = chdir
 
 
 def add_pythonpath(entries) -> None:
@@ -115,6 +115,7 @@ class Apps:
         self.apps: list[App] = []
         self.by_mountpoint: dict[str, App] = {}
         self.manage_script_name = False
+        self.chdir = ""             # --chdir, reported in the stats
         # (mountpoint, app), longest first, for --manage-script-name
         self._prefixes: list[tuple[str, App]] = []
 
@@ -143,7 +144,7 @@ class Apps:
                 raise
             log(f"unable to load app {spec} (mountpoint='{mountpoint}'):\n{traceback.format_exc()}")
             raise AppLoadError(f"unable to load app {spec}: {type(e).__name__}: {e}") from e
-        rec = App(len(self.apps), mountpoint, app, spec, time.time())
+        rec = App(len(self.apps), mountpoint, app, spec, time.monotonic() - t0, self.chdir)
         self.apps.append(rec)
         self.by_mountpoint.setdefault(mountpoint, rec)
         self._prefixes = sorted(((a.mountpoint, a) for a in self.apps if a.mountpoint),

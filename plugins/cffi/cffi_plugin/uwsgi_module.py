@@ -110,27 +110,25 @@ def build(server) -> types.ModuleType:
         return False
 
     def workers():
-        """One dict per worker with uWSGI's field names (from the scoreboard)."""
+        """One dict per worker with uWSGI's fields (str values as bytes, as uWSGI on Python 3)."""
         s = _server()
-        board = getattr(s, "scoreboard", None)
+        try:
+            from uwsgid import stats
+            rows = stats.workers(s) if s is not None and getattr(s, "scoreboard", None) is not None else []
+        except ImportError:
+            rows = []
+        if not rows:
+            rows = [{"id": wid, "pid": os.getpid() if wid == api.worker_id() else 0, "requests": 0,
+                     "delta_requests": 0, "exceptions": 0, "harakiri_count": 0, "signals": 0,
+                     "signal_queue": 0, "status": "idle", "rss": 0, "vsz": 0, "running_time": 0,
+                     "last_spawn": 0, "respawn_count": 0, "tx": 0, "avg_rt": 0, "apps": []}
+                    for wid in range(1, m.numproc + 1)]
         out = []
-        for wid in range(1, m.numproc + 1):
-            w = board.worker(wid) if board is not None else {}
-            out.append({
-                "id": wid,
-                "pid": w.get("pid", os.getpid() if wid == api.worker_id() else 0),
-                "requests": w.get("requests", 0),
-                "delta_requests": w.get("delta_requests", 0),
-                "exceptions": w.get("exceptions", 0),
-                "harakiri_count": w.get("harakiri_count", 0),
-                "signals": w.get("signals", 0),
-                "status": b"busy" if w.get("busy") else b"idle",
-                "running_time": w.get("running_time", 0),
-                "last_spawn": int(w.get("last_spawn", 0)),
-                "respawn_count": w.get("respawn_count", 0),
-                "tx": w.get("tx", 0),
-                "apps": (),
-            })
+        for row in rows:
+            w = {k: (v.encode() if isinstance(v, str) else v) for k, v in row.items() if k != "cores"}
+            w["apps"] = tuple({k: (v.encode() if isinstance(v, str) else v) for k, v in a.items()}
+                              for a in row.get("apps", ()))
+            out.append(w)
         return tuple(out)
 
     def total_requests():
