@@ -199,6 +199,10 @@ def _plugins():
                 req.write(b"reads=%d soon=%d" % (_SVC["reads"], _SVC["soon"]))
             return gen()
 
+        def do_connclose(self, req, q):
+            req.start_response(b"200 OK", [(b"Content-Type", b"text/plain"), (b"Connection", b"close")])
+            req.write(b"bye")
+
         def do_core(self, req, q):
             core = api.current_core()
             req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])

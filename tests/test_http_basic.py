@@ -310,3 +310,10 @@ def test_keepalive_disabled():
         data = raw(f"127.0.0.1:{port}", b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert data.count(b"HTTP/1.1 200") == 1
         assert b"Connection: close" in data
+
+
+def test_app_connection_close_is_honoured():
+    port = free_port()
+    with WorkerProc({"http-socket": [f"127.0.0.1:{port}"]}) as w:
+        data = raw(f"127.0.0.1:{port}", b"GET /connclose HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert data.count(b"HTTP/1.1 200") == 1 and b"Connection: close" in data

@@ -159,7 +159,10 @@ class Request:
         cnt = 0
         for name, value in self.headers:
             if http and len(name) < 18 and name.lower() in _HOP:
-                continue   # framing and connection management are ours
+                # framing and connection management are ours; an app's "Connection: close" is honoured
+                if name.lower() == b"connection" and b"close" in value.lower():
+                    self.keepalive = False
+                continue
             out += (name, b": ", value, b"\r\n")
             cnt += 1
         if code < 200 or code == 204 or code == 304:

@@ -211,14 +211,14 @@ class Core:
         self.gen = None
         self.request = None
         self.conn = None
-        try:
-            w.reqlog(req)
-        except Exception:
-            log_exception("error while logging a request:")
         sb = w.scoreboard
         if sb is not None:
             sb.end(w.id, self.id, req.status, req.response_size + req.headers_size,
                    int((req.end - req.start) * 1_000_000), req.exception)
+        try:
+            w.reqlog(req)
+        except Exception:
+            log_exception("error while logging a request:")
         conn.request_done(req)
         self.runner.core_done(self)
         w.after_request()
@@ -467,11 +467,15 @@ class Worker:
         return self.runners[0].loop.call_later(delay, fn)
 
     def total_requests(self) -> int:
+        """Requests served by all workers (the M in the log's "req: N/M"), from the scoreboard."""
         sb = self.scoreboard
-        fn = getattr(sb, "total_requests", None) if sb is not None else None
-        if fn is not None:
+        if sb is not None:
             try:
-                return int(fn())
+                fn = getattr(sb, "total_requests", None)
+                if fn is not None:
+                    return int(fn())
+                if hasattr(sb, "worker_requests"):
+                    return sum(sb.worker_requests(i) for i in range(1, int(sb.numproc) + 1))
             except Exception:
                 pass
         return self.requests
