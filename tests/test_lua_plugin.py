@@ -828,3 +828,13 @@ def test_master_load_check_state_is_released(tmp_path):
         return out
     # the throwaway state of configure() is gone: workers do not inherit what it opened
     assert str(held) not in open_paths()
+
+
+def test_luac_bytecode_app(tmp_path):
+    from lua_plugin import engine
+    src = lua_app(tmp_path, "return function(env) return 200, {}, 'from bytecode ' .. env.PATH_INFO end", "src.lua")
+    luac = tmp_path / "app.luac"
+    rt = engine.load("luajit21").LuaRuntime(encoding=None)
+    dump = rt.eval(b"function(p) return string.dump(assert(loadfile(p))) end")
+    luac.write_bytes(dump(src.encode()))
+    assert serve(make_plugin(lua=str(luac)), path="/bc").body == b"from bytecode /bc"
