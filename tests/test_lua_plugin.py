@@ -838,3 +838,23 @@ def test_luac_bytecode_app(tmp_path):
     dump = rt.eval(b"function(p) return string.dump(assert(loadfile(p))) end")
     luac.write_bytes(dump(src.encode()))
     assert serve(make_plugin(lua=str(luac)), path="/bc").body == b"from bytecode /bc"
+
+
+def test_postfork_worker_runs_only_in_workers(tmp_path):
+    marker = tmp_path / "postfork-ran"
+    post = lua_app(tmp_path, f"io.open('{marker}', 'a'):write('x') postfork = true", "postfork.lua")
+    app = lua_app(tmp_path, "return function() return 200, {}, tostring(postfork) end")
+    p = make_plugin(lua=app, lua_postfork_worker=[post])
+    assert not marker.exists()            # not in the master's load check
+    assert serve(p).body == b"true"
+    assert marker.read_text() == "x"
+
+
+def test_lua_load_without_app_has_no_app(tmp_path):
+    lib = lua_app(tmp_path, "loaded_only = true", "only.lua")
+    p = make_plugin(lua_load=[lib])
+    assert not p.has_app()
+    core = FakeCore()
+    p.init_core(core)                     # states exist (e.g. for RPC functions)
+    assert "lua" in core.state
+    assert LuaPlugin().has_app() is False

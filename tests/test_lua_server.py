@@ -383,3 +383,18 @@ def test_lua_shell_reads_worker_stdin(tmp_path):
                 time.sleep(0.1)
             assert request(port, "GET", "/")[2] == b"set from the shell"
             assert "shell says 42" in srv.log()
+
+
+def test_harakiri_kills_a_runaway_loop(tmp_path):
+    app = write_app(tmp_path, """
+    return function(env)
+      if env.PATH_INFO == "/spin" then while true do end end
+      return 200, {}, "still here"
+    end
+    """)
+    port = free_port()
+    srv = lua_server(app, port, "--master", "-p", "1", "--harakiri", "2")
+    with srv:
+        with pytest.raises((http.client.HTTPException, ConnectionError, socket.timeout, OSError)):
+            request(port, "GET", "/spin", timeout=15)
+        assert request(port, "GET", "/ok", timeout=15)[2] == b"still here"
