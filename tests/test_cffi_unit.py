@@ -356,7 +356,8 @@ def test_exception_before_response_is_500_with_traceback_logged(capfd):
     ("200 OK", [("X-A", "a\r\nSet-Cookie: evil")], b"CR, LF"),
     ("200 OK", [("X-A", "\u20ac")], b"latin-1"),
     ("200 OK", [("Transfer-Encoding", "chunked")], b"hop-by-hop header 'Transfer-Encoding'"),
-    ("200 OK", [("Connection", "close")], b"hop-by-hop"),
+    ("200 OK", [("Upgrade", "websocket")], b"hop-by-hop"),
+    ("200 OK", [("Keep-Alive", "timeout=5")], b"hop-by-hop"),
 ])
 def test_bad_status_or_header_is_500_naming_it(status, headers, problem, capfd):
     def app(environ, start_response):
@@ -366,6 +367,14 @@ def test_bad_status_or_header_is_500_naming_it(status, headers, problem, capfd):
     assert req.status == b"500 Internal Server Error"
     assert problem in req.body, req.body
     assert "ResponseError" in capfd.readouterr().err
+
+
+def test_connection_close_is_passed_to_the_core():
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Connection", "close")])
+        return [b"bye"]
+    req = AppHost(app, validate=False)("/")
+    assert req.status == b"200 OK" and req.header(b"Connection") == b"close"
 
 
 @pytest.mark.parametrize("result,problem", [

@@ -22,7 +22,9 @@ YIELD_BYTES = 65536
 
 _STATUS_RE = re.compile(r"[1-9][0-9][0-9](?: [^\x00-\x08\x0a-\x1f\x7f]*)?\Z")
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+# Hop-by-hop headers belong to the server (PEP 3333). "Connection: close" is let through:
+# the core honours it by closing the connection after the response (as gunicorn does).
+_HOP_BY_HOP = frozenset(("keep-alive", "proxy-authenticate", "proxy-authorization",
                          "te", "trailer", "trailers", "transfer-encoding", "upgrade"))
 _ERROR_BODY = b"500 Internal Server Error\n"
 
