@@ -466,3 +466,19 @@ def test_uwsgi_stop_and_workers(tmp_path):
         assert get(s.port, "/stop").content == b"stopping"
         assert s.proc.wait(30) == 0
         assert "goodbye to uWSGI" in s.log()
+
+
+# ---- the example ini files ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,path,expect", [
+    ("hello.ini", "/", b"Hello World"),
+    ("mount.ini", "/hello/", b"Hello World"),
+    ("mount.ini", "/stream/x", b"<p>PATH_INFO: /x</p><p>SCRIPT_NAME: /stream</p>"),
+])
+def test_example_ini(tmp_path, name, path, expect):
+    port = free_port()
+    ini = tmp_path / name
+    ini.write_text((EXAMPLES / name).read_text().replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
+    with Server(["--ini", ini], port, log_path=tmp_path / "uwsgi.log") as s:
+        r = get(port, path)
+        assert r.status_code == 200 and expect in r.content, s.log()
