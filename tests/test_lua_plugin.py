@@ -858,3 +858,30 @@ def test_lua_load_without_app_has_no_app(tmp_path):
     p.init_core(core)                     # states exist (e.g. for RPC functions)
     assert "lua" in core.state
     assert LuaPlugin().has_app() is False
+
+
+def test_async_connect_and_logvar(tmp_path):
+    import socket
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    try:
+        app = lua_app(tmp_path, f"""
+        return function()
+          uwsgi.set_logvar("who", "lua")
+          local fd = uwsgi.async_connect("127.0.0.1:{port}")
+          return 200, {{}}, coroutine.wrap(function()
+            uwsgi.wait_fd_write(fd, 5)
+            coroutine.yield()
+            local ok = uwsgi.is_connected(fd)
+            uwsgi.close(fd)
+            coroutine.yield("connected=" .. tostring(ok) .. " bad=" .. tostring(uwsgi.async_connect("nope")))
+          end)
+        end
+        """)
+        r = serve(make_plugin(lua=app))
+        assert r.body == b"connected=true bad=nil"
+        assert r.req.logvars == {"who": "lua"}
+    finally:
+        srv.close()

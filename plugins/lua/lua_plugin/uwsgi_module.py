@@ -8,8 +8,10 @@ Lua tables never reach these functions (the table forms are unrolled in Lua, lup
 
 from __future__ import annotations
 
+import errno as _errno
 import os
 import signal as _signal
+import socket as _socket
 
 from uwsgid import api
 from uwsgid.log import log as _log
@@ -175,6 +177,61 @@ def build(state) -> dict[bytes, object]:
     @export("wait_fd_write")
     def wait_fd_write(fd, timeout=0):
         api.wait_fd_write(int(fd), float(timeout or 0))
+
+    @export("async_connect")
+    def async_connect(address):
+        """A non-blocking connect to "host:port" or a unix socket path: the fd (then
+        wait_fd_write(fd) and is_connected(fd)), or nil when it cannot even start."""
+        addr = _text(address).decode("utf-8", "replace")
+        if addr.startswith("/") or addr.startswith("@"):
+            s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            target = ("\0" + addr[1:]) if addr.startswith("@") else addr
+        else:
+            host, _, port = addr.rpartition(":")
+            try:
+                target = (host.strip("[]") or "127.0.0.1", int(port))
+            except ValueError:
+                return None
+            s = _socket.socket(_socket.AF_INET6 if ":" in target[0] else _socket.AF_INET, _socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            err = s.connect_ex(target)
+        except OSError:
+            s.close()
+            return None
+        if err not in (0, _errno.EINPROGRESS, _errno.EAGAIN):
+            s.close()
+            return None
+        return s.detach()
+
+    @export("is_connected")
+    def is_connected(fd):
+        try:
+            s = _socket.socket(fileno=os.dup(int(fd)))
+        except OSError:
+            return False
+        try:
+            if s.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR):
+                return False
+            s.getpeername()
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    @export("close")
+    def close(fd):
+        try:
+            os.close(int(fd))
+        except OSError:
+            pass
+
+    @export("set_logvar")
+    def set_logvar(key, value):
+        req = state.req
+        if req is not None and getattr(req, "logvars", None) is not None:
+            req.logvars[_text(key).decode("utf-8", "replace")] = _text(value).decode("utf-8", "replace")
 
     @export("req_input_read")
     def req_input_read(n=None):
