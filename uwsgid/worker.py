@@ -74,18 +74,21 @@ class Core:
         req.switches = 1
         self.requests += 1
         w.requests += 1
-        sb = w.scoreboard
-        if sb is not None:
-            sb.begin(w.id, self.id, req.vars.get(b"REQUEST_URI", b""))
         set_current(self)
-        plugin = w.plugins.get(req.modifier1)
-        if plugin is None or not plugin.has_app():
-            self._no_app(plugin)
-            return
         try:
-            res = plugin.request(req)
+            sb = w.scoreboard
+            if sb is not None:
+                sb.begin(w.id, self.id, req.vars.get(b"REQUEST_URI", b""))
+            plugin = w.plugins.get(req.modifier1)
+            if plugin is None or not plugin.has_app():
+                res = plugin = False
+            else:
+                res = plugin.request(req)
         except Exception:
             self._fail()
+            return
+        if plugin is False:
+            self._no_app(w.plugins.get(req.modifier1))
             return
         if res is None:
             self.finish()

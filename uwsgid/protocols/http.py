@@ -132,6 +132,10 @@ class HttpParser:
         method = p.get_method()
         version = p.get_http_version()
         http11 = version == "1.1"
+        if not http11 and version != "1.0":
+            if version == "0.9":   # llhttp reads a request line without a version as HTTP/0.9
+                self._fail(400, "Bad Request", "invalid HTTP request: no HTTP version in the request line")
+            self._fail(505, "HTTP Version Not Supported", f"unsupported HTTP version {version}")
         url = self.url
         v = self.base.copy()
         v[b"REQUEST_METHOD"] = method
@@ -155,6 +159,8 @@ class HttpParser:
         for name, value in self.headers:
             key = header_key(name)
             if key in v and key[:5] == b"HTTP_":
+                if key == b"HTTP_HOST":   # RFC 9112 3.2: more than one Host is a bad request
+                    self._fail(400, "Bad Request", "invalid HTTP request: duplicate Host header")
                 v[key] = v[key] + b", " + value
                 continue
             v[key] = value
