@@ -754,14 +754,24 @@ def opts(**kw):
 
 @pytest.mark.parametrize("engine,version", [("lua51", "Lua 5.1"), ("luajit", "Lua 5.1")])
 def test_engine_choice(tmp_path, engine, version):
-    app = lua_app(tmp_path, "return function() return 200, {}, _VERSION .. (jit and ' jit' or '') end")
+    app = lua_app(tmp_path, """
+    return function()
+      return 200, {}, coroutine.wrap(function()
+        coroutine.yield(_VERSION .. (jit and ' jit' or ''))
+        for i = 1, 1000 do coroutine.yield("") end   -- the trampoline's clock path (no ffi on lua51)
+        uwsgi.async_sleep(0.01) coroutine.yield()
+      end)
+    end
+    """)
     r = _run_py(PRELUDE + f"""
 p.configure(opts(lua={app!r}, lua_engine={engine!r}), None)
 c = FakeCore(); p.init_core(c)
-print(run_request(p, c, FakeRequest(c)).body.decode())
+res = run_request(p, c, FakeRequest(c))
+print(res.body.decode(), res.waits)
 """)
     assert r.returncode == 0, r.stderr
-    out = r.stdout.strip()
+    out, waits = r.stdout.strip().rsplit(" ", 1)
+    assert waits == "1"
     assert out.startswith(version) and (out.endswith(" jit") == engine.startswith("luajit"))
 
 

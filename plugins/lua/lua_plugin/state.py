@@ -140,7 +140,7 @@ class LuaState:
             b"log": self._log,
             b"log_write": self._log_write,
             b"exit": self._exit,
-            b"monotonic": api[b"monotonic"],
+            b"monotonic": api.pop(b"monotonic"),   # the slice clock without ffi, not part of `uwsgi`
             b"input_read": self.input_read,
             b"input_readline": self.input_readline,
             b"api": rt.table_from(api),
