@@ -424,6 +424,7 @@ def test_file_wrapper_uses_sendfile_for_real_files(tmp_path):
         return environ["wsgi.file_wrapper"](f, 4096)
     req = AppHost(app, validate=False)("/")
     assert req.sendfiles and req.sendfiles[0][1:] == (5, 9995)
+    assert req.header(b"Content-Length") == b"9995"
     assert req.body == (b"0123456789" * 1000)[5:]
 
 

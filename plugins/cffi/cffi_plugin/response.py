@@ -207,6 +207,10 @@ class Response:
             rng = result.fd_range()
             if rng is not None:
                 try:
+                    if not self.committed and self.headers is not None and \
+                            not any(k.lower() == b"content-length" for k, _ in self.headers):
+                        # the size is known: let the core frame it with Content-Length
+                        self.headers.append((b"Content-Length", b"%d" % rng[2]))
                     self._finish()
                     if rng[2]:
                         self.req.sendfile(*rng)
