@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 
 from uwsgid.log import log
 from uwsgid.plugin import AppLoadError, Plugin
@@ -65,6 +66,7 @@ class LuaPlugin(Plugin):
         self.app_path = b""
         self.server = None
         self.requests = 0
+        self.startup_time = 0
         self.states: list[LuaState] = []   # this process's states (stats)
 
     def _active(self) -> bool:
@@ -85,6 +87,7 @@ class LuaPlugin(Plugin):
         # Fail fast: load everything once in a throwaway state, so that a broken app stops the
         # server with its Lua error instead of crash-looping workers. With --lazy-apps the
         # app runs only in the workers: check its syntax only.
+        started = time.monotonic()
         try:
             st = LuaState(s, check=True)
             if opts.get("lazy-apps") or opts.get("lazy"):
@@ -101,6 +104,7 @@ class LuaPlugin(Plugin):
             # it opened (a SQLite connection...) is inherited by the workers.
             st = None
             gc.collect()
+        self.startup_time = int(time.monotonic() - started)
         if s.app:
             log(f"[uwsgi-lua] WSAPI app {s.app} loaded (engine lupa.{s.engine})")
 
@@ -160,7 +164,7 @@ class LuaPlugin(Plugin):
             "id": 0,
             "modifier1": self.modifier1,
             "mountpoint": "",
-            "startup_time": 0,
+            "startup_time": self.startup_time,
             "requests": self.requests,
             "exceptions": sum(st.errors for st in self.states),
             "chdir": "",

@@ -1,7 +1,7 @@
 -- The Lua half of the plugin, run once in every lua_State (state.py calls it with `py`, a
 -- table of Python callbacks, and `conf`). It returns the table M that Python drives:
 --   M.load_app(path)        load the WSAPI app
---   M.call(env)             call the app and validate its response; drive the first body slice
+--   M.call(env, app_path)   call the app and validate its response; drive the first body slice
 --   M.resume()              drive the next body slice (the trampoline)
 --   M.abandon()             forget the current body (request aborted)
 --   M.gc(full)              one GC step or a full collection
