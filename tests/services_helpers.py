@@ -158,3 +158,112 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+def uwsgi_command() -> list[str]:
+    """./uwsgi when it runs (with both language plugins), else the in-process launcher."""
+    import sys
+    exe = ROOT / "uwsgi"
+    if exe.exists():
+        try:
+            r = subprocess.run([str(exe), "--version"], capture_output=True, timeout=30, cwd=ROOT,
+                               stdin=subprocess.DEVNULL)
+            if r.returncode == 0:
+                return [str(exe), "--plugins", "lua,cffi"]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return [sys.executable, str(ROOT / "tests" / "services_launcher.py")]
+
+
+class Instance:
+    """One server process (its own session), log in a file, stopped by PID (SIGINT, then the
+    session's process group with SIGKILL)."""
+
+    def __init__(self, args, port, log_path, env=None):
+        self.args = [str(a) for a in args]
+        self.port = port
+        self.log_path = log_path
+        self.env = env
+        self.proc = None
+
+    def __enter__(self):
+        env = dict(os.environ)
+        env.update(self.env or {})
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(uwsgi_command() + self.args, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=ROOT, env=env, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.__exit__()
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError(f"server not listening on {self.port}:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return open(self.log_path, errors="replace").read()
+        except OSError:
+            return ""
+
+    def __exit__(self, *exc):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGINT)
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait(5)
+        self._log.close()
+
+
+class Nginx:
+    """nginx -p PREFIX -c CONF -g 'daemon off;' on a free port, stopped by PID."""
+
+    def __init__(self, prefix, conf_text, port):
+        self.prefix = prefix
+        self.conf_text = conf_text
+        self.port = port
+        self.proc = None
+
+    def __enter__(self):
+        exe = shutil.which("nginx") or "/usr/sbin/nginx"
+        conf = os.path.join(self.prefix, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(self.conf_text)
+        self._log = open(os.path.join(self.prefix, "nginx.log"), "wb")
+        self.proc = subprocess.Popen([exe, "-p", str(self.prefix), "-c", conf, "-e", "stderr"],
+                                     stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("nginx exited: " + open(os.path.join(self.prefix, "nginx.log")).read())
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError("nginx did not start")
+
+    def __exit__(self, *exc):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
