@@ -233,6 +233,18 @@ def test_empty_chunk_and_armed_wait_yield_to_core():
     assert req.yields == 2
 
 
+def test_suspend_makes_the_next_chunk_yield():
+    def app(environ, start_response):
+        import uwsgi
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"a"
+        uwsgi.suspend()
+        yield b"b"
+        yield b"c"
+    req = AppHost(app)("/")
+    assert req.body == b"abc" and req.yields == 1
+
+
 def test_wait_armed_before_the_first_yield_reaches_the_core():
     seen = []
 

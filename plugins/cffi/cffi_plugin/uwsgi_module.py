@@ -195,6 +195,10 @@ def build(server) -> types.ModuleType:
 
     def suspend():
         api.suspend()
+        core = api.current_core()
+        if core is not None and getattr(core, "wait", None) is None:
+            # a zero-second wait: the app's next yield, empty or not, reaches the core
+            api.async_sleep(0)
         return b""
 
     def ready_fd():
