@@ -24,6 +24,15 @@ def upload():
 def go():
     return redirect(url_for("index"))
 
+@app.route("/file")
+def file():
+    from flask import send_file
+    return send_file(__file__, mimetype="text/plain")
+
+@app.route("/stream")
+def stream():
+    return app.response_class((b"%d," % i for i in range(3000)), mimetype="text/plain")
+
 application = app
 '''
 
@@ -54,7 +63,16 @@ def upload(request):
 def go(request):
     return HttpResponseRedirect(reverse("index"))
 
-urlpatterns = [path("", index, name="index"), path("form", form), path("upload", upload), path("go", go)]
+def file(request):
+    from django.http import FileResponse
+    return FileResponse(open(__file__, "rb"), content_type="text/plain")
+
+def stream(request):
+    from django.http import StreamingHttpResponse
+    return StreamingHttpResponse((b"%d," % i for i in range(3000)), content_type="text/plain")
+
+urlpatterns = [path("", index, name="index"), path("form", form), path("upload", upload), path("go", go),
+               path("file", file), path("stream", stream)]
 
 from django.core.wsgi import get_wsgi_application
 application = get_wsgi_application()

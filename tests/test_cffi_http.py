@@ -153,7 +153,7 @@ def frameworks(tmp_path):
     return tmp_path
 
 
-def check_framework(port, prefix, name):
+def check_framework(port, prefix, name, app_dir):
     r = get(port, f"{prefix}/")
     assert r.status_code == 200 and r.text.startswith(f"{name} index")
     r = requests.post(f"http://127.0.0.1:{port}{prefix}/form", data={"name": "caf\xe9", "n": "3"}, timeout=20)
@@ -165,14 +165,18 @@ def check_framework(port, prefix, name):
     r = get(port, f"{prefix}/go", allow_redirects=False)
     assert r.status_code == 302
     assert re.sub(r"^http://[^/]+", "", r.headers["Location"]) == f"{prefix}/"
+    r = get(port, f"{prefix}/file")
+    assert r.status_code == 200 and r.content == (app_dir / f"{'flask' if name == 'flask' else 'django'}_app.py").read_bytes()
+    r = get(port, f"{prefix}/stream")
+    assert r.status_code == 200 and r.content == b"".join(b"%d," % i for i in range(3000))
 
 
 def test_flask_and_django_mounted(tmp_path, frameworks):
     with http_server(tmp_path, "--pythonpath", frameworks, "--master", "--processes", "2",
                      "--mount", f"/flask={frameworks / 'flask_app.py'}",
                      "--mount", "/dj=django_app", "--manage-script-name") as s:
-        check_framework(s.port, "/flask", "flask")
-        check_framework(s.port, "/dj", "django")
+        check_framework(s.port, "/flask", "flask", frameworks)
+        check_framework(s.port, "/dj", "django", frameworks)
         r = get(s.port, "/flask/")
         assert r.text == "flask index script_name=/flask"
 
@@ -285,8 +289,8 @@ def test_behind_nginx_python_and_frameworks(tmp_path, frameworks):
         with Nginx(tmp_path, conf, hport):
             r = get(hport, "/")
             assert r.status_code == 200 and r.content == b"Hello World"
-            check_framework(hport, "/flask", "flask")
-            check_framework(hport, "/dj", "django")
+            check_framework(hport, "/flask", "flask", frameworks)
+            check_framework(hport, "/dj", "django", frameworks)
 
 
 @pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed")
