@@ -410,6 +410,28 @@ def test_no_start_response_is_500():
     assert req.status.startswith(b"500")
 
 
+def test_abandoned_stream_still_closes_the_body():
+    closed = []
+
+    class Body:
+        def __iter__(self):
+            for i in range(100000):
+                yield b"x" * 100
+
+        def close(self):
+            closed.append(True)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+    plugin = AppHost(app, validate=False).plugin
+    req = FakeRequest("/")
+    gen = plugin.request(req)
+    assert gen is not None and not closed
+    gen.close()                     # the client went away: the core closes the generator
+    assert closed == [True]
+
+
 def test_error_in_close_is_logged_not_fatal(capfd):
     class Body(list):
         def close(self):

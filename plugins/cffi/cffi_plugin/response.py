@@ -342,7 +342,10 @@ def _as_bytes(data) -> bytes:
 def _resumed(gen, core, wait):
     # `gen` already stopped at its first yield inline: give the core that yield (with the wait
     # the app armed then: the core clears core.wait before resuming us), then the rest.
-    if wait is not None:
-        core.wait = wait
-    yield
-    yield from gen
+    try:
+        if wait is not None:
+            core.wait = wait
+        yield
+        yield from gen
+    finally:
+        gen.close()                 # closed at the first yield: the app's close() still runs
