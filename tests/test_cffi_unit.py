@@ -637,3 +637,25 @@ def test_uwsgi_module_has_the_shared_services():
                  "add_timer", "add_rb_timer", "add_cron", "add_file_monitor", "lock", "unlock",
                  "signal_registered"):
         assert callable(getattr(uwsgi, name, None)), name
+
+
+def test_home_import_and_pyargv(tmp_path):
+    ver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    site_dir = tmp_path / "venv" / "lib" / ver / "site-packages"
+    site_dir.mkdir(parents=True)
+    (site_dir / "venv_only_mod_xyz.py").write_text("import uwsgi\nuwsgi.magic_table['imported'] = b'1'\n")
+    saved_argv = list(sys.argv)
+    try:
+        make_plugin(home=str(tmp_path / "venv"), pyargv="--one 'two three'", **{"import": ["venv_only_mod_xyz"]})
+        import uwsgi
+        assert uwsgi.magic_table["imported"] == b"1"
+        assert sys.argv == ["uwsgi", "--one", "two three"]
+    finally:
+        sys.argv[:] = saved_argv
+        sys.modules.pop("venv_only_mod_xyz", None)
+
+
+def test_import_error_is_load_error():
+    from uwsgid.plugin import AppLoadError
+    with pytest.raises(AppLoadError, match="--import no_such_mod_xyz: ModuleNotFoundError"):
+        make_plugin(**{"import": ["no_such_mod_xyz"]})

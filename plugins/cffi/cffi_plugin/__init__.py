@@ -5,7 +5,7 @@ uwsgi_module (the `uwsgi` module), evalexec (--cffi-eval/--cffi-exec)."""
 from __future__ import annotations
 
 import importlib
-import os
+import shlex
 import sys
 import traceback
 
@@ -14,7 +14,7 @@ from uwsgid.plugin import AppLoadError, Plugin
 
 from . import evalexec, uwsgi_module
 from .environ import base_defaults, build_environ
-from .loader import Apps, add_pythonpath
+from .loader import Apps, add_pythonpath, add_virtualenv
 from .options import OPTIONS
 from .response import FileWrapper, Response
 from .wsgi_input import ErrorStream
@@ -41,10 +41,16 @@ class CffiPlugin(Plugin):
         self.apps.manage_script_name = bool(opts.manage_script_name)
         self.apps.chdir = opts.chdir or ""
         self.module = uwsgi_module.install(server)
+        if opts.home:
+            add_virtualenv(opts.home)
         add_pythonpath(opts.pythonpath)
+        if opts.pyargv:
+            sys.argv = ["uwsgi", *shlex.split(opts.pyargv)]
+        elif not getattr(sys, "argv", None):
+            sys.argv = ["uwsgi"]        # argparse & co. in apps expect argv[0]
         self.base_environ = self._base_environ(opts)
         for name in opts.cffi_init:
-            self._import_init(name)
+            self._import_module(name, "cffi-init")
         for code in opts.cffi_eval:
             evalexec.run_code(code, "cffi-eval")
         for path in opts.cffi_exec:
@@ -104,19 +110,21 @@ class CffiPlugin(Plugin):
         })
         return base
 
-    def _import_init(self, name: str) -> None:
+    def _import_module(self, name: str, option: str) -> None:
         try:
             importlib.import_module(name)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as e:
-            log(f"[cffi] error importing --cffi-init {name}:\n{traceback.format_exc()}")
-            raise AppLoadError(f"--cffi-init {name}: {type(e).__name__}: {e}") from e
+            log(f"[cffi] error importing --{option} {name}:\n{traceback.format_exc()}")
+            raise AppLoadError(f"--{option} {name}: {type(e).__name__}: {e}") from e
 
     def load_apps(self) -> None:
         """Every configured app, in uWSGI's order; the first loaded is the default."""
         self._loaded = True
         opts = self.opts
+        for name in opts.get("import", []) or []:
+            self._import_module(name, "import")
         callable_name = opts.callable or "application"
         todo = []
         if opts.cffi_wsgi:

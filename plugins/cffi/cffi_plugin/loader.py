@@ -49,6 +49,18 @@ def add_pythonpath(entries) -> None:
         sys.path.insert(0, "")
 
 
+def add_virtualenv(home: str) -> None:
+    """--home/--virtualenv: the venv's site-packages (and its .pth files) become importable."""
+    ver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    site_dir = os.path.join(home, "lib", ver, "site-packages")
+    if not os.path.isdir(site_dir):
+        log(f"!!! --home {home}: no lib/{ver}/site-packages there (a virtualenv for another Python?) !!!")
+        return
+    import site
+    site.addsitedir(site_dir)
+    log(f"Set PythonHome to {home}")
+
+
 def _file_module_name(path: str) -> str:
     return "uwsgi_file_" + re.sub(r"\W", "_", path)
 

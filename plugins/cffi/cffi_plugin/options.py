@@ -31,6 +31,11 @@ OPTIONS = [
       help="add DIR to sys.path (repeatable; a glob adds every match)"),
     O("mount", kind="str", multi=True, group=G, metavar="MOUNTPOINT=APP",
       help="mount APP (a .py/.wsgi file, a module or module:callable) at MOUNTPOINT"),
+    O("home", "H", kind="str", group=G, aliases=("virtualenv", "venv", "pyhome"), metavar="DIR",
+      help="make a virtualenv's site-packages importable (--cffi-home picks the interpreter itself)"),
+    O("import", kind="str", multi=True, group=G, aliases=("pyimport", "py-import", "python-import"),
+      metavar="MODULE", help="import MODULE before loading the apps (e.g. one registering uwsgidecorators timers)"),
+    O("pyargv", kind="str", group=G, metavar="ARGS", help="sys.argv for the apps (split like a shell)"),
     O("manage-script-name", kind="flag", group=G,
       help="pick the app by the longest mountpoint prefix of PATH_INFO and rewrite SCRIPT_NAME/PATH_INFO"),
 ]
