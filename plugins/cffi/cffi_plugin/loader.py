@@ -57,7 +57,10 @@ def add_virtualenv(home: str) -> None:
         log(f"!!! --home {home}: no lib/{ver}/site-packages there (a virtualenv for another Python?) !!!")
         return
     import site
+    before = list(sys.path)
     site.addsitedir(site_dir)
+    # the virtualenv's packages win over the interpreter's own, as with PYTHONHOME
+    sys.path[:] = [p for p in sys.path if p not in before] + before
     log(f"Set PythonHome to {home}")
 
 
