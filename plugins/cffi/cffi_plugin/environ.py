@@ -70,6 +70,9 @@ def build_environ(req, base: dict) -> dict:
         env["SCRIPT_NAME"] = script_name.rstrip("/")
     if b"UWSGI_SCHEME" in vars_ or b"HTTPS" in vars_:
         env["wsgi.url_scheme"] = url_scheme(vars_)
+    core = req.core
+    if core is not None:
+        env["uwsgi.core"] = core.id
     # The body source is reached through req lazily: a GET never builds an input object.
     if req.input_terminated:
         env["wsgi.input"] = WSGIInput(req, -1)
