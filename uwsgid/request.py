@@ -29,8 +29,8 @@ class Request:
         "vars", "modifier1", "modifier2", "_input", "_body", "input_terminated", "core", "logvars",
         "conn", "fd", "method", "http11", "keepalive", "status", "status_line", "headers",
         "headers_sent", "response_size", "headers_size", "header_cnt", "_buf", "_buflen",
-        "_framing", "_app_cl", "_remaining", "start", "start_wall", "end", "switches", "var_cnt",
-        "pktsize", "app_id", "exception", "broken", "post_cl",
+        "_framing", "_app_cl", "_remaining", "start", "start_wall", "end", "switches", "_var_cnt",
+        "_pktsize", "app_id", "exception", "broken", "post_cl",
     )
 
     def __init__(self, conn, vars: dict, modifier1: int = 0, modifier2: int = 0, method: bytes = b"GET",
@@ -65,11 +65,34 @@ class Request:
         self.start_wall = 0.0
         self.end = 0.0
         self.switches = 0
-        self.var_cnt = 0
-        self.pktsize = 0
+        self._var_cnt = -1      # -1: computed from vars when first asked (only the log needs them)
+        self._pktsize = -1
         self.app_id = 0
         self.exception = False
         self.broken = False
+
+    # ---- the "{N vars in N bytes}" of the log line ---------------------------------------------
+    @property
+    def var_cnt(self) -> int:
+        """Keys and values, as uWSGI counts its iovecs."""
+        if self._var_cnt < 0:
+            self._var_cnt = 2 * len(self.vars)
+        return self._var_cnt
+
+    @var_cnt.setter
+    def var_cnt(self, n: int) -> None:
+        self._var_cnt = n
+
+    @property
+    def pktsize(self) -> int:
+        """Size of the vars as a uwsgi packet (what the request occupied in uWSGI's buffer)."""
+        if self._pktsize < 0:
+            self._pktsize = sum(len(k) + len(x) for k, x in self.vars.items()) + 4 * len(self.vars)
+        return self._pktsize
+
+    @pktsize.setter
+    def pktsize(self, n: int) -> None:
+        self._pktsize = n
 
     # ---- request body ---------------------------------------------------------------------
     def set_body(self, body) -> None:

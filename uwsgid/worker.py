@@ -19,6 +19,7 @@ import signal
 import socket
 import threading
 import time
+from _socket import socket as _csocket
 from collections import deque
 
 from uwsgid import api, hooks
@@ -326,11 +327,15 @@ class Runner:
 
     def _acceptor(self, listener):
         lsock = listener.sock
+        _accept = lsock._accept
+        family, stype = int(lsock.family), int(lsock.type)
 
         def accept():
             for _ in range(ACCEPT_BATCH):
                 try:
-                    sock, addr = lsock.accept()
+                    # the C-level socket: no Python wrapper or enum conversions per connection
+                    fd, addr = _accept()
+                    sock = _csocket(family, stype, 0, fd)
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError as e:

@@ -174,8 +174,6 @@ class HttpParser:
             self._fail(431, "Request Header Fields Too Large", f"too many request vars (--max-vars {limits.max_vars})")
         keepalive = limits.keepalive and p.should_keep_alive()
         req = Request(self.conn, v, self.modifier1, self.modifier2, method, http11, keepalive)
-        req.var_cnt = len(v) * 2
-        req.pktsize = sum(len(k) + len(x) for k, x in v.items()) + 4 * len(v)
         if cl > 0:
             req.post_cl = cl
             if limits.limit_post and cl > limits.limit_post:
