@@ -87,6 +87,11 @@ class Options:
 
     def __init__(self):
         self._set: dict[str, Any] = {}
+        # Filled by uwsgid.cli.parse: the plugins loaded for this run (embedded first, then
+        # --plugins, in order), and every config item as (key, expanded value) in the order
+        # given, placeholders included: what uWSGI exposes as `uwsgi.opt`.
+        self.plugins_loaded: list = []
+        self.exported: list[tuple[str, str]] = []
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_"):
@@ -114,6 +119,17 @@ class Options:
             return getattr(self, name.replace("-", "_"))
         except AttributeError:
             return default
+
+    def opt_dict(self) -> dict[str, Any]:
+        """`uwsgi.opt`: key -> value, or a list of values for a key given more than once."""
+        out: dict[str, Any] = {}
+        for key, value in self.exported:
+            if key in out:
+                prev = out[key]
+                out[key] = (prev if isinstance(prev, list) else [prev]) + [value]
+            else:
+                out[key] = value
+        return out
 
     def items(self):
         """The explicitly set options as (name, value), for `uwsgi.opt` and placeholders."""
