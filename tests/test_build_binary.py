@@ -140,3 +140,23 @@ def test_lua_profile_serves_pippo():
 def test_luap_profile_serves_pippo(luap):
     body = _serve_pippo(luap / "uwsgi", "--plugins", "lua")
     assert b"<p>Hello Wsapi!</p>" in body
+
+
+def test_plugin_dir_and_missing_plugin_through_cli(core, luap, tmp_path):
+    exe = core                                 # built without lua_plugin.so beside it
+    r = run(exe, "--plugins", "lua", "--plugins-list", cwd=tmp_path)
+    assert r.returncode == 1
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "plugin lua not found" in err[0] and str(tmp_path) in err[0], r.stderr
+    r = run(exe, "--plugin-dir", luap, "--plugins", "lua", "--plugins-list", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "lua" in r.stdout and str(luap / "lua_plugin.so") in r.stdout + r.stderr
+
+
+def test_default_build_lists_both_plugins():
+    exe = ROOT / "uwsgi"
+    if not exe.exists():
+        pytest.skip("make build has not run")
+    r = run(exe, "--plugins-list")
+    assert r.returncode == 0, r.stderr
+    assert "lua (embedded)" in r.stdout and "cffi (embedded)" in r.stdout
