@@ -30,7 +30,7 @@ class Request:
         "conn", "fd", "method", "http11", "keepalive", "status", "status_line", "headers",
         "headers_sent", "response_size", "headers_size", "header_cnt", "_buf", "_buflen",
         "_framing", "_app_cl", "_remaining", "start", "start_wall", "end", "switches", "_var_cnt",
-        "_pktsize", "app_id", "exception", "broken", "post_cl",
+        "_pktsize", "app_id", "exception", "broken", "post_cl", "finished",
     )
 
     def __init__(self, conn, vars: dict, modifier1: int = 0, modifier2: int = 0, method: bytes = b"GET",
@@ -70,6 +70,7 @@ class Request:
         self.app_id = 0
         self.exception = False
         self.broken = False
+        self.finished = False   # set by the core at the end: later writes must not reach the next response
 
     # ---- the "{N vars in N bytes}" of the log line ---------------------------------------------
     @property
@@ -110,7 +111,7 @@ class Request:
 
     # ---- response -------------------------------------------------------------------------
     def start_response(self, status: bytes, headers: list) -> None:
-        if self.headers_sent:
+        if self.headers_sent or self.finished:
             raise RuntimeError("start_response() called after the headers were sent")
         if isinstance(status, str):
             status = status.encode("latin-1")
@@ -144,8 +145,8 @@ class Request:
     def write(self, data: bytes) -> None:
         if not data:
             return
-        if not self.status:
-            raise RuntimeError("write() before start_response()")
+        if not self.status or self.finished:
+            raise RuntimeError("write() after the response ended" if self.finished else "write() before start_response()")
         self._buf.append(data)
         self._buflen += len(data)
         if self._buflen >= SLICE:
@@ -153,8 +154,8 @@ class Request:
 
     def sendfile(self, fd: int, offset: int = 0, count: int = 0) -> None:
         """Send `count` bytes of file `fd` from `offset` (count 0 = to the end of the file)."""
-        if not self.status:
-            raise RuntimeError("sendfile() before start_response()")
+        if not self.status or self.finished:
+            raise RuntimeError("sendfile() after the response ended" if self.finished else "sendfile() before start_response()")
         if count <= 0:
             count = max(0, os.fstat(fd).st_size - offset)
         self.flush()

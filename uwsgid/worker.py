@@ -212,6 +212,7 @@ class Core:
         conn = self.conn
         w = self.worker
         req.end = _monotonic()
+        req.finished = True
         self.gen = None
         self.request = None
         self.conn = None

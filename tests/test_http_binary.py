@@ -1,0 +1,100 @@
+"""The data plane through the real ./uwsgi: both runtimes behind one --socket (modifier1 dispatch),
+--http-socket framing and keep-alive, the default log line, hostile input, graceful stop."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import textwrap
+import threading
+import time
+
+import pytest
+
+from helpers import EXAMPLES, UWSGI, Server, free_port
+from http_helpers import connect, raw, read_response, uwsgi_packet
+
+pytestmark = pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built")
+
+LOG_LINE = re.compile(
+    r"\[pid: \d+\|app: -?\d+\|req: \d+/\d+\] \S* \(\S*\) \{\d+ vars in \d+ bytes\} "
+    r"\[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\] GET /logged => generated \d+ bytes in \d+ msecs "
+    r"\(HTTP/1\.1 200\) \d+ headers in \d+ bytes \(\d+ switches on core \d+\)")
+
+SLOW_APP = textwrap.dedent("""
+    import time
+    def application(env, start_response):
+        if env["PATH_INFO"] == "/slow":
+            time.sleep(1.0)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"py:" + env["PATH_INFO"].encode()]
+""")
+
+
+@pytest.fixture()
+def app(tmp_path):
+    p = tmp_path / "app.py"
+    p.write_text(SLOW_APP)
+    return p
+
+
+def test_both_runtimes_on_one_uwsgi_socket(app):
+    uport, hport = free_port(), free_port()
+    args = ["--socket", f"127.0.0.1:{uport}", "--http-socket", f"127.0.0.1:{hport}", "--master", "-p", "2",
+            "--wsgi-file", app, "--lua", EXAMPLES / "pippo.lua"]
+    with Server(args, hport) as s:
+        base = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/x", "PATH_INFO": "/x", "QUERY_STRING": "",
+                "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "t", "SERVER_PORT": "80", "REMOTE_ADDR": "1.2.3.4",
+                "HTTP_HOST": "t"}
+        lua = raw(f"127.0.0.1:{uport}", uwsgi_packet(base, modifier1=6))
+        py = raw(f"127.0.0.1:{uport}", uwsgi_packet(base, modifier1=0))
+        assert lua.startswith(b"HTTP/1.1 200") and b"Hello Wsapi" in lua, s.log()
+        assert py.startswith(b"HTTP/1.1 200") and py.endswith(b"py:/x")
+        none = raw(f"127.0.0.1:{uport}", uwsgi_packet(base, modifier1=33))
+        assert none.startswith(b"HTTP/1.1 503")
+        # the http-socket serves modifier1 0 with keep-alive and Content-Length
+        c = connect(f"127.0.0.1:{hport}")
+        f = c.makefile("rb")
+        for _ in range(3):
+            c.sendall(b"GET /logged HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers, body = read_response(f)
+            assert (status, body, headers["content-length"]) == (200, b"py:/logged", "10")
+        c.close()
+        assert raw(f"127.0.0.1:{hport}", b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400")
+        time.sleep(0.3)
+        assert LOG_LINE.search(s.log()), s.log()
+
+
+def test_sigterm_finishes_in_flight_request(app):
+    hport = free_port()
+    with Server(["--http-socket", f"127.0.0.1:{hport}", "--master", "-p", "1", "--wsgi-file", app], hport) as s:
+        result = {}
+
+        def slow():
+            c = connect(f"127.0.0.1:{hport}")
+            c.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            result["r"] = read_response(c.makefile("rb"))
+            c.close()
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.4)
+        s.signal(signal.SIGTERM)
+        t.join(15)
+        assert result["r"][0] == 200 and result["r"][2] == b"py:/slow"
+        assert s.proc.wait(15) == 0
+
+
+def test_bind_error_is_one_line():
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        from helpers import run_uwsgi
+        r = run_uwsgi(["--http-socket", f"127.0.0.1:{port}", "--lua", EXAMPLES / "pippo.lua"])
+        assert r.returncode == 1
+        assert f"127.0.0.1:{port}" in r.stderr + r.stdout
+        assert "Traceback" not in r.stderr + r.stdout
+    finally:
+        taken.close()
