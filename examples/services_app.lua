@@ -94,14 +94,19 @@ function ops.signal(q)
   return reply(200, "raised")
 end
 
+local function now() return uwsgi.micros() / 1e6 end   -- wall clock, comparable across processes
+
 function ops.lock(q)
   local n = tonumber(q.n or 0)
   uwsgi.lock(n)
-  local got = uwsgi.monotonic()
-  local hold = tonumber(q.hold or 0)
-  while uwsgi.monotonic() < got + hold do end   -- hold it (no sleep in plain Lua)
-  local released = uwsgi.monotonic()
-  uwsgi.unlock(n)
+  local ok, got, released = pcall(function()
+    local t0 = now()
+    local hold = tonumber(q.hold or 0)
+    while now() < t0 + hold do end   -- hold it (plain Lua has no sleep)
+    return t0, now()
+  end)
+  uwsgi.unlock(n)                   -- whatever happened, never leave the lock held
+  if not ok then error(got) end
   return reply(200, string.format("%.6f %.6f", got, released))
 end
 

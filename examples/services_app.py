@@ -101,10 +101,12 @@ def application(environ, start_response):
     if op == "lock":
         n = int(q.get("n", 0))
         uwsgi.lock(n)
-        got = time.monotonic()
-        time.sleep(float(q.get("hold", 0)))
-        released = time.monotonic()
-        uwsgi.unlock(n)
+        try:
+            got = time.time()          # wall clock: comparable with the Lua app's uwsgi.micros()
+            time.sleep(float(q.get("hold", 0)))
+            released = time.time()
+        finally:
+            uwsgi.unlock(n)
         return _reply(start_response, ok, "%.6f %.6f" % (got, released))
     if op == "metric":
         name = q["name"]

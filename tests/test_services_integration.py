@@ -194,6 +194,24 @@ def test_metrics_in_the_stats_json(server):
     assert caches["shared"]["max_items"] == 500 and caches["small"]["blocksize"] == 64
 
 
+def test_respawned_worker_keeps_its_signals_and_the_cache(server):
+    """A worker killed (as harakiri would) is respawned by the master with the same signal
+    channel: worker 1's timer handler runs again in the new process; the cache is intact."""
+    import os
+    import signal as _signal
+    assert get(server, "/update?k=survivor&v=still%20here", LUA) == (200, b"True")
+    workers = {w["id"]: w["pid"] for w in _stats(server.stats_port)["workers"]}
+    os.kill(workers[1], _signal.SIGKILL)
+
+    def respawned():
+        w = {w["id"]: w["pid"] for w in _stats(server.stats_port)["workers"]}
+        return w.get(1) not in (None, 0, workers[1])
+    assert _wait_for(respawned, timeout=15)
+    assert get(server, "/update?k=py_timer&v=reset", PY) == (200, b"True")
+    assert _wait_for(lambda: get(server, "/get?k=py_timer", PY) == (200, b"1:21"), timeout=8)
+    assert get(server, "/get?k=survivor", PY) == (200, b"still here")
+
+
 # ---- interoperability with real uWSGI (Debian's uwsgi-core) ------------------------------------
 
 REAL_APP = '''
