@@ -311,3 +311,20 @@ def test_two_instances_behind_nginx_share_the_redis_cache(tmp_path):
             assert fetch("/py/set?k=ttl&v=1&e=1") == (200, b"True")
             time.sleep(1.5)
             assert fetch("/lua/get?k=ttl")[0] == 404
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--cache2", "items=10"], "--cache2 items=10: a name is required (name=NAME)"),
+    (["--cache2", "name=x,items=10,colour=red"], "unknown key 'colour'"),
+    (["--cache2", "name=x,items=10", "--cache2", "name=x,items=5"], "cache 'x' declared twice"),
+    (["--metric", "name=m,type=bogus"], "--metric m: unknown type 'bogus'"),
+    (["--locks", "-1"], "--locks must be >= 0"),
+])
+def test_bad_service_options_are_one_clear_line(args, message):
+    from services_helpers import uwsgi_command
+    port = free_port()
+    r = subprocess.run(uwsgi_command() + ["--master", "--socket", f"127.0.0.1:{port}", *args],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert message in out and "Traceback" not in out, out

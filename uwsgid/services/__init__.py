@@ -90,7 +90,12 @@ def service_plugins() -> list:
 
 def _master_start(server) -> None:
     from uwsgid.services import signals
-    setup(getattr(server, "opts", None))
+    try:
+        setup(getattr(server, "opts", None))
+    except (ValueError, OSError) as exc:
+        # a bad --cache2 / --metric / --locks: one line naming it, exit 1 (no traceback)
+        log(f"uwsgi: {exc}")
+        raise SystemExit(1) from None
     signals.start_master()
 
 
