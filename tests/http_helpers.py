@@ -452,6 +452,71 @@ class WorkerProc:
         self.stop()
 
 
+UWSGI = ROOT / "uwsgi"
+EXAMPLES = ROOT / "examples"
+
+
+class UwsgiProc:
+    """A real ./uwsgi process (own session, log to a file), stopped by PID. (tests/helpers.Server
+    does the same; this one lives here so that the data-plane tests do not depend on it.)"""
+
+    def __init__(self, args, port: int):
+        self.args = [str(a) for a in args]
+        self.port = port
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"uwsgid-cbin-{os.getpid()}-{id(self)}.log"
+        self.proc = None
+
+    def start(self) -> "UwsgiProc":
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([str(UWSGI), *self.args], stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"./uwsgi exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"./uwsgi did not listen on {self.port}:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def send_signal(self, sig) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait(5)
+        self._log.close()
+        try:
+            self.log_path.unlink()
+        except OSError:
+            pass
+
+    def __enter__(self) -> "UwsgiProc":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 def connect(address: str, timeout: float = 10.0) -> socket.socket:
     """A client socket to a listener address (host:port, [v6]:port, /path, @abstract)."""
     if address.startswith("@"):

@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from helpers import EXAMPLES, UWSGI, Server, free_port
-from http_helpers import connect, raw, read_response, uwsgi_packet
+from http_helpers import EXAMPLES, UWSGI, UwsgiProc as Server, connect, free_port, raw, read_response, uwsgi_packet
 
 pytestmark = pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built")
 
@@ -79,7 +78,7 @@ def test_sigterm_finishes_in_flight_request(app):
         t = threading.Thread(target=slow)
         t.start()
         time.sleep(0.4)
-        s.signal(signal.SIGTERM)
+        s.send_signal(signal.SIGTERM)
         t.join(15)
         assert result["r"][0] == 200 and result["r"][2] == b"py:/slow"
         assert s.proc.wait(15) == 0
@@ -91,8 +90,9 @@ def test_bind_error_is_one_line():
     taken.listen()
     port = taken.getsockname()[1]
     try:
-        from helpers import run_uwsgi
-        r = run_uwsgi(["--http-socket", f"127.0.0.1:{port}", "--lua", EXAMPLES / "pippo.lua"])
+        import subprocess
+        r = subprocess.run([str(UWSGI), "--http-socket", f"127.0.0.1:{port}", "--lua", str(EXAMPLES / "pippo.lua")],
+                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
         assert r.returncode == 1
         assert f"127.0.0.1:{port}" in r.stderr + r.stdout
         assert "Traceback" not in r.stderr + r.stdout
