@@ -451,15 +451,40 @@ def test_cffi_exec_and_post_fork_hook(tmp_path):
 
 
 STOP_APP = r'''
+import os
 import uwsgi
 
 def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     if environ["PATH_INFO"] == "/workers":
         return [b"%d" % len(uwsgi.workers()), b" ", b",".join(b"%d" % w["id"] for w in uwsgi.workers())]
+    if environ["PATH_INFO"] == "/pids":
+        return [b"%d %d" % (os.getpid(), uwsgi.masterpid())]
+    if environ["PATH_INFO"] == "/reload":
+        uwsgi.reload()
+        return [b"reloading"]
     uwsgi.stop()
     return [b"stopping"]
 '''
+
+
+def test_uwsgi_reload(tmp_path):
+    app = tmp_path / "stop.py"
+    app.write_text(STOP_APP)
+    with http_server(tmp_path, "--master", "--processes", "1", "--wsgi-file", app) as s:
+        worker, master = map(int, get(s.port, "/pids").content.split())
+        assert master == s.pid
+        assert get(s.port, "/reload").content == b"reloading"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                new_worker, new_master = map(int, get(s.port, "/pids").content.split())
+            except requests.RequestException:
+                new_worker = worker
+            if new_worker != worker:
+                break
+            time.sleep(0.2)
+        assert new_worker != worker and new_master == master, s.log()
 
 
 def test_uwsgi_stop_and_workers(tmp_path):
