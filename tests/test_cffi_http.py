@@ -315,7 +315,10 @@ import _uwsgi
 def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     lib = _uwsgi.lib
-    return [b"%d %d" % (lib.uwsgi_endswith(b"foobar", b"bar"), lib.uwsgi_endswith(b"foobar", b"baz"))]
+    ffi = _uwsgi.ffi
+    buf = ffi.new("char[]", b"foobar")
+    return [b"%d %d %s" % (lib.uwsgi_endswith(b"foobar", b"bar"), lib.uwsgi_endswith(b"foobar", b"baz"),
+                           ffi.string(buf))]
 '''
 
 
@@ -323,7 +326,7 @@ def test_c_api_importable(tmp_path):
     app = tmp_path / "capi.py"
     app.write_text(CAPI_APP)
     with http_server(tmp_path, "--wsgi-file", app) as s:
-        assert get(s.port, "/").content == b"1 0"
+        assert get(s.port, "/").content == b"1 0 foobar"
 
 
 def _expect(fd, pattern: bytes, seen: bytearray, timeout: float = 30.0) -> bytes:
