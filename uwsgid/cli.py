@@ -47,9 +47,10 @@ def parse(argv: list[str], environ=None) -> Options:
     """Parse argv (without the program name) plus UWSGI_* env vars and config files."""
     environ = os.environ if environ is None else environ
     try:
-        prescan = _collect(argv, environ, strict=False)
+        cache: dict = {}
+        prescan = _collect(argv, environ, strict=False, cache=cache)
         plugins = _load_plugins(prescan, environ)
-        entries = _collect(argv, environ, strict=True)
+        entries = _collect(argv, environ, strict=True, cache=cache)
         opts = Options()
         _apply(entries, opts, environ)
     except ConfigError as e:
@@ -97,11 +98,17 @@ def help_text(prog: str = "uwsgi") -> str:
 
 
 def plugins_list_text(plugins) -> str:
+    """uWSGI's --plugins-list layout, with where each plugin came from."""
+    try:
+        from uwsgid import plugins_loader
+        origins = dict(plugins_loader.describe())
+    except Exception:       # no loader in this build: the list is still useful without origins
+        origins = {}
     lines = ["", "*** uWSGI loaded request plugins ***"]
     for p in plugins or []:
-        lines.append(f"{p.modifier1}: {p.name}")
+        origin = origins.get(p.name)
+        lines.append(f"{p.modifier1}: {p.name}" + (f" ({origin})" if origin else ""))
     lines.append("--- end of request plugins list ---")
-    lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -110,11 +117,11 @@ def plugins_list_text(plugins) -> str:
 class _Collector:
     """Builds the ordered entry list from env, argv and config files."""
 
-    def __init__(self, environ, strict: bool):
+    def __init__(self, environ, strict: bool, cache: dict | None = None):
         self.environ = environ
         self.strict = strict
         self.entries: list[Entry] = env_source.entries(environ)
-        self.loader = files.Loader(self._file_item)
+        self.loader = files.Loader(self._file_item, cache)
 
     # A value needed *now* (an include path, a plugin name): expand against what is known so far.
     def expand_now(self, value: str) -> str:
@@ -149,8 +156,8 @@ class _Collector:
         self.loader.include(arg, None)
 
 
-def _collect(argv: list[str], environ, strict: bool) -> list[Entry]:
-    c = _Collector(environ, strict)
+def _collect(argv: list[str], environ, strict: bool, cache: dict | None = None) -> list[Entry]:
+    c = _Collector(environ, strict, cache)
     positional: list[str] = []
     i = 0
     n = len(argv)
@@ -273,8 +280,8 @@ def _load_plugins(entries: list[Entry], environ) -> list:
             raise CliError(f"cannot load plugin {spec}: the plugin loader is not available in this build")
         try:
             plugin = plugins_loader.load_plugin(spec, dirs)
-        except plugins_loader.PluginNotFound as e:
-            raise CliError(str(e)) from None
+        except plugins_loader.PluginError as e:     # PluginNotFound names the dirs searched
+            raise CliError(str(e).splitlines()[0] if str(e) else f"cannot load plugin {spec}") from None
         if plugin not in plugins:
             plugins.append(plugin)
     return plugins
@@ -351,7 +358,7 @@ def _apply(entries: list[Entry], opts: Options, environ) -> None:
 def convert(opt: Option, value: str | None, entry: Entry | None = None):
     """A raw string (None: given without a value) to the option's type."""
     where = entry.where() if entry else ""
-    shown = entry.display if entry and entry.display.startswith("-") else f"--{opt.name}"
+    shown = entry.display if entry and entry.display else f"--{opt.name}"
     if opt.kind == "flag":
         if value is None:
             return True

@@ -44,6 +44,8 @@ class Option:
             raise ValueError(f"option {self.name}: unknown kind {self.kind!r}")
         if self.multi and self.default is None:
             self.default = []
+        if self.kind == "flag" and self.default is None:
+            self.default = False
 
     @property
     def attr(self) -> str:
@@ -96,6 +98,9 @@ class Options:
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_"):
             raise AttributeError(attr)
+        return self._value(attr)
+
+    def _value(self, attr: str) -> Any:
         try:
             return self._set[attr]
         except KeyError:
@@ -115,8 +120,9 @@ class Options:
         return name.replace("-", "_") in self._set
 
     def get(self, name: str, default: Any = None) -> Any:
+        # not getattr: an option may share a method's name (--set is `opts.get("set")`)
         try:
-            return getattr(self, name.replace("-", "_"))
+            return self._value(name.replace("-", "_"))
         except AttributeError:
             return default
 

@@ -32,8 +32,10 @@ class Loader:
     """Loads config files for one parse. `on_item(key, value, origin)` receives every item in
     order; it calls `include` back for ini/json/yaml/inherit keys."""
 
-    def __init__(self, on_item: Callable[[str, str, str], None]):
+    def __init__(self, on_item: Callable[[str, str, str], None], cache: dict | None = None):
         self.on_item = on_item
+        # path -> text, shared by the parse's two passes: stdin can be read only once
+        self.cache = {} if cache is None else cache
         self.last_file: str | None = None
         self.first_file: str | None = None
         self.stack: list[tuple[str, str]] = []
@@ -55,7 +57,9 @@ class Loader:
             raise ConfigError(f"config include loop: {chain}")
         if len(self.stack) >= _MAX_DEPTH:
             raise ConfigError(f"{path}: config files nested more than {_MAX_DEPTH} deep")
-        text = self._read(path)
+        if path not in self.cache:
+            self.cache[path] = self._read(path)
+        text = self.cache[path]
         if self.first_file is None and path != "-":
             self.first_file = path
         self.last_file = path
