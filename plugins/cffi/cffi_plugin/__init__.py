@@ -14,7 +14,7 @@ from uwsgid.plugin import AppLoadError, Plugin
 
 from . import evalexec, uwsgi_module
 from .environ import base_defaults, build_environ
-from .loader import Apps, add_pythonpath, add_virtualenv
+from .loader import Apps, add_pythonpath, add_virtualenv, user_traceback
 from .options import OPTIONS
 from .response import FileWrapper, Response
 from .wsgi_input import ErrorStream
@@ -116,7 +116,7 @@ class CffiPlugin(Plugin):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as e:
-            log(f"[cffi] error importing --{option} {name}:\n{traceback.format_exc()}")
+            log(f"[cffi] error importing --{option} {name}:\n{user_traceback(e)}")
             raise AppLoadError(f"--{option} {name}: {type(e).__name__}: {e}") from e
 
     def load_apps(self) -> None:
@@ -141,9 +141,10 @@ class CffiPlugin(Plugin):
         for mountpoint, spec, kind in todo:
             try:
                 self.apps.load(mountpoint, spec, callable_name, kind)
-            except AppLoadError:
+            except AppLoadError as e:
                 if opts.need_app:
-                    raise
+                    raise           # the server prints it and exits 22
+                log(f"*** {e} (mountpoint='{mountpoint}'): skipped, --need-app is off ***")
         if todo and not self.apps:
             log("*** no Python app loaded ***")
 

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import sys
-import traceback
 
 from uwsgid.log import log
 from uwsgid.plugin import AppLoadError
+
+from .loader import user_traceback
 
 
 def _namespace() -> dict:
@@ -26,7 +27,7 @@ def run_code(code: str, origin: str) -> None:
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as e:
-        log(f"[cffi] error in --{origin} {code!r}:\n{traceback.format_exc()}")
+        log(f"[cffi] error in --{origin} {code!r}:\n{user_traceback(e)}")
         raise AppLoadError(f"--{origin} {code!r} failed: {type(e).__name__}: {e}") from e
 
 
@@ -44,7 +45,7 @@ def run_file(path: str, origin: str) -> None:
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as e:
-        log(f"[cffi] error in --{origin} {path}:\n{traceback.format_exc()}")
+        log(f"[cffi] error in --{origin} {path}:\n{user_traceback(e)}")
         raise AppLoadError(f"--{origin} {path} failed: {type(e).__name__}: {e}") from e
     finally:
         if saved is None:

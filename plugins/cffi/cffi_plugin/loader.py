@@ -64,6 +64,20 @@ def add_virtualenv(home: str) -> None:
     log(f"Set PythonHome to {home}")
 
 
+_OUR_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of an app's own error, without our loader's and importlib's frames."""
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not (name.startswith(_OUR_DIR) or name.startswith("<frozen importlib")):
+            break
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
 def _file_module_name(path: str) -> str:
     return "uwsgi_file_" + re.sub(r"\W", "_", path)
 
@@ -151,13 +165,12 @@ class Apps:
                 app = load_file(spec, callable_name)
             else:
                 app = load_spec(spec, callable_name)
-        except AppLoadError as e:
-            log(f"unable to load app {spec} (mountpoint='{mountpoint}'): {e}")
+        except AppLoadError:
             raise
         except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
                 raise
-            log(f"unable to load app {spec} (mountpoint='{mountpoint}'):\n{traceback.format_exc()}")
+            log(f"unable to load app {spec} (mountpoint='{mountpoint}'):\n{user_traceback(e)}")
             raise AppLoadError(f"unable to load app {spec}: {type(e).__name__}: {e}") from e
         rec = App(len(self.apps), mountpoint, app, spec, time.monotonic() - t0, self.chdir)
         self.apps.append(rec)

@@ -16,6 +16,8 @@ import traceback
 
 from uwsgid.log import log
 
+from .loader import user_traceback
+
 # Yield to the core (flush, let other async cores run) after this many body chunks or bytes.
 YIELD_CHUNKS = 512
 YIELD_BYTES = 65536
@@ -318,7 +320,7 @@ class Response:
         if self.committed:
             # The core logs it with its traceback and cuts the body visibly short.
             raise exc
-        log(f"[cffi] error in the app{where}\n{''.join(traceback.format_exception(exc))}")
+        log(f"[cffi] error in the app{where}\n{user_traceback(exc)}")
         req = self.req
         req.exception = True            # counted in the request log and the stats
         core = getattr(req, "core", None)
