@@ -44,7 +44,7 @@ def test_sync_body_gets_content_length_one_send():
     req.flush(True)
     assert len(conn.sent) == 1
     assert conn.data == b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world"
-    assert req.keepalive and req.response_size == 11 and req.header_cnt == 2
+    assert req.keepalive and req.response_size == 11 and req.header_cnt == 1
     assert req.headers_size == len(conn.data) - 11
 
 

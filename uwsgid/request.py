@@ -188,7 +188,7 @@ class Request:
                     self.keepalive = False
                 continue
             out += (name, b": ", value, b"\r\n")
-            cnt += 1
+            cnt += 1   # the log's "N headers" counts the app's headers, as uWSGI does
         if code < 200 or code == 204 or code == 304:
             fr = F_NOBODY
         elif app_cl is not None:
@@ -196,14 +196,12 @@ class Request:
             self._remaining = app_cl
         elif final:
             out += (b"Content-Length: ", b"%d" % n, b"\r\n")
-            cnt += 1
             fr = F_NOBODY if self.method == b"HEAD" else F_LENGTH
             self._remaining = n
         elif self.method == b"HEAD":
             fr = F_NOBODY
         elif http and self.http11:
             out.append(b"Transfer-Encoding: chunked\r\n")
-            cnt += 1
             fr = F_CHUNKED
         else:
             fr = F_CLOSE
@@ -214,10 +212,8 @@ class Request:
             if not self.keepalive:
                 if self.http11:
                     out.append(b"Connection: close\r\n")
-                    cnt += 1
             elif not self.http11:
                 out.append(b"Connection: keep-alive\r\n")
-                cnt += 1
         else:
             self.keepalive = False
         out.append(b"\r\n")
