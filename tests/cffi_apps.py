@@ -155,7 +155,7 @@ def async_sleeper(secs):
 DECORATORS_APP = r'''
 import os, time
 import uwsgi
-from uwsgidecorators import postfork, rpc, timer, lock
+from uwsgidecorators import postfork, rpc, timer, lock, signal
 
 OUT = os.environ["PROBE_DIR"]
 
@@ -177,8 +177,16 @@ def tick(signum):
 def locked_incr():
     return b"locked"
 
+@signal(17)
+def on_signal(signum):
+    with open(os.path.join(OUT, "signal-%d" % signum), "a") as f:
+        f.write("%d\n" % uwsgi.worker_id())
+
 def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
+    if environ["PATH_INFO"] == "/signal":
+        uwsgi.signal(17)
+        return [b"raised"]
     return [uwsgi.call("hello", b"world"), b" ", locked_incr()]
 '''
 

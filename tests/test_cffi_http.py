@@ -236,6 +236,11 @@ def test_uwsgidecorators(tmp_path):
             time.sleep(0.2)
         assert len(ticks) >= 2, s.log()
         assert (tmp_path / "postfork-1").exists() and (tmp_path / "postfork-2").exists()
+        assert get(port, "/signal").content == b"raised"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (tmp_path / "signal-17").exists():
+            time.sleep(0.1)
+        assert (tmp_path / "signal-17").read_text().strip() in ("1", "2"), s.log()
 
 
 # ---- behind nginx (uwsgi protocol, modifier1 0) -------------------------------------------------------
