@@ -165,6 +165,8 @@ def test_custom_loop_with_serve_connection():
             assert read_response(f)[2] == b"chunk0\nchunk1\n"
         s.sendall(b"GET /sleep?t=0.1 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(f)[2].startswith(b"slept")
+        s.sendall(b"GET /svc HTTP/1.1\r\nHost: x\r\n\r\n")   # services still served by loop 0
+        assert read_response(f)[2] == b"reads=1 soon=1"
         w.send_signal(signal.SIGTERM)
         assert f.read() == b""   # idle connection closed by the graceful stop
         assert w.wait(10) == 0

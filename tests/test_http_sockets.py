@@ -206,3 +206,17 @@ def test_from_fd():
         assert again.port > 0 and again.proto == "http" and again.modifier1 == 6
     finally:
         again.close()
+
+
+def test_chown_socket(tmp_path):
+    path = str(tmp_path / "o.sock")
+    me = os.getuid()
+    lst = sockets.bind_address(path, make_opts(chown_socket=f"{me}:{os.getgid()}"))
+    try:
+        assert os.stat(path).st_uid == me
+    finally:
+        lst.close(unlink=True)
+    with pytest.raises(sockets.BindError) as e:
+        sockets.bind_address(str(tmp_path / "p.sock"), make_opts(chown_socket="no-such-user-xyz"))
+    assert "no-such-user-xyz" in str(e.value)
+    assert not os.path.exists(tmp_path / "p.sock")

@@ -135,6 +135,19 @@ def _chmod_mode(value) -> int | None:
         raise BindError(f"invalid --chmod-socket mode {text!r} (octal like 660)") from None
 
 
+def _owner_ids(spec: str) -> tuple[int, int]:
+    """--chown-socket USER[:GROUP] (names or numbers) -> (uid, gid); -1 keeps one unchanged."""
+    import grp
+    import pwd
+    user, _, group = spec.partition(":")
+    try:
+        uid = int(user) if user.isdigit() else (pwd.getpwnam(user).pw_uid if user else -1)
+        gid = int(group) if group.isdigit() else (grp.getgrnam(group).gr_gid if group else -1)
+    except KeyError as e:
+        raise BindError(f"--chown-socket {spec}: unknown user or group {e.args[0]!r}") from None
+    return uid, gid
+
+
 def bind_address(addr: str, opts=None, proto: str = "uwsgi", modifier1: int = 0, modifier2: int = 0,
                  internal: bool = False) -> Listener:
     """Bind and listen on one ADDR (non-blocking). Raises BindError with a one-line message."""
@@ -168,12 +181,26 @@ def bind_address(addr: str, opts=None, proto: str = "uwsgi", modifier1: int = 0,
             mode = _chmod_mode(_opt(opts, "chmod_socket", None))
             if mode is not None:
                 os.chmod(path, mode)
+            owner = _opt(opts, "chown_socket", None)
+            if owner:
+                os.chown(path, *_owner_ids(str(owner)))
         sock.listen(backlog)
         sock.setblocking(False)
-    except OSError as e:
+    except (OSError, BindError) as e:
         sock.close()
+        if path and isinstance(e, BindError):
+            _unlink_quietly(path)
+        if isinstance(e, BindError):
+            raise
         raise BindError(f"cannot bind {addr}: {e.strerror or e}") from None
     return Listener(sock, addr, proto, modifier1, modifier2, path, internal)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _unlink_stale(path: str) -> None:

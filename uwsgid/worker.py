@@ -568,7 +568,13 @@ class Worker:
             return 1
         try:
             if custom is not None:
+                # loop 0 still runs (in a helper thread) for the services' readers and call_soon
+                t = threading.Thread(target=self._service_loop, args=(first,), name="uwsgi-services", daemon=True)
+                t.start()
                 rc = custom(self)
+                self.stopping = True
+                first.loop.wakeup()
+                t.join(5)
                 return int(rc or 0)
             return self._serve(first, threads, ncores)
         finally:
@@ -583,6 +589,15 @@ class Worker:
                     sb.set_accepting(self.id, False)
                 except Exception:
                     pass
+
+    def _service_loop(self, runner: Runner) -> None:
+        loop = runner.loop
+        loop.thread_id = threading.get_ident()
+        while not self.stopping:
+            try:
+                loop.run_once()
+            except Exception:
+                log_exception("error in a service callback (continuing):")
 
     def _serve(self, first: Runner, threads: int, ncores: int) -> int:
         started = threading.Event()
