@@ -24,7 +24,7 @@ import sys
 import uwsgid
 import uwsgid.core_options  # noqa: F401  (declares the core options)
 from uwsgid.config import env as env_source
-from uwsgid.config import files, placeholders
+from uwsgid.config import files, logic, placeholders
 from uwsgid.config.entries import ConfigError, Entry, normalize_key
 from uwsgid.log import log
 from uwsgid.options import Option, Options, all_options, by_short, lookup
@@ -122,6 +122,7 @@ class _Collector:
         self.strict = strict
         self.entries: list[Entry] = env_source.entries(environ)
         self.loader = files.Loader(self._file_item, cache)
+        self.block = logic.Block()
 
     # A value needed *now* (an include path, a plugin name): expand against what is known so far.
     def expand_now(self, value: str) -> str:
@@ -129,6 +130,20 @@ class _Collector:
 
     def add(self, opt: Option | None, key: str, value: str | None, origin: str,
             display: str = "") -> None:
+        name = normalize_key(key)
+        if name in logic.DIRECTIVES:
+            self.block.directive(name, self.expand_now(value or ""), _where(origin))
+            return
+        if self.block.open:
+            self.block.apply(key, value, lambda k, v: self._add(opt, k, v, origin, display),
+                             self._opt_value, self.environ, _where(origin))
+            return
+        self._add(opt, key, value, origin, display)
+
+    def _opt_value(self, name: str) -> str | None:
+        return _Resolver(self.entries, self.environ).lookup(name)
+
+    def _add(self, opt: Option | None, key: str, value: str | None, origin: str, display: str) -> None:
         strict = origin == CLI
         if opt is not None and opt.name in ("set", "set-placeholder"):
             self.entries.append(Entry(opt.name, value, origin, strict=strict, display=display))
