@@ -110,7 +110,13 @@ class Connection:
     # ---- request flow -----------------------------------------------------------------------
     def pump(self) -> None:
         """Start the next queued request, or answer a protocol error, or wait for more input."""
-        if self.busy or self.closed:
+        if self.busy or self.closed or self.lingering:
+            return
+        if self.closing:   # the last response said Connection: close; nothing more is served
+            if self.out:
+                self.on_drain = self.close
+            else:
+                self.close()
             return
         if self.out:
             self.on_drain = self.pump
