@@ -273,3 +273,9 @@ def test_config_from_stdin(tmp_path, monkeypatch):
     import io
     monkeypatch.setattr("sys.stdin", io.StringIO("[uwsgi]\nprocesses = 6\n"))
     assert p("--ini", "-").processes == 6
+
+
+def test_env_ini_loads_the_file(tmp_path):
+    cfg = write(tmp_path / "fromenv.ini", "[uwsgi]\nprocesses = 9\nsocket = :1\n")
+    o = p("--socket", ":2", env={"UWSGI_INI": str(cfg)})
+    assert o.processes == 9 and o.socket == [":1", ":2"]

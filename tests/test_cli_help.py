@@ -110,3 +110,28 @@ def test_opt_dict(tmp_path):
     o = p("--socket", ":1", "--socket", ":2", "--set", "x=1", "-M")
     d = o.opt_dict()
     assert d["socket"] == [":1", ":2"] and d["x"] == "1" and d["master"] == "true"
+
+
+def test_show_config(capfd, tmp_path):
+    cfg = tmp_path / "s.ini"
+    cfg.write_text("[uwsgi]\nbase = /srv\nchdir = %(base)/app\n")
+    o = p("-S", "x=1", "--show-config", cfg)
+    assert informational(o) is None
+    err = capfd.readouterr().err
+    assert "[uwsgi]\nset = x=1\nx = 1\nshow-config = true\nbase = /srv\nchdir = /srv/app\n;end of configuration" in err
+
+
+def test_set_ph_alias():
+    assert p("--set-ph", "a=b", "--print", "%(a)").print == ["b"]
+
+
+def test_plugin_flag_before_a_positional_config(loader, tmp_path):
+    from cli_helpers import TLUA
+    from uwsgid.options import Option
+    TLUA.options.append(Option("tlua-shell", kind="flag", group="tlua", help="test flag"))
+    try:
+        cfg = tmp_path / "app.ini"
+        cfg.write_text("[uwsgi]\nplugins = tlua\n")
+        assert p("--tlua-shell", cfg).tlua_shell is True
+    finally:
+        TLUA.options.pop()

@@ -27,7 +27,10 @@ from uwsgid.config import env as env_source
 from uwsgid.config import files, logic, placeholders
 from uwsgid.config.entries import ConfigError, Entry, normalize_key
 from uwsgid.log import log
-from uwsgid.options import Option, Options, all_options, by_short, lookup
+from uwsgid.options import Option, Options, all_options, by_short, declare, lookup
+
+declare(Option("show-config", kind="flag",
+               help="log the whole configuration as ini (placeholders expanded) at start-up"))
 
 CLI = "command line"
 _CONFIG_KINDS = {"ini": "ini", "json": "json", "yaml": "yaml", "inherit": None}
@@ -60,7 +63,8 @@ def parse(argv: list[str], environ=None) -> Options:
 
 
 def informational(opts: Options) -> int | None:
-    """--version, --help, --plugins-list: print to stdout and return 0; else None."""
+    """--version, --help, --plugins-list: print to stdout and return 0; else None.
+    --show-config logs the configuration and lets the start-up go on (None)."""
     if opts.help:
         sys.stdout.write(help_text())
         sys.stdout.flush()
@@ -73,7 +77,17 @@ def informational(opts: Options) -> int | None:
         sys.stdout.write(plugins_list_text(opts.plugins_loaded))
         sys.stdout.flush()
         return 0
+    if opts.show_config:
+        log(show_config_text(opts))
     return None
+
+
+def show_config_text(opts: Options) -> str:
+    """uWSGI's --show-config: every item in order, as an ini file that would reproduce it."""
+    lines = ["", ";uWSGI instance configuration", "[uwsgi]"]
+    lines += [f"{key} = {value}" for key, value in opts.exported]
+    lines.append(";end of configuration")
+    return "\n".join(lines) + "\n"
 
 
 def help_text(prog: str = "uwsgi") -> str:
@@ -120,9 +134,12 @@ class _Collector:
     def __init__(self, environ, strict: bool, cache: dict | None = None):
         self.environ = environ
         self.strict = strict
-        self.entries: list[Entry] = env_source.entries(environ)
+        self.entries: list[Entry] = []
         self.loader = files.Loader(self._file_item, cache)
         self.block = logic.Block()
+        # env vars go through add() like everything else: UWSGI_INI=app.ini loads app.ini
+        for e in env_source.entries(environ):
+            self.add(lookup(e.key), e.key, e.value, e.origin, display=e.display)
 
     # A value needed *now* (an include path, a plugin name): expand against what is known so far.
     def expand_now(self, value: str) -> str:
@@ -190,7 +207,7 @@ def _collect(argv: list[str], environ, strict: bool, cache: dict | None = None) 
                     raise CliError(unknown_option_message(f"--{name}"))
                 # tolerant pre-scan: guess that an unknown option takes the next word
                 value = inline if eq else None
-                if not eq and i < n and not argv[i].startswith("-"):
+                if not eq and i < n and not argv[i].startswith("-") and not _is_config_file(argv[i]):
                     value = argv[i]
                     i += 1
                 c.entries.append(Entry(name, value, CLI, strict=True))
@@ -204,6 +221,11 @@ def _collect(argv: list[str], environ, strict: bool, cache: dict | None = None) 
     for arg in positional:
         c.positional(arg)
     return c.entries
+
+
+def _is_config_file(word: str) -> bool:
+    path, _ = files.split_spec(word)
+    return files.kind_of(path) is not None and os.path.isfile(path)
 
 
 def _long_value(opt: Option, shown: str, eq: str, inline: str, argv, i):
