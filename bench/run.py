@@ -203,7 +203,7 @@ class Bench:
 
         def measure(label, srv, url):
             r = load.run_wrk(url, self.args.duration, sc.connections, 2, sc.headers)
-            return {"value": r["rps"], "problem": load.wrk_problem(r), **r}
+            return {"value": r["rps"], "problem": load.wrk_problem(r, self.args.duration), **r}
         self._alternate(ready, measure, res)
 
     def _rss(self, sc: Scenario, sides: dict, res: dict) -> None:
@@ -230,7 +230,8 @@ class Bench:
                                         "uss_mb": full.uss / 2**20})
                         except psutil.Error:
                             pass
-                    problem = load.wrk_problem(r) or (None if mem else "no worker process found")
+                    problem = load.wrk_problem(r, self.args.duration) or \
+                        (None if mem else "no worker process found")
                     value = statistics.median(m["rss_mb"] for m in mem) if mem else None
                     res[label]["runs"].append({"value": value, "problem": problem, "workers": mem,
                                                "rps": r["rps"], "requests": r["requests"]})
@@ -251,7 +252,8 @@ class Bench:
         def measure(label, srv, url):
             host = url[:-len(sc.path)] if url.endswith(sc.path) else url
             r = load.run_locust(host, sc.locust_user, sc.locust_users, duration, sc.locust_env)
-            return {"value": r["latency_ms"]["p99"], "problem": load.locust_problem(r), **r}
+            offered = sc.locust_users * float(sc.locust_env["BENCH_RATE"]) if "BENCH_RATE" in sc.locust_env else None
+            return {"value": r["latency_ms"]["p99"], "problem": load.locust_problem(r, offered), **r}
         self._alternate(ready, measure, res)
 
     # --- verdicts -------------------------------------------------------------------------------
@@ -318,7 +320,7 @@ class Bench:
                 best = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
                 point.update({"rps": best["rps"], "p50_ms": best["latency_us"]["p50"] / 1000,
                               "runs": runs, "connections": conns})
-                problem = load.wrk_problem(best)
+                problem = load.wrk_problem(best, self.args.duration)
                 if not problem and point["p50_ms"] < CURVE_SLEEP_S * 1000 * 0.9:
                     problem = "answers faster than the 50 ms wait: async_sleep not honoured"
                 point["problem"] = problem

@@ -77,8 +77,10 @@ def test_report_marks_misses_plainly_and_draws_chart(tmp_path):
 
 
 def test_wrk_problem_ignores_close_framing_but_not_errors():
-    ok = {"requests": 1000, "errors": {"connect": 0, "read": 1000, "write": 0, "status": 0, "timeout": 0}}
+    ok = {"requests": 1000, "duration_us": 2_000_000, "errors": {"connect": 0, "read": 1000, "write": 0, "status": 0, "timeout": 0}}
     assert load.wrk_problem(ok) is None   # uWSGI's --http-socket frames by closing: a "read error" each
-    bad = {"requests": 1000, "errors": {"connect": 0, "read": 0, "write": 0, "status": 500, "timeout": 0}}
+    bad = {"requests": 1000, "duration_us": 2_000_000, "errors": {"connect": 0, "read": 0, "write": 0, "status": 500, "timeout": 0}}
     assert "non-2xx" in load.wrk_problem(bad)
-    assert load.wrk_problem({"requests": 0, "errors": ok["errors"]}) == "no request completed"
+    assert load.wrk_problem({**ok, "requests": 0}) == "no request completed"
+    assert "stalled" in load.wrk_problem({**ok, "duration_us": 9_000_000}, 2)
+    assert load.wrk_problem({**ok, "duration_us": 2_300_000}, 2) is None
