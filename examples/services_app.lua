@@ -117,6 +117,10 @@ function ops.metric(q)
   return reply(200, tostring(uwsgi.metric_get(q.name)))
 end
 
+function ops.mule_msg(q)
+  return reply(200, bool(uwsgi.mule_msg(q.v or "", tonumber(q.mule))))
+end
+
 function ops.wid() return reply(200, tostring(uwsgi.worker_id())) end
 
 return function(env)

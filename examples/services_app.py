@@ -11,6 +11,7 @@ Endpoints (the last path segment picks the operation, query-string arguments):
     /call?f=NAME&a=X&a=Y     local RPC (RpcError -> 500)       /rpc?node=H:P&f=NAME&a=X  remote RPC
     /signal?n=N              raise signal N                    /lock?n=N&hold=SECS  hold lock N
     /metric?name=M[&op=inc|dec|set&v=N]                        /wid            worker id, pid
+    /mule_msg?v=MSG[&mule=N] send a message to a mule
 """
 
 import os
@@ -47,6 +48,12 @@ def on_broadcast(signum):
 uwsgi.register_signal(21, "worker1", on_timer)
 uwsgi.add_timer(21, 1)
 uwsgi.register_signal(23, "workers", on_broadcast)
+
+try:
+    # registered by the app in the master: every mule inherits the handler
+    uwsgi.register_signal(27, "mules", lambda sig: uwsgi.cache_inc("mule_bcast_%d" % uwsgi.mule_id(), 1, 0, CACHE))
+except ValueError:
+    pass    # no mules in this configuration
 
 
 def _reply(start_response, status, body):
@@ -118,6 +125,9 @@ def application(environ, start_response):
         elif action == "set":
             uwsgi.metric_set(name, int(q["v"]))
         return _reply(start_response, ok, str(uwsgi.metric_get(name)))
+    if op == "mule_msg":
+        mule = int(q["mule"]) if q.get("mule") else None
+        return _reply(start_response, ok, str(uwsgi.mule_msg(q.get("v", ""), mule)))
     if op == "wid":
         return _reply(start_response, ok, "%d %d %d" % (uwsgi.worker_id(), os.getpid(), os.getppid()))
     return _reply(start_response, "404 Not Found", "unknown operation %r\n" % op)

@@ -40,7 +40,8 @@ def server(tmp_path_factory):
             "--stats", f"127.0.0.1:{stats}",
             "--lua", "examples/services_app.lua", "--wsgi-file", "examples/services_app.py",
             "--cache2", "name=shared,items=500,blocksize=4096", "--cache2", "name=small,items=4,blocksize=64",
-            "--locks", "2", "--metric", "name=requests_total", "--metric", "name=temp,type=gauge,initial_value=20"]
+            "--locks", "2", "--metric", "name=requests_total", "--metric", "name=temp,type=gauge,initial_value=20",
+            "--mule=examples/services_mule.py", "--mule=examples/services_mule.lua", "--mules", "1"]
     with Instance(args, port, log) as inst:
         inst.stats_port = stats
         yield inst
@@ -210,6 +211,46 @@ def test_respawned_worker_keeps_its_signals_and_the_cache(server):
     assert get(server, "/update?k=py_timer&v=reset", PY) == (200, b"True")
     assert _wait_for(lambda: get(server, "/get?k=py_timer", PY) == (200, b"1:21"), timeout=8)
     assert get(server, "/get?k=survivor", PY) == (200, b"still here")
+
+
+def test_mules_run_python_and_lua_scripts_and_take_messages(server):
+    assert _wait_for(lambda: get(server, "/get?k=py_mule_ready", PY)[0] == 200, timeout=10)
+    assert _wait_for(lambda: get(server, "/get?k=lua_mule_ready", PY) == (200, b"2"), timeout=10)
+    assert get(server, "/mule_msg?v=for%20python&mule=1", LUA) == (200, b"True")
+    assert get(server, "/mule_msg?v=for%20lua&mule=2", PY) == (200, b"True")
+    assert _wait_for(lambda: get(server, "/get?k=py_mule_last", PY) == (200, b"for python"))
+    assert _wait_for(lambda: get(server, "/get?k=lua_mule_last", LUA) == (200, b"for lua"))
+    assert get(server, "/mule_msg?v=x&mule=9", PY)[0] == 500     # no mule 9: a clear error
+
+
+def test_signals_to_mules(server):
+    def num(k):
+        status, body = get(server, f"/num?k={k}", PY)
+        return 0 if body == b"None" else int(body)
+    assert _wait_for(lambda: get(server, "/get?k=lua_mule_ready", PY)[0] == 200, timeout=10)
+    before = {k: num(k) for k in ("py_mule_signals", "lua_mule_signals_2", "mule_bcast_1", "mule_bcast_2",
+                                  "mule_bcast_3")}
+    assert get(server, "/signal?n=25", LUA)[0] == 200    # mule1 (handler registered by the mule script)
+    assert get(server, "/signal?n=26", PY)[0] == 200     # mule2 (a Lua handler in the Lua mule)
+    assert get(server, "/signal?n=27", PY)[0] == 200     # mules (the app's handler, inherited by all)
+    assert _wait_for(lambda: all(num(k) == v + 1 for k, v in before.items())), \
+        ({k: num(k) for k in before}, before)
+
+
+def test_dead_mule_is_respawned(server):
+    import os
+    import signal as _signal
+    assert _wait_for(lambda: get(server, "/get?k=py_mule_ready", PY)[0] == 200, timeout=10)
+    mid, pid = map(int, get(server, "/get?k=py_mule_ready", PY)[1].split(b":"))
+    os.kill(pid, _signal.SIGKILL)
+
+    def new_pid():
+        status, body = get(server, "/get?k=py_mule_ready", PY)
+        return status == 200 and int(body.split(b":")[1]) != pid
+    assert _wait_for(new_pid, timeout=10)
+    assert get(server, "/mule_msg?v=after%20respawn&mule=1", PY) == (200, b"True")
+    assert _wait_for(lambda: get(server, "/get?k=py_mule_last", PY) == (200, b"after respawn"))
+    assert "mule 1 (pid: %d) died" % pid in server.log()
 
 
 # ---- interoperability with real uWSGI (Debian's uwsgi-core) ------------------------------------

@@ -1,4 +1,4 @@
-"""Shared services for both runtimes: caches, RPC, signals/timers, locks, metrics.
+"""Shared services for both runtimes: caches, RPC, signals/timers, locks, metrics, mules.
 
 Apps reach them through uwsgid.services.api (wrapped by the Lua and Python `uwsgi` modules).
 This package declares the services' options and plugs them into the server through
@@ -8,9 +8,9 @@ uwsgid.hooks, so the core never imports a service:
                    starts the master's signal/timer thread
     worker_start   the worker keeps its signal channel
     worker_loop_start  the worker's signal channels are watched by its (first) loop
-    master_tick    --metrics-dir files
+    master_tick    --metrics-dir files; spawns the mules (first tick) and respawns dead ones
     stats          "metrics" and "caches" in the stats JSON
-    shutdown       stops the master's thread
+    shutdown       stops the mules and the master's thread
 
 setup() is idempotent and also runs on first use, so an app that touches the cache while it is
 being loaded by the master (before master_start) gets the same shared memory.
@@ -47,6 +47,10 @@ declare(
            help="restore the metrics' values from --metrics-dir at start-up"),
     Option("enable-metrics", kind="flag", group="core",
            help="accepted for compatibility: declared metrics are always enabled"),
+    Option("mule", kind="optional", const="", multi=True, group="core", metavar="[FILE]",
+           help="add a mule: a process beside the workers running FILE (.py or .lua) and handling "
+                "the signals of targets mule/mule<N>/mules and uwsgi.mule_msg messages"),
+    Option("mules", kind="int", default=0, group="core", help="add N mules without a script"),
 )
 
 _setup_lock = threading.Lock()
@@ -64,13 +68,14 @@ def setup(opts=None) -> None:
             return
         if opts is None and core_api.server is not None:
             opts = core_api.server.opts
-        from uwsgid.services import cache, locks, metrics, signals
+        from uwsgid.services import cache, locks, metrics, mules, signals
         get = (lambda name, default: opts.get(name, default)) if opts is not None else (lambda name, default: default)
         locks.setup(int(get("locks", 0) or 0))
         cache.setup(list(get("cache2", []) or []), int(get("cache", 0) or 0),
                     int(get("cache-blocksize", 65536) or 65536))
         metrics.setup(list(get("metric", []) or []), get("metrics-dir", None), bool(get("metrics-dir-restore", False)))
-        signals.setup(int(get("processes", 1) or 1))
+        nmules = mules.setup(list(get("mule", []) or []), int(get("mules", 0) or 0))
+        signals.setup(int(get("processes", 1) or 1), nmules)
         _done = True
 
 
@@ -124,8 +129,10 @@ def _worker_loop_start(loop) -> None:
 
 
 def _master_tick(server) -> None:
-    from uwsgid.services import metrics
+    from uwsgid.services import metrics, mules
     metrics.write_dir()
+    if mules.count():
+        mules.supervise(server)
 
 
 def _stats(stats: dict) -> None:
@@ -139,8 +146,9 @@ def _stats(stats: dict) -> None:
 
 
 def _shutdown(server) -> None:
-    from uwsgid.services import metrics, signals
+    from uwsgid.services import metrics, mules, signals
     metrics.write_dir()
+    mules.stop()
     signals.stop_master()
 
 

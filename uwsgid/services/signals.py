@@ -38,6 +38,7 @@ from uwsgid.services.locks import ProcessLock
 NSIG = 256
 _ENTRY = 64            # per signal: flag, target length, target (62 bytes)
 _TARGETS = re.compile(r"^(worker\d*|workers|active-workers)$")
+_MULE_TARGETS = re.compile(r"^(mule\d*|mules)$")
 
 _table: mmap.mmap | None = None
 _table_lock: ProcessLock | None = None
@@ -46,6 +47,14 @@ _pipes: dict[int, tuple[socket.socket, socket.socket]] = {}  # wid -> (master en
 _shared: tuple[socket.socket, socket.socket] | None = None
 _numproc = 0
 _master_pid = 0
+# mules: a signal channel each + a shared one (target "mule"), and message queues likewise
+_mule_pipes: dict[int, tuple[socket.socket, socket.socket]] = {}
+_mule_shared: tuple[socket.socket, socket.socket] | None = None
+_mule_msgs: dict[int, tuple[socket.socket, socket.socket]] = {}   # (send end, mule's end)
+_mule_msg_shared: tuple[socket.socket, socket.socket] | None = None
+_nmules = 0
+_mule = 0               # this process's mule id (0 = not a mule)
+MULE_MSG_MAX = 65536
 
 _handlers: dict[int, object] = {}
 _wid = 0
@@ -70,12 +79,23 @@ def _pair() -> tuple[socket.socket, socket.socket]:
     return a, b
 
 
-def setup(numproc: int) -> None:
-    """Master, before the first fork: the signal table and one channel per worker."""
-    global _table, _table_lock, _pids, _shared, _numproc, _master_pid
+def setup(numproc: int, nmules: int = 0) -> None:
+    """Master, before the first fork: the signal table and one channel per worker and mule."""
+    global _table, _table_lock, _pids, _shared, _numproc, _master_pid, _nmules, _mule_shared, _mule_msg_shared
     if _table is not None:
         return
     _numproc = max(1, int(numproc or 1))
+    _nmules = max(0, int(nmules or 0))
+    for mid in range(1, _nmules + 1):
+        _mule_pipes[mid] = _pair()
+        _mule_msgs[mid] = _pair()
+        for sock in _mule_msgs[mid]:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * MULE_MSG_MAX)
+    if _nmules:
+        _mule_shared = _pair()
+        _mule_msg_shared = _pair()
+        for sock in _mule_msg_shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * MULE_MSG_MAX)
     _master_pid = os.getpid()
     _table = mmap.mmap(-1, NSIG * _ENTRY, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
     _pids = mmap.mmap(-1, 4 * (_numproc + 1), mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
@@ -100,7 +120,7 @@ def _check_num(num: int) -> int:
 
 
 def in_master() -> bool:
-    return _wid == 0 and (not _master_pid or os.getpid() == _master_pid)
+    return _wid == 0 and _mule == 0 and (not _master_pid or os.getpid() == _master_pid)
 
 
 # ---- registration -------------------------------------------------------------------------
@@ -109,11 +129,20 @@ def _normalize_target(target: str) -> str:
     t = target.strip() or "worker"
     if t == "worker0":
         t = "worker"
+    if t == "mule0":
+        t = "mule"
+    if _MULE_TARGETS.match(t):
+        if not _nmules:
+            raise ValueError(f"signal target {t!r}: no mules are configured (--mule / --mules)")
+        if t[4:].isdigit() and not 1 <= int(t[4:]) <= _nmules:
+            raise ValueError(f"signal target {t!r}: there are mules 1..{_nmules}")
+        return t
     if not _TARGETS.match(t):
-        if t.startswith(("mule", "spooler", "farm")):
-            raise ValueError(f"signal target {t!r} is not supported here (no mules, spoolers or farms): "
-                             "use worker, workers, worker<N> or active-workers")
-        raise ValueError(f"unknown signal target {t!r}: use worker, workers, worker<N> or active-workers")
+        if t.startswith(("spooler", "farm")):
+            raise ValueError(f"signal target {t!r} is not supported (no spoolers or farms): use worker, "
+                             "workers, worker<N>, active-workers, mule, mule<N> or mules")
+        raise ValueError(f"unknown signal target {t!r}: use worker, workers, worker<N>, active-workers, "
+                         "mule, mule<N> or mules")
     if t.startswith("worker") and t[6:].isdigit():
         n = int(t[6:])
         if _numproc and not 1 <= n <= _numproc:
@@ -196,6 +225,13 @@ def route(num: int) -> int:
                 continue
             n += _send(m, msg, f"worker {wid}")
         return n
+    if target == "mule":
+        return int(_send(_mule_shared[0], msg, "the first available mule"))
+    if target == "mules":
+        return sum(_send(m, msg, f"mule {mid}") for mid, (m, _w) in _mule_pipes.items())
+    if target.startswith("mule"):
+        mid = int(target[4:])
+        return int(_send(_mule_pipes[mid][0], msg, f"mule {mid}")) if mid in _mule_pipes else 0
     wid = int(target[6:])
     if wid not in _pipes:
         log(f"[uwsgi-signal] signal {num}: target {target} does not exist")
@@ -203,14 +239,22 @@ def route(num: int) -> int:
     return int(_send(_pipes[wid][0], msg, f"worker {wid}"))
 
 
+def _own_channel() -> socket.socket | None:
+    if _mule:
+        return _mule_pipes[_mule][1]
+    if _wid and _wid in _pipes:
+        return _pipes[_wid][1]
+    return None
+
+
 def _to_master(msg: bytes) -> bool:
-    return _send(_pipes[_wid][1], msg, "the master")
+    return _send(_own_channel(), msg, "the master")
 
 
 def raise_signal(num: int) -> None:
     _check_num(num)
     _ensure()
-    if _wid and _wid in _pipes and os.getpid() != _master_pid:
+    if _own_channel() is not None and os.getpid() != _master_pid:
         _to_master(b"S" + bytes([num]))
     else:
         route(num)
@@ -261,16 +305,20 @@ remote_plugin = RemoteSignalPlugin()
 
 # ---- worker side --------------------------------------------------------------------------
 
+def _who() -> str:
+    return f"mule {_mule}" if _mule else f"worker {_wid}" if _wid else "the master"
+
+
 def dispatch(num: int) -> None:
     """Run this process's handler for num (logged, never raised)."""
     fn = _handlers.get(num)
     if fn is None:
-        log(f"[uwsgi-signal] no handler for signal {num} in worker {_wid}")
+        log(f"[uwsgi-signal] no handler for signal {num} in {_who()}")
         return
     try:
         fn(num)
     except Exception:
-        log_exception(f"[uwsgi-signal] error in the handler of signal {num} (worker {_wid}):")
+        log_exception(f"[uwsgi-signal] error in the handler of signal {num} ({_who()}):")
 
 
 def _drain(sock: socket.socket, run: bool = True) -> list[int]:
@@ -306,12 +354,52 @@ def worker_started(wid: int) -> None:
             if w != wid:
                 wk.close()
         _shared[0].close()
+        _close_mule_ends(keep=0)
         if _wake is not None:
             for s in _wake:
                 s.close()
         _timers.clear()
         _monitors.clear()
         _crons.clear()
+
+
+def _close_mule_ends(keep: int) -> None:
+    """In a worker (keep=0) or mule `keep`: drop the master's ends of the mule channels and the
+    other mules' receiving ends; the message send ends stay (anyone may mule_msg)."""
+    for mid, (m, mu) in _mule_pipes.items():
+        m.close()
+        if mid != keep:
+            mu.close()
+    for mid, (_send_end, mu) in _mule_msgs.items():
+        if mid != keep:
+            mu.close()
+    if _mule_shared is not None:
+        _mule_shared[0].close()
+        if not keep:
+            _mule_shared[1].close()
+    if _mule_msg_shared is not None and not keep:
+        _mule_msg_shared[1].close()
+
+
+def mule_started(mid: int) -> None:
+    """In a mule after fork: keep its channels and queues (and the shared mule ones)."""
+    global _mule, _wid, _reader_added
+    _ensure()
+    _mule = mid
+    _wid = 0
+    _reader_added = False
+    for w, (m, wk) in _pipes.items():
+        m.close()
+        wk.close()
+    _shared[0].close()
+    _shared[1].close()
+    _close_mule_ends(keep=mid)
+    if _wake is not None:
+        for s in _wake:
+            s.close()
+    _timers.clear()
+    _monitors.clear()
+    _crons.clear()
 
 
 def worker_fds() -> list[int]:
@@ -333,6 +421,8 @@ def on_readable(fd: int, *_args) -> None:
 
 
 def _worker_socks() -> list[socket.socket]:
+    if _mule:
+        return [_mule_pipes[_mule][1]] + ([_mule_shared[1]] if _mule_shared is not None else [])
     socks = []
     if _wid in _pipes:
         socks.append(_pipes[_wid][1])
@@ -378,9 +468,9 @@ def wait(num: int | None = None, timeout: float | None = None) -> int | None:
     if num is not None:
         _check_num(num)
     _ensure()
-    socks = _worker_socks() if _wid else []
+    socks = _worker_socks() if (_wid or _mule) else []
     if not socks:
-        raise ValueError("signal_wait can only be used in a worker")
+        raise ValueError("signal_wait can only be used in a worker or a mule")
     deadline = None if timeout is None else time.monotonic() + timeout
     poller = select.poll()
     for s in socks:
@@ -543,7 +633,7 @@ def tick(now_mono: float | None = None, now_wall: float | None = None) -> float:
 
 def _master_loop() -> None:
     poller = select.poll()
-    socks = {m.fileno(): m for m, _w in _pipes.values()}
+    socks = {m.fileno(): m for m, _w in list(_pipes.values()) + list(_mule_pipes.values())}
     for fd in socks:
         poller.register(fd, select.POLLIN)
     poller.register(_wake[1].fileno(), select.POLLIN)
@@ -616,27 +706,115 @@ def stop_master() -> None:
         _thread = None
 
 
-# ---- mules (not implemented: clear errors) ----------------------------------------------
+# ---- mules: messages and the mule's own loop ------------------------------------------------
 
 def mule_msg(msg: bytes, mule: int | None = None) -> bool:
-    raise ValueError("mules are not supported by this server (no --mule)")
+    """Queue msg for mule `mule` (1..N) or, with None, for the first mule that asks."""
+    _ensure()
+    if not _nmules:
+        raise ValueError("mule_msg: no mules are configured (--mule / --mules)")
+    if len(msg) > MULE_MSG_MAX:
+        raise ValueError(f"mule_msg: a message is at most {MULE_MSG_MAX} bytes (got {len(msg)})")
+    if mule is None or mule == 0:
+        sock = _mule_msg_shared[0]
+        what = "the mules"
+    else:
+        if mule not in _mule_msgs:
+            raise ValueError(f"mule_msg: there are mules 1..{_nmules} (got {mule})")
+        sock = _mule_msgs[mule][0]
+        what = f"mule {mule}"
+    try:
+        sock.send(msg)
+        return True
+    except BlockingIOError:
+        log(f"*** MULE MSG QUEUE IS FULL for {what}: message dropped ***")
+    except OSError as exc:
+        log(f"mule_msg to {what}: {exc}")
+    return False
+
+
+def _master_gone() -> None:
+    log(f"mule {_mule}: the master is gone, exiting")
+    os._exit(0)
+
+
+def _mule_poller():
+    socks = {s.fileno(): ("sig", s) for s in _worker_socks()}
+    own = [_mule_msgs[_mule][1]] + ([_mule_msg_shared[1]] if _mule_msg_shared is not None else [])
+    for s_ in own:
+        socks[s_.fileno()] = ("msg", s_)
+    poller = select.poll()
+    for fd in socks:
+        poller.register(fd, select.POLLIN)
+    return poller, socks
+
+
+def _mule_turn(poller, socks, timeout_ms, want_msg: bool):
+    """One poll in a mule: run signal handlers; return a message when one is taken."""
+    for fd, ev in poller.poll(timeout_ms):
+        kind, sock = socks[fd]
+        if kind == "sig":
+            if ev & select.POLLIN:
+                _drain(sock)
+            elif ev & (select.POLLHUP | select.POLLERR) and sock is _mule_pipes[_mule][1]:
+                _master_gone()
+        elif want_msg and ev & select.POLLIN:
+            try:
+                return sock.recv(MULE_MSG_MAX + 1)
+            except (BlockingIOError, InterruptedError):
+                continue    # another mule took it (shared queue)
+    return None
 
 
 def mule_get_msg(timeout: float | None = None) -> bytes | None:
-    raise ValueError("mule_get_msg can only be called in a mule, and mules are not supported")
+    """In a mule: block until a message arrives (signals are handled meanwhile); None on timeout."""
+    if not _mule:
+        raise ValueError("mule_get_msg can only be called in a mule")
+    poller, socks = _mule_poller()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = 1000 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+        msg = _mule_turn(poller, socks, left, True)
+        if msg is not None:
+            return msg
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+
+
+def mule_loop() -> None:
+    """A mule with no script (or whose script returned): run signal handlers forever."""
+    poller, socks = _mule_poller()
+    socks = {fd: v for fd, v in socks.items() if v[0] == "sig"}
+    poller = select.poll()
+    for fd in socks:
+        poller.register(fd, select.POLLIN)
+    while True:
+        _mule_turn(poller, socks, 1000, False)
 
 
 def mule_id() -> int:
-    return 0
+    return _mule
+
+
+def mule_count() -> int:
+    return _nmules
 
 
 def _reset_for_tests() -> None:
     global _table, _table_lock, _pids, _shared, _numproc, _master_pid, _wid, _reader_added
+    global _mule_shared, _mule_msg_shared, _nmules, _mule
     stop_master()
-    for m, w in _pipes.values():
-        m.close()
-        w.close()
-    _pipes.clear()
+    for pairs in (_pipes, _mule_pipes, _mule_msgs):
+        for m, w in pairs.values():
+            m.close()
+            w.close()
+        pairs.clear()
+    for pair in (_mule_shared, _mule_msg_shared):
+        if pair is not None:
+            pair[0].close()
+            pair[1].close()
+    _mule_shared = _mule_msg_shared = None
+    _nmules = _mule = 0
     if _shared is not None:
         _shared[0].close()
         _shared[1].close()
