@@ -279,3 +279,30 @@ def test_env_ini_loads_the_file(tmp_path):
     cfg = write(tmp_path / "fromenv.ini", "[uwsgi]\nprocesses = 9\nsocket = :1\n")
     o = p("--socket", ":2", env={"UWSGI_INI": str(cfg)})
     assert o.processes == 9 and o.socket == [":1", ":2"]
+
+
+def test_unreferenced_unknown_keys_warn_referenced_ones_do_not(tmp_path, capfd):
+    cfg = write(tmp_path / "w.ini", """
+        [uwsgi]
+        thunder-lock = true
+        base = /srv
+        ports = 1 2
+        n = 3
+        set = quiet=1
+        chdir = %(base)
+        listen = %(n + 1)
+        for = %(ports)
+        print = %(_)
+        endfor =
+    """)
+    o = p(cfg)
+    assert o.chdir == "/srv" and o.listen == 4 and o.print == ["1", "2"]
+    err = capfd.readouterr().err
+    assert f"ignoring unknown option thunder-lock in {cfg} (not an option of the core or of a loaded plugin)" in err
+    for name in ("base", "ports", " n ", "quiet"):
+        assert name not in err
+
+
+def test_scheme_sources_are_refused():
+    with pytest.raises(CliError, match=r"^http://example\.com/a\.ini: config sources with a scheme"):
+        p("--ini", "http://example.com/a.ini")

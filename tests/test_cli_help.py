@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from cli_helpers import TLUA, TPY, loader, no_loader, registry_snapshot  # noqa: F401  (fixtures)
+from cli_helpers import loader, no_loader, registry_snapshot  # noqa: F401  (fixtures)
 
 import uwsgid
 from uwsgid.cli import CliError, help_text, informational, parse

@@ -37,7 +37,7 @@ _CONFIG_KINDS = {"ini": "ini", "json": "json", "yaml": "yaml", "inherit": None}
 _TRUE = {"", "1", "true", "yes", "on", "y", "t", "enable", "enabled"}
 _FALSE = {"0", "false", "no", "off", "n", "f", "disable", "disabled"}
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgKMG]?)[bB]?\s*$")
-_PLACEHOLDER_REF = re.compile(r"%\(([^()\s]+)\)")
+_PLACEHOLDER_REF = re.compile(r"%\(([^()]*)\)")
 
 
 class CliError(Exception):
@@ -52,10 +52,10 @@ def parse(argv: list[str], environ=None) -> Options:
     try:
         cache: dict = {}
         prescan = _collect(argv, environ, strict=False, cache=cache)
-        plugins = _load_plugins(prescan, environ)
-        entries = _collect(argv, environ, strict=True, cache=cache)
+        plugins = _load_plugins(prescan.entries, environ)
+        final = _collect(argv, environ, strict=True, cache=cache)
         opts = Options()
-        _apply(entries, opts, environ)
+        _apply(final.entries, opts, environ, final.refs)
     except ConfigError as e:
         raise CliError(str(e)) from None
     opts.plugins_loaded = plugins
@@ -131,10 +131,10 @@ def plugins_list_text(plugins) -> str:
 class _Collector:
     """Builds the ordered entry list from env, argv and config files."""
 
-    def __init__(self, environ, strict: bool, cache: dict | None = None):
+    def __init__(self, environ, cache: dict | None = None):
         self.environ = environ
-        self.strict = strict
         self.entries: list[Entry] = []
+        self.refs: set[str] = set()     # names used as %(name) anywhere, for the unknown-key warning
         self.loader = files.Loader(self._file_item, cache)
         self.block = logic.Block()
         # env vars go through add() like everything else: UWSGI_INI=app.ini loads app.ini
@@ -148,6 +148,8 @@ class _Collector:
     def add(self, opt: Option | None, key: str, value: str | None, origin: str,
             display: str = "") -> None:
         name = normalize_key(key)
+        if value:
+            self.refs.update(normalize_key(w) for body in _PLACEHOLDER_REF.findall(value) for w in body.split())
         if name in logic.DIRECTIVES:
             self.block.directive(name, self.expand_now(value or ""), _where(origin))
             return
@@ -188,8 +190,8 @@ class _Collector:
         self.loader.include(arg, None)
 
 
-def _collect(argv: list[str], environ, strict: bool, cache: dict | None = None) -> list[Entry]:
-    c = _Collector(environ, strict, cache)
+def _collect(argv: list[str], environ, strict: bool, cache: dict | None = None) -> _Collector:
+    c = _Collector(environ, cache)
     positional: list[str] = []
     i = 0
     n = len(argv)
@@ -220,7 +222,7 @@ def _collect(argv: list[str], environ, strict: bool, cache: dict | None = None) 
             positional.append(arg)
     for arg in positional:
         c.positional(arg)
-    return c.entries
+    return c
 
 
 def _is_config_file(word: str) -> bool:
@@ -362,11 +364,10 @@ class _Resolver:
         return out
 
 
-def _apply(entries: list[Entry], opts: Options, environ) -> None:
+def _apply(entries: list[Entry], opts: Options, environ, referenced: set[str]) -> None:
     resolver = _Resolver(entries, environ)
     strict_files = any(lookup(e.key) is not None and lookup(e.key).name == "strict"
                        and (e.value is None or e.value.strip().lower() in _TRUE) for e in entries)
-    referenced = {normalize_key(m) for e in entries if e.value for m in _PLACEHOLDER_REF.findall(e.value)}
     exported: list[tuple[str, str]] = []
     for idx, e in enumerate(entries):
         opt = lookup(e.key)
@@ -380,10 +381,12 @@ def _apply(entries: list[Entry], opts: Options, environ) -> None:
                 raise CliError(unknown_option_message(e.display))
             if strict_files:
                 raise CliError(f"unknown option {e.key}{e.where()} (--strict)")
-            if e.origin not in (CLI, "environment") and e.key not in referenced:
+            if e.origin not in (CLI, "environment") and e.key not in referenced \
+                    and not e.display.startswith("--set"):
+                # a key nothing refers to is most likely a typo or an option we do not have
                 hint = unknown_option_message(f"--{e.key}")
-                if "did you mean" in hint:
-                    log(f"*** WARNING: {e.origin}: {hint}; kept only as a placeholder ***")
+                hint = hint[hint.index("(did"):] if "did you mean" in hint else "(not an option of the core or of a loaded plugin)"
+                log(f"*** WARNING: ignoring unknown option {e.key} in {e.origin} {hint} ***")
             exported.append((e.key, resolver.value(idx)))
             continue
         value = None if e.value is None else resolver.value(idx)

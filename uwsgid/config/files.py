@@ -5,6 +5,7 @@ expanded in place, as uWSGI does (an include is applied at the position it appea
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Callable
 
@@ -74,6 +75,9 @@ class Loader:
 
     @staticmethod
     def _read(path: str) -> str:
+        if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", path):
+            raise ConfigError(f"{path}: config sources with a scheme (http://, exec://, fd://...) "
+                              f"are not supported; give a file path")
         try:
             if path == "-":
                 return sys.stdin.read()
