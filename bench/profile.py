@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -55,7 +55,7 @@ def summarize(raw: str, top: int) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="bench/profile.py", description=__doc__.split("\n\n")[0])
-    wrk_ids = [s.id for s in BY_ID.values() if s.kind == "wrk" and s.nginx_modifier1 is None]
+    wrk_ids = [s.id for s in BY_ID.values() if s.kind in ("wrk", "rss")]
     p.add_argument("scenario", choices=wrk_ids)
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--native", action="store_true", help="include C frames (py-spy --native)")
@@ -66,19 +66,22 @@ def main(argv=None) -> int:
     if not Path(spy).exists():
         print("missing: py-spy (.venv/bin/pip install py-spy)", file=sys.stderr)
         return 1
-    why = servers.ours_available()
+    why = servers.ours_available()  # noqa
     if why:
         print(why, file=sys.stderr)
         return 1
     sc = BY_ID[a.scenario]
-    spec = sc.ours(servers.free_port())
-    log_dir = Path(tempfile.mkdtemp(prefix="uwsgid-profile-"))
+    import run  # the harness's own start-up: same commands, same nginx, same preflight
+    bench = run.Bench(run.parse_args(["--quick"]))
     raw_path = a.out / f"profile-{sc.id}.txt"
     a.out.mkdir(parents=True, exist_ok=True)
-    srv = servers.Server(spec, log_dir)
+    res = {"ours": {"error": None, "command": None}, "load": {}}
     try:
-        srv.start()
-        url = f"http://127.0.0.1:{spec.port}{sc.path}"
+        ready = bench._start_sides(sc, {"ours": sc.ours}, res)
+        if "ours" not in ready:
+            print(f"ours did not start: {res['ours']['error']}", file=sys.stderr)
+            return 1
+        srv, url = ready["ours"]
         load.run_wrk(url, 1, sc.connections, 2, sc.headers)  # warm-up
         wrk = subprocess.Popen(load.wrk_command(url, a.duration + 2, sc.connections, 2, sc.headers),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -90,10 +93,9 @@ def main(argv=None) -> int:
         rec = subprocess.run(cmd, capture_output=True, text=True, timeout=a.duration + 60)
         out, _ = wrk.communicate(timeout=a.duration + 60)
         line = next((l for l in out.splitlines() if l.startswith("BENCHJSON ")), "")
-        print(f"server: {spec.command}\nload: wrk {' '.join(load.wrk_command(url, a.duration, sc.connections, 2, sc.headers)[1:])}")
+        print(f"server: {res['ours']['command']}\nload: {' '.join(load.wrk_command(url, a.duration, sc.connections, 2, sc.headers))}")
         if line:
-            import json
-            r = json.loads(line[10:])
+            r = json.loads(line[len("BENCHJSON "):])
             print(f"load while sampled: {r['requests'] / (r['duration_us'] / 1e6):,.0f} req/s (py-spy slows it)")
         if rec.returncode != 0 or not raw_path.exists():
             print(f"py-spy failed: {(rec.stderr or rec.stdout).strip()[-500:]}", file=sys.stderr)
@@ -102,7 +104,7 @@ def main(argv=None) -> int:
         print(f"\nraw stacks: {raw_path}")
         return 0
     finally:
-        srv.stop()
+        bench.stop_all()
 
 
 if __name__ == "__main__":
