@@ -43,6 +43,10 @@ _PLACEHOLDER_REF = re.compile(r"%\(([^()]*)\)")
 class CliError(Exception):
     """A user error in the options or config: main prints `uwsgi: <message>` and exits 1."""
 
+    def __init__(self, message: str):
+        # one line whatever the user typed: control characters (a newline in a file name) escaped
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message)))
+
 
 # --------------------------------------------------------------------------- public API
 
