@@ -555,3 +555,53 @@ def test_redis_cache_down_is_not_fatal(capfd):
         assert "redis backend" in capfd.readouterr().err
     finally:
         reset_services()
+
+
+def test_legacy_cache_option():
+    reset_services(make_opts(cache=3, cache_blocksize=4))
+    try:
+        assert api.cache_names() == [b"default"]
+        assert api.cache_set("a", "1234") and not api.cache_set("b", "12345")
+        assert api.cache_get("a", "default") == b"1234"
+    finally:
+        reset_services()
+
+
+def test_mule_calls_without_mules(svc):
+    with pytest.raises(ValueError, match="no mules are configured"):
+        api.mule_msg("x")
+    with pytest.raises(ValueError, match="only be called in a mule"):
+        api.mule_get_msg(0.1)
+    with pytest.raises(ValueError, match="no mules are configured"):
+        api.register_signal(5, "mules", print)
+    assert api.mule_id() == 0
+
+
+def test_mule_messages_and_targets():
+    from uwsgid.services import signals
+    reset_services(make_opts(processes=1, mules=2))
+    try:
+        with pytest.raises(ValueError, match="mules 1..2"):
+            api.register_signal(5, "mule3", print)
+        with pytest.raises(ValueError, match="at most 65536"):
+            api.mule_msg(b"x" * 65537)
+        api.register_signal(6, "mules", lambda n: None)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:                        # "mule 2": a message and a signal
+            code = 0
+            try:
+                signals.mule_started(2)
+                os.write(w, b"%d " % (api.signal_wait(timeout=5) or 0))
+                os.write(w, api.mule_get_msg(5) or b"timeout")
+            except BaseException:
+                code = 1
+            os._exit(code)
+        assert api.mule_msg("hello mule", 2)
+        assert signals.route(6) == 2        # both mules' channels (mule 1 is not running)
+        os.close(w)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert os.read(r, 100) == b"6 hello mule"
+    finally:
+        reset_services()
