@@ -96,12 +96,15 @@ _FMT = re.compile(r"%\(([^)]+)\)")
 
 
 def _metric(name: str):
+    key = name.encode()
+
     def get(req, w):
         try:
-            from uwsgid.services import metrics   # helper E's service, when present
-            return _b(metrics.get(name))
+            from uwsgid.services import metrics   # the shared metrics service
+            value = metrics.get(key)
         except Exception:
             return b""
+        return b"" if value is None else _b(value)
     return get
 
 
