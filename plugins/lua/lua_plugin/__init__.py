@@ -5,8 +5,8 @@ lua_State: paths, shims, loading), runtime.lua (the Lua half: env, response chec
 trampoline, the `uwsgi` table), uwsgi_module (the Python functions behind `uwsgi`), response
 (one request: status, headers, body driving, errors), plugin (the lifecycle)."""
 
-from .plugin import LuaPlugin
+from .plugin import LuaPlugin, run_script
 
 plugin = LuaPlugin()
 
-__all__ = ["plugin", "LuaPlugin"]
+__all__ = ["plugin", "LuaPlugin", "run_script"]

@@ -169,3 +169,26 @@ class LuaPlugin(Plugin):
             "exceptions": sum(st.errors for st in self.states),
             "chdir": "",
         }]
+
+
+def run_script(path: str, opts=None) -> LuaState:
+    """Run a Lua file in a new lua_State with the full `uwsgi` table (for a --mule FILE.lua, or
+    any process that is not a worker): the same paths, engine and shims as the app's states.
+    Raises LuaLoadError with the Lua error. The state is returned (keep it: its RPC functions
+    and signal handlers live in it)."""
+    if opts is not None:
+        settings = settings_from(opts)
+    elif plugin_settings() is not None:
+        settings = plugin_settings()
+    else:
+        settings = Settings()
+    settings = Settings(**{**settings.__dict__, "app": None, "load": [], "postload": [], "postfork": []})
+    st = LuaState(settings)
+    st.run_file(path, "Lua script")
+    return st
+
+
+def plugin_settings() -> Settings | None:
+    """The settings of this process's configured Lua plugin, if it was configured."""
+    import lua_plugin
+    return getattr(getattr(lua_plugin, "plugin", None), "settings", None)

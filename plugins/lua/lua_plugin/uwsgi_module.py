@@ -271,7 +271,7 @@ _SERVICE_NAMES = (
     "add_timer", "add_rb_timer", "add_file_monitor", "add_cron",
     "lock", "unlock", "is_locked",
     "metric_get", "metric_set", "metric_inc", "metric_dec", "metric_mul", "metric_div",
-    "mule_msg", "mule_id",
+    "mule_msg", "mule_id", "mule_get_msg", "mule_msg_get",
 )
 
 
