@@ -173,3 +173,21 @@ def test_custom_loop_with_serve_connection():
         s.close()
     finally:
         w.stop()
+
+
+def test_graceful_stop_serves_accepted_connection_without_request_yet():
+    """A connection accepted just before the stop, whose request arrives just after, is served."""
+    port = free_port()
+    w = WorkerProc({"http-socket": [f"127.0.0.1:{port}"]}).start()
+    try:
+        s = connect(f"127.0.0.1:{port}")
+        time.sleep(0.3)    # accepted by the worker, nothing sent yet
+        w.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, data = read_response(s.makefile("rb"))
+        assert status == 200 and data == b"Hello World" and headers["connection"] == "close"
+        assert w.wait(10) == 0
+        s.close()
+    finally:
+        w.stop()

@@ -71,6 +71,13 @@ class Connection:
         if not (self.closed or self.eof or self.paused or self.lingering):
             self.loop.add_reader(self.fd, self.on_readable)
 
+    def idle_after_request(self) -> bool:
+        """An idle keep-alive connection, safe to close on a graceful stop. A connection that has
+        not sent its first request yet is not: its request may be in flight (it gets until its
+        socket timeout), or a graceful reload would fail requests that were already accepted."""
+        return (self.served > 0 and not self.busy and not self.queue and not self.out
+                and not self.parser.partial and not self.lingering)
+
     def worker_stopping(self) -> bool:
         return self.runner.worker.stopping
 
@@ -130,7 +137,7 @@ class Connection:
         if parser.error is not None:
             self._reply_error(parser.error)
             return
-        if self.eof or self.closing or (self.runner.worker.stopping and not parser.partial):
+        if self.eof or self.closing or (self.runner.worker.stopping and self.idle_after_request()):
             self.close()
             return
         if self.paused and not self.eof:

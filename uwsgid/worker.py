@@ -401,8 +401,7 @@ class Runner:
                     draining = True
                     self.stop_accepting()
                 for conn in list(self.conns.values()):
-                    if not conn.busy and not conn.queue and not conn.out and not conn.parser.partial \
-                            and not conn.lingering:
+                    if conn.idle_after_request():
                         conn.close()
                 if not self.conns and not self.busy:
                     break
@@ -682,7 +681,7 @@ class Worker:
         loop = r.loop
         while not conn.closed and not self.abort:
             loop.run_once()
-            if self.stopping and not conn.busy and not conn.queue and not conn.out and not conn.parser.partial:
+            if self.stopping and conn.idle_after_request():
                 conn.close()
         if not conn.closed:
             conn.close()
