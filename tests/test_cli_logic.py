@@ -155,3 +155,26 @@ def test_bad_for_times(tmp_path):
     cfg = ini(tmp_path, "for-times = many\nprint = x\nendfor =\n")
     with pytest.raises(CliError, match="for-times needs a number, got 'many'"):
         p(cfg)
+
+
+def test_if_plugin_and_if_reload(loader, tmp_path):
+    cfg = ini(tmp_path, """
+        plugins = tlua
+        if-plugin = tlua
+        print = has tlua
+        endif =
+        if-not-plugin = tpy
+        print = never
+        endif =
+        if-reload =
+        print = reloading
+        endif =
+        if-not-reload =
+        print = first start
+        endif =
+        if-hostname-match = .
+        print = matched
+        endif =
+    """)
+    assert p(cfg).print == ["has tlua", "first start", "matched"]
+    assert p(cfg, env={"UWSGI_RELOADING": "1"}).print == ["has tlua", "reloading", "matched"]

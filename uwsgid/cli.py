@@ -57,7 +57,7 @@ def parse(argv: list[str], environ=None) -> Options:
         cache: dict = {}
         prescan = _collect(argv, environ, strict=False, cache=cache)
         plugins = _load_plugins(prescan.entries, environ)
-        final = _collect(argv, environ, strict=True, cache=cache)
+        final = _collect(argv, environ, strict=True, cache=cache, plugins=plugins)
         opts = Options()
         _apply(final.entries, opts, environ, final.refs)
     except ConfigError as e:
@@ -135,12 +135,12 @@ def plugins_list_text(plugins) -> str:
 class _Collector:
     """Builds the ordered entry list from env, argv and config files."""
 
-    def __init__(self, environ, cache: dict | None = None):
+    def __init__(self, environ, cache: dict | None = None, plugins=()):
         self.environ = environ
         self.entries: list[Entry] = []
         self.refs: set[str] = set()     # names used as %(name) anywhere, for the unknown-key warning
         self.loader = files.Loader(self._file_item, cache)
-        self.block = logic.Block()
+        self.block = logic.Block({p.name for p in plugins}, _reloading(environ))
         # env vars go through add() like everything else: UWSGI_INI=app.ini loads app.ini
         for e in env_source.entries(environ):
             self.add(lookup(e.key), e.key, e.value, e.origin, display=e.display)
@@ -194,8 +194,8 @@ class _Collector:
         self.loader.include(arg, None)
 
 
-def _collect(argv: list[str], environ, strict: bool, cache: dict | None = None) -> _Collector:
-    c = _Collector(environ, cache)
+def _collect(argv: list[str], environ, strict: bool, cache: dict | None = None, plugins=()) -> _Collector:
+    c = _Collector(environ, cache, plugins)
     positional: list[str] = []
     i = 0
     n = len(argv)
@@ -227,6 +227,15 @@ def _collect(argv: list[str], environ, strict: bool, cache: dict | None = None) 
     for arg in positional:
         c.positional(arg)
     return c
+
+
+def _reloading(environ) -> bool:
+    """True when the master re-executed itself for a reload (read, not consumed: main does)."""
+    try:
+        from uwsgid import reexec
+    except ImportError:
+        return False
+    return getattr(reexec, "ENV_RELOADING", None) in environ
 
 
 def _is_config_file(word: str) -> bool:

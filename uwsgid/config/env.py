@@ -9,7 +9,9 @@ import os
 from uwsgid.config.entries import Entry
 
 _INTERNAL = {"RELOADS", "VASSALS_DIR", "EMPEROR_FD", "BROODLORD_NUM", "EMPEROR_FD_CONFIG",
-             "EMPEROR_PROXY", "JAIL_PID", "ORIGINAL_PROC_NAME"}
+             "EMPEROR_PROXY", "JAIL_PID", "ORIGINAL_PROC_NAME",
+             # ours: the master's re-exec hand-over (uwsgid/reexec.py, sockets.py) and start-up knobs
+             "RELOADING", "HTTP_FDS", "LISTEN_FDS", "EMBED_MAIN", "PACKET_PURE"}
 
 
 def entries(environ=None) -> list[Entry]:

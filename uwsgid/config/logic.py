@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import socket
 from typing import Callable
 
@@ -22,7 +23,9 @@ from uwsgid.options import Option, declare
 
 FOR = ("for", "for-glob", "for-times", "for-readline")
 IF = ("if-env", "if-not-env", "if-opt", "if-not-opt", "if-exists", "if-not-exists",
-      "if-file", "if-not-file", "if-dir", "if-not-dir", "if-hostname", "if-not-hostname")
+      "if-file", "if-not-file", "if-dir", "if-not-dir", "if-directory", "if-hostname", "if-not-hostname",
+      "if-hostname-match", "if-not-hostname-match", "if-plugin", "if-not-plugin",
+      "if-reload", "if-not-reload")
 END = ("endfor", "end-for", "endif", "end-if", "end")
 ELSE = "else"
 
@@ -39,23 +42,32 @@ declare(
     Option("if-not-exists", metavar="PATH", help="apply the following options if PATH does not exist"),
     Option("if-file", metavar="PATH", help="apply the following options if PATH is a regular file"),
     Option("if-not-file", metavar="PATH", help="apply the following options if PATH is not a regular file"),
-    Option("if-dir", metavar="PATH", help="apply the following options if PATH is a directory"),
+    Option("if-dir", metavar="PATH", aliases=("if-directory",), help="apply the following options if PATH is a directory"),
     Option("if-not-dir", metavar="PATH", help="apply the following options if PATH is not a directory"),
     Option("if-hostname", metavar="NAME", help="apply the following options if the hostname is NAME"),
     Option("if-not-hostname", metavar="NAME", help="apply the following options if the hostname is not NAME"),
-    Option("else", kind="optional", const="", help="apply the following options if the last if-* failed"),
+    Option("if-hostname-match", metavar="REGEXP", help="apply the following options if the hostname matches REGEXP"),
+    Option("if-not-hostname-match", metavar="REGEXP", help="apply the following options if the hostname does not match REGEXP"),
+    Option("if-plugin", metavar="NAME", help="apply the following options if plugin NAME is loaded"),
+    Option("if-not-plugin", metavar="NAME", help="apply the following options if plugin NAME is not loaded"),
+    Option("if-reload", kind="optional", const="", help="apply the following options only when the master re-executes itself for a reload"),
+    Option("if-not-reload", kind="optional", const="", help="apply the following options only on a first start"),
+    Option("else", kind="optional", const="", help="apply the following options if the last if-* failed (newer uWSGI)"),
     Option("endfor", kind="optional", const="", aliases=("end-for",), help="end a for block"),
     Option("endif", kind="optional", const="", aliases=("end-if",), help="end an if block"),
-    Option("end", kind="optional", const="", help="end a for or if block"),
+    Option("end", kind="optional", const="", help="end a for or if block (newer uWSGI)"),
 )
 
 DIRECTIVES = frozenset((*FOR, *IF, *END, ELSE))
 
 
 class Block:
-    """The open block of one collector. `emit(key, value)` adds an item normally."""
+    """The open block of one collector. `plugins`: names of the loaded plugins (if-plugin);
+    `reloading`: this start is a reload (if-reload)."""
 
-    def __init__(self):
+    def __init__(self, plugins=frozenset(), reloading: bool = False):
+        self.plugins = frozenset(plugins)
+        self.reloading = reloading
         self.kind: str | None = None
         self.arg = ""
         self.failed = False
@@ -121,10 +133,19 @@ class Block:
         except OSError as e:
             raise ConfigError(f"for-readline: cannot read {arg}: {e.strerror or e}{where}") from None
 
-    @staticmethod
-    def _test(kind: str, arg: str, opt_value, environ) -> tuple[bool, str | None]:
+    def _test(self, kind: str, arg: str, opt_value, environ) -> tuple[bool, str | None]:
         negate = kind.startswith("if-not-")
         test = kind.replace("if-not-", "if-")
+        if test == "if-reload":
+            return self.reloading != negate, None
+        if test == "if-plugin":
+            return (arg in self.plugins) != negate, arg
+        if test == "if-hostname-match":
+            try:
+                ok = re.search(arg, socket.gethostname()) is not None
+            except re.error as e:
+                raise ConfigError(f"{kind}: bad regular expression {arg!r}: {e}") from None
+            return ok != negate, arg
         if test in ("if-env", "if-opt"):
             name, eq, wanted = arg.partition("=")
             found = environ.get(name) if test == "if-env" else opt_value(name)
@@ -137,7 +158,7 @@ class Block:
             ok = os.access(arg, os.R_OK)
         elif test == "if-file":
             ok = os.path.isfile(arg)
-        elif test == "if-dir":
+        elif test in ("if-dir", "if-directory"):
             ok = os.path.isdir(arg)
         else:
             ok = socket.gethostname() == arg
