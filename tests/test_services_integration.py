@@ -150,6 +150,25 @@ def test_signal_from_one_runtime_runs_handlers_of_the_other_in_every_worker(serv
     assert _wait_for(lambda: bumped(before_lua, "lua")), counts("lua")
 
 
+def test_remote_signal_over_the_uwsgi_protocol(server):
+    """modifier1 110 (needs the services' RemoteSignalPlugin in the modifier map)."""
+    node = f"127.0.0.1:{server.port}"
+    before = get(server, "/num?k=py_bcast_w1", PY)[1]
+    api.signal(23, node)                                 # registered: delivered to every worker
+    assert _wait_for(lambda: get(server, "/num?k=py_bcast_w1", PY)[1] != before)
+    with pytest.raises(ValueError, match="rejected signal 99"):
+        api.signal(99, node)                             # not registered there: rejected
+
+
+@pytest.mark.skipif(not shutil.which("uwsgi-core"), reason="Debian's uwsgi-core is not installed")
+def test_real_uwsgi_sends_a_remote_signal(server):
+    before = get(server, "/num?k=py_bcast_w2", PY)[1]
+    r = subprocess.run(["uwsgi-core", "--plugin", "signal", "--signal", f"127.0.0.1:{server.port},23"],
+                       capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _wait_for(lambda: get(server, "/num?k=py_bcast_w2", PY)[1] != before)
+
+
 def test_locks_exclude_across_processes_and_runtimes(server):
     results = {}
 
