@@ -36,9 +36,10 @@ def settings_from(opts) -> Settings:
             raise AppLoadError(f"{opt} {path}: no such file")
     return Settings(
         app=os.path.abspath(app) if app else None,
-        load=list(g("lua-load", []) or []),
-        postload=list(g("lua-postload", []) or []),
-        postfork=list(g("lua-postfork-worker", []) or []),
+        # absolute: workers may run after --chdir2
+        load=[os.path.abspath(f) for f in g("lua-load", []) or []],
+        postload=[os.path.abspath(f) for f in g("lua-postload", []) or []],
+        postfork=[os.path.abspath(f) for f in g("lua-postfork-worker", []) or []],
         engine=engine,
         max_memory=max_mb * 1024 * 1024,
         path=list(g("lua-path", []) or []),
