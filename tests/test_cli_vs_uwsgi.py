@@ -88,3 +88,31 @@ def test_same_expansion_as_uwsgi(tmp_path, case, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ours = parse(["--ini", str(cfg)], environ=env).print
     assert ours == expected
+
+
+ARGV_CASES = {
+    "cli_order": (["{d}/o.ini", "-p", "4", "--print", "p=%(processes)"], "[uwsgi]\nprocesses = 2\n"),  # positional: after every option
+    "set": (["--print", "%(later) %(x)", "--set", "later=y", "-S", "x=1"], None),
+    "cli_placeholders": (["--set", "foo=bar", "--print", "cli %(foo) $(HOME) %d"], None),
+    "json": (["--json", "{d}/c.json", "--print", "m=%(master) v=%(vacuum)"],
+             '{"uwsgi": {"print": ["a", "b %(n)"], "n": 3, "master": true, "vacuum": false}}'),
+    "yaml": (["--yaml", "{d}/c.yaml", "--print", "m=%(master)"],
+             'uwsgi:\n  print:\n    - a\n    - "b %(n)"\n  n: 3\n  master: true\n'),
+    "env_first": (["--ini", "{d}/o.ini"], "[uwsgi]\nfoo = ini\nprint = %(foo)\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ARGV_CASES))
+def test_same_command_line_semantics_as_uwsgi(tmp_path, case, monkeypatch):
+    argv, content = ARGV_CASES[case]
+    argv = [a.format(d=tmp_path) for a in argv]
+    if content is not None:
+        name = next((a.rsplit("/", 1)[1] for a in argv if a.startswith(str(tmp_path))), "o.ini")
+        (tmp_path / name).write_text(content)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": "/root", "UWSGI_FOO": "envfoo"}
+    r = subprocess.run([REAL, *argv, "--version"], capture_output=True, text=True, timeout=20,
+                       cwd=tmp_path, env=env, stdin=subprocess.DEVNULL)
+    expected = [l for l in (r.stdout + r.stderr).splitlines()
+                if not l.startswith("[uWSGI] getting") and not l.startswith("2.0")]
+    monkeypatch.chdir(tmp_path)
+    assert parse(argv, environ=env).print == expected

@@ -8,7 +8,7 @@ O = Option
 declare(
     # --- configuration sources ---------------------------------------------------------
     O("ini", kind="str", multi=True, metavar="FILE[:SECTION]", help="load config from an ini file (default section [uwsgi])"),
-    O("json", "j", kind="str", multi=True, metavar="FILE[:SECTION]", help="load config from a json file"),
+    O("json", "j", kind="str", multi=True, aliases=("js",), metavar="FILE[:SECTION]", help="load config from a json file"),
     O("yaml", "y", kind="str", multi=True, metavar="FILE[:SECTION]", aliases=("yml",), help="load config from a yaml file"),
     O("set", "S", kind="str", multi=True, metavar="KEY=VALUE", help="set a placeholder or an option"),
     O("set-placeholder", kind="str", multi=True, aliases=("set-ph",), metavar="KEY=VALUE", help="set a placeholder without setting an option"),

@@ -8,10 +8,11 @@ from uwsgid.config.entries import ConfigError
 def _scalar(value, key: str, name: str) -> str | None:
     if value is None:
         return None
+    # as uWSGI's json loader: true is "1", false is "0" (so %(master) reads the same)
     if value is True:
-        return "true"
+        return "1"
     if value is False:
-        return "false"
+        return "0"
     if isinstance(value, (int, float, str)):
         return str(value)
     raise ConfigError(f"{name}: option {key!r} has a nested {type(value).__name__}, "
