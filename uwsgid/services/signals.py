@@ -175,9 +175,10 @@ def registered(num: int) -> bool:
 
 def _target(num: int) -> str | None:
     off = num * _ENTRY
-    if not _table[off]:
-        return None
-    return _table[off + 2:off + 2 + _table[off + 1]].decode()
+    with _table_lock:      # a worker may be registering it right now
+        if not _table[off]:
+            return None
+        return _table[off + 2:off + 2 + _table[off + 1]].decode()
 
 
 # ---- raising and routing ------------------------------------------------------------------
