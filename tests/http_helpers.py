@@ -93,6 +93,17 @@ def _plugins():
                     yield b""
             return gen()
 
+        def do_slowstream(self, req, q):
+            n = int(q.get("n", "10"))
+
+            def gen():
+                req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+                for i in range(n):
+                    req.write(b"slow%d\n" % i)
+                    api.async_sleep(0.1)
+                    yield b""
+            return gen()
+
         def do_sleep(self, req, q):
             t = float(q.get("t", "0.5"))
 

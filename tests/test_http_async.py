@@ -191,3 +191,50 @@ def test_graceful_stop_serves_accepted_connection_without_request_yet():
         s.close()
     finally:
         w.stop()
+
+
+def test_graceful_stop_finishes_in_flight_stream():
+    port = free_port()
+    w = WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "async": 2}).start()
+    try:
+        s = connect(f"127.0.0.1:{port}")
+        s.sendall(b"GET /slowstream?n=15 HTTP/1.1\r\nHost: x\r\n\r\n")
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"HTTP/1.1 200")
+        w.send_signal(signal.SIGTERM)
+        rest = f.read()   # the whole stream, then the close
+        assert rest.endswith(b"0\r\n\r\n")
+        assert b"slow14\n" in rest and b"Transfer-Encoding: chunked" in rest
+        assert w.wait(10) == 0
+        s.close()
+    finally:
+        w.stop()
+
+
+def test_threads_with_async_cores():
+    port = free_port()
+    with WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "threads": 2, "async": 2}) as w:
+        results, elapsed = parallel(f"127.0.0.1:{port}", ["/sleep?t=1"] * 4)
+        assert all(r.startswith(b"HTTP/1.1 200") for r in results)
+        assert elapsed < 3.5
+        cores = {body(r) for r in results}
+        assert len(cores) >= 2
+
+
+def test_uwsgi_protocol_async():
+    from http_helpers import uwsgi_packet
+    port = free_port()
+    with WorkerProc({"socket": [f"127.0.0.1:{port}"], "http-socket": [f"127.0.0.1:{free_port()}"], "async": 4}):
+        results = [None] * 4
+
+        def one(i):
+            v = {"REQUEST_METHOD": "GET", "PATH_INFO": "/sleep", "QUERY_STRING": "t=1", "REQUEST_URI": "/sleep?t=1"}
+            results[i] = raw(f"127.0.0.1:{port}", uwsgi_packet(v))
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        t0 = time.monotonic()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert time.monotonic() - t0 < 3.5
+        assert all(r.startswith(b"HTTP/1.1 200") for r in results)
