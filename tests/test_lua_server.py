@@ -398,3 +398,29 @@ def test_harakiri_kills_a_runaway_loop(tmp_path):
         with pytest.raises((http.client.HTTPException, ConnectionError, socket.timeout, OSError)):
             request(port, "GET", "/spin", timeout=15)
         assert request(port, "GET", "/ok", timeout=15)[2] == b"still here"
+
+
+def test_uwsgi_reload_from_lua(tmp_path):
+    app = write_app(tmp_path, """
+    return function(env)
+      if env.PATH_INFO == "/reload" then
+        return 200, {}, tostring(uwsgi.reload()) .. " " .. uwsgi.masterpid()
+      end
+      return 200, {}, "pid " .. uwsgi.mypid()
+    end
+    """)
+    port = free_port()
+    srv = lua_server(app, port, "--master", "-p", "1")
+    with srv:
+        pid1 = request(port, "GET", "/")[2]
+        ok, master = request(port, "GET", "/reload")[2].split()
+        assert ok == b"true" and int(master) == srv.proc.pid
+        deadline = time.monotonic() + 20
+        pid2 = pid1
+        while pid2 == pid1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            try:
+                pid2 = request(port, "GET", "/", timeout=5)[2]
+            except (http.client.HTTPException, OSError):
+                pass
+        assert pid2 != pid1          # a new worker after the graceful reload

@@ -53,9 +53,20 @@ def _memory() -> tuple[int, int]:
 
 
 def _master_pid() -> int:
+    """The master's pid, 0 without a master (as uWSGI's uwsgi.masterpid())."""
     srv = api.server
-    pid = getattr(srv, "master_pid", None) if srv is not None else None
-    return int(pid) if pid else os.getppid()
+    if srv is None or not getattr(srv, "has_master", False):
+        return 0
+    return int(getattr(srv, "master_pid", 0) or 0)
+
+
+def _signal_master(sig) -> bool:
+    """reload/stop: to the master, or to this process when it runs alone."""
+    try:
+        os.kill(_master_pid() or os.getpid(), sig)
+    except OSError:
+        return False
+    return True
 
 
 # RPC and signal handlers: one Python wrapper per name/number for the whole process, that runs
@@ -237,23 +248,19 @@ def build(state) -> dict[bytes, object]:
     def req_input_read(n=None):
         return state.input_read(-1 if n is None else int(n), 1 if n is not None else 0)
 
+    @export("masterpid")
+    def masterpid():
+        return _master_pid()
+
     @export("reload")
     def reload():
-        fn = getattr(api, "reload", None)
-        if fn is not None:
-            res = fn()
-            return True if res is None else bool(res)
-        os.kill(_master_pid(), _signal.SIGHUP)
-        return True
+        """Graceful reload of the whole instance (SIGHUP to the master)."""
+        return _signal_master(_signal.SIGHUP)
 
     @export("stop")
     def stop():
-        fn = getattr(api, "stop", None)
-        if fn is not None:
-            fn()
-            return True
-        os.kill(_master_pid(), _signal.SIGTERM)
-        return True
+        """Graceful stop of the whole instance (SIGTERM to the master)."""
+        return _signal_master(_signal.SIGTERM)
 
     @export("monotonic")
     def monotonic():
