@@ -19,7 +19,10 @@ import pytest
 import requests
 
 from cffi_apps import BAD_IMPORT_APP, DECORATORS_APP, DJANGO_APP, FLASK_APP, PROBE_APP
-from helpers import EXAMPLES, ROOT, Server, free_port, http_get, run_uwsgi, wait_port
+from cffi_helpers import ensure_helpers
+
+ensure_helpers()
+from helpers import EXAMPLES, ROOT, Server, free_port, http_get, run_uwsgi, wait_port  # noqa: E402
 
 
 def http_server(tmp_path, *args, port=None):
@@ -402,6 +405,9 @@ def test_asyncio_loop_example(tmp_path):
                 assert r.content == b"Hello World"
         for _ in range(5):
             assert get(s.port, "/").content == b"Hello World"
+        deadline = time.monotonic() + 15        # worker 2 may start after the first answers
+        while time.monotonic() < deadline and "asyncio loop running in worker 2" not in s.log():
+            time.sleep(0.1)
         log = s.log()
         assert "asyncio loop running in worker 1" in log and "asyncio loop running in worker 2" in log
 
