@@ -316,3 +316,56 @@ def test_python_m_uwsgid_entry_point_reports_bad_options(tmp_path):
     assert r.returncode == 1
     assert r.stderr.startswith("uwsgi: ")
     assert "Traceback" not in r.stderr
+
+
+def test_no_socket_is_one_line_and_exit_1(tmp_path):
+    srv = Launched(["--master"], tmp_path / "log")
+    with srv:
+        assert srv.proc.wait(20) == 1
+        assert "The -s/--socket option is missing" in srv.log()
+        assert "Traceback" not in srv.log()
+
+
+def _nobody_can_run_python() -> bool:
+    import pwd
+    import subprocess
+    import sys
+    if os.getuid() != 0:
+        return False
+    nobody = pwd.getpwnam("nobody")
+
+    def drop():
+        os.setgid(nobody.pw_gid)
+        os.setuid(nobody.pw_uid)
+    try:
+        r = subprocess.run([sys.executable, "-c", "import mmap, json, selectors"], preexec_fn=drop,
+                           capture_output=True, cwd="/", timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return r.returncode == 0
+
+
+@pytest.mark.skipif(not _nobody_can_run_python(),
+                    reason="needs root, and an interpreter that user nobody can read")
+def test_uid_gid_drop_after_binding(tmp_path):
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    os.chmod(tmp_path, 0o755)
+    srv, port = _start(tmp_path, "--uid", "nobody", "--gid", str(nobody.pw_gid))
+    with srv:
+        pid = int(info(port)["pid"])
+        status = Path(f"/proc/{pid}/status").read_text()
+        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        gid_line = next(line for line in status.splitlines() if line.startswith("Gid:"))
+        assert uid_line.split()[1] == str(nobody.pw_uid)
+        assert gid_line.split()[1] == str(nobody.pw_gid)
+        assert f"setuid() to {nobody.pw_uid}" in srv.log()
+
+
+def test_bad_uid_is_one_line_and_exit_1(tmp_path):
+    port = free_port()
+    srv = Launched(["--master", "--http-socket", f"127.0.0.1:{port}", *M1, "--uid", "no-such-user-xyz"],
+                   tmp_path / "log")
+    with srv:
+        assert srv.proc.wait(20) == 1
+        assert "unknown user no-such-user-xyz" in srv.log()

@@ -149,6 +149,19 @@ def _log_listeners(server) -> None:
         log(f"uWSGI http bound on {name} fd {s.fileno()}")
 
 
+def _preimport() -> None:
+    """What the master and the workers need, imported while the files are surely readable
+    (before --uid/--gid: an interpreter under a private home is unreadable afterwards)."""
+    import uwsgid.master  # noqa: F401
+    import uwsgid.scoreboard  # noqa: F401
+    import uwsgid.stats  # noqa: F401
+    import uwsgid.worker  # noqa: F401
+    try:
+        import uwsgid.router  # noqa: F401
+    except ImportError:
+        pass
+
+
 def _configure_plugins(server) -> int | None:
     """plugin.configure for each plugin; exit code on a fatal app load error, else None."""
     for p in list(server.plugins.values()):
@@ -210,9 +223,12 @@ def main(argv: list[str], extra_plugins=None) -> int:
         # master's handlers instead of killing a half-started instance.
         signal.pthread_sigmask(signal.SIG_BLOCK, CONTROL_SIGNALS)
         _bind(server)
+        if not server.listeners and not server.router_sockets:
+            raise StartupError("The -s/--socket option is missing and stdin is not a socket.")
         _log_listeners(server)
         if opts.pidfile:
             daemon.write_pidfile(opts.pidfile, server.master_pid)
+        _preimport()
         daemon.drop_privileges(opts.uid, opts.gid, log)
         if opts.pidfile2:
             daemon.write_pidfile(opts.pidfile2, server.master_pid)
@@ -228,7 +244,12 @@ def main(argv: list[str], extra_plugins=None) -> int:
     if not single:
         from uwsgid.master import Master
         Master(server)      # sets server.master: services may add readers/timers at master_start
-    hooks.run("master_start", server)
+    try:
+        hooks.run("master_start", server)
+    except Exception:
+        log_exception("uwsgi: a service failed to start:")
+        _cleanup(server)
+        return 1
     rc = _configure_plugins(server)
     if rc is not None:
         _cleanup(server)
