@@ -135,3 +135,14 @@ def test_plugin_flag_before_a_positional_config(loader, tmp_path):
         assert p("--tlua-shell", cfg).tlua_shell is True
     finally:
         TLUA.options.pop()
+
+
+def test_markdown_reference_has_every_option(loader):
+    from uwsgid.config.reference import markdown
+    from uwsgid.options import all_options
+    p("--plugins", "tlua")
+    text = markdown()
+    assert text.index("## core") < text.index("## tpy") < text.index("## tlua")
+    for opt in all_options():
+        assert f"`--{opt.name}`" in text
+    assert "| `--buffer-size` | `-b` | size (64k, 1m, 1g) | `4096` |" in text

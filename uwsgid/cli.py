@@ -24,7 +24,7 @@ import sys
 import uwsgid
 import uwsgid.core_options  # noqa: F401  (declares the core options)
 from uwsgid.config import env as env_source
-from uwsgid.config import files, logic, placeholders
+from uwsgid.config import files, logic, placeholders, reference
 from uwsgid.config.entries import ConfigError, Entry, normalize_key
 from uwsgid.log import log
 from uwsgid.options import Option, Options, all_options, by_short, declare, lookup
@@ -96,23 +96,8 @@ def show_config_text(opts: Options) -> str:
 
 def help_text(prog: str = "uwsgi") -> str:
     """Every declared option, core first then each plugin's group, one line each, like
-    `uwsgi --help` (aliases get their own line so that grep finds them)."""
-    groups: dict[str, list[Option]] = {"core": []}
-    for opt in all_options():
-        groups.setdefault(opt.group or "core", []).append(opt)
-    lines = [f"Usage: {prog} [options...] [config files...]", ""]
-    for group, opts in groups.items():
-        if not opts:
-            continue
-        lines.append(f"{group} options:")
-        for opt in opts:
-            for name in (opt.name, *opt.aliases):
-                flag = f"-{opt.short}|--{name}" if opt.short else f"--{name}"
-                meta = _metavar(opt)
-                left = f"{flag} {meta}" if meta else flag
-                lines.append(f"    {left:<40} {opt.help}".rstrip())
-        lines.append("")
-    return "\n".join(lines)
+    `uwsgi --help`."""
+    return reference.help_text(prog)
 
 
 def plugins_list_text(plugins) -> str:
@@ -444,10 +429,3 @@ def convert(opt: Option, value: str | None, entry: Entry | None = None):
         mult = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}[m.group(2).lower()]
         return int(m.group(1)) * mult
     raise CliError(f"option {shown}: unsupported kind {opt.kind}")
-
-
-def _metavar(opt: Option) -> str:
-    if opt.metavar:
-        return opt.metavar
-    return {"flag": "", "str": "VALUE", "int": "N", "float": "NUM", "size": "SIZE",
-            "optional": "[VALUE]"}[opt.kind]
