@@ -424,3 +424,24 @@ def test_uwsgi_reload_from_lua(tmp_path):
             except (http.client.HTTPException, OSError):
                 pass
         assert pid2 != pid1          # a new worker after the graceful reload
+
+
+def test_lua_signal_handler_and_timer(tmp_path):
+    app = write_app(tmp_path, """
+    got = {}
+    uwsgi.register_signal(5, "workers", function(sig) got[#got + 1] = "sig" .. sig end)
+    return function(env)
+      if env.PATH_INFO == "/raise" then uwsgi.signal(5) return 200, {}, "raised" end
+      return 200, {}, table.concat(got, ",")
+    end
+    """)
+    port = free_port()
+    srv = lua_server(app, port, "--master", "-p", "1")
+    with srv:
+        assert request(port, "GET", "/raise")[2] == b"raised"
+        deadline = time.monotonic() + 10
+        body = b""
+        while time.monotonic() < deadline and b"sig5" not in body:
+            time.sleep(0.1)
+            body = request(port, "GET", "/")[2]
+        assert body.startswith(b"sig5"), srv.log()[-2000:]
