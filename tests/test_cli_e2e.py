@@ -5,6 +5,7 @@ an env var."""
 from __future__ import annotations
 
 import textwrap
+import time
 
 from cli_helpers import EXAMPLES, Running, free_port, http_get, run_uwsgi
 
@@ -68,3 +69,8 @@ def test_server_from_ini_with_placeholders(tmp_path):
         status, body = http_get(port, "/")
         assert status == 200, s.log()
         assert body
+        # master = $(CLI_TEST_MASTER) and processes = %(base_procs + 1) took effect
+        deadline = time.monotonic() + 10
+        while "spawned uWSGI worker 2" not in s.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "spawned uWSGI master process" in s.log() and "spawned uWSGI worker 2" in s.log(), s.log()
