@@ -138,6 +138,10 @@ def test_import_error_exits_22(tmp_path):
     assert "No module named 'no_such_module_for_uwsgid_tests'" in r.stderr
     r = run_uwsgi(["--http-socket", f"127.0.0.1:{free_port()}", "--wsgi-file", tmp_path / "missing.py"])
     assert r.returncode == 22 and "missing.py: no such file" in r.stderr
+    # --lazy-apps: the worker fails to load it and the whole instance stops with 22
+    r = run_uwsgi(["--http-socket", f"127.0.0.1:{free_port()}", "--master", "--lazy-apps", "--wsgi-file", bad])
+    assert r.returncode == 22, r.stderr
+    assert "No module named 'no_such_module_for_uwsgid_tests'" in r.stderr
 
 
 def test_no_app_is_503(tmp_path):
