@@ -158,6 +158,7 @@ class CffiPlugin(Plugin):
             req.write(b"503 Service Unavailable: no Python app loaded\n")
             return None
         app.requests += 1
+        req.app_id = app.id         # the request log's "app: N"
         return Response(req, app).run(app.callable, env)
 
 
