@@ -445,3 +445,23 @@ def test_lua_signal_handler_and_timer(tmp_path):
             time.sleep(0.1)
             body = request(port, "GET", "/")[2]
         assert body.startswith(b"sig5"), srv.log()[-2000:]
+
+
+def test_uwsgi_pid_of_workers(tmp_path):
+    app = write_app(tmp_path, """
+    return function()
+      return 200, {}, table.concat({uwsgi.mywid, uwsgi.mypid(), uwsgi.pid(), uwsgi.pid(0),
+                                    tostring(uwsgi.pid(1)), tostring(uwsgi.pid(2)), tostring(uwsgi.pid(9))}, " ")
+    end
+    """)
+    port = free_port()
+    srv = lua_server(app, port, "--master", "-p", "2")
+    with srv:
+        deadline = time.monotonic() + 10
+        while True:   # the master records each worker's pid just after forking it
+            wid, me, me2, master, p1, p2, p9 = request(port, "GET", "/")[2].decode().split()
+            if "nil" not in (p1, p2) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert me == me2 and int(master) == srv.proc.pid and p9 == "nil"
+        assert {p1, p2} >= {me} and p1 != p2 and "nil" not in (p1, p2)

@@ -129,19 +129,20 @@ def build(state) -> dict[bytes, object]:
 
     @export("pid")
     def pid(wid=None):
-        """uWSGI's uwsgi.pid(n): 0 = the master, the caller's worker id = itself."""
+        """uWSGI's uwsgi.pid(n): 0 = the master, N = worker N's pid (the caller without n)."""
         if wid is None or int(wid) == api.worker_id():
             return os.getpid()
-        if int(wid) == 0:
+        n = int(wid)
+        if n == 0:
             return _master_pid()
         srv = api.server
-        pids = getattr(srv, "worker_pids", None) if srv is not None else None
-        if pids:
-            try:
-                return pids()[int(wid)] if callable(pids) else pids[int(wid)]
-            except (IndexError, KeyError, TypeError):
-                return None
-        return None
+        sb = getattr(srv, "scoreboard", None) if srv is not None else None
+        if sb is None or not 0 < n <= int(getattr(srv, "numproc", 0) or 0):
+            return None
+        try:
+            return sb.pid(n) or None
+        except Exception:
+            return None
 
     @export("worker_id")
     def worker_id():
