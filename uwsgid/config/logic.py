@@ -59,6 +59,7 @@ declare(
 )
 
 DIRECTIVES = frozenset((*FOR, *IF, *END, ELSE))
+_MAX_ITEMS = 100_000       # a for-times typo must not build a billion-item list
 
 
 class Block:
@@ -124,9 +125,12 @@ class Block:
             return found or [arg]          # GLOB_NOCHECK, as uWSGI
         if kind == "for-times":
             try:
-                return [str(i) for i in range(1, int(arg) + 1)]
+                times = int(arg)
             except ValueError:
                 raise ConfigError(f"for-times needs a number, got {arg!r}{where}") from None
+            if times > _MAX_ITEMS:
+                raise ConfigError(f"for-times {times}: more than {_MAX_ITEMS} repetitions{where}")
+            return [str(i) for i in range(1, times + 1)]
         try:
             with open(arg, encoding="utf-8", errors="surrogateescape") as f:
                 return [line.rstrip("\r\n") for line in f]
