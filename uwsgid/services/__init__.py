@@ -5,6 +5,7 @@ This package declares the services' options and plugs them into the server throu
 uwsgid.hooks, so the core never imports a service:
 
     master_start   setup(): shared memory, locks and signal channels, before the first fork;
+                   adds the RPC (173) and remote signal (110) handlers to server.plugins;
                    starts the master's signal/timer thread
     worker_start   the worker keeps its signal channel
     worker_loop_start  the worker's signal channels are watched by its (first) loop
@@ -101,6 +102,11 @@ def _master_start(server) -> None:
         # a bad --cache2 / --metric / --locks: one line naming it, exit 1 (no traceback)
         log(f"uwsgi: {exc}")
         raise SystemExit(1) from None
+    # serve modifier1 173 (RPC) and 110 (remote signals) unless a plugin already claimed them
+    plugins = getattr(server, "plugins", None)
+    if isinstance(plugins, dict):
+        for p in service_plugins():
+            plugins.setdefault(p.modifier1, p)
     signals.start_master()
 
 

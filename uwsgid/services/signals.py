@@ -30,7 +30,6 @@ import struct
 import threading
 import time
 
-from uwsgid import api as core_api
 from uwsgid.log import log, log_exception
 from uwsgid.plugin import Plugin
 from uwsgid.services.locks import ProcessLock
