@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cffi_apps import BAD_IMPORT_APP, DECORATORS_APP, DJANGO_APP, FLASK_APP, PROBE_APP
+from cffi_apps import BAD_IMPORT_APP, DECORATORS_APP, DJANGO_APP, FLASK_APP, PROBE_APP, VALIDATED_APP
 from cffi_helpers import ensure_helpers
 
 ensure_helpers()
@@ -86,6 +86,22 @@ def test_chunked_request_body(tmp_path, probe):
         env = r.json()
         assert env["input"] == "".join("piece-%02d;" % i for i in range(50))
         assert env["wsgi.input_terminated"] is True
+
+
+def check_validated(port):
+    r = get(port, "/v/x?a=1")
+    assert r.status_code == 200 and r.content == b"validated GET ", r.content
+    r = requests.post(f"http://127.0.0.1:{port}/v", data=b"payload", timeout=20)
+    assert r.status_code == 200 and r.content == b"validated POST payload", r.content
+    r = requests.head(f"http://127.0.0.1:{port}/v/", timeout=20)
+    assert r.status_code == 200 and r.content == b""
+
+
+def test_wsgiref_validator_over_http(tmp_path):
+    app = tmp_path / "validated.py"
+    app.write_text(VALIDATED_APP)
+    with http_server(tmp_path, "--wsgi-file", app) as s:
+        check_validated(s.port)
 
 
 def test_error_before_response_is_500_with_traceback(tmp_path, probe):
@@ -157,6 +173,7 @@ def test_no_app_is_503(tmp_path):
 def frameworks(tmp_path):
     (tmp_path / "flask_app.py").write_text(FLASK_APP)
     (tmp_path / "django_app.py").write_text(DJANGO_APP)
+    (tmp_path / "validated.py").write_text(VALIDATED_APP)
     return tmp_path
 
 
@@ -296,11 +313,13 @@ def test_behind_nginx_python_and_frameworks(tmp_path, frameworks):
     uport, hport = free_port(), free_port()
     conf = nginx_conf((EXAMPLES / "nginx.conf").read_text(), hport, uport)
     with Server(["--socket", f"127.0.0.1:{uport}", "--master", "--processes", "2", "--pythonpath", frameworks,
-                 "--wsgi-file", EXAMPLES / "hello.py", "--mount", f"/flask={frameworks / 'flask_app.py'}",
+                 "--mount", f"/={EXAMPLES / 'hello.py'}", "--mount", f"/v={frameworks / 'validated.py'}",
+                 "--mount", f"/flask={frameworks / 'flask_app.py'}",
                  "--mount", "/dj=django_app", "--manage-script-name"], uport, log_path=tmp_path / "uwsgi.log"):
         with Nginx(tmp_path, conf, hport):
             r = get(hport, "/")
             assert r.status_code == 200 and r.content == b"Hello World"
+            check_validated(hport)
             check_framework(hport, "/flask", "flask", frameworks)
             check_framework(hport, "/dj", "django", frameworks)
 
@@ -529,3 +548,25 @@ def test_example_ini(tmp_path, name, path, expect):
     with Server(["--ini", ini], port, log_path=tmp_path / "uwsgi.log") as s:
         r = get(port, path)
         assert r.status_code == 200 and expect in r.content, s.log()
+
+
+def test_py_autoreload(tmp_path):
+    app = tmp_path / "dev.py"
+    app.write_text("def application(e, s):\n    s('200 OK', [])\n    return [b'v1']\n")
+    with http_server(tmp_path, "--master", "--py-autoreload", "1", "--wsgi-file", app) as s:
+        assert get(s.port, "/").content == b"v1"
+        app.write_text("def application(e, s):\n    s('200 OK', [])\n    return [b'v2']\n")
+        st = app.stat()
+        os.utime(app, (st.st_atime, st.st_mtime + 5))
+        deadline = time.monotonic() + 30
+        body = b""
+        while time.monotonic() < deadline:
+            try:
+                body = get(s.port, "/").content
+            except requests.RequestException:
+                pass
+            if body == b"v2":
+                break
+            time.sleep(0.3)
+        assert body == b"v2", s.log()
+        assert "dev.py has been modified" in s.log()

@@ -12,7 +12,7 @@ import traceback
 from uwsgid.log import log
 from uwsgid.plugin import AppLoadError, Plugin
 
-from . import evalexec, uwsgi_module
+from . import autoreload, evalexec, uwsgi_module
 from .environ import base_defaults, build_environ
 from .loader import Apps, add_pythonpath, add_virtualenv, user_traceback
 from .options import OPTIONS
@@ -69,6 +69,8 @@ class CffiPlugin(Plugin):
             evalexec.run_code(code, "cffi-eval-post-fork")
         for path in opts.cffi_exec_post_fork:
             evalexec.run_file(path, "cffi-exec-post-fork")
+        if opts.py_autoreload and opts.py_autoreload > 0:
+            autoreload.start(opts.py_autoreload)
         hook = getattr(self.module, "post_fork_hook", None)
         if callable(hook):
             try:

@@ -36,6 +36,8 @@ OPTIONS = [
     O("import", kind="str", multi=True, group=G, aliases=("pyimport", "py-import", "python-import"),
       metavar="MODULE", help="import MODULE before loading the apps (e.g. one registering uwsgidecorators timers)"),
     O("pyargv", kind="str", group=G, metavar="ARGS", help="sys.argv for the apps (split like a shell)"),
+    O("py-autoreload", kind="int", default=0, group=G, aliases=("python-autoreload",), metavar="SECS",
+      help="development: reload the instance when a loaded module's file changes (checked every SECS)"),
     O("manage-script-name", kind="flag", group=G,
       help="pick the app by the longest mountpoint prefix of PATH_INFO and rewrite SCRIPT_NAME/PATH_INFO"),
 ]
