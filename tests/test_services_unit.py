@@ -605,3 +605,52 @@ def test_mule_messages_and_targets():
         assert os.read(r, 100) == b"6 hello mule"
     finally:
         reset_services()
+
+
+class _FakeHttpReq:
+    def __init__(self, path, accept=b"*/*"):
+        self.vars = {b"PATH_INFO": path, b"HTTP_ACCEPT": accept}
+        self.modifier2 = 2
+        self.status = None
+        self.headers = None
+        self.body = b""
+
+    def start_response(self, status, headers):
+        self.status, self.headers = status, dict(headers)
+
+    def write(self, data):
+        self.body += data
+
+
+def test_rpc_http_form_modifier2(svc):
+    from uwsgid.services.rpc import RpcPlugin
+    api.register_rpc("hi", lambda *a: b"hi " + b" ".join(a))
+    api.register_rpc("bad", lambda: 1 / 0)
+    req = _FakeHttpReq(b"/hi/a/b")
+    RpcPlugin().request(req)
+    assert req.status == b"200 OK" and req.body == b"hi a b"
+    assert req.headers[b"Content-Type"] == b"application/binary"
+    req = _FakeHttpReq(b"/hi", accept=b"text/plain")
+    RpcPlugin().request(req)
+    assert req.headers[b"Content-Type"] == b"text/plain"
+    for path, status in ((b"/nothere", b"404 Not Found"), (b"/", b"500 Internal Server Error"),
+                         (b"/bad", b"500 Internal Server Error")):
+        req = _FakeHttpReq(path)
+        RpcPlugin().request(req)
+        assert req.status == status
+
+
+def test_remote_signal_plugin(svc):
+    from uwsgid.services import signals
+    api.register_signal(33, "workers", lambda n: None)
+    sent = []
+    orig = signals.route
+    signals.route = lambda n: sent.append(n) or 1
+    try:
+        for num, answer in ((33, 1), (34, 0)):
+            req = _FakeReq(b"", modifier2=num)
+            signals.RemoteSignalPlugin().request(req)
+            assert bytes(req.out) == bytes([255, 0, 0, answer])
+    finally:
+        signals.route = orig
+    assert sent == [33]
