@@ -6,12 +6,12 @@ from __future__ import annotations
 import string
 
 from cli_helpers import loader, no_loader, registry_snapshot  # noqa: F401  (fixtures)
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from uwsgid.cli import CliError, parse
 
-WORDS = st.sampled_from(["--socket", "-s", "--master", "--master=no", "-Mp4", "-p", "4", "--processes=",
+WORDS = st.sampled_from(["\x00", "@(\x00)", "--if-exists", "--for-readline", "--socket", "-s", "--master", "--master=no", "-Mp4", "-p", "4", "--processes=",
                          "--ini", "--json", "--yaml", "x.ini", ":1", "--set", "a=b", "--set-placeholder",
                          "%(a)", "$(HOME)", "@(/nonexistent)", "--chmod-socket", "-C", "--", "-",
                          "--buffer-size", "64k", "--for", "a b", "--endfor", "--if-env", "HOME",
@@ -28,6 +28,10 @@ def _only_cli_errors(argv):
         assert msg and "\n" not in msg
 
 
+@example(["--ini", "\x00"])
+@example(["--print", "@(a\x00b)"])
+@example(["--if-exists", "\x00", "--print", "x"])
+@example(["--for-readline", "\x00", "--print", "x"])
 @SETTINGS
 @given(st.lists(st.one_of(WORDS, st.text(max_size=12)), max_size=8))
 def test_random_argv(argv):

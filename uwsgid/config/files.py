@@ -47,6 +47,8 @@ class Loader:
             if self.last_file is None:
                 raise ConfigError(f"{spec}: no previous config file to take section {section!r} from")
             path = self.last_file
+        if "\0" in path:
+            raise ConfigError(f"{path!r}: a file name cannot contain a NUL byte")
         kind = kind or kind_of(path)
         if kind is None:
             raise ConfigError(f"{path}: unknown config file type (name it .ini, .json, .yaml or .yml, "

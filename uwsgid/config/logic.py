@@ -136,6 +136,8 @@ class Block:
                 return [line.rstrip("\r\n") for line in f]
         except OSError as e:
             raise ConfigError(f"for-readline: cannot read {arg}: {e.strerror or e}{where}") from None
+        except ValueError:
+            raise ConfigError(f"for-readline: {arg!r}: a file name cannot contain a NUL byte{where}") from None
 
     def _test(self, kind: str, arg: str, opt_value, environ) -> tuple[bool, str | None]:
         negate = kind.startswith("if-not-")
@@ -159,7 +161,7 @@ class Block:
                 return (found == wanted) != negate, found
             return not negate, found
         if test == "if-exists":
-            ok = os.access(arg, os.R_OK)
+            ok = "\0" not in arg and os.access(arg, os.R_OK)
         elif test == "if-file":
             ok = os.path.isfile(arg)
         elif test in ("if-dir", "if-directory"):

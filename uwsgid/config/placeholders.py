@@ -61,6 +61,8 @@ def read_at_file(path: str) -> str:
             data = f.read().decode("utf-8", "surrogateescape")
     except OSError as e:
         raise ConfigError(f"cannot read @({path}): {e.strerror or e}") from None
+    except ValueError:      # a NUL byte in the name
+        raise ConfigError(f"cannot read @({path!r}): a file name cannot contain a NUL byte") from None
     if data.endswith("\n"):
         data = data[:-1]
     return data
