@@ -389,9 +389,10 @@ def test_repl_trick_through_a_pty():
     import pty
     import signal as sig
     from helpers import UWSGI
-    port = free_port()
+    port, hport = free_port(), free_port()
     master, slave = pty.openpty()
-    proc = subprocess.Popen([str(UWSGI), "--socket", f"127.0.0.1:{port}",
+    proc = subprocess.Popen([str(UWSGI), "--socket", f"127.0.0.1:{port}", "--http-socket", f"127.0.0.1:{hport}",
+                             "--wsgi-file", EXAMPLES / "hello.py",
                              "--cffi-eval", "import code; code.interact()", "--honour-stdin"],
                             stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, start_new_session=True)
     os.close(slave)
@@ -403,7 +404,8 @@ def test_repl_trick_through_a_pty():
         os.write(master, b"print('RESULT', uwsgi.version, uwsgi.numproc, _uwsgi.lib.uwsgi_endswith(b'foobar', b'bar'))\n")
         assert _expect(master, rb"RESULT b'[^']+' 1 1", seen)
         os.write(master, b"\x04")          # EOF ends the REPL: the server goes on starting
-        wait_port(port, proc=proc)
+        _expect(master, rb"spawned uWSGI worker 1", seen)
+        assert http_get(hport, "/")[2] == b"Hello World"
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, sig.SIGINT)
