@@ -387,3 +387,28 @@ def test_bad_service_options_are_one_clear_line(args, message):
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
     assert message in out and "Traceback" not in out, out
+
+
+def test_mules_leave_on_reload_and_come_back(tmp_path):
+    import os
+    import re
+    import signal as _signal
+    port = free_port()
+    args = ["--master", "-p", "1", "--socket", f"127.0.0.1:{port}", "--wsgi-file", "examples/services_app.py",
+            "--cache2", "name=shared,items=10,blocksize=128", "--mules", "2"]
+    with Instance(args, port, tmp_path / "reload.log") as inst:
+        def mule_pids():
+            return [int(p) for p in re.findall(r"spawned uWSGI mule \d \(pid: (\d+)\)", inst.log())]
+        assert _wait_for(lambda: len(mule_pids()) == 2, timeout=10)
+        old = mule_pids()
+        os.kill(inst.proc.pid, _signal.SIGHUP)
+        assert _wait_for(lambda: len(mule_pids()) == 4, timeout=20), inst.log()
+
+        def gone(pid):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        assert _wait_for(lambda: all(gone(p) for p in old), timeout=10)
+        assert inst.log().count("the master is gone, exiting") == 2

@@ -756,7 +756,8 @@ def _mule_turn(poller, socks, timeout_ms, want_msg: bool):
         if kind == "sig":
             if ev & select.POLLIN:
                 _drain(sock)
-            elif ev & (select.POLLHUP | select.POLLERR) and sock is _mule_pipes[_mule][1]:
+            if ev & (select.POLLHUP | select.POLLERR):
+                # the master's end is closed: it died or re-executed itself (reload)
                 _master_gone()
         elif want_msg and ev & select.POLLIN:
             try:
