@@ -146,3 +146,11 @@ def test_markdown_reference_has_every_option(loader):
     for opt in all_options():
         assert f"`--{opt.name}`" in text
     assert "| `--buffer-size` | `-b` | size (64k, 1m, 1g) | `4096` |" in text
+
+
+def test_unknown_option_of_an_unloaded_plugin_says_which(no_loader):
+    import re
+    no_loader.ALIASES = [(re.compile(r"lua(jit)?"), "lua")]
+    with pytest.raises(CliError) as e:
+        p("--lua", "app.lua")
+    assert str(e.value) == "unknown option --lua (the lua plugin is not loaded: add --plugins lua)"

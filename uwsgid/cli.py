@@ -285,7 +285,25 @@ def unknown_option_message(shown: str) -> str:
         close = difflib.get_close_matches(shown[2:], names, n=1, cutoff=0.6)
         if close:
             return f"unknown option {shown} (did you mean --{close[0]}?)"
+        plugin = _plugin_for(shown[2:])
+        if plugin:
+            return f"unknown option {shown} (the {plugin} plugin is not loaded: add --plugins {plugin})"
     return f"unknown option {shown}"
+
+
+def _plugin_for(name: str) -> str | None:
+    """The plugin an option like `lua-gc-freq` would belong to, when that plugin is not loaded."""
+    try:
+        from uwsgid import plugins_loader
+        aliases = getattr(plugins_loader, "ALIASES", [])
+    except ImportError:
+        return None
+    prefix = name.split("-", 1)[0]
+    loaded = {o.group for o in all_options()}
+    for pattern, plugin in aliases:
+        if pattern.fullmatch(prefix) and plugin not in loaded:
+            return plugin
+    return None
 
 
 def _where(origin: str) -> str:

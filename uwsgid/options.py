@@ -11,7 +11,8 @@ plugin loader registers them with `declare` when the plugin is loaded.
 
 Parsed values live in an `Options` object: `opts.harakiri`, `opts.lua_gc_freq`
 (dashes become underscores). Repeatable options (`multi=True`) are lists in the
-order given. Unset options hold their default.
+order given. Unset options hold their default (flags: False). An option whose
+name is also a method of Options (`set`) is read with `opts.get("set")`.
 """
 
 from __future__ import annotations
@@ -138,5 +139,5 @@ class Options:
         return out
 
     def items(self):
-        """The explicitly set options as (name, value), for `uwsgi.opt` and placeholders."""
+        """The explicitly set options as (name, converted value); `opt_dict()` is `uwsgi.opt`."""
         return [(k.replace("_", "-"), v) for k, v in self._set.items()]
