@@ -157,3 +157,24 @@ def test_router_reload_and_graceful_stop_finish_in_flight(tmp_path):
         t.join(30)
         assert result.get("r") == (200, b"slept 1")
         assert srv.proc.wait(20) == 0
+
+
+def test_router_head_request_has_no_body_and_keeps_alive(tmp_path):
+    srv, port = _router(tmp_path)
+    with srv:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("HEAD", "/")
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.read() == b""
+            conn.request("GET", "/")
+            assert conn.getresponse().read() == b"hello"
+        finally:
+            conn.close()
+
+
+def test_router_limit_post_413(tmp_path):
+    srv, port = _router(tmp_path, "--limit-post", "1000")
+    with srv:
+        out = _raw(port, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000)
+        assert out.startswith(b"HTTP/1.1 413")

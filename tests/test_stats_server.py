@@ -165,9 +165,14 @@ def test_scoreboard_counts_per_core_and_sums_per_worker():
     assert (w["requests"], w["tx"], w["exceptions"], w["running_time"]) == (2, 150, 1, 2000)
     assert w["accepting"] == 1 and not w["busy"] and w["pid"] == 111
     assert sb.worker(2)["requests"] == 0
+    sb.died(1)
+    assert sb.worker(1)["pid"] == 0 and sb.worker(1)["accepting"] == 0
     sb.spawned(1, 222, True)
     w = sb.worker(1)
-    assert (w["respawn_count"], w["delta_requests"], w["requests"], w["accepting"]) == (1, 0, 2, 0)
+    assert (w["respawn_count"], w["delta_requests"], w["requests"], w["pid"]) == (1, 0, 2, 222)
+    sb.begin(1, 1, b"/again")
+    sb.end(1, 1, 200, 1, 1, False)
+    assert sb.worker(1)["delta_requests"] == 1
     # out-of-range ids are ignored, never written into a neighbour's slot
     sb.begin(3, 0, b"/z")
     sb.begin(1, 7, b"/z")

@@ -138,7 +138,7 @@ def _banner(server) -> None:
 
 def _log_listeners(server) -> None:
     for i, lst in enumerate(server.listeners):
-        name = getattr(lst, "name", "?")
+        name = getattr(lst, "address", None) or getattr(lst, "name", "?")
         fd = lst.sock.fileno()
         kind = "UNIX" if getattr(lst, "path", None) or str(name).startswith("@") else "TCP"
         if getattr(lst, "proto", "uwsgi") == "http":

@@ -87,7 +87,6 @@ class Master:
         self.children: dict[int, Child] = {}          # pid -> Child
         self.pending_respawn: dict[int, float] = {}   # wid -> monotonic time to respawn at
         self.fast_deaths: dict[int, int] = {}         # wid -> consecutive too-fast deaths
-        self.lazy_reload = False
         self.killing_deadline: float | None = None
         self.next_tick = 0.0
         self.touch_mtimes: dict[str, float | None] = {}
@@ -171,7 +170,6 @@ class Master:
         log(why)
         if self.server.lazy_apps:
             # Only the workers are replaced (their apps load after fork): respawn each as it exits.
-            self.lazy_reload = True
             for child in self._workers():
                 self._curse(child, signal.SIGTERM)
             return
@@ -508,9 +506,6 @@ class Master:
                     log_exception("uwsgi: master event handler failed:")
             self._reap()
             now = time.monotonic()
-            if self.state == RUNNING and self.lazy_reload and not any(
-                    c.cursed_at for c in self._workers()):
-                self.lazy_reload = False
             self._respawn_due(now)
             self._run_timers(now)
             if now >= self.next_tick:

@@ -103,7 +103,12 @@ class _Parser:
         self.cur: _Request | None = None
         self.done: list[_Request] = []
         self.body_size = 0
+        self.error: BadRequest | None = None    # httptools wraps callback exceptions: keep ours
         self.p = httptools.HttpRequestParser(self)
+
+    def _fail(self, status: str, msg: str):
+        self.error = BadRequest(status, msg)
+        raise self.error
 
     def on_message_begin(self):
         self.cur = _Request()
@@ -120,9 +125,13 @@ class _Parser:
         r.method = self.p.get_method()
         r.version = self.p.get_http_version()
         r.keep_alive = self.p.should_keep_alive()
+        limit = self.conn.router.limit_post
         for name, value in r.headers:
-            if name.lower() == b"expect" and value.lower() == b"100-continue":
+            lname = name.lower()
+            if lname == b"expect" and value.lower() == b"100-continue":
                 r.expect_continue = True
+            elif lname == b"content-length" and limit and value.strip().isdigit() and int(value) > limit:
+                self._fail("413 Request Entity Too Large", "request body over --limit-post")
         if r.expect_continue and not self.done:
             self.conn.send_continue(r)
 
@@ -130,7 +139,7 @@ class _Parser:
         self.body_size += len(body)
         limit = self.conn.router.limit_post
         if limit and self.body_size > limit:
-            raise BadRequest("413 Request Entity Too Large", "request body over --limit-post")
+            self._fail("413 Request Entity Too Large", "request body over --limit-post")
         self.cur.body.append(body)
 
     def on_message_complete(self):
@@ -182,11 +191,11 @@ class ClientConnection:
                 except httptools.HttpParserUpgrade:
                     self._error("501 Not Implemented", "protocol upgrade is not supported")
                     return
-                except BadRequest as e:
-                    self._error(e.status, str(e))
-                    return
-                except httptools.HttpParserError as e:
-                    self._error("400 Bad Request", f"bad request: {e}")
+                except (BadRequest, httptools.HttpParserError) as e:
+                    if parser.error is not None:
+                        self._error(parser.error.status, str(parser.error))
+                    else:
+                        self._error("400 Bad Request", f"bad request: {e}")
                     return
                 if parser.cur is not None and parser.cur.url and len(parser.cur.url) > MAX_HEAD:
                     self._error("414 URI Too Long", "uri too long")

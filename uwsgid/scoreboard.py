@@ -95,21 +95,21 @@ class Scoreboard:
         return list(_W_MASTER.unpack_from(self.mem, (wid - 1) * _W_SIZE))
 
     def spawned(self, wid: int, pid: int, respawn: bool) -> None:
-        """The master forked worker `wid` as `pid`; clears its cores' in-flight marks."""
+        """The master forked worker `wid` as `pid`. Runs after fork, so it touches nothing the
+        new worker may already have written (accepting, cores): died() reset those."""
         w = self._wm(wid)
         w[0] = pid
         w[1] = time.time()
         if respawn:
             w[2] += 1
-        w[4] = self.worker_requests(wid)
         _W_MASTER.pack_into(self.mem, (wid - 1) * _W_SIZE, *w)
-        _W_ACCEPT.pack_into(self.mem, (wid - 1) * _W_SIZE + _W_ACCEPT_OFF, 0)
-        for core in range(self.cores):
-            _C_IDLE.pack_into(self.mem, self._core_off(wid, core) + _C_REQ_OFF, 0)
 
     def died(self, wid: int) -> None:
+        """Worker `wid` is gone: no longer accepting, no request in flight; its requests so far
+        become the base of the next incarnation's delta_requests."""
         w = self._wm(wid)
         w[0] = 0
+        w[4] = self.worker_requests(wid)
         _W_MASTER.pack_into(self.mem, (wid - 1) * _W_SIZE, *w)
         _W_ACCEPT.pack_into(self.mem, (wid - 1) * _W_SIZE + _W_ACCEPT_OFF, 0)
         for core in range(self.cores):
