@@ -74,3 +74,13 @@ def test_server_from_ini_with_placeholders(tmp_path):
         while "spawned uWSGI worker 2" not in s.log() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert "spawned uWSGI master process" in s.log() and "spawned uWSGI worker 2" in s.log(), s.log()
+
+
+def test_plugins_list_and_config_only_invocation(tmp_path):
+    r = run_uwsgi(["--plugins-list"])
+    assert r.returncode == 0, r.stderr
+    assert "*** uWSGI loaded request plugins ***" in r.stdout and "6: lua" in r.stdout
+    cfg = tmp_path / "v.json"
+    cfg.write_text('{"uwsgi": {"version": true}}')
+    r = run_uwsgi([cfg])
+    assert r.returncode == 0 and r.stdout.strip().startswith("2.0.21")
