@@ -109,7 +109,7 @@ def test_unknown_plugin_option_in_config_is_a_placeholder(tmp_path):
 def test_opt_dict(tmp_path):
     o = p("--socket", ":1", "--socket", ":2", "--set", "x=1", "-M")
     d = o.opt_dict()
-    assert d["socket"] == [":1", ":2"] and d["x"] == "1" and d["master"] == "true"
+    assert d["socket"] == [":1", ":2"] and d["x"] == "1" and d["master"] is True
 
 
 def test_show_config(capfd, tmp_path):

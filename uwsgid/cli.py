@@ -89,7 +89,7 @@ def informational(opts: Options) -> int | None:
 def show_config_text(opts: Options) -> str:
     """uWSGI's --show-config: every item in order, as an ini file that would reproduce it."""
     lines = ["", ";uWSGI instance configuration", "[uwsgi]"]
-    lines += [f"{key} = {value}" for key, value in opts.exported]
+    lines += [f"{key} = {'true' if value is None else value}" for key, value in opts.exported]
     lines.append(";end of configuration")
     return "\n".join(lines) + "\n"
 
@@ -407,7 +407,7 @@ def _apply(entries: list[Entry], opts: Options, environ, referenced: set[str]) -
             continue
         value = None if e.value is None else resolver.value(idx)
         opts.set(opt, convert(opt, value, e))
-        exported.append((e.key, "true" if value is None else value))
+        exported.append((e.key, value))
     opts.exported = exported
 
 

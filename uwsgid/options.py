@@ -92,9 +92,9 @@ class Options:
         self._set: dict[str, Any] = {}
         # Filled by uwsgid.cli.parse: the plugins loaded for this run (embedded first, then
         # --plugins, in order), and every config item as (key, expanded value) in the order
-        # given, placeholders included: what uWSGI exposes as `uwsgi.opt`.
+        # given, placeholders included (value None: a flag given without a value).
         self.plugins_loaded: list = []
-        self.exported: list[tuple[str, str]] = []
+        self.exported: list[tuple[str, str | None]] = []
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_"):
@@ -128,9 +128,11 @@ class Options:
             return default
 
     def opt_dict(self) -> dict[str, Any]:
-        """`uwsgi.opt`: key -> value, or a list of values for a key given more than once."""
+        """`uwsgi.opt` as uWSGI builds it: key -> value as given (placeholders included, True
+        for a flag given without a value), a list of values for a key given more than once."""
         out: dict[str, Any] = {}
         for key, value in self.exported:
+            value = True if value is None else value
             if key in out:
                 prev = out[key]
                 out[key] = (prev if isinstance(prev, list) else [prev]) + [value]
