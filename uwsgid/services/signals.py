@@ -30,6 +30,7 @@ import struct
 import threading
 import time
 
+from uwsgid import api as core_api
 from uwsgid.log import log, log_exception
 from uwsgid.plugin import Plugin
 from uwsgid.services.locks import ProcessLock
@@ -323,20 +324,39 @@ def dispatch(num: int) -> None:
 
 def _drain(sock: socket.socket, run: bool = True) -> list[int]:
     got = []
+    eof = False
     while True:
         try:
             data = sock.recv(64)
         except (BlockingIOError, InterruptedError):
             break
         except OSError:
+            eof = True
             break
         if not data:
+            eof = True
             break
         got.extend(data)
     if run:
         for num in got:
             dispatch(num)
+    if eof:
+        _channel_closed(sock)
     return got
+
+
+def _channel_closed(sock: socket.socket) -> None:
+    """The master's end is gone (it died or re-executed): stop watching, or leave (a mule)."""
+    if _mule:
+        _master_gone()
+    worker = core_api.worker
+    remove = getattr(worker, "remove_reader", None) if worker is not None else None
+    if remove is not None:
+        try:
+            remove(sock.fileno())
+        except Exception:
+            pass
+    log(f"[uwsgi-signal] {_who()}: the signal channel is closed (master gone?)")
 
 
 def worker_started(wid: int) -> None:
@@ -454,9 +474,12 @@ def start_worker_thread() -> None:
         socks = {s.fileno(): s for s in _worker_socks()}
         for fd in socks:
             poller.register(fd, select.POLLIN)
-        while True:
-            for fd, _ev in poller.poll():
+        while socks:
+            for fd, ev in poller.poll():
                 _drain(socks[fd])
+                if ev & (select.POLLHUP | select.POLLERR):
+                    poller.unregister(fd)
+                    socks.pop(fd, None)
 
     threading.Thread(target=run, name="uwsgid-signals", daemon=True).start()
 
@@ -478,8 +501,10 @@ def wait(num: int | None = None, timeout: float | None = None) -> int | None:
     while True:
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         ready = poller.poll(None if left is None else int(left * 1000))
-        for fd, _ev in ready:
+        for fd, ev in ready:
             sock = next(s for s in socks if s.fileno() == fd)
+            if ev & (select.POLLHUP | select.POLLERR) and not ev & select.POLLIN:
+                return None     # the master is gone: nothing will come
             # one message per recv (SOCK_SEQPACKET): take signals one by one, none is lost
             while True:
                 try:
