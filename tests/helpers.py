@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
+import signal as _signal
 import socket
 import subprocess
 import time
@@ -82,7 +82,7 @@ class Server:
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
 
-    def stop(self, sig=signal.SIGINT, timeout: float = 10.0) -> int | None:
+    def stop(self, sig=_signal.SIGINT, timeout: float = 10.0) -> int | None:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -92,13 +92,13 @@ class Server:
             except subprocess.TimeoutExpired:
                 # The whole session we started (master and its workers), by its group id = our PID.
                 try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    os.killpg(self.proc.pid, _signal.SIGKILL)
                 except ProcessLookupError:
                     pass
                 self.proc.wait(5)
         # Workers left behind by a crashed master: same process group, started by us.
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.proc.pid, _signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         self._log.close()
