@@ -79,7 +79,7 @@ class CffiPlugin(Plugin):
                 log("[cffi] error in uwsgi.post_fork_hook():\n" + traceback.format_exc())
 
     def has_app(self) -> bool:
-        return bool(self.apps)
+        return bool(self.apps.apps)
 
     def stats_apps(self) -> list[dict]:
         return [{"id": a.id, "modifier1": self.modifier1, "mountpoint": a.mountpoint,
