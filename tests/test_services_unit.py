@@ -239,6 +239,24 @@ def test_metrics(svc):
     hooks.run("stats", stats)
     assert stats["metrics"] == {"hits": {"type": "counter", "value": 305}, "temp": {"type": "gauge", "value": 42}}
     assert [c["name"] for c in stats["caches"]] == ["main", "lru"]
+    assert stats["locks"] == [{"user 0": 0}, {"user 1": 0}, {"user 2": 0}]
+
+
+def test_lock_holder_in_stats(svc):
+    from uwsgid.services import locks
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        api.lock(1)
+        os.write(w, b"x")
+        time.sleep(2)
+        os._exit(0)
+    os.read(r, 1)
+    try:
+        assert locks.stats()[1] == {"user 1": pid} and locks.stats()[0] == {"user 0": 0}
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
 
 
 def test_metrics_dir(tmp_path):

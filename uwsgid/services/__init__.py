@@ -10,7 +10,7 @@ uwsgid.hooks, so the core never imports a service:
     worker_start   the worker keeps its signal channel
     worker_loop_start  the worker's signal channels are watched by its (first) loop
     master_tick    --metrics-dir files; spawns the mules (first tick) and respawns dead ones
-    stats          "metrics" and "caches" in the stats JSON
+    stats          "locks", "metrics" and "caches" in the stats JSON
     shutdown       stops the mules and the master's thread
 
 setup() is idempotent and also runs on first use, so an app that touches the cache while it is
@@ -142,9 +142,10 @@ def _master_tick(server) -> None:
 
 
 def _stats(stats: dict) -> None:
-    from uwsgid.services import cache, metrics
+    from uwsgid.services import cache, locks, metrics
     if not _done:
         return
+    stats["locks"] = locks.stats()
     stats["metrics"] = metrics.snapshot()
     caches = cache.all_stats()
     if caches:

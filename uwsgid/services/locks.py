@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import struct
 import tempfile
 import threading
 import weakref
 
+_FLOCK = struct.Struct("hhqqi4x")   # struct flock on Linux x86_64/aarch64 (native layout)
 _fd = -1
 _next_offset = 0
 _all: "weakref.WeakSet[ProcessLock]" = weakref.WeakSet()
@@ -74,6 +76,16 @@ class ProcessLock:
         finally:
             self._t.release()
 
+    def holder(self) -> int:
+        """The pid of another process holding it (0: free or held by this process), from
+        F_GETLK: what the stats JSON shows for each lock, as uWSGI does."""
+        req = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, self.offset, 1, 0)
+        try:
+            kind, _w, _s, _l, pid = _FLOCK.unpack(fcntl.fcntl(_fd, fcntl.F_GETLK, req))
+        except OSError:
+            return 0
+        return 0 if kind == fcntl.F_UNLCK else pid
+
     __enter__ = acquire
 
     def __exit__(self, *exc) -> None:
@@ -127,3 +139,8 @@ def is_locked(n: int = 0) -> bool:
 
 def count() -> int:
     return len(_user)
+
+
+def stats() -> list[dict]:
+    """uWSGI's stats "locks": [{"user 0": pid holding it or 0}, ...]."""
+    return [{f"user {i}": lk.holder()} for i, lk in enumerate(_user)]
