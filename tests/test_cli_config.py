@@ -306,3 +306,12 @@ def test_unreferenced_unknown_keys_warn_referenced_ones_do_not(tmp_path, capfd):
 def test_scheme_sources_are_refused():
     with pytest.raises(CliError, match=r"^http://example\.com/a\.ini: config sources with a scheme"):
         p("--ini", "http://example.com/a.ini")
+
+
+def test_yaml_repeated_keys_all_apply(tmp_path):
+    cfg = write(tmp_path / "r.yaml", "uwsgi:\n  socket: ':1'\n  socket: [':2', ':3']\n  processes: 2\n")
+    o = p(cfg)
+    assert o.socket == [":1", ":2", ":3"] and o.processes == 2
+    bad = write(tmp_path / "k.yaml", "uwsgi:\n  ? [a, b]\n  : 1\n")
+    with pytest.raises(CliError, match=r"k\.yaml: a mapping key must be a plain value"):
+        p(bad)
