@@ -46,9 +46,16 @@ def url_scheme(vars_: dict) -> str:
     return "http"
 
 
+# No body (most requests): one stateless reader shared by all (length 0: always EOF).
+EMPTY_INPUT = WSGIInput(None, 0)
+
+
 def base_defaults() -> dict:
-    """The vars an environ must hold even when the front end did not send them."""
-    return dict(_DEFAULTS)
+    """The vars an environ must hold even when the front end did not send them, and the
+    shared empty wsgi.input."""
+    base = dict(_DEFAULTS)
+    base["wsgi.input"] = EMPTY_INPUT
+    return base
 
 
 def build_environ(req, base: dict) -> dict:
@@ -73,9 +80,11 @@ def build_environ(req, base: dict) -> dict:
     core = req.core
     if core is not None:
         env["uwsgi.core"] = core.id
-    # The body source is reached through req lazily: a GET never builds an input object.
+    # base holds a shared empty wsgi.input; a body gets a reader that reaches req.input lazily.
     if req.input_terminated:
         env["wsgi.input"] = WSGIInput(req, -1)
-    else:
-        env["wsgi.input"] = WSGIInput(req, content_length(vars_))
+    elif b"CONTENT_LENGTH" in vars_:
+        n = content_length(vars_)
+        if n:
+            env["wsgi.input"] = WSGIInput(req, n)
     return env
