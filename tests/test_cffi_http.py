@@ -210,7 +210,7 @@ def test_threads(tmp_path, probe):
         results = []
 
         def one():
-            results.append(get(s.port, "/block?1").content)
+            results.append(get(s.port, "/block?2").content)
         t0 = time.monotonic()
         ts = [threading.Thread(target=one) for _ in range(4)]
         for t in ts:
@@ -219,7 +219,7 @@ def test_threads(tmp_path, probe):
             t.join()
         elapsed = time.monotonic() - t0
         assert results == [b"multithread=True"] * 4
-        assert elapsed < 3.5, elapsed          # serially it takes 4 s
+        assert 1.9 < elapsed < 6, elapsed      # serially it takes 8 s
 
 
 def test_async_generator_with_async_sleep(tmp_path, probe):
