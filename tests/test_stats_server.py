@@ -226,3 +226,13 @@ def test_stats_builder_and_hook():
     assert w2["status"] == "cheap" and w2["pid"] == 0     # not spawned
     text = stats.render(srv, minified=True)
     assert b"\n" not in text and TOP <= set(json.loads(text))
+
+
+def test_scoreboard_total_requests_counts_every_worker():
+    from uwsgid.scoreboard import Scoreboard
+    sb = Scoreboard(2, 2)
+    sb.end(1, 0, 200, 1, 1, False)
+    sb.end(2, 1, 200, 1, 1, False)
+    sb.end(2, 1, 200, 1, 1, False)
+    assert sb.total_requests() == 3
+    assert sb.worker(1)["requests"] == 1 and sb.worker(2)["requests"] == 2

@@ -18,6 +18,12 @@ import time
 
 URI_MAX = 256
 
+# Header: requests served by the whole instance (uWSGI's workers[0].requests, the M of the
+# request log's "req: N/M"). Incremented by every worker without a lock, like uWSGI: exact
+# counts are the per-core ones; this one may miss an increment under contention.
+_TOTAL = struct.Struct("<Q")
+_HEADER = 64
+
 # Per worker, written by the master: pid, last_spawn (epoch secs), respawn_count,
 # harakiri_count, base_requests (requests at the last spawn, for delta_requests), signals.
 _W_MASTER = struct.Struct("<qdQQQQ")
@@ -43,7 +49,7 @@ class Scoreboard:
     def __init__(self, numproc: int, cores: int):
         self.numproc = max(1, int(numproc))
         self.cores = max(1, int(cores))
-        self._core_base = _W_SIZE * self.numproc
+        self._core_base = _HEADER + _W_SIZE * self.numproc
         size = self._core_base + _C_SIZE * self.numproc * self.cores
         self.mem = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
 
@@ -67,10 +73,14 @@ class Scoreboard:
         _C_COUNTERS.pack_into(mem, off, c[0] + 1, c[1] + (1 if exception else 0), c[2] + tx,
                               c[3] + max(0, rt_us), c[4], c[5], c[6], c[7], c[8])
         _C_IDLE.pack_into(mem, off + _C_REQ_OFF, 0)
+        _TOTAL.pack_into(mem, 0, _TOTAL.unpack_from(mem, 0)[0] + 1)
+
+    def total_requests(self) -> int:
+        return _TOTAL.unpack_from(self.mem, 0)[0]
 
     def set_accepting(self, wid: int, accepting: bool) -> None:
         if 0 < wid <= self.numproc:
-            _W_ACCEPT.pack_into(self.mem, (wid - 1) * _W_SIZE + _W_ACCEPT_OFF, 1 if accepting else 0)
+            _W_ACCEPT.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_ACCEPT_OFF, 1 if accepting else 0)
 
     def add_error(self, wid: int, core_id: int, kind: str) -> None:
         """Count a `write` or `read` error on a core (client went away mid-response, ...)."""
@@ -85,14 +95,14 @@ class Scoreboard:
     def incr_signals(self, wid: int) -> None:
         """A uWSGI signal was handled by this worker (written by the worker only)."""
         if 0 < wid <= self.numproc:
-            off = (wid - 1) * _W_SIZE + _W_SIGNALS_OFF
+            off = _HEADER + (wid - 1) * _W_SIZE + _W_SIGNALS_OFF
             (n,) = _W_SIGNALS.unpack_from(self.mem, off)
             _W_SIGNALS.pack_into(self.mem, off, n + 1)
 
     # ---- master side ------------------------------------------------------------------------
 
     def _wm(self, wid: int) -> list:
-        return list(_W_MASTER.unpack_from(self.mem, (wid - 1) * _W_SIZE))
+        return list(_W_MASTER.unpack_from(self.mem, _HEADER + (wid - 1) * _W_SIZE))
 
     def spawned(self, wid: int, pid: int, respawn: bool) -> None:
         """The master forked worker `wid` as `pid`. Runs after fork, so it touches nothing the
@@ -102,7 +112,7 @@ class Scoreboard:
         w[1] = time.time()
         if respawn:
             w[2] += 1
-        _W_MASTER.pack_into(self.mem, (wid - 1) * _W_SIZE, *w)
+        _W_MASTER.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE, *w)
 
     def died(self, wid: int) -> None:
         """Worker `wid` is gone: no longer accepting, no request in flight; its requests so far
@@ -110,15 +120,15 @@ class Scoreboard:
         w = self._wm(wid)
         w[0] = 0
         w[4] = self.worker_requests(wid)
-        _W_MASTER.pack_into(self.mem, (wid - 1) * _W_SIZE, *w)
-        _W_ACCEPT.pack_into(self.mem, (wid - 1) * _W_SIZE + _W_ACCEPT_OFF, 0)
+        _W_MASTER.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE, *w)
+        _W_ACCEPT.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_ACCEPT_OFF, 0)
         for core in range(self.cores):
             _C_IDLE.pack_into(self.mem, self._core_off(wid, core) + _C_REQ_OFF, 0)
 
     def harakiri(self, wid: int) -> None:
         w = self._wm(wid)
         w[3] += 1
-        _W_MASTER.pack_into(self.mem, (wid - 1) * _W_SIZE, *w)
+        _W_MASTER.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE, *w)
 
     # ---- readers (master: stats, harakiri) ----------------------------------------------------
 
@@ -143,15 +153,15 @@ class Scoreboard:
         return out
 
     def pid(self, wid: int) -> int:
-        return _W_MASTER.unpack_from(self.mem, (wid - 1) * _W_SIZE)[0] if 0 < wid <= self.numproc else 0
+        return _W_MASTER.unpack_from(self.mem, _HEADER + (wid - 1) * _W_SIZE)[0] if 0 < wid <= self.numproc else 0
 
     def worker_requests(self, wid: int) -> int:
         return sum(_C_IDLE.unpack_from(self.mem, self._core_off(wid, c))[0] for c in range(self.cores))
 
     def worker(self, wid: int) -> dict:
         pid, last_spawn, respawns, harakiris, base, _ = self._wm(wid)
-        (accepting,) = _W_ACCEPT.unpack_from(self.mem, (wid - 1) * _W_SIZE + _W_ACCEPT_OFF)
-        (signals,) = _W_SIGNALS.unpack_from(self.mem, (wid - 1) * _W_SIZE + _W_SIGNALS_OFF)
+        (accepting,) = _W_ACCEPT.unpack_from(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_ACCEPT_OFF)
+        (signals,) = _W_SIGNALS.unpack_from(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_SIGNALS_OFF)
         cores = [self.core(wid, c) for c in range(self.cores)]
         requests = sum(c["requests"] for c in cores)
         return {"pid": pid, "last_spawn": last_spawn, "respawn_count": respawns,
