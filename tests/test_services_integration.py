@@ -412,3 +412,73 @@ def test_mules_leave_on_reload_and_come_back(tmp_path):
             return open(f"/proc/{pid}/stat").read().split()[2] == "Z"
         assert _wait_for(lambda: all(gone(p) for p in old), timeout=10)
         assert inst.log().count("the master is gone, exiting") == 2
+
+
+DECORATED_APP = '''
+import uwsgi
+from uwsgidecorators import lock, mulefunc, rpc, signal, timer
+
+
+@timer(1)
+def tick(num):
+    uwsgi.cache_inc("ticks")
+
+
+@rpc("double")
+def double(x):
+    return x * 2
+
+
+@mulefunc
+def in_mule(v):
+    uwsgi.cache_update("mulefunc", "%s from mule %d" % (v.decode() if isinstance(v, bytes) else v, uwsgi.mule_id()))
+
+
+@lock
+def locked():
+    return uwsgi.is_locked(0)
+
+
+@signal(40, target="workers")
+def sig40(num):
+    uwsgi.cache_inc("sig40_w%d" % uwsgi.worker_id())
+
+
+def application(e, sr):
+    p = e["PATH_INFO"]
+    sr("200 OK", [("Content-Type", "text/plain")])
+    if p == "/mule":
+        in_mule("hello")
+    elif p == "/locked":
+        return [str(locked()).encode()]
+    elif p == "/sig":
+        uwsgi.signal(40)
+    elif p == "/get":
+        return [uwsgi.cache_get(e["QUERY_STRING"]) or b"None"]
+    elif p == "/num":
+        return [str(uwsgi.cache_num(e["QUERY_STRING"])).encode()]
+    elif p == "/call":
+        return [uwsgi.call("double", b"ab")]
+    return [b"ok"]
+'''
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("uwsgidecorators") is None,
+                    reason="PyPI's uwsgidecorators is not installed")
+def test_uwsgidecorators_app(tmp_path):
+    """A uWSGI user's app written with uwsgidecorators (timer, rpc, mulefunc, lock, signal)."""
+    app = tmp_path / "decorated.py"
+    app.write_text(DECORATED_APP)
+    port = free_port()
+    args = ["--master", "-p", "2", "--socket", f"127.0.0.1:{port}", "--wsgi-file", str(app),
+            "--cache2", "name=c,items=20,blocksize=200", "--mules", "1"]
+    with Instance(args, port, tmp_path / "decorated.log") as inst:
+        def g(path):
+            return uwsgi_http_get(port, path, PY)
+        assert g("/call") == (200, b"abab")
+        assert g("/locked") == (200, b"True")
+        assert _wait_for(lambda: g("/mule") == (200, b"ok") and g("/get?mulefunc") == (200, b"hello from mule 1"),
+                         timeout=10), inst.log()
+        assert g("/sig")[0] == 200
+        assert _wait_for(lambda: g("/num?sig40_w1")[1] == b"1" and g("/num?sig40_w2")[1] == b"1"), inst.log()
+        assert _wait_for(lambda: int(g("/num?ticks")[1].replace(b"None", b"0")) >= 2, timeout=6)

@@ -109,13 +109,29 @@ def _mule_main(mid: int, server) -> None:
         script = _specs[mid - 1]
         if script:
             _run(script, server)
-        signals.mule_loop()
+        signals.mule_loop(_python_msg_hook(mid))
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:
         log_exception(f"mule {mid}: error in {_specs[mid - 1] or 'the signal loop'}:")
         code = 1
     os._exit(code)
+
+
+def _python_msg_hook(mid: int):
+    """uWSGI's Python mule_msg_hook (set by uwsgidecorators for @mulefunc): when the app set
+    one, a mule without script hands it every message it takes."""
+    module = sys.modules.get("uwsgi")
+    hook = getattr(module, "mule_msg_hook", None) if module is not None else None
+    if not callable(hook):
+        return None
+
+    def deliver(msg: bytes) -> None:
+        try:
+            hook(msg)
+        except Exception:
+            log_exception(f"mule {mid}: error in uwsgi.mule_msg_hook:")
+    return deliver
 
 
 def _run(script: str, server) -> None:

@@ -807,15 +807,19 @@ def mule_get_msg(timeout: float | None = None) -> bytes | None:
             return None
 
 
-def mule_loop() -> None:
-    """A mule with no script (or whose script returned): run signal handlers forever."""
+def mule_loop(on_message=None) -> None:
+    """A mule with no script (or whose script returned): run signal handlers forever, and give
+    the messages to on_message(msg) when there is one (else they wait for a scripted mule)."""
     poller, socks = _mule_poller()
-    socks = {fd: v for fd, v in socks.items() if v[0] == "sig"}
-    poller = select.poll()
-    for fd in socks:
-        poller.register(fd, select.POLLIN)
+    if on_message is None:
+        socks = {fd: v for fd, v in socks.items() if v[0] == "sig"}
+        poller = select.poll()
+        for fd in socks:
+            poller.register(fd, select.POLLIN)
     while True:
-        _mule_turn(poller, socks, 1000, False)
+        msg = _mule_turn(poller, socks, 1000, on_message is not None)
+        if msg is not None:
+            on_message(msg)
 
 
 def mule_id() -> int:
