@@ -208,6 +208,12 @@ def check_toolchain(cfg: Config, need_libpython: bool = True) -> None:
         import _cffi_backend  # noqa: F401  (needs libffi)
     except ImportError as e:
         raise BuildError(f"cffi's backend does not load ({e}): apt-get install libffi-dev && pip install --force-reinstall cffi")
+    home_cfg = Path(cfg.cffi_home) / "pyvenv.cfg" if cfg.cffi_home else None
+    if home_cfg is not None and home_cfg.is_file():
+        m = re.search(r"^\s*version(?:_info)?\s*=\s*(\d+)\.(\d+)", home_cfg.read_text(), re.M)
+        if m and (int(m.group(1)), int(m.group(2))) != sys.version_info[:2]:
+            raise BuildError(f"cffi_home {cfg.cffi_home} is a Python {m.group(1)}.{m.group(2)} virtualenv but the build "
+                             f"uses Python {sys.version_info[0]}.{sys.version_info[1]}: run uwsgiconfig.py with its python")
     if need_libpython:
         lib = Path(cfg.py_libdir) / cfg.py_ldlibrary
         if not sysconfig.get_config_var("Py_ENABLE_SHARED") or not lib.exists():

@@ -262,3 +262,13 @@ def test_aliases():
     assert canonical_name("python3") == "cffi" and canonical_name("python") == "cffi"
     assert canonical_name("lua51") == "lua" and canonical_name("luajit") == "lua" and canonical_name("lua5.1") == "lua"
     assert canonical_name("lua") == "lua" and canonical_name("rack") == "rack"
+
+
+def test_home_of_another_python_version(tmp_path):
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\nversion = 2.7.18\n")
+    cfg = uc.Config("core", env={"UWSGI_BUILD_DIR": str(tmp_path / "out")})
+    cfg.cffi_home = str(venv)
+    with pytest.raises(uc.BuildError, match="is a Python 2.7 virtualenv"):
+        uc.check_toolchain(cfg)
