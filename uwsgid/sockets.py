@@ -167,11 +167,6 @@ def bind_address(addr: str, opts=None, proto: str = "uwsgi", modifier1: int = 0,
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             # Inherited by accepted sockets on Linux: streamed chunks are not held back by Nagle.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if family == socket.AF_INET6:
-                try:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                except OSError:
-                    pass
             if _opt(opts, "reuse_port", False):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         elif path:
