@@ -16,7 +16,23 @@ from tests.master_helpers import free_port, get, read_stats, wait_port
 ROOT = Path(__file__).resolve().parent.parent
 UWSGI = ROOT / "uwsgi"
 
-pytestmark = pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built (make build)")
+
+
+def _has_default_plugins() -> bool:
+    """./uwsgi built with the default profile (Lua and Python plugins embedded)."""
+    if not UWSGI.exists():
+        return False
+    try:
+        out = subprocess.run([str(UWSGI), "--plugins-list"], capture_output=True, text=True, timeout=60,
+                             cwd=ROOT, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    text = out.stdout + out.stderr
+    return "lua" in text and "cffi" in text
+
+
+pytestmark = pytest.mark.skipif(not _has_default_plugins(),
+                                reason="./uwsgi is not built with the default profile (make build)")
 
 
 class Binary:
