@@ -19,7 +19,8 @@ from uwsgid.protocols.uwsgi import parse_vars_py, PacketError
 def server(tmp_path_factory):
     port = free_port()
     path = str(tmp_path_factory.mktemp("uw") / "uwsgi.sock")
-    with WorkerProc({"socket": [f"127.0.0.1:{port}", path], "http-socket": [f"127.0.0.1:{free_port()}"],
+    abstract = f"@uwsgid-proto-{os.getpid()}-{port}"
+    with WorkerProc({"socket": [f"127.0.0.1:{port}", path, abstract], "http-socket": [f"127.0.0.1:{free_port()}"],
                      "buffer-size": 4096, "max-vars": 30, "limit-post": 50000}) as w:
         yield w
 
@@ -48,8 +49,9 @@ def test_nginx_params_without_script_name(server):
     assert b"Content-Length: %d" % len(body) in head
 
 
-def test_unix_socket(server):
-    data = raw(server.address(1), uwsgi_packet(dict(NGINX_VARS, PATH_INFO="/", REQUEST_URI="/")))
+@pytest.mark.parametrize("index", [1, 2], ids=["unix", "abstract"])
+def test_unix_sockets(server, index):
+    data = raw(server.address(index), uwsgi_packet(dict(NGINX_VARS, PATH_INFO="/", REQUEST_URI="/")))
     assert data.endswith(b"Hello World")
 
 
