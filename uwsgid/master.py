@@ -341,8 +341,7 @@ class Master:
             return
         self.server.scoreboard.died(child.wid)
         if self.state != RUNNING:
-            if child.cursed_at is not None:
-                log(f"worker {child.wid} buried after {int(now - child.cursed_at)} seconds")
+            log(f"worker {child.wid} buried after {int(now - (child.cursed_at or now))} seconds")
             return
         if code == EXIT_APP_LOAD and self.opts.need_app:
             log(f"OOPS ! failed loading app in worker {child.wid} (pid {child.pid}) :( GAME OVER")
