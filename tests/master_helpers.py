@@ -9,7 +9,8 @@ Endpoints (PATH_INFO): /            "hello"
                        /crash      the worker SIGKILLs itself
                        /stream?N   N chunks without Content-Length (router re-framing)
                        /echo       echoes the request body and some vars
-MASTERTEST_FAIL=1 in the environment makes configure() raise AppLoadError (exit 22 test).
+MASTERTEST_FAIL=1 in the environment makes configure() raise AppLoadError (exit 22 test);
+MASTERTEST_FAIL_POSTFORK=1 makes post_fork() raise it (an app failing in the worker, --lazy-apps).
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ class MasterTestPlugin(Plugin):
             raise AppLoadError("mastertest: unable to load app from /nonexistent/app.py\n"
                                "FileNotFoundError: /nonexistent/app.py")
         self.loaded = time.time()
+
+    def post_fork(self, worker) -> None:
+        if os.environ.get("MASTERTEST_FAIL_POSTFORK"):
+            raise AppLoadError("mastertest: unable to load app in the worker (lazy-apps)")
 
     def has_app(self) -> bool:
         return True

@@ -230,6 +230,17 @@ def test_app_load_error_exits_22_with_the_message(tmp_path):
         assert "Traceback" not in log
 
 
+def test_app_load_error_in_a_worker_stops_the_instance_with_22(tmp_path):
+    port = free_port()
+    srv = Launched(["--master", "-p", "2", "--lazy-apps", "--http-socket", f"127.0.0.1:{port}", *M1],
+                   tmp_path / "log", env={"MASTERTEST_FAIL_POSTFORK": "1"})
+    with srv:
+        assert srv.proc.wait(30) == 22
+        log = srv.log()
+        assert "unable to load app in the worker" in log
+        assert "OOPS ! failed loading app in worker" in log
+
+
 def test_app_load_error_without_need_app_keeps_serving(tmp_path):
     srv, port = _start(tmp_path, "--need-app=0", env={"MASTERTEST_FAIL": "1"})
     with srv:
