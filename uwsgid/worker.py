@@ -9,7 +9,14 @@ on the wait it armed (uwsgid.api) or gives the other cores a turn.
 
 Signals (installed after fork; handlers only set flags and wake the loops):
 SIGHUP, SIGTERM = graceful stop (finish in-flight requests, close idle connections, exit 0);
-SIGINT, SIGQUIT = stop now.
+SIGINT, SIGQUIT = stop now. --max-requests and --reload-on-rss end the worker the graceful way.
+
+For services and custom loops, a Worker offers:
+    worker.add_reader(fd, cb) / remove_reader(fd)   cb() in loop 0's thread when fd is readable
+    worker.call_soon(fn) / call_later(delay, fn)     fn() in loop 0's thread (call_soon: thread-safe)
+    worker.stop(graceful=True)                       what the signals do
+    worker.serve_connection(sock, addr, listener)    serve one accepted connection to the end,
+                                                     blocking (for uwsgid.api.set_loop loops)
 """
 
 from __future__ import annotations
