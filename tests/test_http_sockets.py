@@ -220,3 +220,15 @@ def test_chown_socket(tmp_path):
         sockets.bind_address(str(tmp_path / "p.sock"), make_opts(chown_socket="no-such-user-xyz"))
     assert "no-such-user-xyz" in str(e.value)
     assert not os.path.exists(tmp_path / "p.sock")
+
+
+def test_listen_over_somaxconn_is_an_error():
+    maxconn = sockets._somaxconn()
+    if not maxconn:
+        pytest.skip("no /proc/sys/net/core/somaxconn")
+    with pytest.raises(sockets.BindError) as e:
+        sockets.bind_all(make_opts(socket=["127.0.0.1:0"], listen=maxconn + 1))
+    assert "somaxconn" in str(e.value)
+    ls = sockets.bind_all(make_opts(socket=["127.0.0.1:0"], listen=maxconn))
+    for x in ls:
+        x.close()

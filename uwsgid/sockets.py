@@ -252,6 +252,12 @@ def bind_all(opts) -> list[Listener]:
     name and protocol match a wanted socket; inherited ones no longer wanted are closed.
     Raises BindError (one line) on the first failure, after closing what was bound.
     """
+    backlog = int(_opt(opts, "listen", 100) or 100)
+    maxconn = _somaxconn()
+    if maxconn and backlog > maxconn:
+        # as uWSGI: a queue the kernel would silently cut is a configuration error
+        raise BindError(f"--listen {backlog}: listen queue size is greater than the system max "
+                        f"net.core.somaxconn ({maxconn})")
     inherited = _inherited()
     listeners: list[Listener] = []
     try:
@@ -274,6 +280,14 @@ def bind_all(opts) -> list[Listener]:
                 pass
         os.environ.pop(ENV_FDS, None)
     return listeners
+
+
+def _somaxconn() -> int:
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 0
 
 
 def export_listeners(listeners: list[Listener]) -> str:
