@@ -134,6 +134,14 @@ def _plugins():
             api.current_core().loop.call_later(0.2, lambda: os.write(w, b"x"))
             return gen()
 
+        def do_badfd(self, req, q):
+            def gen():
+                api.wait_fd_read(987654, 5)
+                yield b""
+                req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+                req.write(b"timed_out=%d" % api.is_timed_out())
+            return gen()
+
         def do_error(self, req, q):
             raise RuntimeError("boom in the app")
 

@@ -238,3 +238,11 @@ def test_uwsgi_protocol_async():
             t.join()
         assert time.monotonic() - t0 < 3.5
         assert all(r.startswith(b"HTTP/1.1 200") for r in results)
+
+
+def test_wait_on_bad_fd_times_out_instead_of_hanging():
+    port = free_port()
+    with WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "async": 2}) as w:
+        assert body(raw(f"127.0.0.1:{port}", b"GET /badfd HTTP/1.0\r\n\r\n")) == b"timed_out=1"
+        assert "wait on fd 987654 failed" in w.log()
+        assert body(raw(f"127.0.0.1:{port}", b"GET / HTTP/1.0\r\n\r\n")) == b"Hello World"

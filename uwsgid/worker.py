@@ -240,13 +240,27 @@ class Core:
         loop = self.loop
         if w.fd >= 0:
             fd = w.fd
+            try:
+                if w.events & Wait.WRITE:
+                    self._wait_prev = loop._writers.get(fd)
+                    loop.add_writer(fd, self._fd_ready)
+                else:
+                    self._wait_prev = loop._readers.get(fd)
+                    loop.add_reader(fd, self._fd_ready)
+            except (OSError, ValueError) as e:
+                # a bad fd: the app sees its wait time out rather than hanging the core
+                log(f"wait on fd {fd} failed ({getattr(e, 'strerror', None) or e}) in {_desc(self.request)}")
+                if w.events & Wait.WRITE:
+                    loop._writers.pop(fd, None)
+                else:
+                    loop._readers.pop(fd, None)
+                self._wait_prev = None
+                self.wait = None
+                self.ready_fd = -1
+                self.timed_out = True
+                loop.ready.append(self._resume)
+                return
             self._wait_fd = fd
-            if w.events & Wait.WRITE:
-                self._wait_prev = loop._writers.get(fd)
-                loop.add_writer(fd, self._fd_ready)
-            else:
-                self._wait_prev = loop._readers.get(fd)
-                loop.add_reader(fd, self._fd_ready)
         if w.timeout is not None:
             self._timer = loop.call_later(w.timeout, self._wait_timeout)
 
