@@ -93,6 +93,7 @@ class Master:
         self.stats = None
         self.sel = selectors.DefaultSelector()
         self.timers: list = []                        # heap of (when, seq, fn)
+        self._child_cleaned = False
         self._timer_seq = 0
         server.master = self
 
@@ -262,7 +263,21 @@ class Master:
                 pass
             os._exit(int(rc or 0) & 0xFF)
 
+    def _after_fork_in_child(self, master_pid: int) -> None:
+        """Any fork made by the master process (ours, or a service's: mules) drops the master's
+        signal plumbing at once: a child handling a signal must not wake the master's loop."""
+        if os.getppid() != master_pid or self._child_cleaned:
+            return
+        try:
+            signal.set_wakeup_fd(-1)
+        except ValueError:       # forked from a non-main thread: no wakeup fd there
+            pass
+        self._close_master_fds()
+
     def _close_master_fds(self) -> None:
+        if self._child_cleaned:
+            return
+        self._child_cleaned = True
         try:
             self.sel.close()
         except Exception:
@@ -458,6 +473,9 @@ class Master:
 
     def run(self) -> int:
         server = self.server
+        self._child_cleaned = False
+        master_pid = os.getpid()
+        os.register_at_fork(after_in_child=lambda: self._after_fork_in_child(master_pid))
         self._install_signals()
         if self.opts.auto_procname or self.opts.procname_master or self.opts.procname_prefix:
             set_proctitle(self.opts.procname_master or f"{self.opts.procname_prefix or ''}uWSGI master")
@@ -515,6 +533,11 @@ class Master:
 
     def _finish(self) -> int:
         server = self.server
+        try:
+            # services stop with this incarnation of the master (a re-exec'd one starts them anew)
+            hooks.run("shutdown", server)
+        except Exception:
+            log_exception("uwsgi: shutdown hook failed:")
         if self.state == RELOADING:
             log("binary reloading uWSGI...")
             log(f"chdir() to {server.cwd}")
@@ -525,10 +548,6 @@ class Master:
             except OSError as e:
                 log(f"uwsgi: cannot re-exec the master: {e}")
                 self.exit_code = 1
-        try:
-            hooks.run("shutdown", server)
-        except Exception:
-            log_exception("uwsgi: shutdown hook failed:")
         if self.stats is not None:
             self.stats.close()
         from uwsgid.main import _cleanup
