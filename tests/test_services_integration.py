@@ -482,3 +482,16 @@ def test_uwsgidecorators_app(tmp_path):
         assert g("/sig")[0] == 200
         assert _wait_for(lambda: g("/num?sig40_w1")[1] == b"1" and g("/num?sig40_w2")[1] == b"1"), inst.log()
         assert _wait_for(lambda: int(g("/num?ticks")[1].replace(b"None", b"0")) >= 2, timeout=6)
+
+
+def test_timers_without_master(tmp_path):
+    """No --master, one process: it owns the timers and is worker 1 (both apps loaded)."""
+    port = free_port()
+    args = ["--socket", f"127.0.0.1:{port}", "--lua", "examples/services_app.lua",
+            "--wsgi-file", "examples/services_app.py", "--cache2", "name=shared,items=50,blocksize=256"]
+    with Instance(args, port, tmp_path / "single.log") as inst:
+        assert _wait_for(lambda: uwsgi_http_get(port, "/get?k=py_timer", PY) == (200, b"1:21"), timeout=8), inst.log()
+        n = int(uwsgi_http_get(port, "/num?k=py_timer_count", PY)[1])
+        assert _wait_for(lambda: int(uwsgi_http_get(port, "/num?k=py_timer_count", PY)[1]) > n, timeout=5)
+        assert uwsgi_http_get(port, "/call?f=lua_concat&a=a&a=b", PY) == (200, b"a+b")
+        assert inst.log().count("target worker2 does not exist") == 1   # said once, not every second

@@ -120,7 +120,9 @@ def _check_num(num: int) -> int:
 
 
 def in_master() -> bool:
-    return _wid == 0 and _mule == 0 and (not _master_pid or os.getpid() == _master_pid)
+    """This process owns the timers: the master, or the only process of a master-less
+    instance (its worker 1 runs in the process that set the services up)."""
+    return _mule == 0 and (not _master_pid or os.getpid() == _master_pid)
 
 
 # ---- registration -------------------------------------------------------------------------
@@ -135,7 +137,8 @@ def _normalize_target(target: str) -> str:
         if not _nmules:
             raise ValueError(f"signal target {t!r}: no mules are configured (--mule / --mules)")
         if t[4:].isdigit() and not 1 <= int(t[4:]) <= _nmules:
-            raise ValueError(f"signal target {t!r}: there are mules 1..{_nmules}")
+            # as uWSGI: accepted (the app may run under another configuration), never delivered
+            log(f"[uwsgi-signal] warning: signal target {t!r} does not exist (mules 1..{_nmules})")
         return t
     if not _TARGETS.match(t):
         if t.startswith(("spooler", "farm")):
@@ -146,7 +149,7 @@ def _normalize_target(target: str) -> str:
     if t.startswith("worker") and t[6:].isdigit():
         n = int(t[6:])
         if _numproc and not 1 <= n <= _numproc:
-            raise ValueError(f"signal target {t!r}: there are workers 1..{_numproc}")
+            log(f"[uwsgi-signal] warning: signal target {t!r} does not exist (workers 1..{_numproc})")
     return t
 
 
@@ -207,14 +210,19 @@ def _alive(wid: int) -> bool:
         return True
 
 
+def _warn_once(num: int, line: str) -> None:
+    # a timer raising an undeliverable signal every second must not flood the log
+    if num not in _warned_unregistered:
+        _warned_unregistered.add(num)
+        log(line)
+
+
 def route(num: int) -> int:
     """Master: deliver signal num to its target; returns how many deliveries were queued."""
     _ensure()
     target = _target(num)
     if target is None:
-        if num not in _warned_unregistered:
-            _warned_unregistered.add(num)
-            log(f"[uwsgi-signal] unregistered signal {num}")
+        _warn_once(num, f"[uwsgi-signal] unregistered signal {num}")
         return 0
     msg = bytes([num])
     if target == "worker":
@@ -232,10 +240,13 @@ def route(num: int) -> int:
         return sum(_send(m, msg, f"mule {mid}") for mid, (m, _w) in _mule_pipes.items())
     if target.startswith("mule"):
         mid = int(target[4:])
-        return int(_send(_mule_pipes[mid][0], msg, f"mule {mid}")) if mid in _mule_pipes else 0
+        if mid not in _mule_pipes:
+            _warn_once(num, f"[uwsgi-signal] signal {num}: target {target} does not exist")
+            return 0
+        return int(_send(_mule_pipes[mid][0], msg, f"mule {mid}"))
     wid = int(target[6:])
     if wid not in _pipes:
-        log(f"[uwsgi-signal] signal {num}: target {target} does not exist")
+        _warn_once(num, f"[uwsgi-signal] signal {num}: target {target} does not exist")
         return 0
     return int(_send(_pipes[wid][0], msg, f"worker {wid}"))
 
