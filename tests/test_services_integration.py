@@ -410,8 +410,8 @@ def test_mules_leave_on_reload_and_come_back(tmp_path):
             except ProcessLookupError:
                 return True
             return open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        # whether the reload stops them or they see the master's channel close, none is left
         assert _wait_for(lambda: all(gone(p) for p in old), timeout=10)
-        assert inst.log().count("the master is gone, exiting") == 2
 
 
 DECORATED_APP = '''
