@@ -142,6 +142,10 @@ def _plugins():
                 req.write(b"timed_out=%d" % api.is_timed_out())
             return gen()
 
+        def do_crlf(self, req, q):
+            req.start_response(b"200 OK", [(b"X-Evil", b"a\r\nSet-Cookie: stolen=1")])
+            req.write(b"never sent")
+
         def do_error(self, req, q):
             raise RuntimeError("boom in the app")
 

@@ -317,3 +317,9 @@ def test_app_connection_close_is_honoured():
     with WorkerProc({"http-socket": [f"127.0.0.1:{port}"]}) as w:
         data = raw(f"127.0.0.1:{port}", b"GET /connclose HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert data.count(b"HTTP/1.1 200") == 1 and b"Connection: close" in data
+
+
+def test_header_injection_answered_500(server):
+    data = raw(server.address(), b"GET /crlf HTTP/1.0\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 500") and b"stolen" not in data
+    assert "CR/LF" in server.log()

@@ -21,7 +21,29 @@ F_CLOSE = 3     # close-delimited
 F_NOBODY = 4    # HEAD, 1xx, 204, 304
 
 _EMPTY_INPUT = b""
+_STATUS: dict = {}   # status line -> code, for the few status lines an app uses
+
+
+def _check_status(status) -> int:
+    raw = status.encode("latin-1") if isinstance(status, str) else status
+    try:
+        code = int(raw[:3])
+    except (ValueError, TypeError):
+        raise ValueError(f"invalid HTTP status {status!r}") from None
+    if (not 100 <= code <= 999 or (len(raw) > 3 and raw[3:4] != b" ") or not raw[:3].isdigit()
+            or b"\n" in raw or b"\r" in raw):
+        raise ValueError(f"invalid HTTP status {status!r}")
+    if len(_STATUS) < 256 and isinstance(status, bytes):
+        _STATUS[status] = code
+    return code
 _HOP = frozenset((b"connection", b"transfer-encoding", b"keep-alive"))
+
+
+def _bad_header(headers) -> str:
+    for name, value in headers:
+        if b"\n" in name or b"\r" in name or b"\n" in value or b"\r" in value:
+            return f"invalid header (CR/LF) {name!r}: {value!r}"
+    return "invalid header (CR/LF)"
 
 
 class Request:
@@ -113,26 +135,20 @@ class Request:
     def start_response(self, status: bytes, headers: list) -> None:
         if self.headers_sent or self.finished:
             raise RuntimeError("start_response() called after the headers were sent")
-        if isinstance(status, str):
-            status = status.encode("latin-1")
-        try:
-            code = int(status[:3])
-        except (ValueError, TypeError):
-            raise ValueError(f"invalid HTTP status {status!r}") from None
-        if not 100 <= code <= 999 or (len(status) > 3 and status[3:4] != b" "):
-            raise ValueError(f"invalid HTTP status {status!r}")
-        if b"\n" in status or b"\r" in status:
-            raise ValueError("CR/LF in HTTP status")
+        code = _STATUS.get(status)
+        if code is None:
+            code = _check_status(status)
+            if isinstance(status, str):
+                status = status.encode("latin-1")
         app_cl = None
         for name, value in headers:
-            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name or b":" in name:
-                raise ValueError(f"invalid header {name!r}: {value!r}")
+            # CR/LF in a header is caught when the head is built (one count over the joined head)
             if len(name) == 14 and name.lower() == b"content-length":
                 try:
                     app_cl = int(value)
                     if app_cl < 0:
                         raise ValueError
-                except ValueError:
+                except (ValueError, TypeError):
                     raise ValueError(f"invalid Content-Length header {value!r}") from None
         self.status = code
         self.status_line = status
@@ -181,6 +197,7 @@ class Request:
         app_cl = self._app_cl
         out = [b"HTTP/1.1 ", self.status_line, b"\r\n"]
         cnt = 0
+        extra = 0
         for name, value in self.headers:
             if http and len(name) < 18 and name.lower() in _HOP:
                 # framing and connection management are ours; an app's "Connection: close" is honoured
@@ -196,12 +213,14 @@ class Request:
             self._remaining = app_cl
         elif final:
             out += (b"Content-Length: ", b"%d" % n, b"\r\n")
+            extra += 1
             fr = F_NOBODY if self.method == b"HEAD" else F_LENGTH
             self._remaining = n
         elif self.method == b"HEAD":
             fr = F_NOBODY
         elif http and self.http11:
             out.append(b"Transfer-Encoding: chunked\r\n")
+            extra += 1
             fr = F_CHUNKED
         else:
             fr = F_CLOSE
@@ -212,12 +231,17 @@ class Request:
             if not self.keepalive:
                 if self.http11:
                     out.append(b"Connection: close\r\n")
+                    extra += 1
             elif not self.http11:
                 out.append(b"Connection: keep-alive\r\n")
+                extra += 1
         else:
             self.keepalive = False
         out.append(b"\r\n")
         head = b"".join(out)
+        lines = cnt + extra + 2
+        if head.count(b"\n") != lines or head.count(b"\r") != lines:
+            raise ValueError(_bad_header(self.headers))   # CR/LF smuggled in a header
         self._framing = fr
         self.headers_sent = True
         self.headers_size = len(head)
