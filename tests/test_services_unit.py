@@ -459,9 +459,9 @@ def test_signal_handler_dispatch_and_errors(svc, capfd):
 
 
 def test_worker_raised_signal_goes_through_master(svc):
-    from uwsgid.services import signals
+    from uwsgid.services import signals, timers
     api.register_signal(30, "worker1", lambda n: None)
-    signals.start_master()
+    timers.start_master()
     r, w = os.pipe()
     receiver = _spawn_worker(1, w, expect=1)
     sender_code = fork_children(1, lambda i: (signals.worker_started(2), api.signal(30)))
@@ -471,7 +471,7 @@ def test_worker_raised_signal_goes_through_master(svc):
 
 
 def test_timer_and_rb_timer(svc):
-    from uwsgid.services import signals
+    from uwsgid.services import timers
     api.register_signal(40, "worker1", lambda n: None)
     api.register_signal(41, "worker1", lambda n: None)
     r, w = os.pipe()
@@ -480,14 +480,14 @@ def test_timer_and_rb_timer(svc):
     assert api.add_rb_timer(41, 0.3, 2)
     os.close(w)
     lines = _collect(r, [receiver])
-    signals.stop_master()
+    timers.stop_master()
     assert lines.count("1:41") == 2 and lines.count("1:40") >= 2
 
 
 def test_timer_registered_from_a_worker(svc):
-    from uwsgid.services import signals
+    from uwsgid.services import signals, timers
     api.register_signal(42, "worker1", lambda n: None)
-    signals.start_master()
+    timers.start_master()
     r, w = os.pipe()
     receiver = _spawn_worker(1, w, expect=1, timeout=5)
     assert fork_children(1, lambda i: (signals.worker_started(3), api.add_rb_timer(42, 0.2, 1))) == [0]
@@ -496,7 +496,7 @@ def test_timer_registered_from_a_worker(svc):
 
 
 def test_file_monitor(svc, tmp_path):
-    from uwsgid.services import signals
+    from uwsgid.services import timers
     f = tmp_path / "watched"
     f.write_text("a")
     api.register_signal(50, "worker1", lambda n: None)
@@ -507,11 +507,11 @@ def test_file_monitor(svc, tmp_path):
     f.write_text("bb")
     os.close(w)
     assert _collect(r, [receiver]) == ["1:50"]
-    signals.stop_master()
+    timers.stop_master()
 
 
 def test_cron_matching():
-    from uwsgid.services.signals import cron_matches
+    from uwsgid.services.timers import cron_matches
     tm = time.strptime("2026-03-15 10:30", "%Y-%m-%d %H:%M")   # a Sunday
     assert cron_matches((30, 10, 15, 3, 0), tm)
     assert cron_matches((-1, -1, -1, -1, -1), tm)
@@ -523,18 +523,18 @@ def test_cron_matching():
 
 
 def test_cron_fires_at_minute_change(svc):
-    from uwsgid.services import signals
+    from uwsgid.services import signals, timers
     api.register_signal(60, "worker1", lambda n: None)
-    with signals._sched_lock:
-        signals._crons.append({"num": 60, "fields": (-1, -1, -1, -1, -1), "last": None})
+    with timers._sched_lock:
+        timers._crons.append({"num": 60, "fields": (-1, -1, -1, -1, -1), "last": None})
     sent = []
     orig = signals.route
     signals.route = lambda n: sent.append(n)
     try:
-        signals.tick(now_wall=600.0)
-        signals.tick(now_wall=630.0)
+        timers.tick(now_wall=600.0)
+        timers.tick(now_wall=630.0)
         assert sent == []
-        signals.tick(now_wall=660.0)
+        timers.tick(now_wall=660.0)
         assert sent == [60]
     finally:
         signals.route = orig

@@ -95,7 +95,7 @@ def service_plugins() -> list:
 # ---- hooks ----------------------------------------------------------------------------------
 
 def _master_start(server) -> None:
-    from uwsgid.services import signals
+    from uwsgid.services import timers
     try:
         setup(getattr(server, "opts", None))
     except (ValueError, OSError) as exc:
@@ -107,7 +107,7 @@ def _master_start(server) -> None:
     if isinstance(plugins, dict):
         for p in service_plugins():
             plugins.setdefault(p.modifier1, p)
-    signals.start_master()
+    timers.start_master()
 
 
 def _worker_start(worker) -> None:
@@ -153,10 +153,10 @@ def _stats(stats: dict) -> None:
 
 
 def _shutdown(server) -> None:
-    from uwsgid.services import metrics, mules, signals
+    from uwsgid.services import metrics, mules, timers
     metrics.write_dir()
     mules.stop()
-    signals.stop_master()
+    timers.stop_master()
 
 
 hooks.register("master_start", _master_start)

@@ -23,6 +23,7 @@ from uwsgid.services import locks as _locks
 from uwsgid.services import metrics as _metrics
 from uwsgid.services import rpc as _rpc
 from uwsgid.services import signals as _signals
+from uwsgid.services import timers as _timers
 from uwsgid.services.rpc import RpcError  # noqa: F401  (re-exported for the plugins)
 
 
@@ -216,21 +217,21 @@ def signal_received() -> int | None:
 
 
 def add_timer(num, secs) -> bool:
-    return _signals.add_timer(_int(num, "signal number"), _secs(secs))
+    return _timers.add_timer(_int(num, "signal number"), _secs(secs))
 
 
 def add_rb_timer(num, secs, iterations=0) -> bool:
-    return _signals.add_timer(_int(num, "signal number"), _secs(secs), _int(iterations, "iterations"))
+    return _timers.add_timer(_int(num, "signal number"), _secs(secs), _int(iterations, "iterations"))
 
 
 def add_file_monitor(num, path) -> bool:
-    return _signals.add_file_monitor(_int(num, "signal number"), to_bytes(path, "path").decode())
+    return _timers.add_file_monitor(_int(num, "signal number"), to_bytes(path, "path").decode())
 
 
 def add_cron(num, minute, hour, day, month, weekday) -> bool:
     """-1 = any; a negative -N = every N (uWSGI's convention)."""
     fields = [_int(v, "cron field") for v in (minute, hour, day, month, weekday)]
-    return _signals.add_cron(_int(num, "signal number"), *fields)
+    return _timers.add_cron(_int(num, "signal number"), *fields)
 
 
 def _secs(secs) -> float:

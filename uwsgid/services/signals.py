@@ -14,9 +14,8 @@ The registration table (registered flag + target per signal) lives in shared mem
 signal registered in a worker (lazy-apps) is routed by the master; handlers are per process
 (registered in the master before fork they are inherited by every worker).
 
-The master runs a small thread that reads the workers' requests and fires timers (monotonic
-deadlines), rb timers (with an iteration limit), file monitors (polled each second: mtime, size,
-inode) and crons (checked at each minute: -1 = any, -N = every N).
+The master's timers, file monitors and crons, and its thread reading the workers' requests,
+are in uwsgid/services/timers.py.
 """
 
 from __future__ import annotations
@@ -61,14 +60,6 @@ _wid = 0
 _reader_added = False
 _last_received: int | None = None
 
-# master-side scheduling (only touched by the master process)
-_sched_lock = threading.Lock()
-_timers: list[dict] = []
-_monitors: list[dict] = []
-_crons: list[dict] = []
-_thread: threading.Thread | None = None
-_stop = threading.Event()
-_wake: tuple[socket.socket, socket.socket] | None = None
 _warned_unregistered: set[int] = set()
 
 
@@ -386,12 +377,8 @@ def worker_started(wid: int) -> None:
                 wk.close()
         _shared[0].close()
         _close_mule_ends(keep=0)
-        if _wake is not None:
-            for s in _wake:
-                s.close()
-        _timers.clear()
-        _monitors.clear()
-        _crons.clear()
+        from uwsgid.services import timers
+        timers.forget_in_child()
 
 
 def _close_mule_ends(keep: int) -> None:
@@ -425,12 +412,8 @@ def mule_started(mid: int) -> None:
     _shared[0].close()
     _shared[1].close()
     _close_mule_ends(keep=mid)
-    if _wake is not None:
-        for s in _wake:
-            s.close()
-    _timers.clear()
-    _monitors.clear()
-    _crons.clear()
+    from uwsgid.services import timers
+    timers.forget_in_child()
 
 
 def worker_fds() -> list[int]:
@@ -539,209 +522,6 @@ def last_received() -> int | None:
     return _last_received
 
 
-# ---- timers, file monitors, crons (the master owns them) --------------------------------
-
-def add_timer(num: int, secs: float, iterations: int = 0) -> bool:
-    _check_num(num)
-    if iterations < 0:
-        raise ValueError(f"iterations must be >= 0 (got {iterations})")
-    _ensure()
-    if not in_master():
-        return _to_master(b"T" + struct.pack("<Bdi", num, secs, iterations))
-    with _sched_lock:
-        for t in _timers:
-            if (t["num"], t["secs"], t["iterations"]) == (num, secs, iterations):
-                return True      # lazy-apps: every worker registers the same timer
-        _timers.append({"num": num, "secs": secs, "iterations": iterations, "count": 0,
-                        "due": time.monotonic() + secs})
-    kind = f"rb_timer ({iterations} iterations)" if iterations else "timer"
-    log(f"[uwsgi-signal] {kind} {secs}s registered for signal {num}")
-    _start_master_thread()
-    return True
-
-
-def _file_sig(path: str):
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-def add_file_monitor(num: int, path: str) -> bool:
-    _check_num(num)
-    _ensure()
-    if not in_master():
-        return _to_master(b"F" + bytes([num]) + path.encode())
-    path = os.path.abspath(path)
-    with _sched_lock:
-        if any((m["num"], m["path"]) == (num, path) for m in _monitors):
-            return True
-        _monitors.append({"num": num, "path": path, "sig": _file_sig(path)})
-    log(f"[uwsgi-signal] file monitor on {path} registered for signal {num}")
-    _start_master_thread()
-    return True
-
-
-def add_cron(num: int, minute: int, hour: int, day: int, month: int, weekday: int) -> bool:
-    _check_num(num)
-    fields = (minute, hour, day, month, weekday)
-    for v, lo, hi, what in zip(fields, (0, 0, 1, 1, 0), (59, 23, 31, 12, 6),
-                               ("minute", "hour", "day", "month", "weekday")):
-        if v >= 0 and not lo <= v <= hi:
-            raise ValueError(f"cron {what} must be -1 (any), -N (every N) or {lo}..{hi} (got {v})")
-        if v < -1 and -v > hi + 1:
-            raise ValueError(f"cron {what}: every {-v} is out of range")
-    _ensure()
-    if not in_master():
-        return _to_master(b"C" + struct.pack("<B5h", num, *fields))
-    with _sched_lock:
-        if any(c["num"] == num and c["fields"] == fields for c in _crons):
-            return True
-        _crons.append({"num": num, "fields": fields, "last": None})
-    log(f"[uwsgi-signal] cron {' '.join(map(str, fields))} registered for signal {num}")
-    _start_master_thread()
-    return True
-
-
-def cron_matches(fields, tm: time.struct_time) -> bool:
-    now = (tm.tm_min, tm.tm_hour, tm.tm_mday, tm.tm_mon, (tm.tm_wday + 1) % 7)  # Sunday = 0
-    for want, cur in zip(fields, now):
-        if want == -1:
-            continue
-        if want < -1:
-            if cur % -want:
-                return False
-        elif want != cur:
-            return False
-    return True
-
-
-def _handle_request(msg: bytes) -> None:
-    kind = msg[:1]
-    try:
-        if kind == b"S":
-            route(msg[1])
-        elif kind == b"T":
-            num, secs, iterations = struct.unpack("<Bdi", msg[1:])
-            add_timer(num, secs, iterations)
-        elif kind == b"F":
-            add_file_monitor(msg[1], msg[2:].decode())
-        elif kind == b"C":
-            num, *fields = struct.unpack("<B5h", msg[1:])
-            add_cron(num, *fields)
-        else:
-            log(f"[uwsgi-signal] unknown request {kind!r} from a worker")
-    except Exception:
-        log_exception("[uwsgi-signal] bad request from a worker:")
-
-
-def tick(now_mono: float | None = None, now_wall: float | None = None) -> float:
-    """Fire what is due; returns seconds until the next timer (at most 1, for monitors/crons)."""
-    mono = time.monotonic() if now_mono is None else now_mono
-    wall = time.time() if now_wall is None else now_wall
-    fire = []
-    with _sched_lock:
-        for t in list(_timers):
-            if mono >= t["due"]:
-                fire.append(t["num"])
-                t["count"] += 1
-                t["due"] = max(t["due"] + t["secs"], mono + min(t["secs"], 0.001))
-                if t["iterations"] and t["count"] >= t["iterations"]:
-                    _timers.remove(t)
-        for m in _monitors:
-            sig = _file_sig(m["path"])
-            if sig != m["sig"]:
-                m["sig"] = sig
-                fire.append(m["num"])
-        minute = int(wall // 60)
-        tm = time.localtime(minute * 60)
-        for c in _crons:
-            if c["last"] != minute:
-                if c["last"] is not None and cron_matches(c["fields"], tm):
-                    fire.append(c["num"])
-                c["last"] = minute
-        nxt = min([t["due"] for t in _timers], default=mono + 1.0)
-    for num in fire:
-        route(num)
-    return max(0.0, min(1.0, nxt - mono))
-
-
-def _master_loop() -> None:
-    poller = select.poll()
-    socks = {m.fileno(): m for m, _w in list(_pipes.values()) + list(_mule_pipes.values())}
-    for fd in socks:
-        poller.register(fd, select.POLLIN)
-    poller.register(_wake[1].fileno(), select.POLLIN)
-    timeout = 0.0
-    while not _stop.is_set():
-        try:
-            ready = poller.poll(int(timeout * 1000) + 1)
-            for fd, _ev in ready:
-                if fd == _wake[1].fileno():
-                    _drain_wake()
-                    continue
-                sock = socks[fd]
-                while True:
-                    try:
-                        msg = sock.recv(4096)
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError:
-                        break
-                    if not msg:
-                        break
-                    _handle_request(msg)
-            timeout = tick()
-        except Exception:
-            log_exception("[uwsgi-signal] master signal thread:")
-            time.sleep(0.5)
-
-
-def _drain_wake() -> None:
-    try:
-        while _wake[1].recv(64):
-            pass
-    except (BlockingIOError, OSError):
-        pass
-
-
-def _start_master_thread() -> None:
-    """The master's scheduler thread (started once, in the master process only)."""
-    global _thread, _wake
-    if _thread is not None and _thread.is_alive():
-        try:
-            _wake[0].send(b"w")   # a new timer may be due before the current poll timeout
-        except OSError:
-            pass
-        return
-    if not in_master():
-        return
-    _ensure()
-    _wake = _pair()
-    _stop.clear()
-    _thread = threading.Thread(target=_master_loop, name="uwsgid-signal-master", daemon=True)
-    _thread.start()
-
-
-def start_master() -> None:
-    _ensure()
-    _start_master_thread()
-
-
-def stop_master() -> None:
-    global _thread
-    _stop.set()
-    if _wake is not None:
-        try:
-            _wake[0].send(b"q")
-        except OSError:
-            pass
-    if _thread is not None:
-        _thread.join(2)
-        _thread = None
-
-
 # ---- mules: messages and the mule's own loop ------------------------------------------------
 
 def mule_msg(msg: bytes, mule: int | None = None) -> bool:
@@ -844,7 +624,8 @@ def mule_count() -> int:
 def _reset_for_tests() -> None:
     global _table, _table_lock, _pids, _shared, _numproc, _master_pid, _wid, _reader_added
     global _mule_shared, _mule_msg_shared, _nmules, _mule
-    stop_master()
+    from uwsgid.services import timers
+    timers._reset_for_tests()
     for pairs in (_pipes, _mule_pipes, _mule_msgs):
         for m, w in pairs.values():
             m.close()
@@ -863,7 +644,4 @@ def _reset_for_tests() -> None:
     _numproc = _master_pid = _wid = 0
     _reader_added = False
     _handlers.clear()
-    _timers.clear()
-    _monitors.clear()
-    _crons.clear()
     _warned_unregistered.clear()
