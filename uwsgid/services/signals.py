@@ -10,6 +10,8 @@ signal with a log line, like uWSGI's "SIGNAL QUEUE IS FULL"):
     worker inherits the same pair, so queued signals are not lost.
   * one shared pair for target "worker" (= first available worker): every worker polls the
     same end and the kernel hands each message to exactly one of them.
+  * mules (--mule/--mules) likewise: a pair per mule, a shared one for target "mule", and
+    message queues (one per mule and a shared one) for mule_msg / mule_get_msg.
 The registration table (registered flag + target per signal) lives in shared memory so that a
 signal registered in a worker (lazy-apps) is routed by the master; handlers are per process
 (registered in the master before fork they are inherited by every worker).
