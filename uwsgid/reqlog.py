@@ -29,6 +29,19 @@ def memory_usage() -> tuple[int, int]:
         return 0, 0
 
 
+_ctime_cache = [-1, b""]
+
+
+def ctime(t: float) -> bytes:
+    """time.ctime as bytes, computed once per second (every log line needs it)."""
+    sec = int(t)
+    c = _ctime_cache
+    if c[0] != sec:
+        c[1] = time.ctime(sec).encode()
+        c[0] = sec
+    return c[1]
+
+
 def _b(value) -> bytes:
     if isinstance(value, bytes):
         return value
@@ -65,7 +78,7 @@ CHUNKS = {
     "size": lambda req, w: b"%d" % (req.headers_size + req.response_size),
     "cl": lambda req, w: b"%d" % req.post_cl,
     "epoch": lambda req, w: b"%d" % int(time.time()),
-    "ctime": lambda req, w: time.ctime(req.start_wall).encode(),
+    "ctime": lambda req, w: ctime(req.start_wall),
     "time": lambda req, w: b"%d" % int(req.start_wall),
     "ltime": _ltime,
     "ftime": _ltime,
@@ -199,7 +212,7 @@ class RequestLogger:
                 vsz, vsz // 1048576, rss, rss // 1048576)
         return mem + b"[pid: %d|app: %d|req: %d/%d] %b (%b) {%d vars in %d bytes} [%b] %b %b => generated %d bytes in %d msecs (%b %d) %d headers in %d bytes (%d switches on core %d)" % (
             w.pid, req.app_id, w.requests, total, v.get(b"REMOTE_ADDR", b""), v.get(b"REMOTE_USER", b""),
-            req.var_cnt, req.pktsize, time.ctime(req.start_wall).encode(), req.method,
+            req.var_cnt, req.pktsize, ctime(req.start_wall), req.method,
             v.get(b"REQUEST_URI", b""), req.response_size, int((req.end - req.start) * 1000),
             v.get(b"SERVER_PROTOCOL", b"HTTP/1.1"), req.status, req.header_cnt, req.headers_size,
             req.switches, req.core.id if req.core is not None else 0)
