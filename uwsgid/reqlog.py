@@ -54,8 +54,16 @@ def _var(name: bytes):
     return lambda req, w: req.vars.get(name, b"")
 
 
+_ltime_cache = [-1, b""]
+
+
 def _ltime(req, w) -> bytes:
-    return time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(req.start_wall)).encode()
+    sec = int(req.start_wall)
+    c = _ltime_cache
+    if c[0] != sec:
+        c[1] = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(sec)).encode()
+        c[0] = sec
+    return c[1]
 
 
 def _rt_us(req) -> int:
