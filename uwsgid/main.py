@@ -47,6 +47,7 @@ class Server:
         self.cwd = os.getcwd()
         self.master = None          # uwsgid.master.Master (None in single-process mode)
         self.router_sockets: list = []   # --http router listening sockets (uwsgid.router)
+        self.pidfiles: list[str] = []    # written, absolute (removed by --vacuum)
 
     def worker_pids(self) -> dict[int, int]:
         """wid -> pid of the running workers (0 while one is being respawned)."""
@@ -123,7 +124,7 @@ def _bind(server) -> None:
 def _banner(server) -> None:
     opts = server.opts
     log(f"*** Starting uWSGI {server.version} (64bit) on [{time.ctime()}] ***")
-    log(f"compiled with version: {platform.python_compiler()} on {time.ctime(server.started_at)}")
+    log(f"compiled with version: {platform.python_compiler()} (Python {platform.python_version()})")
     log(f"os: {platform.system()}-{platform.release()} {platform.version()}")
     log(f"nodename: {socket.gethostname()}")
     log(f"machine: {platform.machine()}")
@@ -147,6 +148,14 @@ def _log_listeners(server) -> None:
             log(f"uwsgi socket {i} bound to {kind} address {name} fd {fd}")
     for s, name in server.router_sockets:
         log(f"uWSGI http bound on {name} fd {s.fileno()}")
+
+
+def _write_pidfile(server, path: str) -> None:
+    """Absolute, so that --vacuum finds it whatever --chdir/--chdir2 did meanwhile."""
+    from uwsgid import daemon
+    path = os.path.abspath(path)
+    daemon.write_pidfile(path, server.master_pid)
+    server.pidfiles.append(path)
 
 
 def _preimport() -> None:
@@ -227,11 +236,11 @@ def main(argv: list[str], extra_plugins=None) -> int:
             raise StartupError("The -s/--socket option is missing and stdin is not a socket.")
         _log_listeners(server)
         if opts.pidfile:
-            daemon.write_pidfile(opts.pidfile, server.master_pid)
+            _write_pidfile(server, opts.pidfile)
         _preimport()
         daemon.drop_privileges(opts.uid, opts.gid, log)
         if opts.pidfile2:
-            daemon.write_pidfile(opts.pidfile2, server.master_pid)
+            _write_pidfile(server, opts.pidfile2)
         if opts.logto2:
             daemon.redirect_log(opts.logto2)
     except (StartupError, daemon.DaemonError) as e:
@@ -263,8 +272,8 @@ def main(argv: list[str], extra_plugins=None) -> int:
     if opts.daemonize2 and not reloading:
         daemon.daemonize(opts.daemonize2)
         server.master_pid = os.getpid()
-        if opts.pidfile:
-            daemon.write_pidfile(opts.pidfile, server.master_pid)
+        for path in list(server.pidfiles):
+            daemon.write_pidfile(path, server.master_pid)
 
     if single:
         return _run_single(server)
@@ -303,5 +312,5 @@ def _cleanup(server) -> None:
     for s, name in server.router_sockets:
         if name.startswith("/"):
             daemon.remove_file(name)
-    daemon.remove_file(server.opts.pidfile)
-    daemon.remove_file(server.opts.pidfile2)
+    for path in server.pidfiles:
+        daemon.remove_file(path)
