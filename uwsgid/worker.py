@@ -421,6 +421,9 @@ class Runner:
                 if not draining:
                     draining = True
                     self.stop_accepting()
+                    sb = w.scoreboard
+                    if sb is not None and self.index == 0:
+                        sb.set_accepting(w.id, False)
                 for conn in list(self.conns.values()):
                     if conn.idle_after_request():
                         conn.close()
