@@ -34,13 +34,19 @@ _W_SIZE = 64
 _W_ACCEPT_OFF = _W_MASTER.size          # 48
 _W_SIGNALS_OFF = _W_ACCEPT_OFF + 8      # 56
 
-# Per core: requests, exceptions, tx, running_time (µs), write_errors, read_errors,
-# static, routed, offloaded  | start (µs since epoch, 0 = idle), uri length, uri bytes.
-_C_COUNTERS = struct.Struct("<QQQQQQQQQ")
+# Per core, laid out so that end() is one unpack and one pack:
+#   hot:   requests, exceptions, tx, running_time (µs) | start (µs since epoch, 0 = idle)
+#   req:   start, uri length, uri bytes (begin() writes it in one pack)
+#   extra: write_errors, read_errors, static, routed, offloaded
+_C_HOT = struct.Struct("<QQQQ")
+_C_END = struct.Struct("<QQQQQ")        # hot counters + start cleared
 _C_REQ = struct.Struct(f"<QH{URI_MAX}s")
 _C_IDLE = struct.Struct("<Q")
-_C_REQ_OFF = _C_COUNTERS.size           # 72
-_C_SIZE = _C_REQ_OFF + _C_REQ.size + 6  # padded to a multiple of 8
+_C_REQ_OFF = _C_HOT.size                                   # 32
+_C_EXTRA = struct.Struct("<QQQQQ")
+_C_EXTRA_OFF = (_C_REQ_OFF + _C_REQ.size + 7) // 8 * 8     # 304
+_C_SIZE = _C_EXTRA_OFF + _C_EXTRA.size                     # 344
+_EXTRA_KINDS = {"write": 0, "read": 1, "static": 2, "routed": 3, "offloaded": 4}
 
 
 class Scoreboard:
@@ -67,12 +73,10 @@ class Scoreboard:
     def end(self, wid: int, core_id: int, status: int, tx: int, rt_us: int, exception: bool) -> None:
         if not (0 < wid <= self.numproc and 0 <= core_id < self.cores):
             return
-        off = self._core_off(wid, core_id)
+        off = self._core_base + ((wid - 1) * self.cores + core_id) * _C_SIZE
         mem = self.mem
-        c = _C_COUNTERS.unpack_from(mem, off)
-        _C_COUNTERS.pack_into(mem, off, c[0] + 1, c[1] + (1 if exception else 0), c[2] + tx,
-                              c[3] + max(0, rt_us), c[4], c[5], c[6], c[7], c[8])
-        _C_IDLE.pack_into(mem, off + _C_REQ_OFF, 0)
+        n, exc, txs, rts = _C_HOT.unpack_from(mem, off)
+        _C_END.pack_into(mem, off, n + 1, exc + 1 if exception else exc, txs + tx, rts + (rt_us if rt_us > 0 else 0), 0)
         _TOTAL.pack_into(mem, 0, _TOTAL.unpack_from(mem, 0)[0] + 1)
 
     def total_requests(self) -> int:
@@ -83,14 +87,13 @@ class Scoreboard:
             _W_ACCEPT.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_ACCEPT_OFF, 1 if accepting else 0)
 
     def add_error(self, wid: int, core_id: int, kind: str) -> None:
-        """Count a `write` or `read` error on a core (client went away mid-response, ...)."""
+        """Count a `write`/`read` error (client gone mid-response, ...) or a static/routed/
+        offloaded request on a core."""
         if not (0 < wid <= self.numproc and 0 <= core_id < self.cores):
             return
-        idx = {"write": 4, "read": 5, "static": 6, "routed": 7, "offloaded": 8}[kind]
-        off = self._core_off(wid, core_id)
-        c = list(_C_COUNTERS.unpack_from(self.mem, off))
-        c[idx] += 1
-        _C_COUNTERS.pack_into(self.mem, off, *c)
+        off = self._core_off(wid, core_id) + _C_EXTRA_OFF + 8 * _EXTRA_KINDS[kind]
+        (n,) = _C_IDLE.unpack_from(self.mem, off)
+        _C_IDLE.pack_into(self.mem, off, n + 1)
 
     def incr_signals(self, wid: int) -> None:
         """A uWSGI signal was handled by this worker (written by the worker only)."""
@@ -134,11 +137,12 @@ class Scoreboard:
 
     def core(self, wid: int, core_id: int) -> dict:
         off = self._core_off(wid, core_id)
-        c = _C_COUNTERS.unpack_from(self.mem, off)
+        requests, exceptions, tx, rt = _C_HOT.unpack_from(self.mem, off)
         start, n, uri = _C_REQ.unpack_from(self.mem, off + _C_REQ_OFF)
-        return {"requests": c[0], "exceptions": c[1], "tx": c[2], "running_time": c[3],
-                "write_errors": c[4], "read_errors": c[5], "static_requests": c[6],
-                "routed_requests": c[7], "offloaded_requests": c[8],
+        werr, rerr, static, routed, offloaded = _C_EXTRA.unpack_from(self.mem, off + _C_EXTRA_OFF)
+        return {"requests": requests, "exceptions": exceptions, "tx": tx, "running_time": rt,
+                "write_errors": werr, "read_errors": rerr, "static_requests": static,
+                "routed_requests": routed, "offloaded_requests": offloaded,
                 "start_us": start, "uri": uri[:n] if start else b""}
 
     def busy_cores(self, wid: int) -> list[tuple[int, int, bytes]]:
