@@ -71,6 +71,13 @@ def _plugins():
             req.start_response(b"200 OK", [(b"Content-Type", b"application/json")])
             req.write(body)
 
+        def do_dump(self, req, q):
+            import base64
+            out = {"vars": {k.decode("latin-1"): v.decode("latin-1") for k, v in req.vars.items()},
+                   "body": base64.b64encode(req.input.read()).decode(), "terminated": req.input_terminated}
+            req.start_response(b"200 OK", [(b"Content-Type", b"application/json")])
+            req.write(json.dumps(out).encode())
+
         def do_echo(self, req, q):
             n = int(q.get("n", "-1"))
             data = req.input.read(n) if n >= 0 else req.input.read()

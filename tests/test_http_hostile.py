@@ -226,3 +226,65 @@ def test_post_buffering_spools_to_file():
         body = bytes(range(256)) * 40
         answer = raw(f"127.0.0.1:{port}", b"POST /echo HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         assert answer.endswith(body)
+
+
+_token = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", min_size=1, max_size=12)
+_value = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7e), min_size=0, max_size=40)
+
+
+@st.composite
+def requests_(draw):
+    method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]))
+    segs = draw(st.lists(st.text(alphabet="abcxyz019_.~", min_size=1, max_size=6), max_size=3))
+    query = draw(st.text(alphabet="abc=&%2F19", max_size=12))
+    headers = draw(st.dictionaries(_token.filter(lambda t: t.lower() not in (
+        "content-length", "transfer-encoding", "host", "expect", "connection", "upgrade", "content-type")),
+        _value, max_size=6))
+    body = draw(st.binary(max_size=3000)) if method != "GET" else b""
+    chunked = draw(st.booleans()) and bool(body)
+    return method, "/dump/" + "/".join(segs), query, headers, body, chunked
+
+
+def _encode(method, path, query, headers, body, chunked) -> bytes:
+    uri = path + ("?" + query if query else "")
+    lines = [f"{method} {uri} HTTP/1.1", "Host: h"] + [f"{k}: {v}" for k, v in headers.items()]
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+        data = b""
+        for i in range(0, len(body), 700):
+            part = body[i:i + 700]
+            data += b"%x\r\n%b\r\n" % (len(part), part)
+        data += b"0\r\n\r\n"
+    else:
+        lines.append(f"Content-Length: {len(body)}")
+        data = body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reqs=st.lists(requests_(), min_size=1, max_size=4), seed=st.integers(0, 2**16))
+def test_random_valid_requests_fragmented(server, reqs, seed):
+    """Valid requests of random shape, pipelined and cut at random points, arrive intact."""
+    import base64
+    import io
+    wire = b"".join(_encode(*r) for r in reqs)
+    rnd = random.Random(seed)
+    s = connect(server.address())
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for part in _split(wire, rnd):
+        s.sendall(part)
+    s.shutdown(socket.SHUT_WR)
+    answer = recv_all(s)
+    s.close()
+    f = io.BytesIO(answer)
+    for method, path, query, headers, body, chunked in reqs:
+        status, _, data = read_response(f)
+        assert status == 200, data
+        got = json.loads(data)
+        v = got["vars"]
+        assert v["REQUEST_METHOD"] == method and v["QUERY_STRING"] == query
+        assert v["PATH_INFO"] == path
+        for k, val in headers.items():
+            assert val in v["HTTP_" + k.upper().replace("-", "_")].split(", ")
+        assert base64.b64decode(got["body"]) == body
+        assert got["terminated"] == chunked
