@@ -15,8 +15,6 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
-    # not helpers.free_port: tests/helpers.py does not import at the moment (Server.stop's default
-    # argument `signal.SIGINT` resolves to the method Server.signal defined just above it)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
