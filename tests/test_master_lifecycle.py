@@ -380,3 +380,21 @@ def test_bad_uid_is_one_line_and_exit_1(tmp_path):
     with srv:
         assert srv.proc.wait(20) == 1
         assert "unknown user no-such-user-xyz" in srv.log()
+
+
+def test_logto_udp_sends_each_line_as_a_datagram():
+    import socket
+    import subprocess
+    import sys
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(10)
+    try:
+        code = ("from uwsgid import daemon; from uwsgid.log import log; "
+                f"daemon.redirect_log('127.0.0.1:{rx.getsockname()[1]}'); log('hello over udp')")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30,
+                           cwd=Path(__file__).resolve().parent.parent)
+        assert r.returncode == 0, r.stderr
+        assert rx.recv(65536) == b"hello over udp\n"
+    finally:
+        rx.close()

@@ -192,6 +192,14 @@ def _configure_plugins(server) -> int | None:
 
 def main(argv: list[str], extra_plugins=None) -> int:
     """Run the server; returns the process exit code. `extra_plugins` (tests) adds Plugin objects."""
+    try:
+        return _main(argv, extra_plugins)
+    except KeyboardInterrupt:     # Ctrl-C while starting (before the master handles signals)
+        log("uwsgi: interrupted while starting")
+        return 130
+
+
+def _main(argv: list[str], extra_plugins) -> int:
     argv = [str(a) for a in argv]
     _import_services()
     from uwsgid import cli, daemon
