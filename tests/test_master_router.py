@@ -89,6 +89,17 @@ def test_router_reframes_a_streamed_response(tmp_path):
                     resp.getheader("Transfer-Encoding") == "chunked"
         finally:
             conn.close()
+        # one raw connection: the re-framed (chunked) response leaves it usable for the next request
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            for _ in range(2):
+                s.sendall(b"GET /stream?2 HTTP/1.1\r\nHost: x\r\n\r\n")
+                data = b""
+                while not data.endswith(b"0\r\n\r\n"):
+                    chunk = s.recv(65536)
+                    assert chunk, data
+                    data += chunk
+                assert b"Transfer-Encoding: chunked" in data
+                assert b"7\r\nchunk0;\r\n7\r\nchunk1;\r\n0\r\n\r\n" in data
         out = _raw(port, b"GET /stream?2 HTTP/1.0\r\nHost: x\r\n\r\n")
         assert out.startswith(b"HTTP/1.")
         assert out.endswith(b"chunk0;chunk1;")
