@@ -204,7 +204,7 @@ class ClientConnection:
                     req = parser.done.pop(0)
                     if not self._forward(req) or not req.keep_alive or self.router.stopping:
                         return
-                self.busy = False
+                self.busy = parser.cur is not None     # a partial request is not idle
                 if self.router.stopping and parser.cur is None:
                     return
         except OSError:
