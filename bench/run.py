@@ -202,7 +202,11 @@ class Bench:
             self.warm_up(url, sc.headers)
 
         def measure(label, srv, url):
+            # CPU the server spent per request: much steadier than req/s on a shared machine.
+            cpu0 = srv.cpu_seconds()
             r = load.run_wrk(url, self.args.duration, sc.connections, 2, sc.headers)
+            if r["requests"]:
+                r["server_cpu_us_per_request"] = (srv.cpu_seconds() - cpu0) * 1e6 / r["requests"]
             return {"value": r["rps"], "problem": load.wrk_problem(r, self.args.duration), **r}
         self._alternate(ready, measure, res)
 
@@ -281,6 +285,11 @@ class Bench:
             res["status"] = "skip"
         else:
             res["status"] = "error"
+        if sc.kind == "wrk":
+            cpu = {label: [r["server_cpu_us_per_request"] for r in res[label]["runs"]
+                           if r.get("server_cpu_us_per_request") and not r.get("problem")]
+                   for label in ("ours", "peer")}
+            res["server_cpu_us_per_request"] = {l: statistics.median(v) if v else None for l, v in cpu.items()}
         if sc.kind == "wrk" and res["ratio"] is not None:
             res["bytes_per_response"] = {
                 label: statistics.median(r["bytes_per_request"] for r in res[label]["runs"]

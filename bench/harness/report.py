@@ -22,12 +22,14 @@ def _fmt(v, metric: str) -> str:
 
 
 def table(results: list[dict], curve: dict | None) -> str:
-    rows = [("scenario", "peer", "unit", "ours", "peer", "ours/peer", "target", "verdict")]
+    rows = [("scenario", "peer", "unit", "ours", "peer", "ours/peer", "target", "verdict", "cpu us/req ours/peer")]
     for r in results:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         target = f"{r['target_op']} {r['target']}" if r["target"] is not None else "-"
+        cpu = r.get("server_cpu_us_per_request") or {}
+        cpu_s = "/".join("-" if cpu.get(k) is None else f"{cpu[k]:.0f}" for k in ("ours", "peer")) if cpu else ""
         rows.append((r["id"], r["peer_name"], r["unit"], _fmt(r["ours"]["median"], r["metric"]),
-                     _fmt(r["peer"]["median"], r["metric"]), ratio, target, VERDICT[r["status"]]))
+                     _fmt(r["peer"]["median"], r["metric"]), ratio, target, VERDICT[r["status"]], cpu_s))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

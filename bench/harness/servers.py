@@ -108,6 +108,22 @@ class Server:
         except psutil.NoSuchProcess:
             return []
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server's processes (master and every child) so far."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
     def log_tail(self, lines: int = 12) -> str:
         try:
             text = self.log_path.read_text(errors="replace").strip().splitlines()
