@@ -109,3 +109,23 @@ def test_exit_on_reload_stops(tmp_path):
         srv.signal(signal.SIGHUP)
         assert srv.proc.wait(20) == 0
         assert "goodbye to uWSGI." in srv.log()
+
+
+def test_reload_under_load_through_the_http_router(tmp_path):
+    port = free_port()
+    srv = Launched(["--master", "-p", "2", "--http", f"127.0.0.1:{port}", "--http-modifier1", MODIFIER1],
+                   tmp_path / "log")
+    with srv:
+        srv.wait_port(port)
+        srv.wait_log("spawned uWSGI http 1")
+        before = info(port)
+        with Load(port) as load:
+            time.sleep(0.5)
+            for _ in range(2):
+                done = srv.log().count("spawned uWSGI http 1")
+                srv.signal(signal.SIGHUP)
+                srv.wait_log("spawned uWSGI http 1", count=done + 1, timeout=30)
+                time.sleep(0.7)
+        assert load.failures == [], load.failures[:5]
+        assert load.ok > 20
+        assert info(port)["loaded"] != before["loaded"]

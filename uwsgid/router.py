@@ -154,6 +154,7 @@ class ClientConnection:
         self.addr = addr
         self.server_addr = server_addr
         self.busy = False
+        self.served = 0
         self.continued: set[int] = set()
 
     def send_continue(self, req: _Request) -> None:
@@ -162,8 +163,9 @@ class ClientConnection:
             self.continued.add(id(req))
 
     def close_if_idle(self) -> None:
-        """Graceful stop: wake a thread blocked waiting for the next keep-alive request."""
-        if not self.busy:
+        """Graceful stop: wake a thread blocked waiting for the next keep-alive request. A new
+        connection whose first request has not arrived yet is served, not dropped."""
+        if not self.busy and self.served:
             try:
                 self.sock.shutdown(socket.SHUT_RD)
             except OSError:
@@ -175,12 +177,12 @@ class ClientConnection:
         timeout = max(1, int(self.router.opts.socket_timeout or 4))
         try:
             while True:
-                sock.settimeout(timeout if parser.cur is not None else IDLE_TIMEOUT)
+                sock.settimeout(IDLE_TIMEOUT if parser.cur is None and self.served else timeout)
                 try:
                     data = sock.recv(65536)
                 except socket.timeout:
-                    if parser.cur is not None:
-                        log(f"[uwsgi-http] client {self.addr[0]}: request timed out after {timeout}s")
+                    if parser.cur is not None or not self.served:
+                        log(f"[uwsgi-http] client {self.addr}: request timed out after {timeout}s")
                         self._error("408 Request Timeout", "request timeout")
                     return
                 if not data:
@@ -202,6 +204,7 @@ class ClientConnection:
                     return
                 while parser.done:
                     req = parser.done.pop(0)
+                    self.served += 1
                     if not self._forward(req) or not req.keep_alive or self.router.stopping:
                         return
                 self.busy = parser.cur is not None     # a partial request is not idle
