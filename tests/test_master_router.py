@@ -38,6 +38,18 @@ def _raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
         return out
 
 
+def _dechunk(body: bytes) -> bytes:
+    out = b""
+    while True:
+        size, _, rest = body.partition(b"\r\n")
+        n = int(size, 16)
+        if n == 0:
+            return out
+        out += rest[:n]
+        assert rest[n:n + 2] == b"\r\n"
+        body = rest[n + 2:]
+
+
 def test_router_forwards_with_both_modifiers_and_keeps_alive(tmp_path):
     srv, port = _router(tmp_path)
     with srv:
@@ -99,7 +111,7 @@ def test_router_reframes_a_streamed_response(tmp_path):
                     assert chunk, data
                     data += chunk
                 assert b"Transfer-Encoding: chunked" in data
-                assert b"7\r\nchunk0;\r\n7\r\nchunk1;\r\n0\r\n\r\n" in data
+                assert _dechunk(data.split(b"\r\n\r\n", 1)[1]) == b"chunk0;chunk1;"
         out = _raw(port, b"GET /stream?2 HTTP/1.0\r\nHost: x\r\n\r\n")
         assert out.startswith(b"HTTP/1.")
         assert out.endswith(b"chunk0;chunk1;")
