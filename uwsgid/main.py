@@ -104,7 +104,10 @@ def _load_plugins(server, extra_plugins) -> None:
     for p in plugins:
         if p.modifier1 is None or p.modifier1 < 0:
             continue
-        server.plugins.setdefault(p.modifier1, p)
+        other = server.plugins.setdefault(p.modifier1, p)
+        if other is not p:
+            log(f"*** modifier1 {p.modifier1} is already served by {other.name}: {p.name} ignored "
+                f"(give it another one with --plugins N:{p.name}) ***")
 
 
 def _bind(server) -> None:
