@@ -77,7 +77,8 @@ def test_dead_worker_is_respawned_with_uwsgi_log_line(tmp_path):
 
 def test_worker_dying_in_a_loop_is_throttled(tmp_path):
     # Each new worker is killed right away: the master must slow down instead of spinning.
-    srv, port = _start(tmp_path, "-p", "1")
+    # (--min-worker-lifetime 10: every death counts as "too fast" even on a loaded machine)
+    srv, port = _start(tmp_path, "-p", "1", "--min-worker-lifetime", "10")
     with srv:
         srv.wait_log("spawned uWSGI worker 1")
         deadline = time.monotonic() + 8
