@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import http.client
+import os
 import signal
 import statistics
 import sys
@@ -373,7 +374,10 @@ def main(argv=None) -> int:
             if sc.id not in wanted:
                 continue
             t0 = time.monotonic()
+            load1 = os.getloadavg()[0]
             res = bench.scenario(sc)
+            # Other work on the machine skews req/s: keep the 1-minute load average with the figures.
+            res["loadavg_before"] = round(load1, 2)
             res["elapsed_s"] = round(time.monotonic() - t0, 1)
             doc["scenarios"].append(res)
             ratio = "-" if res["ratio"] is None else f"{res['ratio']:.2f}"
@@ -391,8 +395,8 @@ def main(argv=None) -> int:
     doc["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     report.write_json(out_json, doc)
     m = doc["machine"]
-    subtitle = (f"{doc['date']} - {m['cpu']}, {m['cores']} cores - {doc['mode']} mode, "
-                f"{args.runs} x {args.duration:g}s per side - commit {m['git_commit']}")
+    subtitle = (f"{doc['date']} - {m['cpu']}, {m['cores']} cores, load avg {m['loadavg_at_start'][0]:.1f} "
+                f"at start - {doc['mode']} mode, {args.runs} x {args.duration:g}s per side - commit {m['git_commit']}")
     chart_problem = report.chart(out_png, doc["scenarios"], doc["curve"], subtitle)
     print()
     print(report.table(doc["scenarios"], doc["curve"]))
