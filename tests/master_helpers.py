@@ -230,4 +230,6 @@ class Launched:
 if __name__ == "__main__":
     from uwsgid import main as _main
     _main.launcher = command()
+    if os.environ.get("MASTERTEST_NO_REEXEC"):      # a binary that cannot be exec'd again
+        _main.launcher = ["/nonexistent/uwsgi-binary"]
     sys.exit(_main.main(sys.argv[1:], extra_plugins=[plugin]))

@@ -129,3 +129,18 @@ def test_reload_under_load_through_the_http_router(tmp_path):
         assert load.failures == [], load.failures[:5]
         assert load.ok > 20
         assert info(port)["loaded"] != before["loaded"]
+
+
+def test_reload_when_the_binary_cannot_be_reexecuted_respawns_workers(tmp_path):
+    port = free_port()
+    srv = Launched(["--master", "-p", "1", "--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log",
+                   env={"MASTERTEST_NO_REEXEC": "1"})
+    with srv:
+        srv.wait_port(port)
+        before = info(port)
+        srv.signal(signal.SIGHUP)
+        srv.wait_log("reloading the workers only")
+        srv.wait_log("Respawned uWSGI worker 1")
+        after = info(port)
+        assert after["pid"] != before["pid"] and after["master"] == before["master"]
+        assert srv.proc.poll() is None

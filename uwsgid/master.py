@@ -529,7 +529,19 @@ class Master:
                 self.next_tick = now + 1.0
                 self._tick(now)
             if self.state != RUNNING and not self.children:
+                if self.state == RELOADING and not reexec.can_exec(self.server):
+                    self._reload_in_place()
+                    continue
                 return
+
+    def _reload_in_place(self) -> None:
+        """The binary cannot be re-exec'd (deleted, not executable): new workers at least."""
+        log(f"uwsgi: cannot re-exec {reexec.binary_path()}: reloading the workers only")
+        self.state = RUNNING
+        for wid in range(1, self.server.numproc + 1):
+            self.spawn_worker(wid, respawn=True)
+        if self.server.router_sockets:
+            self.spawn_router(respawn=True)
 
     def _finish(self) -> int:
         server = self.server

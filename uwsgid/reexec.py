@@ -24,6 +24,10 @@ def command(argv: list[str]) -> list[str]:
         return [*main.launcher, *argv]
     exe = embed.executable()
     if exe:
+        # rebuilt while running: /proc/self/exe names the old inode "PATH (deleted)"; the new
+        # binary at PATH is the one to run (a reload is how uWSGI users upgrade)
+        if exe.endswith(" (deleted)"):
+            exe = exe[: -len(" (deleted)")]
         return [exe, *argv]
     return [sys.executable, "-m", "uwsgid", *argv]
 
@@ -51,6 +55,11 @@ def exec_master(server) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(args[0], args)
+
+
+def can_exec(server) -> bool:
+    exe = command(server.argv)[0]
+    return os.path.isfile(exe) and os.access(exe, os.X_OK)
 
 
 def is_reexec() -> bool:
