@@ -201,3 +201,12 @@ def test_router_limit_post_413(tmp_path):
     with srv:
         out = _raw(port, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000)
         assert out.startswith(b"HTTP/1.1 413")
+
+
+def test_router_oversized_headers_and_uri(tmp_path):
+    srv, port = _router(tmp_path)
+    with srv:
+        big = b"X-Big: " + b"a" * 70000 + b"\r\n"
+        assert _raw(port, b"GET / HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n").startswith(b"HTTP/1.1 431")
+        assert _raw(port, b"GET /" + b"u" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 414")
+        assert get(port)[0] == 200

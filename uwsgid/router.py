@@ -103,6 +103,7 @@ class _Parser:
         self.cur: _Request | None = None
         self.done: list[_Request] = []
         self.body_size = 0
+        self.head_size = 0
         self.error: BadRequest | None = None    # httptools wraps callback exceptions: keep ours
         self.p = httptools.HttpRequestParser(self)
 
@@ -113,12 +114,18 @@ class _Parser:
     def on_message_begin(self):
         self.cur = _Request()
         self.body_size = 0
+        self.head_size = 0
 
     def on_url(self, url: bytes):
         self.cur.url += url
+        if len(self.cur.url) > MAX_HEAD:
+            self._fail("414 URI Too Long", "uri too long")
 
     def on_header(self, name: bytes, value: bytes):
         self.cur.headers.append((name, value))
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > MAX_HEAD:
+            self._fail("431 Request Header Fields Too Large", "request headers too large")
 
     def on_headers_complete(self):
         r = self.cur
@@ -155,12 +162,10 @@ class ClientConnection:
         self.server_addr = server_addr
         self.busy = False
         self.served = 0
-        self.continued: set[int] = set()
 
     def send_continue(self, req: _Request) -> None:
         if req.version == "1.1":
             self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self.continued.add(id(req))
 
     def close_if_idle(self) -> None:
         """Graceful stop: wake a thread blocked waiting for the next keep-alive request. A new
@@ -198,9 +203,6 @@ class ClientConnection:
                         self._error(parser.error.status, str(parser.error))
                     else:
                         self._error("400 Bad Request", f"bad request: {e}")
-                    return
-                if parser.cur is not None and parser.cur.url and len(parser.cur.url) > MAX_HEAD:
-                    self._error("414 URI Too Long", "uri too long")
                     return
                 while parser.done:
                     req = parser.done.pop(0)
