@@ -369,6 +369,9 @@ def main(argv=None) -> int:
     out_json, out_png = args.out / "latest.json", args.out / "ratios.png"
     print(f"bench: {doc['mode']} mode, {args.runs} run(s) of {args.duration:g}s per side; "
           f"server logs in {bench.log_dir}", flush=True)
+    if os.getloadavg()[0] > 1.0:
+        print(f"bench: warning: load average {os.getloadavg()[0]:.1f} before starting: other work on this "
+              f"machine will skew the figures (compare the ratios, and CPU per request)", flush=True)
     try:
         for sc in SCENARIOS:
             if sc.id not in wanted:
