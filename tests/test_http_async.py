@@ -246,3 +246,24 @@ def test_wait_on_bad_fd_times_out_instead_of_hanging():
         assert body(raw(f"127.0.0.1:{port}", b"GET /badfd HTTP/1.0\r\n\r\n")) == b"timed_out=1"
         assert "wait on fd 987654 failed" in w.log()
         assert body(raw(f"127.0.0.1:{port}", b"GET / HTTP/1.0\r\n\r\n")) == b"Hello World"
+
+
+def test_threads_keepalive_connections_not_stuck_behind_a_busy_thread():
+    port = free_port()
+    with WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "threads": 4}) as w:
+        conns = []
+        for _ in range(4):   # established, used once, now idle keep-alive connections
+            c = connect(f"127.0.0.1:{port}")
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            f = c.makefile("rb")
+            assert read_response(f)[2] == b"Hello World"
+            conns.append((c, f))
+        for _ in range(2):
+            t0 = time.monotonic()
+            for c, f in conns:
+                c.sendall(b"GET /block?t=0.6 HTTP/1.1\r\nHost: x\r\n\r\n")
+            for c, f in conns:
+                assert read_response(f)[0] == 200
+            assert time.monotonic() - t0 < 1.7   # in parallel (4 x 0.6 s serially would be 2.4 s)
+        for c, f in conns:
+            c.close()

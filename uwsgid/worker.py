@@ -321,6 +321,8 @@ class Runner:
         self.cores = [Core(cid, self) for cid in core_ids]
         self.free = list(reversed(self.cores))
         self.single = len(self.cores) == 1
+        self.shed = self.single and int(worker._opt("threads", 1) or 1) > 1   # see _shed_idle
+        self.incoming = 0
         self.waiting: deque = deque()
         self.conns: dict[int, Connection] = {}
         self.listeners = listeners
@@ -367,8 +369,13 @@ class Runner:
                         self.loop.call_later(1.0, self.start_accepting)
                     return
                 sock.setblocking(False)
-                Connection(self, sock, addr, listener).start()
-                if not self.accepting:
+                conn = Connection(self, sock, addr, listener)
+                conn.start()
+                if not self.accepting or not self.free:
+                    return
+                if self.single and (conn.busy or (conn.served == 0 and not conn.closed)):
+                    # a one-core loop holds at most one connection still to be served: the
+                    # rest of the queue goes to idle threads/workers instead of waiting here
                     return
         return accept
 
@@ -376,6 +383,8 @@ class Runner:
     def dispatch(self, conn, req) -> None:
         free = self.free
         if free:
+            if self.shed and len(self.conns) > 1:
+                self._shed_idle(conn)
             free.pop().run(conn, req)
         else:
             self.waiting.append((conn, req))
@@ -393,6 +402,33 @@ class Runner:
         self.free.append(core)
         if not self.accepting and not self.worker.stopping and self.listeners:
             self.start_accepting()
+
+    def _shed_idle(self, keep) -> None:
+        """--threads: a thread about to run a (maybe blocking) request hands its idle keep-alive
+        connections to idle threads, so that their next requests do not wait behind this one."""
+        if self.worker.stopping:
+            return
+        targets = [r for r in self.worker.runners if r is not self and r.free and r.shed]
+        if not targets:
+            return
+        for conn in list(self.conns.values()):
+            if conn is keep or not conn.idle_after_request() or conn.paused or conn.eof:
+                continue
+            target = min(targets, key=lambda r: len(r.conns) + r.incoming)
+            self.loop.forget(conn.fd)
+            del self.conns[conn.fd]
+            target.incoming += 1
+            target.loop.call_soon(lambda t=target, c=conn: t.adopt(c))
+
+    def adopt(self, conn) -> None:
+        """Take over a connection handed over by another thread of this worker."""
+        self.incoming -= 1
+        if conn.closed:
+            return
+        conn.runner = self
+        conn.loop = self.loop
+        self.conns[conn.fd] = conn
+        self.loop.add_reader(conn.fd, conn.on_readable)
 
     @property
     def busy(self) -> bool:
@@ -427,7 +463,7 @@ class Runner:
                 for conn in list(self.conns.values()):
                     if conn.idle_after_request():
                         conn.close()
-                if not self.conns and not self.busy:
+                if not self.conns and not self.busy and not self.incoming:
                     break
         self.stop_accepting()
 
