@@ -236,3 +236,18 @@ def test_scoreboard_total_requests_counts_every_worker():
     sb.end(2, 1, 200, 1, 1, False)
     assert sb.total_requests() == 3
     assert sb.worker(1)["requests"] == 1 and sb.worker(2)["requests"] == 2
+
+
+def test_listen_queue_reads_the_kernel_accept_queue():
+    import socket
+    from uwsgid.stats import listen_queue
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(77)
+    clients = [socket.create_connection(s.getsockname()) for _ in range(3)]
+    try:
+        assert listen_queue(s) == (3, 77)
+    finally:
+        for c in clients:
+            c.close()
+        s.close()
