@@ -97,7 +97,7 @@ def test_worker_dying_in_a_loop_is_throttled(tmp_path):
 
 
 def test_harakiri_kills_the_stuck_worker_logs_the_request_and_respawns(tmp_path):
-    srv, port = _start(tmp_path, "-p", "1", "--harakiri", "1")
+    srv, port = _start(tmp_path, "-p", "1", "--harakiri", "1", "--harakiri-verbose")
     with srv:
         old = int(info(port)["pid"])
         with pytest.raises(Exception):
@@ -105,6 +105,7 @@ def test_harakiri_kills_the_stuck_worker_logs_the_request_and_respawns(tmp_path)
         log = srv.wait_log("Respawned uWSGI worker 1")
         assert f"*** HARAKIRI ON WORKER 1 (pid: {old}, try: 1) ***" in log
         assert "/sleep?30" in log
+        assert "HARAKIRI: -- wchan>" in log
         assert f"DAMN ! worker 1 (pid: {old}) died, killed by signal 9" in log
         assert int(info(port)["pid"]) != old
 

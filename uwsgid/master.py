@@ -53,6 +53,16 @@ def _die_with_parent() -> None:
         pass
 
 
+def _log_stuck_process(pid: int) -> None:
+    """--harakiri-verbose: where the process is stuck, as the kernel sees it (uWSGI's syscall> line)."""
+    for name in ("syscall", "wchan"):
+        try:
+            with open(f"/proc/{pid}/{name}") as f:
+                log(f"HARAKIRI: -- {name}> {f.read().strip() or '-'}")
+        except OSError:
+            pass
+
+
 class _Timer:
     __slots__ = ("when", "fn", "cancelled")
 
@@ -427,6 +437,8 @@ class Master:
                     log(f"HARAKIRI: --- uWSGI worker {child.wid} (pid: {child.pid}) WAS managing request "
                         f"{uri.decode('latin-1')} since {time.ctime(start / 1e6)} "
                         f"({secs:.1f}s on core {core}) ---")
+                    if self.opts.harakiri_verbose:
+                        _log_stuck_process(child.pid)
                     child.harakiri = True
                     sb.harakiri(child.wid)
                     self._signal(child, signal.SIGKILL)
