@@ -21,6 +21,7 @@ For services and custom loops, a Worker offers:
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -363,7 +364,7 @@ class Runner:
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError as e:
-                    if e.errno in (23, 24):   # ENFILE, EMFILE: back off instead of spinning
+                    if e.errno in (errno.ENFILE, errno.EMFILE):   # out of fds: back off, do not spin
                         log(f"accept() on {listener.name}: {e.strerror}; pausing accepts for 1s")
                         self.stop_accepting()
                         self.loop.call_later(1.0, self.start_accepting)
