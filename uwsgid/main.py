@@ -116,7 +116,13 @@ def _bind(server) -> None:
         server.listeners = list(sockets.bind_all(server.opts))   # adopts a reload's inherited fds
     except (sockets.BindError, OSError, ValueError) as e:
         raise StartupError(str(e) or repr(e)) from None
-    if server.opts.http:
+    if not server.opts.http:
+        for fd in reexec.inherited_router_sockets().values():   # --http dropped since the reload
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    else:
         from uwsgid import router
         try:
             server.router_sockets = router.bind(server.opts)
