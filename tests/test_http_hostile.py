@@ -288,3 +288,14 @@ def test_random_valid_requests_fragmented(server, reqs, seed):
             assert val in v["HTTP_" + k.upper().replace("-", "_")].split(", ")
         assert base64.b64decode(got["body"]) == body
         assert got["terminated"] == chunked
+
+
+def test_big_body_without_post_buffering_is_spooled():
+    from uwsgid.protocols import SPOOL_DEFAULT, BodyBuffer, Limits
+    assert Limits().post_buffering == SPOOL_DEFAULT
+    b = BodyBuffer(Limits().post_buffering)
+    chunk = b"z" * 1048576
+    for _ in range(9):
+        b.add(chunk)
+    f = b.result()
+    assert not isinstance(f, bytes) and len(f.read()) == 9 * 1048576

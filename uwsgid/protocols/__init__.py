@@ -16,6 +16,9 @@ class ProtocolError(Exception):
         self.log = log
 
 
+SPOOL_DEFAULT = 8 * 1024 * 1024
+
+
 class Limits:
     """The per-worker settings a parser needs, read once from the options."""
 
@@ -26,7 +29,9 @@ class Limits:
         self.buffer_size = buffer_size
         self.max_vars = max_vars
         self.limit_post = limit_post
-        self.post_buffering = post_buffering
+        # Bodies are buffered before dispatch; without --post-buffering a big one still goes to
+        # a temp file past SPOOL_DEFAULT, so that one upload cannot eat the worker's memory.
+        self.post_buffering = post_buffering or SPOOL_DEFAULT
         self.keepalive = keepalive
         self.socket_timeout = socket_timeout
 
