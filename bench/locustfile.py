@@ -1,9 +1,9 @@
-"""Locust users for bench/run.py (headless, fixed users, fixed duration, same on both sides).
+"""The locust user for bench/run.py's locust-shop scenario (headless, fixed users, fixed duration,
+the same on both sides).
 
-PacedPippo  GET / on pippo.lua at a fixed rate per user: the offered load is the same whatever the
-            server's speed (constant_throughput), so the latency percentiles compare like for like.
-Shop        a realistic mix on bench/apps/shop.py: pages, an item page, a form POST, and a fragment
-            the app keeps in the uWSGI cache.
+Shop  a realistic mix on bench/apps/shop.py: pages, an item page, a form POST, and a fragment the
+      app keeps in the uWSGI cache, each user at a fixed rate of tasks (constant_throughput), so
+      the offered load is the same whatever the server's speed.
 
 Locust rounds its own percentiles to whole milliseconds; these listeners keep every latency exactly
 and write the figures to $BENCH_LOCUST_OUT when the run ends.
@@ -16,7 +16,6 @@ import time
 
 from locust import FastHttpUser, constant_throughput, events, task
 
-RATE = float(os.environ.get("BENCH_RATE", "20"))         # requests/s per PacedPippo user
 SHOP_RATE = float(os.environ.get("BENCH_SHOP_RATE", "5"))  # task runs/s per Shop user
 
 _latencies_ms: list[float] = []
@@ -66,16 +65,6 @@ def _write(environment, **kw):
     }
     with open(out, "w") as f:
         json.dump(figures, f)
-
-
-class PacedPippo(FastHttpUser):
-    wait_time = constant_throughput(RATE)
-
-    @task
-    def front(self):
-        with self.client.get("/", catch_response=True) as r:
-            if r.status_code != 200 or b"Hello Wsapi" not in (r.content or b""):
-                r.failure(f"status {r.status_code}")
 
 
 class Shop(FastHttpUser):

@@ -105,7 +105,8 @@ class Bench:
             sides["peer"] = sc.peer
         if sides:
             try:
-                {"wrk": self._wrk, "rss": self._rss, "locust": self._locust}[sc.kind](sc, sides, res)
+                {"wrk": self._wrk, "rss": self._rss, "paced": self._paced,
+                 "locust": self._locust}[sc.kind](sc, sides, res)
             finally:
                 self.stop_all()
         self._verdict(sc, res)
@@ -245,6 +246,20 @@ class Bench:
                 finally:
                     self.stop_all()
 
+    def _paced(self, sc: Scenario, sides: dict, res: dict) -> None:
+        from harness.scenarios import PACED_RATE
+        ready = self._start_sides(sc, sides, res)
+        res["load"]["command"] = " ".join(load.paced_command("127.0.0.1", 0, sc.path, PACED_RATE,
+                                                             self.args.duration)).replace(" 0 ", " PORT ")
+        for _, url in ready.values():
+            self.warm_up(url, {})
+
+        def measure(label, srv, url):
+            port = int(url.split(":")[2].split("/")[0])
+            r = load.run_paced("127.0.0.1", port, sc.path, PACED_RATE, self.args.duration)
+            return {"value": r["latency_ms"]["p99"], "problem": load.paced_problem(r), **r}
+        self._alternate(ready, measure, res)
+
     def _locust(self, sc: Scenario, sides: dict, res: dict) -> None:
         ready = self._start_sides(sc, sides, res)
         duration = max(3.0, self.args.duration * (1 if self.args.quick else 2))
@@ -257,8 +272,7 @@ class Bench:
         def measure(label, srv, url):
             host = url[:-len(sc.path)] if url.endswith(sc.path) else url
             r = load.run_locust(host, sc.locust_user, sc.locust_users, duration, sc.locust_env)
-            offered = sc.locust_users * float(sc.locust_env["BENCH_RATE"]) if "BENCH_RATE" in sc.locust_env else None
-            return {"value": r["latency_ms"]["p99"], "problem": load.locust_problem(r, offered), **r}
+            return {"value": r["latency_ms"]["p99"], "problem": load.locust_problem(r), **r}
         self._alternate(ready, measure, res)
 
     # --- verdicts -------------------------------------------------------------------------------

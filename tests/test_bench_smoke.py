@@ -84,3 +84,46 @@ def test_wrk_problem_ignores_close_framing_but_not_errors():
     assert load.wrk_problem({**ok, "requests": 0}) == "no request completed"
     assert "stalled" in load.wrk_problem({**ok, "duration_us": 9_000_000}, 2)
     assert load.wrk_problem({**ok, "duration_us": 2_300_000}, 2) is None
+
+
+def _tiny_server(keepalive: bool):
+    import http.server
+    import threading
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keepalive else "HTTP/1.0"
+
+        def do_GET(self):
+            body = b"hello"
+            self.send_response(200)
+            if keepalive:
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+@pytest.mark.parametrize("keepalive", [True, False])
+def test_paced_client_keeps_the_offered_rate(keepalive):
+    from harness import paced
+    srv = _tiny_server(keepalive)
+    try:
+        r = paced.run("127.0.0.1", srv.server_address[1], "/", 200, 1.5)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert sum(r["errors"].values()) == 0, r
+    assert 240 <= r["requests"] <= 360          # Poisson around 300, seeded
+    assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p99"] <= r["latency_ms"]["max"]
+    if keepalive:
+        assert r["new_connections"] < r["requests"] / 2   # idle kept-alive connections are reused
+    else:
+        assert r["new_connections"] == r["requests"]
+    assert load.paced_problem(r) is None
