@@ -71,6 +71,9 @@ def test_report_marks_misses_plainly_and_draws_chart(tmp_path):
     text = report.table(results, curve)
     assert "MISS <<<" in text and "PASS" in text and "SKIP" in text
     assert "MISSED: b, c" in text and "targets met: 1 of 3 measured" in text
+    info = _res("e", "info", 0.9, "<=", None, "p99_ms")
+    assert "INFO" in report.table([info], None)
+    assert report.chart(tmp_path / "i.png", [info], None, "test") is None
     assert "missing: ./uwsgi" in text
     assert report.chart(tmp_path / "r.png", results, curve, "test") is None
     assert (tmp_path / "r.png").stat().st_size > 1000

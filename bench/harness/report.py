@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-VERDICT = {"pass": "PASS", "miss": "MISS <<<", "skip": "SKIP", "error": "ERROR <<<", "peer-only": "SKIP"}
+VERDICT = {"pass": "PASS", "miss": "MISS <<<", "skip": "SKIP", "error": "ERROR <<<", "info": "INFO"}
 
 
 def short(text: str, n: int = 260) -> str:
@@ -82,13 +82,17 @@ def chart(path: Path, results: list[dict], curve: dict | None, subtitle: str) ->
     rows = results[::-1]
     ratios = [r["ratio"] for r in measured] or [1.0]
     lo = min(0.1, min(ratios) * 0.8)
-    hi = max(max(ratios), max((r["target"] for r in measured), default=1.0)) * 4
+    hi = max(max(ratios), max((r["target"] for r in measured if r["target"] is not None), default=1.0)) * 4
     for i, r in enumerate(rows):
         if r["ratio"] is None:
             ax.text(lo * 1.1, i, f"{r['status'].upper()}: not measured on both sides",
                     va="center", fontsize=8, color="#c0392b" if r["status"] == "error" else "grey")
             continue
-        ax.barh(i, r["ratio"], color="#2e8b57" if r["status"] == "pass" else "#c0392b", height=0.6)
+        color = {"pass": "#2e8b57", "info": "#7f8c8d"}.get(r["status"], "#c0392b")
+        ax.barh(i, r["ratio"], color=color, height=0.6)
+        if r["target"] is None:
+            ax.text(r["ratio"] * 1.08, i, f"{r['ratio']:.2f} (no target)", va="center", fontsize=8)
+            continue
         ax.plot([r["target"], r["target"]], [i - 0.4, i + 0.4], color="black", lw=2)
         ax.text(max(r["ratio"], r["target"]) * 1.08, i,
                 f"{r['ratio']:.2f} (target {r['target_op']} {r['target']})", va="center", fontsize=8)
@@ -102,7 +106,7 @@ def chart(path: Path, results: list[dict], curve: dict | None, subtitle: str) ->
     ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.axvline(1.0, color="grey", ls=":", lw=1)
     ax.set_xlabel("ours / peer (log scale); black tick = target")
-    ax.set_title("ratio ours/peer vs target (green met, red missed)", fontsize=10)
+    ax.set_title("ratio ours/peer vs target (green met, red missed, grey no target)", fontsize=10)
     if has_curve:
         cx = axes[1]
         for series, marker in (("workers", "o"), ("async", "s")):

@@ -167,10 +167,12 @@ SCENARIOS: list[Scenario] = [
              note=f"bench/harness/paced.py: Poisson arrivals at {PACED_RATE} req/s (same seed both sides), a new "
                   "connection per request unless the server kept one alive; latency includes connect"),
     Scenario("locust-shop", "locust user mix: pages, form POST, cached fragment (40 users x 5 tasks/s)",
-             "uWSGI python3", "locust", "p99_ms", "<=", 1.0, [SHOP],
+             "uWSGI python3", "locust", "p99_ms", "<=", None, [SHOP],
              lambda p: ours(p, "--wsgi-file", SHOP, "--cache2", "name=bench,items=100"),
              lambda p: uwsgi_peer(p, "python3", "--wsgi-file", SHOP, "--cache2", "name=bench,items=100"),
-             python3, locust_user="Shop", locust_users=40, locust_env={"BENCH_SHOP_RATE": "5"}),
+             python3, locust_user="Shop", locust_users=40, locust_env={"BENCH_SHOP_RATE": "5"},
+             note="user-level figures (p99 here; req/s, p50, p95 in latest.json), no target: locust's own "
+                  "cost per request on 2 cores is larger than the servers'"),
 ]
 
 # The scaling curve (ours only: real uWSGI's lua async_sleep takes whole seconds, 0.05 -> no wait).
