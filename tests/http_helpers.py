@@ -34,7 +34,8 @@ def _plugins():
     from uwsgid.plugin import Plugin
 
     def qs(req):
-        return {k.decode(): v[0].decode() for k, v in parse_qs(req.vars.get(b"QUERY_STRING", b"")).items()}
+        return {k.decode("latin-1"): v[0].decode("latin-1")
+                for k, v in parse_qs(req.vars.get(b"QUERY_STRING", b"")).items()}
 
     class TestPlugin(Plugin):
         name = "testapp"
