@@ -34,8 +34,8 @@ def _plugins():
     from uwsgid.plugin import Plugin
 
     def qs(req):
-        return {k.decode("latin-1"): v[0].decode("latin-1")
-                for k, v in parse_qs(req.vars.get(b"QUERY_STRING", b"")).items()}
+        text = req.vars.get(b"QUERY_STRING", b"").decode("latin-1")
+        return {k: v[0] for k, v in parse_qs(text, encoding="latin-1").items()}
 
     class TestPlugin(Plugin):
         name = "testapp"
