@@ -322,7 +322,8 @@ class Runner:
         self.cores = [Core(cid, self) for cid in core_ids]
         self.free = list(reversed(self.cores))
         self.single = len(self.cores) == 1
-        self.shed = self.single and int(worker._opt("threads", 1) or 1) > 1   # see _shed_idle
+        # see _shed_idle; not for serve_connection's runners (their loops run only per connection)
+        self.shed = self.single and bool(listeners) and int(worker._opt("threads", 1) or 1) > 1
         self.incoming = 0
         self.waiting: deque = deque()
         self.conns: dict[int, Connection] = {}
