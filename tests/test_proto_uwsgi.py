@@ -12,7 +12,7 @@ import pytest
 
 from http_helpers import WorkerProc, connect, free_port, raw, recv_all, uwsgi_packet
 
-from uwsgid.protocols.uwsgi import parse_vars_py, PacketError
+from uwsgid.packet import parse_vars_py, PacketError
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,7 @@ class Request:
         "conn", "fd", "method", "http11", "keepalive", "status", "status_line", "headers",
         "headers_sent", "response_size", "headers_size", "header_cnt", "_buf", "_buflen",
         "_framing", "_app_cl", "_remaining", "start", "start_wall", "end", "switches", "_var_cnt",
-        "_pktsize", "app_id", "exception", "broken", "post_cl", "finished",
+        "_pktsize", "app_id", "exception", "broken", "post_cl", "finished", "packet",
     )
 
     def __init__(self, conn, vars: dict, modifier1: int = 0, modifier2: int = 0, method: bytes = b"GET",
@@ -89,6 +89,7 @@ class Request:
         self.switches = 0
         self._var_cnt = -1      # -1: computed from vars when first asked (only the log needs them)
         self._pktsize = -1
+        self.packet = None   # raw body of a RAW_MODIFIERS uwsgi packet
         self.app_id = 0
         self.exception = False
         self.broken = False

@@ -12,49 +12,13 @@ import struct
 from uwsgid.protocols import BodyBuffer, ProtocolError
 from uwsgid.request import Request
 
-try:   # helper A's codec (C through cffi when built)
-    from uwsgid.packet import PacketError, parse_vars as _parse_vars
-except ImportError:   # until it lands: the same interface in Python
-    _parse_vars = None
-
-    class PacketError(ValueError):
-        pass
+from uwsgid.packet import PacketError, parse_vars
 
 _HEADER = struct.Struct("<BHB")
 MODIFIER_PING = 100
-
-
-def parse_vars_py(data: bytes, max_vars: int) -> dict:
-    """uwsgi vars block -> dict; raises PacketError on truncation or over max_vars vars."""
-    out = {}
-    pos = 0
-    n = len(data)
-    while pos < n:
-        if pos + 2 > n:
-            raise PacketError("truncated uwsgi packet (key size)")
-        kl = data[pos] | (data[pos + 1] << 8)
-        pos += 2
-        if pos + kl > n:
-            raise PacketError("truncated uwsgi packet (key)")
-        key = data[pos:pos + kl]
-        pos += kl
-        if pos + 2 > n:
-            raise PacketError("truncated uwsgi packet (value size)")
-        vl = data[pos] | (data[pos + 1] << 8)
-        pos += 2
-        if pos + vl > n:
-            raise PacketError("truncated uwsgi packet (value)")
-        out[key] = data[pos:pos + vl]
-        pos += vl
-        if len(out) > max_vars:
-            raise PacketError(f"max vars reached ({max_vars})")
-    return out
-
-
-def parse_vars(data: bytes, max_vars: int) -> dict:
-    if _parse_vars is not None:
-        return _parse_vars(data, max_vars)
-    return parse_vars_py(data, max_vars)
+# Modifiers whose packet body is an array of u16le-prefixed strings, not key/value vars:
+# 110 = remote signal, 173 = RPC. The handler reads req.packet.
+RAW_MODIFIERS = (110, 173)
 
 
 class UwsgiParser:
@@ -98,8 +62,13 @@ class UwsgiParser:
             self.buf = buf
             return
         self.buf = b""
+        raw = None
         try:
-            v = parse_vars(buf[4:4 + size], self.limits.max_vars)
+            if modifier1 in RAW_MODIFIERS:
+                raw = buf[4:4 + size]
+                v = {}
+            else:
+                v = parse_vars(buf[4:4 + size], self.limits.max_vars)
         except PacketError as e:
             self.error = ProtocolError(0, "", f"invalid uwsgi packet from {self.remote.decode('latin-1') or 'unix socket'}: {e}")
             return
@@ -110,6 +79,7 @@ class UwsgiParser:
         req = Request(self.conn, v, modifier1, modifier2, method, proto != b"HTTP/1.0", False)
         req.var_cnt = len(v) * 2
         req.pktsize = size
+        req.packet = raw
         cl_text = v.get(b"CONTENT_LENGTH", b"")
         cl = 0
         if cl_text:
