@@ -228,7 +228,7 @@ def _main(argv: list[str], extra_plugins) -> int:
     api.server = server
     try:
         _apply_env(opts)
-        if not opts.honour_stdin:
+        if not (opts.honour_stdin or opts.get("lua-shell")):   # a shell implies --honour-stdin
             daemon.stdin_to_devnull()
         if opts.daemonize and not reloading:
             daemon.daemonize(opts.daemonize)
