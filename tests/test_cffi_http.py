@@ -572,3 +572,13 @@ def test_py_autoreload(tmp_path):
             time.sleep(0.3)
         assert body == b"v2", s.log()
         assert "dev.py has been modified" in s.log()
+
+
+def test_behind_the_http_router(tmp_path, probe):
+    port = free_port()
+    with Server(["--http", f"127.0.0.1:{port}", "--master", "--processes", "2", "--wsgi-file", probe], port,
+                log_path=tmp_path / "uwsgi.log") as s:
+        r = requests.post(f"http://127.0.0.1:{port}/env?q=1", data=b"via-router", timeout=20)
+        env = r.json()
+        assert env["input"] == "via-router" and env["QUERY_STRING"] == "q=1", s.log()
+        assert get(port, "/stream").content.count(b"\n") == 10001
