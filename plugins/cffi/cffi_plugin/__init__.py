@@ -1,6 +1,9 @@
 """The Python WSGI plugin (modifier1 0), uWSGI's "cffi" plugin: runs on the CPython that
 ./uwsgi embeds. Modules by concern: options, loader (apps), environ, wsgi_input, response,
-uwsgi_module (the `uwsgi` module), evalexec (--cffi-eval/--cffi-exec)."""
+uwsgi_module (the `uwsgi` module), evalexec (--cffi-eval/--cffi-exec), autoreload.
+
+A --cffi-init module may change how requests are served by patching `cffi_plugin.plugin`
+(e.g. wrap plugin.request) or replace the worker loop with uwsgid.api.set_loop(fn)."""
 
 from __future__ import annotations
 
