@@ -191,3 +191,18 @@ def application(environ, start_response):
 '''
 
 BAD_IMPORT_APP = "import no_such_module_for_uwsgid_tests\n"
+
+# wsgiref's validator around an app, its warnings turned into errors (-> a 500): a request
+# answered 200 went through a PEP 3333-clean environ, input, start_response and body.
+VALIDATED_APP = r'''
+import warnings, wsgiref.validate
+warnings.simplefilter("error", wsgiref.validate.WSGIWarning)
+
+def inner(environ, start_response):
+    n = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(n) if n else b""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return iter([b"validated ", environ["REQUEST_METHOD"].encode(), b" ", body])
+
+application = wsgiref.validate.validator(inner)
+'''
