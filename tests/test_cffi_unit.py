@@ -19,13 +19,19 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 
 @pytest.fixture(autouse=True)
 def _isolate():
-    """configure() installs `uwsgi` and sets api.server: undo both after each test."""
+    """configure() installs `uwsgi` and sets api.server, make_opts declares the cffi options:
+    undo all of it after each test (other areas' in-process tests share this interpreter)."""
+    from uwsgid import options as registry
     saved_server = api.server
     saved_path = list(sys.path)
+    saved_options = (dict(registry._registry), list(registry._order))
     yield
     api.server = saved_server
     sys.modules.pop("uwsgi", None)
     sys.path[:] = saved_path
+    registry._registry.clear()
+    registry._registry.update(saved_options[0])
+    registry._order[:] = saved_options[1]
 
 
 def write_app(tmp_path, source, name="app.py"):
