@@ -68,7 +68,12 @@ TPY = FakePlugin("tpy", 0, [
 
 @pytest.fixture(autouse=True)
 def registry_snapshot():
+    """Each test sees only the core's options (plugins declared by earlier tests in the same
+    session are hidden) and leaves the registry as it found it."""
     reg, order = dict(options._registry), list(options._order)
+    options._registry.clear()
+    options._registry.update({k: o for k, o in reg.items() if o.group == "core"})
+    options._order[:] = [o for o in order if o.group == "core"]
     yield
     options._registry.clear()
     options._registry.update(reg)
