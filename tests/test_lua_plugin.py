@@ -10,7 +10,7 @@ import pytest
 
 import uwsgid.core_options  # noqa: F401  (declares the core options)
 from uwsgid import options as uopts
-from uwsgid.plugin import AppLoadError
+from uwsgid.plugin import AppLoadError, OptionValueError
 
 from lua_helpers import EXAMPLES, FakeCore, FakeRequest, FakeWorker, run_request
 
@@ -405,10 +405,16 @@ def test_load_errors_raise_apploaderror(tmp_path):
         make_plugin(lua=lua_app(tmp_path, "return {}", "tbl.lua"))
     with pytest.raises(AppLoadError, match="os.exit"):
         make_plugin(lua=lua_app(tmp_path, "os.exit(3)", "exit.lua"))
-    with pytest.raises(AppLoadError, match="lua-engine"):
+
+
+def test_bad_option_values_are_option_errors():
+    # a usage error (exit 1), not an app that failed to load (exit 22)
+    with pytest.raises(OptionValueError, match="lua-engine"):
         make_plugin(lua=str(EXAMPLES / "pippo.lua"), lua_engine="lua99")
-    with pytest.raises(AppLoadError, match="lua-gc-freq"):
+    with pytest.raises(OptionValueError, match="lua-gc-freq"):
         make_plugin(lua=str(EXAMPLES / "pippo.lua"), lua_gc_freq=-1)
+    with pytest.raises(OptionValueError, match="lua-max-memory"):
+        make_plugin(lua=str(EXAMPLES / "pippo.lua"), lua_max_memory=-1)
 
 
 def test_lazy_apps_checks_syntax_only(tmp_path):

@@ -245,6 +245,16 @@ def test_load_error_exits_22(tmp_path):
     assert "missing.lua: no such file" in r.stdout + r.stderr
 
 
+def test_bad_lua_engine_exits_1_with_one_line():
+    r = run_to_end(BINARY, ["--http-socket", f"127.0.0.1:{free_port()}", "--lua", str(EXAMPLES / "pippo.lua"),
+                            "--lua-engine", "lua99"])
+    assert r.returncode == 1
+    out = r.stdout + r.stderr
+    lines = [ln for ln in out.splitlines() if "lua-engine" in ln]
+    assert len(lines) == 1 and "unknown engine" in lines[0], out
+    assert "Traceback" not in out and "GAME OVER" not in out
+
+
 def test_os_exit_respawns_the_worker(tmp_path):
     app = write_app(tmp_path, """
     return function(env)

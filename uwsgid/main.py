@@ -19,7 +19,7 @@ import time
 import uwsgid
 from uwsgid import api, hooks, reexec
 from uwsgid.log import log, log_exception
-from uwsgid.plugin import AppLoadError
+from uwsgid.plugin import AppLoadError, OptionValueError
 
 EXIT_APP_LOAD = 22
 CONTROL_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
@@ -185,6 +185,9 @@ def _configure_plugins(server) -> int | None:
     for p in list(server.plugins.values()):
         try:
             p.configure(server.opts, server)
+        except OptionValueError as e:
+            log(f"uwsgi: {e}")
+            return 1
         except AppLoadError as e:
             msg = str(e).strip() or f"{p.name}: app failed to load"
             if server.opts.need_app:

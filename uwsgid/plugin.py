@@ -57,6 +57,12 @@ class AppLoadError(Exception):
     """An app could not be loaded; the message is shown to the user as one line (+ detail)."""
 
 
+class OptionValueError(Exception):
+    """A plugin option has a value the plugin cannot use (an unknown --lua-engine, a negative
+    count): a usage error like an unknown option, so one line and exit 1 (not 22, which says
+    an app failed to load)."""
+
+
 class Plugin:
     name: str = ""
     modifier1: int = -1            # default modifier1 served (overridable with --plugins N:name)

@@ -7,7 +7,7 @@ import os
 import time
 
 from uwsgid.log import log
-from uwsgid.plugin import AppLoadError, Plugin
+from uwsgid.plugin import AppLoadError, OptionValueError, Plugin
 
 from . import engine as _engine
 from .options import OPTIONS
@@ -16,18 +16,19 @@ from .state import LuaLoadError, LuaState, Settings
 
 
 def settings_from(opts) -> Settings:
-    """Check the options and collect them; AppLoadError (one clear line) when one is wrong."""
+    """Check the options and collect them. A bad value raises OptionValueError (exit 1), a
+    missing file AppLoadError (exit 22 with --need-app); both are one clear line."""
     g = opts.get
     try:
         engine = _engine.canonical(g("lua-engine") or "luajit21")
     except _engine.EngineError as exc:
-        raise AppLoadError(str(exc)) from None
+        raise OptionValueError(str(exc)) from None
     gc_freq = int(g("lua-gc-freq", 1) or 0)
     if gc_freq < 0:
-        raise AppLoadError(f"--lua-gc-freq {gc_freq}: must be >= 0 (0 = never, 1 = every request)")
+        raise OptionValueError(f"--lua-gc-freq {gc_freq}: must be >= 0 (0 = never, 1 = every request)")
     max_mb = int(g("lua-max-memory", 0) or 0)
     if max_mb < 0:
-        raise AppLoadError(f"--lua-max-memory {max_mb}: must be >= 0 megabytes")
+        raise OptionValueError(f"--lua-max-memory {max_mb}: must be >= 0 megabytes")
     app = g("lua")
     files = [("--lua", app)] if app else []
     files += [(f"--lua-{k}", f) for k in ("load", "postload", "postfork-worker") for f in g(f"lua-{k}", []) or []]
@@ -84,7 +85,8 @@ class LuaPlugin(Plugin):
         try:
             _engine.load(s.engine)
         except _engine.EngineError as exc:
-            raise AppLoadError(str(exc)) from None
+            # an engine lupa lacks here, or lupa missing: the option cannot be honoured
+            raise OptionValueError(str(exc)) from None
         # Fail fast: load everything once in a throwaway state, so that a broken app stops the
         # server with its Lua error instead of crash-looping workers. With --lazy-apps the
         # app runs only in the workers: check its syntax only.
