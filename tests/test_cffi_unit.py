@@ -89,6 +89,9 @@ def test_environ_pep3333_keys():
 @pytest.mark.parametrize("vars_,scheme", [
     ({b"HTTPS": b"on"}, "https"), ({b"HTTPS": b"1"}, "https"), ({b"HTTPS": b"off"}, "http"),
     ({b"UWSGI_SCHEME": b"https"}, "https"), ({b"HTTPS": b"on", b"UWSGI_SCHEME": b"http"}, "http"),
+    # uWSGI's rule (strncasecmp "on", or a leading "1"): any case, off/0/empty are http
+    ({b"HTTPS": b"oN"}, "https"), ({b"HTTPS": b"OFF"}, "http"), ({b"HTTPS": b"0"}, "http"),
+    ({b"HTTPS": b""}, "http"), ({b"HTTPS": b"TRUE"}, "https"),
 ])
 def test_url_scheme(vars_, scheme):
     env = {}

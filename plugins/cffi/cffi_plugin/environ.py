@@ -8,7 +8,6 @@ from .wsgi_input import WSGIInput
 _DEFAULTS = (("SCRIPT_NAME", ""), ("PATH_INFO", ""), ("QUERY_STRING", ""),
              ("SERVER_NAME", "localhost"), ("SERVER_PORT", "80"), ("SERVER_PROTOCOL", "HTTP/1.0"),
              ("REQUEST_METHOD", "GET"))
-_HTTPS_ON = frozenset((b"on", b"ON", b"On", b"1", b"true", b"TRUE", b"True", b"yes"))
 
 # Var names repeat from request to request: decode each once (bounded, so that a client
 # sending random header names cannot grow it without limit).
@@ -41,7 +40,9 @@ def url_scheme(vars_: dict) -> str:
     if scheme:
         return scheme.decode("latin-1")
     https = vars_.get(b"HTTPS")
-    if https and https in _HTTPS_ON:
+    # uWSGI's rule: "on" in any case (a prefix: strncasecmp) or a leading "1"; "off", "" and
+    # anything else is http. "true"/"yes" are accepted too (some front ends send them).
+    if https and (https[:2].lower() == b"on" or https[:1] == b"1" or https.lower() in (b"true", b"yes")):
         return "https"
     return "http"
 
