@@ -56,7 +56,7 @@ def parse(argv: list[str], environ=None) -> Options:
     try:
         cache: dict = {}
         prescan = _collect(argv, environ, strict=False, cache=cache)
-        plugins = _load_plugins(prescan.entries, environ)
+        plugins = _load_plugins(prescan.entries, environ, prescan.refs)
         final = _collect(argv, environ, strict=True, cache=cache, plugins=plugins)
         opts = Options()
         _apply(final.entries, opts, environ, final.refs)
@@ -312,8 +312,9 @@ def _where(origin: str) -> str:
 
 # --------------------------------------------------------------------------- plugins
 
-def _load_plugins(entries: list[Entry], environ) -> list:
-    """Embedded plugins plus those asked for; loading one declares its options."""
+def _load_plugins(entries: list[Entry], environ, refs: set[str] = frozenset()) -> list:
+    """Embedded plugins plus those asked for; loading one declares its options. With
+    --autoload, an unknown key (not used as a %(placeholder)) loads the plugin declaring it."""
     try:
         from uwsgid import plugins_loader
     except ImportError:
@@ -339,7 +340,24 @@ def _load_plugins(entries: list[Entry], environ) -> list:
             raise CliError(str(e).splitlines()[0] if str(e) else f"cannot load plugin {spec}") from None
         if plugin not in plugins:
             plugins.append(plugin)
+    if plugins_loader is not None and _flag_given(entries, "autoload"):
+        for e in entries:
+            if e.placeholder_only or e.key in refs or lookup(e.key) is not None:
+                continue
+            plugin = plugins_loader.autoload(e.key, dirs)
+            if plugin is not None and plugin not in plugins:
+                plugins.append(plugin)
     return plugins
+
+
+def _flag_given(entries: list[Entry], name: str) -> bool:
+    """A flag's value before the options are applied (the last occurrence wins)."""
+    on = False
+    for e in entries:
+        opt = lookup(e.key)
+        if opt is not None and opt.name == name and not e.placeholder_only:
+            on = e.value is None or e.value.strip().lower() in _TRUE
+    return on
 
 
 # --------------------------------------------------------------------------- applying

@@ -24,7 +24,9 @@ declare(
       help="load plugins (NAME, N:NAME to override its modifier1, or a path to NAME_plugin.so)"),
     O("plugin-dir", kind="str", multi=True, aliases=("plugins-dir",), help="add a directory to the plugin search path"),
     O("need-plugin", kind="str", multi=True, aliases=("need-plugins",), help="load plugins and exit on error"),
-    O("autoload", kind="flag", help="try to load plugins automatically for unknown options"),
+    O("autoload", kind="flag", help="for an unknown option, load the NAME_plugin.so (--plugin-dir, the executable's dir) declaring it"),
+    O("cffi-home", kind="str", metavar="DIR",
+      help="PYTHONHOME or a virtualenv for the embedded Python (read by ./uwsgi before Python starts)"),
 
     # --- sockets -----------------------------------------------------------------------
     O("socket", "s", kind="str", multi=True, aliases=("uwsgi-socket",), metavar="ADDR",
@@ -44,7 +46,6 @@ declare(
     O("max-vars", "v", kind="int", default=64, help="max number of request vars"),
     O("post-buffering", kind="size", default=0, help="buffer request bodies over SIZE to a temp file (0 = in memory)"),
     O("limit-post", kind="size", default=0, help="answer 413 to a request body over SIZE bytes (0 = no limit)"),
-    O("shared-socket", kind="str", multi=True, help="create a shared socket (bound in the master)"),
     O("reuse-port", kind="flag", help="set SO_REUSEPORT on bound sockets"),
     O("abstract-socket", kind="flag", help="force unix sockets to the abstract namespace"),
 
@@ -52,7 +53,7 @@ declare(
     O("master", "M", kind="flag", help="enable the master process"),
     O("processes", "p", kind="int", default=1, aliases=("workers",), help="spawn N worker processes"),
     O("threads", kind="int", default=1, help="run each worker with N threads (each with its own loop)"),
-    O("enable-threads", "T", kind="flag", help="accepted for compatibility: the GIL is always managed"),
+    O("enable-threads", "T", kind="flag", help="accepted for compatibility: the GIL is always managed (threads need no switch)"),
     O("async", kind="int", default=1, help="run N cooperative async cores per worker"),
     O("lazy-apps", kind="flag", help="load apps in each worker after fork instead of in the master"),
     O("lazy", kind="flag", help="same as --lazy-apps"),
@@ -70,7 +71,6 @@ declare(
     O("procname-prefix", kind="str", help="prefix process names"),
     O("procname-master", kind="str", help="name of the master process"),
     O("auto-procname", kind="flag", help="name processes 'uWSGI master' / 'uWSGI worker N'"),
-    O("cheaper", kind="int", default=0, help="accepted for compatibility (all workers always run)"),
 
     # --- lifecycle --------------------------------------------------------------------------
     O("harakiri", "t", kind="int", default=0, help="kill and respawn a worker stuck in one request over SECS"),
@@ -81,7 +81,7 @@ declare(
     O("worker-reload-mercy", kind="int", default=60, help="seconds a worker may take to stop gracefully before being killed"),
     O("reload-mercy", kind="int", default=60, help="seconds to wait for workers on a reload"),
     O("touch-reload", kind="str", multi=True, help="gracefully reload when FILE is modified or touched"),
-    O("die-on-term", kind="flag", help="SIGTERM stops (the default here; accepted for compatibility)"),
+    O("die-on-term", kind="flag", help="accepted for compatibility: SIGTERM always stops gracefully here"),
     O("exit-on-reload", kind="flag", help="stop instead of reloading on SIGHUP"),
     O("min-worker-lifetime", kind="int", default=1, help="a worker living less than SECS is respawned with a delay"),
     O("no-orphans", kind="flag", help="workers exit when the master dies"),
@@ -95,9 +95,10 @@ declare(
     O("log-4xx", kind="flag", help="log 4xx responses even with --disable-logging"),
     O("log-5xx", kind="flag", help="log 5xx responses even with --disable-logging"),
     O("log-slow", kind="int", default=0, metavar="MSECS", help="log requests slower than MSECS even with --disable-logging"),
-    O("log-date", kind="optional", const="", help="prefix log lines with the date (strftime FORMAT)"),
+    O("log-date", kind="optional", const="", metavar="[FORMAT]",
+      help="prefix the server's log lines (not request lines) with the date: ctime, or a strftime FORMAT"),
     O("memory-report", "m", kind="flag", help="add rss/vsz to request log lines"),
-    O("log-master", kind="flag", help="accepted for compatibility (the master writes the log)"),
+    O("log-master", kind="flag", help="accepted for compatibility: every process writes whole lines to the log itself"),
 
     # --- stats -----------------------------------------------------------------------------
     O("stats", kind="str", aliases=("stats-server",), metavar="ADDR", help="serve the stats JSON on ADDR"),

@@ -18,7 +18,7 @@ import time
 
 import uwsgid
 from uwsgid import api, hooks, reexec
-from uwsgid.log import log, log_exception
+from uwsgid.log import log, log_exception, set_date_format
 from uwsgid.plugin import AppLoadError, OptionValueError
 
 EXIT_APP_LOAD = 22
@@ -222,6 +222,7 @@ def _main(argv: list[str], extra_plugins) -> int:
         sys.stderr.write(f"uwsgi: {e}\n")
         sys.stderr.flush()
         return 1
+    set_date_format(opts.log_date)    # --log-date: from here on, server messages are dated
     rc = cli.informational(opts)
     if rc is not None:
         return rc

@@ -15,6 +15,7 @@ Interface (helper B's cli.parse while parsing, D's main afterwards):
     embedded_plugins() -> list[Plugin]        loads them once, declares their options
     load_plugin(spec, dirs) -> Plugin         "lua", "6:lua", "/path/lua_plugin.so"; idempotent
     load_plugins(specs, dirs) -> list[Plugin] the same for "lua,cffi" lists
+    autoload(option, dirs) -> Plugin | None   --autoload: the NAME_plugin.so declaring option
     loaded() -> list[Plugin]                  embedded + loaded, in order
     describe() -> list[(name, "embedded" | path)]
     plugin_library(name) -> path of NAME_plugin.so | None (embedded: dlopen(NULL))
@@ -410,6 +411,36 @@ def _load_so(path: str, modifier: int | None, embedded: dict[str, Plugin]) -> Pl
     _loaded[name] = plugin
     _origins[name] = path
     return _apply_modifier(plugin, modifier)
+
+
+def autoload(option: str, dirs: list[str] | None = None) -> Plugin | None:
+    """--autoload (uWSGI's uwsgi_try_autoload): the plugin declaring OPTION, found by loading
+    the NAME_plugin.so files of the search dirs not loaded yet, the one OPTION's prefix names
+    first ("lua-gc-freq": lua_plugin.so). None when no plugin declares it. A plugin probed in
+    vain stays loaded, idle without an app (Python code cannot be unloaded)."""
+    from uwsgid.options import lookup
+    have = {f"{p.name}_plugin.so" for p in loaded()}
+    paths = []
+    for d in search_dirs(dirs):
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        paths += [os.path.join(d, n) for n in names if n.endswith("_plugin.so") and n not in have]
+    first = f"{canonical_name(option.split('-', 1)[0])}_plugin.so"
+    paths.sort(key=lambda path: os.path.basename(path) != first)   # stable: dir order kept
+    for path in paths:
+        if path in _origins.values():
+            continue
+        try:
+            plugin = load_plugin(path, dirs)
+        except PluginError as e:
+            log(f"uwsgi: autoload: {e}")
+            continue
+        if lookup(option) is not None:
+            log(f'option "{option}" found in plugin {path}')
+            return plugin
+    return None
 
 
 def load_plugins(specs: str, dirs: list[str] | None = None) -> list[Plugin]:

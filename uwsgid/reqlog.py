@@ -14,7 +14,7 @@ import os
 import re
 import time
 
-from uwsgid.log import log
+from uwsgid.log import log_request
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -207,7 +207,7 @@ class RequestLogger:
             line = self.format_line(req)
         else:
             line = self.default_line(req)
-        log(line)
+        log_request(line)
 
     def default_line(self, req) -> bytes:
         w = self.worker

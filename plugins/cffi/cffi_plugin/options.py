@@ -1,5 +1,6 @@
 """The cffi plugin's options: uWSGI's cffi-* names plus the python plugin spellings that users
-already have in their ini files (wsgi-file, module, callable, pythonpath, mount)."""
+already have in their ini files (wsgi-file, module, callable, pythonpath, mount). --cffi-home
+is a core option: ./uwsgi reads it before Python starts, whichever plugins the build has."""
 
 from uwsgid.options import Option
 
@@ -7,8 +8,6 @@ O = Option
 G = "cffi"
 
 OPTIONS = [
-    O("cffi-home", kind="str", group=G, metavar="DIR",
-      help="PYTHONHOME or a virtualenv for the embedded Python (read by ./uwsgi before Python starts)"),
     O("cffi-wsgi", kind="str", group=G, metavar="MODULE[:CALLABLE]",
       help="load a WSGI app from MODULE (callable defaults to --callable)"),
     O("cffi-init", kind="str", multi=True, group=G, metavar="MODULE",
