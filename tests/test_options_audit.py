@@ -1,7 +1,7 @@
 """Option audit: every declared option does something. A placeholder (declared, parsed, used by
 nothing) fails test_every_option_is_used; the few compatibility-only flags are listed here and
 their help must say so. Plus the behaviour of the options the audit implemented or moved:
---log-date, --autoload, --cffi-home (a core option), and the removed --cheaper/--shared-socket."""
+--log-date, --autoload, --cheaper, --cffi-home (a core option), the removed --shared-socket."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_compatibility_only_flags_say_so():
         assert opt.help.startswith("accepted for compatibility: "), (name, opt.help)
 
 
-@pytest.mark.parametrize("argv", [["--cheaper", "2"], ["--shared-socket", ":80"]])
+@pytest.mark.parametrize("argv", [["--shared-socket", ":80"]])
 def test_removed_options_are_unknown(argv):
     with pytest.raises(cli.CliError, match=f"unknown option {argv[0]}"):
         cli.parse([*argv, "--socket", ":0"], environ={})
@@ -160,3 +160,172 @@ def test_autoload_from_an_ini_file_skips_placeholders(luap, tmp_path):
     r = run_uwsgi(["--ini", ini, "--plugins-list"], binary=exe)
     assert r.returncode == 0, r.stderr
     assert 'option "lua-gc-freq" found in plugin' in r.stderr and "6: lua" in r.stdout
+
+
+# ---- --cheaper (uWSGI's spare algorithm) ----------------------------------------------------------
+
+class _FakeMaster:
+    """What uwsgid.cheaper.Cheaper uses of the master: workers, their busy state, spawn, curse."""
+
+    class _Child:
+        def __init__(self, wid, spawned_at):
+            self.wid, self.spawned_at, self.cursed_at = wid, spawned_at, None
+
+    def __init__(self, numproc, **opts):
+        import types
+        from uwsgid.options import Options
+        self.opts = Options()
+        for name, value in opts.items():
+            self.opts.set(lookup(name.replace("_", "-")), value)
+        self.busy: set[int] = set()
+        self.children: dict[int, _FakeMaster._Child] = {}
+        self.clock = 0
+        self.server = types.SimpleNamespace(numproc=numproc, scoreboard=types.SimpleNamespace(
+            busy_cores=lambda wid: [(0, 1, b"/")] if wid in self.busy else [],
+            worker=lambda wid: {"last_spawn": 0}))
+        self.spawned: list[int] = []
+        self.cursed: list[int] = []
+
+    def _workers(self):
+        return list(self.children.values())
+
+    def spawn_worker(self, wid, respawn=False):
+        self.clock += 1
+        self.children[wid] = self._Child(wid, self.clock)
+        self.spawned.append(wid)
+
+    def _curse(self, child, sig):
+        child.cursed_at = 1.0
+        self.cursed.append(child.wid)
+
+    def exit(self, wid):
+        del self.children[wid]
+
+
+def _cheaper(numproc=4, **opts):
+    from uwsgid.cheaper import Cheaper
+    m = _FakeMaster(numproc, **opts)
+    c = Cheaper(m)
+    for wid in c.initial_wids():
+        m.spawn_worker(wid)
+    m.spawned.clear()
+    return m, c
+
+
+def test_cheaper_spawns_when_all_busy_and_cheaps_when_idle():
+    m, c = _cheaper(4, cheaper=1, cheaper_overload=2, cheaper_step=2)
+    assert list(m.children) == [1] and c.cheaped == {2, 3, 4}
+    m.busy = {1}
+    for _ in range(2):
+        c.tick()
+    assert m.spawned == []                      # overload 2 is not over --cheaper-overload 2
+    c.tick()
+    assert m.spawned == [2, 3]                  # --cheaper-step 2
+    m.busy = {1, 2, 3}
+    for _ in range(3):
+        c.tick()
+    assert m.spawned == [2, 3, 4]               # only one cheaped worker was left
+
+    def settle():
+        for _ in range(20):
+            c.tick()
+            for wid in list(m.cursed):          # a cursed worker exits: the master buries it
+                m.cursed.remove(wid)
+                m.exit(wid)
+                assert c.buried(type("C", (), {"wid": wid})())
+
+    m.busy = {3}                                # load going: the oldest idle ones go first...
+    settle()
+    assert sorted(m.children) == [3, 4]         # ...down to one spare worker beside the busy one
+    m.busy = set()
+    settle()
+    assert sorted(m.children) == [4]            # all idle: down to --cheaper
+    assert c.cheaped == {1, 2, 3}
+
+
+def test_cheaper_keeps_one_spare_worker():
+    m, c = _cheaper(4, cheaper=1, cheaper_initial=3, cheaper_overload=1)
+    m.busy = {1, 2}                             # exactly one idle: the stable state
+    for _ in range(10):
+        c.tick()
+    assert m.cursed == [] and m.spawned == []
+
+
+def test_cheaper_does_not_respawn_a_worker_still_stopping():
+    m, c = _cheaper(2, cheaper=1, cheaper_initial=2, cheaper_overload=1)
+    for _ in range(5):
+        c.tick()
+    assert m.cursed == [1]                      # the oldest idle one
+    m.busy = {2}
+    for _ in range(5):
+        c.tick()                                # overloaded, but worker 1 has not exited yet
+    assert m.spawned == []
+    m.exit(1)
+    for _ in range(3):
+        c.tick()
+    assert m.spawned == [1]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--processes", "2", "--cheaper", "2"], "--cheaper 2: must be at least 1 and less than --processes (2)"),
+    (["--processes", "3", "--cheaper", "1", "--cheaper-initial", "4"],
+     "--cheaper-initial 4: must be between --cheaper (1) and --processes (3)"),
+])
+def test_cheaper_bad_values(tmp_path, args, message):
+    app = tmp_path / "app.py"
+    app.write_text(_SLOW_APP)
+    r = run_uwsgi(["--master", *args, "--http-socket", f"127.0.0.1:{free_port()}", "--wsgi-file", app])
+    assert r.returncode == 1 and f"uwsgi: {message}" in r.stderr, r.stderr
+
+
+_SLOW_APP = '''
+import time
+def application(env, start_response):
+    if env["PATH_INFO"] == "/slow":
+        time.sleep(1.5)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+'''
+
+
+def test_cheaper_adapts_the_running_workers(tmp_path):
+    import json
+    import threading
+
+    from helpers import Server, http_get
+    from master_helpers import read_stats
+
+    app = tmp_path / "app.py"
+    app.write_text(_SLOW_APP)
+    port, stats = free_port(), free_port()
+    args = ["--master", "--processes", "3", "--cheaper", "1", "--cheaper-overload", "1",
+            "--http-socket", f"127.0.0.1:{port}", "--wsgi-file", app, "--stats", f"127.0.0.1:{stats}"]
+
+    def statuses():
+        return [w["status"] for w in json.loads(read_stats(stats))["workers"]]
+
+    with Server(args, port) as s:
+        s.wait_log("spawned uWSGI worker 1")
+        assert statuses()[1:] == ["cheap", "cheap"]
+        stop = threading.Event()
+
+        def load():
+            while not stop.is_set():
+                http_get(port, "/slow")
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            s.wait_log("spawned uWSGI worker 2")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        log_text = s.wait_log("uWSGI worker 2 cheaped.", timeout=60) if "spawned uWSGI worker 3" not in s.log() \
+            else s.wait_log("cheaped.", timeout=60, count=2)
+        assert "cheaped." in log_text
+        deadline = time.monotonic() + 30
+        while statuses().count("cheap") < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert statuses().count("cheap") == 2
+        assert http_get(port, "/")[0] == 200

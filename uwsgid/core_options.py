@@ -71,6 +71,12 @@ declare(
     O("procname-prefix", kind="str", help="prefix process names"),
     O("procname-master", kind="str", help="name of the master process"),
     O("auto-procname", kind="flag", help="name processes 'uWSGI master' / 'uWSGI worker N'"),
+    O("cheaper", kind="int", default=0, metavar="N",
+      help="adapt the running workers between N and --processes to the load (uWSGI's spare algorithm)"),
+    O("cheaper-initial", kind="int", default=0, metavar="N", help="with --cheaper: workers started (default --cheaper)"),
+    O("cheaper-step", kind="int", default=1, metavar="N", help="with --cheaper: workers spawned at once when all are busy"),
+    O("cheaper-overload", kind="int", default=3, metavar="SECS",
+      help="with --cheaper: seconds of all-busy before spawning, and of idleness between cheaping workers"),
 
     # --- lifecycle --------------------------------------------------------------------------
     O("harakiri", "t", kind="int", default=0, help="kill and respawn a worker stuck in one request over SECS"),

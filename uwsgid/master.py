@@ -101,6 +101,7 @@ class Master:
         self.next_tick = 0.0
         self.touch_mtimes: dict[str, float | None] = {}
         self.stats = None
+        self.cheaper = None                           # uwsgid.cheaper.Cheaper with --cheaper
         self.sel = selectors.DefaultSelector()
         self.timers: list = []                        # heap of (when, seq, fn)
         self._child_cleaned = False
@@ -373,6 +374,8 @@ class Master:
             self.exit_code = EXIT_APP_LOAD
             self.stop_gracefully()
             return
+        if self.cheaper is not None and self.cheaper.buried(child):
+            return
         if child.cursed_at is not None and not child.harakiri:
             log(f"worker {child.wid} killed successfully (pid: {child.pid})")
         elif code == 0:
@@ -415,6 +418,8 @@ class Master:
             self._check_harakiri()
             self._check_evil_rss()
             self._check_touch()
+            if self.cheaper is not None and self.state == RUNNING:
+                self.cheaper.tick()
         self._check_mercy(now)
         try:
             hooks.run("master_tick", self.server)
@@ -504,7 +509,15 @@ class Master:
                 return 1
             self.sel.register(self.stats.sock, selectors.EVENT_READ, self.stats.on_accept)
             log(f"stats server enabled on {self.opts.stats} fd: {self.stats.sock.fileno()}")
-        for wid in range(1, server.numproc + 1):
+        if self.opts.cheaper:
+            from uwsgid.cheaper import Cheaper, CheaperError
+            try:
+                self.cheaper = Cheaper(self)
+            except CheaperError as e:
+                log(f"uwsgi: {e}")
+                self._finish()
+                return 1
+        for wid in self._initial_wids():
             self.spawn_worker(wid)
         if server.router_sockets:
             self.spawn_router()
@@ -550,10 +563,16 @@ class Master:
         """The binary cannot be re-exec'd (deleted, not executable): new workers at least."""
         log(f"uwsgi: cannot re-exec {reexec.binary_path()}: reloading the workers only")
         self.state = RUNNING
-        for wid in range(1, self.server.numproc + 1):
+        for wid in self._initial_wids():
             self.spawn_worker(wid, respawn=True)
         if self.server.router_sockets:
             self.spawn_router(respawn=True)
+
+    def _initial_wids(self) -> list[int]:
+        """The workers to start: all, or with --cheaper those not cheaped."""
+        if self.cheaper is not None:
+            return self.cheaper.initial_wids()
+        return list(range(1, self.server.numproc + 1))
 
     def _finish(self) -> int:
         server = self.server
