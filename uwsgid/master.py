@@ -44,13 +44,16 @@ def set_proctitle(title: str) -> None:
         pass
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(master_pid: int) -> None:
     """--no-orphans: the kernel kills this worker when the master goes away."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except Exception:
         pass
+    # the master may have died between our fork and the prctl: no signal would come then
+    if os.getppid() != master_pid:
+        os._exit(1)
 
 
 def _log_stuck_process(pid: int) -> None:
@@ -236,6 +239,7 @@ class Master:
         self._signal(child, sig)
 
     def _fork(self, target) -> int:
+        master_pid = os.getpid()
         old = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
         try:
             pid = os.fork()
@@ -256,7 +260,7 @@ class Master:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
             self._close_master_fds()
             if self.opts.no_orphans:
-                _die_with_parent()
+                _die_with_parent(master_pid)
             rc = target()
         except SystemExit as e:
             rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
