@@ -47,6 +47,10 @@ class Loop:
         self.stopped = False
         # Wake-up pipe: signal handlers and other threads poke the loop out of epoll.
         self._wr, self._ww = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # Guards _ww against close(): another thread may wake this loop after it closed, and
+        # its fd number may already belong to a file opened since (a write there corrupted
+        # Sputnik's SQLite database at shutdown). Reentrant: signal handlers wake loops too.
+        self._ww_lock = threading.RLock()
         self.add_reader(self._wr, self._drain_wakeup)
 
     # ---- fds ---------------------------------------------------------------------------
@@ -110,10 +114,13 @@ class Loop:
             self.wakeup()
 
     def wakeup(self) -> None:
-        try:
-            os.write(self._ww, b"x")
-        except OSError:
-            pass
+        with self._ww_lock:
+            if self._ww < 0:
+                return
+            try:
+                os.write(self._ww, b"x")
+            except OSError:
+                pass
 
     def _drain_wakeup(self) -> None:
         try:
@@ -170,7 +177,11 @@ class Loop:
             ready.popleft()()
 
     def close(self) -> None:
-        for fd in (self._wr, self._ww):
+        with self._ww_lock:
+            fds, self._wr, self._ww = (self._wr, self._ww), -1, -1
+        for fd in fds:
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:
