@@ -127,7 +127,7 @@ def test_sigint_stops_now():
 
 def test_max_requests_exits_gracefully():
     port = free_port()
-    w = WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "max-requests": 3}).start()
+    w = WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "max-requests": 3, "min-worker-lifetime": 0}).start()
     try:
         # the harness's readiness probe was request 1
         for _ in range(2):
@@ -140,7 +140,7 @@ def test_max_requests_exits_gracefully():
 
 def test_reload_on_rss():
     port = free_port()
-    w = WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "reload-on-rss": 1}).start()
+    w = WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "reload-on-rss": 1, "min-worker-lifetime": 0}).start()
     try:
         assert w.wait(10) == 0   # the readiness probe already pushed it over 1 MB
         assert "--reload-on-rss" in w.log()

@@ -329,3 +329,24 @@ def test_cheaper_adapts_the_running_workers(tmp_path):
             time.sleep(0.5)
         assert statuses().count("cheap") == 2
         assert http_get(port, "/")[0] == 200
+
+
+# ---- --min-worker-lifetime (uWSGI's: no recycling of a young worker) --------------------------------
+
+def test_min_worker_lifetime_defers_max_requests(tmp_path):
+    from helpers import Server, http_get
+    app = tmp_path / "app.py"
+    app.write_text(_SLOW_APP)
+    port = free_port()
+    args = ["--master", "-p", "1", "--max-requests", "1", "--http-socket", f"127.0.0.1:{port}", "--wsgi-file", app]
+    with Server([*args, "--min-worker-lifetime", "60"], port) as s:
+        for _ in range(3):
+            assert http_get(port, "/")[0] == 200
+        time.sleep(0.5)
+        assert "Seeya" not in s.log() and "Respawned" not in s.log()     # younger than 60 s
+    port = free_port()
+    args[args.index("--http-socket") + 1] = f"127.0.0.1:{port}"
+    with Server([*args, "--min-worker-lifetime", "0"], port) as s:
+        assert http_get(port, "/")[0] == 200
+        s.wait_log("Respawned uWSGI worker 1")
+        assert "(max requests 1). Seeya!" in s.log()

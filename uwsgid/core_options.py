@@ -89,7 +89,8 @@ declare(
     O("touch-reload", kind="str", multi=True, help="gracefully reload when FILE is modified or touched"),
     O("die-on-term", kind="flag", help="accepted for compatibility: SIGTERM always stops gracefully here"),
     O("exit-on-reload", kind="flag", help="stop instead of reloading on SIGHUP"),
-    O("min-worker-lifetime", kind="int", default=1, help="a worker living less than SECS is respawned with a delay"),
+    O("min-worker-lifetime", kind="int", default=10, metavar="SECS",
+      help="a worker is recycled by --max-requests / --reload-on-rss only once it has run SECS"),
     O("no-orphans", kind="flag", help="workers exit when the master dies"),
 
     # --- logging -----------------------------------------------------------------------------

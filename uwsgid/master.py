@@ -30,6 +30,7 @@ from uwsgid.stats import rss_vsz
 
 RUNNING, RELOADING, STOPPING, KILLING = "running", "reloading", "stopping", "killing"
 EXIT_APP_LOAD = 22
+FAST_DEATH_SECS = 1     # a worker dying younger than this (not asked to) counts toward a crash loop
 PR_SET_PDEATHSIG = 1
 _HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD,
             signal.SIGUSR1)
@@ -393,7 +394,7 @@ class Master:
     def _schedule(self, wid: int, child: Child, now: float, deliberate: bool = False) -> None:
         """Respawn now, or later when the process keeps dying young (a crash loop)."""
         lifetime = now - child.spawned_at
-        if deliberate or lifetime >= max(1, int(self.opts.min_worker_lifetime or 1)):
+        if deliberate or lifetime >= FAST_DEATH_SECS:
             self.fast_deaths.pop(wid, None)
             self.pending_respawn[wid] = now
             return

@@ -501,6 +501,8 @@ class Worker:
         self.unique_plugins = list(seen.values())
         self.max_requests = int(self._opt("max_requests", 0) or 0)
         self.reload_on_rss = int(self._opt("reload_on_rss", 0) or 0) * 1024 * 1024
+        # --min-worker-lifetime: no recycling (max-requests, reload-on-rss) before this age
+        self.recycle_after = _monotonic() + int(self._opt("min_worker_lifetime", 10) or 0)
 
     def _opt(self, name, default):
         try:
@@ -587,7 +589,7 @@ class Worker:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
     def after_request(self) -> None:
-        if self.stopping:
+        if self.stopping or _monotonic() < self.recycle_after:
             return
         if self.max_requests and self.requests >= self.max_requests:
             log(f"...The work of process {self.pid} is done (max requests {self.max_requests}). Seeya!")
