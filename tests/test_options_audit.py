@@ -1,7 +1,8 @@
 """Option audit: every declared option does something. A placeholder (declared, parsed, used by
 nothing) fails test_every_option_is_used; the few compatibility-only flags are listed here and
 their help must say so. Plus the behaviour of the options the audit implemented or moved:
---log-date, --autoload, --cheaper, --cffi-home (a core option), the removed --shared-socket."""
+--log-date, --autoload, --cheaper, --min-worker-lifetime, --shared-socket, --cffi-home (a core
+option)."""
 
 from __future__ import annotations
 
@@ -71,12 +72,6 @@ def test_compatibility_only_flags_say_so():
         opt = by_name[name]
         assert opt.kind == "flag", name
         assert opt.help.startswith("accepted for compatibility: "), (name, opt.help)
-
-
-@pytest.mark.parametrize("argv", [["--shared-socket", ":80"]])
-def test_removed_options_are_unknown(argv):
-    with pytest.raises(cli.CliError, match=f"unknown option {argv[0]}"):
-        cli.parse([*argv, "--socket", ":0"], environ={})
 
 
 def test_cffi_home_is_a_core_option():
@@ -350,3 +345,27 @@ def test_min_worker_lifetime_defers_max_requests(tmp_path):
         assert http_get(port, "/")[0] == 200
         s.wait_log("Respawned uWSGI worker 1")
         assert "(max requests 1). Seeya!" in s.log()
+
+
+# ---- --shared-socket (=N names) -------------------------------------------------------------------
+
+PIPPO = ROOT / "examples" / "pippo.lua"
+
+
+@pytest.mark.parametrize("kind", ["--http-socket", "--http"])
+def test_shared_socket_named_by_number(kind):
+    from helpers import Server, http_get
+    port = free_port()
+    args = ["--shared-socket", "127.0.0.1:1", "--shared-socket", f"127.0.0.1:{port}", kind, "=1",
+            "--http-socket-modifier1", "6", "--http-modifier1", "6", "--lua", PIPPO]
+    with Server(args, port) as s:
+        status, _, body = http_get(port, "/")
+        assert status == 200 and b"Hello Wsapi!" in body
+        assert f"127.0.0.1:{port}" in s.log()
+
+
+@pytest.mark.parametrize("kind", ["--socket", "--http"])
+def test_shared_socket_bad_number(kind):
+    r = run_uwsgi(["--shared-socket", f"127.0.0.1:{free_port()}", kind, "=1", "--lua", PIPPO])
+    assert r.returncode == 1
+    assert "=1: there is no --shared-socket 1 (1 declared, numbered from 0)" in r.stderr, r.stderr

@@ -46,6 +46,8 @@ declare(
     O("max-vars", "v", kind="int", default=64, help="max number of request vars"),
     O("post-buffering", kind="size", default=0, help="buffer request bodies over SIZE to a temp file (0 = in memory)"),
     O("limit-post", kind="size", default=0, help="answer 413 to a request body over SIZE bytes (0 = no limit)"),
+    O("shared-socket", kind="str", multi=True, metavar="ADDR",
+      help="an address --socket/--http-socket/--http name as =N (N from 0), bound by the master before privileges drop"),
     O("reuse-port", kind="flag", help="set SO_REUSEPORT on bound sockets"),
     O("abstract-socket", kind="flag", help="force unix sockets to the abstract namespace"),
 

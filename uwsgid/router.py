@@ -40,6 +40,7 @@ def bind(opts) -> list[tuple[socket.socket, str]]:
     out = []
     try:
         for addr in opts.http:
+            addr = sockets.resolve_shared(addr, opts)     # --http =N: a --shared-socket
             fd = inherited.pop(addr, None)
             if fd is not None:
                 s = socket.socket(fileno=fd)

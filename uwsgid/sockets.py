@@ -3,7 +3,7 @@ them over across a master re-exec (inherited fds described in UWSGI_LISTEN_FDS).
 
 ADDR forms (as uWSGI): `host:port`, `:port` (all IPv4 interfaces), `[::1]:port`,
 `/path/to.sock` (unix; a stale file is unlinked), `@name` (Linux abstract unix socket),
-`fd://N` (an already-listening inherited descriptor).
+`fd://N` (an already-listening inherited descriptor), `=N` (the Nth --shared-socket).
 """
 
 from __future__ import annotations
@@ -230,15 +230,28 @@ def _opt(opts, name: str, default):
     return default if value is None else value
 
 
+def resolve_shared(addr: str, opts) -> str:
+    """uWSGI's `=N`: the address of the Nth --shared-socket (from 0). Every socket here is bound
+    by the master before privileges drop, which is what a shared socket is for."""
+    if not addr.startswith("="):
+        return addr
+    shared = _opt(opts, "shared_socket", []) or []
+    try:
+        return shared[int(addr[1:])]
+    except (ValueError, IndexError):
+        raise BindError(f"{addr}: there is no --shared-socket {addr[1:]} ({len(shared)} declared, "
+                        f"numbered from 0)") from None
+
+
 def _wanted(opts) -> list[tuple[str, str, int, int, bool]]:
     """(addr, proto, modifier1, modifier2, internal) for every socket the workers serve."""
     wanted = []
     for addr in _opt(opts, "socket", []) or []:
-        wanted.append((addr, "uwsgi", 0, 0, False))
+        wanted.append((resolve_shared(addr, opts), "uwsgi", 0, 0, False))
     m1 = int(_opt(opts, "http_socket_modifier1", 0))
     m2 = int(_opt(opts, "http_socket_modifier2", 0))
     for addr in _opt(opts, "http_socket", []) or []:
-        wanted.append((addr, "http", m1, m2, False))
+        wanted.append((resolve_shared(addr, opts), "http", m1, m2, False))
     if (_opt(opts, "http", []) or []) and not (_opt(opts, "socket", []) or []):
         # The --http router (helper D) forwards to this uwsgi socket.
         wanted.append(("127.0.0.1:0", "uwsgi", 0, 0, True))
