@@ -329,6 +329,7 @@ class Runner:
         self.conns: dict[int, Connection] = {}
         self.listeners = listeners
         self.accepting = False
+        self.held = None        # one-core loops: the accepted connection whose request is awaited
         self._reaper = None
 
     def init_cores(self) -> None:
@@ -373,13 +374,35 @@ class Runner:
                 sock.setblocking(False)
                 conn = Connection(self, sock, addr, listener)
                 conn.start()
-                if not self.accepting or not self.free:
-                    return
-                if self.single and (conn.busy or (conn.served == 0 and not conn.closed)):
-                    # a one-core loop holds at most one connection still to be served: the
-                    # rest of the queue goes to idle threads/workers instead of waiting here
+                if self.single:
+                    if self._hold(conn):
+                        return
+                elif not self.accepting or not self.free:
                     return
         return accept
+
+    def _hold(self, conn) -> bool:
+        """A one-core loop after accepting `conn`; True ends the accept batch. It holds at most
+        one connection still to be served: accepting stops until that request runs (core_done
+        resumes) or the connection closes (serve() resumes), so the rest of the queue goes to
+        idle threads/workers instead of waiting behind a blocking request (and timing out)."""
+        if conn.served == 0 and not conn.closed and not conn.busy:
+            self.held = conn
+            self.stop_accepting()
+            return True
+        if conn.busy or not self.free:
+            # its request is suspended on the only core: core_done resumes accepting
+            self.stop_accepting()
+            return True
+        return not self.accepting
+
+    def _release_held(self) -> None:
+        """The held connection was served or closed: accept again if the core is free."""
+        held = self.held
+        if held.closed or held.served or held.busy:
+            self.held = None
+            if self.free and not self.accepting and not self.worker.stopping and self.listeners:
+                self.start_accepting()
 
     # ---- cores ------------------------------------------------------------------------------
     def dispatch(self, conn, req) -> None:
@@ -455,6 +478,8 @@ class Runner:
                 loop.run_once()
             except Exception:
                 log_exception("error in the worker loop (continuing):")
+            if self.held is not None:
+                self._release_held()
             if w.stopping:
                 if not draining:
                     draining = True
