@@ -44,6 +44,22 @@ int uwsgi_encode_var(char *dst, size_t cap, const char *key, size_t keylen,
 /* Write the 4-byte header at dst (cap >= 4). Returns 4 or a negative error. */
 int uwsgi_build_header(char *dst, size_t cap, uint8_t modifier1, size_t datasize, uint8_t modifier2);
 
+/* Parse the vars block like uwsgi_parse_vars, but copy the keys to keys and the values to
+ * vals, each joined by NUL bytes (lens[0], lens[1]: their lengths; cap >= len is enough for
+ * either): two bytes.split() in Python then yield every key and value, where slicing by
+ * offsets costs a Python operation each, and the keys, the same from request to request
+ * behind one front end, can be looked up as one string. A key or value holding a NUL byte
+ * itself shows as more than n parts (the caller falls back to the offsets).
+ * Returns the number of vars n or a negative uwsgi_packet_error (UWSGI_ERR_NOSPACE: cap < len). */
+int uwsgi_parse_vars_split(const char *buf, size_t len, int max_vars, char *keys, char *vals,
+                           size_t cap, uint32_t *lens);
+
+/* accept4() a connection on the listening socket lfd, non-blocking and close-on-exec: one
+ * syscall where accept() + setblocking() take two, and no exception when none is pending.
+ * The peer's sockaddr goes to addr (addrcap bytes; its length to *addrlen) unless addr is
+ * NULL. Returns the new fd or -errno (-EAGAIN: nothing pending). */
+int uwsgi_accept(int lfd, void *addr, unsigned int addrcap, unsigned int *addrlen);
+
 /* Small string helpers (NUL-terminated arguments); 1 = true, 0 = false. */
 int uwsgi_startswith(const char *s, const char *prefix);
 int uwsgi_endswith(const char *s, const char *suffix);

@@ -89,3 +89,51 @@ int uwsgi_build_header(char *dst, size_t cap, uint8_t modifier1, size_t datasize
     d[3] = modifier2;
     return UWSGI_HEADER_SIZE;
 }
+
+int uwsgi_parse_vars_split(const char *buf, size_t len, int max_vars, char *keys, char *vals,
+                           size_t cap, uint32_t *lens) {
+    const unsigned char *p = (const unsigned char *)buf;
+    char *k = keys, *v = vals;
+    size_t pos = 0;
+    int n = 0;
+    if (max_vars < 0 || (len > 0 && (buf == NULL || keys == NULL || vals == NULL)) ||
+        lens == NULL || len > UINT32_MAX)
+        return UWSGI_ERR_ARGS;
+    if (cap < len)
+        return UWSGI_ERR_NOSPACE;
+    while (pos < len) {
+        size_t klen, vlen, koff;
+        if (len - pos < 2)
+            return UWSGI_ERR_TRUNCATED;
+        klen = rd16(p + pos);
+        pos += 2;
+        if (klen == 0)
+            return UWSGI_ERR_EMPTY_KEY;
+        if (len - pos < klen)
+            return UWSGI_ERR_TRUNCATED;
+        koff = pos;
+        pos += klen;
+        if (len - pos < 2)
+            return UWSGI_ERR_TRUNCATED;
+        vlen = rd16(p + pos);
+        pos += 2;
+        if (len - pos < vlen)
+            return UWSGI_ERR_TRUNCATED;
+        if (n >= max_vars)
+            return UWSGI_ERR_TOO_MANY;
+        /* Neither output outruns cap: each var adds klen + 1 (vlen + 1) of its 4 + klen + vlen. */
+        if (n > 0) {
+            *k++ = '\0';
+            *v++ = '\0';
+        }
+        memcpy(k, buf + koff, klen);
+        k += klen;
+        memcpy(v, buf + pos, vlen);
+        v += vlen;
+        pos += vlen;
+        n++;
+    }
+    lens[0] = (uint32_t)(k - keys);
+    lens[1] = (uint32_t)(v - vals);
+    return n;
+}

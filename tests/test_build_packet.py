@@ -270,3 +270,69 @@ def test_default_is_c_when_built():
     env = dict(os.environ, UWSGI_PACKET_PURE="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "False", out.stderr
+
+
+# --- the split form (uwsgi_parse_vars_split) and accept4 -----------------------------------
+
+def split_c(data: bytes, max_vars: int = 64):
+    cap = max(len(data), 1)
+    keys, vals, lens = ffi.new("char[]", cap), ffi.new("char[]", cap), ffi.new("uint32_t[2]")
+    n = lib.uwsgi_parse_vars_split(data, len(data), max_vars, keys, vals, cap, lens)
+    if n < 0:
+        return n
+    return n, ffi.buffer(keys, lens[0])[:], ffi.buffer(vals, lens[1])[:]
+
+
+def test_split_form():
+    assert split_c(GOOD) == (3, b"REQUEST_METHOD\0PATH_INFO\0SCRIPT_NAME", b"GET\0/\0")
+    assert split_c(b"") == (0, b"", b"")
+    assert split_c(GOOD, 2) == lib.UWSGI_ERR_TOO_MANY
+    assert split_c(GOOD + b"\x01") == lib.UWSGI_ERR_TRUNCATED
+    assert split_c(b"\x00\x00") == lib.UWSGI_ERR_EMPTY_KEY
+    out = ffi.new("char[]", 8)
+    lens = ffi.new("uint32_t[2]")
+    assert lib.uwsgi_parse_vars_split(GOOD, len(GOOD), 64, out, out, 8, lens) == lib.UWSGI_ERR_NOSPACE
+    # empty values still get their separators
+    d = enc(b"k", b"") * 3
+    assert split_c(d) == (3, b"k\0k\0k", b"\0\0")
+
+
+def test_nul_bytes_in_names_and_values_fall_back():
+    # a NUL inside a name or value: the split form is ambiguous, the parser uses the offsets
+    a = enc(b"a\0b", b"1")                       # one var named "a\0b"
+    b = enc(b"a", b"1") + enc(b"b", b"2")        # two vars whose names join to "a\0b" too
+    for data in (b, a, b, a):                    # either may be the one cached first
+        assert parse_c(data) == oracle(data)
+    v = enc(b"k", b"x\0y") + enc(b"j", b"")
+    assert parse_c(v) == {b"k": b"x\0y", b"j": b""}
+
+
+def test_accept4_nonblocking_cloexec():
+    import errno
+    import fcntl
+    import socket
+    with socket.socket() as ls:
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(4)
+        ls.setblocking(False)
+        addr = ffi.new("char[]", 128)
+        alen = ffi.new("unsigned int *")
+        assert lib.uwsgi_accept(ls.fileno(), addr, 128, alen) == -errno.EAGAIN
+        with socket.create_connection(ls.getsockname()) as c:
+            fd = lib.uwsgi_accept(ls.fileno(), addr, 128, alen)
+            assert fd >= 0
+            try:
+                assert os.get_blocking(fd) is False
+                assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+                raw = ffi.buffer(addr, alen[0])[:]
+                from uwsgid.connection import remote_address
+                host, port = c.getsockname()
+                assert remote_address(raw, fd) == (host.encode(), b"%d" % port)
+                assert remote_address(None, fd) == (host.encode(), b"%d" % port)
+            finally:
+                os.close(fd)
+        with socket.create_connection(ls.getsockname()):
+            fd = lib.uwsgi_accept(ls.fileno(), ffi.NULL, 0, ffi.NULL)   # no address wanted
+            assert fd >= 0
+            os.close(fd)
+    assert lib.uwsgi_accept(-1, ffi.NULL, 0, ffi.NULL) == -errno.EBADF

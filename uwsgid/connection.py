@@ -1,6 +1,9 @@
 """One accepted client connection inside a worker loop: reads, feeds the protocol parser,
 queues complete requests (pipelining answered in order), writes with back-pressure, enforces
---socket-timeout, and answers protocol errors (400/413/431) or closes (uwsgi packets)."""
+--socket-timeout, and answers protocol errors (400/413/431) or closes (uwsgi packets).
+
+A connection owns a plain fd (non-blocking, accepted by the worker with accept4) and does its
+I/O with os.read/os.write: no socket object to create and destroy per connection."""
 
 from __future__ import annotations
 
@@ -21,6 +24,42 @@ MAX_QUEUED = 32            # pipelined requests parsed ahead before we stop read
 LINGER = 2.0               # seconds to drain a client after an error reply before closing
 
 _monotonic = time.monotonic
+_read = os.read
+_write = os.write
+_close = os.close
+_inet_ntop = socket.inet_ntop
+AF_INET, AF_INET6 = int(socket.AF_INET), int(socket.AF_INET6)
+
+
+def remote_address(addr, fd: int) -> tuple[bytes, bytes] | None:
+    """(address, port) of the peer as bytes, or None for a unix socket. addr: a raw sockaddr
+    (the worker's accept), a socket.accept() address, or None to ask the kernel."""
+    if addr is None:
+        s = socket.socket(fileno=fd)
+        try:
+            addr = s.getpeername()
+        except OSError:
+            return None
+        finally:
+            s.detach()
+    if isinstance(addr, tuple):
+        return addr[0].encode(), b"%d" % addr[1]
+    if isinstance(addr, (bytes, bytearray)) and len(addr) >= 8:
+        family = addr[0] | (addr[1] << 8)     # sa_family_t, host order (little-endian here)
+        port = b"%d" % ((addr[2] << 8) | addr[3])
+        if family == AF_INET:
+            return _inet_ntop(AF_INET, addr[4:8]).encode(), port
+        if family == AF_INET6 and len(addr) >= 24:
+            return _inet_ntop(AF_INET6, addr[8:24]).encode(), port
+    return None
+
+
+def _shutdown_write(fd: int) -> None:
+    s = socket.socket(fileno=fd)
+    try:
+        s.shutdown(socket.SHUT_WR)
+    finally:
+        s.detach()
 
 
 def error_reply(status: int, reason: str) -> bytes:
@@ -30,13 +69,16 @@ def error_reply(status: int, reason: str) -> bytes:
 
 
 class Connection:
-    __slots__ = ("sock", "fd", "runner", "loop", "listener", "parser", "queue", "out", "busy", "closed",
-                 "closing", "deadline", "is_http", "peer", "served", "eof", "paused", "on_drain",
+    __slots__ = ("fd", "addr", "runner", "loop", "listener", "parser", "queue", "out", "busy", "closed",
+                 "closing", "deadline", "is_http", "_peer", "served", "eof", "paused", "on_drain",
                  "lingering", "timeout", "__weakref__")
 
-    def __init__(self, runner, sock: socket.socket, addr, listener):
-        self.sock = sock
-        self.fd = sock.fileno()
+    def __init__(self, runner, fd: int, addr, listener):
+        """fd: an accepted non-blocking socket, owned (closed) by this connection from now on.
+        addr: see remote_address (the peer's text is only made when a log line needs it)."""
+        self.fd = fd
+        self.addr = addr
+        self._peer = None
         self.runner = runner
         self.loop = runner.loop
         self.listener = listener
@@ -53,16 +95,29 @@ class Connection:
         limits = runner.limits
         self.timeout = limits.socket_timeout
         self.deadline = _monotonic() + self.timeout
-        if isinstance(addr, tuple):
-            raddr, rport = addr[0].encode(), b"%d" % addr[1]
-            self.peer = f"{addr[0]}:{addr[1]}"
+        if listener.proto == "http":
+            self.is_http = True
+            remote = remote_address(addr, fd) or (b"", b"")
+            self.parser = HttpParser(self, listener, limits, remote[0], remote[1])
         else:
-            raddr, rport = b"", b""
-            self.peer = listener.name
-        self.is_http = listener.proto == "http"
-        cls = HttpParser if self.is_http else UwsgiParser
-        self.parser = cls(self, listener, limits, raddr, rport)
-        runner.conns[self.fd] = self
+            # the uwsgi protocol carries the client's address in its vars (REMOTE_ADDR)
+            self.is_http = False
+            self.parser = UwsgiParser(self, limits)
+        runner.conns[fd] = self
+
+    @property
+    def peer(self) -> str:
+        """The client as text for log lines ("addr:port", or the socket's name on unix)."""
+        p = self._peer
+        if p is None:
+            # after close only a saved address is left (the fd may be another connection's)
+            remote = remote_address(self.addr, self.fd) if self.addr is not None or not self.closed else None
+            if remote is None:
+                p = self.listener.name
+            else:
+                p = f"{remote[0].decode()}:{remote[1].decode()}"
+            self._peer = p
+        return p
 
     def start(self) -> None:
         """First read right away (the request usually arrives with the connection); register
@@ -84,7 +139,7 @@ class Connection:
     # ---- reading ------------------------------------------------------------------------
     def on_readable(self) -> None:
         try:
-            data = self.sock.recv(RECV)
+            data = _read(self.fd, RECV)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -186,7 +241,7 @@ class Connection:
         if self.closed:
             return
         try:
-            self.sock.shutdown(socket.SHUT_WR)
+            _shutdown_write(self.fd)
         except OSError:
             self.close()
             return
@@ -204,7 +259,7 @@ class Connection:
             self.out += data
         else:
             try:
-                n = self.sock.send(data)
+                n = _write(self.fd, data)
             except (BlockingIOError, InterruptedError):
                 n = 0
             except OSError as e:
@@ -224,7 +279,7 @@ class Connection:
             self.loop.remove_writer(self.fd)
             return
         try:
-            n = self.sock.send(out)
+            n = _write(self.fd, out)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as e:
@@ -305,10 +360,13 @@ class Connection:
         if self.closed:
             return
         self.closed = True
-        self.loop.forget(self.fd)
-        self.runner.conns.pop(self.fd, None)
+        fd = self.fd
+        loop = self.loop
+        if fd in loop._masks:   # registered with epoll (a one-shot connection never is)
+            loop.forget(fd)
+        self.runner.conns.pop(fd, None)
         try:
-            self.sock.close()
+            _close(fd)
         except OSError:
             pass
         self.out = None

@@ -27,7 +27,6 @@ import signal
 import socket
 import threading
 import time
-from _socket import socket as _csocket
 from collections import deque
 
 from uwsgid import api, hooks
@@ -39,8 +38,17 @@ from uwsgid.plugin import AppLoadError
 from uwsgid.protocols import Limits
 from uwsgid.reqlog import RequestLogger, memory_usage
 
+try:
+    # accept4(SOCK_NONBLOCK) in C: one syscall per connection and no socket object
+    from _uwsgi import ffi as _ffi, lib as _lib
+    _c_accept = _lib.uwsgi_accept
+except (ImportError, AttributeError):   # plain python without the build: socket.accept
+    _c_accept = None
+
 _monotonic = time.monotonic
 _time = time.time
+_OUT_OF_FDS = (-errno.ENFILE, -errno.EMFILE)
+_ADDR_CAP = 128     # sizeof(struct sockaddr_storage)
 SINGLE_CORE_BURST = 64     # yields stepped back to back when a loop has one core and nothing waits
 ACCEPT_BATCH = 16
 
@@ -353,26 +361,46 @@ class Runner:
             self.loop.remove_reader(lst.fd)
 
     def _acceptor(self, listener):
-        lsock = listener.sock
-        _accept = lsock._accept
-        family, stype = int(lsock.family), int(lsock.type)
+        if _c_accept is None:
+            return self._py_acceptor(listener)
+        lfd = listener.fd
+        http = listener.proto == "http"
+        # uwsgi packets carry the client's address in their vars: ours is fetched only for a log line
+        abuf = _ffi.new("char[]", _ADDR_CAP) if http else _ffi.NULL
+        aview = _ffi.buffer(abuf) if http else None
+        alen = _ffi.new("unsigned int *")
+
+        def accept():
+            for _ in range(ACCEPT_BATCH):
+                fd = _c_accept(lfd, abuf, _ADDR_CAP, alen)
+                if fd < 0:
+                    if fd in _OUT_OF_FDS:
+                        self._out_of_fds(listener, os.strerror(-fd))
+                    return   # EAGAIN (nothing pending), or a connection aborted before we took it
+                conn = Connection(self, fd, aview[:alen[0]] if http else None, listener)
+                conn.start()
+                if self.single:
+                    if self._hold(conn):
+                        return
+                elif not self.accepting or not self.free:
+                    return
+        return accept
+
+    def _py_acceptor(self, listener):
+        _accept = listener.sock._accept
 
         def accept():
             for _ in range(ACCEPT_BATCH):
                 try:
-                    # the C-level socket: no Python wrapper or enum conversions per connection
                     fd, addr = _accept()
-                    sock = _csocket(family, stype, 0, fd)
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError as e:
-                    if e.errno in (errno.ENFILE, errno.EMFILE):   # out of fds: back off, do not spin
-                        log(f"accept() on {listener.name}: {e.strerror}; pausing accepts for 1s")
-                        self.stop_accepting()
-                        self.loop.call_later(1.0, self.start_accepting)
+                    if e.errno in (errno.ENFILE, errno.EMFILE):
+                        self._out_of_fds(listener, e.strerror)
                     return
-                sock.setblocking(False)
-                conn = Connection(self, sock, addr, listener)
+                os.set_blocking(fd, False)
+                conn = Connection(self, fd, addr, listener)
                 conn.start()
                 if self.single:
                     if self._hold(conn):
@@ -403,6 +431,12 @@ class Runner:
             self.held = None
             if self.free and not self.accepting and not self.worker.stopping and self.listeners:
                 self.start_accepting()
+
+    def _out_of_fds(self, listener, why: str) -> None:
+        # back off instead of spinning on a listener that stays readable
+        log(f"accept() on {listener.name}: {why}; pausing accepts for 1s")
+        self.stop_accepting()
+        self.loop.call_later(1.0, self.start_accepting)
 
     # ---- cores ------------------------------------------------------------------------------
     def dispatch(self, conn, req) -> None:
@@ -765,7 +799,7 @@ class Worker:
         calling thread: the building block for a custom loop set with uwsgid.api.set_loop."""
         r = self._thread_runner()
         sock.setblocking(False)
-        conn = Connection(r, sock, addr, listener)
+        conn = Connection(r, sock.detach(), addr, listener)
         conn.start()
         loop = r.loop
         while not conn.closed and not self.abort:

@@ -14,7 +14,7 @@ from uwsgid.request import Request
 
 from uwsgid.packet import PacketError, parse_vars
 
-_HEADER = struct.Struct("<BHB")
+_unpack_header = struct.Struct("<BHB").unpack_from
 MODIFIER_PING = 100
 # Modifiers whose packet body is an array of u16le-prefixed strings, not key/value vars:
 # 110 = remote signal, 173 = RPC. The handler reads req.packet.
@@ -22,9 +22,9 @@ RAW_MODIFIERS = (110, 173)
 
 
 class UwsgiParser:
-    __slots__ = ("conn", "limits", "buf", "req", "body", "need", "error", "done", "remote")
+    __slots__ = ("conn", "limits", "buf", "req", "body", "need", "error", "done")
 
-    def __init__(self, conn, listener, limits, remote_addr: bytes, remote_port: bytes):
+    def __init__(self, conn, limits):
         self.conn = conn
         self.limits = limits
         self.buf = b""
@@ -33,7 +33,6 @@ class UwsgiParser:
         self.need = 0
         self.error = None
         self.done = False
-        self.remote = remote_addr
 
     @property
     def partial(self) -> bool:
@@ -49,58 +48,59 @@ class UwsgiParser:
         if len(buf) < 4:
             self.buf = buf
             return
-        modifier1, size, modifier2 = _HEADER.unpack_from(buf)
-        if size > self.limits.buffer_size:
-            self.error = ProtocolError(0, "", f"invalid request block size: {size} (max {self.limits.buffer_size})...skip")
+        modifier1, size, modifier2 = _unpack_header(buf)
+        limits = self.limits
+        if size > limits.buffer_size:
+            self.error = ProtocolError(0, "", f"invalid request block size: {size} (max {limits.buffer_size})...skip")
             return
         if modifier1 == MODIFIER_PING and size == 0:
             self.conn.send(b"\x64\x00\x00\x00")   # uwsgi ping: an empty pong
             self.done = True
             self.error = ProtocolError(0, "", "")
             return
-        if len(buf) < 4 + size:
+        end = 4 + size
+        if len(buf) < end:
             self.buf = buf
             return
         self.buf = b""
         raw = None
         try:
             if modifier1 in RAW_MODIFIERS:
-                raw = buf[4:4 + size]
+                raw = buf[4:end]
                 v = {}
             else:
-                v = parse_vars(buf[4:4 + size], self.limits.max_vars)
+                v = parse_vars(buf[4:end], limits.max_vars)
         except PacketError as e:
-            self.error = ProtocolError(0, "", f"invalid uwsgi packet from {self.remote.decode('latin-1') or 'unix socket'}: {e}")
+            self.error = ProtocolError(0, "", f"invalid uwsgi packet from {self.conn.peer}: {e}")
             return
         if b"SCRIPT_NAME" not in v:
             v[b"SCRIPT_NAME"] = b""   # nginx's stock uwsgi_params sends none
-        method = v.get(b"REQUEST_METHOD", b"GET")
-        proto = v.get(b"SERVER_PROTOCOL", b"HTTP/1.1")
-        req = Request(self.conn, v, modifier1, modifier2, method, proto != b"HTTP/1.0", False)
-        req.var_cnt = len(v) * 2
+        req = Request(self.conn, v, modifier1, modifier2, v.get(b"REQUEST_METHOD", b"GET"),
+                      v.get(b"SERVER_PROTOCOL", b"HTTP/1.1") != b"HTTP/1.0", False)
         req.pktsize = size
         req.packet = raw
-        cl_text = v.get(b"CONTENT_LENGTH", b"")
-        cl = 0
-        if cl_text:
-            try:
-                cl = int(cl_text)
-                if cl < 0:
-                    raise ValueError
-            except ValueError:
-                self.error = ProtocolError(0, "", f"invalid CONTENT_LENGTH {cl_text[:32]!r} in uwsgi packet")
-                return
-        lp = self.limits.limit_post
+        cl_text = v.get(b"CONTENT_LENGTH")
+        if not cl_text:
+            # no body (most requests): complete now; nothing may follow one request here
+            self.done = True
+            self.conn.queue.append(req)
+            return
+        try:
+            cl = int(cl_text)
+            if cl < 0:
+                raise ValueError
+        except ValueError:
+            self.error = ProtocolError(0, "", f"invalid CONTENT_LENGTH {cl_text[:32]!r} in uwsgi packet")
+            return
+        lp = limits.limit_post
         if lp and cl > lp:
             self.error = ProtocolError(413, "Request Entity Too Large", f"request body of {cl} bytes over --limit-post {lp}")
             return
         req.post_cl = cl
         self.req = req
         self.need = cl
-        self.body = BodyBuffer(self.limits.post_buffering)
-        rest = buf[4 + size:]
-        if rest or cl == 0:
-            self._body(rest)
+        self.body = BodyBuffer(limits.post_buffering)
+        self._body(buf[end:])
 
     def _body(self, data: bytes) -> None:
         need = self.need

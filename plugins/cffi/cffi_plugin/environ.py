@@ -9,19 +9,24 @@ _DEFAULTS = (("SCRIPT_NAME", ""), ("PATH_INFO", ""), ("QUERY_STRING", ""),
              ("SERVER_NAME", "localhost"), ("SERVER_PORT", "80"), ("SERVER_PROTOCOL", "HTTP/1.0"),
              ("REQUEST_METHOD", "GET"))
 
-# Var names repeat from request to request: decode each once (bounded, so that a client
-# sending random header names cannot grow it without limit).
-_names: dict[bytes, str] = {}
-_NAMES_MAX = 2048
+# Behind one front end every request carries the same var names in the same order: a plan per
+# name tuple holds their str names and which fix-ups apply, so that building an environ is one
+# join + decode + split for the values and one dict update. Bounded: a client sending random
+# header names cannot grow it without limit.
+_plans: dict[tuple, tuple] = {}
+_PLANS_MAX = 256
+# A CGI server never passes these as HTTP_* (wsgiref.validate rejects them).
+_DROP = frozenset((b"HTTP_CONTENT_TYPE", b"HTTP_CONTENT_LENGTH"))
 
 
-def _name(key: bytes) -> str:
-    s = _names.get(key)
-    if s is None:
-        s = key.decode("latin-1")
-        if len(_names) < _NAMES_MAX:
-            _names[key] = s
-    return s
+def _plan(keys: tuple) -> tuple:
+    names = tuple(k.decode("latin-1") for k in keys)
+    drop = tuple(k.decode("latin-1") for k in keys if k in _DROP)
+    scheme = b"UWSGI_SCHEME" in keys or b"HTTPS" in keys
+    plan = (names, drop, scheme, b"CONTENT_LENGTH" in keys)
+    if len(_plans) < _PLANS_MAX:
+        _plans[keys] = plan
+    return plan
 
 
 def content_length(vars_: dict) -> int:
@@ -63,20 +68,25 @@ def build_environ(req, base: dict) -> dict:
     """A fresh environ: `base` holds the per-server constant keys (wsgi.version, errors,
     multithread, multiprocess, run_once, file_wrapper, uwsgi.*) and base_defaults()."""
     vars_ = req.vars
+    keys = tuple(vars_)
+    plan = _plans.get(keys)
+    if plan is None:
+        plan = _plan(keys)
+    names, drop, scheme, has_cl = plan
     env = base.copy()
-    names = _names
-    for k, v in vars_.items():
-        env[names.get(k) or _name(k)] = v.decode("latin-1")
-    # A CGI server never passes these as HTTP_* (wsgiref.validate rejects them).
-    if "HTTP_CONTENT_TYPE" in env:
-        del env["HTTP_CONTENT_TYPE"]
-    if "HTTP_CONTENT_LENGTH" in env:
-        del env["HTTP_CONTENT_LENGTH"]
+    # latin-1 maps byte to char one to one: decode all the values at once (a NUL inside one
+    # shows as an extra part; then one by one)
+    values = b"\0".join(vars_.values()).decode("latin-1").split("\0")
+    if len(values) != len(names):
+        values = [v.decode("latin-1") for v in vars_.values()]
+    env.update(zip(names, values))
+    for name in drop:
+        del env[name]
     script_name = env["SCRIPT_NAME"]
     if script_name and script_name[-1] == "/":
         # SCRIPT_NAME "/" (nginx setups) means the root: PEP 3333 wants "" there.
         env["SCRIPT_NAME"] = script_name.rstrip("/")
-    if b"UWSGI_SCHEME" in vars_ or b"HTTPS" in vars_:
+    if scheme:
         env["wsgi.url_scheme"] = url_scheme(vars_)
     core = req.core
     if core is not None:
@@ -84,7 +94,7 @@ def build_environ(req, base: dict) -> dict:
     # base holds a shared empty wsgi.input; a body gets a reader that reaches req.input lazily.
     if req.input_terminated:
         env["wsgi.input"] = WSGIInput(req, -1)
-    elif b"CONTENT_LENGTH" in vars_:
+    elif has_cl:
         n = content_length(vars_)
         if n:
             env["wsgi.input"] = WSGIInput(req, n)

@@ -1,0 +1,15 @@
+/* Socket helpers of the worker's hot path: one syscall each, no allocation, errors as -errno. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sys/socket.h>
+#include "../uwsgi.h"
+
+int uwsgi_accept(int lfd, void *addr, unsigned int addrcap, unsigned int *addrlen) {
+    socklen_t len = (socklen_t)addrcap;
+    int fd = accept4(lfd, (struct sockaddr *)addr, addr ? &len : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (addr && addrlen)
+        *addrlen = (unsigned int)len;
+    return fd;
+}
