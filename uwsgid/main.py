@@ -269,7 +269,7 @@ def _main(argv: list[str], extra_plugins) -> int:
         return 1
 
     from uwsgid.scoreboard import Scoreboard
-    server.scoreboard = Scoreboard(server.numproc, server.cores)
+    server.scoreboard = Scoreboard(server.numproc, server.cores, server.plugins)
     single = not opts.master and server.numproc == 1 and not opts.http and not opts.stats
     if not single:
         from uwsgid.master import Master

@@ -48,15 +48,31 @@ _C_EXTRA_OFF = (_C_REQ_OFF + _C_REQ.size + 7) // 8 * 8     # 304
 _C_SIZE = _C_EXTRA_OFF + _C_EXTRA.size                     # 344
 _EXTRA_KINDS = {"write": 0, "read": 1, "static": 2, "routed": 3, "offloaded": 4}
 
+# Per app, per core: requests, exceptions (the stats' apps[] of each worker). Each distinct
+# plugin gets APPS_PER_PLUGIN slots (its app ids 0..15; uWSGI's max-apps is 64 in all); laid
+# out [worker][slot][core] so that one app's counters of a worker share a page.
+_A = struct.Struct("<QQ")
+APPS_PER_PLUGIN = 16
+
 
 class Scoreboard:
-    """Counters for `numproc` workers (ids 1..numproc) with `cores` cores each (ids 0..cores-1)."""
+    """Counters for `numproc` workers (ids 1..numproc) with `cores` cores each (ids 0..cores-1),
+    and per-app counters for the apps of `plugins` (modifier1 -> Plugin, the server's map)."""
 
-    def __init__(self, numproc: int, cores: int):
+    def __init__(self, numproc: int, cores: int, plugins: dict | None = None):
         self.numproc = max(1, int(numproc))
         self.cores = max(1, int(cores))
+        # modifier1 -> first app slot of its plugin; a plugin under several modifiers has one range
+        bases: dict[int, int] = {}
+        self.app_base: dict[int, int] = {}
+        for mod, plugin in (plugins or {}).items():
+            base = bases.setdefault(id(plugin), len(bases) * APPS_PER_PLUGIN)
+            self.app_base[mod] = base
+        self._plugin_base = bases
+        self.app_slots = len(bases) * APPS_PER_PLUGIN
         self._core_base = _HEADER + _W_SIZE * self.numproc
-        size = self._core_base + _C_SIZE * self.numproc * self.cores
+        self._apps_base = self._core_base + _C_SIZE * self.numproc * self.cores
+        size = self._apps_base + _A.size * self.numproc * self.app_slots * self.cores
         self.mem = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
 
     # ---- worker side (hot path) -----------------------------------------------------------
@@ -70,7 +86,10 @@ class Scoreboard:
             _C_REQ.pack_into(self.mem, self._core_off(wid, core_id) + _C_REQ_OFF,
                              time.time_ns() // 1000 or 1, len(uri), uri)
 
-    def end(self, wid: int, core_id: int, status: int, tx: int, rt_us: int, exception: bool) -> None:
+    def end(self, wid: int, core_id: int, status: int, tx: int, rt_us: int, exception: bool,
+            modifier1: int = -1, app_id: int = -1) -> None:
+        """A request ended on a core; `app_id` (the plugin's app index, -1 = none) of the plugin
+        serving `modifier1` gets it in its per-app counters."""
         if not (0 < wid <= self.numproc and 0 <= core_id < self.cores):
             return
         off = self._core_base + ((wid - 1) * self.cores + core_id) * _C_SIZE
@@ -78,6 +97,15 @@ class Scoreboard:
         n, exc, txs, rts = _C_HOT.unpack_from(mem, off)
         _C_END.pack_into(mem, off, n + 1, exc + 1 if exception else exc, txs + tx, rts + (rt_us if rt_us > 0 else 0), 0)
         _TOTAL.pack_into(mem, 0, _TOTAL.unpack_from(mem, 0)[0] + 1)
+        if 0 <= app_id < APPS_PER_PLUGIN:
+            base = self.app_base.get(modifier1)
+            if base is not None:
+                off = self._app_off(wid, base + app_id, core_id)
+                r, e = _A.unpack_from(mem, off)
+                _A.pack_into(mem, off, r + 1, e + 1 if exception else e)
+
+    def _app_off(self, wid: int, slot: int, core_id: int) -> int:
+        return self._apps_base + (((wid - 1) * self.app_slots + slot) * self.cores + core_id) * _A.size
 
     def total_requests(self) -> int:
         return _TOTAL.unpack_from(self.mem, 0)[0]
@@ -155,6 +183,20 @@ class Scoreboard:
                 _, n, uri = _C_REQ.unpack_from(self.mem, off)
                 out.append((core, start, uri[:n]))
         return out
+
+    def app_counts(self, wid: int, plugin, app_id: int) -> tuple[int, int]:
+        """(requests, exceptions) of worker `wid` for app `app_id` of `plugin` (0, 0 if unknown)."""
+        base = self._plugin_base.get(id(plugin))
+        if base is None or not (0 <= app_id < APPS_PER_PLUGIN and 0 < wid <= self.numproc):
+            return 0, 0
+        requests = exceptions = 0
+        off = self._app_off(wid, base + app_id, 0)
+        for _ in range(self.cores):
+            r, e = _A.unpack_from(self.mem, off)
+            requests += r
+            exceptions += e
+            off += _A.size
+        return requests, exceptions
 
     def pid(self, wid: int) -> int:
         return _W_MASTER.unpack_from(self.mem, _HEADER + (wid - 1) * _W_SIZE)[0] if 0 < wid <= self.numproc else 0

@@ -63,16 +63,27 @@ def _core_entry(core_id: int, c: dict) -> dict:
     return d
 
 
+def _app_entry(sb, wid: int, plugin, app: dict) -> dict:
+    requests, exceptions = sb.app_counts(wid, plugin, app.get("id", -1))
+    return {**app, "requests": requests, "exceptions": exceptions}
+
+
 def workers(server) -> list[dict]:
     """The `workers` array (also the backend of the `uwsgi.workers()` API)."""
     sb = server.scoreboard
     out = []
     if sb is None:
         return out
+    # (plugin, entry) of every app, each distinct plugin once; the per-worker request and
+    # exception counts come from the scoreboard (the plugins' own counters are per process)
     apps = []
+    seen = set()
     for p in server.plugins.values():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
         try:
-            apps.extend(p.stats_apps())
+            apps.extend((p, a) for a in p.stats_apps())
         except Exception:
             log_exception(f"uwsgi: {p.name}.stats_apps() failed:")
     for wid in range(1, sb.numproc + 1):
@@ -91,7 +102,7 @@ def workers(server) -> list[dict]:
             "status": status, "rss": rss, "vsz": vsz, "running_time": w["running_time"],
             "last_spawn": int(w["last_spawn"]), "respawn_count": w["respawn_count"], "tx": w["tx"],
             "avg_rt": w["running_time"] // w["requests"] if w["requests"] else 0,
-            "apps": apps,
+            "apps": [_app_entry(sb, wid, p, a) for p, a in apps],
             "cores": [_core_entry(i, c) for i, c in enumerate(w["cores"])],
         })
     return out

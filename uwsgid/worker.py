@@ -235,7 +235,7 @@ class Core:
         sb = w.scoreboard
         if sb is not None:
             sb.end(w.id, self.id, req.status, req.response_size + req.headers_size,
-                   int((req.end - req.start) * 1_000_000), req.exception)
+                   int((req.end - req.start) * 1_000_000), req.exception, req.modifier1, req.app_id)
         try:
             w.reqlog(req)
         except Exception:
