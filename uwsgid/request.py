@@ -37,6 +37,30 @@ def _check_status(status) -> int:
         _STATUS[status] = code
     return code
 _HOP = frozenset((b"connection", b"transfer-encoding", b"keep-alive"))
+# An app sends the same headers on most responses: their serialized block, checked once, per
+# headers tuple (bounded: varying values such as cookies are simply built each time).
+_BLOCKS_HTTP: dict = {}
+_BLOCKS_RAW: dict = {}
+_BLOCKS_MAX = 256
+
+
+def _header_block(headers, http: bool) -> tuple:
+    """(the "Name: value" CRLF lines, their count, the app asked to close). On an HTTP socket framing and
+    connection management are ours: the app's hop-by-hop headers are left out."""
+    out = []
+    cnt = 0
+    close = False
+    for name, value in headers:
+        if http and len(name) < 18 and name.lower() in _HOP:
+            if name.lower() == b"connection" and b"close" in value.lower():
+                close = True
+            continue
+        out += (name, b": ", value, b"\r\n")
+        cnt += 1   # the log's "N headers" counts the app's headers, as uWSGI does
+    block = b"".join(out)
+    if block.count(b"\n") != cnt or block.count(b"\r") != cnt:
+        raise ValueError(_bad_header(headers))   # CR/LF smuggled in a header
+    return block, cnt, close
 
 
 def _bad_header(headers) -> str:
@@ -48,7 +72,7 @@ def _bad_header(headers) -> str:
 
 class Request:
     __slots__ = (
-        "vars", "modifier1", "modifier2", "_input", "_body", "input_terminated", "core", "logvars",
+        "vars", "modifier1", "modifier2", "_input", "_body", "input_terminated", "core", "_logvars",
         "conn", "fd", "method", "http11", "keepalive", "status", "status_line", "headers",
         "headers_sent", "response_size", "headers_size", "header_cnt", "_buf", "_buflen",
         "_framing", "_app_cl", "_remaining", "start", "start_wall", "end", "switches", "_var_cnt",
@@ -70,7 +94,7 @@ class Request:
         self.input_terminated = False
         self.post_cl = 0
         self.core = None
-        self.logvars = {}
+        self._logvars = None
         self.status = 0
         self.status_line = b""
         self.headers = None
@@ -94,6 +118,14 @@ class Request:
         self.exception = False
         self.broken = False
         self.finished = False   # set by the core at the end: later writes must not reach the next response
+
+    @property
+    def logvars(self) -> dict:
+        """--log-format %(var) values set by the app; made when first used (most requests never)."""
+        lv = self._logvars
+        if lv is None:
+            lv = self._logvars = {}
+        return lv
 
     # ---- the "{N vars in N bytes}" of the log line ---------------------------------------------
     @property
@@ -196,32 +228,34 @@ class Request:
         conn = self.conn
         http = conn.is_http
         app_cl = self._app_cl
-        out = [b"HTTP/1.1 ", self.status_line, b"\r\n"]
-        cnt = 0
-        extra = 0
-        for name, value in self.headers:
-            if http and len(name) < 18 and name.lower() in _HOP:
-                # framing and connection management are ours; an app's "Connection: close" is honoured
-                if name.lower() == b"connection" and b"close" in value.lower():
-                    self.keepalive = False
-                continue
-            out += (name, b": ", value, b"\r\n")
-            cnt += 1   # the log's "N headers" counts the app's headers, as uWSGI does
+        headers = self.headers
+        blocks = _BLOCKS_HTTP if http else _BLOCKS_RAW
+        try:
+            key = tuple(headers)
+            hb = blocks.get(key)
+        except TypeError:   # unhashable header items: built every time
+            key = hb = None
+        if hb is None:
+            hb = _header_block(headers, http)
+            if key is not None and len(blocks) < _BLOCKS_MAX:
+                blocks[key] = hb
+        block, cnt, close = hb
+        if close:
+            self.keepalive = False   # the app's "Connection: close" is honoured
+        tail = b""
         if code < 200 or code == 204 or code == 304:
             fr = F_NOBODY
         elif app_cl is not None:
             fr = F_NOBODY if self.method == b"HEAD" else F_LENGTH
             self._remaining = app_cl
         elif final:
-            out += (b"Content-Length: ", b"%d" % n, b"\r\n")
-            extra += 1
+            tail = b"Content-Length: %d\r\n" % n
             fr = F_NOBODY if self.method == b"HEAD" else F_LENGTH
             self._remaining = n
         elif self.method == b"HEAD":
             fr = F_NOBODY
         elif http and self.http11:
-            out.append(b"Transfer-Encoding: chunked\r\n")
-            extra += 1
+            tail = b"Transfer-Encoding: chunked\r\n"
             fr = F_CHUNKED
         else:
             fr = F_CLOSE
@@ -231,18 +265,12 @@ class Request:
                 self.keepalive = False
             if not self.keepalive:
                 if self.http11:
-                    out.append(b"Connection: close\r\n")
-                    extra += 1
+                    tail += b"Connection: close\r\n"
             elif not self.http11:
-                out.append(b"Connection: keep-alive\r\n")
-                extra += 1
+                tail += b"Connection: keep-alive\r\n"
         else:
             self.keepalive = False
-        out.append(b"\r\n")
-        head = b"".join(out)
-        lines = cnt + extra + 2
-        if head.count(b"\n") != lines or head.count(b"\r") != lines:
-            raise ValueError(_bad_header(self.headers))   # CR/LF smuggled in a header
+        head = b"HTTP/1.1 %b\r\n%b%b\r\n" % (self.status_line, block, tail)
         self._framing = fr
         self.headers_sent = True
         self.headers_size = len(head)
@@ -254,7 +282,7 @@ class Request:
         buf = self._buf
         if buf:
             data = buf[0] if len(buf) == 1 else b"".join(buf)
-            self._buf = []
+            buf.clear()
             self._buflen = 0
         else:
             data = b""

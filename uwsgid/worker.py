@@ -232,6 +232,9 @@ class Core:
         self.gen = None
         self.request = None
         self.conn = None
+        # the connection first: a one-shot client (nginx) gets its FIN with the response, not
+        # after our bookkeeping
+        conn.request_done(req)
         sb = w.scoreboard
         if sb is not None:
             sb.end(w.id, self.id, req.status, req.response_size + req.headers_size,
@@ -240,9 +243,9 @@ class Core:
             w.reqlog(req)
         except Exception:
             log_exception("error while logging a request:")
-        conn.request_done(req)
         self.runner.core_done(self)
-        w.after_request()
+        if w.recycles:
+            w.after_request()
 
     # ---- waits --------------------------------------------------------------------------------
     def _arm(self, w: Wait) -> None:
@@ -560,6 +563,7 @@ class Worker:
         self.unique_plugins = list(seen.values())
         self.max_requests = int(self._opt("max_requests", 0) or 0)
         self.reload_on_rss = int(self._opt("reload_on_rss", 0) or 0) * 1024 * 1024
+        self.recycles = bool(self.max_requests or self.reload_on_rss)   # after_request has work
         # --min-worker-lifetime: no recycling (max-requests, reload-on-rss) before this age
         self.recycle_after = _monotonic() + int(self._opt("min_worker_lifetime", 10) or 0)
 

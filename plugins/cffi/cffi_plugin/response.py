@@ -34,6 +34,10 @@ _ERROR_BODY = b"500 Internal Server Error\n"
 _statuses: dict[str, bytes] = {}
 _names: dict[str, bytes] = {}
 _CACHE_MAX = 1024
+# Whole (name, value) str tuples already validated -> their bytes pair ("Content-Type" with its
+# usual value repeats on every response); a smaller bound, values vary more than names.
+_pairs: dict[tuple, tuple] = {}
+_PAIRS_MAX = 256
 
 
 class ResponseError(Exception):
@@ -79,21 +83,35 @@ def check_headers(headers) -> list:
         raise ResponseError(f"response headers must be a list of (name, value) tuples, "
                             f"not {type(headers).__name__}")
     out = []
+    pairs = _pairs
     for item in headers:
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ResponseError(f"invalid header {item!r}: must be a (name, value) tuple")
-        name, value = item
-        bname = _check_name(name)
-        if type(value) is not str:
-            raise ResponseError(f"invalid value for header {name!r}: must be a str, "
-                                f"not {type(value).__name__}")
-        if "\n" in value or "\r" in value or "\0" in value:
-            raise ResponseError(f"invalid value for header {name!r}: contains CR, LF or NUL")
-        try:
-            out.append((bname, value.encode("latin-1")))
-        except UnicodeEncodeError:
-            raise ResponseError(f"invalid value for header {name!r}: not latin-1 encodable") from None
+        pair = None
+        if type(item) is tuple:
+            try:
+                pair = pairs.get(item)
+            except TypeError:        # an unhashable value: _check_pair says what is wrong
+                pass
+        out.append(pair or _check_pair(item))
     return out
+
+
+def _check_pair(item) -> tuple:
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise ResponseError(f"invalid header {item!r}: must be a (name, value) tuple")
+    name, value = item
+    bname = _check_name(name)
+    if type(value) is not str:
+        raise ResponseError(f"invalid value for header {name!r}: must be a str, "
+                            f"not {type(value).__name__}")
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise ResponseError(f"invalid value for header {name!r}: contains CR, LF or NUL")
+    try:
+        pair = (bname, value.encode("latin-1"))
+    except UnicodeEncodeError:
+        raise ResponseError(f"invalid value for header {name!r}: not latin-1 encodable") from None
+    if type(item) is tuple and type(name) is str and len(_pairs) < _PAIRS_MAX:
+        _pairs[item] = pair
+    return pair
 
 
 class FileWrapper:
