@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 
 import uwsgid.cli  # noqa: F401  (declares the core options)
-import uwsgid.config.logic  # noqa: F401
-import uwsgid.services  # noqa: F401
 from uwsgid import cli, log
-from uwsgid.options import all_options, lookup
+from uwsgid.options import lookup
 
 from build_helpers import built, serve_and_get
 from helpers import ROOT, free_port, run_uwsgi
@@ -29,15 +27,30 @@ _CODE_DIRS = ("uwsgid", "plugins", "core")
 _SUFFIXES = (".py", ".lua", ".c", ".h")
 
 
+_DUMP = """
+import json, sys
+sys.path[:0] = ["plugins/lua", "plugins/cffi"]
+import uwsgid.cli, uwsgid.config.logic, uwsgid.services
+import cffi_plugin.options, lua_plugin.options
+from uwsgid.options import all_options
+seen, out = set(), []
+for o in [*all_options(), *lua_plugin.options.OPTIONS, *cffi_plugin.options.OPTIONS]:
+    if o.name not in seen:
+        seen.add(o.name)
+        out.append({"name": o.name, "aliases": list(o.aliases), "kind": o.kind, "help": o.help})
+print(json.dumps(out))
+"""
+
+
 def _declared():
-    import cffi_plugin.options
-    import lua_plugin.options
-    seen, out = set(), []
-    for opt in [*all_options(), *lua_plugin.options.OPTIONS, *cffi_plugin.options.OPTIONS]:
-        if opt.name not in seen:
-            seen.add(opt.name)
-            out.append(opt)
-    return out
+    """Every option the code declares, from a fresh interpreter: in-process tests of other
+    areas declare options of their own (fake plugins) in this one's registry."""
+    import json
+    import subprocess
+    import sys
+    import types
+    out = subprocess.run([sys.executable, "-c", _DUMP], capture_output=True, text=True, cwd=ROOT, check=True)
+    return [types.SimpleNamespace(**d, attr=d["name"].replace("-", "_")) for d in json.loads(out.stdout)]
 
 
 def _code_lines():
