@@ -640,6 +640,12 @@ class Worker:
     def _on_immediate(self, signum, frame) -> None:
         self.stopping = True
         self.abort = True
+        if os.getpid() != getattr(self.server, "master_pid", None) and any(r.busy for r in self.runners):
+            # A forked worker inside a request (maybe blocked in the app, where this flag is
+            # never looked at): end now, as uWSGI's workers do, instead of making the master
+            # SIGKILL us after 5 s. The master does the instance's cleanup.
+            log(f"worker {self.id} (pid: {self.pid}) stopping now, requests in progress cut")
+            os._exit(0)
         self._wake_all()
 
     def _install_signals(self) -> None:
