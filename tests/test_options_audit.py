@@ -382,3 +382,10 @@ def test_shared_socket_bad_number(kind):
     r = run_uwsgi(["--shared-socket", f"127.0.0.1:{free_port()}", kind, "=1", "--lua", PIPPO])
     assert r.returncode == 1
     assert "=1: there is no --shared-socket 1 (1 declared, numbered from 0)" in r.stderr, r.stderr
+
+
+def test_http_keepalive_takes_an_optional_value():
+    # uWSGI's --http-keepalive takes an optional argument: given alone it turns keep-alive on
+    assert cli.parse(["--http-keepalive", "--socket", ":0"], environ={}).http_keepalive is True
+    assert cli.parse(["--http-keepalive=0", "--socket", ":0"], environ={}).http_keepalive is False
+    assert cli.parse(["--socket", ":0"], environ={}).http_keepalive is True
