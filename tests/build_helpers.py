@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import Server, http_get
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
@@ -106,56 +108,13 @@ def built(profile: str) -> Path:
     return _built[profile]
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve_and_get(exe: Path, args: list, port: int, path: str = "/", timeout: float = 20.0):
-    """Start exe ARGS (own session), GET http://127.0.0.1:port/path once it listens, stop it by
-    PID (SIGINT, then SIGKILL of its process group). Returns (status, body, log)."""
-    import http.client
-    import signal
-    import socket
-    import tempfile
-    import time
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([str(exe), *map(str, args)], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+def serve_and_get(exe: Path, args: list, port: int, path: str = "/"):
+    """Start exe ARGS, GET http://127.0.0.1:port/path once it listens, stop it by PID.
+    Returns (status, body, log); status None (body: why) when it never served."""
+    server = Server(args, port, binary=exe)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited with {proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"nothing listening on {port}")
-                time.sleep(0.05)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        status, body = resp.status, resp.read()
-        conn.close()
-    except AssertionError as e:
+        with server:
+            status, _, body = http_get(port, path)
+    except (RuntimeError, OSError) as e:
         status, body = None, str(e).encode()
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait(5)
-        log.seek(0)
-        text = log.read().decode(errors="replace")
-        log.close()
-    return status, body, text
+    return status, body, server.log()

@@ -4,9 +4,6 @@ uwsgid/plugin.py, a fake core, and `run()` which drives plugin.request() as the 
 from __future__ import annotations
 
 import io
-import sys
-import types
-from pathlib import Path
 
 from uwsgid.options import Options, declare, lookup
 import uwsgid.core_options  # noqa: F401  (declares the core options)
@@ -165,21 +162,3 @@ def run(plugin, req, max_steps=1_000_000):
         api.set_current(None)
         req.core.request = None
     return req
-
-
-def ensure_helpers():
-    """Import tests/helpers.py. Its class Server has a method named `signal` that shadows the
-    signal module for `stop(sig=signal.SIGINT)` (AttributeError at import; reported to the
-    integrator): until it is fixed, load it with that one default spelled out."""
-    try:
-        import helpers  # noqa: F401
-        return sys.modules["helpers"]
-    except AttributeError:
-        pass
-    path = Path(__file__).resolve().parent / "helpers.py"
-    src = path.read_text().replace("sig=signal.SIGINT", "sig=__import__('signal').SIGINT")
-    module = types.ModuleType("helpers")
-    module.__file__ = str(path)
-    exec(compile(src, str(path), "exec"), module.__dict__)
-    sys.modules["helpers"] = module
-    return module

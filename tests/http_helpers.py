@@ -13,15 +13,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = str(ROOT / ".venv" / "bin" / "python")
+from helpers import PY, ROOT, START_TIMEOUT, Server, connect
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,260 +381,68 @@ def child_main(config: dict) -> int:
 # ---------------------------------------------------------------------------------------------
 # The test-side controller
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class WorkerProc:
-    """A worker process (or `processes` of them) serving the test plugins; stopped by PID."""
+class WorkerProc(Server):
+    """A worker process (or `processes` of them) serving the test plugins; stopped by PID.
+    `listeners`: what the child bound (name, address, proto, internal), from its first stdout line."""
 
     def __init__(self, options: dict, processes: int = 1, log_path: Path | None = None, real_plugins=(),
                  custom_loop: bool = False):
         self.config = {"options": options, "processes": processes, "real_plugins": list(real_plugins),
                        "custom_loop": custom_loop}
-        self.log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"uwsgid-c-{os.getpid()}-{id(self)}.log"
-        self.proc = None
+        super().__init__([__file__, json.dumps(self.config)], binary=PY, log_path=log_path)
         self.listeners = []
 
     def start(self) -> "WorkerProc":
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([PY, __file__, json.dumps(self.config)], stdout=subprocess.PIPE,
-                                     stderr=self._log, cwd=ROOT, start_new_session=True)
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=self._log, cwd=ROOT,
+                                     start_new_session=True)
         line = self.proc.stdout.readline().decode()
         if not line.startswith("LISTENERS "):
-            self.proc.wait(10)
+            self.stop()
             raise RuntimeError(f"worker did not start ({self.proc.returncode}): {line}\n{self.log()}")
         self.listeners = json.loads(line[len("LISTENERS "):])
-        time.sleep(0.05)
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except Exception:
+            self.stop()
+            raise
         return self
 
     def _wait_ready(self) -> None:
         # the listening sockets exist before the worker loop starts; a request proves it serves
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + START_TIMEOUT
         for lst in self.listeners:
             if lst["proto"] != "http":
                 continue
-            while time.monotonic() < deadline:
+            while True:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"worker exited {self.proc.returncode}\n{self.log()}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"worker never answered on {lst['address']}\n{self.log()}")
                 try:
-                    s = connect(lst["address"])
-                    s.settimeout(5)
-                    s.sendall(b"GET /pid HTTP/1.0\r\n\r\n")
-                    if s.recv(100):
-                        s.close()
-                        break
-                    s.close()
+                    with connect(lst["address"], timeout=5) as s:
+                        s.sendall(b"GET /pid HTTP/1.0\r\n\r\n")
+                        if s.recv(100):
+                            break
                 except OSError:
-                    time.sleep(0.05)
+                    pass
+                time.sleep(0.05)
             break
-        time.sleep(0.05)
 
     def address(self, i: int = 0) -> str:
         return self.listeners[i]["address"]
 
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
     def send_signal(self, sig) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
+        self.signal(sig)
 
     def wait(self, timeout: float = 10) -> int:
         return self.proc.wait(timeout)
 
-    def stop(self, sig=signal.SIGINT) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, sig)
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        self.proc.stdout.close()
-        self._log.close()
-        try:
-            self.log_path.unlink()
-        except OSError:
-            pass
-        return self.proc.returncode
-
-    def __enter__(self) -> "WorkerProc":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-UWSGI = ROOT / "uwsgi"
-EXAMPLES = ROOT / "examples"
-
-
-class UwsgiProc:
-    """A real ./uwsgi process (own session, log to a file), stopped by PID. (tests/helpers.Server
-    does the same; this one lives here so that the data-plane tests do not depend on it.)"""
-
-    def __init__(self, args, port: int):
-        self.args = [str(a) for a in args]
-        self.port = port
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"uwsgid-cbin-{os.getpid()}-{id(self)}.log"
-        self.proc = None
-
-    def start(self) -> "UwsgiProc":
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([str(UWSGI), *self.args], stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"./uwsgi exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"./uwsgi did not listen on {self.port}:\n{self.log()}")
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def send_signal(self, sig) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait(5)
-        self._log.close()
-        try:
-            self.log_path.unlink()
-        except OSError:
-            pass
-
-    def __enter__(self) -> "UwsgiProc":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-def connect(address: str, timeout: float = 10.0) -> socket.socket:
-    """A client socket to a listener address (host:port, [v6]:port, /path, @abstract)."""
-    if address.startswith("@"):
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(timeout)
-        s.connect("\0" + address[1:])
-        return s
-    if address.startswith("/"):
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(timeout)
-        s.connect(address)
-        return s
-    if address.startswith("["):
-        host, port = address[1:].split("]:")
-        s = socket.socket(socket.AF_INET6)
-        s.settimeout(timeout)
-        s.connect((host, int(port)))
-        return s
-    host, port = address.rsplit(":", 1)
-    return socket.create_connection((host, int(port)), timeout=timeout)
-
-
-def recv_all(s: socket.socket, timeout: float = 10.0) -> bytes:
-    s.settimeout(timeout)
-    chunks = []
-    while True:
-        try:
-            d = s.recv(65536)
-        except (ConnectionResetError, socket.timeout):
-            break
-        if not d:
-            break
-        chunks.append(d)
-    return b"".join(chunks)
-
-
-def raw(address: str, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send data, half-close, read the whole answer until the server closes."""
-    s = connect(address, timeout)
-    try:
-        s.sendall(data)
-        try:
-            s.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        return recv_all(s, timeout)
-    finally:
-        s.close()
-
-
-def read_response(f):
-    """Parse one HTTP response from a file-like (socket.makefile('rb')): (status, headers, body)."""
-    line = f.readline()
-    if not line:
-        return None
-    parts = line.split(b" ", 2)
-    status = int(parts[1])
-    headers = {}
-    while True:
-        h = f.readline()
-        if h in (b"\r\n", b"\n", b""):
-            break
-        k, v = h.split(b":", 1)
-        headers[k.strip().lower().decode()] = v.strip().decode()
-    body = b""
-    if status in (204, 304) or 100 <= status < 200:
-        return status, headers, body
-    if "content-length" in headers:
-        body = f.read(int(headers["content-length"]))
-    elif headers.get("transfer-encoding") == "chunked":
-        while True:
-            size = int(f.readline().strip(), 16)
-            if size == 0:
-                f.readline()
-                break
-            body += f.read(size)
-            f.readline()
-    else:
-        body = f.read()
-    return status, headers, body
-
-
-def uwsgi_packet(vars: dict, modifier1: int = 0, modifier2: int = 0, body: bytes = b"") -> bytes:
-    data = b""
-    for k, v in vars.items():
-        k = k.encode() if isinstance(k, str) else k
-        v = v.encode() if isinstance(v, str) else v
-        data += len(k).to_bytes(2, "little") + k + len(v).to_bytes(2, "little") + v
-    return bytes([modifier1]) + len(data).to_bytes(2, "little") + bytes([modifier2]) + data + body
+    def stop(self, sig=None, timeout: float = 15.0) -> int | None:
+        code = super().stop(sig, timeout)
+        if self.proc is not None:
+            self.proc.stdout.close()
+        return code
 
 
 if __name__ == "__main__":

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (ROOT, ROOT / "tests"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 from uwsgid.plugin import AppLoadError, Plugin  # noqa: E402
 
@@ -91,37 +91,11 @@ class MasterTestPlugin(Plugin):
 plugin = MasterTestPlugin()
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc=None, timeout: float = 20.0) -> None:
-    import socket
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
-
-
-def get(port: int, path: str = "/", timeout: float = 15.0, method: str = "GET", body=None, headers=None):
+def get(port: int, path: str = "/", timeout: float = 20.0, method: str = "GET", body=None, headers=None):
     """One request on a new connection: (status, body bytes)."""
-    import http.client
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+    from helpers import http_request     # here: the launched server process does not need it
+    status, _, data = http_request(port, method, path, body, headers, timeout=timeout)
+    return status, data
 
 
 def info(port: int) -> dict:
@@ -156,75 +130,14 @@ def command(*args) -> list[str]:
     return [PYTHON, str(HERE), *map(str, args)]
 
 
-class Launched:
-    """A server process started with `command()`, stopped by PID (its whole session) at exit."""
-
-    def __init__(self, args, log_path: Path, env=None, cwd=ROOT):
-        self.args = list(map(str, args))
-        self.log_path = Path(log_path)
-        full = dict(os.environ)
-        full.update(env or {})
-        full["PYTHONPATH"] = os.pathsep.join([str(ROOT), full.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(command(*self.args), stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=cwd, env=full, start_new_session=True)
-
-    def wait_port(self, port: int, timeout: float = 20.0) -> "Launched":
-        try:
-            wait_port(port, self.proc, timeout)
-        except Exception:
-            self.stop()
-            raise AssertionError(f"server did not start; log:\n{self.log()}") from None
-        return self
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def wait_log(self, text: str, timeout: float = 20.0, count: int = 1) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            log = self.log()
-            if log.count(text) >= count:
-                return log
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"{text!r} (x{count}) not in the log after {timeout}s:\n{self.log()}")
-
-    def stop(self, sig=signal.SIGINT, timeout: float = 15.0) -> int | None:
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, sig)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)   # our session: master and its children
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        self._log.close()
-        return self.proc.returncode
-
-    def signal(self, sig) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+def launch(args, log_path: Path, env=None, cwd=ROOT):
+    """The server with the test plugin (`command()` ARGS), started in its own session, stopped by PID;
+    the caller waits for what it expects (`.wait_port(port)`, `.wait_log(text)`, an exit code)."""
+    from helpers import Server
+    full = dict(env or {})
+    inherited = full.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    full["PYTHONPATH"] = os.pathsep.join([str(ROOT), inherited]).rstrip(os.pathsep)
+    return Server(args, command=command(), log_path=log_path, env=full, cwd=cwd, wait=False).start()
 
 
 if __name__ == "__main__":

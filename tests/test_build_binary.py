@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from build_helpers import ROOT, built, entry_env, free_port, serve_and_get
+from build_helpers import ROOT, built, entry_env, serve_and_get
+from helpers import free_port
 
 
 def run(exe, *args, env=None, cwd=None, timeout=30):

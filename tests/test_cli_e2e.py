@@ -7,7 +7,7 @@ from __future__ import annotations
 import textwrap
 import time
 
-from cli_helpers import EXAMPLES, Running, free_port, http_get, run_uwsgi
+from helpers import EXAMPLES, Server, free_port, http_get, run_uwsgi
 
 
 def _error_line(stderr: str) -> str:
@@ -65,8 +65,8 @@ def test_server_from_ini_with_placeholders(tmp_path):
         disable-logging = true
     """))
     env = {"UWSGI_PORT": str(port), "CLI_TEST_MASTER": "true", "UWSGI_BASE_PROCS": "1"}
-    with Running([cfg], port, env=env) as s:
-        status, body = http_get(port, "/")
+    with Server([cfg], port, env=env) as s:
+        status, _, body = http_get(port, "/")
         assert status == 200, s.log()
         assert body
         # master = $(CLI_TEST_MASTER) and processes = %(base_procs + 1) took effect

@@ -12,7 +12,8 @@ import uuid
 
 import pytest
 
-from http_helpers import WorkerProc, connect, free_port, raw, read_response
+from helpers import connect, free_port, raw, read_response
+from http_helpers import WorkerProc
 
 
 @pytest.fixture(scope="module")

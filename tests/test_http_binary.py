@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from http_helpers import (EXAMPLES, UWSGI, UwsgiProc as Server, connect, free_port, raw, read_response, recv_all,
-                          uwsgi_packet)
+from helpers import EXAMPLES, UWSGI, Server, connect, free_port, raw, read_response, uwsgi_packet
+from nginx import AVAILABLE as NGINX_AVAILABLE, Nginx, uwsgi_pass_conf
 
 pytestmark = pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built")
 
@@ -79,7 +79,7 @@ def test_sigterm_finishes_in_flight_request(app):
         t = threading.Thread(target=slow)
         t.start()
         time.sleep(0.4)
-        s.send_signal(signal.SIGTERM)
+        s.signal(signal.SIGTERM)
         t.join(15)
         assert result["r"][0] == 200 and result["r"][2] == b"py:/slow"
         assert s.proc.wait(15) == 0
@@ -101,8 +101,6 @@ def test_bind_error_is_one_line():
         taken.close()
 
 
-NGINX = "/usr/sbin/nginx"
-
 STREAM_APP = textwrap.dedent("""
     def application(env, start_response):
         body = env["wsgi.input"].read()
@@ -113,84 +111,29 @@ STREAM_APP = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not __import__("os").path.exists(NGINX), reason="nginx is not installed")
+@pytest.mark.skipif(not NGINX_AVAILABLE, reason="nginx is not installed")
 def test_nginx_both_runtimes_one_socket(tmp_path):
     """nginx + Debian's stock uwsgi_params (no SCRIPT_NAME) in front of one --socket serving Lua
     (uwsgi_modifier1 6) and Python (0): plain, streamed and POST bodies pass through intact."""
     import os
-    import subprocess
     app = tmp_path / "stream.py"
     app.write_text(STREAM_APP)
     up, ngx_port = free_port(), free_port()
     prefix = tmp_path / "nginx"
-    (prefix / "logs").mkdir(parents=True)
-    conf = prefix / "nginx.conf"
-    conf.write_text(textwrap.dedent(f"""
-        worker_processes 1;
-        daemon off;
-        pid {prefix}/nginx.pid;
-        error_log {prefix}/logs/error.log;
-        events {{ worker_connections 64; }}
-        http {{
-            access_log off;
-            client_body_temp_path {prefix}/body;
-            proxy_temp_path {prefix}/proxy;
-            fastcgi_temp_path {prefix}/fastcgi;
-            uwsgi_temp_path {prefix}/uwsgi;
-            scgi_temp_path {prefix}/scgi;
-            # in memory: nginx's workers may not be able to write temp files in the test's directory
-            client_body_buffer_size 1m;
-            uwsgi_max_temp_file_size 0;
-            server {{
-                listen 127.0.0.1:{ngx_port};
-                location /lua/ {{
-                    include /etc/nginx/uwsgi_params;
-                    uwsgi_pass 127.0.0.1:{up};
-                    uwsgi_modifier1 6;
-                }}
-                location / {{
-                    include /etc/nginx/uwsgi_params;
-                    uwsgi_pass 127.0.0.1:{up};
-                    uwsgi_modifier1 0;
-                }}
-            }}
-        }}
-    """))
+    # bodies in memory: nginx's workers may not be able to write temp files in the test's directory
+    conf = uwsgi_pass_conf(prefix, ngx_port, up, {"/lua/": 6, "/": 0},
+                           "client_body_buffer_size 1m; uwsgi_max_temp_file_size 0;")
     with Server(["--socket", f"127.0.0.1:{up}", "--master", "-p", "2", "--async", "4",
                  "--wsgi-file", app, "--lua", EXAMPLES / "pippo.lua"], up) as s:
-        ngx = subprocess.Popen([NGINX, "-p", str(prefix), "-e", str(prefix / "logs" / "error.log"), "-c", str(conf)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", ngx_port), timeout=1).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline and ngx.poll() is None, "nginx did not start"
-                    time.sleep(0.05)
+        with Nginx(prefix, conf, ngx_port):
             addr = f"127.0.0.1:{ngx_port}"
-
-            def raw(addr, data):   # no half-close: nginx takes a client FIN as an abort (499)
-                c = connect(addr)
-                c.sendall(data)
-                out = recv_all(c)
-                c.close()
-                return out
-            lua = raw(addr, b"GET /lua/x HTTP/1.0\r\nHost: t\r\n\r\n")
+            lua = raw(addr, b"GET /lua/x HTTP/1.0\r\nHost: t\r\n\r\n", half_close=False)
             assert lua.startswith(b"HTTP/1.1 200") and b"Hello Wsapi" in lua and b"PATH_INFO: /lua/x" in lua, s.log()
-            py = raw(addr, b"POST /py HTTP/1.0\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+            py = raw(addr, b"POST /py HTTP/1.0\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello", half_close=False)
             assert py.split(b"\r\n\r\n", 1)[1] == b"py:/py::hello"
-            st = raw(addr, b"GET /stream HTTP/1.0\r\nHost: t\r\n\r\n")
+            st = raw(addr, b"GET /stream HTTP/1.0\r\nHost: t\r\n\r\n", half_close=False)
             assert st.split(b"\r\n\r\n", 1)[1] == b"".join(b"part%d;" % i for i in range(50))
             big = os.urandom(300000)
-            py = raw(addr, b"POST /big HTTP/1.0\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(big) + big)
+            py = raw(addr, b"POST /big HTTP/1.0\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(big) + big,
+                     half_close=False)
             assert py.split(b"\r\n\r\n", 1)[1] == b"py:/big::" + big, (py[:300], s.log()[-2000:])
-        finally:
-            if ngx.poll() is None:
-                os.kill(ngx.pid, signal.SIGQUIT)
-                try:
-                    ngx.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(ngx.pid, signal.SIGKILL)
-                    ngx.wait(5)

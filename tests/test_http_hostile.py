@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from http_helpers import WorkerProc, connect, free_port, raw, read_response, recv_all
+from helpers import connect, free_port, raw, read_response, recv_all
+from http_helpers import WorkerProc
 
 
 @pytest.fixture(scope="module")

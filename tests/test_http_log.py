@@ -7,7 +7,8 @@ import json
 import re
 import time
 
-from http_helpers import WorkerProc, free_port, raw
+from helpers import free_port, raw
+from http_helpers import WorkerProc
 
 DEFAULT = re.compile(
     r"^\[pid: (\d+)\|app: (-?\d+)\|req: (\d+)/(\d+)\] (\S*) \((.*?)\) \{(\d+) vars in (\d+) bytes\} "

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from helpers import free_port
 import uwsgid.core_options  # noqa: F401
 from uwsgid import sockets
 from uwsgid.options import Options, lookup
@@ -22,12 +23,6 @@ def make_opts(**kw) -> Options:
         for v in (value if isinstance(value, list) and opt.multi else [value]):
             o.set(opt, v)
     return o
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("addr,family,sockaddr", [

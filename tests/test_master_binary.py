@@ -7,14 +7,11 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.master_helpers import free_port, get, read_stats, wait_port
-
-ROOT = Path(__file__).resolve().parent.parent
-UWSGI = ROOT / "uwsgi"
+from helpers import ROOT, UWSGI, Server, free_port, run_uwsgi
+from tests.master_helpers import get, read_stats
 
 
 
@@ -35,50 +32,13 @@ pytestmark = pytest.mark.skipif(not _has_default_plugins(),
                                 reason="./uwsgi is not built with the default profile (make build)")
 
 
-class Binary:
-    def __init__(self, args, log: Path):
-        self.log_path = log
-        self._log = open(log, "wb")
-        self.proc = subprocess.Popen([str(UWSGI), *map(str, args)], stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig=signal.SIGINT):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            import os
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
 @pytest.mark.parametrize("modifier1,expected", [(6, b"Hello Wsapi!"), (0, b"Hello World")])
 def test_http_router_in_front_of_lua_and_python(tmp_path, modifier1, expected):
     port = free_port()
     stats = free_port()
-    with Binary(["--master", "-p", "2", "--http", f"127.0.0.1:{port}", "--http-modifier1", modifier1,
+    with Server(["--master", "-p", "2", "--http", f"127.0.0.1:{port}", "--http-modifier1", modifier1,
                  "--lua", "examples/pippo.lua", "--wsgi-file", "examples/hello.py",
-                 "--stats", f"127.0.0.1:{stats}"], tmp_path / "log") as srv:
-        try:
-            wait_port(port, srv.proc)
-        except Exception:
-            pytest.fail(f"server did not start:\n{srv.log()}")
+                 "--stats", f"127.0.0.1:{stats}"], port, log_path=tmp_path / "log") as srv:
         status, body = get(port, "/some/path")
         assert status == 200, (body, srv.log())
         assert expected in body
@@ -91,19 +51,17 @@ def test_http_router_in_front_of_lua_and_python(tmp_path, modifier1, expected):
 @pytest.mark.parametrize("app", [["--lua", "/nonexistent/app.lua"], ["--wsgi-file", "/nonexistent/app.py"]])
 def test_app_load_error_exits_22(tmp_path, app):
     port = free_port()
-    r = subprocess.run([str(UWSGI), "--master", "--http-socket", f"127.0.0.1:{port}", *app], capture_output=True,
-                       text=True, timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL)
+    r = run_uwsgi(["--master", "--http-socket", f"127.0.0.1:{port}", *app])
     assert r.returncode == 22, r.stdout + r.stderr
     assert "/nonexistent/app" in r.stdout + r.stderr
 
 
 def test_binary_reload_keeps_serving(tmp_path):
     port = free_port()
-    with Binary(["--master", "-p", "1", "--http-socket", f"127.0.0.1:{port}", "--wsgi-file", "examples/hello.py"],
-                tmp_path / "log") as srv:
-        wait_port(port, srv.proc)
+    with Server(["--master", "-p", "1", "--http-socket", f"127.0.0.1:{port}", "--wsgi-file", "examples/hello.py"],
+                port, log_path=tmp_path / "log") as srv:
         assert get(port)[1] == b"Hello World"
-        srv.proc.send_signal(signal.SIGHUP)
+        srv.signal(signal.SIGHUP)
         deadline_log = "binary reloading uWSGI..."
         import time
         end = time.monotonic() + 30

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.master_helpers import MODIFIER1, Launched, free_port, get, info, wait_port
+from helpers import Server, free_port, wait_port
+from tests.master_helpers import MODIFIER1, get, info, launch
 
 M1 = ["--http-socket-modifier1", MODIFIER1]
 
 
-def _start(tmp_path, *args, env=None, name="server.log") -> tuple[Launched, int]:
+def _start(tmp_path, *args, env=None, name="server.log") -> tuple[Server, int]:
     port = free_port()
-    srv = Launched(["--master", "--http-socket", f"127.0.0.1:{port}", *M1, *args], tmp_path / name, env=env)
+    srv = launch(["--master", "--http-socket", f"127.0.0.1:{port}", *M1, *args], tmp_path / name, env=env)
     srv.wait_port(port)
     return srv, port
 
@@ -165,7 +166,7 @@ def test_pidfile_and_vacuum_remove_unix_socket_and_pidfile(tmp_path):
     sock = tmp_path / "app.sock"
     pidfile = tmp_path / "app.pid"
     port = free_port()
-    srv = Launched(["--master", "--http-socket", f"127.0.0.1:{port}", "--socket", sock, "--pidfile", pidfile,
+    srv = launch(["--master", "--http-socket", f"127.0.0.1:{port}", "--socket", sock, "--pidfile", pidfile,
                     "--vacuum", *M1], tmp_path / "log")
     with srv:
         srv.wait_port(port)
@@ -189,7 +190,7 @@ def test_daemonize_detaches_logs_to_file_and_writes_pidfile(tmp_path):
     port = free_port()
     logfile = tmp_path / "daemon.log"
     pidfile = tmp_path / "daemon.pid"
-    launcher = Launched(["--master", "--http-socket", f"127.0.0.1:{port}", *M1, "--daemonize", logfile,
+    launcher = launch(["--master", "--http-socket", f"127.0.0.1:{port}", *M1, "--daemonize", logfile,
                          "--pidfile", pidfile, "--no-orphans", "--vacuum"], tmp_path / "launcher.log")
     daemon_pid = None
     try:
@@ -222,7 +223,7 @@ def test_logto_writes_the_log_to_a_file(tmp_path):
 
 def test_app_load_error_exits_22_with_the_message(tmp_path):
     port = free_port()
-    srv = Launched(["--master", "--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log",
+    srv = launch(["--master", "--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log",
                    env={"MASTERTEST_FAIL": "1"})
     with srv:
         assert srv.proc.wait(20) == 22
@@ -233,7 +234,7 @@ def test_app_load_error_exits_22_with_the_message(tmp_path):
 
 def test_app_load_error_in_a_worker_stops_the_instance_with_22(tmp_path):
     port = free_port()
-    srv = Launched(["--master", "-p", "2", "--lazy-apps", "--http-socket", f"127.0.0.1:{port}", *M1],
+    srv = launch(["--master", "-p", "2", "--lazy-apps", "--http-socket", f"127.0.0.1:{port}", *M1],
                    tmp_path / "log", env={"MASTERTEST_FAIL_POSTFORK": "1"})
     with srv:
         assert srv.proc.wait(30) == 22
@@ -256,7 +257,7 @@ def test_bind_error_is_one_line_and_exit_1(tmp_path):
     busy.listen(1)
     port = busy.getsockname()[1]
     try:
-        srv = Launched(["--master", "--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log")
+        srv = launch(["--master", "--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log")
         with srv:
             assert srv.proc.wait(20) == 1
             log = srv.log()
@@ -268,7 +269,7 @@ def test_bind_error_is_one_line_and_exit_1(tmp_path):
 
 def test_single_process_without_master(tmp_path):
     port = free_port()
-    srv = Launched(["--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log")
+    srv = launch(["--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log")
     with srv:
         srv.wait_port(port)
         assert int(info(port)["pid"]) == srv.pid
@@ -331,7 +332,7 @@ def test_python_m_uwsgid_entry_point_reports_bad_options(tmp_path):
 
 
 def test_no_socket_is_one_line_and_exit_1(tmp_path):
-    srv = Launched(["--master"], tmp_path / "log")
+    srv = launch(["--master"], tmp_path / "log")
     with srv:
         assert srv.proc.wait(20) == 1
         assert "The -s/--socket option is missing" in srv.log()
@@ -376,7 +377,7 @@ def test_uid_gid_drop_after_binding(tmp_path):
 
 def test_bad_uid_is_one_line_and_exit_1(tmp_path):
     port = free_port()
-    srv = Launched(["--master", "--http-socket", f"127.0.0.1:{port}", *M1, "--uid", "no-such-user-xyz"],
+    srv = launch(["--master", "--http-socket", f"127.0.0.1:{port}", *M1, "--uid", "no-such-user-xyz"],
                    tmp_path / "log")
     with srv:
         assert srv.proc.wait(20) == 1

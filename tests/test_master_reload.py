@@ -7,7 +7,8 @@ import signal
 import threading
 import time
 
-from tests.master_helpers import MODIFIER1, Launched, free_port, get, info, wait_port
+from helpers import free_port, wait_port
+from tests.master_helpers import MODIFIER1, get, info, launch
 
 M1 = ["--http-socket-modifier1", MODIFIER1]
 
@@ -49,7 +50,7 @@ class Load:
 
 def _reload_under_load(tmp_path, extra, reloads=2):
     port = free_port()
-    srv = Launched(["--master", "-p", "2", "--http-socket", f"127.0.0.1:{port}", *M1, *extra],
+    srv = launch(["--master", "-p", "2", "--http-socket", f"127.0.0.1:{port}", *M1, *extra],
                    tmp_path / "log")
     with srv:
         srv.wait_port(port)
@@ -87,7 +88,7 @@ def test_lazy_apps_reload_only_replaces_workers(tmp_path):
 
 def test_in_flight_request_survives_reload(tmp_path):
     port = free_port()
-    srv = Launched(["--master", "-p", "1", "--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log")
+    srv = launch(["--master", "-p", "1", "--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log")
     with srv:
         srv.wait_port(port)
         result = {}
@@ -103,7 +104,7 @@ def test_in_flight_request_survives_reload(tmp_path):
 
 def test_exit_on_reload_stops(tmp_path):
     port = free_port()
-    srv = Launched(["--master", "--exit-on-reload", "--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log")
+    srv = launch(["--master", "--exit-on-reload", "--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log")
     with srv:
         srv.wait_port(port)
         srv.signal(signal.SIGHUP)
@@ -113,7 +114,7 @@ def test_exit_on_reload_stops(tmp_path):
 
 def test_reload_under_load_through_the_http_router(tmp_path):
     port = free_port()
-    srv = Launched(["--master", "-p", "2", "--http", f"127.0.0.1:{port}", "--http-modifier1", MODIFIER1],
+    srv = launch(["--master", "-p", "2", "--http", f"127.0.0.1:{port}", "--http-modifier1", MODIFIER1],
                    tmp_path / "log")
     with srv:
         srv.wait_port(port)
@@ -133,7 +134,7 @@ def test_reload_under_load_through_the_http_router(tmp_path):
 
 def test_reload_when_the_binary_cannot_be_reexecuted_respawns_workers(tmp_path):
     port = free_port()
-    srv = Launched(["--master", "-p", "1", "--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log",
+    srv = launch(["--master", "-p", "1", "--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log",
                    env={"MASTERTEST_NO_REEXEC": "1"})
     with srv:
         srv.wait_port(port)

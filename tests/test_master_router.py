@@ -11,31 +11,22 @@ import socket
 import threading
 import time
 
-from tests.master_helpers import MODIFIER1, Launched, free_port, get, info
+from helpers import free_port, raw
+from tests.master_helpers import MODIFIER1, get, info, launch
 
 
 def _router(tmp_path, *extra, m2=3):
     port = free_port()
-    srv = Launched(["--master", "-p", "2", "--http", f"127.0.0.1:{port}", "--http-modifier1", MODIFIER1,
+    srv = launch(["--master", "-p", "2", "--http", f"127.0.0.1:{port}", "--http-modifier1", MODIFIER1,
                     "--http-modifier2", m2, *extra], tmp_path / "log")
     srv.wait_port(port)
     srv.wait_log("spawned uWSGI http 1")
     return srv, port
 
 
-def _raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
+def _raw(port: int, data: bytes) -> bytes:
+    """The whole answer to `data`, sent without a half-close."""
+    return raw(f"127.0.0.1:{port}", data, half_close=False)
 
 
 def _dechunk(body: bytes) -> bytes:

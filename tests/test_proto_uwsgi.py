@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from http_helpers import WorkerProc, connect, free_port, raw, recv_all, uwsgi_packet
+from helpers import connect, free_port, raw, recv_all, uwsgi_packet
+from http_helpers import WorkerProc
 
 from uwsgid.packet import parse_vars_py, PacketError
 

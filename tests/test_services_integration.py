@@ -14,7 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from services_helpers import (ROOT, Instance, Nginx, RedisServer, free_port, uwsgi_http_get)
+from helpers import ROOT, Server, free_port, uwsgi_http_get
+from nginx import Nginx, example_conf
+from services_helpers import RedisServer, instance
 from uwsgid.services import api
 
 LUA, PY = 6, 0
@@ -41,7 +43,7 @@ def server(tmp_path_factory):
             "--cache2", "name=shared,items=500,blocksize=4096", "--cache2", "name=small,items=4,blocksize=64",
             "--locks", "2", "--metric", "name=requests_total", "--metric", "name=temp,type=gauge,initial_value=20",
             "--mule=examples/services_mule.py", "--mule=examples/services_mule.lua", "--mules", "1"]
-    with Instance(args, port, log) as inst:
+    with instance(args, port, log) as inst:
         inst.stats_port = stats
         yield inst
 
@@ -289,13 +291,10 @@ def test_rpc_interop_with_real_uwsgi(server, tmp_path):
     app = tmp_path / "real_app.py"
     app.write_text(REAL_APP)
     port, http_port = free_port(), free_port()
-    log = open(tmp_path / "real.log", "wb")
-    proc = subprocess.Popen(["uwsgi-core", "--plugin", "python3,rpc,http", "--socket", f"127.0.0.1:{port}",
-                             "--http-socket", f"127.0.0.1:{http_port}", "--wsgi-file", str(app), "--master",
-                             "-p", "1"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        assert _wait_for(lambda: _connectable(http_port), timeout=15)
+    real = Server(["--plugin", "python3,rpc,http", "--socket", f"127.0.0.1:{port}",
+                   "--http-socket", f"127.0.0.1:{http_port}", "--wsgi-file", str(app), "--master", "-p", "1"],
+                  http_port, binary="uwsgi-core", log_path=tmp_path / "real.log")
+    with real:
         # ours -> real uWSGI
         assert get(server, f"/rpc?node=127.0.0.1:{port}&f=real_hello&a=x&a=y", PY) == (200, b"real:x,y")
         assert api.rpc(f"127.0.0.1:{port}", "real_hello") == b"real:"
@@ -305,22 +304,6 @@ def test_rpc_interop_with_real_uwsgi(server, tmp_path):
         c.request("GET", f"/?127.0.0.1:{server.port}")
         assert c.getresponse().read() == b"u+w+s"
         c.close()
-    finally:
-        proc.send_signal(2)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
-
-
-def _connectable(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 # ---- the distributed case: two instances, one nginx upstream, one Redis --------------------------
@@ -334,12 +317,10 @@ def test_two_instances_behind_nginx_share_the_redis_cache(tmp_path):
                   "--cache2", f"name=shared,backend={rs.url},blocksize=4096",
                   "--cache2", "name=local,items=100,blocksize=1024"]
         env = {"SERVICES_CACHE": "shared"}
-        conf = (ROOT / "examples" / "services_nginx.conf").read_text()
-        conf = conf.replace("127.0.0.1:3031", f"127.0.0.1:{p1}").replace("127.0.0.1:3032", f"127.0.0.1:{p2}")
-        conf = conf.replace("listen 127.0.0.1:8080", f"listen 127.0.0.1:{front}")
-        with Instance(["--socket", f"127.0.0.1:{p1}", *common], p1, tmp_path / "i1.log", env), \
-                Instance(["--socket", f"127.0.0.1:{p2}", *common], p2, tmp_path / "i2.log", env), \
-                Nginx(tmp_path, conf, front):
+        conf = example_conf("services_nginx.conf", front, p1, p2)
+        with instance(["--socket", f"127.0.0.1:{p1}", *common], p1, tmp_path / "i1.log", env), \
+                instance(["--socket", f"127.0.0.1:{p2}", *common], p2, tmp_path / "i2.log", env), \
+                Nginx(tmp_path / "nginx", conf, front):
             import http.client
 
             def fetch(path):
@@ -396,7 +377,7 @@ def test_mules_leave_on_reload_and_come_back(tmp_path):
     port = free_port()
     args = ["--master", "-p", "1", "--socket", f"127.0.0.1:{port}", "--wsgi-file", "examples/services_app.py",
             "--cache2", "name=shared,items=10,blocksize=128", "--mules", "2"]
-    with Instance(args, port, tmp_path / "reload.log") as inst:
+    with instance(args, port, tmp_path / "reload.log") as inst:
         def mule_pids():
             return [int(p) for p in re.findall(r"spawned uWSGI mule \d \(pid: (\d+)\)", inst.log())]
         assert _wait_for(lambda: len(mule_pids()) == 2, timeout=10)
@@ -472,7 +453,7 @@ def test_uwsgidecorators_app(tmp_path):
     port = free_port()
     args = ["--master", "-p", "2", "--socket", f"127.0.0.1:{port}", "--wsgi-file", str(app),
             "--cache2", "name=c,items=20,blocksize=200", "--mules", "1"]
-    with Instance(args, port, tmp_path / "decorated.log") as inst:
+    with instance(args, port, tmp_path / "decorated.log") as inst:
         def g(path):
             return uwsgi_http_get(port, path, PY)
         assert g("/call") == (200, b"abab")
@@ -489,7 +470,7 @@ def test_timers_without_master(tmp_path):
     port = free_port()
     args = ["--socket", f"127.0.0.1:{port}", "--lua", "examples/services_app.lua",
             "--wsgi-file", "examples/services_app.py", "--cache2", "name=shared,items=50,blocksize=256"]
-    with Instance(args, port, tmp_path / "single.log") as inst:
+    with instance(args, port, tmp_path / "single.log") as inst:
         assert _wait_for(lambda: uwsgi_http_get(port, "/get?k=py_timer", PY) == (200, b"1:21"), timeout=8), inst.log()
         n = int(uwsgi_http_get(port, "/num?k=py_timer_count", PY)[1])
         assert _wait_for(lambda: int(uwsgi_http_get(port, "/num?k=py_timer_count", PY)[1]) > n, timeout=5)

@@ -357,7 +357,7 @@ def test_rpc_remote_roundtrip(svc, case):
 
 
 def test_rpc_remote_unreachable(svc):
-    from services_helpers import free_port
+    from helpers import free_port
     with pytest.raises(api.RpcError, match="Connection refused"):
         api.rpc(f"127.0.0.1:{free_port()}", "x")
     with pytest.raises(ValueError, match="host:port"):
@@ -567,7 +567,7 @@ def test_redis_cache_same_semantics():
 
 
 def test_redis_cache_down_is_not_fatal(capfd):
-    from services_helpers import free_port
+    from helpers import free_port
     reset_services(make_opts(cache2=[f"name=gone,backend=redis://127.0.0.1:{free_port()}/0"]))
     try:
         assert api.cache_get("k") is None

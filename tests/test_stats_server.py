@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from tests.master_helpers import MODIFIER1, Launched, free_port, get, read_stats
+from helpers import free_port
+from tests.master_helpers import MODIFIER1, get, launch, read_stats
 
 M1 = ["--http-socket-modifier1", MODIFIER1]
 
@@ -30,7 +31,7 @@ SOCKET = {"name", "proto", "queue", "max_queue", "shared", "can_offload"}
 def _server(tmp_path, *extra, stats=None):
     port = free_port()
     stats = stats if stats is not None else free_port()
-    srv = Launched(["--master", "-p", "2", "--http-socket", f"127.0.0.1:{port}", *M1,
+    srv = launch(["--master", "-p", "2", "--http-socket", f"127.0.0.1:{port}", *M1,
                     "--stats", stats if isinstance(stats, str) else f"127.0.0.1:{stats}", *extra],
                    tmp_path / "log")
     srv.wait_port(port)
@@ -139,7 +140,7 @@ def test_stats_bind_error_exits_1(tmp_path):
     busy.listen(1)
     try:
         port = free_port()
-        srv = Launched(["--master", "--http-socket", f"127.0.0.1:{port}", *M1, "--stats",
+        srv = launch(["--master", "--http-socket", f"127.0.0.1:{port}", *M1, "--stats",
                         f"127.0.0.1:{busy.getsockname()[1]}"], tmp_path / "log")
         with srv:
             assert srv.proc.wait(20) == 1
