@@ -60,6 +60,16 @@ int uwsgi_parse_vars_split(const char *buf, size_t len, int max_vars, char *keys
  * NULL. Returns the new fd or -errno (-EAGAIN: nothing pending). */
 int uwsgi_accept(int lfd, void *addr, unsigned int addrcap, unsigned int *addrlen);
 
+/* Scoreboard updates on its shared memory (layout: uwsgid/scoreboard.py; u64 fields in host
+ * order, little-endian on the targets we build for). begin: the core's start time (us since the
+ * epoch, never 0) at start_off, then a u16 length and the URI (at most max bytes). end: the
+ * core's requests, exceptions, tx and running time (u64s at core_off) counted and its start
+ * cleared, the instance total at offset 0 counted, and the app's (requests, exceptions) at
+ * app_off unless app_off is 0. */
+void uwsgi_sb_begin(char *mem, size_t start_off, const char *uri, size_t len, size_t max);
+void uwsgi_sb_end(char *mem, size_t core_off, size_t app_off, uint64_t tx, int64_t rt_us,
+                  int exception);
+
 /* Small string helpers (NUL-terminated arguments); 1 = true, 0 = false. */
 int uwsgi_startswith(const char *s, const char *prefix);
 int uwsgi_endswith(const char *s, const char *suffix);

@@ -16,6 +16,13 @@ import mmap
 import struct
 import time
 
+try:
+    # begin/end in one C call each (core/scoreboard.c): ~16k instructions a request in Python
+    from _uwsgi import ffi as _ffi, lib as _lib
+    _sb_begin, _sb_end = _lib.uwsgi_sb_begin, _lib.uwsgi_sb_end
+except (ImportError, AttributeError):
+    _ffi = None
+
 URI_MAX = 256
 
 # Header: requests served by the whole instance (uWSGI's workers[0].requests, the M of the
@@ -53,6 +60,10 @@ _EXTRA_KINDS = {"write": 0, "read": 1, "static": 2, "routed": 3, "offloaded": 4}
 # out [worker][slot][core] so that one app's counters of a worker share a page.
 _A = struct.Struct("<QQ")
 APPS_PER_PLUGIN = 16
+# Per worker: the apps it loaded, published by the worker itself (marshal of [(slot, entry)]),
+# because with --lazy-apps only the workers know them.
+_INFO_LEN = struct.Struct("<I")
+APPS_INFO_SIZE = 4096
 
 
 class Scoreboard:
@@ -72,8 +83,10 @@ class Scoreboard:
         self.app_slots = len(bases) * APPS_PER_PLUGIN
         self._core_base = _HEADER + _W_SIZE * self.numproc
         self._apps_base = self._core_base + _C_SIZE * self.numproc * self.cores
-        size = self._apps_base + _A.size * self.numproc * self.app_slots * self.cores
+        self._info_base = self._apps_base + _A.size * self.numproc * self.app_slots * self.cores
+        size = self._info_base + APPS_INFO_SIZE * self.numproc
         self.mem = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+        self._cmem = _ffi.from_buffer(self.mem) if _ffi is not None else None
 
     # ---- worker side (hot path) -----------------------------------------------------------
 
@@ -82,6 +95,10 @@ class Scoreboard:
 
     def begin(self, wid: int, core_id: int, uri: bytes) -> None:
         if 0 < wid <= self.numproc and 0 <= core_id < self.cores:
+            if self._cmem is not None:
+                _sb_begin(self._cmem, self._core_base + ((wid - 1) * self.cores + core_id) * _C_SIZE + _C_REQ_OFF,
+                          uri, len(uri), URI_MAX)
+                return
             uri = uri[:URI_MAX]
             _C_REQ.pack_into(self.mem, self._core_off(wid, core_id) + _C_REQ_OFF,
                              time.time_ns() // 1000 or 1, len(uri), uri)
@@ -93,6 +110,14 @@ class Scoreboard:
         if not (0 < wid <= self.numproc and 0 <= core_id < self.cores):
             return
         off = self._core_base + ((wid - 1) * self.cores + core_id) * _C_SIZE
+        if self._cmem is not None:
+            app_off = 0
+            if 0 <= app_id < APPS_PER_PLUGIN:
+                base = self.app_base.get(modifier1)
+                if base is not None:
+                    app_off = self._app_off(wid, base + app_id, core_id)
+            _sb_end(self._cmem, off, app_off, tx, rt_us, exception)
+            return
         mem = self.mem
         n, exc, txs, rts = _C_HOT.unpack_from(mem, off)
         _C_END.pack_into(mem, off, n + 1, exc + 1 if exception else exc, txs + tx, rts + (rt_us if rt_us > 0 else 0), 0)
@@ -184,19 +209,44 @@ class Scoreboard:
                 out.append((core, start, uri[:n]))
         return out
 
+    def app_slot(self, plugin, app_id: int) -> int:
+        """The counters' slot of app `app_id` of `plugin`, -1 when it has none."""
+        base = self._plugin_base.get(id(plugin))
+        if base is None or not 0 <= app_id < APPS_PER_PLUGIN:
+            return -1
+        return base + app_id
+
     def app_counts(self, wid: int, plugin, app_id: int) -> tuple[int, int]:
         """(requests, exceptions) of worker `wid` for app `app_id` of `plugin` (0, 0 if unknown)."""
-        base = self._plugin_base.get(id(plugin))
-        if base is None or not (0 <= app_id < APPS_PER_PLUGIN and 0 < wid <= self.numproc):
+        return self.slot_counts(wid, self.app_slot(plugin, app_id))
+
+    def slot_counts(self, wid: int, slot: int) -> tuple[int, int]:
+        if not (0 <= slot < self.app_slots and 0 < wid <= self.numproc):
             return 0, 0
         requests = exceptions = 0
-        off = self._app_off(wid, base + app_id, 0)
+        off = self._app_off(wid, slot, 0)
         for _ in range(self.cores):
             r, e = _A.unpack_from(self.mem, off)
             requests += r
             exceptions += e
             off += _A.size
         return requests, exceptions
+
+    def set_apps_info(self, wid: int, data: bytes) -> bool:
+        """Worker `wid` publishes its app list (False: too big, nothing published)."""
+        if not 0 < wid <= self.numproc or _INFO_LEN.size + len(data) > APPS_INFO_SIZE:
+            return False
+        off = self._info_base + (wid - 1) * APPS_INFO_SIZE
+        self.mem[off + _INFO_LEN.size:off + _INFO_LEN.size + len(data)] = data
+        _INFO_LEN.pack_into(self.mem, off, len(data))     # the length last: readers see all or none
+        return True
+
+    def apps_info(self, wid: int) -> bytes | None:
+        if not 0 < wid <= self.numproc:
+            return None
+        off = self._info_base + (wid - 1) * APPS_INFO_SIZE
+        (n,) = _INFO_LEN.unpack_from(self.mem, off)
+        return bytes(self.mem[off + _INFO_LEN.size:off + _INFO_LEN.size + n]) if n else None
 
     def pid(self, wid: int) -> int:
         return _W_MASTER.unpack_from(self.mem, _HEADER + (wid - 1) * _W_SIZE)[0] if 0 < wid <= self.numproc else 0
@@ -219,6 +269,7 @@ class Scoreboard:
                 "busy": any(c["start_us"] for c in cores), "cores": cores}
 
     def close(self) -> None:
+        self._cmem = None   # the C view exports the mmap's buffer: release it first
         try:
             self.mem.close()
         except (BufferError, ValueError):
