@@ -32,6 +32,14 @@ class _P:
         self.name = name
 
 
+def test_scoreboard_apps_info_roundtrip():
+    sb = Scoreboard(2, 1, {0: _P("cffi")})
+    assert sb.apps_info(1) is None
+    assert sb.set_apps_info(1, b"x" * 100) and sb.apps_info(1) == b"x" * 100
+    assert not sb.set_apps_info(2, b"x" * 10**6) and sb.apps_info(2) is None   # too big: nothing
+    sb.close()
+
+
 def test_scoreboard_counts_per_app_and_worker():
     lua, cffi = _P("lua"), _P("cffi")
     sb = Scoreboard(2, 3, {6: lua, 0: cffi, 5: cffi})    # cffi under two modifiers: one range
@@ -62,13 +70,15 @@ def _stats(port: int) -> dict:
 
 
 @pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built (make build)")
-def test_stats_apps_count_requests_per_app(tmp_path):
+@pytest.mark.parametrize("lazy", [[], ["--lazy-apps"]], ids=["preloaded", "lazy-apps"])
+def test_stats_apps_count_requests_per_app(tmp_path, lazy):
+    # with --lazy-apps only the workers load the apps: they publish them for the master
     app = tmp_path / "counted.py"
     app.write_text(APP)
     port, sport = free_port(), free_port()
     args = ["--master", "-p", "2", "--http-socket", f"127.0.0.1:{port}", "--stats", f"127.0.0.1:{sport}",
             "--mount", f"/a={app}", "--mount", f"/b={app}", "--manage-script-name",
-            "--lua", EXAMPLES / "pippo.lua"]
+            "--lua", EXAMPLES / "pippo.lua", *lazy]
     with Server(args, port) as s:
         for _ in range(5):
             assert http_get(port, "/a/x")[0] == 200

@@ -63,9 +63,39 @@ def _core_entry(core_id: int, c: dict) -> dict:
     return d
 
 
-def _app_entry(sb, wid: int, plugin, app: dict) -> dict:
-    requests, exceptions = sb.app_counts(wid, plugin, app.get("id", -1))
+def _app_entry(sb, wid: int, slot: int, app: dict) -> dict:
+    requests, exceptions = sb.slot_counts(wid, slot)
     return {**app, "requests": requests, "exceptions": exceptions}
+
+
+def _apps(server, sb) -> list[tuple[int, dict]]:
+    """(counters slot, entry) of every app this process loaded, each distinct plugin once."""
+    apps = []
+    seen = set()
+    for p in server.plugins.values():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        try:
+            apps.extend((sb.app_slot(p, a.get("id", -1)), a) for a in p.stats_apps())
+        except Exception:
+            log_exception(f"uwsgi: {p.name}.stats_apps() failed:")
+    return apps
+
+
+def publish_apps(server, wid: int) -> None:
+    """A worker's own app list into the scoreboard, after its apps loaded: with --lazy-apps
+    the master, which builds the stats, never loads them."""
+    import marshal      # a worker-side format without json (not imported into workers)
+    sb = server.scoreboard
+    if sb is None:
+        return
+    apps = _apps(server, sb)
+    try:
+        while not sb.set_apps_info(wid, marshal.dumps(apps)) and apps:
+            apps.pop()      # more apps than fit: the first ones
+    except ValueError:      # an entry marshal cannot carry: the master's list stays in use
+        log_exception(f"uwsgi: worker {wid}: cannot publish its apps for the stats:")
 
 
 def workers(server) -> list[dict]:
@@ -74,19 +104,18 @@ def workers(server) -> list[dict]:
     out = []
     if sb is None:
         return out
-    # (plugin, entry) of every app, each distinct plugin once; the per-worker request and
-    # exception counts come from the scoreboard (the plugins' own counters are per process)
-    apps = []
-    seen = set()
-    for p in server.plugins.values():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        try:
-            apps.extend((p, a) for a in p.stats_apps())
-        except Exception:
-            log_exception(f"uwsgi: {p.name}.stats_apps() failed:")
+    # The apps each worker published (else this process's); the per-worker request and
+    # exception counts come from the scoreboard (the plugins' own counters are per process).
+    import marshal
+    own = None
     for wid in range(1, sb.numproc + 1):
+        info = sb.apps_info(wid)
+        try:
+            apps = marshal.loads(info) if info else None
+        except (EOFError, ValueError, TypeError):
+            apps = None
+        if apps is None:
+            apps = own = _apps(server, sb) if own is None else own
         w = sb.worker(wid)
         rss, vsz = rss_vsz(w["pid"])
         if not w["pid"]:
@@ -102,7 +131,7 @@ def workers(server) -> list[dict]:
             "status": status, "rss": rss, "vsz": vsz, "running_time": w["running_time"],
             "last_spawn": int(w["last_spawn"]), "respawn_count": w["respawn_count"], "tx": w["tx"],
             "avg_rt": w["running_time"] // w["requests"] if w["requests"] else 0,
-            "apps": [_app_entry(sb, wid, p, a) for p, a in apps],
+            "apps": [_app_entry(sb, wid, slot, a) for slot, a in apps],
             "cores": [_core_entry(i, c) for i, c in enumerate(w["cores"])],
         })
     return out

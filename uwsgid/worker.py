@@ -692,6 +692,9 @@ class Worker:
             hooks.run("worker_start", self)
             for plugin in self.unique_plugins:
                 plugin.post_fork(self)
+            if self.scoreboard is not None:
+                from uwsgid import stats
+                stats.publish_apps(self.server, self.id)
         except AppLoadError as e:
             log(f"worker {self.id}: {e}")
             return 22
