@@ -369,6 +369,9 @@ class Connection:
             _close(fd)
         except OSError:
             pass
+        # break the connection <-> parser cycle (a parser is fed only while open): refcounting
+        # frees both now instead of the cyclic GC later
+        self.parser.conn = None
         self.out = None
         cb = self.on_drain
         if cb is not None:

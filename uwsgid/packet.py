@@ -140,12 +140,8 @@ class _Buffers:
 
 
 def _buffers(size: int) -> _Buffers:
-    try:
-        b = _local.bufs
-    except AttributeError:
-        b = None
-    if b is None or b.cap < size:
-        b = _local.bufs = _Buffers(max(size, 8192))
+    """This thread's buffers, made (or grown) to hold a vars block of `size` bytes."""
+    b = _local.bufs = _Buffers(max(size, 8192))
     return b
 
 
@@ -160,7 +156,12 @@ def parse_vars_c(data, max_vars: int = 64) -> dict[bytes, bytes]:
         raise PacketError(f"max_vars must be >= 0, not {max_vars}")
     buf = data if isinstance(data, bytes) else bytes(data)
     size = len(buf)
-    b = _buffers(size)
+    try:
+        b = _local.bufs
+    except AttributeError:
+        b = None
+    if b is None or b.cap < size:
+        b = _buffers(size)
     n = _c.lib.uwsgi_parse_vars_split(buf, size, max_vars, b.keys, b.vals, b.cap, b.lens)
     if n <= 0:
         if n == 0:

@@ -213,15 +213,19 @@ class Response:
             return self._fail()
         rtype = type(result)
         if rtype is list or rtype is tuple:
+            # write() inlined (the common case: a list of one chunk); a list has no close()
             try:
-                write = self.write
+                req = self.req
                 for chunk in result:
-                    write(chunk)
+                    if type(chunk) is not bytes:
+                        chunk = _as_bytes(chunk)
+                    if chunk:
+                        if not self.committed:
+                            self._commit()
+                        req.write(chunk)
                 self._finish()
             except Exception:
                 return self._fail()
-            finally:
-                self._close(result)
             return None
         if rtype is FileWrapper:
             rng = result.fd_range()
