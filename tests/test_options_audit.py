@@ -389,3 +389,8 @@ def test_http_keepalive_takes_an_optional_value():
     assert cli.parse(["--http-keepalive", "--socket", ":0"], environ={}).http_keepalive is True
     assert cli.parse(["--http-keepalive=0", "--socket", ":0"], environ={}).http_keepalive is False
     assert cli.parse(["--socket", ":0"], environ={}).http_keepalive is True
+
+
+def test_cffi_home_known_without_the_cffi_plugin(luap):
+    r = run_uwsgi(["--cffi-home", ROOT / ".venv", "--version"], binary=luap / "uwsgi")
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr
