@@ -25,10 +25,19 @@ PY = str(ROOT / ".venv" / "bin" / "python")
 START_TIMEOUT = 60.0
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, never the same twice in a session (tests take two
+    or three in a row and bind them later: the kernel could hand a closed one out again)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_port(port: int, host: str = "127.0.0.1", timeout: float = START_TIMEOUT, proc=None) -> None:

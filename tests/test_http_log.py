@@ -20,7 +20,7 @@ def lines_for(log: str, uri: str) -> list:
     return [m for m in DEFAULT.finditer(log) if m.group(11) == uri]
 
 
-def wait_log(w, needle: str, timeout: float = 5.0) -> str:
+def wait_log(w, needle: str, timeout: float = 20.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = w.log()
@@ -75,7 +75,8 @@ def test_log_format_vars():
     with WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "log-format": fmt}) as w:
         raw(f"127.0.0.1:{port}", b"POST /logvar HTTP/1.0\r\nHost: hh\r\nUser-Agent: ua/1\r\nReferer: rr\r\n"
                                  b"X-Custom: cc\r\nContent-Length: 3\r\n\r\nabc")
-        log = wait_log(w, "LF ")
+        # this request's line (the harness's readiness probe, GET /pid, is logged too)
+        log = wait_log(w, "LF 127.0.0.1 POST /logvar")
         line = [ln for ln in log.splitlines() if ln.startswith("LF ")][-1]
         f = line.split(" ")
         assert f[1:6] == ["127.0.0.1", "POST", "/logvar", "HTTP/1.0", "200"]
