@@ -366,9 +366,10 @@ def test_rpc_remote_unreachable(svc):
 
 # ---- signals -----------------------------------------------------------------------------
 
-def _spawn_worker(wid, result_w, expect=1, timeout=5.0):
+def _spawn_worker(wid, result_w, expect=1, timeout=30.0, ready_w=None):
     """A forked 'worker' wid: takes its channels, runs the handlers of the signals it gets, and
-    writes 'wid:signum' lines to result_w."""
+    writes 'wid:signum' lines to result_w (then exits: `expect` signals or `timeout` s after it
+    started); a byte on ready_w once its channels and pid are recorded."""
     from uwsgid.services import signals
     pid = os.fork()
     if pid:
@@ -376,6 +377,8 @@ def _spawn_worker(wid, result_w, expect=1, timeout=5.0):
     code = 0
     try:
         signals.worker_started(wid)
+        if ready_w is not None:
+            os.write(ready_w, b"r")
         got = 0
         deadline = time.monotonic() + timeout
         while got < expect and time.monotonic() < deadline:
@@ -413,8 +416,15 @@ def test_signal_targets_routing(svc):
     assert api.signal_registered(10) and not api.signal_registered(99)
     r, w = os.pipe()
     # each worker listens for 2.5 s (the "first available worker" signals may go to any of them)
-    pids = [_spawn_worker(wid, w, expect=99, timeout=2.5) for wid in (1, 2, 3)]
-    time.sleep(0.3)                        # workers recorded their pids (for active-workers)
+    ready_r, ready_w = os.pipe()
+    pids = [_spawn_worker(wid, w, expect=99, timeout=4, ready_w=ready_w) for wid in (1, 2, 3)]
+    os.close(ready_w)
+    got = b""
+    while len(got) < 3:                    # workers recorded their pids (for active-workers)
+        chunk = os.read(ready_r, 3)
+        assert chunk, "a worker died before it started"
+        got += chunk
+    os.close(ready_r)
     assert signals.route(10) == 3          # workers: every worker
     assert signals.route(11) == 1          # worker2 only
     assert signals.route(13) == 3          # active-workers: the 3 live ones
@@ -475,7 +485,7 @@ def test_timer_and_rb_timer(svc):
     api.register_signal(40, "worker1", lambda n: None)
     api.register_signal(41, "worker1", lambda n: None)
     r, w = os.pipe()
-    receiver = _spawn_worker(1, w, expect=4, timeout=6)
+    receiver = _spawn_worker(1, w, expect=4)
     assert api.add_timer(40, 0.5)
     assert api.add_rb_timer(41, 0.3, 2)
     os.close(w)
@@ -489,7 +499,7 @@ def test_timer_registered_from_a_worker(svc):
     api.register_signal(42, "worker1", lambda n: None)
     timers.start_master()
     r, w = os.pipe()
-    receiver = _spawn_worker(1, w, expect=1, timeout=5)
+    receiver = _spawn_worker(1, w, expect=1)
     assert fork_children(1, lambda i: (signals.worker_started(3), api.add_rb_timer(42, 0.2, 1))) == [0]
     os.close(w)
     assert _collect(r, [receiver]) == ["1:42"]
@@ -502,7 +512,7 @@ def test_file_monitor(svc, tmp_path):
     api.register_signal(50, "worker1", lambda n: None)
     api.add_file_monitor(50, str(f))
     r, w = os.pipe()
-    receiver = _spawn_worker(1, w, expect=1, timeout=5)
+    receiver = _spawn_worker(1, w, expect=1)
     time.sleep(0.3)
     f.write_text("bb")
     os.close(w)
