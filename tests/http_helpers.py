@@ -112,6 +112,7 @@ def _plugins():
 
         def do_sleep(self, req, q):
             t = float(q.get("t", "0.5"))
+            os.write(2, STARTED)
 
             def gen():
                 api.async_sleep(t)
@@ -121,6 +122,7 @@ def _plugins():
             return gen()
 
         def do_block(self, req, q):
+            os.write(2, STARTED)
             time.sleep(float(q.get("t", "0.5")))
             req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
             req.write(b"blocked core=%d" % api.async_id())
@@ -260,6 +262,11 @@ def _plugins():
 
 
 _SVC = {"reads": 0, "soon": 0}
+
+# logged when /sleep or /block starts: a test waits for it (w.wait_log(STARTED)) before it stops
+# the worker, so the request is surely in flight (the log line comes only once it is done)
+STARTED_TEXT = "test app: request in flight"
+STARTED = STARTED_TEXT.encode() + b"\n"
 
 
 def _service_hook(worker):

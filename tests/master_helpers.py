@@ -5,7 +5,7 @@ uwsgid.main.main with it, so that process-lifecycle tests do not depend on a lan
 
 Endpoints (PATH_INFO): /            "hello"
                        /info       "pid=N master=N loaded=T" (loaded changes when apps reload)
-                       /sleep?S    sleeps S seconds (blocking: harakiri, in-flight tests)
+                       /sleep?S    sleeps S seconds (blocking: harakiri, in-flight tests; logs IN_FLIGHT)
                        /crash      the worker SIGKILLs itself
                        /stream?N   N chunks without Content-Length (router re-framing)
                        /echo       echoes the request body and some vars
@@ -29,6 +29,9 @@ for _p in (ROOT, ROOT / "tests"):
 from uwsgid.plugin import AppLoadError, Plugin  # noqa: E402
 
 MODIFIER1 = 250
+# logged when /sleep starts: tests wait for it (srv.wait_log(IN_FLIGHT)) before they signal the
+# master, so the request is surely in the worker (a fixed sleep is not enough on a loaded machine)
+IN_FLIGHT = "mastertest: request in flight"
 PYTHON = sys.executable
 HERE = Path(__file__).resolve()
 
@@ -58,6 +61,7 @@ class MasterTestPlugin(Plugin):
         path = req.vars.get(b"PATH_INFO", b"/")
         qs = req.vars.get(b"QUERY_STRING", b"")
         if path == b"/sleep":
+            os.write(2, IN_FLIGHT.encode() + b"\n")
             time.sleep(float(qs or b"1"))
             return self._reply(req, b"slept %s" % qs)
         if path == b"/info":

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from helpers import connect, free_port, raw, read_response
-from http_helpers import WorkerProc
+from http_helpers import STARTED_TEXT, WorkerProc
 
 
 def parallel(address, paths):
@@ -96,7 +96,7 @@ def test_graceful_stop_finishes_in_flight(opts, path, sig):
         assert read_response(f_idle)[2] == b"Hello World"   # now an idle keep-alive connection
         s = connect(f"127.0.0.1:{port}")
         s.sendall(b"GET %b HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
-        time.sleep(0.3)
+        w.wait_log(STARTED_TEXT)
         w.send_signal(sig)
         f = s.makefile("rb")
         status, headers, data = read_response(f)
@@ -116,7 +116,7 @@ def test_sigint_stops_now():
     try:
         s = connect(f"127.0.0.1:{port}")
         s.sendall(b"GET /sleep?t=20 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.3)
+        w.wait_log(STARTED_TEXT)
         t0 = time.monotonic()
         w.send_signal(signal.SIGINT)
         w.wait(10)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import Server, free_port, wait_port
-from tests.master_helpers import MODIFIER1, get, info, launch
+from tests.master_helpers import IN_FLIGHT, MODIFIER1, get, info, launch
 
 M1 = ["--http-socket-modifier1", MODIFIER1]
 
@@ -132,7 +132,7 @@ def test_sigterm_lets_the_in_flight_request_finish(tmp_path):
 
         t = threading.Thread(target=slow)
         t.start()
-        time.sleep(0.7)
+        srv.wait_log(IN_FLIGHT)
         srv.signal(signal.SIGTERM)
         t.join(25)
         assert result.get("r") == (200, b"slept 2")
@@ -146,7 +146,7 @@ def test_sigint_stops_immediately(tmp_path):
         workers = [int(p) for p in re.findall(r"spawned uWSGI worker \d \(pid: (\d+)", srv.wait_log("worker 2"))]
         t = threading.Thread(target=lambda: _swallow(lambda: get(port, "/sleep?30", timeout=40)), daemon=True)
         t.start()
-        time.sleep(0.5)
+        srv.wait_log(IN_FLIGHT)
         started = time.monotonic()
         srv.signal(signal.SIGINT)
         assert srv.proc.wait(15) == 0
@@ -282,7 +282,7 @@ def test_worker_reload_mercy_kills_a_worker_that_does_not_stop(tmp_path):
     with srv:
         t = threading.Thread(target=lambda: _swallow(lambda: get(port, "/sleep?30", timeout=40)), daemon=True)
         t.start()
-        time.sleep(0.5)
+        srv.wait_log(IN_FLIGHT)
         srv.signal(signal.SIGTERM)
         assert srv.proc.wait(20) == 0
         assert "is taking too much time to die...NO MERCY !!!" in srv.log()

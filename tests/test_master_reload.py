@@ -8,7 +8,7 @@ import threading
 import time
 
 from helpers import free_port, wait_port
-from tests.master_helpers import MODIFIER1, get, info, launch
+from tests.master_helpers import IN_FLIGHT, MODIFIER1, get, info, launch
 
 M1 = ["--http-socket-modifier1", MODIFIER1]
 
@@ -94,7 +94,7 @@ def test_in_flight_request_survives_reload(tmp_path):
         result = {}
         t = threading.Thread(target=lambda: result.setdefault("r", get(port, "/sleep?1.5", timeout=30)))
         t.start()
-        time.sleep(0.5)
+        srv.wait_log(IN_FLIGHT)
         srv.signal(signal.SIGHUP)
         t.join(30)
         assert result.get("r") == (200, b"slept 1.5")

@@ -12,7 +12,7 @@ import threading
 import time
 
 from helpers import free_port, raw
-from tests.master_helpers import MODIFIER1, get, info, launch
+from tests.master_helpers import IN_FLIGHT, MODIFIER1, get, info, launch
 
 
 def _router(tmp_path, *extra, m2=3):
@@ -156,7 +156,7 @@ def test_router_reload_and_graceful_stop_finish_in_flight(tmp_path):
         result = {}
         t = threading.Thread(target=lambda: result.setdefault("r", get(port, "/sleep?1", timeout=30)))
         t.start()
-        time.sleep(0.4)
+        srv.wait_log(IN_FLIGHT)
         srv.signal(signal.SIGHUP)
         t.join(30)
         assert result.get("r") == (200, b"slept 1")
@@ -166,7 +166,7 @@ def test_router_reload_and_graceful_stop_finish_in_flight(tmp_path):
         result.clear()
         t = threading.Thread(target=lambda: result.setdefault("r", get(port, "/sleep?1", timeout=30)))
         t.start()
-        time.sleep(0.4)
+        srv.wait_log(IN_FLIGHT, count=2)
         srv.signal(signal.SIGTERM)
         t.join(30)
         assert result.get("r") == (200, b"slept 1")
