@@ -17,7 +17,6 @@ name is also a method of Options (`set`) is read with `opts.get("set")`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 # Argument kinds:
@@ -27,26 +26,47 @@ from typing import Any
 KINDS = ("flag", "str", "int", "float", "size", "optional")
 
 
-@dataclass
 class Option:
-    name: str                      # long name without dashes: "lua-gc-freq"
-    short: str | None = None       # one letter: "p" for -p
-    kind: str = "str"
-    default: Any = None
-    help: str = ""
-    group: str = "core"            # "core" or the owning plugin's name
-    multi: bool = False            # repeatable: values collected into a list
-    const: Any = None              # value of a kind="optional" option given without argument
-    aliases: tuple[str, ...] = ()  # other long names for the same setting ("workers" for "processes")
-    metavar: str = ""
+    """One setting. A plain class with __slots__ rather than a dataclass: `dataclasses` pulls
+    inspect/ast/dis/tokenize into every worker (~1.5 MB of RSS each)."""
 
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"option {self.name}: unknown kind {self.kind!r}")
-        if self.multi and self.default is None:
+    __slots__ = ("name", "short", "kind", "default", "help", "group", "multi", "const", "aliases",
+                 "metavar")
+
+    def __init__(self, name: str, short: str | None = None, kind: str = "str", default: Any = None,
+                 help: str = "", group: str = "core", multi: bool = False, const: Any = None,
+                 aliases: tuple[str, ...] = (), metavar: str = ""):
+        self.name = name              # long name without dashes: "lua-gc-freq"
+        self.short = short            # one letter: "p" for -p
+        self.kind = kind
+        self.default = default
+        self.help = help
+        self.group = group            # "core" or the owning plugin's name
+        self.multi = multi            # repeatable: values collected into a list
+        self.const = const            # value of a kind="optional" option given without argument
+        self.aliases = aliases        # other long names for the same setting ("workers" for "processes")
+        self.metavar = metavar
+        if kind not in KINDS:
+            raise ValueError(f"option {name}: unknown kind {kind!r}")
+        if multi and default is None:
             self.default = []
-        if self.kind == "flag" and self.default is None:
+        if kind == "flag" and default is None:
             self.default = False
+
+    def _fields(self) -> tuple:
+        return tuple(getattr(self, f) for f in self.__slots__)
+
+    def __eq__(self, other):
+        # equal when every field is (a plugin re-declaring the same option is not an error)
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None   # mutable and compared by value, as the dataclass it replaces
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
+        return f"Option({args})"
 
     @property
     def attr(self) -> str:

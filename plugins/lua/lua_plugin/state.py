@@ -7,12 +7,9 @@ being served is simply `state.req`.
 
 from __future__ import annotations
 
-import glob
 import os
-import pkgutil
-import sysconfig
+import sys
 import threading
-from dataclasses import dataclass, field
 
 from uwsgid.log import log
 
@@ -24,22 +21,38 @@ class LuaLoadError(Exception):
     """A Lua file could not be loaded or run (message = the Lua error and traceback)."""
 
 
-@dataclass
 class Settings:
-    """What the plugin's options say, checked once in configure()."""
-    app: str | None = None
-    load: list[str] = field(default_factory=list)
-    postload: list[str] = field(default_factory=list)
-    postfork: list[str] = field(default_factory=list)
-    engine: str = "luajit21"
-    max_memory: int = 0           # bytes, 0 = no cap
-    path: list[str] = field(default_factory=list)
-    cpath: list[str] = field(default_factory=list)
-    gc_freq: int = 1
-    gc_full: bool = False
-    shell: bool = False
-    slice_size: int = 32768
-    slice_time: float = 0.02
+    """What the plugin's options say, checked once in configure(). A plain class, not a
+    dataclass: `dataclasses` costs every worker ~1.5 MB (it imports inspect, ast...)."""
+
+    def __init__(self, app: str | None = None, load: list[str] | None = None,
+                 postload: list[str] | None = None, postfork: list[str] | None = None,
+                 engine: str = "luajit21", max_memory: int = 0, path: list[str] | None = None,
+                 cpath: list[str] | None = None, gc_freq: int = 1, gc_full: bool = False,
+                 shell: bool = False, slice_size: int = 32768, slice_time: float = 0.02):
+        self.app = app
+        self.load = [] if load is None else load
+        self.postload = [] if postload is None else postload
+        self.postfork = [] if postfork is None else postfork
+        self.engine = engine
+        self.max_memory = max_memory          # bytes, 0 = no cap
+        self.path = [] if path is None else path
+        self.cpath = [] if cpath is None else cpath
+        self.gc_freq = gc_freq
+        self.gc_full = gc_full
+        self.shell = shell
+        self.slice_size = slice_size
+        self.slice_time = slice_time
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items()) + ")"
 
 
 def _lua_version(engine_name: str) -> str:
@@ -51,9 +64,19 @@ def _lua_version(engine_name: str) -> str:
 
 
 def _multiarch_dirs(version: str) -> list[str]:
-    arch = sysconfig.get_config_var("MULTIARCH")
+    # the interpreter's own multiarch triplet: sysconfig's MULTIARCH without loading sysconfig
+    # and its data module in every worker
+    arch = getattr(sys.implementation, "_multiarch", None)
+    if arch is None:
+        import sysconfig
+        arch = sysconfig.get_config_var("MULTIARCH")
     dirs = [f"/usr/lib/{arch}/lua/{version}"] if arch else []
-    dirs += [d for d in sorted(glob.glob(f"/usr/lib/*/lua/{version}")) if d not in dirs]
+    # /usr/lib/*/lua/VERSION (listed here rather than with glob, which workers need not carry)
+    try:
+        names = sorted(n for n in os.listdir("/usr/lib") if not n.startswith("."))
+    except OSError:
+        names = []
+    dirs += [d for d in (f"/usr/lib/{n}/lua/{version}" for n in names) if os.path.isdir(d) and d not in dirs]
     dirs += [f"/usr/local/lib/lua/{version}", f"/usr/lib/lua/{version}"]
     return dirs
 
@@ -94,7 +117,10 @@ _RUNTIME_LUA: bytes | None = None
 def _runtime_code() -> bytes:
     global _RUNTIME_LUA
     if _RUNTIME_LUA is None:
-        _RUNTIME_LUA = pkgutil.get_data(__package__, "runtime.lua")
+        # pkgutil.get_data's work, without importing pkgutil into every worker: the package's
+        # loader (a directory or the build's baked loader) reads the file beside __init__
+        pkg = sys.modules[__package__]
+        _RUNTIME_LUA = pkg.__spec__.loader.get_data(os.path.join(os.path.dirname(pkg.__file__), "runtime.lua"))
     return _RUNTIME_LUA
 
 
