@@ -16,7 +16,6 @@ strict pass parses everything with every option declared.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
@@ -281,6 +280,7 @@ def _short_cluster(c: _Collector, arg: str, argv, i: int, strict: bool) -> int:
 def unknown_option_message(shown: str) -> str:
     """`unknown option --lua-gc-frq (did you mean --lua-gc-freq?)`"""
     if shown.startswith("--"):
+        import difflib   # an error path: not worth its memory in every worker
         names = sorted({n for o in all_options() for n in (o.name, *o.aliases)})
         close = difflib.get_close_matches(shown[2:], names, n=1, cutoff=0.6)
         if close:

@@ -18,7 +18,6 @@ import importlib
 import os
 import site
 import sys
-import traceback
 
 BUILD: dict = {}                 # what the build baked: root, profile, lib_dir, plugin_dir, home, embedded
 _lib = None
@@ -121,6 +120,7 @@ def run(ffi, lib, argc: int, argv, build: dict) -> int:
     except KeyboardInterrupt:
         return 130
     except BaseException:
+        import traceback
         traceback.print_exc()
         return 1
     finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-import traceback
 
 _TRUE = {"", "true", "1", "on", "yes"}
 _FALSE = {"false", "0", "off", "no"}
@@ -53,5 +52,6 @@ log_request = _write
 
 def log_exception(prefix: str = "") -> None:
     """The current exception's traceback, one log write."""
+    import traceback   # here: it pulls linecache/tokenize/textwrap into every worker otherwise
     text = traceback.format_exc()
     log(f"{prefix}\n{text}" if prefix else text)

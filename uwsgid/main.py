@@ -9,8 +9,8 @@ load (with --need-app, the default).
 
 from __future__ import annotations
 
+import importlib
 import os
-import platform
 import signal
 import socket
 import sys
@@ -133,10 +133,14 @@ def _bind(server) -> None:
 def _banner(server) -> None:
     opts = server.opts
     log(f"*** Starting uWSGI {server.version} (64bit) on [{time.ctime()}] ***")
-    log(f"compiled with version: {platform.python_compiler()} (Python {platform.python_version()})")
-    log(f"os: {platform.system()}-{platform.release()} {platform.version()}")
+    # os.uname and sys.version rather than `platform`, which every forked worker would carry
+    uname = os.uname()
+    _, bracket, compiler = sys.version.rpartition("[")
+    compiler = compiler.split("]")[0] if bracket else ""
+    log(f"compiled with version: {compiler} (Python {sys.version.split()[0]})")
+    log(f"os: {uname.sysname}-{uname.release} {uname.version}")
     log(f"nodename: {socket.gethostname()}")
-    log(f"machine: {platform.machine()}")
+    log(f"machine: {uname.machine}")
     log(f"detected number of CPU cores: {os.cpu_count()}")
     log(f"current working directory: {os.getcwd()}")
     if opts.pidfile:
@@ -167,17 +171,23 @@ def _write_pidfile(server, path: str) -> None:
     server.pidfiles.append(path)
 
 
-def _preimport() -> None:
+# Standard modules the code imports where it needs them (error paths, rare options, reloads),
+# so that every worker does not carry them (tests/test_rss_imports.py keeps them out).
+DEFERRED_IMPORTS = ("traceback", "json", "ctypes", "runpy", "tempfile", "shlex", "glob")
+
+
+def _preimport(opts) -> None:
     """What the master and the workers need, imported while the files are surely readable
     (before --uid/--gid: an interpreter under a private home is unreadable afterwards)."""
     import uwsgid.master  # noqa: F401
     import uwsgid.scoreboard  # noqa: F401
     import uwsgid.stats  # noqa: F401
     import uwsgid.worker  # noqa: F401
-    try:
-        import uwsgid.router  # noqa: F401
-    except ImportError:
-        pass
+    if opts.http:
+        import uwsgid.router  # noqa: F401  (already imported by _bind; spawn_router needs it)
+    if opts.uid or opts.gid:
+        for name in DEFERRED_IMPORTS:
+            importlib.import_module(name)
 
 
 def _configure_plugins(server) -> int | None:
@@ -258,7 +268,7 @@ def _main(argv: list[str], extra_plugins) -> int:
         _log_listeners(server)
         if opts.pidfile:
             _write_pidfile(server, opts.pidfile)
-        _preimport()
+        _preimport(opts)
         daemon.drop_privileges(opts.uid, opts.gid, log)
         if opts.pidfile2:
             _write_pidfile(server, opts.pidfile2)

@@ -9,7 +9,6 @@ that arrive during the reload wait in the kernel's backlog: nothing is refused.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -45,6 +44,7 @@ def exec_master(server) -> None:
     for s, name in server.router_sockets:
         os.set_inheritable(s.fileno(), True)
         routers.append({"fd": s.fileno(), "name": name})
+    import json   # only a reload needs it: not carried into every worker
     os.environ[ENV_HTTP_FDS] = json.dumps(routers)
     os.environ[ENV_RELOADING] = "1"
     try:
@@ -71,6 +71,7 @@ def inherited_router_sockets() -> dict[str, int]:
     text = os.environ.pop(ENV_HTTP_FDS, None)
     if not text:
         return {}
+    import json
     try:
         return {d["name"]: int(d["fd"]) for d in json.loads(text)}
     except (ValueError, KeyError, TypeError):

@@ -9,7 +9,6 @@ packet size of the vars.)
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -192,6 +191,8 @@ class RequestLogger:
         self.parts = compile_format(fmt) if fmt else None
         self.json = bool(get("log_format_json", False))
         if self.json:
+            import json   # only --log-format-json needs it: not carried into every worker
+            self._dumps = json.dumps
             names = [p[0] for p in self.parts if isinstance(p, tuple)] if self.parts else list(JSON_FIELDS)
             self.json_fields = [(n, chunk(n)) for n in names]
 
@@ -251,4 +252,4 @@ class RequestLogger:
         for k, val in (req.logvars or {}).items():
             key = k.decode("utf-8", "backslashreplace") if isinstance(k, bytes) else str(k)
             obj.setdefault(key, _b(val).decode("utf-8", "backslashreplace"))
-        return json.dumps(obj, separators=(",", ":")).encode()
+        return self._dumps(obj, separators=(",", ":")).encode()

@@ -8,7 +8,6 @@ ADDR forms (as uWSGI): `host:port`, `:port` (all IPv4 interfaces), `[::1]:port`,
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import stat
@@ -308,6 +307,7 @@ def export_listeners(listeners: list[Listener]) -> str:
     os.environ[ENV_FDS] before re-exec'ing the master; bind_all() adopts them."""
     for lst in listeners:
         os.set_inheritable(lst.fd, True)
+    import json   # only a reload needs it: not carried into every worker
     return json.dumps([lst.describe() for lst in listeners])
 
 
@@ -315,6 +315,7 @@ def _inherited() -> dict:
     text = os.environ.get(ENV_FDS)
     if not text:
         return {}
+    import json
     try:
         items = json.loads(text)
     except ValueError:

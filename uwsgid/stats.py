@@ -9,7 +9,6 @@ through hooks.run("stats", d) (metrics, cache, locks).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import struct
@@ -163,6 +162,7 @@ def build(server) -> dict:
 
 
 def render(server, minified: bool = False) -> bytes:
+    import json   # only --stats needs it: not carried into every worker
     d = build(server)
     if minified:
         return json.dumps(d, separators=(",", ":")).encode()

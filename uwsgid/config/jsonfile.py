@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from uwsgid.config import structured
 from uwsgid.config.entries import ConfigError
 
 
 def parse(text: str, section: str, name: str) -> list[tuple[str, str]]:
+    import json   # only --json configs need it: not carried into every worker
     try:
         # object_pairs_hook keeps repeated keys, which uWSGI's json loader also applies in order
         doc = json.loads(text, object_pairs_hook=_pairs)

@@ -12,7 +12,6 @@ gives them their meaning; the collector in uwsgid/cli.py drives them."""
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import socket
@@ -121,6 +120,7 @@ class Block:
         if kind == "for":
             return arg.split()
         if kind == "for-glob":
+            import glob   # only for-glob needs it: not carried into every worker
             found = sorted(p + "/" if os.path.isdir(p) else p for p in glob.glob(arg))
             return found or [arg]          # GLOB_NOCHECK, as uWSGI
         if kind == "for-times":

@@ -12,9 +12,7 @@ re-exec on reload closes it: the sockets are close-on-exec).
 
 from __future__ import annotations
 
-import ctypes
 import os
-import runpy
 import signal
 import sys
 import time
@@ -91,6 +89,7 @@ def _spawn(mid: int, server, respawn: bool) -> None:
 
 def _die_with_parent() -> None:
     try:
+        import ctypes   # in the mule only: the master and workers need not carry it
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
     except Exception:
@@ -142,6 +141,7 @@ def _run(script: str, server) -> None:
                 uwsgi_module.install(server)
             except Exception:
                 log_exception(f"mule: the Python uwsgi module is unavailable for {script}:")
+        import runpy
         runpy.run_path(script, run_name="__main__")
     else:
         _run_lua(script)

@@ -8,9 +8,7 @@ A --cffi-init module may change how requests are served by patching `cffi_plugin
 from __future__ import annotations
 
 import importlib
-import shlex
 import sys
-import traceback
 
 from uwsgid.log import log
 from uwsgid.plugin import AppLoadError, Plugin
@@ -48,6 +46,7 @@ class CffiPlugin(Plugin):
             add_virtualenv(opts.home)
         add_pythonpath(opts.pythonpath)
         if opts.pyargv:
+            import shlex   # only --pyargv needs it: not carried by every worker
             sys.argv = ["uwsgi", *shlex.split(opts.pyargv)]
         elif not getattr(sys, "argv", None):
             sys.argv = ["uwsgi"]        # argparse & co. in apps expect argv[0]
@@ -79,6 +78,7 @@ class CffiPlugin(Plugin):
             try:
                 hook()
             except Exception:
+                import traceback
                 log("[cffi] error in uwsgi.post_fork_hook():\n" + traceback.format_exc())
 
     def has_app(self) -> bool:

@@ -3,7 +3,6 @@ a request (SCRIPT_NAME / UWSGI_APPID, or the longest mountpoint with --manage-sc
 
 from __future__ import annotations
 
-import glob
 import importlib
 import importlib.machinery
 import importlib.util
@@ -11,7 +10,6 @@ import os
 import re
 import sys
 import time
-import traceback
 
 from uwsgid.log import log
 from uwsgid.plugin import AppLoadError
@@ -38,7 +36,11 @@ def add_pythonpath(entries) -> None:
         if p not in sys.path:
             sys.path.insert(0, p)
     for entry in reversed(list(entries)):
-        matches = sorted(glob.glob(entry)) if glob.has_magic(entry) else [entry]
+        if any(c in entry for c in "*?["):   # glob.has_magic, without importing glob for nothing
+            import glob
+            matches = sorted(glob.glob(entry))
+        else:
+            matches = [entry]
         for p in reversed(matches):
             if p in sys.path:
                 sys.path.remove(p)
@@ -75,6 +77,7 @@ def user_traceback(exc: BaseException) -> str:
         if not (name.startswith(_OUR_DIR) or name.startswith("<frozen importlib")):
             break
         tb = tb.tb_next
+    import traceback   # error paths only: linecache/tokenize/textwrap stay out of the workers
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 

@@ -12,7 +12,6 @@ import os
 import re
 import stat
 import sys
-import traceback
 
 from uwsgid.log import log
 
@@ -326,6 +325,7 @@ class Response:
                 # The body is already complete (or failed and was answered): only log it.
                 if self.app is not None:
                     self.app.exceptions += 1
+                import traceback
                 log("[cffi] error in the response's close()\n" + traceback.format_exc())
 
     def _fail(self):

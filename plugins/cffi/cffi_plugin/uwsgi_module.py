@@ -10,7 +10,6 @@ import signal as _signal
 import socket
 import sys
 import time
-import traceback
 import types
 
 from uwsgid import api
@@ -228,6 +227,7 @@ def _add_services(m) -> None:
     except ImportError:
         return
     except Exception:
+        import traceback
         _log("[cffi] the shared services are unavailable in the uwsgi module:\n" + traceback.format_exc())
         return
     for name in dir(services):
