@@ -105,8 +105,7 @@ def test_error_before_response_is_500_with_traceback(tmp_path, probe):
         r = get(s.port, "/fail")
         assert r.status_code == 500 and len(r.content) < 200
         assert get(s.port, "/env").status_code == 200          # the worker survived
-        time.sleep(0.3)
-        log = s.log()
+        log = s.wait_log("RuntimeError: probe failure before the response")
         assert "Traceback" in log and "RuntimeError: probe failure before the response" in log
 
 
@@ -125,8 +124,7 @@ def test_error_after_headers_truncates_visibly(tmp_path, probe):
         with pytest.raises(http.client.IncompleteRead):
             resp.read()
         conn.close()
-        time.sleep(0.3)
-        assert "probe failure after the headers" in s.log()
+        s.wait_log("probe failure after the headers")
 
 
 def test_file_wrapper_over_http(tmp_path, probe):
@@ -138,8 +136,7 @@ def test_file_wrapper_over_http(tmp_path, probe):
 def test_logvar(tmp_path, probe):
     with http_server(tmp_path, "--wsgi-file", probe, "--log-format", "LV %(probe) %(uri)") as s:
         assert get(s.port, "/logvar").content == b"logged-value"
-        time.sleep(0.5)
-        assert "LV logged-value /logvar" in s.log()
+        s.wait_log("LV logged-value /logvar")      # logged after the response
 
 
 def test_import_error_exits_22(tmp_path):
@@ -425,8 +422,7 @@ def test_lazy_apps_load_in_each_worker(tmp_path):
     with http_server(tmp_path, "--master", "--processes", "2", "--lazy-apps", "--wsgi-file", app) as s:
         loaded_in, pid = map(int, get(s.port, "/").content.split())
         assert loaded_in == pid and pid != s.pid
-        time.sleep(0.3)
-        assert f"to wsgi.errors {loaded_in}" in s.log()
+        s.wait_log(f"to wsgi.errors {loaded_in}")
 
 
 def test_module_from_env_pythonpath_and_cffi_wsgi(tmp_path):

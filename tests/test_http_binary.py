@@ -23,9 +23,10 @@ LOG_LINE = re.compile(
     r"\(HTTP/1\.1 200\) \d+ headers in \d+ bytes \(\d+ switches on core \d+\)")
 
 SLOW_APP = textwrap.dedent("""
-    import time
+    import os, time
     def application(env, start_response):
         if env["PATH_INFO"] == "/slow":
+            os.write(2, b"slow request in flight\\n")
             time.sleep(1.0)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"py:" + env["PATH_INFO"].encode()]
@@ -62,7 +63,9 @@ def test_both_runtimes_on_one_uwsgi_socket(app):
             assert (status, body, headers["content-length"]) == (200, b"py:/logged", "10")
         c.close()
         assert raw(f"127.0.0.1:{hport}", b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400")
-        time.sleep(0.3)
+        deadline = time.monotonic() + 20      # the request line is logged after the response
+        while not LOG_LINE.search(s.log()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert LOG_LINE.search(s.log()), s.log()
 
 
@@ -78,7 +81,7 @@ def test_sigterm_finishes_in_flight_request(app):
             c.close()
         t = threading.Thread(target=slow)
         t.start()
-        time.sleep(0.4)
+        s.wait_log("slow request in flight")
         s.signal(signal.SIGTERM)
         t.join(15)
         assert result["r"][0] == 200 and result["r"][2] == b"py:/slow"
