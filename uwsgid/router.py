@@ -20,11 +20,11 @@ import signal
 import socket
 import struct
 import threading
-from urllib.parse import unquote_to_bytes
 
 import httptools
 
 from uwsgid.log import log, log_exception
+from uwsgid.protocols import unquote_to_bytes
 
 MAX_HEAD = 65536
 IDLE_TIMEOUT = 60.0      # an idle keep-alive client is closed after this

@@ -9,11 +9,10 @@ vars like uWSGI's http-socket, and answers `Expect: 100-continue`.
 from __future__ import annotations
 
 import socket
-from urllib.parse import unquote_to_bytes
 
 import httptools
 
-from uwsgid.protocols import BodyBuffer, ProtocolError
+from uwsgid.protocols import BodyBuffer, ProtocolError, unquote_to_bytes
 from uwsgid.request import Request
 
 _HOSTNAME = socket.gethostname().encode()
