@@ -30,14 +30,14 @@ import io
 import os
 import re
 import sys
-from pathlib import Path
 
 from uwsgid.log import log
 from uwsgid.options import declare
 from uwsgid.plugin import Plugin
 
-ROOT = Path(__file__).resolve().parent.parent
-SOURCE_PLUGINS = ROOT / "plugins"
+# os.path, not pathlib: pathlib imports urllib.parse and ipaddress (~0.9 MB in every worker)
+ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+SOURCE_PLUGINS = os.path.join(ROOT, "plugins")
 
 # uWSGI users' names for our two plugins (Debian's uwsgi-plugin-python3 / -lua5.1 ...).
 ALIASES = [(re.compile(r"python(\d+(\.?\d+)?)?|cffi|pypy"), "cffi"),
@@ -208,21 +208,22 @@ class _SourceFinder:
 _SKIP_SUFFIXES = (".pyc", ".pyo", ".so", ".o", ".tmp", ".swp")
 
 
-def _source_files(plugin_dir: Path, package: str) -> dict[str, bytes] | None:
-    pkg = plugin_dir / package
-    if not pkg.is_dir():
+def _source_files(plugin_dir: str, package: str) -> dict[str, bytes] | None:
+    pkg = os.path.join(plugin_dir, package)
+    if not os.path.isdir(pkg):
         return None
     out = {}
-    for path in pkg.rglob("*"):
-        rel = path.relative_to(plugin_dir)
-        if not path.is_file() or any(p == "__pycache__" or p.startswith(".") for p in rel.parts):
-            continue
-        if path.name.endswith(_SKIP_SUFFIXES):
-            continue
-        try:
-            out[rel.as_posix()] = path.read_bytes()
-        except OSError:
-            return None
+    for dirpath, dirnames, filenames in os.walk(pkg):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__" and not d.startswith(".")]
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if name.startswith(".") or name.endswith(_SKIP_SUFFIXES) or not os.path.isfile(path):
+                continue
+            try:
+                with open(path, "rb") as f:
+                    out[os.path.relpath(path, plugin_dir).replace(os.sep, "/")] = f.read()
+            except OSError:
+                return None
     return out
 
 
@@ -233,7 +234,7 @@ def _install(name: str, files: dict[str, bytes] | None, origin: str, source_dir:
     package = f"{name}_plugin"
     where = origin
     if source_dir and files is not None:
-        current = _source_files(Path(source_dir), package)
+        current = _source_files(source_dir, package)
         if current is not None and current != files:
             log(f"uwsgi: plugin {name}: {source_dir}/{package} changed since it was built into "
                 f"{origin}, using the source (rebuild with make build)")
@@ -273,7 +274,7 @@ def _default_embedded() -> list[str]:
     """Under plain python: the default profile's embedded plugins, from the source tree."""
     try:
         import importlib.util
-        spec = importlib.util.spec_from_file_location("_uwsgiconfig", ROOT / "uwsgiconfig.py")
+        spec = importlib.util.spec_from_file_location("_uwsgiconfig", os.path.join(ROOT, "uwsgiconfig.py"))
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         return mod.split_list(mod.load_profile("default").get("embedded_plugins"))
@@ -294,8 +295,9 @@ def embedded_plugins() -> list[Plugin]:
         if name in _embedded_files:
             files, origin, source = _embedded_files[name]
         else:
-            files, origin, source = None, str(SOURCE_PLUGINS / name), str(SOURCE_PLUGINS / name)
-            if not (SOURCE_PLUGINS / name / f"{name}_plugin").is_dir():
+            source = os.path.join(SOURCE_PLUGINS, name)
+            files, origin = None, source
+            if not os.path.isdir(os.path.join(source, f"{name}_plugin")):
                 continue
         try:
             where = _install(name, files, origin, source)
@@ -387,8 +389,8 @@ def load_plugin(spec: str, dirs: list[str] | None = None) -> Plugin:
             path = os.path.join(d, candidate)
             if os.path.isfile(path):
                 return _load_so(path, modifier, embedded)
-    source = SOURCE_PLUGINS / name
-    if _embedded_names is None and (source / f"{name}_plugin").is_dir():
+    source = os.path.join(SOURCE_PLUGINS, name)
+    if _embedded_names is None and os.path.isdir(os.path.join(source, f"{name}_plugin")):
         # plain python / tests: the source tree is the plugin
         plugin = _import(name, _install(name, None, str(source), str(source)))
         _loaded[name] = plugin
