@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from helpers import EXAMPLES, ROOT, UWSGI, Server, free_port, http_get, uwsgi_http_get
 
@@ -71,6 +72,10 @@ def test_worker_with_lua_and_python_loaded_carries_no_heavy_module(tmp_path):
     assert {"lua_plugin", "cffi_plugin", "uwsgid.worker"} <= modules, sorted(modules)
     found = {name: why for name, why in HEAVY.items() if name in modules}
     assert not found, f"heavy modules in a worker at start-up: {found}"
+    # pathlib -> urllib.parse -> ipaddress (~0.9 MB): our code does without them, but a
+    # development install's editable finder (a .pth run by site) imports pathlib itself.
+    if not any(m.startswith("__editable__") for m in modules):
+        assert not {"pathlib", "urllib.parse", "ipaddress"} & modules
 
 
 def test_deferred_modules_are_preimported_before_privileges_drop():
@@ -121,3 +126,13 @@ def test_options_keep_their_value_semantics():
     assert (e.key, e.display, e.strict, e.placeholder_only) == ("max-requests", "--max-requests", False, False)
     assert e == Entry("max-requests", "5", "command line")
     assert "Entry(key='max-requests'" in repr(e)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(list(b"%0123456789abcdefABCDEFgz/ \xff")), max_size=24).map(bytes))
+def test_percent_decoding_matches_urllib(raw):
+    """uwsgid.protocols.unquote_to_bytes replaces urllib.parse's (which imports ipaddress)."""
+    from urllib.parse import unquote_to_bytes as reference
+
+    from uwsgid.protocols import unquote_to_bytes
+    assert unquote_to_bytes(raw) == reference(raw)
