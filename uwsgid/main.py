@@ -172,8 +172,10 @@ def _write_pidfile(server, path: str) -> None:
 
 
 # Standard modules the code imports where it needs them (error paths, rare options, reloads),
-# so that every worker does not carry them (tests/test_rss_imports.py keeps them out).
-DEFERRED_IMPORTS = ("traceback", "json", "ctypes", "runpy", "tempfile", "shlex", "glob")
+# so that every worker does not carry them (tests/test_rss_imports.py keeps them out); ast and
+# unicodedata are what traceback itself imports when it formats a traceback.
+DEFERRED_IMPORTS = ("traceback", "ast", "unicodedata", "json", "ctypes", "runpy", "tempfile", "shlex",
+                    "glob")
 
 
 def _preimport(opts) -> None:
