@@ -61,8 +61,8 @@ class Server:
 
     start() waits until `port` accepts (wait=False: the caller waits, e.g. for an exit code).
     stop() sends `stop_signal` (SIGINT: a uWSGI master's immediate shutdown) to the PID, waits,
-    then SIGKILLs the process group it leads (workers a crashed master left behind); the leader is
-    not reaped before that, so the group id cannot have been reused. `command` replaces the
+    then SIGKILLs the process group it leads (workers a crashed master left behind); stop() does
+    not reap the leader before that, so the group id cannot have been reused meanwhile. `command` replaces the
     binary (e.g. [python, launcher.py]). A log file the caller did not name is removed at stop;
     log() still returns its text afterwards.
     """
