@@ -767,6 +767,8 @@ class Worker:
             return 1
         workers = []
         for i in range(1, threads):
+            if self.stopping:   # a stop during start-up: start no more threads (no new files opened)
+                break
             started.clear()
             t = threading.Thread(target=thread_main, args=(i,), name=f"uwsgi-worker{self.id}-loop{i}", daemon=True)
             t.start()
