@@ -28,8 +28,7 @@ def _module_files() -> dict[str, float]:
     return out
 
 
-def _watch(interval: float, stop: threading.Event) -> None:
-    known = _module_files()
+def _watch(interval: float, stop: threading.Event, known: dict[str, float]) -> None:
     while not stop.wait(interval):
         for path, mtime in _module_files().items():
             old = known.get(path)
@@ -47,6 +46,9 @@ def _watch(interval: float, stop: threading.Event) -> None:
 
 def start(interval: float) -> threading.Event:
     stop = threading.Event()
-    threading.Thread(target=_watch, args=(float(interval), stop), name="uwsgi-python-reloader",
+    # the baseline now, before the worker serves: taken in the thread, it could already include
+    # a change made right after the first request, which would then never be seen
+    known = _module_files()
+    threading.Thread(target=_watch, args=(float(interval), stop, known), name="uwsgi-python-reloader",
                      daemon=True).start()
     return stop
