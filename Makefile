@@ -17,7 +17,8 @@ $(STAMPS):
 # Python environment: the project (editable) and its test dependencies.
 $(STAMPS)/venv: pyproject.toml | $(STAMPS)
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	# compat mode: a plain path in a .pth file, not an import hook that every worker would load
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
 venv: $(STAMPS)/venv
@@ -41,7 +42,7 @@ test: build
 
 bench: build
 	bash scripts/setup-system.sh bench
-	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test,bench]' --config-settings editable_mode=compat
 	$(VPY) bench/run.py $(if $(BENCH_QUICK),--quick,)
 
 clean:
