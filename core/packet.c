@@ -22,6 +22,32 @@ int uwsgi_parse_header(const char *buf, size_t len,
     return UWSGI_HEADER_SIZE;
 }
 
+/* Reads the var at *pos: sets its key/value offsets and lengths and advances *pos past it.
+ * Every length check is written as "remaining < need" so nothing can overflow. */
+static inline int next_var(const unsigned char *p, size_t len, size_t *pos,
+                           size_t *koff, size_t *klen, size_t *voff, size_t *vlen) {
+    size_t at = *pos;
+    if (len - at < 2)
+        return UWSGI_ERR_TRUNCATED;
+    *klen = rd16(p + at);
+    at += 2;
+    if (*klen == 0)
+        return UWSGI_ERR_EMPTY_KEY;
+    if (len - at < *klen)
+        return UWSGI_ERR_TRUNCATED;
+    *koff = at;
+    at += *klen;
+    if (len - at < 2)
+        return UWSGI_ERR_TRUNCATED;
+    *vlen = rd16(p + at);
+    at += 2;
+    if (len - at < *vlen)
+        return UWSGI_ERR_TRUNCATED;
+    *voff = at;
+    *pos = at + *vlen;
+    return 0;
+}
+
 int uwsgi_parse_vars(const char *buf, size_t len, int max_vars, uint32_t *offsets) {
     const unsigned char *p = (const unsigned char *)buf;
     size_t pos = 0;
@@ -30,25 +56,9 @@ int uwsgi_parse_vars(const char *buf, size_t len, int max_vars, uint32_t *offset
         return UWSGI_ERR_ARGS;
     while (pos < len) {
         size_t klen, vlen, koff, voff;
-        /* Every length check is written as "remaining < need" so nothing can overflow. */
-        if (len - pos < 2)
-            return UWSGI_ERR_TRUNCATED;
-        klen = rd16(p + pos);
-        pos += 2;
-        if (klen == 0)
-            return UWSGI_ERR_EMPTY_KEY;
-        if (len - pos < klen)
-            return UWSGI_ERR_TRUNCATED;
-        koff = pos;
-        pos += klen;
-        if (len - pos < 2)
-            return UWSGI_ERR_TRUNCATED;
-        vlen = rd16(p + pos);
-        pos += 2;
-        if (len - pos < vlen)
-            return UWSGI_ERR_TRUNCATED;
-        voff = pos;
-        pos += vlen;
+        int err = next_var(p, len, &pos, &koff, &klen, &voff, &vlen);
+        if (err)
+            return err;
         if (n >= max_vars)
             return UWSGI_ERR_TOO_MANY;
         offsets[4 * n] = (uint32_t)koff;
@@ -102,23 +112,10 @@ int uwsgi_parse_vars_split(const char *buf, size_t len, int max_vars, char *keys
     if (cap < len)
         return UWSGI_ERR_NOSPACE;
     while (pos < len) {
-        size_t klen, vlen, koff;
-        if (len - pos < 2)
-            return UWSGI_ERR_TRUNCATED;
-        klen = rd16(p + pos);
-        pos += 2;
-        if (klen == 0)
-            return UWSGI_ERR_EMPTY_KEY;
-        if (len - pos < klen)
-            return UWSGI_ERR_TRUNCATED;
-        koff = pos;
-        pos += klen;
-        if (len - pos < 2)
-            return UWSGI_ERR_TRUNCATED;
-        vlen = rd16(p + pos);
-        pos += 2;
-        if (len - pos < vlen)
-            return UWSGI_ERR_TRUNCATED;
+        size_t klen, vlen, koff, voff;
+        int err = next_var(p, len, &pos, &koff, &klen, &voff, &vlen);
+        if (err)
+            return err;
         if (n >= max_vars)
             return UWSGI_ERR_TOO_MANY;
         /* Neither output outruns cap: each var adds klen + 1 (vlen + 1) of its 4 + klen + vlen. */
@@ -128,9 +125,8 @@ int uwsgi_parse_vars_split(const char *buf, size_t len, int max_vars, char *keys
         }
         memcpy(k, buf + koff, klen);
         k += klen;
-        memcpy(v, buf + pos, vlen);
+        memcpy(v, buf + voff, vlen);
         v += vlen;
-        pos += vlen;
         n++;
     }
     lens[0] = (uint32_t)(k - keys);
