@@ -340,8 +340,12 @@ def gen_module_c(cfg: Config) -> Path:
     ffi = FFI()
     ffi.cdef(header_cdef(executable=False))
     ffi.set_source("_uwsgi", '#include "uwsgi.h"\n')
-    path = cfg.build_dir / "gen" / "_uwsgi_module.c"
-    tmp = cfg.build_dir / "gen" / "_uwsgi_module.c.new"
+    return emit_c(ffi, cfg.build_dir / "gen" / "_uwsgi_module.c")
+
+
+def emit_c(ffi, path: Path) -> Path:
+    """Write cffi's C source to `path`, touching it only when it changed (keeps the object cache)."""
+    tmp = path.with_name(path.name + ".new")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.redirect_stdout(io.StringIO()):      # cffi says "generating ..."
         ffi.emit_c_code(str(tmp))
@@ -387,14 +391,7 @@ def gen_embed_c(cfg: Config, plugins: list["PluginBuild"]) -> Path:
         "plugins": list(cfg.plugins),
     }
     ffi.embedding_init_code(EMBED_INIT % {"build": build})
-    path = cfg.build_dir / "gen" / "_uwsgi_embed.c"
-    tmp = cfg.build_dir / "gen" / "_uwsgi_embed.c.new"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.redirect_stdout(io.StringIO()):      # cffi says "generating ..."
-        ffi.emit_c_code(str(tmp))
-    write_if_changed(path, tmp.read_bytes())
-    tmp.unlink()
-    return path
+    return emit_c(ffi, cfg.build_dir / "gen" / "_uwsgi_embed.c")
 
 
 # --- plugins: plugins/NAME/uwsgiplugin.py ----------------------------------------------------
