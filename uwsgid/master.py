@@ -25,6 +25,7 @@ import time
 
 from uwsgid import hooks, reexec
 from uwsgid.log import log, log_exception
+from uwsgid.loop import Timer
 from uwsgid.stats import rss_vsz
 
 RUNNING, RELOADING, STOPPING, KILLING = "running", "reloading", "stopping", "killing"
@@ -65,18 +66,6 @@ def _log_stuck_process(pid: int) -> None:
                 log(f"HARAKIRI: -- {name}> {f.read().strip() or '-'}")
         except OSError:
             pass
-
-
-class _Timer:
-    __slots__ = ("when", "fn", "cancelled")
-
-    def __init__(self, when: float, fn):
-        self.when = when
-        self.fn = fn
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 class Child:
@@ -124,9 +113,9 @@ class Master:
         except (KeyError, ValueError):
             pass
 
-    def call_later(self, delay: float, fn) -> "_Timer":
+    def call_later(self, delay: float, fn) -> Timer:
         """fn() runs in the master loop after `delay` seconds (finer than the 1 s tick)."""
-        t = _Timer(time.monotonic() + max(0.0, delay), fn)
+        t = Timer(time.monotonic() + max(0.0, delay), fn)
         self._timer_seq += 1
         heapq.heappush(self.timers, (t.when, self._timer_seq, t))
         return t

@@ -380,12 +380,7 @@ class Runner:
                     if fd in _OUT_OF_FDS:
                         self._out_of_fds(listener, os.strerror(-fd))
                     return   # EAGAIN (nothing pending), or a connection aborted before we took it
-                conn = Connection(self, fd, aview[:alen[0]] if http else None, listener)
-                conn.start()
-                if self.single:
-                    if self._hold(conn):
-                        return
-                elif not self.accepting or not self.free:
+                if self._started(Connection(self, fd, aview[:alen[0]] if http else None, listener)):
                     return
         return accept
 
@@ -403,14 +398,16 @@ class Runner:
                         self._out_of_fds(listener, e.strerror)
                     return
                 os.set_blocking(fd, False)
-                conn = Connection(self, fd, addr, listener)
-                conn.start()
-                if self.single:
-                    if self._hold(conn):
-                        return
-                elif not self.accepting or not self.free:
+                if self._started(Connection(self, fd, addr, listener)):
                     return
         return accept
+
+    def _started(self, conn) -> bool:
+        """Start serving a just-accepted connection; True ends the accept batch."""
+        conn.start()
+        if self.single:
+            return self._hold(conn)
+        return not self.accepting or not self.free
 
     def _hold(self, conn) -> bool:
         """A one-core loop after accepting `conn`; True ends the accept batch. It holds at most
