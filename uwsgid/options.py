@@ -163,3 +163,13 @@ class Options:
     def items(self):
         """The explicitly set options as (name, converted value); `opt_dict()` is `uwsgi.opt`."""
         return [(k.replace("_", "-"), v) for k, v in self._set.items()]
+
+
+def value(opts, attr: str, default: Any) -> Any:
+    """opts.<attr>, or `default` when it is unset (None) or unknown to `opts` (tests pass
+    plain namespaces): for components that accept partial option objects."""
+    try:
+        v = getattr(opts, attr)
+    except AttributeError:
+        return default
+    return default if v is None else v

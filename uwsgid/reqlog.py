@@ -14,6 +14,7 @@ import re
 import time
 
 from uwsgid.log import log_request
+from uwsgid.options import value as option_value
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -176,11 +177,7 @@ class RequestLogger:
 
     def __init__(self, opts, worker):
         def get(name, default):
-            try:
-                v = getattr(opts, name)
-            except AttributeError:
-                return default
-            return default if v is None else v
+            return option_value(opts, name, default)
         self.worker = worker
         self.disabled = bool(get("disable_logging", False))
         self.log_4xx = bool(get("log_4xx", False))

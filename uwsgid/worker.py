@@ -622,13 +622,16 @@ class Worker:
         self.stopping = True
         if not graceful:
             self.abort = True
+        self._stop_accepting()
+        self._wake_all()
+
+    def _stop_accepting(self) -> None:
         sb = self.scoreboard
         if sb is not None:
             try:
                 sb.set_accepting(self.id, False)
-            except Exception:
+            except Exception:   # the stats view only; never let it block a stop
                 pass
-        self._wake_all()
 
     def _on_graceful(self, signum, frame) -> None:
         self.stopping = True
@@ -715,12 +718,7 @@ class Worker:
                     plugin.shutdown()
                 except Exception:
                     log_exception("error in plugin shutdown:")
-            sb = self.scoreboard
-            if sb is not None:
-                try:
-                    sb.set_accepting(self.id, False)
-                except Exception:
-                    pass
+            self._stop_accepting()
 
     def _service_loop(self, runner: Runner) -> None:
         loop = runner.loop

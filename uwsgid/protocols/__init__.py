@@ -5,6 +5,8 @@ answers (HTTP status) or just closes (uwsgi), as the error says."""
 
 from __future__ import annotations
 
+from uwsgid.options import value as option_value
+
 # %XX -> the byte, for every case of the hex digits (urllib.parse's table). Decoding here rather
 # than with urllib.parse, which imports ipaddress: ~0.75 MB of RSS in every worker.
 _HEX = "0123456789abcdefABCDEF"
@@ -58,11 +60,7 @@ class Limits:
     @classmethod
     def from_opts(cls, opts) -> "Limits":
         def get(name, default):
-            try:
-                v = getattr(opts, name)
-            except AttributeError:
-                return default
-            return default if v is None else v
+            return option_value(opts, name, default)
         return cls(buffer_size=int(get("buffer_size", 4096)) or 4096,
                    max_vars=int(get("max_vars", 64)) or 64,
                    limit_post=int(get("limit_post", 0)),
