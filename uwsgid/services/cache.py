@@ -25,6 +25,7 @@ import zlib
 
 from uwsgid.log import log
 from uwsgid.services.locks import ProcessLock
+from uwsgid.services.spec import keyvals
 
 _NUM = struct.Struct("<q")
 _I32 = struct.Struct("<i")
@@ -426,13 +427,7 @@ def parse_cache2(spec: str) -> dict:
     """name=NAME,items=N,blocksize=B[,keysize=K][,hashsize=H][,purge_lru=1][,store=PATH]
     [,clear_on_full=1][,backend=redis://HOST:PORT/DB][,prefix=P]"""
     conf: dict = {"blocksize": 65536, "keysize": 2048}
-    for part in spec.split(","):
-        if not part.strip():
-            continue
-        k, sep, v = part.partition("=")
-        k = k.strip().replace("-", "_")
-        if not sep:
-            raise CacheError(f"--cache2 {spec}: expected key=value, got {part!r}")
+    for k, v in keyvals(spec, "cache2", CacheError):
         if k == "name":
             conf["name"] = v.strip()
         elif k in ("items", "max_items", "maxitems"):

@@ -12,6 +12,7 @@ import struct
 
 from uwsgid.log import log
 from uwsgid.services.locks import ProcessLock
+from uwsgid.services.spec import keyvals
 
 TYPES = ("counter", "gauge", "absolute")
 _Q = struct.Struct("<q")
@@ -37,13 +38,7 @@ def parse(spec: str) -> dict:
         conf = {"name": spec.strip()}
     else:
         conf = {}
-        for part in spec.split(","):
-            if not part.strip():
-                continue
-            k, sep, v = part.partition("=")
-            k = k.strip().replace("-", "_")
-            if not sep:
-                raise MetricError(f"--metric {spec}: expected key=value, got {part!r}")
+        for k, v in keyvals(spec, "metric", MetricError):
             if k in ("name", "type"):
                 conf[k] = v.strip()
             elif k in ("initial_value", "initial"):
