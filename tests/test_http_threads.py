@@ -10,14 +10,20 @@ import time
 
 import pytest
 
-from helpers import UWSGI, Server, free_port
+from helpers import UWSGI, Server, free_port, run_uwsgi
 
 pytestmark = pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built (make build)")
 
 APP = '''
 import time
 def application(environ, start_response):
-    time.sleep(float(environ.get("QUERY_STRING") or 0))
+    q = environ.get("QUERY_STRING") or "0"
+    if q.startswith("cpu"):             # busy on the CPU for that many seconds
+        end = time.monotonic() + float(q[3:])
+        while time.monotonic() < end:
+            pass
+    else:
+        time.sleep(float(q))
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"core=%d" % environ["uwsgi.core"]]
 '''
@@ -81,3 +87,71 @@ def test_held_connection_gone_gives_accepting_back(tmp_path, how):
         t.join(15)
         silent.close()
         assert got and got[0].startswith(b"HTTP/1.1 200"), (got, s.log()[-2000:])
+
+
+# --thread-slots: one thread accepts; others join in when it blocks or runs long.
+SLOTS = ["--threads", "2", "--thread-slots", "1", "--disable-logging"]
+
+
+def test_thread_slots_a_silent_client_does_not_hold_the_slot(tmp_path):
+    """The slot holder waits for a client that sends nothing (up to --socket-timeout 30): the
+    gate sees its thread idle and lets the other thread accept."""
+    port = free_port()
+    with Server(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", app_file(tmp_path),
+                 "--socket-timeout", "30", *SLOTS], port) as s:
+        assert fetch(port, "/").startswith(b"HTTP/1.1 200")
+        with socket.create_connection(("127.0.0.1", port)):
+            time.sleep(0.3)
+            started = time.monotonic()
+            reply = fetch(port, "/", timeout=20)
+            assert reply.startswith(b"HTTP/1.1 200"), (reply, s.log()[-2000:])
+            assert time.monotonic() - started < 15   # not after the silent client's 30 s
+
+
+def test_thread_slots_a_long_request_does_not_hold_the_others_back(tmp_path):
+    """A request busy on the CPU for 3 s keeps its slot only for the grace (0.1 s): a short
+    request sent meanwhile is served by the other thread, before the long one ends."""
+    port = free_port()
+    with Server(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", app_file(tmp_path),
+                 *SLOTS], port) as s:
+        done = {}
+
+        def one(name, path):
+            reply = fetch(port, path, timeout=30)
+            done[name] = (time.monotonic(), reply)
+
+        long_req = threading.Thread(target=one, args=("long", "/?cpu3"))
+        long_req.start()
+        time.sleep(0.5)
+        one("short", "/?0")
+        long_req.join(30)
+        assert done["short"][1].startswith(b"HTTP/1.1 200") and done["long"][1].startswith(b"HTTP/1.1 200"), \
+            (done, s.log()[-2000:])
+        assert done["short"][0] < done["long"][0]
+
+
+def test_thread_slots_blocking_requests_still_run_side_by_side(tmp_path):
+    """Four requests sleeping 1 s on four threads with one slot: each holder is seen blocked
+    and passes the slot on, so all four run at once (distinct threads, not queued)."""
+    port = free_port()
+    with Server(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", app_file(tmp_path),
+                 "--threads", "4", "--thread-slots", "1", "--disable-logging"], port) as s:
+        results = [None] * 4
+
+        def one(i):
+            results[i] = fetch(port, "/?1")
+
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        assert all(r and r.startswith(b"HTTP/1.1 200") for r in results), (results, s.log()[-2000:])
+        assert sorted(r.rsplit(b"core=", 1)[1] for r in results) == [b"0", b"1", b"2", b"3"], results
+
+
+def test_thread_slots_negative_is_refused(tmp_path):
+    r = run_uwsgi(["--http-socket", f"127.0.0.1:{free_port()}", "--wsgi-file", app_file(tmp_path),
+                   "--thread-slots", "-1"])
+    assert r.returncode == 1
+    assert "--thread-slots -1: must be 0" in r.stdout + r.stderr

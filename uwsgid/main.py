@@ -244,6 +244,8 @@ def _main(argv: list[str], extra_plugins) -> int:
     api.server = server
     try:
         _apply_env(opts)
+        if opts.thread_slots is not None and opts.thread_slots < 0:
+            raise StartupError(f"--thread-slots {opts.thread_slots}: must be 0 (no limit) or more")
         if not (opts.honour_stdin or opts.get("lua-shell")):   # a shell implies --honour-stdin
             daemon.stdin_to_devnull()
         if opts.daemonize and not reloading:

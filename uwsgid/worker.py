@@ -30,6 +30,7 @@ import time
 from collections import deque
 
 from uwsgid import api, hooks
+from uwsgid.accept_gate import AcceptGate, default_slots
 from uwsgid.api import Wait, set_current
 from uwsgid.connection import Connection
 from uwsgid.log import log, log_exception
@@ -342,6 +343,10 @@ class Runner:
         self.accepting = False
         self.held = None        # one-core loops: the accepted connection whose request is awaited
         self._reaper = None
+        self.gate = None        # --thread-slots (uwsgid.accept_gate): may this thread accept now?
+        self.busy_since = 0.0   # the gate's: when this thread last stopped accepting
+        self.cpu_clock = None   # this thread's CPU clock and kernel thread id, for the gate
+        self.tid = 0
 
     def init_cores(self) -> None:
         for core in self.cores:
@@ -352,6 +357,9 @@ class Runner:
     def start_accepting(self) -> None:
         if self.accepting or self.worker.stopping:
             return
+        gate = self.gate
+        if gate is not None and (not self.free or not gate.admit(self)):
+            return   # busy (core_done calls again), or parked until the gate grants a slot
         self.accepting = True
         for lst in self.listeners:
             self.loop.add_reader(lst.fd, self._acceptor(lst), exclusive=True)
@@ -362,6 +370,12 @@ class Runner:
         self.accepting = False
         for lst in self.listeners:
             self.loop.remove_reader(lst.fd)
+        if self.gate is not None:
+            self.gate.busy(self)
+
+    def grant(self) -> None:
+        """The gate gave this thread a slot (called from the gate's monitor thread)."""
+        self.loop.call_soon(self.start_accepting)
 
     def _acceptor(self, listener):
         if _c_accept is None:
@@ -444,6 +458,8 @@ class Runner:
         if free:
             if self.shed and len(self.conns) > 1:
                 self._shed_idle(conn)
+            if self.gate is not None and self.accepting:
+                self.stop_accepting()   # the gate counts a thread busy from when it stops accepting
             free.pop().run(conn, req)
         else:
             self.waiting.append((conn, req))
@@ -504,6 +520,8 @@ class Runner:
     def serve(self) -> None:
         loop = self.loop
         w = self.worker
+        self.tid = threading.get_native_id()
+        self.cpu_clock = time.pthread_getcpuclockid(threading.get_ident())
         self._reaper = loop.call_later(1.0, self._reap)
         self.start_accepting()
         draining = False
@@ -733,9 +751,13 @@ class Worker:
         started = threading.Event()
         errors = []
 
+        gate = self._accept_gate(threads, ncores)
+        first.gate = gate
+
         def thread_main(index: int) -> None:
             try:
                 r = Runner(self, index, self._core_ids_locked(ncores), self.listeners)
+                r.gate = gate
                 self.runners.append(r)
                 self.cores.extend(r.cores)
                 r.init_cores()
@@ -775,9 +797,13 @@ class Worker:
         sb = self.scoreboard
         if sb is not None and not self.stopping:
             sb.set_accepting(self.id, True)
+        if gate is not None:
+            gate.start(f"uwsgi-worker{self.id}-slots")
         try:
             first.serve()
         finally:
+            if gate is not None:
+                gate.close()
             self._wake_all()
             for t in workers:
                 while t.is_alive():
@@ -786,6 +812,18 @@ class Worker:
                         break
             first.close_all()
         return 1 if errors else self.exit_code
+
+    def _accept_gate(self, threads: int, ncores: int):
+        """--thread-slots for one-core threads that accept: None when it would change nothing."""
+        if threads < 2 or ncores != 1 or not self.listeners:
+            return None
+        slots = self._opt("thread_slots", None)
+        if slots is None:
+            slots = default_slots(int(self._opt("processes", 1) or 1))
+        slots = int(slots)
+        if slots <= 0 or slots >= threads:
+            return None
+        return AcceptGate(slots)
 
     def _core_ids_locked(self, n: int) -> list[int]:
         with self._id_lock:

@@ -1,0 +1,155 @@
+"""uwsgid.accept_gate: slots, parking, and the monitor's view of real threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from uwsgid.accept_gate import AcceptGate, default_slots, thread_running
+
+
+RUNNERS: list = []
+
+
+@pytest.fixture(autouse=True)
+def stop_runners():
+    yield
+    for r in RUNNERS:
+        r.stop.set()
+    RUNNERS.clear()
+
+
+def blocked(r) -> None:
+    r.stop.wait(30)
+
+
+class FakeRunner:
+    """What the gate needs of a runner, running in a real thread so that its CPU clock and
+    scheduler state are real. By default the thread waits (an idle or blocked runner)."""
+
+    def __init__(self, name: str, work=blocked):
+        RUNNERS.append(self)
+        self.name = name
+        self.accepting = False
+        self.busy_since = 0.0
+        self.granted = 0
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self._work = work
+        self.thread = threading.Thread(target=self._main, daemon=True)
+        self.thread.start()
+        self.ready.wait(5)
+
+    def _main(self) -> None:
+        self.tid = threading.get_native_id()
+        self.cpu_clock = time.pthread_getcpuclockid(threading.get_ident())
+        self.ready.set()
+        if self._work is not None:
+            self._work(self)
+
+    def grant(self) -> None:
+        self.granted += 1
+        self.accepting = True   # what a runner does with a slot
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def spinning(r: FakeRunner) -> None:
+    while not r.stop.is_set():
+        pass
+
+
+def look(gate: AcceptGate, times: int = 3) -> None:
+    for _ in range(times):
+        with gate._lock:
+            gate.check(time.monotonic())
+        time.sleep(0.02)
+
+
+def test_default_slots_share_the_cpus_among_workers():
+    assert default_slots(1) >= 1
+    assert default_slots(10_000) == 1
+
+
+def test_slots_are_limited_and_the_rest_park():
+    gate = AcceptGate(1)
+    a, b, c = FakeRunner("a"), FakeRunner("b"), FakeRunner("c")
+    assert gate.admit(a)
+    assert gate.admit(a)            # a holder stays admitted
+    assert not gate.admit(b)
+    assert not gate.admit(c)
+    assert not gate.admit(b)        # parked once, not twice
+    assert gate.parked == [b, c]
+
+
+def test_a_blocked_holder_hands_its_slot_to_the_latest_parked_runner():
+    gate = AcceptGate(1, grace=60)
+    a, b, c = FakeRunner("a"), FakeRunner("b"), FakeRunner("c")
+    assert gate.admit(a)
+    gate.admit(b)
+    gate.admit(c)
+    gate.busy(a)                # a stops accepting and waits (I/O)
+    look(gate)
+    assert a not in gate.holders
+    assert gate.holders == {c} and c.granted == 1 and b.granted == 0
+    assert gate.admit(c)
+    assert not gate.admit(a)    # done with its request: a parks now
+    assert gate.parked == [b, a]
+
+
+def test_a_holder_on_the_cpu_keeps_its_slot_until_the_grace_ends():
+    gate = AcceptGate(1, grace=0.3)
+    a = FakeRunner("a", spinning)
+    b = FakeRunner("b")
+    assert gate.admit(a)
+    gate.admit(b)
+    gate.busy(a)
+    assert thread_running(a.tid)
+    look(gate)                  # ~60 ms of CPU-bound work: a keeps the slot
+    assert gate.holders == {a} and b.granted == 0
+    time.sleep(0.3)
+    look(gate, 2)               # past the grace: b may accept too
+    assert gate.holders == {b} and b.granted == 1
+
+
+def test_a_holder_whose_thread_is_gone_is_released():
+    gate = AcceptGate(1, grace=60)
+    a = FakeRunner("a", None)
+    a.thread.join(5)
+    b = FakeRunner("b")
+    gate.admit(a)
+    gate.admit(b)
+    gate.busy(a)
+    look(gate, 1)
+    assert gate.holders == {b} and b.granted == 1
+
+
+def test_an_accepting_holder_is_never_released():
+    gate = AcceptGate(1, grace=0.0)
+    a = FakeRunner("a", blocked)
+    b = FakeRunner("b")
+    gate.admit(a)
+    a.accepting = True
+    gate.admit(b)
+    look(gate)
+    assert gate.holders == {a} and b.granted == 0
+
+
+def test_the_monitor_thread_releases_a_blocked_holder():
+    gate = AcceptGate(1, grace=60)
+    a = FakeRunner("a", blocked)
+    b = FakeRunner("b")
+    gate.start("test-slots")
+    try:
+        gate.admit(a)
+        gate.admit(b)
+        gate.busy(a)
+        deadline = time.monotonic() + 5
+        while b.granted == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert b.granted == 1 and gate.holders == {b}
+    finally:
+        gate.close()

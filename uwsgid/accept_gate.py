@@ -1,0 +1,146 @@
+"""--thread-slots: which threads of a worker take new connections.
+
+With --threads N and no gate, every idle thread accepts, so a loaded worker runs N requests at
+once and the kernel time-slices them. For CPU-bound apps with a large per-thread state (a
+lua_State each: Sputnik's is ~6 MB) that costs about a third of the CPU in cache misses, since no
+state stays in the cache between its turns.
+
+A slot is the right to accept. A thread that finishes a request keeps its slot and takes the
+next connection, its state still warm. Another thread gets a slot when a holder is busy without
+using the CPU (blocked in I/O, waiting for a slow client or a lock), or has been busy longer
+than GRACE; a monitor thread sees that from the holder's CPU clock and scheduler state. So
+blocking requests still run side by side, and a long request does not hold the others back.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from uwsgid.log import log_exception
+
+TICK = 0.002     # how often the monitor looks at busy holders
+GRACE = 0.1      # a request busy for longer than this no longer keeps other threads from accepting
+
+
+def default_slots(processes: int) -> int:
+    """One slot per CPU this process may use, shared out among the workers; at least one."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, processes))
+
+
+def thread_running(tid: int) -> bool:
+    """True when the kernel has thread tid running or runnable (state R), not sleeping."""
+    try:
+        with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    # the state follows the command name, which is in parentheses and may contain anything
+    return data.rpartition(b")")[2][1:2] == b"R"
+
+
+class AcceptGate:
+    """Slots for one worker's runners (threads). A runner passed to the gate needs `accepting`
+    (bool), `busy_since` (set by busy()), `cpu_clock`, `tid`, and `grant()` (thread-safe: start
+    accepting in the runner's own thread)."""
+
+    def __init__(self, slots: int, tick: float = TICK, grace: float = GRACE):
+        self.slots = slots
+        self.tick = tick
+        self.grace = grace
+        self.holders: set = set()
+        self.parked: list = []      # runners refused a slot, the most recently parked last
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._idle = True           # the monitor waits for a busy holder
+        self._closed = False
+        self._marks: dict = {}      # busy holder -> (busy_since, wall, cpu) at the last look
+        self._thread: threading.Thread | None = None
+
+    def start(self, name: str = "uwsgi-slots") -> None:
+        self._thread = threading.Thread(target=self._monitor, name=name, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._cond.notify()
+
+    # ---- called by runners, in their own threads -----------------------------------------
+    def admit(self, runner) -> bool:
+        """May runner accept? If not, it is parked until a slot is granted to it."""
+        with self._lock:
+            if runner in self.holders:
+                return True
+            if len(self.holders) < self.slots:
+                self.holders.add(runner)
+                if runner in self.parked:
+                    self.parked.remove(runner)
+                return True
+            if runner not in self.parked:
+                self.parked.append(runner)
+            return False
+
+    def busy(self, runner) -> None:
+        """runner stopped accepting: it holds a connection or runs a request."""
+        runner.busy_since = time.monotonic()
+        with self._lock:   # taken every time: checking _idle outside it could miss the monitor going idle
+            if self._idle and runner in self.holders:
+                self._idle = False
+                self._cond.notify()
+
+    # ---- the monitor ------------------------------------------------------------------------
+    def _monitor(self) -> None:
+        with self._lock:
+            while not self._closed:
+                try:
+                    busy = self.check(time.monotonic())
+                except Exception:   # never let the monitor die: threads would stay parked
+                    log_exception("thread slots: error in the monitor (continuing):")
+                    busy = True
+                if busy:
+                    self._cond.wait(self.tick)
+                else:
+                    self._idle = True
+                    self._cond.wait(1.0)
+                    self._idle = False
+
+    def check(self, now: float) -> bool:
+        """One look at the holders (lock held): release those busy without the CPU or for too
+        long. True while some holder is busy."""
+        busy = False
+        for r in list(self.holders):
+            if r.accepting:
+                self._marks.pop(r, None)
+                continue
+            busy = True
+            try:
+                cpu = time.clock_gettime(r.cpu_clock)
+            except OSError:        # its thread is gone
+                self._release(r)
+                continue
+            since = r.busy_since
+            mark = self._marks.get(r)
+            if mark is None or mark[0] != since:   # a new busy spell: look again next tick
+                self._marks[r] = (since, now, cpu)
+                continue
+            idle_cpu = cpu - mark[2] < (now - mark[1]) / 2
+            if now - since > self.grace or (idle_cpu and not thread_running(r.tid)):
+                self._release(r)
+            else:
+                self._marks[r] = (since, now, cpu)
+        return busy
+
+    def _release(self, runner) -> None:
+        """runner's slot goes to the most recently parked runner (lock held)."""
+        self.holders.discard(runner)
+        self._marks.pop(runner, None)
+        if self.parked:
+            nxt = self.parked.pop()
+            self.holders.add(nxt)
+            nxt.grant()
