@@ -152,7 +152,10 @@ SCENARIOS: list[Scenario] = [
              lambda p: ours(p, *LUA6, "--threads", 20, "--lua", SPUTNIK, env=sputnik_env("ours")),
              lambda p: uwsgi_peer(p, "lua51", *LUA6, "--threads", 20, "--lua", SPUTNIK,
                                   env=sputnik_env("uwsgi")), lua51,
-             headers=CLOSE, expect=b"<html"),
+             headers=CLOSE, expect=b"<html",
+             note="both sides with their defaults: ours takes new connections on one thread per CPU "
+                  "per worker (--thread-slots, 1 here) while the others wait unless a holder blocks; "
+                  "--thread-slots 0 is uWSGI's way, every idle thread accepting"),
     Scenario("rss", "worker RSS after load, Lua + Python apps loaded, 2 workers",
              "uWSGI lua51+python3", "rss", "rss_mb", "<=", 1.5, [PIPPO, HELLO],
              lambda p: ours(p, *LUA6, "--lua", PIPPO, "--wsgi-file", HELLO),
