@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from uwsgid import accept_gate
 from uwsgid.accept_gate import AcceptGate, default_slots, thread_running
 
 
@@ -35,6 +36,8 @@ class FakeRunner:
         self.accepting = False
         self.busy_since = 0.0
         self.granted = 0
+        self.regated = 0
+        self.busy = False
         self.stop = threading.Event()
         self.ready = threading.Event()
         self._work = work
@@ -53,6 +56,9 @@ class FakeRunner:
         self.granted += 1
         self.accepting = True   # what a runner does with a slot
 
+    def regate(self) -> None:
+        self.regated += 1
+
     def __repr__(self) -> str:
         return self.name
 
@@ -60,6 +66,11 @@ class FakeRunner:
 def spinning(r: FakeRunner) -> None:
     while not r.stop.is_set():
         pass
+
+
+def engaged(gate: AcceptGate) -> AcceptGate:
+    gate.engaged = True
+    return gate
 
 
 def look(gate: AcceptGate, times: int = 3) -> None:
@@ -75,7 +86,7 @@ def test_default_slots_share_the_cpus_among_workers():
 
 
 def test_slots_are_limited_and_the_rest_park():
-    gate = AcceptGate(1)
+    gate = engaged(AcceptGate(1))
     a, b, c = FakeRunner("a"), FakeRunner("b"), FakeRunner("c")
     assert gate.admit(a)
     assert gate.admit(a)            # a holder stays admitted
@@ -86,7 +97,7 @@ def test_slots_are_limited_and_the_rest_park():
 
 
 def test_a_blocked_holder_hands_its_slot_to_the_latest_parked_runner():
-    gate = AcceptGate(1, grace=60)
+    gate = engaged(AcceptGate(1, grace=60))
     a, b, c = FakeRunner("a"), FakeRunner("b"), FakeRunner("c")
     assert gate.admit(a)
     gate.admit(b)
@@ -101,7 +112,7 @@ def test_a_blocked_holder_hands_its_slot_to_the_latest_parked_runner():
 
 
 def test_a_holder_on_the_cpu_keeps_its_slot_until_the_grace_ends():
-    gate = AcceptGate(1, grace=0.3)
+    gate = engaged(AcceptGate(1, grace=0.3))
     a = FakeRunner("a", spinning)
     b = FakeRunner("b")
     assert gate.admit(a)
@@ -116,7 +127,7 @@ def test_a_holder_on_the_cpu_keeps_its_slot_until_the_grace_ends():
 
 
 def test_a_holder_whose_thread_is_gone_is_released():
-    gate = AcceptGate(1, grace=60)
+    gate = engaged(AcceptGate(1, grace=60))
     a = FakeRunner("a", None)
     a.thread.join(5)
     b = FakeRunner("b")
@@ -128,7 +139,7 @@ def test_a_holder_whose_thread_is_gone_is_released():
 
 
 def test_an_accepting_holder_is_never_released():
-    gate = AcceptGate(1, grace=0.0)
+    gate = engaged(AcceptGate(1, grace=0.0))
     a = FakeRunner("a", blocked)
     b = FakeRunner("b")
     gate.admit(a)
@@ -139,7 +150,7 @@ def test_an_accepting_holder_is_never_released():
 
 
 def test_the_monitor_thread_releases_a_blocked_holder():
-    gate = AcceptGate(1, grace=60)
+    gate = engaged(AcceptGate(1, grace=60))
     a = FakeRunner("a", blocked)
     b = FakeRunner("b")
     gate.start("test-slots")
@@ -153,3 +164,60 @@ def test_the_monitor_thread_releases_a_blocked_holder():
         assert b.granted == 1 and gate.holders == {b}
     finally:
         gate.close()
+
+
+def test_the_gate_engages_for_cpu_heavy_requests_only():
+    gate = AcceptGate(1)
+    a, b = FakeRunner("a"), FakeRunner("b")
+    gate.runners += [a, b]
+    for _ in range(50):
+        gate.record(0.0001, None, 0.0)     # short requests: every thread accepts
+    assert not gate.engaged and gate.admit(a) and gate.admit(b)
+    assert not gate.measures(a)            # and none measures its sleep
+    for _ in range(50):
+        gate.record(0.010, None, 0.0)      # 10 ms on the CPU
+    assert gate.engaged
+    assert a.regated == b.regated == 1     # accepting threads are asked to re-check
+    assert gate.measures(a)                # measured when running alone...
+    b.busy = True
+    assert not gate.measures(a)            # ...only
+    b.busy = False
+    assert gate.admit(a) and not gate.admit(b)
+    for _ in range(5):
+        gate.record(0.0015, 0.0, 0.0)      # between the thresholds: no flapping
+    assert gate.engaged
+    for _ in range(50):
+        gate.record(0.0001, 0.0, 0.0)      # short again: off
+    assert not gate.engaged
+    assert b.granted == 1 and gate.parked == [] and gate.holders == set()
+    assert gate.admit(b)
+
+
+def test_requests_that_sleep_more_than_they_compute_turn_the_gate_off_for_a_while():
+    gate = AcceptGate(1)
+    for _ in range(50):
+        gate.record(0.005, None, 0.0)
+    assert gate.engaged
+    for _ in range(accept_gate.SLEEP_SAMPLES - 1):
+        gate.record(0.005, 0.050, 1.0)     # 5 ms of CPU around a 50 ms wait (a database call)
+    assert gate.engaged                    # not on a few samples
+    for _ in range(5):
+        gate.record(0.005, 0.050, 1.0)
+    assert not gate.engaged
+    gate.record(0.005, None, 1.0 + accept_gate.BACKOFF / 2)
+    assert not gate.engaged                # backing off
+    gate.record(0.005, None, 1.0 + accept_gate.BACKOFF)
+    assert gate.engaged and gate.sleep_samples == 0
+
+
+def test_schedstat_reads_this_threads_cpu_time():
+    import os
+    fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    try:
+        before = accept_gate.schedstat(fd)[0]
+        end = time.monotonic() + 0.05
+        while time.monotonic() < end:
+            pass
+        assert accept_gate.schedstat(fd)[0] - before >= 0.02
+    finally:
+        os.close(fd)

@@ -89,8 +89,32 @@ def test_held_connection_gone_gives_accepting_back(tmp_path, how):
         assert got and got[0].startswith(b"HTTP/1.1 200"), (got, s.log()[-2000:])
 
 
-# --thread-slots: one thread accepts; others join in when it blocks or runs long.
+# --thread-slots: once requests are CPU-heavy, one thread accepts; others join in when it blocks
+# or runs long.
 SLOTS = ["--threads", "2", "--thread-slots", "1", "--disable-logging"]
+
+
+def engage(port: int, s: Server) -> None:
+    """Requests of 10 ms on the CPU until the worker logs that its thread slots are on."""
+    for _ in range(200):
+        assert fetch(port, "/?cpu0.01").startswith(b"HTTP/1.1 200")
+        if "thread slots (1 of" in s.log() and ": on (" in s.log():
+            return
+    raise AssertionError("the thread slots never engaged: " + s.log()[-2000:])
+
+
+def test_thread_slots_engage_for_cpu_heavy_requests_only(tmp_path):
+    port = free_port()
+    with Server(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", app_file(tmp_path), *SLOTS], port) as s:
+        for _ in range(50):
+            assert fetch(port, "/").startswith(b"HTTP/1.1 200")
+        assert "thread slots" not in s.log()          # fast requests: no gate
+        engage(port, s)
+        for _ in range(100):                          # requests that wait: the gate goes off
+            assert fetch(port, "/?0.02").startswith(b"HTTP/1.1 200")
+            if ": off (" in s.log():
+                break
+        assert ": off (" in s.log(), s.log()[-2000:]
 
 
 def test_thread_slots_a_silent_client_does_not_hold_the_slot(tmp_path):
@@ -99,7 +123,7 @@ def test_thread_slots_a_silent_client_does_not_hold_the_slot(tmp_path):
     port = free_port()
     with Server(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", app_file(tmp_path),
                  "--socket-timeout", "30", *SLOTS], port) as s:
-        assert fetch(port, "/").startswith(b"HTTP/1.1 200")
+        engage(port, s)
         with socket.create_connection(("127.0.0.1", port)):
             time.sleep(0.3)
             started = time.monotonic()
@@ -114,6 +138,7 @@ def test_thread_slots_a_long_request_does_not_hold_the_others_back(tmp_path):
     port = free_port()
     with Server(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", app_file(tmp_path),
                  *SLOTS], port) as s:
+        engage(port, s)
         done = {}
 
         def one(name, path):
@@ -136,6 +161,7 @@ def test_thread_slots_blocking_requests_still_run_side_by_side(tmp_path):
     port = free_port()
     with Server(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", app_file(tmp_path),
                  "--threads", "4", "--thread-slots", "1", "--disable-logging"], port) as s:
+        engage(port, s)
         results = [None] * 4
 
         def one(i):

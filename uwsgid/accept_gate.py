@@ -8,8 +8,15 @@ state stays in the cache between its turns.
 A slot is the right to accept. A thread that finishes a request keeps its slot and takes the
 next connection, its state still warm. Another thread gets a slot when a holder is busy without
 using the CPU (blocked in I/O, waiting for a slow client or a lock), or has been busy longer
-than GRACE; a monitor thread sees that from the holder's CPU clock and scheduler state. So
-blocking requests still run side by side, and a long request does not hold the others back.
+than GRACE; a monitor thread sees that from the holder's CPU clock and scheduler state.
+
+The gate engages only while the worker's recent requests are CPU-heavy (ENGAGE_CPU of CPU time
+or more each): short requests gain nothing from it and would pay its overhead. Once engaged, it
+also measures how long requests sleep (blocked: wall time less CPU time and run-queue time),
+for requests that start with no other request of the worker running: with others around, a wait
+for the GIL behind a preempted thread looks the same. Requests that sleep longer than they compute (a database call) are what threads are for,
+and passing the slot on takes a monitor tick each time: the gate disengages for BACKOFF seconds.
+Disengaged, every idle thread accepts, as in uWSGI.
 """
 
 from __future__ import annotations
@@ -18,10 +25,15 @@ import os
 import threading
 import time
 
-from uwsgid.log import log_exception
+from uwsgid.log import log, log_exception
 
-TICK = 0.002     # how often the monitor looks at busy holders
-GRACE = 0.1      # a request busy for longer than this no longer keeps other threads from accepting
+TICK = 0.002        # how often the monitor looks at busy holders
+GRACE = 0.1         # a request busy for longer than this no longer keeps other threads from accepting
+ENGAGE_CPU = 0.002  # engage at this mean CPU time per request (s)...
+RELEASE_CPU = 0.001  # ...and disengage below this one
+SLEEP_SAMPLES = 10  # requests measured asleep before sleeping can disengage the gate
+BACKOFF = 30.0      # seconds off after requests were seen sleeping more than computing
+WEIGHT = 0.1        # of the latest request in the moving averages
 
 
 def default_slots(processes: int) -> int:
@@ -31,6 +43,13 @@ def default_slots(processes: int) -> int:
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     return max(1, cpus // max(1, processes))
+
+
+def schedstat(fd: int) -> tuple[float, float]:
+    """(seconds on the CPU, seconds waiting in the run queue) of the thread whose
+    /proc/thread-self/schedstat fd is open."""
+    on_cpu, waiting, _ = os.pread(fd, 96, 0).split()
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
 
 
 def thread_running(tid: int) -> bool:
@@ -46,24 +65,32 @@ def thread_running(tid: int) -> bool:
 
 class AcceptGate:
     """Slots for one worker's runners (threads). A runner passed to the gate needs `accepting`
-    (bool), `busy_since` (set by busy()), `cpu_clock`, `tid`, and `grant()` (thread-safe: start
-    accepting in the runner's own thread)."""
+    and `busy` (bools), `busy_since` (set by busy()), `cpu_clock`, `tid`, and two thread-safe calls run in the
+    runner's own thread: `grant()` (start accepting) and `regate()` (ask admit() again if
+    accepting, and stop unless admitted)."""
 
-    def __init__(self, slots: int, tick: float = TICK, grace: float = GRACE):
+    def __init__(self, slots: int, tick: float = TICK, grace: float = GRACE, name: str = "thread slots"):
         self.slots = slots
+        self.name = name
         self.tick = tick
         self.grace = grace
         self.holders: set = set()
         self.parked: list = []      # runners refused a slot, the most recently parked last
+        self.runners: list = []     # all of them (the worker adds each)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._idle = True           # the monitor waits for a busy holder
         self._closed = False
         self._marks: dict = {}      # busy holder -> (busy_since, wall, cpu) at the last look
+        self.engaged = False
+        self.cpu_avg = 0.0          # moving averages per request: CPU time, and time asleep
+        self.sleep_avg = 0.0
+        self.sleep_samples = 0      # requests measured asleep in this engaged spell
+        self.off_until = 0.0        # monotonic time before which the gate stays off
         self._thread: threading.Thread | None = None
 
-    def start(self, name: str = "uwsgi-slots") -> None:
-        self._thread = threading.Thread(target=self._monitor, name=name, daemon=True)
+    def start(self, thread_name: str = "uwsgi-slots") -> None:
+        self._thread = threading.Thread(target=self._monitor, name=thread_name, daemon=True)
         self._thread.start()
 
     def close(self) -> None:
@@ -72,9 +99,52 @@ class AcceptGate:
             self._cond.notify()
 
     # ---- called by runners, in their own threads -----------------------------------------
+    def measures(self, runner) -> bool:
+        """runner starts a request: should it measure its time asleep (schedstat)? While
+        engaged, and when no other thread of the worker is serving a request."""
+        return self.engaged and all(r is runner or not r.busy for r in self.runners)
+
+    def record(self, cpu: float, sleep: float | None, now: float) -> None:
+        """A request ended: its thread's CPU time and, when measured, its time asleep."""
+        self.cpu_avg += (cpu - self.cpu_avg) * WEIGHT
+        if self.engaged:
+            if sleep is not None:
+                self.sleep_avg += (sleep - self.sleep_avg) * WEIGHT
+                self.sleep_samples += 1
+            if self.cpu_avg < RELEASE_CPU:
+                self._set_engaged(False)
+            elif self.sleep_samples >= SLEEP_SAMPLES and self.sleep_avg > self.cpu_avg:
+                self.off_until = now + BACKOFF
+                self._set_engaged(False)
+        elif self.cpu_avg >= ENGAGE_CPU and now >= self.off_until:
+            self.sleep_avg = 0.0
+            self.sleep_samples = 0
+            self._set_engaged(True)
+
+    def _set_engaged(self, on: bool) -> None:
+        with self._lock:
+            if self.engaged == on:
+                return
+            self.engaged = on
+            log(f"{self.name}: {'on' if on else 'off'} (requests average {self.cpu_avg * 1000:.1f} ms "
+                f"on the CPU, {self.sleep_avg * 1000:.1f} ms asleep)")
+            if on:          # threads accepting without a slot stop, but for `slots` of them
+                for r in self.runners:
+                    r.regate()
+            else:           # every thread may accept again
+                parked, self.parked = self.parked, []
+                self.holders.clear()
+                self._marks.clear()
+                for r in parked:
+                    r.grant()
+
     def admit(self, runner) -> bool:
         """May runner accept? If not, it is parked until a slot is granted to it."""
+        if not self.engaged:
+            return True
         with self._lock:
+            if not self.engaged:
+                return True
             if runner in self.holders:
                 return True
             if len(self.holders) < self.slots:

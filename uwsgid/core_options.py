@@ -56,10 +56,11 @@ declare(
     O("master", "M", kind="flag", help="enable the master process"),
     O("processes", "p", kind="int", default=1, aliases=("workers",), help="spawn N worker processes"),
     O("threads", kind="int", default=1, help="run each worker with N threads (each with its own loop)"),
-    O("thread-slots", kind="int", help="how many of a worker's threads take new connections at once; another "
-      "thread joins in while a holder's request blocks (I/O, slow client) or runs past 100 ms. Keeps "
-      "CPU-bound requests from time-slicing each other out of the CPU caches. Default: CPU cores / "
-      "processes, at least 1; 0 = every idle thread accepts, as in uWSGI"),
+    O("thread-slots", kind="int", help="while a worker's requests are CPU-heavy (2 ms of CPU or more), how "
+      "many of its threads take new connections at once; another thread joins in while a holder's request "
+      "blocks (I/O, slow client) or runs past 100 ms. Keeps CPU-heavy requests from time-slicing each "
+      "other out of the CPU caches. Default: CPU cores / processes, at least 1; 0 = every idle thread "
+      "accepts, as in uWSGI"),
     O("enable-threads", "T", kind="flag", help="accepted for compatibility: the GIL is always managed (threads need no switch)"),
     O("async", kind="int", default=1, help="run N cooperative async cores per worker"),
     O("lazy-apps", kind="flag", help="load apps in each worker after fork instead of in the master"),

@@ -30,7 +30,7 @@ import time
 from collections import deque
 
 from uwsgid import api, hooks
-from uwsgid.accept_gate import AcceptGate, default_slots
+from uwsgid.accept_gate import AcceptGate, default_slots, schedstat
 from uwsgid.api import Wait, set_current
 from uwsgid.connection import Connection
 from uwsgid.log import log, log_exception
@@ -48,6 +48,7 @@ except (ImportError, AttributeError):   # plain python without the build: socket
 
 _monotonic = time.monotonic
 _time = time.time
+_thread_time = time.thread_time
 _OUT_OF_FDS = (-errno.ENFILE, -errno.EMFILE)
 _ADDR_CAP = 128     # sizeof(struct sockaddr_storage)
 SINGLE_CORE_BURST = 64     # yields stepped back to back when a loop has one core and nothing waits
@@ -347,6 +348,9 @@ class Runner:
         self.busy_since = 0.0   # the gate's: when this thread last stopped accepting
         self.cpu_clock = None   # this thread's CPU clock and kernel thread id, for the gate
         self.tid = 0
+        self.schedstat_fd = -1  # /proc/thread-self/schedstat, for the gate's sleep measure
+        self._cpu0 = None       # at the start of the running request: thread CPU time, schedstat
+        self._stat0 = None
 
     def init_cores(self) -> None:
         for core in self.cores:
@@ -370,12 +374,21 @@ class Runner:
         self.accepting = False
         for lst in self.listeners:
             self.loop.remove_reader(lst.fd)
-        if self.gate is not None:
+        if self.gate is not None and self.gate.engaged:
             self.gate.busy(self)
 
     def grant(self) -> None:
         """The gate gave this thread a slot (called from the gate's monitor thread)."""
         self.loop.call_soon(self.start_accepting)
+
+    def regate(self) -> None:
+        """The gate engaged: an accepting thread without a slot stops (thread-safe)."""
+        self.loop.call_soon(self._regate)
+
+    def _regate(self) -> None:
+        gate = self.gate
+        if self.accepting and gate is not None and not gate.admit(self):
+            self.stop_accepting()
 
     def _acceptor(self, listener):
         if _c_accept is None:
@@ -458,14 +471,34 @@ class Runner:
         if free:
             if self.shed and len(self.conns) > 1:
                 self._shed_idle(conn)
-            if self.gate is not None and self.accepting:
-                self.stop_accepting()   # the gate counts a thread busy from when it stops accepting
+            if self.gate is not None:
+                self._measure_start()
+                if self.accepting and self.gate.engaged:
+                    self.stop_accepting()   # the gate counts a thread busy from when it stops accepting
             free.pop().run(conn, req)
         else:
             self.waiting.append((conn, req))
             self.stop_accepting()   # at most N requests in progress: let other workers take them
 
+    def _measure_start(self) -> None:
+        self._cpu0 = _thread_time()
+        fd = self.schedstat_fd
+        self._stat0 = (_monotonic(), schedstat(fd)) if fd >= 0 and self.gate.measures(self) else None
+
+    def _measure_end(self) -> None:
+        """Tell the gate what the request that just ended cost: CPU time, and time asleep."""
+        cpu = _thread_time() - self._cpu0
+        self._cpu0 = None
+        sleep = None
+        if self._stat0 is not None:
+            started, (on_cpu0, queued0) = self._stat0
+            on_cpu, queued = schedstat(self.schedstat_fd)
+            sleep = max(0.0, _monotonic() - started - (on_cpu - on_cpu0) - (queued - queued0))
+        self.gate.record(cpu, sleep, _monotonic())
+
     def core_done(self, core) -> None:
+        if self._cpu0 is not None:
+            self._measure_end()
         waiting = self.waiting
         while waiting:
             conn, req = waiting.popleft()
@@ -520,8 +553,13 @@ class Runner:
     def serve(self) -> None:
         loop = self.loop
         w = self.worker
-        self.tid = threading.get_native_id()
-        self.cpu_clock = time.pthread_getcpuclockid(threading.get_ident())
+        if self.gate is not None:
+            self.tid = threading.get_native_id()
+            self.cpu_clock = time.pthread_getcpuclockid(threading.get_ident())
+            try:
+                self.schedstat_fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self.schedstat_fd = -1   # no schedstat here: the gate goes by CPU time alone
         self._reaper = loop.call_later(1.0, self._reap)
         self.start_accepting()
         draining = False
@@ -549,6 +587,9 @@ class Runner:
     def close_all(self) -> None:
         for conn in list(self.conns.values()):
             conn.close()
+        if self.schedstat_fd >= 0:
+            os.close(self.schedstat_fd)
+            self.schedstat_fd = -1
         self.loop.close()
 
 
@@ -753,11 +794,15 @@ class Worker:
 
         gate = self._accept_gate(threads, ncores)
         first.gate = gate
+        if gate is not None:
+            gate.runners.append(first)
 
         def thread_main(index: int) -> None:
             try:
                 r = Runner(self, index, self._core_ids_locked(ncores), self.listeners)
                 r.gate = gate
+                if gate is not None:
+                    gate.runners.append(r)
                 self.runners.append(r)
                 self.cores.extend(r.cores)
                 r.init_cores()
@@ -823,7 +868,7 @@ class Worker:
         slots = int(slots)
         if slots <= 0 or slots >= threads:
             return None
-        return AcceptGate(slots)
+        return AcceptGate(slots, name=f"worker {self.id}: thread slots ({slots} of {threads} threads accept)")
 
     def _core_ids_locked(self, n: int) -> list[int]:
         with self._id_lock:
