@@ -227,3 +227,17 @@ def test_listen_over_somaxconn_is_an_error():
     ls = sockets.bind_all(make_opts(socket=["127.0.0.1:0"], listen=maxconn))
     for x in ls:
         x.close()
+
+
+def test_tcp_sockets_defer_accept_by_default_as_uwsgi_does():
+    lst = sockets.bind_address(f"127.0.0.1:{free_port()}", make_opts(socket_timeout=7))
+    try:
+        # the kernel rounds the seconds to its SYN-ACK retransmission steps: non-zero is what counts
+        assert lst.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0
+    finally:
+        lst.sock.close()
+    lst = sockets.bind_address(f"127.0.0.1:{free_port()}", make_opts(no_defer_accept=True))
+    try:
+        assert lst.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) == 0
+    finally:
+        lst.sock.close()

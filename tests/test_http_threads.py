@@ -76,7 +76,8 @@ def test_held_connection_gone_gives_accepting_back(tmp_path, how):
     with Server(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", app_file(tmp_path),
                  "--threads", "1", "--socket-timeout", "2", "--disable-logging"], port) as s:
         assert fetch(port, "/").startswith(b"HTTP/1.1 200")
-        silent = socket.create_connection(("127.0.0.1", port))   # held: sends nothing
+        silent = socket.create_connection(("127.0.0.1", port))   # held: never ends its headers
+        silent.sendall(b"GET / HTTP/1.1\r\n")   # (some data: a deferred accept hands it over)
         time.sleep(0.5)
         got = []
         t = threading.Thread(target=lambda: got.append(fetch(port, "/", timeout=15)))
@@ -118,13 +119,14 @@ def test_thread_slots_engage_for_cpu_heavy_requests_only(tmp_path):
 
 
 def test_thread_slots_a_silent_client_does_not_hold_the_slot(tmp_path):
-    """The slot holder waits for a client that sends nothing (up to --socket-timeout 30): the
-    gate sees its thread idle and lets the other thread accept."""
+    """The slot holder waits for a client that never ends its headers (up to --socket-timeout
+    30): the gate sees its thread idle and lets the other thread accept."""
     port = free_port()
     with Server(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", app_file(tmp_path),
                  "--socket-timeout", "30", *SLOTS], port) as s:
         engage(port, s)
-        with socket.create_connection(("127.0.0.1", port)):
+        with socket.create_connection(("127.0.0.1", port)) as slow:
+            slow.sendall(b"GET / HTTP/1.1\r\n")
             time.sleep(0.3)
             started = time.monotonic()
             reply = fetch(port, "/", timeout=20)
