@@ -177,10 +177,9 @@ def test_custom_loop_with_serve_connection():
 
 
 def test_graceful_stop_serves_accepted_connection_without_request_yet():
-    """A connection accepted just before the stop, whose request arrives just after, is served.
-    (--no-defer-accept: by default the kernel hands over no connection before its first data.)"""
+    """A connection accepted just before the stop, whose request arrives just after, is served."""
     port = free_port()
-    w = WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "no-defer-accept": True}).start()
+    w = WorkerProc({"http-socket": [f"127.0.0.1:{port}"]}).start()
     try:
         s = connect(f"127.0.0.1:{port}")
         time.sleep(0.3)    # accepted by the worker, nothing sent yet

@@ -229,15 +229,15 @@ def test_listen_over_somaxconn_is_an_error():
         x.close()
 
 
-def test_tcp_sockets_defer_accept_by_default_as_uwsgi_does():
-    lst = sockets.bind_address(f"127.0.0.1:{free_port()}", make_opts(socket_timeout=7))
-    try:
-        # the kernel rounds the seconds to its SYN-ACK retransmission steps: non-zero is what counts
-        assert lst.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0
-    finally:
-        lst.sock.close()
-    lst = sockets.bind_address(f"127.0.0.1:{free_port()}", make_opts(no_defer_accept=True))
-    try:
-        assert lst.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) == 0
-    finally:
-        lst.sock.close()
+def test_tcp_uwsgi_sockets_defer_accept_by_default_as_uwsgi_does():
+    def deferred(proto: str, **opts) -> bool:
+        lst = sockets.bind_address(f"127.0.0.1:{free_port()}", make_opts(**opts), proto)
+        try:
+            # the kernel rounds the seconds to its SYN-ACK retransmission steps: non-zero is what counts
+            return lst.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0
+        finally:
+            lst.sock.close()
+
+    assert deferred("uwsgi", socket_timeout=7)
+    assert not deferred("uwsgi", no_defer_accept=True)
+    assert not deferred("http")      # HTTP sockets accept at once

@@ -77,7 +77,7 @@ def test_held_connection_gone_gives_accepting_back(tmp_path, how):
                  "--threads", "1", "--socket-timeout", "2", "--disable-logging"], port) as s:
         assert fetch(port, "/").startswith(b"HTTP/1.1 200")
         silent = socket.create_connection(("127.0.0.1", port))   # held: never ends its headers
-        silent.sendall(b"GET / HTTP/1.1\r\n")   # (some data: a deferred accept hands it over)
+        silent.sendall(b"GET / HTTP/1.1\r\n")
         time.sleep(0.5)
         got = []
         t = threading.Thread(target=lambda: got.append(fetch(port, "/", timeout=15)))
