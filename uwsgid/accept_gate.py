@@ -14,9 +14,10 @@ The gate engages only while the worker's recent requests are CPU-heavy (ENGAGE_C
 or more each): short requests gain nothing from it and would pay its overhead. Once engaged, it
 also measures how long requests sleep (blocked: wall time less CPU time and run-queue time),
 for requests that start with no other request of the worker running: with others around, a wait
-for the GIL behind a preempted thread looks the same. Requests that sleep longer than they compute (a database call) are what threads are for,
-and passing the slot on takes a monitor tick each time: the gate disengages for BACKOFF seconds.
-Disengaged, every idle thread accepts, as in uWSGI.
+for the GIL behind a preempted thread looks the same. Requests that sleep longer than they
+compute (a database call) are what threads are for, and passing the slot on takes a monitor
+tick each time: the gate disengages for BACKOFF seconds. Disengaged, every idle thread accepts,
+as in uWSGI.
 """
 
 from __future__ import annotations
@@ -65,9 +66,10 @@ def thread_running(tid: int) -> bool:
 
 class AcceptGate:
     """Slots for one worker's runners (threads). A runner passed to the gate needs `accepting`
-    and `busy` (bools), `busy_since` (set by busy()), `cpu_clock`, `tid`, and two thread-safe calls run in the
-    runner's own thread: `grant()` (start accepting) and `regate()` (ask admit() again if
-    accepting, and stop unless admitted)."""
+    and `busy` (bools), `busy_since` (set by busy()), `cpu_clock`, `tid`, and two thread-safe
+    calls that run in the runner's own thread: `grant()` (start accepting) and `regate()` (ask
+    admit() again if accepting, and stop unless admitted). record() runs unlocked from any
+    runner: a lost update only nudges a moving average."""
 
     def __init__(self, slots: int, tick: float = TICK, grace: float = GRACE, name: str = "thread slots"):
         self.slots = slots
