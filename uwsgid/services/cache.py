@@ -50,6 +50,13 @@ def pack_num(n: int) -> bytes:
     return _NUM.pack(_wrap64(n))
 
 
+def unpack_num(value: bytes | None) -> int | None:
+    """A cached number (8 bytes, as cache_inc & co. store it), or None for anything else."""
+    if value is None or len(value) != 8:
+        return None
+    return _NUM.unpack(value)[0]
+
+
 def _wrap64(n: int) -> int:
     # int64 arithmetic wraps like uWSGI's C int64_t math instead of raising
     if _I64_MIN <= n <= _I64_MAX:
@@ -378,10 +385,7 @@ class Cache:
             return self._store(key, pack_num(_apply(op, cur, amount)), expires, update=True, keep_expiry=True)
 
     def num(self, key: bytes) -> int | None:
-        v = self.get(key)
-        if v is None or len(v) != 8:
-            return None
-        return _NUM.unpack(v)[0]
+        return unpack_num(self.get(key))
 
     def stats(self) -> dict:
         """uWSGI's stats JSON entry for a cache."""

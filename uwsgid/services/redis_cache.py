@@ -14,13 +14,10 @@ every 5 seconds), like a full cache: the request goes on.
 
 from __future__ import annotations
 
-import struct
 import time
 
 from uwsgid.log import log
-from uwsgid.services.cache import _apply, pack_num
-
-_NUM = struct.Struct("<q")
+from uwsgid.services.cache import _apply, pack_num, unpack_num
 
 
 class RedisCache:
@@ -141,7 +138,7 @@ class RedisCache:
                         if v is not None and len(v) != 8:
                             pipe.unwatch()
                             return False
-                        cur = _NUM.unpack(v)[0] if v is not None else 0
+                        cur = unpack_num(v) if v is not None else 0
                         new = pack_num(_apply(op, cur, amount))
                         pipe.multi()
                         if expires:
@@ -159,10 +156,7 @@ class RedisCache:
             return False
 
     def num(self, key: bytes) -> int | None:
-        v = self.get(key)
-        if v is None or len(v) != 8:
-            return None
-        return _NUM.unpack(v)[0]
+        return unpack_num(self.get(key))
 
     def stats(self) -> dict:
         return {"name": self.name.decode("utf-8", "replace"), "backend": self.url,
