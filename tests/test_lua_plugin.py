@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 import threading
 import time
@@ -53,6 +54,22 @@ def serve(plugin, core=None, **req_kw):
     if "lua" not in core.state:
         plugin.init_core(core)
     return run_request(plugin, core, FakeRequest(core, **req_kw))
+
+
+@contextlib.contextmanager
+def current_core(plugin):
+    """A core with its Lua state and a request, made the current core as the worker does while
+    it serves: (core, request)."""
+    from uwsgid import api
+    core = FakeCore()
+    plugin.init_core(core)
+    req = FakeRequest(core)
+    core.request = req
+    api.set_current(core)
+    try:
+        yield core, req
+    finally:
+        api.set_current(None)
 
 
 # ---- the examples -------------------------------------------------------------------------
@@ -538,13 +555,7 @@ def test_async_sleep_arms_a_wait_and_suspends(tmp_path):
     end
     """)
     p = make_plugin(lua=app)
-    core = FakeCore()
-    p.init_core(core)
-    req = FakeRequest(core)
-    core.request = req
-    from uwsgid import api
-    api.set_current(core)
-    try:
+    with current_core(p) as (core, req):
         gen = p.request(req)
         assert gen is not None                 # a wait: the body is a generator
         assert req.body == b"before;"
@@ -555,8 +566,6 @@ def test_async_sleep_arms_a_wait_and_suspends(tmp_path):
         with pytest.raises(StopIteration):
             next(gen)
         assert req.body == b"before;after"     # the nil after the wait did not end the body
-    finally:
-        api.set_current(None)
 
 
 def test_wait_fd_read_arms_a_read_wait(tmp_path):
@@ -573,13 +582,8 @@ def test_wait_fd_read_arms_a_read_wait(tmp_path):
         end
         """)
         p = make_plugin(lua=app)
-        core = FakeCore()
-        p.init_core(core)
-        req = FakeRequest(core)
         from uwsgid import api
-        core.request = req
-        api.set_current(core)
-        try:
+        with current_core(p) as (core, req):
             gen = p.request(req)
             core.wait = None
             next(gen)
@@ -588,8 +592,6 @@ def test_wait_fd_read_arms_a_read_wait(tmp_path):
             core.ready_fd = r_fd
             list(gen)
             assert req.body == b"ready=%d" % r_fd
-        finally:
-            api.set_current(None)
     finally:
         os.close(r_fd)
         os.close(w_fd)
@@ -695,14 +697,8 @@ def test_lua_signal_handler_runs_in_the_state(tmp_path):
     return function() return 200, {}, got end
     """)
     p = make_plugin(lua=app)
-    core = FakeCore()
-    p.init_core(core)
-    from uwsgid import api
-    api.set_current(core)
-    try:
+    with current_core(p) as (core, _):
         uwsgi_module._signal_wrappers[17](17)
-    finally:
-        api.set_current(None)
     assert serve(p, core).body == b"signal 17"
 
 
