@@ -489,12 +489,13 @@ class Runner:
         """Tell the gate what the request that just ended cost: CPU time, and time asleep."""
         cpu = _thread_time() - self._cpu0
         self._cpu0 = None
+        now = _monotonic()
         sleep = None
         if self._stat0 is not None:
             started, (on_cpu0, queued0) = self._stat0
             on_cpu, queued = schedstat(self.schedstat_fd)
-            sleep = max(0.0, _monotonic() - started - (on_cpu - on_cpu0) - (queued - queued0))
-        self.gate.record(cpu, sleep, _monotonic())
+            sleep = max(0.0, now - started - (on_cpu - on_cpu0) - (queued - queued0))
+        self.gate.record(cpu, sleep, now)
 
     def core_done(self, core) -> None:
         if self._cpu0 is not None:
