@@ -60,6 +60,12 @@ int uwsgi_parse_vars_split(const char *buf, size_t len, int max_vars, char *keys
  * NULL. Returns the new fd or -errno (-EAGAIN: nothing pending). */
 int uwsgi_accept(int lfd, void *addr, unsigned int addrcap, unsigned int *addrlen);
 
+/* send() the last bytes of a response on a connection that the caller closes right after, with
+ * MSG_MORE: the kernel holds them, and close() sends them with the FIN in one segment (one packet
+ * less for each end to process, and the peer reads the body and the end at once). Never use it
+ * without the close(): the bytes would wait. Returns the bytes queued or -errno. */
+int uwsgi_send_last(int fd, const char *buf, size_t len);
+
 /* Scoreboard updates on its shared memory (layout: uwsgid/scoreboard.py; u64 fields in host
  * order, little-endian on the targets we build for). begin: the core's start time (us since the
  * epoch, never 0) at start_off, then a u16 length and the URI (at most max bytes). end: the

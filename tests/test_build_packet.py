@@ -336,3 +336,39 @@ def test_accept4_nonblocking_cloexec():
             assert fd >= 0
             os.close(fd)
     assert lib.uwsgi_accept(-1, ffi.NULL, 0, ffi.NULL) == -errno.EBADF
+
+
+def _segments_out(s) -> int:
+    # struct tcp_info's tcpi_segs_out (Linux >= 4.2): segments this socket has sent
+    import socket
+    import struct
+    return struct.unpack_from("I", s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232), 136)[0]
+
+
+@pytest.mark.parametrize("last", [True, False])
+def test_send_last_leaves_with_the_fin(last):
+    # uwsgi_send_last's bytes wait for the end of the stream and go in the FIN's segment; a plain
+    # send goes at once, and the FIN after it in a second segment
+    import socket
+    with socket.socket() as ls:
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+        with socket.create_connection(ls.getsockname()) as c:
+            s, _ = ls.accept()
+            with s:
+                data = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+                before = _segments_out(s)
+                n = lib.uwsgi_send_last(s.fileno(), data, len(data)) if last else s.send(data)
+                assert n == len(data)
+                s.shutdown(socket.SHUT_WR)
+                assert _segments_out(s) - before == (1 if last else 2)
+                c.settimeout(5)
+                got = b""
+                while chunk := c.recv(4096):
+                    got += chunk
+                assert got == data
+
+
+def test_send_last_errors_as_negative_errno():
+    import errno
+    assert lib.uwsgi_send_last(-1, b"x", 1) == -errno.EBADF

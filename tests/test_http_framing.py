@@ -12,12 +12,18 @@ class FakeConn:
     def __init__(self, http=True, stopping=False):
         self.is_http = http
         self.sent = []
+        self.last = None     # the bytes given to send_last (the connection closes after them)
         self.closed = False
         self.fd = -1
         self.stopping = stopping
 
     def send(self, data):
+        assert self.last is None, "bytes after the last ones"
         self.sent.append(bytes(data))
+
+    def send_last(self, data):
+        self.send(data)
+        self.last = bytes(data)
 
     def worker_stopping(self):
         return self.stopping
@@ -84,6 +90,27 @@ def test_http11_close_header_when_not_keepalive():
     req.start_response(b"200 OK", [])
     req.flush(True)
     assert b"Connection: close\r\n" in conn.data and b"Content-Length: 0\r\n" in conn.data
+
+
+@pytest.mark.parametrize("http", [True, False])
+def test_last_bytes_of_a_closing_response_go_with_the_fin(http):
+    # the connection closes after them: send_last lets the kernel add the FIN to their segment
+    req, conn = make(keepalive=False, http=http)
+    req.start_response(b"200 OK", [])
+    req.write(b"a" * 10)
+    req.flush()
+    assert conn.last is None
+    req.write(b"b" * 10)
+    req.flush(True)
+    assert conn.last is not None and b"b" * 10 in conn.last and not req.keepalive
+
+
+def test_keepalive_response_is_not_sent_as_last():
+    req, conn = make(keepalive=True)
+    req.start_response(b"200 OK", [])
+    req.write(b"body")
+    req.flush(True)
+    assert conn.last is None and conn.data.endswith(b"body") and req.keepalive
 
 
 def test_stopping_worker_closes_connection():

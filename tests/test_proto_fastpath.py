@@ -57,7 +57,7 @@ class _Conn:
     def __init__(self, http):
         self.is_http = http
         self.sent = []
-        self.send = self.sent.append
+        self.send = self.send_last = self.sent.append
 
     def worker_stopping(self):
         return False

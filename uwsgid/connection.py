@@ -28,6 +28,12 @@ _read = os.read
 _write = os.write
 _close = os.close
 _inet_ntop = socket.inet_ntop
+try:
+    from _uwsgi import lib as _lib
+    _send_last = _lib.uwsgi_send_last
+except (ImportError, AttributeError):   # plain python without the build: a plain write
+    _send_last = None
+_RETRY = (-errno.EAGAIN, -errno.EINTR)
 AF_INET, AF_INET6 = int(socket.AF_INET), int(socket.AF_INET6)
 
 
@@ -272,6 +278,22 @@ class Connection:
             self.deadline = _monotonic() + self.timeout
         if len(self.out) > HIGH_WATER:
             self._drain_blocking()
+
+    def send_last(self, data) -> None:
+        """The response's last bytes, the connection being closed right after (the caller's
+        promise): they leave with the FIN in one segment (see uwsgi_send_last in uwsgi.h)."""
+        if self.out or self.closed or _send_last is None or type(data) is not bytes:
+            self.send(data)
+            return
+        n = _send_last(self.fd, data, len(data))
+        if n == len(data):
+            return
+        if n < 0:
+            if n not in _RETRY:
+                self._gone(OSError(-n, os.strerror(-n)))
+                return
+            n = 0
+        self.send(data[n:])   # a plain write pushes what MSG_MORE held back
 
     def _on_writable(self) -> None:
         out = self.out

@@ -316,7 +316,10 @@ class Request:
         if head:
             data = head + data if data else head
         if data:
-            self.conn.send(data)
+            if final and not self.keepalive:
+                self.conn.send_last(data)   # the connection closes next: the FIN goes with it
+            else:
+                self.conn.send(data)
 
     def error_response(self, code: int, reason: bytes, body: bytes) -> None:
         """Replace an unsent response with a small error page (the core's 500/503)."""
