@@ -76,6 +76,7 @@ class FakeRequest:
         for k, val in (headers or {}).items():
             v[("HTTP_" + k.upper().replace("-", "_")).encode()] = val.encode()
         self.vars = v
+        self.vars_block = None
         self.modifier1 = 6
         self.modifier2 = 0
         self.input = FakeInput(body)

@@ -140,6 +140,61 @@ def test_env_has_every_var_and_defaults(tmp_path):
     assert env["input"] == "table/function" and env["error"] == "table/function"
 
 
+ENV_EXACT = """
+return function(env)
+  local keys = {}
+  for k, v in pairs(env) do
+    if type(v) == "string" and k ~= "APP_PATH" then keys[#keys + 1] = k end
+  end
+  table.sort(keys)
+  local out = {}
+  for _, k in ipairs(keys) do out[#out + 1] = k .. "\\0" .. env[k] end
+  return 200, {["Content-Type"] = "application/octet-stream"}, table.concat(out, "\\0")
+end
+"""
+
+
+def _block(pairs) -> bytes:
+    return b"".join(len(k).to_bytes(2, "little") + k + len(v).to_bytes(2, "little") + v for k, v in pairs)
+
+
+def test_env_from_a_uwsgi_vars_block_is_the_env_from_its_dict(tmp_path):
+    # behind nginx Lua parses the packet's vars itself (req.vars_block): the same env as
+    # lupa's table_from of the dict the core parsed from the same bytes
+    from uwsgid.packet import parse_vars
+    p = make_plugin(lua=lua_app(tmp_path, ENV_EXACT))
+    pairs = [(b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", b"/x"), (b"QUERY_STRING", b""),
+             (b"HTTP_X_NUL", b"a\0b"), (b"HTTP_X_LONG", b"v" * 3000), (b"HTTP_DUP", b"first"),
+             (b"HTTP_DUP", b"second"), (b"SERVER_PROTOCOL", b"HTTP/1.1")]
+    block = _block(pairs)
+    core = FakeCore()
+    p.init_core(core)
+    bodies = []
+    for use_block in (False, True):
+        req = FakeRequest(core)
+        req.vars = parse_vars(block)
+        req.vars[b"SCRIPT_NAME"] = b""      # what the uwsgi parser adds when nginx sends none
+        req.vars_block = block if use_block else None
+        r = run_request(p, core, req)
+        assert r.status.startswith(b"200"), r.body
+        bodies.append(r.body)
+    assert bodies[0] == bodies[1]
+    assert b"HTTP_DUP\0second" in bodies[1] and b"HTTP_X_NUL\0a\0b" in bodies[1]
+    assert b"SCRIPT_NAME\0\0" in bodies[1] and b"CONTENT_LENGTH\0" in bodies[1]
+
+
+@pytest.mark.parametrize("cut", [1, 3, 5, 17])
+def test_a_cut_vars_block_does_not_break_lua(tmp_path, cut):
+    # the core checks a packet before dispatch; the Lua parser still stops cleanly on a short one
+    p = make_plugin(lua=lua_app(tmp_path, ENV_EXACT))
+    core = FakeCore()
+    p.init_core(core)
+    req = FakeRequest(core)
+    req.vars_block = _block([(b"PATH_INFO", b"/abc"), (b"QUERY_STRING", b"q=1")])[:-cut]
+    r = run_request(p, core, req)
+    assert r.status.startswith(b"200") and r.exc is None
+
+
 def test_env_script_name_defaults_to_empty(tmp_path):
     p = make_plugin(lua=lua_app(tmp_path, ENV_DUMP))
     core = FakeCore()

@@ -30,6 +30,10 @@ the client gets a 500 if no header went out yet, else a visibly truncated body
                      QUERY_STRING, SCRIPT_NAME (always present, default b""), SERVER_NAME,
                      SERVER_PORT, SERVER_PROTOCOL, REMOTE_ADDR, REMOTE_PORT, CONTENT_TYPE,
                      CONTENT_LENGTH, HTTP_*, HTTPS, UWSGI_SCHEME ... as received)
+    req.vars_block   on a uwsgi socket, the packet's vars as received (u16le key length, key,
+                     u16le value length, value ...), already checked; else None. The same
+                     vars as req.vars, except the SCRIPT_NAME default, for a plugin that
+                     builds its own form of them more cheaply from the bytes.
     req.modifier1, req.modifier2
     req.input        the request body, fully received before dispatch: read(n=-1),
                      readline(limit=-1), readlines(), iteration. Bounded by CONTENT_LENGTH.

@@ -76,7 +76,7 @@ class Request:
         "conn", "fd", "method", "http11", "keepalive", "status", "status_line", "headers",
         "headers_sent", "response_size", "headers_size", "header_cnt", "_buf", "_buflen",
         "_framing", "_app_cl", "_remaining", "start", "start_wall", "end", "switches", "_var_cnt",
-        "_pktsize", "app_id", "exception", "broken", "post_cl", "finished", "packet",
+        "_pktsize", "app_id", "exception", "broken", "post_cl", "finished", "packet", "vars_block",
     )
 
     def __init__(self, conn, vars: dict, modifier1: int = 0, modifier2: int = 0, method: bytes = b"GET",
@@ -114,6 +114,7 @@ class Request:
         self._var_cnt = -1      # -1: computed from vars when first asked (only the log needs them)
         self._pktsize = -1
         self.packet = None   # raw body of a RAW_MODIFIERS uwsgi packet
+        self.vars_block = None   # a uwsgi packet's vars as received (a plugin may parse them itself)
         self.app_id = 0
         self.exception = False
         self.broken = False

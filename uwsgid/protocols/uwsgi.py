@@ -63,13 +63,14 @@ class UwsgiParser:
             self.buf = buf
             return
         self.buf = b""
-        raw = None
+        raw = block = None
         try:
             if modifier1 in RAW_MODIFIERS:
                 raw = buf[4:end]
                 v = {}
             else:
-                v = parse_vars(buf[4:end], limits.max_vars)
+                block = buf[4:end]
+                v = parse_vars(block, limits.max_vars)
         except PacketError as e:
             self.error = ProtocolError(0, "", f"invalid uwsgi packet from {self.conn.peer}: {e}")
             return
@@ -79,6 +80,7 @@ class UwsgiParser:
                       v.get(b"SERVER_PROTOCOL", b"HTTP/1.1") != b"HTTP/1.0", False)
         req.pktsize = size
         req.packet = raw
+        req.vars_block = block
         cl_text = v.get(b"CONTENT_LENGTH")
         if not cl_text:
             # no body (most requests): complete now; nothing may follow one request here

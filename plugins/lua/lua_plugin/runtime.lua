@@ -2,6 +2,7 @@
 -- table of Python callbacks, and `conf`). It returns the table M that Python drives:
 --   M.load_app(path)        load the WSAPI app
 --   M.call(env, app_path)   call the app and validate its response; drive the first body slice
+--                           (env: a table, or a uwsgi packet's vars block as a string)
 --   M.resume()              drive the next body slice (the trampoline)
 --   M.abandon()             forget the current body (request aborted)
 --   M.gc(full)              one GC step or a full collection
@@ -415,7 +416,34 @@ local function flatten_headers(headers, out, n)
   return n
 end
 
+-- The env straight from a uwsgi packet's vars block (u16le key length, key, u16le value length,
+-- value ...; the core already checked it): cheaper than lupa's table_from of the Python dict,
+-- which converts every key and value one call at a time.
+local byte, sub = string.byte, string.sub
+local new_table
+do
+  local ok, tnew = pcall(require, "table.new")
+  new_table = ok and function() return tnew(0, 40) end or function() return {} end
+end
+
+local function env_from_block(block)
+  local env = new_table()
+  local pos, last = 1, #block
+  while pos + 3 <= last do
+    local k0, k1 = byte(block, pos, pos + 1)
+    local ks = pos + 2
+    local ke = ks + k0 + k1 * 256
+    local v0, v1 = byte(block, ke, ke + 1)
+    if v1 == nil then break end
+    local vs = ke + 2
+    pos = vs + v0 + v1 * 256
+    env[sub(block, ks, ke - 1)] = sub(block, vs, pos - 1)
+  end
+  return env
+end
+
 local function make_env(env, app_path)
+  if type(env) == "string" then env = env_from_block(env) end
   env.APP_PATH = app_path
   if env.SCRIPT_NAME == nil then env.SCRIPT_NAME = "" end
   if env.PATH_INFO == nil then env.PATH_INFO = "" end
@@ -433,7 +461,7 @@ function M.call(env, app_path)
   pending = false
   extra_headers, started_status, started_headers = nil, nil, nil
   cur_iter = nil
-  make_env(env, app_path)
+  env = make_env(env, app_path)
   local ok, status, headers, body
   if XPCALL_ARGS then
     ok, status, headers, body = xpcall(app, traceback, env)
