@@ -243,13 +243,33 @@ def _plugins():
     class OtherPlugin(Plugin):
         name = "other"
         modifier1 = 6
+        seen: list = []   # after_request's records: [path, the response was out by then]
 
         def has_app(self):
             return True
 
         def request(self, req):
+            path = req.vars.get(b"PATH_INFO", b"")
+            if path == b"/after-seen":
+                req.start_response(b"200 OK", [(b"Content-Type", b"application/json")])
+                req.write(json.dumps(self.seen).encode())
+                return None
+            if path == b"/after-fail":
+                raise RuntimeError("failing on purpose")
+            if path == b"/after-stream":
+                def gen():
+                    req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
+                    for part in (b"a", b"b"):
+                        req.write(part)
+                        yield
+                return gen()
             req.start_response(b"200 OK", [(b"Content-Type", b"text/plain")])
             req.write(b"other modifier1=%d modifier2=%d" % (req.modifier1, req.modifier2))
+
+        def after_request(self, req):
+            # request_done counts the request served (and closes a one-shot connection) once
+            # the response went to the kernel
+            self.seen.append([req.vars.get(b"PATH_INFO", b"").decode(), req.conn.served > 0])
 
     class NoAppPlugin(Plugin):
         name = "noapp"

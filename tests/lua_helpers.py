@@ -135,6 +135,7 @@ def run_request(plugin, core: FakeCore, req: FakeRequest, honour_waits: bool = T
     api.set_current(core)
     yields = waits = 0
     exc = None
+    gen = None
     try:
         gen = plugin.request(req)
         if gen is not None:
@@ -154,6 +155,9 @@ def run_request(plugin, core: FakeCore, req: FakeRequest, honour_waits: bool = T
     except Exception as e:  # the core would log it and truncate / 500
         exc = e
     finally:
+        if gen is not None and hasattr(gen, "close"):
+            gen.close()                    # the core closes a generator it stops early
+        plugin.after_request(req)          # and calls this once the response is out
         core.requests += 1
         core.request = None
         api.set_current(None)

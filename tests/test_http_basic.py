@@ -259,6 +259,19 @@ def test_no_start_response_is_500(server):
     assert request(server.address(), "GET", "/nostart")[0] == 500
 
 
+def test_after_request_runs_once_the_response_is_out():
+    # a plugin's after_request (the Lua GC step) runs after the response went out, once per
+    # request, whether the app answered, streamed or failed
+    p1 = free_port()
+    with WorkerProc({"http-socket": [f"127.0.0.1:{p1}"], "http-socket-modifier1": 6}):
+        for path in ("/one", "/after-stream", "/after-fail", "/two"):
+            status, _, body = request(f"127.0.0.1:{p1}", "GET", path)
+            assert status == (500 if path == "/after-fail" else 200), (path, body)
+        status, _, body = request(f"127.0.0.1:{p1}", "GET", "/after-seen")
+        seen = json.loads(body)[-4:]   # (after the start-up check's requests)
+        assert seen == [["/one", True], ["/after-stream", True], ["/after-fail", True], ["/two", True]]
+
+
 def test_modifier_dispatch_and_503():
     p1, p2, p3 = free_port(), free_port(), free_port()
     with WorkerProc({"http-socket": [f"127.0.0.1:{p1}", f"127.0.0.1:{p2}", f"127.0.0.1:{p3}"],

@@ -13,6 +13,10 @@ as the module-level name `plugin` in the plugin's Python package (`lua_plugin`,
                               runs it, after post_fork. Per-core state (a lua_State) goes in
                               core.state[self.name].
     request(req)              handle one request; see below.
+    after_request(req)        optional (None = none): the request ended, its response is out
+                              (or the client is gone), whatever happened. Per-request cleanup
+                              that the client need not wait for (the Lua GC step), as uWSGI's
+                              after_request hook. Called in the core's thread, once per request.
     shutdown()                worker is exiting (graceful stop or reload).
 
 Request handling (the hot path). `request(req)` either:
@@ -87,6 +91,8 @@ class Plugin:
 
     def request(self, req):
         raise NotImplementedError
+
+    after_request = None   # or a method after_request(req): see the module doc
 
     def shutdown(self) -> None:
         pass

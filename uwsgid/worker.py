@@ -60,7 +60,7 @@ class Core:
 
     __slots__ = ("id", "worker", "runner", "loop", "state", "request", "requests", "wait", "ready_fd",
                  "timed_out", "thread", "gen", "conn", "_timer", "_wait_fd", "_wait_prev", "_resume",
-                 "exceptions")
+                 "exceptions", "after")
 
     def __init__(self, cid: int, runner):
         self.id = cid
@@ -81,6 +81,7 @@ class Core:
         self._wait_fd = -1
         self._wait_prev = None
         self._resume = self.step
+        self.after = None       # the serving plugin's after_request, for _done
 
     # ---- running a request ------------------------------------------------------------------
     def run(self, conn, req) -> None:
@@ -102,6 +103,7 @@ class Core:
             if plugin is None or not plugin.has_app():
                 res = plugin = False
             else:
+                self.after = plugin.after_request
                 res = plugin.request(req)
         except Exception:
             self._fail()
@@ -237,6 +239,13 @@ class Core:
         # the connection first: a one-shot client (nginx) gets its FIN with the response, not
         # after our bookkeeping
         conn.request_done(req)
+        after = self.after
+        if after is not None:
+            self.after = None
+            try:
+                after(req)
+            except Exception:
+                log_exception(f"error after serving {_desc(req)}:")
         sb = w.scoreboard
         if sb is not None:
             sb.end(w.id, self.id, req.status, req.response_size + req.headers_size,

@@ -157,6 +157,12 @@ class LuaPlugin(Plugin):
         self.requests += 1
         return handle(st, req, self.app_path)
 
+    def after_request(self, req) -> None:
+        """The response is out (or the client gone): the state's per-request end, GC included."""
+        st = req.core.state.get("lua")
+        if st is not None and st.req is req:
+            st.after_request()
+
     def shutdown(self) -> None:
         pass
 

@@ -6,6 +6,9 @@ written at once and request() returns None, so the core can frame it with Conten
 A longer one is streamed by a generator that yields between slices: each yield flushes and,
 when the app armed a wait (uwsgi.async_sleep...), suspends this core.
 
+The per-request end (the GC step, see LuaState.after_request) is the plugin's after_request,
+which the core calls once the response is out: the client does not wait for it.
+
 Errors do better than uWSGI: an error in the app, an invalid status/headers/body or a memory
 error before the headers went out is a 500 with the Lua traceback in the log; an error in the
 body after the headers is logged and re-raised as LuaBodyError so the core leaves the response
@@ -93,51 +96,45 @@ def handle(st, req, app_path: bytes):
     """Serve req on lua_State st: None when done, else a generator (see the module doc)."""
     memory_error = st.lupa.LuaMemoryError
     st.req = req
-    streaming = False
+    if st.memory_near_cap():
+        st.recover_memory()
     try:
-        if st.memory_near_cap():
-            st.recover_memory()
-        try:
-            # behind nginx the packet's vars block is parsed in Lua: cheaper than table_from
-            block = req.vars_block
-            res = st.call(block if block is not None else st.table_from(req.vars), app_path)
-        except memory_error as exc:
-            st.abandon()
-            _fail(st, req, f"Lua memory limit reached in the app ({_where(req)}): {exc}")
-            return None
-        except st.lupa.LuaError as exc:  # outside the app's xpcall: the plugin's own Lua side
-            st.abandon()
-            _fail(st, req, f"Lua error serving {_where(req)}: {exc}")
-            return None
-        code = res[0]
-        if code == OK:
-            _, status, flat_headers, chunk, bstate = res
-            try:
-                line = status_line(status)
-            except BadResponse as exc:
-                st.abandon()
-                _fail(st, req, f"invalid response from the Lua app ({_where(req)}): {exc}")
-                return None
-            req.start_response(line, split_headers(flat_headers))
-            if chunk:
-                req.write(chunk)
-            if bstate == B_END:
-                return None
-            streaming = True
-            # A wait armed while the first slice ran (B_WAIT) belongs to our first yield: the
-            # worker clears core.wait before it first resumes the generator, so carry it over.
-            armed = getattr(req.core, "wait", None) if bstate == B_WAIT else None
-            return _stream(st, req, memory_error, armed)
-        if code == APP_ERROR:
-            _fail(st, req, f"error in the Lua app ({_where(req)}):\n{_text(res[1])}")
-        elif code == BODY_ERROR:
-            _fail(st, req, f"{_text(res[1])} ({_where(req)})")
-        else:
-            _fail(st, req, f"invalid response from the Lua app ({_where(req)}): {_text(res[1])}")
+        # behind nginx the packet's vars block is parsed in Lua: cheaper than table_from
+        block = req.vars_block
+        res = st.call(block if block is not None else st.table_from(req.vars), app_path)
+    except memory_error as exc:
+        st.abandon()
+        _fail(st, req, f"Lua memory limit reached in the app ({_where(req)}): {exc}")
         return None
-    finally:
-        if not streaming:
-            st.after_request()
+    except st.lupa.LuaError as exc:  # outside the app's xpcall: the plugin's own Lua side
+        st.abandon()
+        _fail(st, req, f"Lua error serving {_where(req)}: {exc}")
+        return None
+    code = res[0]
+    if code == OK:
+        _, status, flat_headers, chunk, bstate = res
+        try:
+            line = status_line(status)
+        except BadResponse as exc:
+            st.abandon()
+            _fail(st, req, f"invalid response from the Lua app ({_where(req)}): {exc}")
+            return None
+        req.start_response(line, split_headers(flat_headers))
+        if chunk:
+            req.write(chunk)
+        if bstate == B_END:
+            return None
+        # A wait armed while the first slice ran (B_WAIT) belongs to our first yield: the
+        # worker clears core.wait before it first resumes the generator, so carry it over.
+        armed = getattr(req.core, "wait", None) if bstate == B_WAIT else None
+        return _stream(st, req, memory_error, armed)
+    if code == APP_ERROR:
+        _fail(st, req, f"error in the Lua app ({_where(req)}):\n{_text(res[1])}")
+    elif code == BODY_ERROR:
+        _fail(st, req, f"{_text(res[1])} ({_where(req)})")
+    else:
+        _fail(st, req, f"invalid response from the Lua app ({_where(req)}): {_text(res[1])}")
+    return None
 
 
 def _stream(st, req, memory_error, armed=None):
@@ -173,4 +170,3 @@ def _stream(st, req, memory_error, armed=None):
     finally:
         if not done:
             st.abandon()   # closed early (client gone, worker stopping): drop the iterator
-        st.after_request()
