@@ -104,6 +104,15 @@ class Bench:
             res["peer"]["error"] = peer_why
         else:
             sides["peer"] = sc.peer
+        if sc.nginx_modifier1 is not None and sides:
+            # a third upstream behind the same nginx, one that does no work: nginx's own ceiling
+            res["ceiling"] = {"command": None, "runs": [], "median": None, "error": None}
+            binary, why = servers.build_null_upstream(self.log_dir)
+            if why:
+                res["ceiling"]["error"] = why
+            else:
+                body = sc.expect or b"Hello World"
+                sides["ceiling"] = lambda port: servers.null_upstream(binary, port, body)
         if sides:
             try:
                 {"wrk": self._wrk, "rss": self._rss, "paced": self._paced,
@@ -284,9 +293,32 @@ class Bench:
             return {"value": r["latency_ms"]["p99"], "problem": load.locust_problem(r), **r}
         self._alternate(ready, measure, res)
 
+    @staticmethod
+    def _front_note(sc: Scenario, res: dict) -> str:
+        """Behind nginx, what bounds a miss: nginx's own ceiling (the no-work upstream's req/s
+        against the peer's, and nginx's CPU share), or our upstream."""
+        parts = []
+        share = (res.get("front_cpu_share") or {}).get("peer")
+        if share is not None and share >= FRONT_SATURATED:
+            parts.append(f"nginx (one worker) used {share:.0%} of a core with the peer")
+        ceiling = res.get("ceiling") or {}
+        peer = res["peer"]["median"]
+        if ceiling.get("median") and peer:
+            c = res["ceiling_ratio"] = ceiling["median"] / peer
+            if c < sc.target:
+                parts.append(f"an upstream doing no work (bench/apps/null_upstream.c) reached only "
+                             f"{c:.2f}x the peer behind this nginx: the target is beyond nginx's ceiling")
+            else:
+                parts.append(f"an upstream doing no work reached {c:.2f}x the peer: the gap is in our upstream")
+        elif parts:
+            parts.append("so the peer's req/s is nginx's ceiling")
+        return "; ".join(parts)
+
     # --- verdicts -------------------------------------------------------------------------------
     def _verdict(self, sc: Scenario, res: dict) -> None:
-        for label in ("ours", "peer"):
+        for label in ("ours", "peer", "ceiling"):
+            if label not in res:
+                continue
             side = res[label]
             good = [r["value"] for r in side["runs"] if r.get("value") is not None and not r.get("problem")]
             bad = [r["problem"] for r in side["runs"] if r.get("problem")]
@@ -324,13 +356,10 @@ class Bench:
                     label: statistics.median(r["front_cpu_us_per_request"] for r in res[label]["runs"]
                                              if "front_cpu_us_per_request" in r) if share[label] else None
                     for label in ("ours", "peer")}
-                peer_share = res["front_cpu_share"]["peer"]
-                if peer_share >= FRONT_SATURATED and res["status"] == "miss":
-                    fo, fp = (res["front_cpu_us_per_request"][k] for k in ("ours", "peer"))
-                    res["reason"] = (res["reason"] + " | " if res["reason"] else "") + (
-                        f"nginx (one worker) used {peer_share:.0%} of a core with the peer, so the peer's "
-                        f"req/s is nginx's ceiling; ours passes it only by costing nginx less per request "
-                        f"(nginx cpu us/req: {fo or 0:.1f} ours, {fp:.1f} peer)")
+            if res["status"] == "miss":
+                note = self._front_note(sc, res)
+                if note:
+                    res["reason"] = (res["reason"] + " | " if res["reason"] else "") + note
         if sc.kind == "wrk" and res["ratio"] is not None:
             res["bytes_per_response"] = {
                 label: statistics.median(r["bytes_per_request"] for r in res[label]["runs"]

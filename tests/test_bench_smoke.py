@@ -7,8 +7,10 @@ then checks the structure only (and says so with a pytest skip when nothing coul
 """
 
 import json
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +137,54 @@ def test_paced_client_keeps_the_offered_rate(keepalive):
     else:
         assert r["new_connections"] == r["requests"]
     assert load.paced_problem(r) is None
+
+
+def _front_note(ceiling_rps, peer_share=None):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    res = _res("nginx-wsgi", "miss", 0.9, target=1.2)
+    res["ceiling"] = {"median": ceiling_rps}
+    if peer_share is not None:
+        res["front_cpu_share"] = {"ours": 0.8, "peer": peer_share}
+    return run.Bench._front_note(BY_ID["nginx-wsgi"], res), res
+
+
+def test_a_miss_behind_nginx_says_what_bounds_it():
+    # the no-work upstream below the target: the target is beyond nginx itself
+    note, res = _front_note(105.0, peer_share=0.97)
+    assert "97% of a core" in note and "only 1.05x the peer" in note and "beyond nginx's ceiling" in note
+    assert res["ceiling_ratio"] == pytest.approx(1.05)
+    # above it: the gap is ours
+    note, _ = _front_note(150.0, peer_share=0.6)
+    assert "1.50x the peer: the gap is in our upstream" in note and "of a core" not in note
+
+
+def test_null_upstream_answers_a_uwsgi_packet(tmp_path):
+    # the ceiling's upstream builds here (gcc) and answers whatever request with its body
+    from harness import servers
+    from uwsgid.packet import build_packet
+    binary, why = servers.build_null_upstream(tmp_path)
+    assert why is None and binary.exists()
+    port = servers.free_port()
+    proc = subprocess.Popen([str(binary), str(port), "Hello Ceiling"])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                c = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "null upstream did not start"
+                time.sleep(0.05)
+        with c:
+            c.sendall(build_packet(0, {b"REQUEST_METHOD": b"GET", b"PATH_INFO": b"/"}))
+            got = b""
+            while chunk := c.recv(4096):
+                got += chunk
+        assert got.startswith(b"HTTP/1.1 200 OK\r\n") and got.endswith(b"\r\n\r\nHello Ceiling")
+        assert b"Content-Length: 13\r\n" in got
+    finally:
+        proc.kill()
+        proc.wait(5)

@@ -188,6 +188,30 @@ def peer_plugin_missing(name: str) -> str | None:
     return None
 
 
+NULL_UPSTREAM_C = ROOT / "bench" / "apps" / "null_upstream.c"
+
+
+def build_null_upstream(out_dir: Path) -> tuple[Path | None, str | None]:
+    """Compile bench/apps/null_upstream.c into out_dir: (binary, None) or (None, why not)."""
+    binary = out_dir / "null_upstream"
+    if binary.exists():
+        return binary, None
+    try:
+        r = subprocess.run(["gcc", "-O2", "-o", str(binary), str(NULL_UPSTREAM_C)],
+                           capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"cannot build the null upstream: {exc}"
+    if r.returncode != 0:
+        return None, f"cannot build the null upstream: {r.stderr.strip()[-200:]}"
+    return binary, None
+
+
+def null_upstream(binary: Path, port: int, body: bytes) -> ServerSpec:
+    """The no-work uwsgi upstream (bench/apps/null_upstream.c) answering `body`."""
+    return ServerSpec("null-upstream", [str(binary), str(port), body.decode("latin-1")], port,
+                      signal.SIGINT, http_ready=False)
+
+
 def nginx_conf(prefix: Path, routes: list[tuple[int, int, int]]) -> Path:
     """An nginx config in its own prefix: one server block per (listen port, uwsgi port, modifier1).
 
