@@ -296,15 +296,17 @@ class Bench:
     @staticmethod
     def _front_note(sc: Scenario, res: dict) -> str:
         """Behind nginx, what bounds a miss: nginx's own ceiling (the no-work upstream's req/s
-        against the peer's, and nginx's CPU share), or our upstream."""
+        against the peer's in the same round, and nginx's CPU share), or our upstream."""
         parts = []
         share = (res.get("front_cpu_share") or {}).get("peer")
         if share is not None and share >= FRONT_SATURATED:
             parts.append(f"nginx (one worker) used {share:.0%} of a core with the peer")
-        ceiling = res.get("ceiling") or {}
-        peer = res["peer"]["median"]
-        if ceiling.get("median") and peer:
-            c = res["ceiling_ratio"] = ceiling["median"] / peer
+        # Paired by round (the peer's run and the no-work upstream's follow each other): a slow
+        # phase of the machine then hits both figures of a pair instead of one side's median.
+        pairs = [c["value"] / p["value"] for p, c in zip(res["peer"]["runs"], (res.get("ceiling") or {}).get("runs", []))
+                 if p.get("value") and c.get("value") and not p.get("problem") and not c.get("problem")]
+        if pairs:
+            c = res["ceiling_ratio"] = statistics.median(pairs)
             if c < sc.target:
                 parts.append(f"an upstream doing no work (bench/apps/null_upstream.c) reached only "
                              f"{c:.2f}x the peer behind this nginx: the target is beyond nginx's ceiling")
