@@ -229,7 +229,7 @@ def test_listen_over_somaxconn_is_an_error():
         x.close()
 
 
-def test_tcp_uwsgi_sockets_defer_accept_by_default_as_uwsgi_does():
+def test_tcp_sockets_defer_accept_by_default_as_uwsgi_does():
     def deferred(proto: str, **opts) -> bool:
         lst = sockets.bind_address(f"127.0.0.1:{free_port()}", make_opts(**opts), proto)
         try:
@@ -240,4 +240,5 @@ def test_tcp_uwsgi_sockets_defer_accept_by_default_as_uwsgi_does():
 
     assert deferred("uwsgi", socket_timeout=7)
     assert not deferred("uwsgi", no_defer_accept=True)
-    assert not deferred("http")      # HTTP sockets accept at once
+    assert deferred("http")
+    assert not deferred("http", no_defer_accept=True)

@@ -102,6 +102,24 @@ def test_in_flight_request_survives_reload(tmp_path):
         assert get(port) == (200, b"hello")
 
 
+def test_connection_opened_before_a_reload_is_served_after_it(tmp_path):
+    # Deferred accept (the default): the kernel holds a connection until its request arrives, on
+    # the listening socket the master keeps across the reload; the new workers serve it.
+    from helpers import connect, read_response
+    port = free_port()
+    srv = launch(["--master", "-p", "1", "--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log")
+    with srv:
+        srv.wait_port(port)
+        s = connect(f"127.0.0.1:{port}")
+        done = srv.log().count("spawned uWSGI worker 1")
+        srv.signal(signal.SIGHUP)
+        srv.wait_log("spawned uWSGI worker 1", count=done + 1, timeout=30)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        status, _, body = read_response(s.makefile("rb"))
+        s.close()
+        assert (status, body) == (200, b"hello")
+
+
 def test_exit_on_reload_stops(tmp_path):
     port = free_port()
     srv = launch(["--master", "--exit-on-reload", "--http-socket", f"127.0.0.1:{port}", *M1], tmp_path / "log")

@@ -50,9 +50,9 @@ declare(
     O("shared-socket", kind="str", multi=True, metavar="ADDR",
       help="an address --socket/--http-socket/--http name as =N (N from 0), bound by the master before privileges drop"),
     O("reuse-port", kind="flag", help="set SO_REUSEPORT on bound sockets"),
-    O("no-defer-accept", kind="flag", help="accept connections to TCP uwsgi sockets as soon as they open; by "
+    O("no-defer-accept", kind="flag", help="accept connections to TCP sockets as soon as they open; by "
       "default (as in uWSGI) the kernel hands them over once the client has sent data, or after "
-      "--socket-timeout. HTTP sockets always accept at once"),
+      "--socket-timeout"),
     O("abstract-socket", kind="flag", help="force unix sockets to the abstract namespace"),
 
     # --- processes -------------------------------------------------------------------------
