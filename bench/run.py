@@ -303,7 +303,8 @@ class Bench:
             parts.append(f"nginx (one worker) used {share:.0%} of a core with the peer")
         # Paired by round (the peer's run and the no-work upstream's follow each other): a slow
         # phase of the machine then hits both figures of a pair instead of one side's median.
-        pairs = [c["value"] / p["value"] for p, c in zip(res["peer"]["runs"], (res.get("ceiling") or {}).get("runs", []))
+        ceiling_runs = (res.get("ceiling") or {}).get("runs", [])
+        pairs = [c["value"] / p["value"] for p, c in zip(res["peer"]["runs"], ceiling_runs)
                  if p.get("value") and c.get("value") and not p.get("problem") and not c.get("problem")]
         if pairs:
             c = res["ceiling_ratio"] = statistics.median(pairs)
