@@ -341,7 +341,6 @@ def test_accept4_nonblocking_cloexec():
 def _segments_out(s) -> int:
     # struct tcp_info's tcpi_segs_out (Linux >= 4.2): segments this socket has sent
     import socket
-    import struct
     return struct.unpack_from("I", s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232), 136)[0]
 
 
