@@ -76,7 +76,9 @@ def test_held_connection_gone_gives_accepting_back(tmp_path, how):
     with Server(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", app_file(tmp_path),
                  "--threads", "1", "--socket-timeout", "2", "--disable-logging"], port) as s:
         assert fetch(port, "/").startswith(b"HTTP/1.1 200")
-        silent = socket.create_connection(("127.0.0.1", port))   # held: sends nothing
+        # held: never ends its headers (a partial request, so that deferred accept hands it over)
+        silent = socket.create_connection(("127.0.0.1", port))
+        silent.sendall(b"GET / HTTP/1.1\r\n")
         time.sleep(0.5)
         got = []
         t = threading.Thread(target=lambda: got.append(fetch(port, "/", timeout=15)))
