@@ -66,7 +66,7 @@ int uwsgi_accept(int lfd, void *addr, unsigned int addrcap, unsigned int *addrle
  * without the close(): the bytes would wait. Returns the bytes queued or -errno. */
 int uwsgi_send_last(int fd, const char *buf, size_t len);
 
-/* Scoreboard updates on its shared memory (layout: uwsgid/scoreboard.py; u64 fields in host
+/* Scoreboard updates on its shared memory (layout: uwsgid/observe/scoreboard.py; u64 fields in host
  * order, little-endian on the targets we build for). begin: the core's start time (us since the
  * epoch, never 0) at start_off, then a u16 length and the URI (at most max bytes). end: the
  * core's requests, exceptions, tx and running time (u64s at core_off) counted and its start

@@ -18,7 +18,7 @@ What a build makes (OUT = UWSGI_BUILD_DIR or this directory):
                                    uwsgi_run() implemented by uwsgid/embed.py) + embedded plugins
     OUT/<plugin_dir>/NAME_plugin.so  each plugin of the profile's `plugins`
 A plugin's Python package (plugins/NAME/NAME_plugin/, data files included) is baked into C
-byte arrays; uwsgid/plugins_loader.py serves it to `import` from the executable or the .so.
+byte arrays; uwsgid/plugins/loader.py serves it to `import` from the executable or the .so.
 Objects are cached by a hash of their command line and inputs: re-running is fast.
 """
 

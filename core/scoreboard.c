@@ -1,4 +1,4 @@
-/* The scoreboard's per-request updates (uwsgid/scoreboard.py owns the layout and says why it
+/* The scoreboard's per-request updates (uwsgid/observe/scoreboard.py owns the layout and says why it
  * is lock-free): one call each instead of several struct round trips in Python. */
 #include <string.h>
 #include <time.h>

@@ -12,8 +12,8 @@ import asyncio
 import concurrent.futures
 import os
 
-from uwsgid import api
-from uwsgid.log import log
+from uwsgid.plugins import api
+from uwsgid.util.log import log
 
 POOL_SIZE = 8          # connections served at the same time per worker
 

@@ -31,12 +31,12 @@ def main(argv):
         print("prefix", sys.prefix)
         print("endswith", _uwsgi.lib.uwsgi_endswith(b"foobar", b"bar"), _uwsgi.lib.uwsgi_endswith(b"foobar", b"foo"))
         print("proctitle", hasattr(_uwsgi.lib, "uwsgi_set_proctitle"))
-        from uwsgid import embed
-        print("embedded", embed.active(), embed.executable())
+        from uwsgid.util import binary
+        print("embedded", binary.active(), binary.executable())
         return 0
     if cmd == "title":
-        from uwsgid import embed
-        embed.set_proctitle(argv[1])
+        from uwsgid.util import binary
+        binary.set_proctitle(argv[1])
         with open(f"/proc/{os.getpid()}/cmdline", "rb") as f:
             print("cmdline", f.read().split(b"\\0")[0].decode())
         with open(f"/proc/{os.getpid()}/comm") as f:
@@ -44,14 +44,14 @@ def main(argv):
         return 0
     if cmd == "plugin":
         import pkgutil
-        from uwsgid import plugins_loader as L
+        from uwsgid.plugins import loader as L
         p = L.load_plugin(argv[1], argv[2:])
         mod = __import__(p.name + "_plugin")
         print("plugin", p.name, p.modifier1, type(mod.__loader__).__name__)
         print("describe", L.describe())
         return 0
     if cmd == "plugins":
-        from uwsgid import plugins_loader as L
+        from uwsgid.plugins import loader as L
         print("describe", L.describe())
         return 0
     print("unknown test command", cmd)

@@ -1,12 +1,12 @@
 """In-process test kit for the cffi plugin: a fake request implementing the request contract of
-uwsgid/plugin.py, a fake core, and `run()` which drives plugin.request() as the worker does."""
+uwsgid/plugins/contract.py, a fake core, and `run()` which drives plugin.request() as the worker does."""
 
 from __future__ import annotations
 
 import io
 
-from uwsgid.options import Options, declare, lookup
-import uwsgid.core_options  # noqa: F401  (declares the core options)
+import uwsgid.config.core_options  # noqa: F401  (declares the core options)
+from uwsgid.config.options import Options, declare, lookup
 
 
 class FakeCore:
@@ -136,7 +136,7 @@ class FakeServer:
 def make_plugin(**options):
     """A fresh configured CffiPlugin (not the module-level singleton)."""
     from cffi_plugin import CffiPlugin
-    from uwsgid import api
+    from uwsgid.plugins import api
     opts = make_opts(**options)
     server = FakeServer(opts)
     api.server = server
@@ -147,12 +147,14 @@ def make_plugin(**options):
 
 def run(plugin, req, max_steps=1_000_000):
     """plugin.request(req), then step a returned generator to the end, as the core does."""
-    from uwsgid import api
+    from uwsgid.plugins import api
     api.set_current(req.core)
     req.core.request = req
+    req.core.wait = None            # reset when a request starts, as the core does
     try:
         gen = plugin.request(req)
         if gen is not None:
+            req.core.wait = None    # a wait armed in request(): it fires before the first step
             for _ in gen:
                 req.yields += 1
                 req.core.wait = None

@@ -3,16 +3,16 @@ and a snapshot of the option registry so a test's declarations do not leak into 
 
 from __future__ import annotations
 
-import sys
 import types
 
 import pytest
 
-import uwsgid
-import uwsgid.cli  # noqa: F401  (declares the core options before the snapshot)
-from uwsgid import options
-from uwsgid.options import Option, declare
-from uwsgid.plugin import Plugin
+from uwsgid.config import (
+    cli,  # declares the core options before the snapshot
+    options,
+)
+from uwsgid.config.options import Option, declare
+from uwsgid.plugins.contract import Plugin
 
 
 class PluginNotFound(Exception):
@@ -27,9 +27,9 @@ class FakePlugin(Plugin):
 
 
 def make_loader(embedded=(), available=()):
-    """A stand-in for uwsgid.plugins_loader: `embedded` plugins are always there, `available`
+    """A stand-in for uwsgid.plugins.loader: `embedded` plugins are always there, `available`
     ones load by name; anything else raises PluginNotFound naming the dirs searched."""
-    mod = types.ModuleType("uwsgid.plugins_loader")
+    mod = types.ModuleType("uwsgid.plugins.loader")
     mod.PluginError = Exception
     mod.PluginNotFound = PluginNotFound
     mod.calls = []
@@ -84,8 +84,7 @@ def registry_snapshot():
 def loader(monkeypatch, no_loader):
     """Install a fake loader: TPY embedded, TLUA loadable with --plugins tlua."""
     mod = make_loader(embedded=[TPY], available=[TLUA])
-    monkeypatch.setitem(sys.modules, "uwsgid.plugins_loader", mod)
-    monkeypatch.setattr(uwsgid, "plugins_loader", mod, raising=False)
+    monkeypatch.setattr(cli, "plugin_loader", mod)
     return mod
 
 
@@ -93,6 +92,5 @@ def loader(monkeypatch, no_loader):
 def no_loader(monkeypatch):
     """By default no plugins at all (tests that want some use `loader`, which overrides)."""
     mod = make_loader()
-    monkeypatch.setitem(sys.modules, "uwsgid.plugins_loader", mod)
-    monkeypatch.setattr(uwsgid, "plugins_loader", mod, raising=False)
+    monkeypatch.setattr(cli, "plugin_loader", mod)
     return mod

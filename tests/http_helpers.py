@@ -1,8 +1,8 @@
 """Test harness for the data plane (helper C): run real worker processes without the master.
 
 `python tests/http_helpers.py '{"options": {...}, "processes": 1}'` binds with
-uwsgid.sockets.bind_all, registers the test plugins below (modifier1 0 = TestPlugin,
-6 = OtherPlugin, 7 = a plugin without an app), and runs uwsgid.worker.Worker(...).run()
+uwsgid.net.sockets.bind_all, registers the test plugins below (modifier1 0 = TestPlugin,
+6 = OtherPlugin, 7 = a plugin without an app), and runs uwsgid.server.worker.Worker(...).run()
 (forking `processes` workers; the parent forwards signals and exits when they are done).
 
 In tests: `with WorkerProc({"http-socket": [addr]}) as w: ...` (stopped by PID).
@@ -21,15 +21,14 @@ from pathlib import Path
 
 from helpers import PY, ROOT, START_TIMEOUT, Server, connect
 
-
 # ---------------------------------------------------------------------------------------------
 # The test plugins (imported in the child process)
 
 def _plugins():
     from urllib.parse import parse_qs
 
-    from uwsgid import api
-    from uwsgid.plugin import Plugin
+    from uwsgid.plugins import api
+    from uwsgid.plugins.contract import Plugin
 
     def qs(req):
         text = req.vars.get(b"QUERY_STRING", b"").decode("latin-1")
@@ -300,7 +299,7 @@ def _service_hook(worker):
 
 
 def _custom_loop(worker):
-    """A minimal custom loop (what uwsgid.api.set_loop allows): select + a thread per connection."""
+    """A minimal custom loop (what uwsgid.plugins.api.set_loop allows): select + a thread per connection."""
     import select
     import threading as th
     socks = {lst.sock: lst for lst in worker.listeners}
@@ -332,10 +331,10 @@ class _Server:
 
 def child_main(config: dict) -> int:
     sys.path.insert(0, str(ROOT))
-    import uwsgid.core_options  # noqa: F401  (declares the options)
-    from uwsgid import sockets
-    from uwsgid.options import Options, lookup
-    from uwsgid.worker import Worker
+    import uwsgid.config.core_options  # noqa: F401  (declares the options)
+    from uwsgid.config.options import Options, lookup
+    from uwsgid.net import sockets
+    from uwsgid.server.worker import Worker
 
     opts = Options()
     real = config.get("real_plugins", [])   # e.g. ["cffi", "lua"]: the project's plugins instead of the test ones
@@ -343,7 +342,8 @@ def child_main(config: dict) -> int:
     for name in real:
         sys.path.insert(0, str(ROOT / "plugins" / name))
         from importlib import import_module
-        from uwsgid.options import declare
+
+        from uwsgid.config.options import declare
         plugin = import_module(f"{name}_plugin").plugin
         declare(*plugin.options)
         real_plugins[plugin.modifier1] = plugin
@@ -362,9 +362,9 @@ def child_main(config: dict) -> int:
             for lst in listeners]
     print("LISTENERS " + json.dumps(info), flush=True)
     if config.get("custom_loop"):
-        from uwsgid import api
+        from uwsgid.plugins import api
         api.set_loop(_custom_loop)
-    from uwsgid import hooks
+    from uwsgid.util import hooks
     hooks.register("worker_start", _service_hook)
     server = _Server(opts, listeners, real_plugins or _plugins())
     for plugin in real_plugins.values():

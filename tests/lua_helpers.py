@@ -1,5 +1,5 @@
 """In-process fakes for the Lua plugin's unit tests: a core, a worker and a request that follow
-the contract in uwsgid/plugin.py, and a driver that runs a request like the worker loop does."""
+the contract in uwsgid/plugins/contract.py, and a driver that runs a request like the worker loop does."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from uwsgid import api
+from uwsgid.plugins import api
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -130,8 +130,10 @@ class Result:
 
 def run_request(plugin, core: FakeCore, req: FakeRequest, honour_waits: bool = True) -> Result:
     """Drive plugin.request(req) to the end like a worker loop with a single core: waits armed
-    by the app are slept through (sleep) or counted. An exception is captured, not raised."""
+    by the app (in request() or in a step: either suspends the core before the next step) are
+    slept through (sleep) or counted. An exception is captured, not raised."""
     core.request = req
+    core.wait = None                       # the worker resets it when a request starts
     api.set_current(core)
     yields = waits = 0
     exc = None
@@ -140,18 +142,17 @@ def run_request(plugin, core: FakeCore, req: FakeRequest, honour_waits: bool = T
         gen = plugin.request(req)
         if gen is not None:
             while True:
-                core.wait = None           # the worker clears it before each resume
+                if core.wait is not None:
+                    waits += 1
+                    w = core.wait
+                    core.wait = None       # it fired
+                    if honour_waits and w.timeout and w.fd < 0:
+                        time.sleep(w.timeout)
                 try:
                     next(gen)
                 except StopIteration:
                     break
                 yields += 1
-                if core.wait is not None:
-                    waits += 1
-                    w = core.wait
-                    core.wait = None
-                    if honour_waits and w.timeout and w.fd < 0:
-                        time.sleep(w.timeout)
     except Exception as e:  # the core would log it and truncate / 500
         exc = e
     finally:

@@ -26,7 +26,7 @@ for _p in (ROOT, ROOT / "tests"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from uwsgid.plugin import AppLoadError, Plugin  # noqa: E402
+from uwsgid.plugins.contract import AppLoadError, Plugin  # noqa: E402
 
 MODIFIER1 = 250
 # logged when /sleep starts: tests wait for it (srv.wait_log(IN_FLIGHT)) before they signal the
@@ -97,7 +97,7 @@ plugin = MasterTestPlugin()
 
 def get(port: int, path: str = "/", timeout: float = 20.0, method: str = "GET", body=None, headers=None):
     """One request on a new connection: (status, body bytes)."""
-    from helpers import http_request     # here: the launched server process does not need it
+    from helpers import http_request  # here: the launched server process does not need it
     status, _, data = http_request(port, method, path, body, headers, timeout=timeout)
     return status, data
 
@@ -146,7 +146,8 @@ def launch(args, log_path: Path, env=None, cwd=ROOT):
 
 if __name__ == "__main__":
     from uwsgid import main as _main
-    _main.launcher = command()
+    from uwsgid.server import reexec
+    reexec.launcher = command()
     if os.environ.get("MASTERTEST_NO_REEXEC"):      # a binary that cannot be exec'd again
-        _main.launcher = ["/nonexistent/uwsgi-binary"]
+        reexec.launcher = ["/nonexistent/uwsgi-binary"]
     sys.exit(_main.main(sys.argv[1:], extra_plugins=[plugin]))

@@ -15,21 +15,23 @@ from helpers import ROOT, Server, free_port
 def reset_services(opts=None):
     """Throw away every service's state and set them up again from opts (an Options)."""
     import uwsgid.services as services
-    from uwsgid.services import cache, metrics, rpc, signals
+    from uwsgid.services import cache, channels, metrics, rpc, signal_receiver, signals, timers
+    timers._reset_for_tests()
+    signal_receiver._reset_for_tests()
     signals._reset_for_tests()
+    channels._reset_for_tests()       # the channels, and "set up once" back to not done
     cache._reset_for_tests()
     metrics._reset_for_tests()
     rpc._table.clear()
-    services._done = False
     if opts is not None:
         services.setup(opts)
 
 
 def make_opts(**values):
     """An Options with the given values (underscored names), the rest at their defaults."""
-    import uwsgid.core_options  # noqa: F401
+    import uwsgid.config.core_options  # noqa: F401
     import uwsgid.services  # noqa: F401  (declares the services options)
-    from uwsgid.options import Options, lookup
+    from uwsgid.config.options import Options, lookup
     o = Options()
     for k, v in values.items():
         opt = lookup(k.replace("_", "-"))

@@ -3,7 +3,7 @@ uwsgid.main.main(argv, extra_plugins) — for the services tests when ./uwsgi is
 
     python tests/services_launcher.py ARGS...
 
-When uwsgid.cli (the real option parser) is missing, a minimal stand-in parses `--name value`,
+When uwsgid.config.cli (the real option parser) is missing, a minimal stand-in parses `--name value`,
 `--name=value`, `-X value` and flags against the declared options (enough for these tests).
 """
 
@@ -35,9 +35,9 @@ def _convert(opt, value: str):
 
 
 def _shim_cli() -> types.ModuleType:
-    from uwsgid.options import Options, by_short, lookup
+    from uwsgid.config.options import Options, by_short, lookup
 
-    mod = types.ModuleType("uwsgid.cli")
+    mod = types.ModuleType("uwsgid.config.cli")
 
     class CliError(Exception):
         pass
@@ -82,21 +82,21 @@ def _shim_cli() -> types.ModuleType:
 
 
 def main(argv: list[str]) -> int:
-    import uwsgid.core_options  # noqa: F401
+    import uwsgid.config.core_options  # noqa: F401
     import uwsgid.services  # noqa: F401
-    from uwsgid.options import declare
+    from uwsgid.config.options import declare
     plugins = []
     for name in ("lua_plugin", "cffi_plugin"):
         mod = importlib.import_module(name)
         declare(*mod.plugin.options)
         plugins.append(mod.plugin)
     try:
-        importlib.import_module("uwsgid.cli")
+        importlib.import_module("uwsgid.config.cli")
     except ImportError:
         shim = _shim_cli()
-        sys.modules["uwsgid.cli"] = shim
+        sys.modules["uwsgid.config.cli"] = shim
         import uwsgid
-        uwsgid.cli = shim
+        uwsgid.config.cli = shim
     from uwsgid.main import main as server_main
     return server_main(argv, extra_plugins=plugins)
 

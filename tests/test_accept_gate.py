@@ -1,4 +1,4 @@
-"""uwsgid.accept_gate: slots, parking, and the monitor's view of real threads."""
+"""uwsgid.server.accept_gate: slots, parking, and the monitor's view of real threads."""
 
 from __future__ import annotations
 
@@ -7,31 +7,30 @@ import time
 
 import pytest
 
-from uwsgid import accept_gate
-from uwsgid.accept_gate import AcceptGate, default_slots, thread_running
+from uwsgid.server import accept_gate
+from uwsgid.server.accept_gate import AcceptGate, default_slots, thread_running
 
-
-RUNNERS: list = []
+THREADS: list = []
 
 
 @pytest.fixture(autouse=True)
-def stop_runners():
+def stop_threads():
     yield
-    for r in RUNNERS:
+    for r in THREADS:
         r.stop.set()
-    RUNNERS.clear()
+    THREADS.clear()
 
 
 def blocked(r) -> None:
     r.stop.wait(30)
 
 
-class FakeRunner:
-    """What the gate needs of a runner, running in a real thread so that its CPU clock and
-    scheduler state are real. By default the thread waits (an idle or blocked runner)."""
+class FakeThread:
+    """What the gate needs of a thread loop, running in a real thread so that its CPU clock and
+    scheduler state are real. By default the thread waits (an idle or blocked one)."""
 
     def __init__(self, name: str, work=blocked):
-        RUNNERS.append(self)
+        THREADS.append(self)
         self.name = name
         self.accepting = False
         self.busy_since = 0.0
@@ -54,7 +53,7 @@ class FakeRunner:
 
     def grant(self) -> None:
         self.granted += 1
-        self.accepting = True   # what a runner does with a slot
+        self.accepting = True   # what a thread loop does with a slot
 
     def regate(self) -> None:
         self.regated += 1
@@ -63,7 +62,7 @@ class FakeRunner:
         return self.name
 
 
-def spinning(r: FakeRunner) -> None:
+def spinning(r: FakeThread) -> None:
     while not r.stop.is_set():
         pass
 
@@ -87,7 +86,7 @@ def test_default_slots_share_the_cpus_among_workers():
 
 def test_slots_are_limited_and_the_rest_park():
     gate = engaged(AcceptGate(1))
-    a, b, c = FakeRunner("a"), FakeRunner("b"), FakeRunner("c")
+    a, b, c = FakeThread("a"), FakeThread("b"), FakeThread("c")
     assert gate.admit(a)
     assert gate.admit(a)            # a holder stays admitted
     assert not gate.admit(b)
@@ -96,9 +95,9 @@ def test_slots_are_limited_and_the_rest_park():
     assert gate.parked == [b, c]
 
 
-def test_a_blocked_holder_hands_its_slot_to_the_latest_parked_runner():
+def test_a_blocked_holder_hands_its_slot_to_the_latest_parked_thread():
     gate = engaged(AcceptGate(1, grace=60))
-    a, b, c = FakeRunner("a"), FakeRunner("b"), FakeRunner("c")
+    a, b, c = FakeThread("a"), FakeThread("b"), FakeThread("c")
     assert gate.admit(a)
     gate.admit(b)
     gate.admit(c)
@@ -113,8 +112,8 @@ def test_a_blocked_holder_hands_its_slot_to_the_latest_parked_runner():
 
 def test_a_holder_on_the_cpu_keeps_its_slot_until_the_grace_ends():
     gate = engaged(AcceptGate(1, grace=0.3))
-    a = FakeRunner("a", spinning)
-    b = FakeRunner("b")
+    a = FakeThread("a", spinning)
+    b = FakeThread("b")
     assert gate.admit(a)
     gate.admit(b)
     gate.busy(a)
@@ -128,9 +127,9 @@ def test_a_holder_on_the_cpu_keeps_its_slot_until_the_grace_ends():
 
 def test_a_holder_whose_thread_is_gone_is_released():
     gate = engaged(AcceptGate(1, grace=60))
-    a = FakeRunner("a", None)
+    a = FakeThread("a", None)
     a.thread.join(5)
-    b = FakeRunner("b")
+    b = FakeThread("b")
     gate.admit(a)
     gate.admit(b)
     gate.busy(a)
@@ -140,8 +139,8 @@ def test_a_holder_whose_thread_is_gone_is_released():
 
 def test_an_accepting_holder_is_never_released():
     gate = engaged(AcceptGate(1, grace=0.0))
-    a = FakeRunner("a", blocked)
-    b = FakeRunner("b")
+    a = FakeThread("a", blocked)
+    b = FakeThread("b")
     gate.admit(a)
     a.accepting = True
     gate.admit(b)
@@ -151,8 +150,8 @@ def test_an_accepting_holder_is_never_released():
 
 def test_the_monitor_thread_releases_a_blocked_holder():
     gate = engaged(AcceptGate(1, grace=60))
-    a = FakeRunner("a", blocked)
-    b = FakeRunner("b")
+    a = FakeThread("a", blocked)
+    b = FakeThread("b")
     gate.start("test-slots")
     try:
         gate.admit(a)
@@ -168,8 +167,8 @@ def test_the_monitor_thread_releases_a_blocked_holder():
 
 def test_the_gate_engages_for_cpu_heavy_requests_only():
     gate = AcceptGate(1)
-    a, b = FakeRunner("a"), FakeRunner("b")
-    gate.runners += [a, b]
+    a, b = FakeThread("a"), FakeThread("b")
+    gate.threads += [a, b]
     for _ in range(50):
         gate.record(0.0001, None, 0.0)     # short requests: every thread accepts
     assert not gate.engaged and gate.admit(a) and gate.admit(b)

@@ -166,7 +166,8 @@ def test_a_miss_behind_nginx_says_what_bounds_it():
 def test_null_upstream_answers_a_uwsgi_packet(tmp_path):
     # the ceiling's upstream builds here (gcc) and answers whatever request with its body
     from harness import servers
-    from uwsgid.packet import build_packet
+
+    from uwsgid.net.packet import build_packet
     binary, why = servers.build_null_upstream(tmp_path)
     assert why is None and binary.exists()
     port = servers.free_port()

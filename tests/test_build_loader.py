@@ -1,4 +1,4 @@
-"""uwsgid.plugins_loader in-process: the importer for baked packages, spec parsing, search
+"""uwsgid.plugins.loader in-process: the importer for baked packages, spec parsing, search
 dirs. (Loading real NAME_plugin.so files is covered in test_build_uwsgiconfig.py, the
 executable in test_build_binary.py.)"""
 
@@ -10,7 +10,7 @@ import traceback
 
 import pytest
 
-from uwsgid import plugins_loader as L
+from uwsgid.plugins import loader as L
 
 FILES = {
     "bakedx_plugin/__init__.py": b"from .sub import helper\nVALUE = helper.VALUE\n"

@@ -5,10 +5,11 @@ import os
 import struct
 
 import pytest
-from hypothesis import given, settings, strategies as st
-
 from build_helpers import built
-from uwsgid import packet as P
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from uwsgid.net import packet as P
 
 
 def _load_uwsgi():
@@ -263,7 +264,7 @@ def test_truncated_and_mutated(d, data):
 def test_default_is_c_when_built():
     import subprocess
     import sys
-    code = ("import sys; sys.path.insert(0, %r); from uwsgid import packet; "
+    code = ("import sys; sys.path.insert(0, %r); from uwsgid.net import packet; "
             "print(packet.parse_vars is packet.parse_vars_c)" % os.path.dirname(_uwsgi.__file__))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "True", out.stderr
@@ -325,7 +326,7 @@ def test_accept4_nonblocking_cloexec():
                 assert os.get_blocking(fd) is False
                 assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
                 raw = ffi.buffer(addr, alen[0])[:]
-                from uwsgid.connection import remote_address
+                from uwsgid.net.connection import remote_address
                 host, port = c.getsockname()
                 assert remote_address(raw, fd) == (host.encode(), b"%d" % port)
                 assert remote_address(None, fd) == (host.encode(), b"%d" % port)

@@ -3,13 +3,12 @@ NAME_plugin.so baking/loading with a throw-away plugin."""
 
 import os
 import subprocess
-import sys
 import textwrap
 
 import pytest
+from build_helpers import PY, ROOT, uwsgiconfig
 
 import uwsgiconfig as uc
-from build_helpers import PY, ROOT, uwsgiconfig
 
 
 def one_line_error(r, *needles):
@@ -118,8 +117,8 @@ def make_plugin(base, name="demo", requires=None, init=None):
     """))
     (d / f"{name}.c").write_text(f"int {name}_answer(void) {{ return DEMO_ANSWER; }}\n")
     (pkg / "__init__.py").write_text(init or textwrap.dedent("""
-        from uwsgid.plugin import Plugin
-        from uwsgid.options import Option
+        from uwsgid.plugins.contract import Plugin
+        from uwsgid.config.options import Option
         from .sub.helper import VALUE
 
         class Demo(Plugin):
@@ -140,8 +139,8 @@ def make_plugin(base, name="demo", requires=None, init=None):
 LOAD = textwrap.dedent("""
     import sys, pkgutil, importlib.resources
     from cffi import FFI
-    from uwsgid import plugins_loader as L
-    from uwsgid.options import lookup
+    from uwsgid.plugins import loader as L
+    from uwsgid.config.options import lookup
     p = L.load_plugin(sys.argv[1], sys.argv[2:])
     import demo_plugin
     print("loader", type(demo_plugin.__loader__).__name__)
@@ -232,7 +231,7 @@ def test_plugin_errors(tmp_path):
 def test_loader_errors(tmp_path):
     code = textwrap.dedent("""
         import sys
-        from uwsgid import plugins_loader as L
+        from uwsgid.plugins import loader as L
         try:
             L.load_plugin(sys.argv[1], [sys.argv[2]])
         except L.PluginNotFound as e:
@@ -258,7 +257,7 @@ def test_loader_errors(tmp_path):
 
 
 def test_aliases():
-    from uwsgid.plugins_loader import canonical_name
+    from uwsgid.plugins.loader import canonical_name
     assert canonical_name("python3") == "cffi" and canonical_name("python") == "cffi"
     assert canonical_name("lua51") == "lua" and canonical_name("luajit") == "lua" and canonical_name("lua5.1") == "lua"
     assert canonical_name("lua") == "lua" and canonical_name("rack") == "rack"

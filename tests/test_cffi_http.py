@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import json
 import os
 import re
 import subprocess
@@ -15,10 +14,10 @@ import time
 
 import pytest
 import requests
-
 from cffi_apps import BAD_IMPORT_APP, DECORATORS_APP, DJANGO_APP, FLASK_APP, PROBE_APP, VALIDATED_APP
 from helpers import EXAMPLES, ROOT, Server, free_port, http_get, run_uwsgi
-from nginx import AVAILABLE as NGINX_AVAILABLE, Nginx, example_conf
+from nginx import AVAILABLE as NGINX_AVAILABLE
+from nginx import Nginx, example_conf
 
 
 def http_server(tmp_path, *args, port=None):
@@ -239,6 +238,36 @@ def test_async_generator_with_async_sleep(tmp_path, probe):
         assert get(s.port, "/waitfd").content == b"ready=1 data=ping"
 
 
+SLEEP_FIRST_APP = """
+import uwsgi
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    uwsgi.async_sleep(1)            # armed in the callable, before it returns its body
+    return body()
+
+def body():
+    yield b"core=%d " % uwsgi.async_id()
+    yield b"done"
+"""
+
+
+def test_a_wait_armed_in_the_callable_delays_the_body_on_its_core(tmp_path):
+    app = tmp_path / "sleep_first.py"
+    app.write_text(SLEEP_FIRST_APP)
+    with http_server(tmp_path, "--wsgi-file", app, "--async", "2") as s:
+        results = []
+        t0 = time.monotonic()
+        ts = [threading.Thread(target=lambda: results.append(get(s.port, "/").content)) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        elapsed = time.monotonic() - t0
+        assert sorted(results) == [b"core=0 done", b"core=1 done"], results
+        assert 0.9 < elapsed < 1.9, elapsed    # each slept 1 s, side by side on the two cores
+
+
 # ---- uwsgidecorators ------------------------------------------------------------------------------
 
 def test_uwsgidecorators(tmp_path):
@@ -345,6 +374,7 @@ def _expect(fd, pattern: bytes, seen: bytearray, timeout: float = 30.0) -> bytes
 def test_repl_trick_through_a_pty():
     import pty
     import signal as sig
+
     from helpers import UWSGI
     port, hport = free_port(), free_port()
     master, slave = pty.openpty()

@@ -10,9 +10,9 @@ import warnings
 import wsgiref.validate
 
 import pytest
-
 from cffi_helpers import FakeRequest, ShortReads, make_plugin, run
-from uwsgid import api
+
+from uwsgid.plugins import api
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
@@ -21,7 +21,7 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 def _isolate():
     """configure() installs `uwsgi` and sets api.server, make_opts declares the cffi options:
     undo all of it after each test (other areas' in-process tests share this interpreter)."""
-    from uwsgid import options as registry
+    from uwsgid.config import options as registry
     saved_server = api.server
     saved_path = list(sys.path)
     saved_options = (dict(registry._registry), list(registry._order))
@@ -255,8 +255,6 @@ def test_suspend_makes_the_next_chunk_yield():
 
 
 def test_wait_armed_before_the_first_yield_reaches_the_core():
-    seen = []
-
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         api.async_sleep(5)
@@ -268,13 +266,12 @@ def test_wait_armed_before_the_first_yield_reaches_the_core():
     api.set_current(req.core)
     gen = plugin.request(req)
     assert gen is not None
-    req.core.wait = None            # what the worker does before each resume
-    next(gen)
-    seen.append(req.core.wait)
-    assert seen[0] is not None and seen[0].timeout == 5
-    req.core.wait = None
-    with pytest.raises(StopIteration):
-        next(gen)
+    # armed in request(): left on the core, which runs the first step once it fires
+    wait = req.core.wait
+    assert wait is not None and wait.timeout == 5
+    req.core.wait = None            # what the worker does when it fires
+    for _ in gen:
+        assert req.core.wait is None
     assert req.body == b"after"
     api.set_current(None)
 
@@ -535,7 +532,7 @@ def test_module_and_callable_forms(tmp_path):
 
 
 def test_load_errors_are_one_line(tmp_path, capfd):
-    from uwsgid.plugin import AppLoadError
+    from uwsgid.plugins.contract import AppLoadError
     with pytest.raises(AppLoadError, match="no such file"):
         make_plugin(wsgi_file=str(tmp_path / "missing.py"))
     bad = write_app(tmp_path, "import no_such_module_xyz\n", "bad.py")
@@ -601,7 +598,7 @@ def test_eval_exec_and_post_fork(tmp_path):
 
 
 def test_eval_error_is_load_error():
-    from uwsgid.plugin import AppLoadError
+    from uwsgid.plugins.contract import AppLoadError
     with pytest.raises(AppLoadError, match="cffi-eval.*NameError"):
         make_plugin(cffi_eval=["undefined_name_xyz"])
 
@@ -665,6 +662,6 @@ def test_home_import_and_pyargv(tmp_path):
 
 
 def test_import_error_is_load_error():
-    from uwsgid.plugin import AppLoadError
+    from uwsgid.plugins.contract import AppLoadError
     with pytest.raises(AppLoadError, match="--import no_such_mod_xyz: ModuleNotFoundError"):
         make_plugin(**{"import": ["no_such_mod_xyz"]})

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from cli_helpers import loader, no_loader, registry_snapshot  # noqa: F401  (fixtures)
 
-from uwsgid.cli import CliError, parse
+from uwsgid.config.cli import CliError, parse
 
 
 def p(*argv, env=None):

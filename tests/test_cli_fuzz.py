@@ -9,7 +9,7 @@ from cli_helpers import loader, no_loader, registry_snapshot  # noqa: F401  (fix
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from uwsgid.cli import CliError, parse
+from uwsgid.config.cli import CliError, parse
 
 WORDS = st.sampled_from(["\x00", "@(\x00)", "--if-exists", "--for-readline", "--socket", "-s", "--master", "--master=no", "-Mp4", "-p", "4", "--processes=",
                          "--ini", "--json", "--yaml", "x.ini", ":1", "--set", "a=b", "--set-placeholder",

@@ -8,7 +8,7 @@ import pytest
 from cli_helpers import loader, no_loader, registry_snapshot  # noqa: F401  (fixtures)
 
 import uwsgid
-from uwsgid.cli import CliError, help_text, informational, parse
+from uwsgid.config.cli import CliError, help_text, informational, parse
 
 
 def p(*argv, env=None):
@@ -32,7 +32,7 @@ def test_help_lists_every_option_grouped_core_first(loader):
 
 
 def test_every_declared_option_appears_in_help():
-    from uwsgid.options import all_options
+    from uwsgid.config.options import all_options
     text = help_text()
     for opt in all_options():
         assert f"--{opt.name}" in text
@@ -127,7 +127,8 @@ def test_set_ph_alias():
 
 def test_plugin_flag_before_a_positional_config(loader, tmp_path):
     from cli_helpers import TLUA
-    from uwsgid.options import Option
+
+    from uwsgid.config.options import Option
     TLUA.options.append(Option("tlua-shell", kind="flag", group="tlua", help="test flag"))
     try:
         cfg = tmp_path / "app.ini"
@@ -138,8 +139,8 @@ def test_plugin_flag_before_a_positional_config(loader, tmp_path):
 
 
 def test_markdown_reference_has_every_option(loader):
+    from uwsgid.config.options import all_options
     from uwsgid.config.reference import markdown
-    from uwsgid.options import all_options
     p("--plugins", "tlua")
     text = markdown()
     assert text.index("## core") < text.index("## tpy") < text.index("## tlua")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from cli_helpers import loader, no_loader, registry_snapshot  # noqa: F401  (fixtures)
 
-from uwsgid.cli import CliError, convert, parse
-from uwsgid.options import lookup
+from uwsgid.config.cli import CliError, convert, parse
+from uwsgid.config.options import lookup
 
 
 def p(*argv, env=None):

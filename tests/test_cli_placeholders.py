@@ -10,8 +10,8 @@ import pytest
 from cli_helpers import loader, no_loader, registry_snapshot  # noqa: F401  (fixtures)
 
 import uwsgid
-from uwsgid.cli import CliError, parse
 from uwsgid.config import magic, placeholders
+from uwsgid.config.cli import CliError, parse
 
 
 def p(*argv, env=None):

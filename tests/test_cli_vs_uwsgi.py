@@ -12,7 +12,7 @@ import textwrap
 import pytest
 from cli_helpers import loader, no_loader, registry_snapshot  # noqa: F401  (fixtures)
 
-from uwsgid.cli import parse
+from uwsgid.config.cli import parse
 
 REAL = shutil.which("uwsgi-core")
 pytestmark = pytest.mark.skipif(REAL is None, reason="uwsgi-core (Debian package) not installed")

@@ -1,11 +1,11 @@
-"""Response framing in-process (uwsgid.request.Request over a fake connection): the matrix of
+"""Response framing in-process (uwsgid.net.request.Request over a fake connection): the matrix of
 protocol version x body known or streamed x HEAD / no-body statuses x app Content-Length."""
 
 from __future__ import annotations
 
 import pytest
 
-from uwsgid.request import SLICE, Request
+from uwsgid.net.request import SLICE, Request
 
 
 class FakeConn:

@@ -9,11 +9,10 @@ import socket
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from helpers import connect, free_port, raw, read_response, recv_all
 from http_helpers import WorkerProc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 @pytest.fixture(scope="module")
@@ -292,7 +291,7 @@ def test_random_valid_requests_fragmented(server, reqs, seed):
 
 
 def test_big_body_without_post_buffering_is_spooled():
-    from uwsgid.protocols import SPOOL_DEFAULT, BodyBuffer, Limits
+    from uwsgid.net.protocols import SPOOL_DEFAULT, BodyBuffer, Limits
     assert Limits().post_buffering == SPOOL_DEFAULT
     b = BodyBuffer(Limits().post_buffering)
     chunk = b"z" * 1048576

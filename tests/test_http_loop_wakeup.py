@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from uwsgid.loop import Loop
+from uwsgid.net.loop import Loop
 
 
 def test_wakeup_after_close_writes_nowhere(tmp_path):

@@ -1,4 +1,4 @@
-"""uwsgid.sockets in-process: address forms, bind errors, unix socket hygiene, the internal socket
+"""uwsgid.net.sockets in-process: address forms, bind errors, unix socket hygiene, the internal socket
 for --http, and fd hand-over across a master re-exec (UWSGI_LISTEN_FDS)."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import socket
 import uuid
 
 import pytest
-
 from helpers import free_port
-import uwsgid.core_options  # noqa: F401
-from uwsgid import sockets
-from uwsgid.options import Options, lookup
+
+import uwsgid.config.core_options  # noqa: F401
+from uwsgid.config.options import Options, lookup
+from uwsgid.net import sockets
 
 
 def make_opts(**kw) -> Options:

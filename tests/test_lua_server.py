@@ -16,10 +16,10 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-
 from helpers import EXAMPLES, ROOT, UWSGI, Server, free_port, http_request, run_uwsgi
 from lua_helpers import EditForm
-from nginx import AVAILABLE as NGINX_AVAILABLE, Nginx, uwsgi_pass_conf
+from nginx import AVAILABLE as NGINX_AVAILABLE
+from nginx import Nginx, uwsgi_pass_conf
 
 # LUA_TEST_UWSGI=/path/to/uwsgi runs these against another binary (e.g. a development launcher)
 BINARY = Path(os.environ.get("LUA_TEST_UWSGI") or UWSGI)
@@ -121,6 +121,28 @@ def test_async_sleep_interleaves_on_one_worker(tmp_path):
         assert elapsed < 2.5, elapsed
         cores = {r[2].split()[1] for r in results}
         assert len(cores) > 1
+
+
+SLEEP_FIRST = """
+return function(env)
+  uwsgi.async_sleep(1)   -- armed in the app, before it returns its body iterator
+  return 200, {["Content-Type"] = "text/plain"}, coroutine.wrap(function()
+    coroutine.yield("core " .. uwsgi.async_id() .. " ")
+    coroutine.yield("done")
+  end)
+end
+"""
+
+
+def test_a_wait_armed_in_the_app_delays_the_body_on_its_core(tmp_path):
+    app = write_app(tmp_path, SLEEP_FIRST)
+    port = free_port()
+    with lua_server(app, port, "--async", "2", "-p", "1"):
+        elapsed, results = _concurrent(port, 2)
+        for r in results:
+            assert not isinstance(r, Exception), r
+        assert sorted(r[2] for r in results) == [b"core 0 done", b"core 1 done"], results
+        assert 0.9 < elapsed < 1.9, elapsed    # each slept 1 s, side by side on the two cores
 
 
 def test_threads_serve_in_parallel(tmp_path):

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import Server, free_port, wait_port
+
 from tests.master_helpers import IN_FLIGHT, MODIFIER1, get, info, launch
 
 M1 = ["--http-socket-modifier1", MODIFIER1]
@@ -392,7 +392,7 @@ def test_logto_udp_sends_each_line_as_a_datagram():
     rx.bind(("127.0.0.1", 0))
     rx.settimeout(10)
     try:
-        code = ("from uwsgid import daemon; from uwsgid.log import log; "
+        code = ("from uwsgid.server import daemon; from uwsgid.util.log import log; "
                 f"daemon.redirect_log('127.0.0.1:{rx.getsockname()[1]}'); log('hello over udp')")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30,
                            cwd=Path(__file__).resolve().parent.parent)

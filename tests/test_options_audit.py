@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-
-import uwsgid.cli  # noqa: F401  (declares the core options)
-from uwsgid import cli, log
-from uwsgid.options import lookup
-
 from build_helpers import built, serve_and_get
 from helpers import ROOT, free_port, run_uwsgi
+
+import uwsgid.config.cli  # noqa: F401  (declares the core options)
+from uwsgid.config import cli
+from uwsgid.config.options import lookup
+from uwsgid.util import log
 
 # Flags uWSGI users have in their ini files whose behaviour is ours by design: accepted, and
 # their help starts with "accepted for compatibility" and says why.
@@ -30,9 +30,9 @@ _SUFFIXES = (".py", ".lua", ".c", ".h")
 _DUMP = """
 import json, sys
 sys.path[:0] = ["plugins/lua", "plugins/cffi"]
-import uwsgid.cli, uwsgid.config.logic, uwsgid.services
+import uwsgid.config.cli, uwsgid.config.logic, uwsgid.services
 import cffi_plugin.options, lua_plugin.options
-from uwsgid.options import all_options
+from uwsgid.config.options import all_options
 seen, out = set(), []
 for o in [*all_options(), *lua_plugin.options.OPTIONS, *cffi_plugin.options.OPTIONS]:
     if o.name not in seen:
@@ -173,7 +173,7 @@ def test_autoload_from_an_ini_file_skips_placeholders(luap, tmp_path):
 # ---- --cheaper (uWSGI's spare algorithm) ----------------------------------------------------------
 
 class _FakeMaster:
-    """What uwsgid.cheaper.Cheaper uses of the master: workers, their busy state, spawn, curse."""
+    """What uwsgid.server.cheaper.Cheaper uses of the master: workers, their busy state, spawn, curse."""
 
     class _Child:
         def __init__(self, wid, spawned_at):
@@ -181,7 +181,8 @@ class _FakeMaster:
 
     def __init__(self, numproc, **opts):
         import types
-        from uwsgid.options import Options
+
+        from uwsgid.config.options import Options
         self.opts = Options()
         for name, value in opts.items():
             self.opts.set(lookup(name.replace("_", "-")), value)
@@ -211,7 +212,7 @@ class _FakeMaster:
 
 
 def _cheaper(numproc=4, **opts):
-    from uwsgid.cheaper import Cheaper
+    from uwsgid.server.cheaper import Cheaper
     m = _FakeMaster(numproc, **opts)
     c = Cheaper(m)
     for wid in c.initial_wids():

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from uwsgid import request as R
-from uwsgid import scoreboard as S
+from uwsgid.net import request as R
+from uwsgid.observe import scoreboard as S
 
 
 def _boards():

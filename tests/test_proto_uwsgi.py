@@ -9,11 +9,10 @@ import socket
 import time
 
 import pytest
-
 from helpers import connect, free_port, raw, recv_all, uwsgi_packet
 from http_helpers import WorkerProc
 
-from uwsgid.packet import parse_vars_py, PacketError
+from uwsgid.net.packet import PacketError, parse_vars_py
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +156,7 @@ def test_worker_survives_random_packets(server):
 
 
 def test_parse_vars_py_matches_codec():
-    from uwsgid import packet
+    from uwsgid.net import packet
     v = {b"A": b"1", b"LONG": b"x" * 1000, b"E": b""}
     block = packet.encode_vars(v)
     assert parse_vars_py(block, 64) == v

@@ -12,9 +12,9 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, settings, strategies as st
-
 from helpers import EXAMPLES, ROOT, UWSGI, Server, free_port, http_get, uwsgi_http_get
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 # module -> what it costs or what it drags in (figures: RSS of a worker, measured here)
 HEAVY = {
@@ -69,7 +69,7 @@ def test_worker_with_lua_and_python_loaded_carries_no_heavy_module(tmp_path):
         status, _, body = http_get(http_port, "/")                         # the Python app
         assert status == 200, srv.log()
     modules = set(body.decode().split())
-    assert {"lua_plugin", "cffi_plugin", "uwsgid.worker"} <= modules, sorted(modules)
+    assert {"lua_plugin", "cffi_plugin", "uwsgid.server.worker"} <= modules, sorted(modules)
     found = {name: why for name, why in HEAVY.items() if name in modules}
     assert not found, f"heavy modules in a worker at start-up: {found}"
     # pathlib -> urllib.parse -> ipaddress (~0.9 MB): our code does without them, but a
@@ -106,7 +106,7 @@ def test_options_keep_their_value_semantics():
     """Option and Entry are plain classes with __slots__ (no dataclasses): equal by value,
     unhashable, readable repr, the same defaults."""
     from uwsgid.config.entries import Entry
-    from uwsgid.options import Option
+    from uwsgid.config.options import Option
 
     a = Option("rss-test-opt", "z", kind="int", default=3, help="h")
     assert a == Option("rss-test-opt", "z", kind="int", default=3, help="h")
@@ -131,8 +131,8 @@ def test_options_keep_their_value_semantics():
 @settings(max_examples=3000, deadline=None)
 @given(st.lists(st.sampled_from(list(b"%0123456789abcdefABCDEFgz/ \xff")), max_size=24).map(bytes))
 def test_percent_decoding_matches_urllib(raw):
-    """uwsgid.protocols.unquote_to_bytes replaces urllib.parse's (which imports ipaddress)."""
+    """uwsgid.net.protocols.unquote_to_bytes replaces urllib.parse's (which imports ipaddress)."""
     from urllib.parse import unquote_to_bytes as reference
 
-    from uwsgid.protocols import unquote_to_bytes
+    from uwsgid.net.protocols import unquote_to_bytes
     assert unquote_to_bytes(raw) == reference(raw)

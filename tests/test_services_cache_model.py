@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,7 +38,7 @@ def _check(cache, model):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=OPS, purge_lru=st.booleans(), hashsize=st.sampled_from([0, 1, 3]))
 def test_cache_matches_model(ops, purge_lru, hashsize):
-    import uwsgid.services.cache as cmod
+    import uwsgid.services.cache.shm as cmod
     clock = Clock()
     real_time = cmod.time
     cmod.time = type("T", (), {"time": staticmethod(clock.time)})

@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-
 from services_helpers import RedisServer, fork_children, make_opts, reset_services
 
 from uwsgid.services import api
@@ -235,7 +234,7 @@ def test_metrics(svc):
     assert fork_children(3, lambda i: [api.metric_inc("hits") for _ in range(100)]) == [0, 0, 0]
     assert api.metric_get("hits") == 305
     stats = {}
-    from uwsgid import hooks
+    from uwsgid.util import hooks
     hooks.run("stats", stats)
     assert stats["metrics"] == {"hits": {"type": "counter", "value": 305}, "temp": {"type": "gauge", "value": 42}}
     assert [c["name"] for c in stats["caches"]] == ["main", "lru"]
@@ -321,12 +320,13 @@ class _FakeReq:
 
 def _serve_rpc_once(listener):
     """A one-shot uwsgi-protocol server driving RpcPlugin (what the worker does for modifier1 173)."""
-    from uwsgid.services.rpc import RpcPlugin, _recv_exact
+    from uwsgid.services.rpc import RpcPlugin
+    from uwsgid.services.wire import recv_exact
     conn, _ = listener.accept()
     with conn:
-        head = _recv_exact(conn, 4)
+        head = recv_exact(conn, 4)
         size = struct.unpack("<H", head[1:3])[0]
-        req = _FakeReq(_recv_exact(conn, size), head[3])
+        req = _FakeReq(recv_exact(conn, size), head[3])
         RpcPlugin().request(req)
         conn.sendall(bytes(req.out))
 
@@ -370,13 +370,13 @@ def _spawn_worker(wid, result_w, expect=1, timeout=30.0, ready_w=None):
     """A forked 'worker' wid: takes its channels, runs the handlers of the signals it gets, and
     writes 'wid:signum' lines to result_w (then exits: `expect` signals or `timeout` s after it
     started); a byte on ready_w once its channels and pid are recorded."""
-    from uwsgid.services import signals
+    from uwsgid.services import signal_receiver
     pid = os.fork()
     if pid:
         return pid
     code = 0
     try:
-        signals.worker_started(wid)
+        signal_receiver.worker_started(wid)
         if ready_w is not None:
             os.write(ready_w, b"r")
         got = 0
@@ -469,12 +469,12 @@ def test_signal_handler_dispatch_and_errors(svc, capfd):
 
 
 def test_worker_raised_signal_goes_through_master(svc):
-    from uwsgid.services import signals, timers
+    from uwsgid.services import signal_receiver, timers
     api.register_signal(30, "worker1", lambda n: None)
     timers.start_master()
     r, w = os.pipe()
     receiver = _spawn_worker(1, w, expect=1)
-    sender_code = fork_children(1, lambda i: (signals.worker_started(2), api.signal(30)))
+    sender_code = fork_children(1, lambda i: (signal_receiver.worker_started(2), api.signal(30)))
     os.close(w)
     assert sender_code == [0]
     assert _collect(r, [receiver]) == ["1:30"]
@@ -495,12 +495,12 @@ def test_timer_and_rb_timer(svc):
 
 
 def test_timer_registered_from_a_worker(svc):
-    from uwsgid.services import signals, timers
+    from uwsgid.services import signal_receiver, timers
     api.register_signal(42, "worker1", lambda n: None)
     timers.start_master()
     r, w = os.pipe()
     receiver = _spawn_worker(1, w, expect=1)
-    assert fork_children(1, lambda i: (signals.worker_started(3), api.add_rb_timer(42, 0.2, 1))) == [0]
+    assert fork_children(1, lambda i: (signal_receiver.worker_started(3), api.add_rb_timer(42, 0.2, 1))) == [0]
     os.close(w)
     assert _collect(r, [receiver]) == ["1:42"]
 
@@ -608,7 +608,7 @@ def test_mule_calls_without_mules(svc):
 
 
 def test_mule_messages_and_targets():
-    from uwsgid.services import signals
+    from uwsgid.services import mules, signals
     reset_services(make_opts(processes=1, mules=2))
     try:
         assert api.register_signal(5, "mule3", print) and signals.route(5) == 0
@@ -620,7 +620,7 @@ def test_mule_messages_and_targets():
         if pid == 0:                        # "mule 2": a message and a signal
             code = 0
             try:
-                signals.mule_started(2)
+                mules.mule_started(2)
                 os.write(w, b"%d " % (api.signal_wait(timeout=5) or 0))
                 os.write(w, api.mule_get_msg(5) or b"timeout")
             except BaseException:
@@ -634,6 +634,27 @@ def test_mule_messages_and_targets():
         assert os.read(r, 100) == b"6 hello mule"
     finally:
         reset_services()
+
+
+def test_mule_script_runs_by_the_plugin_of_its_extension(capfd):
+    import types
+
+    from uwsgid.plugins.contract import Plugin
+    from uwsgid.services import mules
+    from uwsgid.services.rpc import RpcPlugin
+    ran = []
+
+    class LuaLike(Plugin):
+        script_extensions = (".lua",)
+
+        def run_script(self, path):
+            ran.append(path)
+    server = types.SimpleNamespace(plugins={173: RpcPlugin(), 6: LuaLike()})
+    mules._run_script(1, "job.lua", server)
+    assert ran == ["job.lua"]
+    mules._run_script(2, "job.py", server)      # no loaded plugin runs .py files: one line, no run
+    assert ran == ["job.lua"]
+    assert "mule 2: job.py not run: no loaded plugin runs .py files" in capfd.readouterr().err
 
 
 class _FakeHttpReq:
@@ -670,7 +691,7 @@ def test_rpc_http_form_modifier2(svc):
 
 
 def test_remote_signal_plugin(svc):
-    from uwsgid.services import signals
+    from uwsgid.services import remote_signals, signals
     api.register_signal(33, "workers", lambda n: None)
     sent = []
     orig = signals.route
@@ -678,7 +699,7 @@ def test_remote_signal_plugin(svc):
     try:
         for num, answer in ((33, 1), (34, 0)):
             req = _FakeReq(b"", modifier2=num)
-            signals.RemoteSignalPlugin().request(req)
+            remote_signals.RemoteSignalPlugin().request(req)
             assert bytes(req.out) == bytes([255, 0, 0, answer])
     finally:
         signals.route = orig

@@ -10,9 +10,9 @@ import socket
 import time
 
 import pytest
-
 from helpers import EXAMPLES, UWSGI, Server, free_port, http_get
-from uwsgid.scoreboard import APPS_PER_PLUGIN, Scoreboard
+
+from uwsgid.observe.scoreboard import APPS_PER_PLUGIN, Scoreboard
 
 APP = '''
 import uwsgi

@@ -12,8 +12,8 @@ import threading
 import time
 
 import pytest
-
 from helpers import free_port
+
 from tests.master_helpers import MODIFIER1, get, launch, read_stats
 
 M1 = ["--http-socket-modifier1", MODIFIER1]
@@ -154,7 +154,7 @@ def test_stats_bind_error_exits_1(tmp_path):
 # ---- in-process unit tests ----------------------------------------------------------------
 
 def test_scoreboard_counts_per_core_and_sums_per_worker():
-    from uwsgid.scoreboard import Scoreboard
+    from uwsgid.observe.scoreboard import Scoreboard
     sb = Scoreboard(2, 3)
     sb.spawned(1, 111, False)
     sb.set_accepting(1, True)
@@ -184,7 +184,7 @@ def test_scoreboard_counts_per_core_and_sums_per_worker():
 
 
 def test_scoreboard_is_shared_with_forked_children():
-    from uwsgid.scoreboard import Scoreboard
+    from uwsgid.observe.scoreboard import Scoreboard
     sb = Scoreboard(1, 1)
     pid = os.fork()
     if pid == 0:
@@ -202,7 +202,7 @@ class _Opts:
 
 class _FakeServer:
     def __init__(self):
-        from uwsgid.scoreboard import Scoreboard
+        from uwsgid.observe.scoreboard import Scoreboard
         self.version = "test"
         self.master_pid = os.getpid()
         self.listeners = []
@@ -212,7 +212,8 @@ class _FakeServer:
 
 
 def test_stats_builder_and_hook():
-    from uwsgid import hooks, stats
+    from uwsgid.observe import stats
+    from uwsgid.util import hooks
     srv = _FakeServer()
     srv.scoreboard.spawned(1, os.getpid(), False)
     srv.scoreboard.begin(1, 1, b"/busy")
@@ -232,7 +233,7 @@ def test_stats_builder_and_hook():
 
 
 def test_scoreboard_total_requests_counts_every_worker():
-    from uwsgid.scoreboard import Scoreboard
+    from uwsgid.observe.scoreboard import Scoreboard
     sb = Scoreboard(2, 2)
     sb.end(1, 0, 200, 1, 1, False)
     sb.end(2, 1, 200, 1, 1, False)
@@ -243,7 +244,8 @@ def test_scoreboard_total_requests_counts_every_worker():
 
 def test_listen_queue_reads_the_kernel_accept_queue():
     import socket
-    from uwsgid.stats import listen_queue
+
+    from uwsgid.observe.stats import listen_queue
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     s.listen(77)

@@ -3,11 +3,12 @@
 import sys
 
 from uwsgid import main as _main
+from uwsgid.server import reexec
 
 
 def run() -> int:
     # A graceful reload re-execs the master the same way it was started.
-    _main.launcher = [sys.executable, "-m", "uwsgid"]
+    reexec.launcher = [sys.executable, "-m", "uwsgid"]
     return _main.main(sys.argv[1:])
 
 

@@ -5,11 +5,12 @@ core/main.c starts CPython on the right home (--cffi-home / $UWSGI_CFFI_HOME / t
 calls `run()` here, which:
   * puts the build's lib dir (build/lib, the standalone _uwsgi) on sys.path, and a non-venv
     home's site-packages;
-  * registers the plugins baked into the executable with uwsgid.plugins_loader;
+  * registers the plugins baked into the executable with uwsgid.plugins.loader;
   * runs `uwsgid.main.main(argv[1:])` and turns its outcome into an exit code: an int as is,
     SystemExit into its code, an uncaught exception into a traceback and 1.
 Inside the executable, `import _uwsgi` gives the embedding module: uwsgi.h's API plus the
-executable-only functions (uwsgi_set_proctitle, uwsgi_argc/uwsgi_argv).
+executable-only functions (uwsgi_set_proctitle, uwsgi_argc/uwsgi_argv); uwsgid.util.binary
+answers the rest of the server's questions about the executable.
 """
 
 from __future__ import annotations
@@ -19,33 +20,8 @@ import os
 import site
 import sys
 
-BUILD: dict = {}                 # what the build baked: root, profile, lib_dir, plugin_dir, home, embedded
-_lib = None
-_ffi = None
-
-
-def active() -> bool:
-    """True inside the ./uwsgi executable."""
-    return _lib is not None
-
-
-def executable() -> str | None:
-    """Path of the running ./uwsgi (None under plain python)."""
-    if not active():
-        return None
-    try:
-        path = os.readlink("/proc/self/exe")
-        # rebuilt while running: the new binary is at the same path
-        return path[:-len(" (deleted)")] if path.endswith(" (deleted)") else path
-    except OSError:
-        return os.path.abspath(sys.argv[0]) if sys.argv else None
-
-
-def set_proctitle(title: str) -> bool:
-    """Name this process in ps (argv memory and comm). False when not in the executable."""
-    if _lib is None:
-        return False
-    return _lib.uwsgi_set_proctitle(title.encode("utf-8", "replace")) == 0
+from uwsgid.plugins import loader as plugins_loader
+from uwsgid.util import binary
 
 
 def _setup_paths(build: dict) -> None:
@@ -73,8 +49,7 @@ def _home_from_argv(argv: list[str]) -> str | None:
 
 
 def _register_plugins(ffi, lib, build: dict) -> None:
-    from uwsgid import plugins_loader
-    exe = executable() or "uwsgi"
+    exe = binary.executable() or "uwsgi"
     for name in build.get("embedded", []):
         table = getattr(lib, f"uwsgi_plugin_{name}_files")()
         source = ffi.string(getattr(lib, f"uwsgi_plugin_{name}_source")()).decode()
@@ -104,10 +79,7 @@ def exit_code(code) -> int:
 
 
 def run(ffi, lib, argc: int, argv, build: dict) -> int:
-    global _lib, _ffi
-    _ffi, _lib = ffi, lib
-    BUILD.clear()
-    BUILD.update(build)
+    binary.bind(lib, build)
     try:
         args = [os.fsdecode(ffi.string(argv[i])) for i in range(argc)]
         sys.argv = args or ["uwsgi"]

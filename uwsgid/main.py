@@ -16,58 +16,23 @@ import socket
 import sys
 import time
 
-import uwsgid
-from uwsgid import api, hooks, reexec
-from uwsgid.log import log, log_exception, set_date_format
-from uwsgid.plugin import AppLoadError, OptionValueError
+# isort: off
+# cli first: its import declares the core options, which --help and docs/OPTIONS.md list
+# before the services' (declared when uwsgid.services is imported)
+from uwsgid.config import cli
+import uwsgid.services  # noqa: F401  (the shared services declare their options and hooks)
+# isort: on
+from uwsgid.plugins import api
+from uwsgid.plugins import loader as plugins_loader
+from uwsgid.plugins.contract import AppLoadError, OptionValueError
+from uwsgid.server import daemon, reexec
+from uwsgid.server.instance import Server, cleanup
+from uwsgid.services.rpc import RpcPlugin
+from uwsgid.util import hooks
+from uwsgid.util.log import log, log_exception, set_date_format
 
 EXIT_APP_LOAD = 22
 CONTROL_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-
-# How this process was started, to re-exec the master on a graceful reload (uWSGI's
-# "binary reloading"). ./uwsgi: /proc/self/exe ARGS; `python -m uwsgid` sets its own prefix.
-launcher: list[str] | None = None
-
-
-class Server:
-    """What the master, the workers and the plugins share (see uwsgid.plugin / worker)."""
-
-    def __init__(self, opts, argv: list[str]):
-        self.opts = opts
-        self.argv = list(argv)
-        self.listeners: list = []
-        self.plugins: dict = {}
-        self.scoreboard = None
-        self.master_pid = os.getpid()
-        self.numproc = max(1, int(opts.processes or 1))
-        self.cores = max(1, int(opts.get("async") or 1)) * max(1, int(opts.threads or 1))
-        self.has_master = bool(opts.master)
-        self.version = uwsgid.__version__
-        self.started_at = time.time()
-        self.cwd = os.getcwd()
-        self.master = None          # uwsgid.master.Master (None in single-process mode)
-        self.router_sockets: list = []   # --http router listening sockets (uwsgid.router)
-        self.pidfiles: list[str] = []    # written, absolute (removed by --vacuum)
-
-    def worker_pids(self) -> dict[int, int]:
-        """wid -> pid of the running workers (0 while one is being respawned)."""
-        sb = self.scoreboard
-        return {wid: sb.pid(wid) for wid in range(1, self.numproc + 1)} if sb is not None else {}
-
-    @property
-    def lazy_apps(self) -> bool:
-        return bool(self.opts.lazy_apps or self.opts.lazy)
-
-
-def _import_services() -> None:
-    """Helper E's shared services declare options and hooks on import; absent is fine."""
-    try:
-        import uwsgid.services  # noqa: F401
-    except ModuleNotFoundError as e:
-        if e.name not in ("uwsgid.services",):
-            log_exception("uwsgi: cannot import uwsgid.services:")
-    except Exception:
-        log_exception("uwsgi: cannot import uwsgid.services:")
 
 
 def _apply_env(opts) -> None:
@@ -85,22 +50,7 @@ class StartupError(Exception):
 
 
 def _load_plugins(server, extra_plugins) -> None:
-    try:
-        from uwsgid import plugins_loader
-    except ModuleNotFoundError as e:
-        if e.name != "uwsgid.plugins_loader":
-            raise
-        plugins = []
-    else:
-        plugins = list(plugins_loader.loaded())
-    plugins.extend(extra_plugins or ())
-    try:
-        from uwsgid.services.rpc import RpcPlugin
-    except ModuleNotFoundError:
-        pass
-    else:
-        rpc = RpcPlugin() if isinstance(RpcPlugin, type) else RpcPlugin
-        plugins.append(rpc)
+    plugins = [*plugins_loader.loaded(), *(extra_plugins or ()), RpcPlugin()]
     for p in plugins:
         if p.modifier1 is None or p.modifier1 < 0:
             continue
@@ -111,7 +61,7 @@ def _load_plugins(server, extra_plugins) -> None:
 
 
 def _bind(server) -> None:
-    from uwsgid import sockets
+    from uwsgid.net import sockets
     try:
         server.listeners = list(sockets.bind_all(server.opts))   # adopts a reload's inherited fds
     except (sockets.BindError, OSError, ValueError) as e:
@@ -123,7 +73,7 @@ def _bind(server) -> None:
             except OSError:
                 pass
     else:
-        from uwsgid import router
+        from uwsgid.server import router
         try:
             server.router_sockets = router.bind(server.opts)
         except (OSError, ValueError) as e:
@@ -165,7 +115,6 @@ def _log_listeners(server) -> None:
 
 def _write_pidfile(server, path: str) -> None:
     """Absolute, so that --vacuum finds it whatever --chdir/--chdir2 did meanwhile."""
-    from uwsgid import daemon
     path = os.path.abspath(path)
     daemon.write_pidfile(path, server.master_pid)
     server.pidfiles.append(path)
@@ -181,12 +130,12 @@ DEFERRED_IMPORTS = ("traceback", "ast", "unicodedata", "json", "ctypes", "runpy"
 def _preimport(opts) -> None:
     """What the master and the workers need, imported while the files are surely readable
     (before --uid/--gid: an interpreter under a private home is unreadable afterwards)."""
-    import uwsgid.master  # noqa: F401
-    import uwsgid.scoreboard  # noqa: F401
-    import uwsgid.stats  # noqa: F401
-    import uwsgid.worker  # noqa: F401
+    import uwsgid.observe.scoreboard  # noqa: F401
+    import uwsgid.observe.stats  # noqa: F401
+    import uwsgid.server.master  # noqa: F401
+    import uwsgid.server.worker  # noqa: F401
     if opts.http:
-        import uwsgid.router  # noqa: F401  (already imported by _bind; spawn_router needs it)
+        import uwsgid.server.router  # noqa: F401  (already imported by _bind; spawn_router needs it)
     if opts.uid or opts.gid:
         for name in DEFERRED_IMPORTS:
             importlib.import_module(name)
@@ -225,8 +174,7 @@ def main(argv: list[str], extra_plugins=None) -> int:
 
 def _main(argv: list[str], extra_plugins) -> int:
     argv = [str(a) for a in argv]
-    _import_services()
-    from uwsgid import cli, daemon
+    cli.use_plugin_loader(plugins_loader)
 
     try:
         opts = cli.parse(argv)
@@ -282,21 +230,21 @@ def _main(argv: list[str], extra_plugins) -> int:
         log(f"uwsgi: {e}")
         return 1
 
-    from uwsgid.scoreboard import Scoreboard
+    from uwsgid.observe.scoreboard import Scoreboard
     server.scoreboard = Scoreboard(server.numproc, server.cores, server.plugins)
     single = not opts.master and server.numproc == 1 and not opts.http and not opts.stats
     if not single:
-        from uwsgid.master import Master
+        from uwsgid.server.master import Master
         Master(server)      # sets server.master: services may add readers/timers at master_start
     try:
         hooks.run("master_start", server)
     except Exception:
         log_exception("uwsgi: a service failed to start:")
-        _cleanup(server)
+        cleanup(server)
         return 1
     rc = _configure_plugins(server)
     if rc is not None:
-        _cleanup(server)
+        cleanup(server)
         return rc
     if opts.chdir2:
         try:
@@ -317,7 +265,7 @@ def _main(argv: list[str], extra_plugins) -> int:
 
 def _run_single(server) -> int:
     """No master: this process is worker 1 (uWSGI's behaviour for `uwsgi --socket ... ` alone)."""
-    from uwsgid.worker import Worker
+    from uwsgid.server.worker import Worker
     log(f"spawned uWSGI worker 1 (and the only) (pid: {os.getpid()}, cores: {server.cores})")
     server.scoreboard.spawned(1, os.getpid(), False)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, CONTROL_SIGNALS)
@@ -330,22 +278,6 @@ def _run_single(server) -> int:
     except BaseException:
         log_exception("uwsgi: worker 1 crashed:")
         rc = 1
-    _cleanup(server)
+    cleanup(server)
     log("goodbye to uWSGI.")
     return int(rc or 0)
-
-
-def _cleanup(server) -> None:
-    """--vacuum: unix sockets and pidfiles go away with the instance."""
-    from uwsgid import daemon
-    if not server.opts.vacuum:
-        return
-    for lst in server.listeners:
-        path = getattr(lst, "path", None)
-        if path and not str(path).startswith("@"):
-            daemon.remove_file(path)
-    for s, name in server.router_sockets:
-        if name.startswith("/"):
-            daemon.remove_file(name)
-    for path in server.pidfiles:
-        daemon.remove_file(path)

@@ -8,9 +8,13 @@ import os
 
 from uwsgid.config.entries import Entry
 
+# Set by a master that re-execs itself for a graceful reload (uwsgid.server.reexec): the config
+# is then read a second time, and what was said about it the first time is not said again.
+ENV_RELOADING = "UWSGI_RELOADING"
+
 _INTERNAL = {"RELOADS", "VASSALS_DIR", "EMPEROR_FD", "BROODLORD_NUM", "EMPEROR_FD_CONFIG",
              "EMPEROR_PROXY", "JAIL_PID", "ORIGINAL_PROC_NAME",
-             # ours: the master's re-exec hand-over (uwsgid/reexec.py, sockets.py) and start-up knobs
+             # ours: the master's re-exec hand-over (uwsgid/server/reexec.py, sockets.py) and start-up knobs
              "RELOADING", "HTTP_FDS", "LISTEN_FDS", "EMBED_MAIN", "PACKET_PURE"}
 
 

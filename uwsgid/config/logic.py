@@ -8,7 +8,7 @@ While a block is open, each following item is passed through the block: a `for` 
 once per value with `%(_)` replaced, an `if-*` keeps it (with `%(_)` = the tested value) only
 when its condition holds, `else` keeps it only when the condition failed. Blocks do not nest
 (uWSGI exits on recursive logic; so do we, with a message). Declared here because this module
-gives them their meaning; the collector in uwsgid/cli.py drives them."""
+gives them their meaning; the collector in uwsgid/config/cli.py drives them."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import socket
 from typing import Callable
 
 from uwsgid.config.entries import ConfigError
-from uwsgid.options import Option, declare
+from uwsgid.config.options import Option, declare
 
 FOR = ("for", "for-glob", "for-times", "for-readline")
 IF = ("if-env", "if-not-env", "if-opt", "if-not-opt", "if-exists", "if-not-exists",
@@ -120,7 +120,7 @@ class Block:
         if kind == "for":
             return arg.split()
         if kind == "for-glob":
-            import glob   # only for-glob needs it: not carried into every worker
+            import glob  # only for-glob needs it: not carried into every worker
             found = sorted(p + "/" if os.path.isdir(p) else p for p in glob.glob(arg))
             return found or [arg]          # GLOB_NOCHECK, as uWSGI
         if kind == "for-times":

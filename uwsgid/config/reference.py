@@ -3,7 +3,7 @@ Both come from the same Option objects the parser uses, so they cannot drift apa
 
 from __future__ import annotations
 
-from uwsgid.options import Option, all_options
+from uwsgid.config.options import Option, all_options
 
 _KIND_METAVAR = {"flag": "", "str": "VALUE", "int": "N", "float": "NUM", "size": "SIZE", "optional": "[VALUE]"}
 _KIND_DOC = {"flag": "flag", "str": "string", "int": "integer", "float": "number",
@@ -57,13 +57,3 @@ def markdown() -> str:
         out.append("")
     return "\n".join(out)
 
-
-if __name__ == "__main__":      # python -m uwsgid.config.reference > docs/options.md
-    import uwsgid.cli  # noqa: F401  (core options)
-    try:
-        import uwsgid.services  # noqa: F401
-        from uwsgid import plugins_loader
-        plugins_loader.embedded_plugins()
-    except ImportError:
-        pass
-    print(markdown())

@@ -2,7 +2,7 @@
 
 Apps reach them through uwsgid.services.api (wrapped by the Lua and Python `uwsgi` modules).
 This package declares the services' options and plugs them into the server through
-uwsgid.hooks, so the core never imports a service:
+uwsgid.util.hooks, so the core never imports a service:
 
     master_start   setup(): shared memory, locks and signal channels, before the first fork;
                    adds the RPC (173) and remote signal (110) handlers to server.plugins;
@@ -11,20 +11,23 @@ uwsgid.hooks, so the core never imports a service:
     worker_loop_start  the worker's signal channels are watched by its (first) loop
     master_tick    --metrics-dir files; spawns the mules (first tick) and respawns dead ones
     stats          "locks", "metrics" and "caches" in the stats JSON
+It also serves %(metric.NAME) in --log-format (uwsgid.observe.reqlog.provide).
     shutdown       stops the mules and the master's thread
 
-setup() is idempotent and also runs on first use, so an app that touches the cache while it is
-being loaded by the master (before master_start) gets the same shared memory.
+setup() is idempotent and also runs on first use (channels.ensure), so an app that touches the
+cache while it is being loaded by the master (before master_start) gets the same shared memory.
+
+The modules, one concern each, and the direction of their imports: README.md.
 """
 
 from __future__ import annotations
 
-import threading
-
-from uwsgid import api as core_api
-from uwsgid import hooks
-from uwsgid.log import log
-from uwsgid.options import Option, declare
+from uwsgid.config.options import Option, declare
+from uwsgid.observe import reqlog
+from uwsgid.plugins import api as core_api
+from uwsgid.services import channels
+from uwsgid.util import hooks
+from uwsgid.util.log import log
 
 declare(
     Option("cache2", kind="str", multi=True, group="core",
@@ -54,41 +57,37 @@ declare(
     Option("mules", kind="int", default=0, group="core", help="add N mules without a script"),
 )
 
-_setup_lock = threading.Lock()
-_done = False
-
-
 def setup(opts=None) -> None:
     """Create every shared structure (master, before fork). opts: the parsed Options; None =
     the running server's, or the defaults (no cache, lock 0, no metric) when there is none."""
-    global _done
-    if _done:
-        return
-    with _setup_lock:
-        if _done:
-            return
-        if opts is None and core_api.server is not None:
-            opts = core_api.server.opts
-        from uwsgid.services import cache, locks, metrics, mules, signals
-        get = (lambda name, default: opts.get(name, default)) if opts is not None else (lambda name, default: default)
-        locks.setup(int(get("locks", 0) or 0))
-        cache.setup(list(get("cache2", []) or []), int(get("cache", 0) or 0),
-                    int(get("cache-blocksize", 65536) or 65536))
-        metrics.setup(list(get("metric", []) or []), get("metrics-dir", None), bool(get("metrics-dir-restore", False)))
-        nmules = mules.setup(list(get("mule", []) or []), int(get("mules", 0) or 0))
-        signals.setup(int(get("processes", 1) or 1), nmules)
-        _done = True
+    channels.set_up_once(lambda: _create_all(opts))
+
+
+def _create_all(opts) -> None:
+    if opts is None and core_api.server is not None:
+        opts = core_api.server.opts
+    from uwsgid.services import cache, locks, metrics, mules, signals
+    get = (lambda name, default: opts.get(name, default)) if opts is not None else (lambda name, default: default)
+    locks.setup(int(get("locks", 0) or 0))
+    cache.setup(list(get("cache2", []) or []), int(get("cache", 0) or 0),
+                int(get("cache-blocksize", 65536) or 65536))
+    metrics.setup(list(get("metric", []) or []), get("metrics-dir", None), bool(get("metrics-dir-restore", False)))
+    nmules = mules.setup(list(get("mule", []) or []), int(get("mules", 0) or 0))
+    channels.create(int(get("processes", 1) or 1), nmules)
+    signals.setup()
+
+
+channels.on_first_use(setup)
 
 
 def ensure() -> None:
-    if not _done:
-        setup()
+    channels.ensure()
 
 
 def service_plugins() -> list:
     """The services' request handlers for the modifier1 map: RPC (173) and remote signals (110)."""
+    from uwsgid.services.remote_signals import remote_plugin
     from uwsgid.services.rpc import plugin as rpc_plugin
-    from uwsgid.services.signals import remote_plugin
     return [rpc_plugin, remote_plugin]
 
 
@@ -111,27 +110,27 @@ def _master_start(server) -> None:
 
 
 def _worker_start(worker) -> None:
-    from uwsgid.services import signals
+    from uwsgid.services import signal_receiver
     ensure()
-    signals.worker_started(int(getattr(worker, "id", 0) or getattr(worker, "wid", 0) or 1))
+    signal_receiver.worker_started(int(getattr(worker, "id", 0) or getattr(worker, "wid", 0) or 1))
     add_reader = getattr(worker, "add_reader", None)
     if add_reader is not None:
         # the worker runs the callbacks in its loop 0, between requests
-        signals.add_readers(add_reader)
+        signal_receiver.add_readers(add_reader)
 
 
 def _worker_loop_start(loop) -> None:
-    from uwsgid.services import signals
-    if signals._reader_added:
+    from uwsgid.services import signal_receiver
+    if signal_receiver.watched():
         return
     add_reader = getattr(loop, "add_reader", None)
     if add_reader is None and core_api.worker is not None:
         add_reader = getattr(core_api.worker, "add_reader", None)
     if add_reader is not None:
-        signals.add_readers(add_reader)
+        signal_receiver.add_readers(add_reader)
     else:
         log("services: the worker loop has no add_reader: signal handlers run in a helper thread")
-        signals.start_worker_thread()
+        signal_receiver.start_worker_thread()
 
 
 def _master_tick(server) -> None:
@@ -143,7 +142,7 @@ def _master_tick(server) -> None:
 
 def _stats(stats: dict) -> None:
     from uwsgid.services import cache, locks, metrics
-    if not _done:
+    if not channels.ready():
         return
     stats["locks"] = locks.stats()
     stats["metrics"] = metrics.snapshot()
@@ -159,9 +158,17 @@ def _shutdown(server) -> None:
     timers.stop_master()
 
 
+def _metric_for_log(name: str) -> bytes:
+    """%(metric.NAME) in --log-format: the metric's value, b"" when there is no such metric."""
+    from uwsgid.services import metrics
+    value = metrics.get(name.encode())
+    return b"" if value is None else b"%d" % value
+
+
 hooks.register("master_start", _master_start)
 hooks.register("worker_start", _worker_start)
 hooks.register("worker_loop_start", _worker_loop_start)
 hooks.register("master_tick", _master_tick)
 hooks.register("stats", _stats)
 hooks.register("shutdown", _shutdown)
+reqlog.provide("metric", _metric_for_log)

@@ -17,37 +17,22 @@ Caches: `cache=None` is the default cache (the first --cache2 / --cache); a cach
 
 from __future__ import annotations
 
-import uwsgid.services as _services
 from uwsgid.services import cache as _cache_mod
+from uwsgid.services import channels as _channels
 from uwsgid.services import locks as _locks
 from uwsgid.services import metrics as _metrics
+from uwsgid.services import mules as _mules
+from uwsgid.services import remote_signals as _remote_signals
 from uwsgid.services import rpc as _rpc
+from uwsgid.services import signal_receiver as _signal_receiver
 from uwsgid.services import signals as _signals
 from uwsgid.services import timers as _timers
 from uwsgid.services.rpc import RpcError  # noqa: F401  (re-exported for the plugins)
-
-
-def to_bytes(value, what: str = "value") -> bytes:
-    """bytes for a key/value/argument given by an app in either runtime."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a string or bytes, not a boolean")
-    if isinstance(value, int):
-        return str(value).encode()
-    if isinstance(value, float):
-        # Lua prints integral floats without ".0" (5.1/LuaJIT): follow lua_tolstring
-        return (str(int(value)) if value.is_integer() else repr(value)).encode()
-    raise ValueError(f"{what} must be a string or bytes, not {type(value).__name__}")
+from uwsgid.services.spec import to_bytes
 
 
 def _c(cache):
-    if not _services._done:
-        _services.ensure()
+    _channels.ensure()
     return _cache_mod.get_cache(None if cache is None else to_bytes(cache, "cache name"))
 
 
@@ -195,7 +180,7 @@ def register_signal(num, target, fn) -> bool:
 def signal(num, remote=None) -> None:
     """Raise signal num in this instance (routed by the master), or on `remote` host:port."""
     if remote:
-        _signals.send_remote(to_bytes(remote, "remote").decode(), _int(num, "signal number"))
+        _remote_signals.send_remote(to_bytes(remote, "remote").decode(), _int(num, "signal number"))
     else:
         _signals.raise_signal(_int(num, "signal number"))
 
@@ -207,13 +192,13 @@ def signal_registered(num) -> bool:
 def signal_wait(num=None, timeout=None) -> int | None:
     """Block until a signal reaches this worker (num: only that one); its handler is not run.
     Returns the signal number, None on timeout."""
-    return _signals.wait(None if num is None else _int(num, "signal number"),
+    return _signal_receiver.wait(None if num is None else _int(num, "signal number"),
                          None if timeout is None else float(timeout))
 
 
 def signal_received() -> int | None:
     """The last signal returned by signal_wait in this process."""
-    return _signals.last_received()
+    return _signal_receiver.last_received()
 
 
 def add_timer(num, secs) -> bool:
@@ -248,7 +233,7 @@ def _secs(secs) -> float:
 
 def lock(n=0) -> None:
     """Block until user lock n (0 .. --locks) is held by this thread; across processes too."""
-    _services.ensure()
+    _channels.ensure()
     _locks.lock(_int(n, "lock number"))
 
 
@@ -263,32 +248,32 @@ def is_locked(n=0) -> bool:
 # ---- metrics -------------------------------------------------------------------------------
 
 def metric_get(name) -> int | None:
-    _services.ensure()
+    _channels.ensure()
     return _metrics.get(to_bytes(name, "metric name"))
 
 
 def metric_set(name, value) -> bool:
-    _services.ensure()
+    _channels.ensure()
     return _metrics.update(to_bytes(name, "metric name"), "=", _int(value, "value"))
 
 
 def metric_inc(name, value=1) -> bool:
-    _services.ensure()
+    _channels.ensure()
     return _metrics.update(to_bytes(name, "metric name"), "+", _int(value, "value"))
 
 
 def metric_dec(name, value=1) -> bool:
-    _services.ensure()
+    _channels.ensure()
     return _metrics.update(to_bytes(name, "metric name"), "-", _int(value, "value"))
 
 
 def metric_mul(name, value=1) -> bool:
-    _services.ensure()
+    _channels.ensure()
     return _metrics.update(to_bytes(name, "metric name"), "*", _int(value, "value"))
 
 
 def metric_div(name, value=1) -> bool:
-    _services.ensure()
+    _channels.ensure()
     value = _int(value, "value")
     if value == 0:
         raise ValueError("metric_div: division by zero")
@@ -299,16 +284,16 @@ def metric_div(name, value=1) -> bool:
 
 def mule_msg(msg, mule=None) -> bool:
     """Queue msg for a mule (mule: its id 1..N, or None = any mule)."""
-    return _signals.mule_msg(to_bytes(msg, "message"), None if mule is None else _int(mule, "mule id"))
+    return _mules.mule_msg(to_bytes(msg, "message"), None if mule is None else _int(mule, "mule id"))
 
 
 def mule_get_msg(timeout=None) -> bytes | None:
     """In a mule: block until a message arrives (None on timeout)."""
-    return _signals.mule_get_msg(None if timeout is None else float(timeout))
+    return _mules.mule_get_msg(None if timeout is None else float(timeout))
 
 
 mule_msg_get = mule_get_msg
 
 
 def mule_id() -> int:
-    return _signals.mule_id()
+    return _mules.mule_id()

@@ -10,9 +10,9 @@ import mmap
 import os
 import struct
 
-from uwsgid.log import log
 from uwsgid.services.locks import ProcessLock
 from uwsgid.services.spec import keyvals
+from uwsgid.util.log import log
 
 TYPES = ("counter", "gauge", "absolute")
 _Q = struct.Struct("<q")

@@ -1,8 +1,9 @@
 """Mules: processes beside the workers that serve no request (uWSGI's --mule / --mules). A mule
-runs a script (FILE.py with the Python `uwsgi` module, FILE.lua with a `uwsgi` table of the same
-services) and then, or without a script, handles the signals sent to targets "mule", "mule<N>",
-"mules". Apps send it messages with uwsgi.mule_msg(msg[, id]); it takes them with
-uwsgi.mule_get_msg() (signals are handled while it waits).
+runs a script (by the language plugin whose script_extensions has its extension: FILE.py with
+the Python `uwsgi` module, FILE.lua with the Lua `uwsgi` table) and then, or without a script,
+handles the signals sent to targets "mule", "mule<N>", "mules". Apps send it messages with
+uwsgi.mule_msg(msg[, id]) over the mules' message queues (services/channels.py); it takes them
+with uwsgi.mule_get_msg() (signals are handled while it waits).
 
 The master forks the mules at its first tick (after the apps are loaded, so handlers registered
 by the apps are inherited) and checks them at each tick: a dead mule is respawned (at most once a
@@ -13,13 +14,15 @@ re-exec on reload closes it: the sockets are close-on-exec).
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 import time
 
-from uwsgid import api as core_api
-from uwsgid.log import log, log_exception
-from uwsgid.services import signals
+from uwsgid.plugins import api as core_api
+from uwsgid.services import channels, signal_receiver, signals
+from uwsgid.services.channels import MULE_MSG_MAX
+from uwsgid.util.log import log, log_exception
 
 _specs: list[str] = []               # "" = no script
 _pids: dict[int, int] = {}
@@ -89,7 +92,7 @@ def _spawn(mid: int, server, respawn: bool) -> None:
 
 def _die_with_parent() -> None:
     try:
-        import ctypes   # in the mule only: the master and workers need not carry it
+        import ctypes  # in the mule only: the master and workers need not carry it
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
     except Exception:
@@ -104,11 +107,11 @@ def _mule_main(mid: int, server) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         _die_with_parent()
         core_api.worker = None
-        signals.mule_started(mid)
+        mule_started(mid)
         script = _specs[mid - 1]
         if script:
-            _run(script, server)
-        signals.mule_loop(_python_msg_hook(mid))
+            _run_script(mid, script, server)
+        mule_loop(_python_msg_hook(mid))
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:
@@ -133,59 +136,15 @@ def _python_msg_hook(mid: int):
     return deliver
 
 
-def _run(script: str, server) -> None:
-    if script.endswith(".py"):
-        if "uwsgi" not in sys.modules:
-            try:
-                from cffi_plugin import uwsgi_module
-                uwsgi_module.install(server)
-            except Exception:
-                log_exception(f"mule: the Python uwsgi module is unavailable for {script}:")
-        import runpy
-        runpy.run_path(script, run_name="__main__")
-    else:
-        _run_lua(script)
-
-
-_LUA_API = ("cache_get", "cache_set", "cache_update", "cache_del", "cache_exists", "cache_clear",
-            "cache_inc", "cache_dec", "cache_mul", "cache_div", "cache_num", "cache_getnum", "cache_setnum",
-            "register_rpc", "rpc", "call", "register_signal", "signal", "signal_registered", "signal_wait",
-            "signal_received", "add_timer", "add_rb_timer", "add_file_monitor", "add_cron",
-            "lock", "unlock", "is_locked", "metric_get", "metric_set", "metric_inc", "metric_dec",
-            "metric_mul", "metric_div", "mule_msg", "mule_get_msg", "mule_id")
-
-
-def _lua_engine():
-    # never load a second Lua engine next to the one the Lua plugin may have loaded
-    for name in ("lupa.luajit21", "lupa.luajit20", "lupa.lua51", "lupa.lua52", "lupa.lua53", "lupa.lua54"):
-        if name in sys.modules:
-            return sys.modules[name]
-    import lupa
-    with lupa.allow_lua_module_loading():
-        from lupa import luajit21
-    return luajit21
-
-
-def _run_lua(script: str) -> None:
-    from uwsgid.services import api
-    engine = _lua_engine()
-    rt = engine.LuaRuntime(encoding=None, unpack_returned_tuples=True)
-    rt.execute(b'package.path = "/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;" .. package.path\n'
-               b'package.cpath = "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;" .. package.cpath')
-    t = rt.table()
-    for name in _LUA_API:
-        t[name.encode()] = getattr(api, name)
-    t[b"cache_keys"] = lambda cache=None: rt.table_from(api.cache_keys(cache))
-    t[b"rpc_list"] = lambda: rt.table_from(api.rpc_list())
-    t[b"worker_id"] = lambda: 0
-    t[b"log"] = lambda *a: log(b" ".join(x if isinstance(x, bytes) else str(x).encode() for x in a))
-    t[b"micros"] = core_api.micros
-    rt.globals()[b"uwsgi"] = t
-    with open(script, "rb") as f:
-        code = f.read()
-    fn = rt.eval(b"function(code, name) local f, err = (loadstring or load)(code, name) if not f then error(err, 0) end "
-                 b"return f end")
-    fn(code, b"@" + script.encode())()
+def _run_script(mid: int, script: str, server) -> None:
+    """The script, by the loaded plugin whose script_extensions has its extension (the Python
+    plugin .py, the Lua plugin .lua); without one, the mule goes on without its script."""
+    ext = os.path.splitext(script)[1]
+    for plugin in server.plugins.values():
+        if ext in plugin.script_extensions:
+            plugin.run_script(script)
+            return
+    log(f"mule {mid}: {script} not run: no loaded plugin runs {ext} files (the mule goes on without a script)")
 
 
 def stop(timeout: float = 3.0) -> None:
@@ -214,6 +173,102 @@ def stop(timeout: float = 3.0) -> None:
 
 def pids() -> dict[int, int]:
     return dict(_pids)
+
+
+# ---- in a mule: its start, its messages and its loop ----------------------------------------
+
+def mule_started(mid: int) -> None:
+    """In a mule after fork: keep its channels and queues (and the shared mule ones)."""
+    signals.ensure()
+    channels.mule_started(mid)
+
+
+def mule_msg(msg: bytes, mule: int | None = None) -> bool:
+    """Queue msg for mule `mule` (1..N) or, with None, for the first mule that asks."""
+    signals.ensure()
+    nmules = channels.mule_count()
+    if not nmules:
+        raise ValueError("mule_msg: no mules are configured (--mule / --mules)")
+    if len(msg) > MULE_MSG_MAX:
+        raise ValueError(f"mule_msg: a message is at most {MULE_MSG_MAX} bytes (got {len(msg)})")
+    if mule is None or mule == 0:
+        sock = channels.mule_queue(None)
+        what = "the mules"
+    else:
+        sock = channels.mule_queue(mule)
+        if sock is None:
+            raise ValueError(f"mule_msg: there are mules 1..{nmules} (got {mule})")
+        what = f"mule {mule}"
+    try:
+        sock.send(msg)
+        return True
+    except BlockingIOError:
+        log(f"*** MULE MSG QUEUE IS FULL for {what}: message dropped ***")
+    except OSError as exc:
+        log(f"mule_msg to {what}: {exc}")
+    return False
+
+
+def _mule_poller():
+    socks = {s.fileno(): ("sig", s) for s in channels.receiving_ends()}
+    for s_ in channels.mule_queue_ends():
+        socks[s_.fileno()] = ("msg", s_)
+    poller = select.poll()
+    for fd in socks:
+        poller.register(fd, select.POLLIN)
+    return poller, socks
+
+
+def _mule_turn(poller, socks, timeout_ms, want_msg: bool):
+    """One poll in a mule: run signal handlers; return a message when one is taken."""
+    for fd, ev in poller.poll(timeout_ms):
+        kind, sock = socks[fd]
+        if kind == "sig":
+            if ev & select.POLLIN:
+                signal_receiver.drain(sock)
+            if ev & (select.POLLHUP | select.POLLERR):
+                # the master's end is closed: it died or re-executed itself (reload)
+                signal_receiver.mule_master_gone()
+        elif want_msg and ev & select.POLLIN:
+            try:
+                return sock.recv(MULE_MSG_MAX + 1)
+            except (BlockingIOError, InterruptedError):
+                continue    # another mule took it (shared queue)
+    return None
+
+
+def mule_get_msg(timeout: float | None = None) -> bytes | None:
+    """In a mule: block until a message arrives (signals are handled meanwhile); None on timeout."""
+    if not channels.mule_id():
+        raise ValueError("mule_get_msg can only be called in a mule")
+    poller, socks = _mule_poller()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = 1000 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+        msg = _mule_turn(poller, socks, left, True)
+        if msg is not None:
+            return msg
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+
+
+def mule_loop(on_message=None) -> None:
+    """A mule with no script (or whose script returned): run signal handlers forever, and give
+    the messages to on_message(msg) when there is one (else they wait for a scripted mule)."""
+    poller, socks = _mule_poller()
+    if on_message is None:
+        socks = {fd: v for fd, v in socks.items() if v[0] == "sig"}
+        poller = select.poll()
+        for fd in socks:
+            poller.register(fd, select.POLLIN)
+    while True:
+        msg = _mule_turn(poller, socks, 1000, on_message is not None)
+        if msg is not None:
+            on_message(msg)
+
+
+def mule_id() -> int:
+    return channels.mule_id()
 
 
 def _reset_for_tests() -> None:

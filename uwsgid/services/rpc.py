@@ -14,13 +14,14 @@ for the raw result only; modifier2 2 is uWSGI's HTTP form (PATH_INFO /func/arg1/
 
 from __future__ import annotations
 
-import socket
 import struct
 import threading
 
-from uwsgid import api as core_api
-from uwsgid.log import log, log_exception
-from uwsgid.plugin import Plugin
+from uwsgid.plugins import api as core_api
+from uwsgid.plugins.contract import Plugin
+from uwsgid.services import wire
+from uwsgid.services.spec import to_bytes
+from uwsgid.util.log import log, log_exception
 
 MODIFIER1 = 173
 MAX_ARGS = 254
@@ -64,7 +65,6 @@ def _result_bytes(name: bytes, res) -> bytes:
     if isinstance(res, (bytearray, memoryview)):
         return bytes(res)
     if isinstance(res, (int, float)) and not isinstance(res, bool):
-        from uwsgid.services.api import to_bytes
         return to_bytes(res)
     raise RpcError(f"rpc function {name.decode('utf-8', 'replace')!r} returned {type(res).__name__}, "
                    "expected bytes or a string")
@@ -153,52 +153,19 @@ def error_packet(message: str, not_found: bool = False) -> bytes:
 
 # ---- remote calls --------------------------------------------------------------------------
 
-def _connect(node: str, timeout: float) -> socket.socket:
-    if node.startswith("/") or node.startswith("@"):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        addr = "\0" + node[1:] if node.startswith("@") else node
-    else:
-        host, sep, port = node.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ValueError(f"rpc node must be host:port or a unix socket path (got {node!r})")
-        host = host.strip("[]") or "127.0.0.1"
-        s = socket.create_connection((host, int(port)), timeout=timeout)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return s
-    s.settimeout(timeout)
-    s.connect(addr)
-    return s
-
-
-def _recv_exact(s: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            break
-        buf += chunk
-    return bytes(buf)
-
-
-def _timeout() -> float:
-    srv = core_api.server
-    t = getattr(getattr(srv, "opts", None), "socket_timeout", None) if srv is not None else None
-    return float(t) if t else 4.0
-
-
 def call_remote(node: str, name: bytes, args: list[bytes], timeout: float | None = None) -> bytes | None:
     packet = request_packet(name, args)
     label = f"{name.decode('utf-8', 'replace')!r} on {node}"
     try:
-        with _connect(node, timeout or _timeout()) as s:
+        with wire.connect(node, timeout or wire.timeout()) as s:
             s.sendall(packet)
-            head = _recv_exact(s, 4)
+            head = wire.recv_exact(s, 4)
             if len(head) == 0:
                 raise RpcError(f"rpc {label}: no answer (unknown function or it failed there)")
             if len(head) < 4:
                 raise RpcError(f"rpc {label}: truncated answer")
             _m1, size, m2 = struct.unpack("<BHB", head)
-            data = _recv_exact(s, size)
+            data = wire.recv_exact(s, size)
             if len(data) < size:
                 raise RpcError(f"rpc {label}: truncated answer")
             if m2 != 5:
@@ -209,7 +176,7 @@ def call_remote(node: str, name: bytes, args: list[bytes], timeout: float | None
             if b"RPC_NOT_FOUND" in d:
                 return None
             length = int(d.get(b"CONTENT_LENGTH", b"0"))
-            body = _recv_exact(s, length)
+            body = wire.recv_exact(s, length)
             if len(body) < length:
                 raise RpcError(f"rpc {label}: truncated answer")
             return body
@@ -242,20 +209,6 @@ def pktsize_of(req) -> int:
     return int(getattr(req, "pktsize", -1) or -1)
 
 
-def write_raw(req, data: bytes) -> None:
-    """Answer bytes that are not an HTTP response (an RPC packet): req.write_raw when the data
-    plane has it, else straight to the connection, marking the response as sent."""
-    w = getattr(req, "write_raw", None)
-    if w is not None:
-        w(data)
-        return
-    req.status = 200           # for the request log; nothing else is sent after this
-    req.headers_sent = True
-    req.response_size += len(data)
-    req.keepalive = False
-    req.conn.send(data)
-
-
 class RpcPlugin(Plugin):
     name = "rpc"
     modifier1 = MODIFIER1
@@ -271,24 +224,24 @@ class RpcPlugin(Plugin):
             items = decode_array(_packet_of(req))
         except ValueError as exc:
             log(f"invalid RPC request: {exc}")
-            write_raw(req, error_packet(f"invalid rpc request: {exc}"))
+            wire.write_raw(req, error_packet(f"invalid rpc request: {exc}"))
             return None
         if not items:
             log("Empty RPC request. skip.")
-            write_raw(req, error_packet("empty rpc request"))
+            wire.write_raw(req, error_packet("empty rpc request"))
             return None
         name, args = items[0], items[1:]
         try:
             result = call_local(name, args)
         except RpcError as exc:
             log_exception(f"RPC {name.decode('utf-8', 'replace')!r} failed:")
-            write_raw(req, error_packet(str(exc)))
+            wire.write_raw(req, error_packet(str(exc)))
             return None
         if result is None:
             log(f"RPC function {name.decode('utf-8', 'replace')!r} not found")
-            write_raw(req, error_packet(f"no rpc function named {name.decode('utf-8', 'replace')!r}", not_found=True))
+            wire.write_raw(req, error_packet(f"no rpc function named {name.decode('utf-8', 'replace')!r}", not_found=True))
             return None
-        write_raw(req, result if m2 == 1 else response_packet(result))
+        wire.write_raw(req, result if m2 == 1 else response_packet(result))
         return None
 
     def _http(self, req):

@@ -5,7 +5,8 @@ file monitors (polled each second: mtime, size, inode) and crons (checked at eac
 They run in one small thread of the master, which also reads what workers and mules ask over
 their signal channels (raise a signal, add a timer / file monitor / cron). Registered in a
 worker (lazy-apps), a timer is sent to the master; identical registrations from several
-workers are kept once.
+workers are kept once. A forked worker or mule drops what it inherited of them
+(forget_in_child, run by channels after fork).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import struct
 import threading
 import time
 
-from uwsgid.log import log, log_exception
-from uwsgid.services import signals
+from uwsgid.services import channels, signals
+from uwsgid.util.log import log, log_exception
 
 _sched_lock = threading.Lock()
 _timers: list[dict] = []
@@ -30,12 +31,12 @@ _wake: tuple[socket.socket, socket.socket] | None = None
 
 
 def add_timer(num: int, secs: float, iterations: int = 0) -> bool:
-    signals._check_num(num)
+    signals.check_num(num)
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0 (got {iterations})")
-    signals._ensure()
-    if not signals.in_master():
-        return signals._to_master(b"T" + struct.pack("<Bdi", num, secs, iterations))
+    signals.ensure()
+    if not channels.in_master():
+        return channels.to_master(b"T" + struct.pack("<Bdi", num, secs, iterations))
     with _sched_lock:
         for t in _timers:
             if (t["num"], t["secs"], t["iterations"]) == (num, secs, iterations):
@@ -57,10 +58,10 @@ def _file_sig(path: str):
 
 
 def add_file_monitor(num: int, path: str) -> bool:
-    signals._check_num(num)
-    signals._ensure()
-    if not signals.in_master():
-        return signals._to_master(b"F" + bytes([num]) + path.encode())
+    signals.check_num(num)
+    signals.ensure()
+    if not channels.in_master():
+        return channels.to_master(b"F" + bytes([num]) + path.encode())
     path = os.path.abspath(path)
     with _sched_lock:
         if any((m["num"], m["path"]) == (num, path) for m in _monitors):
@@ -72,7 +73,7 @@ def add_file_monitor(num: int, path: str) -> bool:
 
 
 def add_cron(num: int, minute: int, hour: int, day: int, month: int, weekday: int) -> bool:
-    signals._check_num(num)
+    signals.check_num(num)
     fields = (minute, hour, day, month, weekday)
     for v, lo, hi, what in zip(fields, (0, 0, 1, 1, 0), (59, 23, 31, 12, 6),
                                ("minute", "hour", "day", "month", "weekday")):
@@ -80,9 +81,9 @@ def add_cron(num: int, minute: int, hour: int, day: int, month: int, weekday: in
             raise ValueError(f"cron {what} must be -1 (any), -N (every N) or {lo}..{hi} (got {v})")
         if v < -1 and -v > hi + 1:
             raise ValueError(f"cron {what}: every {-v} is out of range")
-    signals._ensure()
-    if not signals.in_master():
-        return signals._to_master(b"C" + struct.pack("<B5h", num, *fields))
+    signals.ensure()
+    if not channels.in_master():
+        return channels.to_master(b"C" + struct.pack("<B5h", num, *fields))
     with _sched_lock:
         if any(c["num"] == num and c["fields"] == fields for c in _crons):
             return True
@@ -157,7 +158,7 @@ def tick(now_mono: float | None = None, now_wall: float | None = None) -> float:
 
 def _master_loop() -> None:
     poller = select.poll()
-    socks = {m.fileno(): m for m, _w in list(signals._pipes.values()) + list(signals._mule_pipes.values())}
+    socks = {m.fileno(): m for m in channels.request_ends()}
     for fd in socks:
         poller.register(fd, select.POLLIN)
     poller.register(_wake[1].fileno(), select.POLLIN)
@@ -203,17 +204,17 @@ def _start_master_thread() -> None:
         except OSError:
             pass
         return
-    if not signals.in_master():
+    if not channels.in_master():
         return
-    signals._ensure()
-    _wake = signals._pair()
+    signals.ensure()
+    _wake = channels.pair()
     _stop.clear()
     _thread = threading.Thread(target=_master_loop, name="uwsgid-signal-master", daemon=True)
     _thread.start()
 
 
 def start_master() -> None:
-    signals._ensure()
+    signals.ensure()
     _start_master_thread()
 
 
@@ -240,6 +241,9 @@ def forget_in_child() -> None:
     _timers.clear()
     _monitors.clear()
     _crons.clear()
+
+
+channels.on_fork_child(forget_in_child)
 
 
 def _reset_for_tests() -> None:

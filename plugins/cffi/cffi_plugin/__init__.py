@@ -3,15 +3,15 @@
 uwsgi_module (the `uwsgi` module), evalexec (--cffi-eval/--cffi-exec), autoreload.
 
 A --cffi-init module may change how requests are served by patching `cffi_plugin.plugin`
-(e.g. wrap plugin.request) or replace the worker loop with uwsgid.api.set_loop(fn)."""
+(e.g. wrap plugin.request) or replace the worker loop with uwsgid.plugins.api.set_loop(fn)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-from uwsgid.log import log
-from uwsgid.plugin import AppLoadError, Plugin
+from uwsgid.plugins.contract import AppLoadError, Plugin
+from uwsgid.util.log import log
 
 from . import autoreload, evalexec, uwsgi_module
 from .environ import base_defaults, build_environ
@@ -46,7 +46,7 @@ class CffiPlugin(Plugin):
             add_virtualenv(opts.home)
         add_pythonpath(opts.pythonpath)
         if opts.pyargv:
-            import shlex   # only --pyargv needs it: not carried by every worker
+            import shlex  # only --pyargv needs it: not carried by every worker
             sys.argv = ["uwsgi", *shlex.split(opts.pyargv)]
         elif not getattr(sys, "argv", None):
             sys.argv = ["uwsgi"]        # argparse & co. in apps expect argv[0]
@@ -92,6 +92,15 @@ class CffiPlugin(Plugin):
     def shutdown(self) -> None:
         sys.stderr.flush()
         sys.stdout.flush()
+
+    script_extensions = (".py",)
+
+    def run_script(self, path: str) -> None:
+        """A --mule FILE.py: run as __main__, with `import uwsgi` working."""
+        if "uwsgi" not in sys.modules:
+            uwsgi_module.install(self.server)
+        import runpy  # only mules run scripts: not carried by every worker
+        runpy.run_path(path, run_name="__main__")
 
     # ---- apps -------------------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ import signal
 import sys
 import threading
 
-from uwsgid import api
-from uwsgid.log import log
+from uwsgid.plugins import api
+from uwsgid.util.log import log
 
 
 def _module_files() -> dict[str, float]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from uwsgid.log import log
-from uwsgid.plugin import AppLoadError
+from uwsgid.plugins.contract import AppLoadError
+from uwsgid.util.log import log
 
 from .loader import user_traceback
 

@@ -11,8 +11,8 @@ import re
 import sys
 import time
 
-from uwsgid.log import log
-from uwsgid.plugin import AppLoadError
+from uwsgid.plugins.contract import AppLoadError
+from uwsgid.util.log import log
 
 
 class App:
@@ -77,7 +77,7 @@ def user_traceback(exc: BaseException) -> str:
         if not (name.startswith(_OUR_DIR) or name.startswith("<frozen importlib")):
             break
         tb = tb.tb_next
-    import traceback   # error paths only: linecache/tokenize/textwrap stay out of the workers
+    import traceback  # error paths only: linecache/tokenize/textwrap stay out of the workers
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 

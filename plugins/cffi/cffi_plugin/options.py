@@ -2,7 +2,7 @@
 already have in their ini files (wsgi-file, module, callable, pythonpath, mount). --cffi-home
 is a core option: ./uwsgi reads it before Python starts, whichever plugins the build has."""
 
-from uwsgid.options import Option
+from uwsgid.config.options import Option
 
 O = Option
 G = "cffi"

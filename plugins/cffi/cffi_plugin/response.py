@@ -13,7 +13,7 @@ import re
 import stat
 import sys
 
-from uwsgid.log import log
+from uwsgid.util.log import log
 
 from .loader import user_traceback
 
@@ -150,7 +150,7 @@ class FileWrapper:
 
 class Response:
     """One request's response state. `run(app, environ)` returns None (complete) or a
-    generator the core iterates (see uwsgid/plugin.py)."""
+    generator the core iterates (see uwsgid/plugins/contract.py)."""
 
     __slots__ = ("req", "app", "status", "headers", "committed", "environ", "pending")
 
@@ -258,8 +258,7 @@ class Response:
             next(gen)
         except StopIteration:
             return None
-        core = getattr(self.req, "core", None)
-        return _resumed(gen, core, getattr(core, "wait", None))
+        return _resumed(gen)
 
     def _stream(self, result):
         # Chunks are batched here and handed to the core joined, once per slice: a body of
@@ -363,12 +362,10 @@ def _as_bytes(data) -> bytes:
     raise ResponseError(f"response body must be bytes, not {type(data).__name__}")
 
 
-def _resumed(gen, core, wait):
-    # `gen` already stopped at its first yield inline: give the core that yield (with the wait
-    # the app armed then: the core clears core.wait before resuming us), then the rest.
+def _resumed(gen):
+    # `gen` already stopped at its first yield inline: give the core that yield, then the rest.
+    # A wait the app armed before it stays on the core, which runs our first step once it fires.
     try:
-        if wait is not None:
-            core.wait = wait
         yield
         yield from gen
     finally:

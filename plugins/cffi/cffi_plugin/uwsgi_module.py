@@ -1,19 +1,20 @@
 """The `uwsgi` module apps import inside the server (`import uwsgi` fails elsewhere, which is
 how apps tell where they run). Built once per process by `install(server)`; its functions
-wrap the runtime-neutral uwsgid.api and the shared services (uwsgid.services.api), so that
+wrap the runtime-neutral uwsgid.plugins.api and the shared services (uwsgid.services.api), so that
 PyPI's `uwsgidecorators` works on top of it. String values are bytes, as in uWSGI on Python 3."""
 
 from __future__ import annotations
 
 import os
-import signal as _signal
 import socket
 import sys
 import time
 import types
 
-from uwsgid import api
-from uwsgid.log import log as _log
+import uwsgid
+from uwsgid.plugins import api
+from uwsgid.services import api as services
+from uwsgid.util.log import log as _log
 
 # uWSGI's spooler return codes (uwsgidecorators reads them).
 SPOOL_OK = -2
@@ -43,10 +44,6 @@ def build_opt(opts) -> dict:
     return out
 
 
-def _server():
-    return api.server
-
-
 def _opts():
     s = api.server
     return s.opts if s is not None else None
@@ -63,10 +60,7 @@ def build(server) -> types.ModuleType:
     m = types.ModuleType("uwsgi", "uWSGI API for Python apps (uwsgid cffi plugin)")
     opts = server.opts if server is not None else None
 
-    version = getattr(server, "version", None)
-    if version is None:
-        import uwsgid
-        version = uwsgid.__version__
+    version = server.version if server is not None else uwsgid.__version__
     m.version = version.encode()
     m.version_info = tuple(int(x) if x.isdigit() else x for x in version.split("-")[0].split(".")) + (0, "")
     m.hostname = socket.gethostname().encode()
@@ -88,10 +82,7 @@ def build(server) -> types.ModuleType:
         return 0
 
     def masterpid():
-        s = _server()
-        if s is None or not getattr(s, "has_master", False):
-            return 0
-        return int(s.master_pid)
+        return api.master_pid()
 
     def request_id():
         return api.request_id()
@@ -110,12 +101,7 @@ def build(server) -> types.ModuleType:
 
     def workers():
         """One dict per worker with uWSGI's fields (str values as bytes, as uWSGI on Python 3)."""
-        s = _server()
-        try:
-            from uwsgid import stats
-            rows = stats.workers(s) if s is not None and getattr(s, "scoreboard", None) is not None else []
-        except ImportError:
-            rows = []
+        rows = api.workers()
         if not rows:
             rows = [{"id": wid, "pid": os.getpid() if wid == api.worker_id() else 0, "requests": 0,
                      "delta_requests": 0, "exceptions": 0, "harakiri_count": 0, "signals": 0,
@@ -155,29 +141,12 @@ def build(server) -> types.ModuleType:
     def setprocname(name):
         if isinstance(name, bytes):
             name = name.decode("utf-8", "replace")
-        try:
-            from uwsgid.master import set_proctitle
-        except ImportError:
-            return None
-        set_proctitle(str(name))
+        api.set_proctitle(str(name))
         return None
 
     # ---- process control --------------------------------------------------------------------
-    def _signal_master(sig):
-        pid = masterpid() or os.getpid()
-        try:
-            os.kill(pid, sig)
-        except OSError:
-            return False
-        return True
-
-    def reload():
-        """Graceful reload of the whole instance (SIGHUP to the master)."""
-        return _signal_master(_signal.SIGHUP)
-
-    def stop():
-        """Graceful stop of the whole instance (SIGTERM to the master)."""
-        return _signal_master(_signal.SIGTERM)
+    reload = api.reload      # graceful reload of the whole instance (SIGHUP to the master)
+    stop = api.stop          # graceful stop of the whole instance (SIGTERM to the master)
 
     # ---- async --------------------------------------------------------------------------------
     def async_sleep(seconds):
@@ -221,24 +190,15 @@ def _fileno(fd) -> int:
 
 
 def _add_services(m) -> None:
-    """cache_*, rpc, signals, timers, locks, metrics from helper E's uwsgid.services.api."""
-    try:
-        from uwsgid.services import api as services
-    except ImportError:
-        return
-    except Exception:
-        import traceback
-        _log("[cffi] the shared services are unavailable in the uwsgi module:\n" + traceback.format_exc())
-        return
+    """cache_*, rpc, signals, timers, locks, metrics: every public function of the shared
+    services' API (uwsgid.services.api)."""
     for name in dir(services):
         if name.startswith("_") or name == "to_bytes":
             continue
         fn = getattr(services, name)
         if callable(fn) and getattr(fn, "__module__", None) == services.__name__:
             setattr(m, name, fn)
-    rpc_error = getattr(services, "RpcError", None)
-    if rpc_error is not None:
-        m.RpcError = rpc_error
+    m.RpcError = services.RpcError
 
 
 def install(server) -> types.ModuleType:

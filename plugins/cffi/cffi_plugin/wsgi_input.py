@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from uwsgid.log import log
+from uwsgid.util.log import log
 
 CHUNK = 65536
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from uwsgid.options import Option
+from uwsgid.config.options import Option
 
 # lupa engine modules by the names --lua-engine accepts.
 ENGINES = {

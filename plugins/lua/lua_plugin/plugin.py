@@ -6,8 +6,8 @@ import gc
 import os
 import time
 
-from uwsgid.log import log
-from uwsgid.plugin import AppLoadError, OptionValueError, Plugin
+from uwsgid.plugins.contract import AppLoadError, OptionValueError, Plugin
+from uwsgid.util.log import log
 
 from . import engine as _engine
 from .options import OPTIONS
@@ -70,6 +70,7 @@ class LuaPlugin(Plugin):
         self.requests = 0
         self.startup_time = 0
         self.states: list[LuaState] = []   # this process's states (stats)
+        self.script_states: list[LuaState] = []   # run_script's: their RPC functions and handlers live on
 
     def _active(self) -> bool:
         s = self.settings
@@ -165,6 +166,12 @@ class LuaPlugin(Plugin):
 
     def shutdown(self) -> None:
         pass
+
+    script_extensions = (".lua",)
+
+    def run_script(self, path: str) -> None:
+        """A --mule FILE.lua: the module-level run_script below, its state kept."""
+        self.script_states.append(run_script(path))
 
     def stats_apps(self) -> list[dict]:
         if not self.has_app():

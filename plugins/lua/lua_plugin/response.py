@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from uwsgid.log import log
+from uwsgid.util.log import log
 
 # Mirrors of runtime.lua's result codes.
 OK, APP_ERROR, BAD_RESPONSE, BODY_ERROR = 0, 1, 2, 3
@@ -124,10 +124,9 @@ def handle(st, req, app_path: bytes):
             req.write(chunk)
         if bstate == B_END:
             return None
-        # A wait armed while the first slice ran (B_WAIT) belongs to our first yield: the
-        # worker clears core.wait before it first resumes the generator, so carry it over.
-        armed = getattr(req.core, "wait", None) if bstate == B_WAIT else None
-        return _stream(st, req, memory_error, armed)
+        # a wait armed in the first slice (B_WAIT) stays on the core, which runs our first step
+        # once it fires (the plugin contract)
+        return _stream(st, req, memory_error)
     if code == APP_ERROR:
         _fail(st, req, f"error in the Lua app ({_where(req)}):\n{_text(res[1])}")
     elif code == BODY_ERROR:
@@ -137,11 +136,9 @@ def handle(st, req, app_path: bytes):
     return None
 
 
-def _stream(st, req, memory_error, armed=None):
+def _stream(st, req, memory_error):
     done = False
     try:
-        if armed is not None:
-            req.core.wait = armed
         while True:
             yield
             try:

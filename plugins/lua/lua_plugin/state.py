@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 
-from uwsgid.log import log
+from uwsgid.util.log import log
 
 from . import engine as _engine
 from . import uwsgi_module

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import signal as _signal
 import socket as _socket
 
-from uwsgid import api
-from uwsgid.log import log as _log
-
-VERSION = b"2.0.21"
+import uwsgid
+from uwsgid.plugins import api
+from uwsgid.services import api as svc
+from uwsgid.util.log import log as _log
 
 
 def _version() -> bytes:
-    try:
-        from uwsgid import __version__ as v  # type: ignore[attr-defined]
-        return v.encode() if isinstance(v, str) else bytes(v)
-    except Exception:
-        return VERSION
+    return uwsgid.__version__.encode()
 
 
 def _text(value) -> bytes:
@@ -39,34 +34,6 @@ def _text(value) -> bytes:
     if isinstance(value, (int, float)):
         return str(value).encode()
     return str(value).encode("utf-8", "backslashreplace")
-
-
-def _memory() -> tuple[int, int]:
-    """(rss, vsz) in bytes, like uWSGI's get_memusage."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            vsz_pages, rss_pages = f.read().split()[:2]
-        page = os.sysconf("SC_PAGE_SIZE")
-        return int(rss_pages) * page, int(vsz_pages) * page
-    except (OSError, ValueError):
-        return 0, 0
-
-
-def _master_pid() -> int:
-    """The master's pid, 0 without a master (as uWSGI's uwsgi.masterpid())."""
-    srv = api.server
-    if srv is None or not getattr(srv, "has_master", False):
-        return 0
-    return int(getattr(srv, "master_pid", 0) or 0)
-
-
-def _signal_master(sig) -> bool:
-    """reload/stop: to the master, or to this process when it runs alone."""
-    try:
-        os.kill(_master_pid() or os.getpid(), sig)
-    except OSError:
-        return False
-    return True
 
 
 # RPC and signal handlers: one Python wrapper per name/number for the whole process, that runs
@@ -134,7 +101,7 @@ def build(state) -> dict[bytes, object]:
             return os.getpid()
         n = int(wid)
         if n == 0:
-            return _master_pid()
+            return api.master_pid()
         srv = api.server
         sb = getattr(srv, "scoreboard", None) if srv is not None else None
         if sb is None or not 0 < n <= int(getattr(srv, "numproc", 0) or 0):
@@ -163,7 +130,7 @@ def build(state) -> dict[bytes, object]:
 
     @export("mem")
     def mem():
-        return _memory()
+        return api.memory_usage()
 
     @export("connection_fd")
     def connection_fd():
@@ -251,17 +218,17 @@ def build(state) -> dict[bytes, object]:
 
     @export("masterpid")
     def masterpid():
-        return _master_pid()
+        return api.master_pid()
 
     @export("reload")
     def reload():
         """Graceful reload of the whole instance (SIGHUP to the master)."""
-        return _signal_master(_signal.SIGHUP)
+        return api.reload()
 
     @export("stop")
     def stop():
         """Graceful stop of the whole instance (SIGTERM to the master)."""
-        return _signal_master(_signal.SIGTERM)
+        return api.stop()
 
     @export("monotonic")
     def monotonic():
@@ -284,42 +251,32 @@ _SERVICE_NAMES = (
 
 
 def _add_services(funcs: dict, state) -> None:
-    """The shared services (uwsgid.services.api), when this build has them."""
-    try:
-        from uwsgid.services import api as svc
-    except Exception:  # services not part of this build: the Lua table simply lacks them
-        return
+    """The shared services (uwsgid.services.api)."""
     for name in _SERVICE_NAMES:
-        fn = getattr(svc, name, None)
-        if fn is not None:
-            funcs[name.encode()] = fn
+        funcs[name.encode()] = getattr(svc, name)
 
-    if hasattr(svc, "cache_keys"):
-        def cache_keys(cache=None):
-            return state.table_from(svc.cache_keys(cache))
-        funcs[b"cache_keys"] = cache_keys
+    def cache_keys(cache=None):
+        return state.table_from(svc.cache_keys(cache))
+    funcs[b"cache_keys"] = cache_keys
 
-    if hasattr(svc, "rpc_list"):
-        funcs[b"rpc_list"] = lambda: state.table_from(svc.rpc_list())
+    funcs[b"rpc_list"] = lambda: state.table_from(svc.rpc_list())
 
-    if hasattr(svc, "register_rpc"):
-        def register_rpc(name):
-            name = _text(name)
-            if name not in _rpc_wrappers:
-                wrapper = _rpc_wrapper(name, state.fallback)
-                if not svc.register_rpc(name, wrapper):
-                    return False
-                _rpc_wrappers[name] = wrapper
-            return True
-        funcs[b"register_rpc"] = register_rpc
+    def register_rpc(name):
+        name = _text(name)
+        if name not in _rpc_wrappers:
+            wrapper = _rpc_wrapper(name, state.fallback)
+            if not svc.register_rpc(name, wrapper):
+                return False
+            _rpc_wrappers[name] = wrapper
+        return True
+    funcs[b"register_rpc"] = register_rpc
 
-    if hasattr(svc, "register_signal"):
-        def register_signal(num, target=b""):
-            num = int(num)
-            if num not in _signal_wrappers:
-                wrapper = _signal_wrapper(num, state.fallback)
-                if not svc.register_signal(num, target or b"", wrapper):
-                    return False
-                _signal_wrappers[num] = wrapper
-            return True
-        funcs[b"register_signal"] = register_signal
+    def register_signal(num, target=b""):
+        num = int(num)
+        if num not in _signal_wrappers:
+            wrapper = _signal_wrapper(num, state.fallback)
+            if not svc.register_signal(num, target or b"", wrapper):
+                return False
+            _signal_wrappers[num] = wrapper
+        return True
+    funcs[b"register_signal"] = register_signal

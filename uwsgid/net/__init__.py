@@ -1,0 +1,1 @@
+"""Sockets, the event loop, connections, wire protocols and the request object."""

@@ -1,0 +1,119 @@
+"""The uwsgi protocol (--socket): a 4-byte header (modifier1, little-endian u16 datasize,
+modifier2), then datasize bytes of vars (u16 key length, key, u16 value length, value ...),
+then CONTENT_LENGTH bytes of body. One request per connection, answered with a raw HTTP
+response, as uWSGI does behind nginx's uwsgi_pass. A bad packet closes the connection with
+one log line.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from uwsgid.net.packet import PacketError, parse_vars
+from uwsgid.net.protocols import BodyBuffer, ProtocolError
+from uwsgid.net.request import Request
+
+_unpack_header = struct.Struct("<BHB").unpack_from
+MODIFIER_PING = 100
+# Modifiers whose packet body is an array of u16le-prefixed strings, not key/value vars:
+# 110 = remote signal, 173 = RPC. The handler reads req.packet.
+RAW_MODIFIERS = (110, 173)
+
+
+class UwsgiParser:
+    __slots__ = ("conn", "limits", "buf", "req", "body", "need", "error", "done")
+
+    def __init__(self, conn, limits):
+        self.conn = conn
+        self.limits = limits
+        self.buf = b""
+        self.req = None
+        self.body = None
+        self.need = 0
+        self.error = None
+        self.done = False
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.buf) or self.req is not None
+
+    def feed(self, data: bytes) -> None:
+        if self.error is not None or self.done:
+            return
+        if self.req is not None:
+            self._body(data)
+            return
+        buf = self.buf + data if self.buf else data
+        if len(buf) < 4:
+            self.buf = buf
+            return
+        modifier1, size, modifier2 = _unpack_header(buf)
+        limits = self.limits
+        if size > limits.buffer_size:
+            self.error = ProtocolError(0, "", f"invalid request block size: {size} (max {limits.buffer_size})...skip")
+            return
+        if modifier1 == MODIFIER_PING and size == 0:
+            self.conn.send(b"\x64\x00\x00\x00")   # uwsgi ping: an empty pong
+            self.done = True
+            self.error = ProtocolError(0, "", "")
+            return
+        end = 4 + size
+        if len(buf) < end:
+            self.buf = buf
+            return
+        self.buf = b""
+        raw = block = None
+        try:
+            if modifier1 in RAW_MODIFIERS:
+                raw = buf[4:end]
+                v = {}
+            else:
+                block = buf[4:end]
+                v = parse_vars(block, limits.max_vars)
+        except PacketError as e:
+            self.error = ProtocolError(0, "", f"invalid uwsgi packet from {self.conn.peer}: {e}")
+            return
+        if b"SCRIPT_NAME" not in v:
+            v[b"SCRIPT_NAME"] = b""   # nginx's stock uwsgi_params sends none
+        req = Request(self.conn, v, modifier1, modifier2, v.get(b"REQUEST_METHOD", b"GET"),
+                      v.get(b"SERVER_PROTOCOL", b"HTTP/1.1") != b"HTTP/1.0", False)
+        req.pktsize = size
+        req.packet = raw
+        req.vars_block = block
+        cl_text = v.get(b"CONTENT_LENGTH")
+        if not cl_text:
+            # no body (most requests): complete now; nothing may follow one request here
+            self.done = True
+            self.conn.queue.append(req)
+            return
+        try:
+            cl = int(cl_text)
+            if cl < 0:
+                raise ValueError
+        except ValueError:
+            self.error = ProtocolError(0, "", f"invalid CONTENT_LENGTH {cl_text[:32]!r} in uwsgi packet")
+            return
+        lp = limits.limit_post
+        if lp and cl > lp:
+            self.error = ProtocolError(413, "Request Entity Too Large", f"request body of {cl} bytes over --limit-post {lp}")
+            return
+        req.post_cl = cl
+        self.req = req
+        self.need = cl
+        self.body = BodyBuffer(limits.post_buffering)
+        self._body(buf[end:])
+
+    def _body(self, data: bytes) -> None:
+        need = self.need
+        if data:
+            if len(data) > need:
+                data = data[:need]   # nothing may follow one request on a uwsgi connection
+            self.body.add(data)
+            need = self.need = need - len(data)
+        if need == 0:
+            req = self.req
+            req.set_body(self.body.result())
+            self.req = None
+            self.body = None
+            self.done = True
+            self.conn.queue.append(req)

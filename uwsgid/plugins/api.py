@@ -1,0 +1,194 @@
+"""The runtime-neutral server API behind both `uwsgi` modules (Lua's table and Python's module).
+
+Plugins wrap these functions; they never reach into the worker loop directly.
+The worker loop sets the running core with `set_current(core)` before it runs or
+resumes a request on it (one thread-local store: threads each run their own loop).
+
+Waits (async): async_sleep/wait_fd_read/wait_fd_write only *arm* a wait on the
+current core; the app must then yield (Lua `coroutine.yield()`, Python generator
+`yield b""`), and the core suspends until the wait fires or times out.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+from uwsgid.observe import stats
+from uwsgid.util import binary, memory
+
+_local = threading.local()
+
+# Set by the server at start-up (uwsgid.main / worker) so that the API can answer.
+server = None   # the running server object: .opts, .master_pid, .numproc, .plugins
+worker = None   # this process's Worker (None in the master)
+
+
+def set_current(core) -> None:
+    _local.core = core
+
+
+def current_core():
+    """The core running the current request in this thread, or None outside a request."""
+    return getattr(_local, "core", None)
+
+
+def current_request():
+    core = getattr(_local, "core", None)
+    return core.request if core is not None else None
+
+
+# ---- waits: the core reads core.wait after request() and after each yield ----------------
+
+class Wait:
+    __slots__ = ("fd", "events", "timeout")
+    READ = 1
+    WRITE = 2
+
+    def __init__(self, fd: int = -1, events: int = 0, timeout: float | None = None):
+        self.fd = fd
+        self.events = events
+        self.timeout = timeout
+
+
+def _arm(wait: Wait) -> None:
+    core = current_core()
+    if core is None:
+        raise RuntimeError("async wait called outside a request")
+    core.wait = wait
+    core.ready_fd = -1
+    core.timed_out = False
+
+
+def async_sleep(seconds: float) -> None:
+    _arm(Wait(timeout=max(0.0, float(seconds))))
+
+
+def wait_fd_read(fd: int, timeout: float = 0) -> None:
+    _arm(Wait(int(fd), Wait.READ, float(timeout) or None))
+
+
+def wait_fd_write(fd: int, timeout: float = 0) -> None:
+    _arm(Wait(int(fd), Wait.WRITE, float(timeout) or None))
+
+
+def suspend() -> None:
+    """Arm nothing: the next yield gives the other cores one loop turn."""
+
+
+def ready_fd() -> int:
+    core = current_core()
+    return core.ready_fd if core is not None else -1
+
+
+def is_timed_out() -> bool:
+    core = current_core()
+    return bool(core is not None and core.timed_out)
+
+
+# ---- identity ----------------------------------------------------------------------------
+
+def worker_id() -> int:
+    return worker.id if worker is not None else 0
+
+
+def async_id() -> int:
+    core = current_core()
+    return core.id if core is not None else 0
+
+
+def request_id() -> int:
+    """Requests handled so far by the current core (uWSGI's request_id)."""
+    core = current_core()
+    return core.requests if core is not None else 0
+
+
+def connection_fd() -> int:
+    req = current_request()
+    return req.fd if req is not None else -1
+
+
+def micros() -> int:
+    return time.time_ns() // 1000
+
+
+def mypid() -> int:
+    return os.getpid()
+
+
+# ---- the instance: shared by both `uwsgi` modules -------------------------------------------
+
+def master_pid() -> int:
+    """The master's pid, 0 without a master (uWSGI's uwsgi.masterpid())."""
+    if server is None or not server.has_master:
+        return 0
+    return int(server.master_pid)
+
+
+def _signal_master(sig) -> bool:
+    """To the master, or to this process when it runs alone."""
+    try:
+        os.kill(master_pid() or os.getpid(), sig)
+    except OSError:
+        return False
+    return True
+
+
+def reload() -> bool:
+    """Graceful reload of the whole instance (SIGHUP to the master)."""
+    return _signal_master(signal.SIGHUP)
+
+
+def stop() -> bool:
+    """Graceful stop of the whole instance (SIGTERM to the master)."""
+    return _signal_master(signal.SIGTERM)
+
+
+def memory_usage() -> tuple[int, int]:
+    """(rss, vsz) of this process in bytes, as uWSGI's uwsgi.mem()."""
+    return memory.rss_vsz()
+
+
+def workers() -> list[dict]:
+    """One dict per worker with the stats server's fields ([] before the scoreboard exists)."""
+    if server is None or server.scoreboard is None:
+        return []
+    return stats.workers(server)
+
+
+def set_proctitle(title: str) -> None:
+    """Name this process in ps (inside the ./uwsgi executable; a no-op elsewhere)."""
+    binary.set_proctitle(title)
+
+
+# ---- custom worker loop (a plugin may replace the worker's default loop, e.g. with asyncio) ------
+
+loop_hook = None
+
+
+def set_loop(fn) -> None:
+    """Make workers call fn(worker) -> exit code instead of their default loop. fn may use
+    worker.listeners (non-blocking listening sockets) and worker.serve_connection(sock, addr,
+    listener), which serves one accepted connection to completion in the calling thread."""
+    global loop_hook
+    loop_hook = fn
+
+
+# ---- request log variables (--log-format %(name)) --------------------------------------------------
+
+def set_logvar(name, value) -> None:
+    req = current_request()
+    if req is None:
+        raise RuntimeError("set_logvar called outside a request")
+    key = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+    req.logvars[key] = value if isinstance(value, bytes) else str(value).encode("utf-8", "backslashreplace")
+
+
+def get_logvar(name):
+    req = current_request()
+    if req is None:
+        return None
+    key = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+    return req.logvars.get(key)

@@ -1,0 +1,116 @@
+"""The plugin contract: what a language plugin (Lua = modifier1 6, Python = modifier1 0) gives the core.
+
+A plugin is a subclass of `Plugin`, found by the plugin loader (uwsgid/plugins/loader.py)
+as the module-level name `plugin` in the plugin's Python package (`lua_plugin`,
+`cffi_plugin`). Lifecycle, in order:
+
+    configure(opts, server)   master (or the single process), before binding/forking.
+                              Validate options; load apps now unless opts.lazy_apps.
+                              Raise AppLoadError(message) when an app cannot load: with
+                              --need-app (default on) the server exits 22 printing message.
+    post_fork(worker)         in each worker process after fork (also lazy-apps loading).
+    init_core(core)           once per core (an async core or a thread), in the thread that
+                              runs it, after post_fork. Per-core state (a lua_State) goes in
+                              core.state[self.name].
+    request(req)              handle one request; see below.
+    after_request(req)        optional (None = none): the request ended, its response is out
+                              (or the client is gone), whatever happened. Per-request cleanup
+                              that the client need not wait for (the Lua GC step), as uWSGI's
+                              after_request hook. Called in the core's thread, once per request.
+    shutdown()                worker is exiting (graceful stop or reload).
+
+Request handling (the hot path). `request(req)` either:
+  * returns None: the response is complete (everything given to req.write());
+  * returns a generator: the core iterates it. Each `yield` (any value) means "flush what
+    was written so far; then, if a wait was armed (uwsgi.async_sleep, wait_fd_read,
+    wait_fd_write through uwsgid.plugins.api), suspend this core until it fires, else resume me
+    at the next loop turn". StopIteration = response complete.
+    A wait armed inside request() itself, before it returns the generator, applies to the
+    generator's first step: the core flushes what request() wrote, then runs that first
+    step once the wait fires. The plugin leaves core.wait alone.
+An exception escaping request() or the generator is logged with its traceback by the core;
+the client gets a 500 if no header went out yet, else a visibly truncated body
+(chunked stream left unterminated / connection closed short of Content-Length).
+
+`req` (uwsgid.net.request.Request) gives the plugin:
+    req.vars         dict[bytes, bytes]: CGI vars (REQUEST_METHOD, REQUEST_URI, PATH_INFO,
+                     QUERY_STRING, SCRIPT_NAME (always present, default b""), SERVER_NAME,
+                     SERVER_PORT, SERVER_PROTOCOL, REMOTE_ADDR, REMOTE_PORT, CONTENT_TYPE,
+                     CONTENT_LENGTH, HTTP_*, HTTPS, UWSGI_SCHEME ... as received)
+    req.vars_block   on a uwsgi socket, the packet's vars as received (u16le key length, key,
+                     u16le value length, value ...), already checked; else None. The same
+                     vars as req.vars, except the SCRIPT_NAME default, for a plugin that
+                     builds its own form of them more cheaply from the bytes.
+    req.modifier1, req.modifier2
+    req.input        the request body, fully received before dispatch: read(n=-1),
+                     readline(limit=-1), readlines(), iteration. Bounded by CONTENT_LENGTH.
+    req.input_terminated  True when the body came chunked (no CONTENT_LENGTH)
+    req.start_response(status: bytes, headers: list[tuple[bytes, bytes]])
+                     status like b"200 OK". Headers are validated by the plugin; the core
+                     adds framing (Content-Length when the whole body is known before the
+                     first flush, else chunked for HTTP/1.1, else close-delimited).
+    req.write(data: bytes)   body bytes (coalesced; flushed at each yield / slice size).
+    req.sendfile(fd: int, offset: int, count: int)  zero-copy file body.
+    req.headers_sent  True once the status line went to the client.
+    req.core         the core running it (core.id, core.worker, core.state)
+    req.logvars      dict for --log-format %(var) values set by the app (set_logvar).
+
+Running a script file (optional): a plugin that lists file extensions in `script_extensions`
+(".py", ".lua") runs such a file with run_script(path), in the calling process (a mule, for
+--mule FILE), with its runtime's `uwsgi` API available. What the script registered (RPC
+functions, signal handlers) stays usable after it returns; its errors propagate.
+
+Other helpers a plugin uses: uwsgid.plugins.api (async_sleep, wait_fd_*, current core, request
+id, worker id, log), uwsgid.services (cache, rpc, signals, locks, metrics).
+"""
+
+from __future__ import annotations
+
+from uwsgid.config.options import Option
+
+
+class AppLoadError(Exception):
+    """An app could not be loaded; the message is shown to the user as one line (+ detail)."""
+
+
+class OptionValueError(Exception):
+    """A plugin option has a value the plugin cannot use (an unknown --lua-engine, a negative
+    count): a usage error like an unknown option, so one line and exit 1 (not 22, which says
+    an app failed to load)."""
+
+
+class Plugin:
+    name: str = ""
+    modifier1: int = -1            # default modifier1 served (overridable with --plugins N:name)
+    options: list[Option] = []
+
+    def configure(self, opts, server) -> None:
+        pass
+
+    def has_app(self) -> bool:
+        """True when this plugin has an app to serve (else its modifier gets a 503)."""
+        return False
+
+    def post_fork(self, worker) -> None:
+        pass
+
+    def init_core(self, core) -> None:
+        pass
+
+    def request(self, req):
+        raise NotImplementedError
+
+    after_request = None   # or a method after_request(req): see the module doc
+
+    script_extensions: tuple[str, ...] = ()    # the files run_script runs: see the module doc
+
+    def run_script(self, path: str) -> None:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        pass
+
+    def stats_apps(self) -> list[dict]:
+        """Entries for the stats JSON `apps[]` of a worker (uWSGI fields: id, modifier1,
+        mountpoint, startup_time, requests, exceptions, chdir)."""
+        return []

@@ -1,0 +1,1 @@
+"""Processes: the master, the workers and their loops, the router, reloads, daemonizing."""

@@ -1,0 +1,332 @@
+"""A core: one request slot of a thread loop, and the life of a request on it.
+
+A core is what uWSGI calls an async core, and the plugin contract too (`req.core`,
+`init_core(core)`): --async N gives each thread loop N cores that take turns; without it a
+thread's loop has a single core. A core runs one request at a time; its fields (`id`,
+`worker`, `state`, `wait`, `ready_fd`, `timed_out`) are read by plugins and uwsgid.plugins.api.
+
+The life of a request on a core:
+
+    ThreadLoop.dispatch -> run(conn, req): the scoreboard, then the plugin's request(req)
+        None        the response is complete: finish()
+        generator   step() runs it one yield at a time. After each yield the response written
+                    so far is flushed, then the core suspends on the wait the app armed
+                    (api.async_sleep / wait_fd_*: _arm, resumed by _fd_ready / _wait_timeout),
+                    on a slow client (conn.on_drain), or gives the loop's other cores a turn
+                    (loop.ready). A wait armed inside request() itself, before it returned the
+                    generator, applies to the generator's first step.
+    finish() / _fail() (500 or a visibly cut body) / _client_gone()
+    -> _done(): the connection first, then the plugin's after_request, the scoreboard, the
+       request log, and ThreadLoop.core_done (the next waiting request, or accept again).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from uwsgid.plugins.api import Wait, set_current
+from uwsgid.util.log import log, log_exception
+
+_monotonic = time.monotonic
+_time = time.time
+SINGLE_CORE_BURST = 64     # yields stepped back to back when a loop has one core and nothing waits
+
+
+class Core:
+    """One request slot: an async core or a thread's core. Fields are read by plugins and api."""
+
+    __slots__ = ("id", "worker", "thread_loop", "loop", "state", "request", "requests", "wait", "ready_fd",
+                 "timed_out", "thread", "gen", "conn", "_timer", "_wait_fd", "_wait_prev", "_resume",
+                 "exceptions", "after")
+
+    def __init__(self, cid: int, thread_loop):
+        self.id = cid
+        self.thread_loop = thread_loop
+        self.worker = thread_loop.worker
+        self.loop = thread_loop.loop
+        self.state = {}
+        self.request = None
+        self.requests = 0
+        self.exceptions = 0
+        self.wait = None
+        self.ready_fd = -1
+        self.timed_out = False
+        self.thread = threading.current_thread()
+        self.gen = None
+        self.conn = None
+        self._timer = None
+        self._wait_fd = -1
+        self._wait_prev = None
+        self._resume = self.step
+        self.after = None       # the serving plugin's after_request, for _done
+
+    # ---- running a request ------------------------------------------------------------------
+    def run(self, conn, req) -> None:
+        w = self.worker
+        self.conn = conn
+        self.request = req
+        req.core = self
+        req.start = _monotonic()
+        req.start_wall = _time()
+        req.switches = 1
+        self.requests += 1
+        w.requests += 1
+        # A wait belongs to the request that armed it: reset here and when it fires, so that
+        # one armed inside request() is still there for the generator's first step.
+        self.wait = None
+        set_current(self)
+        try:
+            sb = w.scoreboard
+            if sb is not None:
+                sb.begin(w.id, self.id, req.vars.get(b"REQUEST_URI", b""))
+            plugin = w.plugins.get(req.modifier1)
+            if plugin is None or not plugin.has_app():
+                res = plugin = False
+            else:
+                self.after = plugin.after_request
+                res = plugin.request(req)
+        except Exception:
+            self._fail()
+            return
+        if plugin is False:
+            self._no_app(w.plugins.get(req.modifier1))
+            return
+        if res is None:
+            self.finish()
+            return
+        self.gen = res
+        if self.wait is None:
+            self.step()
+        else:
+            self._wait_before_first_step()
+
+    def _wait_before_first_step(self) -> None:
+        """request() armed a wait and returned its generator: what it wrote goes out now, as at
+        a yield, and the generator's first step runs when the wait fires."""
+        req = self.request
+        try:
+            if req._buf:
+                req.flush()
+        except Exception:
+            self._fail()
+            return
+        if self.conn.closed:
+            self._client_gone()
+            return
+        self._arm(self.wait)
+
+    def step(self) -> None:
+        gen = self.gen
+        req = self.request
+        conn = self.conn
+        if gen is None or req is None:
+            return
+        single = self.thread_loop.single
+        ready = self.loop.ready
+        burst = 0
+        while True:
+            if conn.closed:
+                self._client_gone()
+                return
+            # self.wait is None here: reset by run() and by a wait firing
+            set_current(self)
+            try:
+                next(gen)
+                req.switches += 1
+                if req._buf:
+                    req.flush()
+            except StopIteration:
+                self.gen = None
+                self.finish()
+                return
+            except Exception:
+                self._fail()
+                return
+            if conn.closed:
+                self._client_gone()
+                return
+            w = self.wait
+            if w is not None:
+                self._arm(w)
+                return
+            if conn.out:
+                conn.on_drain = self._resume   # suspended until the client takes the bytes
+                return
+            burst += 1
+            if not single or ready or burst >= SINGLE_CORE_BURST:
+                ready.append(self._resume)     # a turn for the other cores and the loop
+                return
+
+    def finish(self) -> None:
+        req = self.request
+        if not req.status:
+            log(f"error: the app returned without starting a response to {_desc(req)}")
+            req.exception = True
+            req.error_response(500, b"Internal Server Error", b"Internal Server Error\n")
+        if not self.conn.closed:
+            try:
+                req.flush(True)
+            except Exception:
+                self._fail()
+                return
+        self._done()
+
+    def _fail(self) -> None:
+        req = self.request
+        conn = self.conn
+        log_exception(f"error while serving {_desc(req)} (modifier1 {req.modifier1}):")
+        req.exception = True
+        self.exceptions += 1
+        self._close_gen()
+        if not conn.closed:
+            try:
+                if not req.headers_sent:
+                    req.error_response(500, b"Internal Server Error", b"Internal Server Error\n")
+                    req.flush(True)
+                else:
+                    # make the truncation visible: no last chunk / short body, then close
+                    req.broken = True
+                    req.keepalive = False
+                    req._buf = []
+                    req.flush(True)
+            except Exception:
+                log_exception("error while sending the error response:")
+                conn.close()
+        self._done()
+
+    def _no_app(self, plugin) -> None:
+        req = self.request
+        if plugin is None:
+            log(f"-- unavailable modifier requested: {req.modifier1} --")
+        else:
+            log(f"--- no {plugin.name or 'app'} application found for modifier1 {req.modifier1} "
+                f"({_desc(req)}), check your startup logs for errors ---")
+        req.app_id = -1
+        req.error_response(503, b"Service Unavailable", b"Service Unavailable\n")
+        self.finish()
+
+    def _client_gone(self) -> None:
+        req = self.request
+        log(f"client {self.conn.peer} went away during the response to {_desc(req)}")
+        sb = self.worker.scoreboard
+        if sb is not None and hasattr(sb, "add_error"):
+            sb.add_error(self.worker.id, self.id, "write")
+        self._close_gen()
+        self._done()
+
+    def _close_gen(self) -> None:
+        gen = self.gen
+        self.gen = None
+        self._cancel_wait()
+        if gen is not None and hasattr(gen, "close"):
+            try:
+                set_current(self)
+                gen.close()
+            except Exception:
+                log_exception("error while closing the response generator:")
+
+    def _done(self) -> None:
+        req = self.request
+        conn = self.conn
+        w = self.worker
+        req.end = _monotonic()
+        req.finished = True
+        self.gen = None
+        self.request = None
+        self.conn = None
+        # the connection first: a one-shot client (nginx) gets its FIN with the response, not
+        # after our bookkeeping
+        conn.request_done(req)
+        after = self.after
+        if after is not None:
+            self.after = None
+            try:
+                after(req)
+            except Exception:
+                log_exception(f"error after serving {_desc(req)}:")
+        sb = w.scoreboard
+        if sb is not None:
+            sb.end(w.id, self.id, req.status, req.response_size + req.headers_size,
+                   int((req.end - req.start) * 1_000_000), req.exception, req.modifier1, req.app_id)
+        try:
+            w.reqlog(req)
+        except Exception:
+            log_exception("error while logging a request:")
+        self.thread_loop.core_done(self)
+        if w.recycles:
+            w.after_request()
+
+    # ---- waits --------------------------------------------------------------------------------
+    def _arm(self, w: Wait) -> None:
+        loop = self.loop
+        if w.fd >= 0:
+            fd = w.fd
+            try:
+                if w.events & Wait.WRITE:
+                    self._wait_prev = loop._writers.get(fd)
+                    loop.add_writer(fd, self._fd_ready)
+                else:
+                    self._wait_prev = loop._readers.get(fd)
+                    loop.add_reader(fd, self._fd_ready)
+            except (OSError, ValueError) as e:
+                # a bad fd: the app sees its wait time out rather than hanging the core
+                log(f"wait on fd {fd} failed ({getattr(e, 'strerror', None) or e}) in {_desc(self.request)}")
+                if w.events & Wait.WRITE:
+                    loop._writers.pop(fd, None)
+                else:
+                    loop._readers.pop(fd, None)
+                self._wait_prev = None
+                self.wait = None
+                self.ready_fd = -1
+                self.timed_out = True
+                loop.ready.append(self._resume)
+                return
+            self._wait_fd = fd
+        if w.timeout is not None:
+            self._timer = loop.call_later(w.timeout, self._wait_timeout)
+
+    def _cancel_wait(self) -> None:
+        t = self._timer
+        if t is not None:
+            t.cancel()
+            self._timer = None
+        fd = self._wait_fd
+        if fd >= 0:
+            self._wait_fd = -1
+            loop = self.loop
+            w = self.wait
+            prev = self._wait_prev
+            self._wait_prev = None
+            if w is not None and w.events & Wait.WRITE:
+                if prev is not None:
+                    loop.add_writer(fd, prev)
+                else:
+                    loop.remove_writer(fd)
+            elif prev is not None:
+                loop.add_reader(fd, prev)
+            else:
+                loop.remove_reader(fd)
+
+    def _fd_ready(self) -> None:
+        fd = self._wait_fd
+        self._cancel_wait()
+        self.ready_fd = fd
+        self.timed_out = False
+        self.wait = None
+        self.step()
+
+    def _wait_timeout(self) -> None:
+        self._timer = None
+        self._cancel_wait()
+        self.ready_fd = -1
+        self.timed_out = True
+        self.wait = None
+        self.step()
+
+
+def _desc(req) -> str:
+    if req is None:
+        return "?"
+    uri = req.vars.get(b"REQUEST_URI", b"")
+    return f"{req.method.decode('latin-1')} {uri[:200].decode('latin-1')}"

@@ -1,0 +1,323 @@
+"""One thread's loop: its cores, its connections, and the accept that feeds them.
+
+A worker runs one ThreadLoop per thread (--threads N), each with its own epoll Loop and its
+cores (uwsgid.server.core: --async N of them, else one). The life of a connection here:
+
+    serve()           runs the loop until the worker stops (then drains: see below)
+    start_accepting   listeners readable -> accept() (a closure per listener: accept4 in C, or
+                      socket.accept) takes up to ACCEPT_BATCH connections per turn
+    Connection(...).start()   its first read right away; requests it parses are pumped to
+    dispatch(conn, req)       a free core runs it; with none free the request waits and
+                              accepting stops (at most N in progress: other workers take the rest)
+    core_done(core)           the next waiting request, or the core is free and accepting resumes
+
+A one-core loop holds at most one accepted connection still to be served (_hold), and before
+it runs a maybe-blocking request it hands its idle keep-alive connections to idle threads
+(_shed_idle -> adopt), so that no client waits behind another's request while a thread is idle.
+With --thread-slots (uwsgid.server.accept_gate) a thread accepts only while it holds a slot,
+and tells the gate what each request cost (_measure_start / _measure_end).
+
+On a graceful stop serve() stops accepting, closes idle keep-alive connections and returns
+once its requests and connections are done; an immediate stop returns at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from collections import deque
+
+from uwsgid.net.connection import Connection
+from uwsgid.net.loop import Loop
+from uwsgid.server.accept_gate import schedstat
+from uwsgid.server.core import Core
+from uwsgid.util.log import log, log_exception
+
+try:
+    # accept4(SOCK_NONBLOCK) in C: one syscall per connection and no socket object
+    from _uwsgi import ffi as _ffi
+    from _uwsgi import lib as _lib
+    _c_accept = _lib.uwsgi_accept
+except (ImportError, AttributeError):   # plain python without the build: socket.accept
+    _c_accept = None
+
+_monotonic = time.monotonic
+_thread_time = time.thread_time
+_OUT_OF_FDS = (-errno.ENFILE, -errno.EMFILE)
+_ADDR_CAP = 128     # sizeof(struct sockaddr_storage)
+ACCEPT_BATCH = 16
+
+
+class ThreadLoop:
+    """One loop (one thread) with its cores and connections."""
+
+    def __init__(self, worker, index: int, core_ids: list[int], listeners):
+        self.worker = worker
+        self.index = index
+        self.loop = Loop(index)
+        self.limits = worker.limits
+        self.cores = [Core(cid, self) for cid in core_ids]
+        self.free = list(reversed(self.cores))
+        self.single = len(self.cores) == 1
+        # see _shed_idle; not for serve_connection's loops (they run only per connection)
+        self.shed = self.single and bool(listeners) and int(worker._opt("threads", 1) or 1) > 1
+        self.incoming = 0
+        self.waiting: deque = deque()
+        self.conns: dict[int, Connection] = {}
+        self.listeners = listeners
+        self.accepting = False
+        self.held = None        # one-core loops: the accepted connection whose request is awaited
+        self._reaper = None
+        self.gate = None        # --thread-slots (uwsgid.server.accept_gate): may this thread accept now?
+        self.busy_since = 0.0   # the gate's: when this thread last stopped accepting
+        self.cpu_clock = None   # this thread's CPU clock and kernel thread id, for the gate
+        self.tid = 0
+        self.schedstat_fd = -1  # /proc/thread-self/schedstat, for the gate's sleep measure
+        self._cpu0 = None       # at the start of the running request: thread CPU time, schedstat
+        self._stat0 = None
+
+    def init_cores(self) -> None:
+        for core in self.cores:
+            core.thread = threading.current_thread()
+            for plugin in self.worker.unique_plugins:
+                plugin.init_core(core)
+
+    # ---- accepting ------------------------------------------------------------------------------
+    def start_accepting(self) -> None:
+        if self.accepting or self.worker.stopping:
+            return
+        gate = self.gate
+        if gate is not None and (not self.free or not gate.admit(self)):
+            return   # busy (core_done calls again), or parked until the gate grants a slot
+        self.accepting = True
+        for lst in self.listeners:
+            self.loop.add_reader(lst.fd, self._acceptor(lst), exclusive=True)
+
+    def stop_accepting(self) -> None:
+        if not self.accepting:
+            return
+        self.accepting = False
+        for lst in self.listeners:
+            self.loop.remove_reader(lst.fd)
+        if self.gate is not None and self.gate.engaged:
+            self.gate.busy(self)
+
+    def grant(self) -> None:
+        """The gate gave this thread a slot (called from the gate's monitor thread)."""
+        self.loop.call_soon(self.start_accepting)
+
+    def regate(self) -> None:
+        """The gate engaged: an accepting thread without a slot stops (thread-safe)."""
+        self.loop.call_soon(self._regate)
+
+    def _regate(self) -> None:
+        gate = self.gate
+        if self.accepting and gate is not None and not gate.admit(self):
+            self.stop_accepting()
+
+    def _acceptor(self, listener):
+        if _c_accept is None:
+            return self._py_acceptor(listener)
+        lfd = listener.fd
+        http = listener.proto == "http"
+        # uwsgi packets carry the client's address in their vars: ours is fetched only for a log line
+        abuf = _ffi.new("char[]", _ADDR_CAP) if http else _ffi.NULL
+        aview = _ffi.buffer(abuf) if http else None
+        alen = _ffi.new("unsigned int *")
+
+        def accept():
+            for _ in range(ACCEPT_BATCH):
+                fd = _c_accept(lfd, abuf, _ADDR_CAP, alen)
+                if fd < 0:
+                    if fd in _OUT_OF_FDS:
+                        self._out_of_fds(listener, os.strerror(-fd))
+                    return   # EAGAIN (nothing pending), or a connection aborted before we took it
+                if self._start_ends_batch(Connection(self, fd, aview[:alen[0]] if http else None, listener)):
+                    return
+        return accept
+
+    def _py_acceptor(self, listener):
+        _accept = listener.sock._accept
+
+        def accept():
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    fd, addr = _accept()
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as e:
+                    if e.errno in (errno.ENFILE, errno.EMFILE):
+                        self._out_of_fds(listener, e.strerror)
+                    return
+                os.set_blocking(fd, False)
+                if self._start_ends_batch(Connection(self, fd, addr, listener)):
+                    return
+        return accept
+
+    def _start_ends_batch(self, conn) -> bool:
+        """Start serving a just-accepted connection. True: this loop takes no more connections
+        in this accept batch (it stopped accepting, or has no free core for another)."""
+        conn.start()
+        if self.single:
+            return self._hold(conn)
+        return not self.accepting or not self.free
+
+    def _hold(self, conn) -> bool:
+        """A one-core loop after accepting `conn`; True ends the accept batch. It holds at most
+        one connection still to be served: accepting stops until that request runs (core_done
+        resumes) or the connection closes (serve() resumes), so the rest of the queue goes to
+        idle threads/workers instead of waiting behind a blocking request (and timing out)."""
+        if conn.served == 0 and not conn.closed and not conn.busy:
+            self.held = conn
+            self.stop_accepting()
+            return True
+        if conn.busy or not self.free:
+            # its request is suspended on the only core: core_done resumes accepting
+            self.stop_accepting()
+            return True
+        return not self.accepting
+
+    def _release_held(self) -> None:
+        """The held connection was served or closed: accept again if the core is free."""
+        held = self.held
+        if held.closed or held.served or held.busy:
+            self.held = None
+            if self.free and not self.accepting and not self.worker.stopping and self.listeners:
+                self.start_accepting()
+
+    def _out_of_fds(self, listener, why: str) -> None:
+        # back off instead of spinning on a listener that stays readable
+        log(f"accept() on {listener.name}: {why}; pausing accepts for 1s")
+        self.stop_accepting()
+        self.loop.call_later(1.0, self.start_accepting)
+
+    # ---- cores ------------------------------------------------------------------------------
+    def dispatch(self, conn, req) -> None:
+        free = self.free
+        if free:
+            if self.shed and len(self.conns) > 1:
+                self._shed_idle(conn)
+            if self.gate is not None:
+                self._measure_start()
+                if self.accepting and self.gate.engaged:
+                    self.stop_accepting()   # the gate counts a thread busy from when it stops accepting
+            free.pop().run(conn, req)
+        else:
+            self.waiting.append((conn, req))
+            self.stop_accepting()   # at most N requests in progress: let other workers take them
+
+    def _measure_start(self) -> None:
+        self._cpu0 = _thread_time()
+        fd = self.schedstat_fd
+        self._stat0 = (_monotonic(), schedstat(fd)) if fd >= 0 and self.gate.measures(self) else None
+
+    def _measure_end(self) -> None:
+        """Tell the gate what the request that just ended cost: CPU time, and time asleep."""
+        cpu = _thread_time() - self._cpu0
+        self._cpu0 = None
+        now = _monotonic()
+        sleep = None
+        if self._stat0 is not None:
+            started, (on_cpu0, queued0) = self._stat0
+            on_cpu, queued = schedstat(self.schedstat_fd)
+            sleep = max(0.0, now - started - (on_cpu - on_cpu0) - (queued - queued0))
+        self.gate.record(cpu, sleep, now)
+
+    def core_done(self, core) -> None:
+        if self._cpu0 is not None:
+            self._measure_end()
+        waiting = self.waiting
+        while waiting:
+            conn, req = waiting.popleft()
+            if conn.closed:
+                conn.busy = False
+                continue
+            self.loop.ready.append(lambda: core.run(conn, req))
+            return
+        self.free.append(core)
+        if not self.accepting and not self.worker.stopping and self.listeners:
+            self.start_accepting()
+
+    # ---- handing connections between threads ------------------------------------------------------
+    def _shed_idle(self, keep) -> None:
+        """--threads: a thread about to run a (maybe blocking) request hands its idle keep-alive
+        connections to idle threads, so that their next requests do not wait behind this one."""
+        if self.worker.stopping:
+            return
+        targets = [t for t in self.worker.thread_loops if t is not self and t.free and t.shed]
+        if not targets:
+            return
+        for conn in list(self.conns.values()):
+            if conn is keep or not conn.idle_after_request() or conn.paused or conn.eof:
+                continue
+            target = min(targets, key=lambda t: len(t.conns) + t.incoming)
+            self.loop.forget(conn.fd)
+            del self.conns[conn.fd]
+            target.incoming += 1
+            target.loop.call_soon(lambda t=target, c=conn: t.adopt(c))
+
+    def adopt(self, conn) -> None:
+        """Take over a connection handed over by another thread of this worker."""
+        self.incoming -= 1
+        if conn.closed:
+            return
+        conn.thread_loop = self
+        conn.loop = self.loop
+        self.conns[conn.fd] = conn
+        self.loop.add_reader(conn.fd, conn.on_readable)
+
+    @property
+    def busy(self) -> bool:
+        return len(self.free) < len(self.cores) or bool(self.waiting)
+
+    # ---- serving ------------------------------------------------------------------------------
+    def _reap(self) -> None:
+        now = _monotonic()
+        for conn in list(self.conns.values()):
+            if conn.deadline < now and not conn.closed:
+                conn.timed_out(now)
+        self._reaper = self.loop.call_later(1.0, self._reap)
+
+    def serve(self) -> None:
+        loop = self.loop
+        w = self.worker
+        if self.gate is not None:
+            self.tid = threading.get_native_id()
+            self.cpu_clock = time.pthread_getcpuclockid(threading.get_ident())
+            try:
+                self.schedstat_fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self.schedstat_fd = -1   # no schedstat here: the gate goes by CPU time alone
+        self._reaper = loop.call_later(1.0, self._reap)
+        self.start_accepting()
+        draining = False
+        while not w.abort:
+            try:
+                loop.run_once()
+            except Exception:
+                log_exception("error in the worker loop (continuing):")
+            if self.held is not None:
+                self._release_held()
+            if w.stopping:
+                if not draining:
+                    draining = True
+                    self.stop_accepting()
+                    sb = w.scoreboard
+                    if sb is not None and self.index == 0:
+                        sb.set_accepting(w.id, False)
+                for conn in list(self.conns.values()):
+                    if conn.idle_after_request():
+                        conn.close()
+                if not self.conns and not self.busy and not self.incoming:
+                    break
+        self.stop_accepting()
+
+    def close_all(self) -> None:
+        for conn in list(self.conns.values()):
+            conn.close()
+        if self.schedstat_fd >= 0:
+            os.close(self.schedstat_fd)
+            self.schedstat_fd = -1
+        self.loop.close()

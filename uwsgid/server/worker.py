@@ -1,0 +1,357 @@
+"""The worker process: its lifecycle, signals, recycling, and the threads that serve.
+
+    Worker(wid, server).run() -> exit code      (in the forked child, or the single process)
+
+run() announces the worker (hooks "worker_start", the plugins' post_fork), then starts one
+thread loop per --threads (uwsgid.server.thread_loop: a loop, its cores and the accept that
+feeds it) and serves on loop 0 in the calling thread until a stop. --async N gives each loop N
+cooperative cores (uwsgid.server.core, where a request runs), else one each.
+
+Signals (installed after fork; handlers only set flags and wake the loops):
+SIGHUP, SIGTERM = graceful stop (finish in-flight requests, close idle connections, exit 0);
+SIGINT, SIGQUIT = stop now. --max-requests and --reload-on-rss end the worker the graceful way.
+
+For services and custom loops, a Worker offers:
+    worker.add_reader(fd, cb) / remove_reader(fd)   cb() in loop 0's thread when fd is readable
+    worker.call_soon(fn) / call_later(delay, fn)     fn() in loop 0's thread (call_soon: thread-safe)
+    worker.stop(graceful=True)                       what the signals do
+    worker.serve_connection(sock, addr, listener)    serve one accepted connection to the end,
+                                                     blocking (for uwsgid.plugins.api.set_loop loops)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+
+from uwsgid.net.connection import Connection
+from uwsgid.net.loop import Loop
+from uwsgid.net.protocols import Limits
+from uwsgid.observe.reqlog import RequestLogger
+from uwsgid.plugins import api
+from uwsgid.plugins.contract import AppLoadError
+from uwsgid.server.accept_gate import AcceptGate, default_slots
+from uwsgid.server.core import Core
+from uwsgid.server.thread_loop import ThreadLoop
+from uwsgid.util import hooks
+from uwsgid.util.log import log, log_exception
+from uwsgid.util.memory import rss_vsz
+
+_monotonic = time.monotonic
+
+
+class Worker:
+    """One worker process (or the single process): its thread loops, recycling and stop."""
+
+    def __init__(self, wid: int, server):
+        self.id = wid
+        self.server = server
+        self.opts = server.opts
+        self.listeners = list(getattr(server, "listeners", []) or [])
+        self.plugins = dict(getattr(server, "plugins", {}) or {})
+        self.scoreboard = getattr(server, "scoreboard", None)
+        self.pid = os.getpid()
+        self.requests = 0
+        self.stopping = False
+        self.abort = False
+        self.exit_code = 0
+        self.thread_loops: list[ThreadLoop] = []
+        self.cores: list[Core] = []
+        self.limits = Limits.from_opts(self.opts)
+        self.reqlog = RequestLogger(self.opts, self)
+        self._local = threading.local()
+        self._next_core = 0
+        self._id_lock = threading.Lock()
+        seen = {}
+        for plugin in self.plugins.values():
+            seen.setdefault(id(plugin), plugin)
+        self.unique_plugins = list(seen.values())
+        self.max_requests = int(self._opt("max_requests", 0) or 0)
+        self.reload_on_rss = int(self._opt("reload_on_rss", 0) or 0) * 1024 * 1024
+        self.recycles = bool(self.max_requests or self.reload_on_rss)   # after_request has work
+        # --min-worker-lifetime: no recycling (max-requests, reload-on-rss) before this age
+        self.recycle_after = _monotonic() + int(self._opt("min_worker_lifetime", 10) or 0)
+
+    def _opt(self, name, default):
+        try:
+            v = getattr(self.opts, name)
+        except AttributeError:
+            return default
+        return default if v is None else v
+
+    @property
+    def loops(self) -> list[Loop]:
+        return [t.loop for t in self.thread_loops]
+
+    # ---- services' entry points -----------------------------------------------------------------
+    def add_reader(self, fd: int, callback) -> None:
+        """Call callback() in loop 0's thread when fd is readable (services: signals, rpc...)."""
+        loop = self.thread_loops[0].loop
+        if threading.get_ident() == loop.thread_id:
+            loop.add_reader(fd, callback)
+        else:
+            loop.call_soon(lambda: loop.add_reader(fd, callback))
+
+    def remove_reader(self, fd: int) -> None:
+        loop = self.thread_loops[0].loop
+        if threading.get_ident() == loop.thread_id:
+            loop.remove_reader(fd)
+        else:
+            loop.call_soon(lambda: loop.remove_reader(fd))
+
+    def call_soon(self, fn) -> None:
+        """Run fn() in loop 0's thread at its next turn (thread-safe)."""
+        self.thread_loops[0].loop.call_soon(fn)
+
+    def call_later(self, delay: float, fn):
+        return self.thread_loops[0].loop.call_later(delay, fn)
+
+    def total_requests(self) -> int:
+        """Requests served by all workers (the M in the log's "req: N/M"), from the scoreboard."""
+        sb = self.scoreboard
+        if sb is not None:
+            try:
+                fn = getattr(sb, "total_requests", None)
+                if fn is not None:
+                    return int(fn())
+                if hasattr(sb, "worker_requests"):
+                    return sum(sb.worker_requests(i) for i in range(1, int(sb.numproc) + 1))
+            except Exception:
+                pass
+        return self.requests
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def _wake_all(self) -> None:
+        for t in self.thread_loops:
+            t.loop.wakeup()
+
+    def stop(self, graceful: bool = True) -> None:
+        """Ask the worker to stop (graceful: finish in-flight requests first). Thread-safe."""
+        self.stopping = True
+        if not graceful:
+            self.abort = True
+        self._stop_accepting()
+        self._wake_all()
+
+    def _stop_accepting(self) -> None:
+        sb = self.scoreboard
+        if sb is not None:
+            try:
+                sb.set_accepting(self.id, False)
+            except Exception:   # the stats view only; never let it block a stop
+                pass
+
+    def _on_graceful(self, signum, frame) -> None:
+        self.stopping = True
+        self._wake_all()
+
+    def _on_immediate(self, signum, frame) -> None:
+        self.stopping = True
+        self.abort = True
+        if os.getpid() != getattr(self.server, "master_pid", None) and any(t.busy for t in self.thread_loops):
+            # A forked worker inside a request (maybe blocked in the app, where this flag is
+            # never looked at): end now, as uWSGI's workers do, instead of making the master
+            # SIGKILL us after 5 s. The master does the instance's cleanup.
+            log(f"worker {self.id} (pid: {self.pid}) stopping now, requests in progress cut")
+            os._exit(0)
+        self._wake_all()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGHUP, self._on_graceful)
+        signal.signal(signal.SIGTERM, self._on_graceful)
+        signal.signal(signal.SIGINT, self._on_immediate)
+        signal.signal(signal.SIGQUIT, self._on_immediate)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    def after_request(self) -> None:
+        if self.stopping or _monotonic() < self.recycle_after:
+            return
+        if self.max_requests and self.requests >= self.max_requests:
+            log(f"...The work of process {self.pid} is done (max requests {self.max_requests}). Seeya!")
+            self.stop()
+        elif self.reload_on_rss:
+            rss = rss_vsz()[0]
+            if rss > self.reload_on_rss:
+                log(f"worker {self.id} (pid: {self.pid}) RSS {rss // 1048576}MB over --reload-on-rss "
+                    f"{self.reload_on_rss // 1048576}MB: reloading gracefully")
+                self.stop()
+
+    def _core_ids(self, n: int) -> list[int]:
+        ids = list(range(self._next_core, self._next_core + n))
+        self._next_core += n
+        return ids
+
+    def run(self) -> int:
+        api.worker = self
+        if api.server is None:
+            api.server = self.server
+        self.pid = os.getpid()
+        self._install_signals()
+        threads = max(1, int(self._opt("threads", 1) or 1))
+        ncores = max(1, int(self._opt("async", 1) or 1))
+        custom = getattr(api, "loop_hook", None)
+        # loop 0 exists before the hooks so that services can add readers from worker_start
+        first = ThreadLoop(self, 0, [] if custom else self._core_ids(ncores),
+                           [] if custom else self.listeners)
+        self.thread_loops.append(first)
+        self.cores.extend(first.cores)
+        try:
+            hooks.run("worker_start", self)
+            for plugin in self.unique_plugins:
+                plugin.post_fork(self)
+            if self.scoreboard is not None:
+                from uwsgid.observe import stats
+                stats.publish_apps(self.server, self.id)
+        except AppLoadError as e:
+            log(f"worker {self.id}: {e}")
+            return 22
+        except Exception:
+            log_exception(f"worker {self.id}: start-up failed:")
+            return 1
+        try:
+            if custom is not None:
+                # loop 0 still runs (in a thread of its own) for the services' readers and call_soon
+                t = threading.Thread(target=self._service_loop, args=(first,), name="uwsgi-services", daemon=True)
+                t.start()
+                rc = custom(self)
+                self.stopping = True
+                first.loop.wakeup()
+                t.join(5)
+                return int(rc or 0)
+            return self._serve(first, threads, ncores)
+        finally:
+            for plugin in self.unique_plugins:
+                try:
+                    plugin.shutdown()
+                except Exception:
+                    log_exception("error in plugin shutdown:")
+            self._stop_accepting()
+
+    def _service_loop(self, first: ThreadLoop) -> None:
+        loop = first.loop
+        loop.thread_id = threading.get_ident()
+        while not self.stopping:
+            try:
+                loop.run_once()
+            except Exception:
+                log_exception("error in a service callback (continuing):")
+
+    def _serve(self, first: ThreadLoop, threads: int, ncores: int) -> int:
+        started = threading.Event()
+        errors = []
+
+        gate = self._accept_gate(threads, ncores)
+        first.gate = gate
+        if gate is not None:
+            gate.threads.append(first)
+
+        def thread_main(index: int) -> None:
+            try:
+                tl = ThreadLoop(self, index, self._core_ids_locked(ncores), self.listeners)
+                tl.gate = gate
+                if gate is not None:
+                    gate.threads.append(tl)
+                self.thread_loops.append(tl)
+                self.cores.extend(tl.cores)
+                tl.init_cores()
+                hooks.run("worker_loop_start", tl.loop)
+            except Exception as e:
+                log_exception(f"worker {self.id}: thread {index} failed to start:")
+                errors.append(e)
+                started.set()
+                return
+            started.set()
+            try:
+                tl.serve()
+            finally:
+                tl.close_all()
+
+        try:
+            first.init_cores()
+            hooks.run("worker_loop_start", first.loop)
+        except AppLoadError as e:
+            log(f"worker {self.id}: {e}")
+            return 22
+        except Exception:
+            log_exception(f"worker {self.id}: core initialisation failed:")
+            return 1
+        workers = []
+        for i in range(1, threads):
+            if self.stopping:   # a stop during start-up: start no more threads (no new files opened)
+                break
+            started.clear()
+            t = threading.Thread(target=thread_main, args=(i,), name=f"uwsgi-worker{self.id}-loop{i}", daemon=True)
+            t.start()
+            started.wait()
+            if errors:
+                self.stop(graceful=False)
+                break
+            workers.append(t)
+        sb = self.scoreboard
+        if sb is not None and not self.stopping:
+            sb.set_accepting(self.id, True)
+        if gate is not None:
+            gate.start(f"uwsgi-worker{self.id}-slots")
+        try:
+            first.serve()
+        finally:
+            if gate is not None:
+                gate.close()
+            self._wake_all()
+            for t in workers:
+                while t.is_alive():
+                    t.join(0.5)
+                    if self.abort:
+                        break
+            first.close_all()
+        return 1 if errors else self.exit_code
+
+    def _accept_gate(self, threads: int, ncores: int):
+        """--thread-slots for one-core threads that accept: None when it would change nothing."""
+        if threads < 2 or ncores != 1 or not self.listeners:
+            return None
+        slots = self._opt("thread_slots", None)
+        if slots is None:
+            slots = default_slots(int(self._opt("processes", 1) or 1))
+        slots = int(slots)
+        if slots <= 0 or slots >= threads:
+            return None
+        return AcceptGate(slots, name=f"worker {self.id}: thread slots ({slots} of {threads} threads accept)")
+
+    def _core_ids_locked(self, n: int) -> list[int]:
+        with self._id_lock:
+            return self._core_ids(n)
+
+    # ---- custom loops (uwsgid.plugins.api.set_loop) ------------------------------------------------------
+    def _callers_thread_loop(self) -> ThreadLoop:
+        """The calling thread's own loop (one core, no listeners), made at its first connection."""
+        tl = getattr(self._local, "thread_loop", None)
+        if tl is None:
+            ids = self._core_ids_locked(1)
+            tl = ThreadLoop(self, len(self.thread_loops), ids, [])
+            self.thread_loops.append(tl)
+            self.cores.extend(tl.cores)
+            tl.init_cores()
+            tl._reaper = tl.loop.call_later(1.0, tl._reap)
+            self._local.thread_loop = tl
+        return tl
+
+    def serve_connection(self, sock: socket.socket, addr, listener) -> None:
+        """Serve one accepted connection to completion (keep-alive included), blocking the
+        calling thread: the building block for a custom loop set with uwsgid.plugins.api.set_loop."""
+        tl = self._callers_thread_loop()
+        sock.setblocking(False)
+        conn = Connection(tl, sock.detach(), addr, listener)
+        conn.start()
+        loop = tl.loop
+        while not conn.closed and not self.abort:
+            loop.run_once()
+            if self.stopping and conn.idle_after_request():
+                conn.close()
+        if not conn.closed:
+            conn.close()

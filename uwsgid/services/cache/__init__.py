@@ -1,0 +1,138 @@
+"""Caches shared by every worker, thread and core of the instance (uWSGI's --cache2 / --cache):
+the registry of configured caches (the first is the default), the --cache2 grammar, and the
+choice of back end for each.
+
+Back ends, with the same API and semantics: shm.py (shared memory, or a store=PATH file) and
+redis.py (backend=redis://..., shared by several instances). num.py holds the 64-bit number
+format and arithmetic both use for cache_inc & co.
+"""
+
+from __future__ import annotations
+
+from uwsgid.services.cache.num import pack_num, unpack_num
+from uwsgid.services.cache.shm import Cache, CacheError
+from uwsgid.services.spec import keyvals
+from uwsgid.util.log import log
+
+__all__ = ["Cache", "CacheError", "pack_num", "unpack_num", "parse_cache2", "create", "setup",
+           "get_cache", "names", "all_stats"]
+
+# ---- configuration and registry --------------------------------------------------------
+
+_caches: dict[bytes, object] = {}
+_default: list[bytes] = []
+
+_SUFFIX = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+# uWSGI cache2 keys we accept but do not implement (bitmap mode, network sync, ...)
+_IGNORED = {"hash", "bitmap", "blocks", "lazy_expire", "sweep_on_full", "store_sync", "store_delete",
+            "ignore_full", "math_initial", "no_expire", "nodes", "node", "sync", "udp", "expire"}
+
+
+def _size(key: str, v: str, spec: str) -> int:
+    s = v.strip().lower()
+    mult = 1
+    if s and s[-1] in _SUFFIX:
+        mult, s = _SUFFIX[s[-1]], s[:-1]
+    try:
+        n = int(s) * mult
+    except ValueError:
+        raise CacheError(f"--cache2 {spec}: {key} must be a number (got {v!r})") from None
+    return n
+
+
+def _flag(v: str) -> bool:
+    return v.strip().lower() not in ("0", "false", "no", "off", "")
+
+
+def parse_cache2(spec: str) -> dict:
+    """name=NAME,items=N,blocksize=B[,keysize=K][,hashsize=H][,purge_lru=1][,store=PATH]
+    [,clear_on_full=1][,backend=redis://HOST:PORT/DB][,prefix=P]"""
+    conf: dict = {"blocksize": 65536, "keysize": 2048}
+    for k, v in keyvals(spec, "cache2", CacheError):
+        if k == "name":
+            conf["name"] = v.strip()
+        elif k in ("items", "max_items", "maxitems"):
+            conf["items"] = _size(k, v, spec)
+        elif k in ("blocksize", "keysize", "hashsize"):
+            conf[k] = _size(k, v, spec)
+        elif k in ("purge_lru", "lru", "clear_on_full"):
+            conf["purge_lru" if k == "lru" else k] = _flag(v)
+        elif k in ("store", "backend", "prefix"):
+            conf[k] = v.strip()
+        elif k in _IGNORED:
+            log(f"--cache2 {conf.get('name', '')}: option {k!r} is not supported, ignored")
+        else:
+            raise CacheError(f"--cache2 {spec}: unknown key {k!r} (known: name, items, blocksize, keysize, "
+                             "hashsize, purge_lru, clear_on_full, store, backend, prefix)")
+    if not conf.get("name"):
+        raise CacheError(f"--cache2 {spec}: a name is required (name=NAME)")
+    if "items" not in conf and "backend" not in conf:
+        raise CacheError(f"--cache2 {spec}: you have to specify the cache size with items=N")
+    return conf
+
+
+def create(conf: dict):
+    name = conf["name"].encode()
+    if name in _caches:
+        raise CacheError(f"cache {conf['name']!r} declared twice")
+    backend = conf.get("backend")
+    if backend:
+        from uwsgid.services.cache.redis import RedisCache  # only when a cache uses it
+        for k in ("items", "store", "purge_lru", "hashsize", "clear_on_full"):
+            if k in conf:
+                log(f"cache {conf['name']!r}: {k}= does not apply to backend={backend}, ignored")
+        c = RedisCache(name, backend, prefix=conf.get("prefix"), blocksize=conf["blocksize"],
+                       keysize=conf["keysize"])
+        c.check()
+    else:
+        if "prefix" in conf:
+            raise CacheError(f"cache {conf['name']!r}: prefix= only applies to backend=redis://")
+        c = Cache(name, conf["items"], conf["blocksize"], conf["keysize"], conf.get("hashsize", 0),
+                  conf.get("purge_lru", False), conf.get("store"), conf.get("clear_on_full", False))
+    _caches[name] = c
+    if not _default:
+        _default.append(name)
+    return c
+
+
+def setup(cache2: list[str], legacy_items: int = 0, legacy_blocksize: int = 65536) -> None:
+    """Create the configured caches (master, before fork). The first one is the default."""
+    if _caches:
+        return
+    for spec in cache2:
+        create(parse_cache2(spec))
+    if legacy_items:
+        create({"name": "default", "items": legacy_items, "blocksize": legacy_blocksize, "keysize": 2048})
+    for name, c in _caches.items():
+        if isinstance(c, Cache):
+            log(f"cache {name.decode()!r}: {c.items} items, blocksize {c.blocksize}, "
+                f"{c.size // 1024} KB of shared memory{' (store ' + c.store + ')' if c.store else ''}")
+
+
+def get_cache(name: bytes | None):
+    if name is None or name == b"":
+        if not _default:
+            raise ValueError("no cache configured: start the server with --cache2 name=NAME,items=N "
+                             "(or --cache N)")
+        return _caches[_default[0]]
+    c = _caches.get(name)
+    if c is None:
+        if b"@" in name:
+            raise ValueError(f"remote caches ({name.decode('utf-8', 'replace')}) are not supported: "
+                             "use a shared backend (--cache2 ...,backend=redis://HOST:PORT/DB)")
+        known = ", ".join(n.decode() for n in _caches) or "none"
+        raise ValueError(f"no cache named {name.decode('utf-8', 'replace')!r} (configured: {known})")
+    return c
+
+
+def names() -> list[bytes]:
+    return list(_caches)
+
+
+def all_stats() -> list[dict]:
+    return [c.stats() for c in _caches.values()]
+
+
+def _reset_for_tests() -> None:
+    _caches.clear()
+    _default.clear()
