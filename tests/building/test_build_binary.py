@@ -3,13 +3,9 @@ embedded vs NAME_plugin.so plugins, and end to end with the real server (lua, lu
 
 Profiles are built into build/tests/<profile>/ (never over the main ./uwsgi)."""
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
 from build_helpers import ROOT, built, entry_env, serve_and_get
 from helpers import free_port
 

@@ -8,6 +8,7 @@ import threading
 import time
 
 from helpers import free_port, wait_port
+
 from tests.master_helpers import IN_FLIGHT, MODIFIER1, get, info, launch
 
 M1 = ["--http-socket-modifier1", MODIFIER1]

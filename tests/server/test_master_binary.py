@@ -9,10 +9,9 @@ import signal
 import subprocess
 
 import pytest
-
 from helpers import ROOT, UWSGI, Server, free_port, run_uwsgi
-from tests.master_helpers import get, read_stats
 
+from tests.master_helpers import get, read_stats
 
 
 def _has_default_plugins() -> bool:

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import EXAMPLES, UWSGI, Server, free_port, http_get
 
 UWSGITOP = Path(sys.executable).parent / "uwsgitop"

@@ -11,9 +11,9 @@ import threading
 import time
 
 import pytest
-
 from helpers import EXAMPLES, UWSGI, Server, connect, free_port, raw, read_response, uwsgi_packet
-from nginx import AVAILABLE as NGINX_AVAILABLE, Nginx, uwsgi_pass_conf
+from nginx import AVAILABLE as NGINX_AVAILABLE
+from nginx import Nginx, uwsgi_pass_conf
 
 pytestmark = pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built")
 

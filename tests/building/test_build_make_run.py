@@ -11,7 +11,6 @@ import subprocess
 import time
 
 import pytest
-
 from helpers import ROOT, UWSGI, free_port, http_get, wait_port
 
 pytestmark = [pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built (make build)"),

@@ -11,7 +11,6 @@ import tempfile
 import uuid
 
 import pytest
-
 from helpers import connect, free_port, raw, read_response
 from http_helpers import WorkerProc
 

@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-
 from helpers import UWSGI, Server, free_port, http_get
 
 pytestmark = pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built (make build)")

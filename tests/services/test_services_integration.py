@@ -13,10 +13,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from helpers import ROOT, Server, free_port, uwsgi_http_get
 from nginx import Nginx, example_conf
 from services_helpers import RedisServer, instance
+
 from uwsgid.services import api
 
 LUA, PY = 6, 0

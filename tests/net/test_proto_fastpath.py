@@ -93,7 +93,8 @@ def test_header_block_cache_keeps_every_check():
 
 
 def test_wsgi_header_pairs_cache_keeps_every_check():
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "plugins" / "cffi"))
+    from helpers import ROOT
+    sys.path.insert(0, str(ROOT / "plugins" / "cffi"))
     from cffi_plugin.response import ResponseError, check_headers
     for _ in range(3):
         assert check_headers([("Content-Type", "text/html"), ("X-N", "v\xe9")]) == \

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import Server, free_port, wait_port
+from helpers import ROOT, Server, free_port, wait_port
 
 from tests.master_helpers import IN_FLIGHT, MODIFIER1, get, info, launch
 
@@ -323,9 +323,8 @@ def test_no_orphans_workers_die_with_the_master(tmp_path):
 def test_python_m_uwsgid_entry_point_reports_bad_options(tmp_path):
     import subprocess
     import sys
-    root = Path(__file__).resolve().parent.parent
     r = subprocess.run([sys.executable, "-m", "uwsgid", "--no-such-option-here"], capture_output=True, text=True,
-                       cwd=root, timeout=30, stdin=subprocess.DEVNULL)
+                       cwd=ROOT, timeout=30, stdin=subprocess.DEVNULL)
     assert r.returncode == 1
     assert r.stderr.startswith("uwsgi: ")
     assert "Traceback" not in r.stderr
@@ -395,7 +394,7 @@ def test_logto_udp_sends_each_line_as_a_datagram():
         code = ("from uwsgid.server import daemon; from uwsgid.util.log import log; "
                 f"daemon.redirect_log('127.0.0.1:{rx.getsockname()[1]}'); log('hello over udp')")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30,
-                           cwd=Path(__file__).resolve().parent.parent)
+                           cwd=ROOT)
         assert r.returncode == 0, r.stderr
         assert rx.recv(65536) == b"hello over udp\n"
     finally:

@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-
 from helpers import UWSGI, Server, free_port, run_uwsgi
 
 pytestmark = pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built (make build)")

@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-
 from helpers import connect, free_port, raw, read_response
 from http_helpers import STARTED_TEXT, WorkerProc
 

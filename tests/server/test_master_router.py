@@ -12,6 +12,7 @@ import threading
 import time
 
 from helpers import free_port, raw
+
 from tests.master_helpers import IN_FLIGHT, MODIFIER1, get, info, launch
 
 

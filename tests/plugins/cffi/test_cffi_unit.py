@@ -11,10 +11,11 @@ import wsgiref.validate
 
 import pytest
 from cffi_helpers import FakeRequest, ShortReads, make_plugin, run
+from helpers import ROOT
 
 from uwsgid.plugins import api
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+EXAMPLES = str(ROOT / "examples")
 
 
 @pytest.fixture(autouse=True)
