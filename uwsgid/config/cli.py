@@ -251,7 +251,7 @@ def _looks_like_option(word: str) -> bool:
 
 
 def _short_cluster(c: _Collector, arg: str, argv, i: int, strict: bool) -> int:
-    """-M, -p4, -p 4, -Mp4, -C (optional), -C660."""
+    """-M, -p4, -p 4, -p=4, -Mp4, -C (optional), -C660."""
     j = 1
     while j < len(arg):
         letter = arg[j]
@@ -260,8 +260,15 @@ def _short_cluster(c: _Collector, arg: str, argv, i: int, strict: bool) -> int:
         if opt is None:
             if strict:
                 raise CliError(unknown_option_message(f"-{letter}"))
+            # tolerant pre-scan: a plugin's short option (-w, -H) is not declared until its
+            # plugin loads; guess that it takes the rest of the word or the next word
+            if j == len(arg) and i < len(argv) and not argv[i].startswith("-") \
+                    and not _is_config_file(argv[i]):
+                i += 1
             return i
         rest = arg[j:]
+        if rest.startswith("=") and opt.kind != "flag":
+            rest = rest[1:]     # -w=hello: getopt would keep the "=", every guide means the value
         if opt.kind == "flag":
             c.add(opt, opt.name, None, CLI, display=f"-{letter}")
             continue
