@@ -139,6 +139,16 @@ def _preimport(opts) -> None:
     if opts.uid or opts.gid:
         for name in DEFERRED_IMPORTS:
             importlib.import_module(name)
+        _import_package(uwsgid)
+
+
+def _import_package(package) -> None:
+    """Every module of the server, so that none is first read after the drop (any of them may
+    be needed later: a service's module on its first use, the router on a reload)."""
+    import pkgutil
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if info.name not in ("uwsgid.__main__", "uwsgid.options_doc"):
+            importlib.import_module(info.name)
 
 
 def _configure_plugins(server) -> int | None:
@@ -156,6 +166,8 @@ def _configure_plugins(server) -> int | None:
                 log(f"uwsgi: {first}")
                 if detail:
                     log(detail)
+                if server.unreadable_paths:     # the likely cause of a module not found
+                    log(f"uwsgi: {daemon.unreadable_hint(server.unreadable_paths)}")
                 log("*** no app loaded. GAME OVER ***" if len(server.plugins) == 1 else
                     f"*** {p.name} app failed to load (--need-app). GAME OVER ***")
                 return EXIT_APP_LOAD
@@ -221,7 +233,7 @@ def _main(argv: list[str], extra_plugins) -> int:
         if opts.pidfile:
             _write_pidfile(server, opts.pidfile)
         _preimport(opts)
-        daemon.drop_privileges(opts.uid, opts.gid, log)
+        server.unreadable_paths = daemon.drop_privileges(opts.uid, opts.gid, log)
         if opts.pidfile2:
             _write_pidfile(server, opts.pidfile2)
         if opts.logto2:

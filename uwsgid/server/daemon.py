@@ -107,10 +107,11 @@ def _resolve_uid(value: str) -> tuple[int, int | None, str | None]:
     return pw.pw_uid, pw.pw_gid, pw.pw_name
 
 
-def drop_privileges(uid: str | None, gid: str | None, log) -> None:
-    """setgid then setuid (order matters: after setuid we may no longer change groups)."""
+def drop_privileges(uid: str | None, gid: str | None, log) -> list[str]:
+    """setgid then setuid (order matters: after setuid we may no longer change groups).
+    Returns the module directories (sys.path) the new user cannot read, after warning once."""
     if not uid and not gid:
-        return
+        return []
     target_gid = _resolve_gid(gid) if gid else None
     target_uid = user = None
     if uid:
@@ -130,3 +131,32 @@ def drop_privileges(uid: str | None, gid: str | None, log) -> None:
             log(f"setuid() to {target_uid}")
     except PermissionError as e:
         raise DaemonError(f"cannot drop privileges to uid={uid} gid={gid}: {e.strerror}") from None
+    unreadable = unreadable_module_dirs()
+    if unreadable:
+        log(f"*** WARNING: {unreadable_hint(unreadable)} ***")
+    return unreadable
+
+
+def unreadable_module_dirs() -> list[str]:
+    """The directories of sys.path that this process (its real uid/gid) cannot read: modules
+    first imported after a privileges drop are not found there."""
+    import sys
+    out = []
+    for path in sys.path:
+        try:
+            os.stat(path or ".")
+        except PermissionError:         # under a directory we may not enter
+            out.append(path)
+            continue
+        except OSError:                 # missing: nothing to read there anyway
+            continue
+        if os.path.isdir(path or ".") and not os.access(path or ".", os.R_OK | os.X_OK):
+            out.append(path)
+    return out
+
+
+def unreadable_hint(dirs: list[str]) -> str:
+    shown = ", ".join(dirs[:3]) + (f" and {len(dirs) - 3} more" if len(dirs) > 3 else "")
+    return (f"uid {os.getuid()} cannot read {shown} (Python's module path): a module first imported "
+            f"after the privileges drop, by an app, is not found there; make those directories and "
+            f"their parents readable by that user, or run an interpreter installed where it can read")

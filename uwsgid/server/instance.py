@@ -31,6 +31,7 @@ class Server:
         self.master = None          # uwsgid.server.master.Master (None in single-process mode)
         self.router_sockets: list = []   # --http router listening sockets (uwsgid.server.router)
         self.pidfiles: list[str] = []    # written, absolute (removed by --vacuum)
+        self.unreadable_paths: list[str] = []   # sys.path dirs unreadable after --uid/--gid
 
     def worker_pids(self) -> dict[int, int]:
         """wid -> pid of the running workers (0 while one is being respawned)."""
