@@ -29,7 +29,7 @@ from uwsgid.server import daemon, reexec
 from uwsgid.server.instance import Server, cleanup
 from uwsgid.services.rpc import RpcPlugin
 from uwsgid.util import hooks
-from uwsgid.util.log import log, log_exception, set_date_format
+from uwsgid.util.log import forget_early, log, log_exception, set_date_format
 
 EXIT_APP_LOAD = 22
 CONTROL_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
@@ -270,6 +270,7 @@ def _main(argv: list[str], extra_plugins) -> int:
         for path in list(server.pidfiles):
             daemon.write_pidfile(path, server.master_pid)
 
+    forget_early()          # every log file of the start-up has its lines by now
     if single:
         return _run_single(server)
     return server.master.run()

@@ -10,6 +10,8 @@ import os
 import pwd
 import socket
 
+from uwsgid.util.log import replay_early
+
 
 class DaemonError(Exception):
     pass
@@ -42,6 +44,7 @@ def redirect_log(target: str) -> None:
     os.dup2(fd, 2)
     os.dup2(fd, 1)
     os.close(fd)
+    replay_early()
 
 
 def stdin_to_devnull() -> None:
@@ -64,6 +67,8 @@ def daemonize(logfile: str | None) -> None:
     os.dup2(fd, 2)
     if fd > 2:
         os.close(fd)
+    if logfile:
+        replay_early()
 
 
 def write_pidfile(path: str, pid: int | None = None) -> None:

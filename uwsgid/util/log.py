@@ -1,6 +1,11 @@
 """Process log output. Everything (request lines, errors, plugin messages) goes to fd 2;
 --logto and --daemonize redirect fd 2 to their file, so this module never needs to know.
 
+Lines logged while the server starts (the config's warnings come before --logto or --daemonize
+can open their file) are also kept, and written again into each log file opened during the
+start-up (replay_early), as uWSGI's log has them: a systemd or Docker operator reads only the
+file. The start-up ends the keeping (forget_early), before any fork.
+
 --log-date dates the server's messages (`log`), as uWSGI's uwsgi_log does; request lines
 (`log_request`) carry their own date and are written as they are, as uWSGI's request logger does."""
 
@@ -12,6 +17,8 @@ import time
 _TRUE = {"", "true", "1", "on", "yes"}
 _FALSE = {"false", "0", "off", "no"}
 _date_format: str | None = None     # None: no date; "": ctime; else a strftime format
+_early: list[bytes] | None = []     # lines logged during the start-up (None once it is over)
+_EARLY_MAX = 1000
 
 
 def set_date_format(value: str | None) -> None:
@@ -44,6 +51,38 @@ def _write(data: bytes) -> None:
         os.write(2, data)
     except OSError:
         pass
+    early = _early
+    if early is not None and len(early) < _EARLY_MAX:
+        early.append(data)
+
+
+def _identity(fd: int):
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+_has_early: set = {_identity(2)}     # files that got the start-up's lines: stderr as started
+
+
+def replay_early() -> None:
+    """fd 2 now goes to a new log file: write into it what the start-up logged so far (once
+    per file: --logto2 may name --logto's file again)."""
+    ident = _identity(2)
+    if _early and ident not in _has_early:
+        _has_early.add(ident)
+        try:
+            os.write(2, b"".join(_early))
+        except OSError:
+            pass
+
+
+def forget_early() -> None:
+    """The start-up is over: stop keeping its lines."""
+    global _early
+    _early = None
 
 
 # The request logger's lines: written as they are (their format has its own date).
