@@ -175,6 +175,25 @@ def _configure_plugins(server) -> int | None:
     return None
 
 
+def _warn_unreachable_apps(server) -> None:
+    """An app whose modifier1 no socket sends would answer every request 503: say so now, with
+    the option that fixes it. A uwsgi-protocol socket reaches every modifier1 (nginx's
+    uwsgi_modifier1 picks it per request); an HTTP socket and the --http router send one."""
+    opts = server.opts
+    if any(lst.proto == "uwsgi" and not lst.internal for lst in server.listeners):
+        return
+    sent = {lst.modifier1: "--http-socket-modifier1" for lst in server.listeners if lst.proto == "http"}
+    if opts.http:
+        sent.setdefault(int(opts.http_modifier1 or 0), "--http-modifier1")
+    fixes = " or ".join(sorted({"--http-socket-modifier1" for lst in server.listeners if lst.proto == "http"}
+                               | ({"--http-modifier1"} if opts.http else set())))
+    for m1, plugin in sorted(server.plugins.items()):
+        if plugin.title and plugin.has_app() and m1 not in sent:
+            log(f"*** WARNING: the {plugin.title} app is loaded, but no socket sends its "
+                f"modifier1 {m1} (they send {', '.join(map(str, sorted(sent)))}): add {fixes} {m1}, or put "
+                f"it behind nginx on a --socket with uwsgi_modifier1 {m1} ***")
+
+
 def main(argv: list[str], extra_plugins=None) -> int:
     """Run the server; returns the process exit code. `extra_plugins` (tests) adds Plugin objects."""
     try:
@@ -258,6 +277,7 @@ def _main(argv: list[str], extra_plugins) -> int:
     if rc is not None:
         cleanup(server)
         return rc
+    _warn_unreachable_apps(server)
     if opts.chdir2:
         try:
             os.chdir(opts.chdir2)

@@ -280,7 +280,7 @@ def test_modifier_dispatch_and_503():
     with WorkerProc({"http-socket": [f"127.0.0.1:{p1}"], "http-socket-modifier1": 7}) as w:
         status, _, body = request(f"127.0.0.1:{p1}", "GET", "/")
         assert status == 503
-        assert "no noapp application found" in w.log()
+        assert "no noapp app is loaded for modifier1 7" in w.log()
     with WorkerProc({"http-socket": [f"127.0.0.1:{p1}"], "http-socket-modifier1": 42}) as w:
         status, _, body = request(f"127.0.0.1:{p1}", "GET", "/")
         assert status == 503

@@ -81,6 +81,8 @@ class OptionValueError(Exception):
 
 class Plugin:
     name: str = ""
+    title: str = ""                # a language runtime's name in messages: "Lua (WSAPI)"; none
+                                   # for the services' packet handlers (RPC, remote signals)
     modifier1: int = -1            # default modifier1 served (overridable with --plugins N:name)
     options: list[Option] = []
 

@@ -197,11 +197,14 @@ class Core:
 
     def _no_app(self, plugin) -> None:
         req = self.request
+        loaded = loaded_apps(self.worker.plugins)
         if plugin is None:
-            log(f"-- unavailable modifier requested: {req.modifier1} --")
+            log(f"-- unavailable modifier requested: {req.modifier1} ({_desc(req)}): no plugin serves it; "
+                f"loaded: {loaded} --")
         else:
-            log(f"--- no {plugin.name or 'app'} application found for modifier1 {req.modifier1} "
-                f"({_desc(req)}), check your startup logs for errors ---")
+            log(f"--- no {plugin.title or plugin.name} app is loaded for modifier1 {req.modifier1} "
+                f"({_desc(req)}); loaded: {loaded}; check your startup logs, or the modifier1 your "
+                f"socket or nginx sends ---")
         req.app_id = -1
         req.error_response(503, b"Service Unavailable", b"Service Unavailable\n")
         self.finish()
@@ -323,6 +326,12 @@ class Core:
         self.timed_out = True
         self.wait = None
         self.step()
+
+
+def loaded_apps(plugins: dict) -> str:
+    """'Lua (WSAPI) on modifier1 6, ...' for the plugins that have an app, or 'no app'."""
+    apps = [f"{p.title} on modifier1 {m1}" for m1, p in sorted(plugins.items()) if p.title and p.has_app()]
+    return ", ".join(apps) or "no app"
 
 
 def _desc(req) -> str:

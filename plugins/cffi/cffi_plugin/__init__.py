@@ -23,6 +23,7 @@ from .wsgi_input import ErrorStream
 
 class CffiPlugin(Plugin):
     name = "cffi"
+    title = "Python (WSGI)"
     modifier1 = 0
     options = OPTIONS
 

@@ -60,6 +60,7 @@ def _opt_int(opts, name: str) -> int:
 
 class LuaPlugin(Plugin):
     name = "lua"
+    title = "Lua (WSAPI)"
     modifier1 = 6
     options = OPTIONS
 
