@@ -182,11 +182,9 @@ def _warn_unreachable_apps(server) -> None:
     opts = server.opts
     if any(lst.proto == "uwsgi" and not lst.internal for lst in server.listeners):
         return
-    sent = {lst.modifier1: "--http-socket-modifier1" for lst in server.listeners if lst.proto == "http"}
-    if opts.http:
-        sent.setdefault(int(opts.http_modifier1 or 0), "--http-modifier1")
-    fixes = " or ".join(sorted({"--http-socket-modifier1" for lst in server.listeners if lst.proto == "http"}
-                               | ({"--http-modifier1"} if opts.http else set())))
+    http = [lst for lst in server.listeners if lst.proto == "http"]
+    sent = {lst.modifier1 for lst in http} | ({int(opts.http_modifier1 or 0)} if opts.http else set())
+    fixes = " or ".join((["--http-socket-modifier1"] if http else []) + (["--http-modifier1"] if opts.http else []))
     for m1, plugin in sorted(server.plugins.items()):
         if plugin.title and plugin.has_app() and m1 not in sent:
             log(f"*** WARNING: the {plugin.title} app is loaded, but no socket sends its "
