@@ -101,6 +101,23 @@ def test_oversized_packet_closed_with_log(server):
     assert "invalid request block size: 5000 (max 4096)...skip" in server.log()
 
 
+@pytest.mark.parametrize("request_line", [b"GET / HTTP/1.1", b"POST /form HTTP/1.0", b"OPTIONS * HTTP/1.1"])
+def test_http_on_a_uwsgi_socket_gets_a_400_that_says_so(server, request_line):
+    s = connect(server.address(0))
+    s.sendall(request_line[:2])             # a first read shorter than a uwsgi header
+    time.sleep(0.05)
+    s.sendall(request_line[2:] + b"\r\nHost: x\r\n\r\n")
+    data = recv_all(s)
+    s.close()
+    head, body = split_response(data)
+    assert head.startswith(b"HTTP/1.1 400 Bad Request")
+    assert b"uwsgi-protocol socket" in body and b"--http-socket" in body
+    line = request_line.decode()
+    assert f"HTTP request on a uwsgi socket ({line!r}): use --http-socket" in server.log()
+    # the worker goes on serving uwsgi packets
+    assert raw(server.address(0), uwsgi_packet(NGINX_VARS)).startswith(b"HTTP/1.1 200 OK")
+
+
 def test_malformed_vars_closed_with_log(server):
     bad = b"\x05\x00KEY"   # key length runs past the end of the block
     data = raw(server.address(0), bytes([0]) + len(bad).to_bytes(2, "little") + bytes([0]) + bad)

@@ -68,8 +68,8 @@ def _shutdown_write(fd: int) -> None:
         s.detach()
 
 
-def error_reply(status: int, reason: str) -> bytes:
-    body = f"{status} {reason}\n".encode()
+def error_reply(status: int, reason: str, text: str = "") -> bytes:
+    body = (text or f"{status} {reason}").encode() + b"\n"
     return (b"HTTP/1.1 %d %b\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%b"
             % (status, reason.encode(), len(body), body))
 
@@ -231,7 +231,7 @@ class Connection:
         if err.log:
             log(f"{self.peer}: {err.log}")
         if err.status and not self.closed:
-            self.send(error_reply(err.status, err.reason))
+            self.send(error_reply(err.status, err.reason, err.body))
             self.closing = True
             self.lingering = True
             if self.out:

@@ -29,13 +29,15 @@ def unquote_to_bytes(s: bytes) -> bytes:
 
 
 class ProtocolError(Exception):
-    """Bad input on a connection. status 0 = close without a reply; log = the one log line."""
+    """Bad input on a connection. status 0 = close without a reply; log = the one log line;
+    body = the reply's text when "STATUS REASON" would not tell the client enough."""
 
-    def __init__(self, status: int, reason: str, log: str = ""):
+    def __init__(self, status: int, reason: str, log: str = "", body: str = ""):
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.log = log
+        self.body = body
 
 
 SPOOL_DEFAULT = 8 * 1024 * 1024

@@ -15,6 +15,9 @@ from uwsgid.net.request import Request
 
 _unpack_header = struct.Struct("<BHB").unpack_from
 MODIFIER_PING = 100
+_UPPER = frozenset(range(ord("A"), ord("Z") + 1))
+WRONG_PROTOCOL = ("This is a uwsgi-protocol socket (--socket), for nginx's uwsgi_pass or another uwsgi "
+                  "client; HTTP clients need an --http-socket.")
 # Modifiers whose packet body is an array of u16le-prefixed strings, not key/value vars:
 # 110 = remote signal, 173 = RPC. The handler reads req.packet.
 RAW_MODIFIERS = (110, 173)
@@ -46,6 +49,12 @@ class UwsgiParser:
         buf = self.buf + data if self.buf else data
         if len(buf) < 4:
             self.buf = buf
+            return
+        if _looks_like_http(buf):
+            line = buf.split(b"\r\n", 1)[0][:80].decode("latin-1")
+            self.error = ProtocolError(400, "Bad Request", f"HTTP request on a uwsgi socket ({line!r}): "
+                                       f"use --http-socket for HTTP clients, or nginx's uwsgi_pass",
+                                       WRONG_PROTOCOL)
             return
         modifier1, size, modifier2 = _unpack_header(buf)
         limits = self.limits
@@ -117,3 +126,9 @@ class UwsgiParser:
             self.body = None
             self.done = True
             self.conn.queue.append(req)
+
+
+def _looks_like_http(head: bytes) -> bool:
+    """An HTTP request line ("GET /", "POST ", "OPTIONS"): its first four bytes, read as a uwsgi
+    header, are upper-case letters (then a space), a modifier1 of 65-90 that no uwsgi client uses."""
+    return head[0] in _UPPER and head[1] in _UPPER and head[2] in _UPPER and (head[3] in _UPPER or head[3] == 32)
