@@ -535,6 +535,10 @@ def build_plugin(spec: str | os.PathLike, profile: str | None = None, name: str 
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", out_name):
         raise BuildError(f"bad plugin name {out_name!r}")
     out = cfg.plugin_dir / f"{out_name}_plugin.so"
+    stale = cfg.out / out.name      # where builds before build/plugins put it: it would shadow
+    if stale != out and stale.is_file():    # the Python package of the same name on sys.path
+        stale.unlink()
+        say(f"removed {_rel(stale)} (plugins are built into {_rel(cfg.plugin_dir)} now)")
     objs = plugin.objects(cfg, cc, shared=True)
     cc.link(objs, out, [*cfg.ldflags, *plugin.ldflags, *plugin.libs], shared=True)
     if plugin.post_build:

@@ -3,7 +3,9 @@ embedded vs NAME_plugin.so plugins, and end to end with the real server (lua, lu
 
 Profiles are built into build/tests/<profile>/ (never over the main ./uwsgi)."""
 
+import os
 import subprocess
+import sys
 
 import pytest
 from build_helpers import ROOT, built, entry_env, serve_and_get
@@ -94,16 +96,17 @@ def test_core_profile_has_no_embedded_plugin(core, env):
 
 def test_luap_loads_lua_plugin_so(luap, env, tmp_path):
     exe = luap / "uwsgi"
-    assert (luap / "lua_plugin.so").is_file()
-    r = run(exe, "plugin", "lua", env=env, cwd=tmp_path)    # found beside the binary
+    so = luap / "build" / "plugins" / "lua_plugin.so"
+    assert so.is_file()
+    r = run(exe, "plugin", "lua", env=env, cwd=tmp_path)    # found in the build's plugin_dir
     assert r.returncode == 0, r.stderr
     assert "plugin lua 6" in r.stdout
-    assert f"describe [('lua', '{luap / 'lua_plugin.so'}')]" in r.stdout
+    assert f"describe [('lua', '{so}')]" in r.stdout
     r = run(exe, "plugin", "0:lua51", env=env, cwd=tmp_path)     # uWSGI's name, modifier override
     assert r.returncode == 0 and "plugin lua 0" in r.stdout, r.stderr
     r = run(exe, "plugin", "nosuch", str(tmp_path), env=env, cwd=tmp_path)
     assert r.returncode == 1
-    assert "plugin nosuch not found" in r.stderr and str(tmp_path) in r.stderr and str(luap) in r.stderr
+    assert "plugin nosuch not found" in r.stderr and str(tmp_path) in r.stderr and str(so.parent) in r.stderr
 
 
 # --- with the real server (needs uwsgid.main/cli and the Lua plugin of the other helpers) -----
@@ -145,9 +148,21 @@ def test_plugin_dir_and_missing_plugin_through_cli(core, luap, tmp_path):
     assert r.returncode == 1
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "plugin lua not found" in err[0] and str(tmp_path) in err[0], r.stderr
-    r = run(exe, "--plugin-dir", luap, "--plugins", "lua", "--plugins-list", cwd=tmp_path)
+    plugin_dir = luap / "build" / "plugins"
+    r = run(exe, "--plugin-dir", plugin_dir, "--plugins", "lua", "--plugins-list", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "lua" in r.stdout and str(luap / "lua_plugin.so") in r.stdout + r.stderr
+    assert "lua" in r.stdout and str(plugin_dir / "lua_plugin.so") in r.stdout + r.stderr
+
+
+def test_a_built_plugin_never_shadows_its_python_package(luap):
+    """The build's output dir is the project root in a normal build, which is on sys.path: a
+    lua_plugin.so there was imported instead of the package lua_plugin by every Python run in it."""
+    assert not list(luap.glob("*_plugin.so"))
+    path = os.pathsep.join([str(luap), str(ROOT / "plugins" / "lua"), str(ROOT)])
+    r = subprocess.run([sys.executable, "-c", "import lua_plugin; print(lua_plugin.__file__)"], cwd=luap,
+                       env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("lua_plugin/__init__.py")
 
 
 def test_default_build_lists_both_plugins():

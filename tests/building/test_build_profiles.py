@@ -100,7 +100,7 @@ def test_config_environment(tmp_path):
     cfg = uc.Config("luap", env={"UWSGI_BUILD_DIR": str(tmp_path), "CC": "ccache gcc", "CFLAGS": "-DFOO"})
     assert cfg.plugins == ["lua"] and cfg.embedded == []
     assert cfg.binary == tmp_path / "uwsgi"
-    assert cfg.plugin_dir == tmp_path
+    assert cfg.plugin_dir == tmp_path / "build" / "plugins"   # never the output dir: see buildconf/base.ini
     assert cfg.cc == ["ccache", "gcc"]
     assert cfg.cflags[-1] == "-DFOO"
     # a plugin both embedded and listed as .so is only embedded

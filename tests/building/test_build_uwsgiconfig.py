@@ -166,7 +166,7 @@ def test_plugin_so_baked_and_loaded(tmp_path):
     out = tmp_path / "out"
     r = uwsgiconfig("--plugin", src, out=out)
     assert r.returncode == 0, r.stdout + r.stderr
-    so = out / "demo_plugin.so"
+    so = out / "build" / "plugins" / "demo_plugin.so"
     assert so.is_file() and "demo plugin built" in r.stdout
     r = run_load(str(so))
     assert r.returncode == 0, r.stderr
@@ -181,7 +181,7 @@ def test_plugin_so_baked_and_loaded(tmp_path):
     assert lines["describe"] == repr(("demo", str(so)))
     assert lines["again"] == "True"
     # by name through a search dir, with a modifier1 override
-    r = run_load("7:demo", str(out))
+    r = run_load("7:demo", str(so.parent))
     assert r.returncode == 0, r.stderr
     assert "name demo 7" in r.stdout and "loader BakedImporter" in r.stdout
     # the baked copy is self-contained: works with the source tree gone
@@ -197,7 +197,7 @@ def test_plugin_stale_source_wins(tmp_path):
     out = tmp_path / "out"
     assert uwsgiconfig("--plugin", src, out=out).returncode == 0
     (src / "demo_plugin" / "sub" / "helper.py").write_text("VALUE = 'edited'\n")
-    r = run_load(str(out / "demo_plugin.so"))
+    r = run_load(str(out / "build" / "plugins" / "demo_plugin.so"))
     assert r.returncode == 0, r.stderr
     assert "sub edited" in r.stdout and "loader SourceFileLoader" in r.stdout
     assert "changed since it was built" in r.stderr
@@ -208,8 +208,8 @@ def test_plugin_name_override_and_profile(tmp_path):
     out = tmp_path / "out"
     r = uwsgiconfig("--plugin", src, "core", "demo2", out=out)
     assert r.returncode == 0, r.stderr
-    assert (out / "demo2_plugin.so").is_file()
-    r = run_load("demo2", str(out))
+    assert (out / "build" / "plugins" / "demo2_plugin.so").is_file()
+    r = run_load("demo2", str(out / "build" / "plugins"))
     assert r.returncode == 0 and "name demo 42" in r.stdout, r.stderr
 
 
@@ -251,7 +251,7 @@ def test_loader_errors(tmp_path):
     # an import error inside the plugin is a PluginError naming the plugin
     src = make_plugin(tmp_path / "src", init="raise RuntimeError('plugin init failed')\n")
     assert uwsgiconfig("--plugin", src, out=tmp_path / "out").returncode == 0
-    r = subprocess.run([PY, "-c", code, str(tmp_path / "out" / "demo_plugin.so"), str(tmp_path)],
+    r = subprocess.run([PY, "-c", code, str(tmp_path / "out" / "build" / "plugins" / "demo_plugin.so"), str(tmp_path)],
                        capture_output=True, text=True)
     assert r.stdout.startswith("error plugin demo") and "plugin init failed" in r.stdout, r.stdout + r.stderr
 
