@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmarks: this server (./uwsgi) against real uWSGI 2.0 and gunicorn (issue 7).
+"""Side-by-side benchmarks: this server (./uwsgi) against real uWSGI 2.0 and gunicorn.
 
     bench/run.py [--quick] [--only SCENARIO ...] [--duration S] [--runs N] [--out DIR] [--list]
 

@@ -5,7 +5,8 @@
 --   ./uwsgi --http-socket :8080 --http-socket-modifier1 6 --lua examples/sputnik.ws --threads 20
 --   ./uwsgi --http-socket :8080 --http-socket-modifier1 6 --lua examples/sputnik.ws -p 2 --async 4
 --
--- Where the data lives: $SPUTNIK_DIR (default /tmp/uwsgid-sputnik-$USER): sputnik.db (the
+-- Where the data lives: $SPUTNIK_DIR (default ${TMPDIR:-/tmp}/uwsgid-sputnik-USER, USER being
+-- $USER, else `id -un`, else the uid: the same as scripts/setup-sputnik.sh): sputnik.db (the
 -- wiki) and nothing else; never the source tree. One database shared by every lua_State,
 -- thread and worker (SQLite locks it; the default filedir storage could not be shared).
 
@@ -51,9 +52,25 @@ if coxpcall == xpcall then
   end
 end
 
-local dir = os.getenv("SPUTNIK_DIR")
-if not dir or dir == "" then
-  dir = "/tmp/uwsgid-sputnik-" .. (os.getenv("USER") or os.getenv("LOGNAME") or "uwsgi")
+-- The default data dir, derived exactly as scripts/setup-sputnik.sh derives it (an empty
+-- variable counts as unset, as ${VAR:-...} does there).
+local function getenv(name)
+  local v = os.getenv(name)
+  if v ~= nil and v ~= "" then return v end
+end
+local function user_name()
+  local user = getenv("USER")
+  if user then return user end
+  local p = io.popen("id -un 2>/dev/null || id -u")
+  if p then
+    user = p:read("*l")
+    p:close()
+  end
+  return assert(user and user ~= "" and user, "sputnik.ws: no $USER and `id -un` / `id -u` failed: set SPUTNIK_DIR")
+end
+local dir = getenv("SPUTNIK_DIR")
+if not dir then
+  dir = (getenv("TMPDIR") or "/tmp"):gsub("/$", "") .. "/uwsgid-sputnik-" .. user_name()
 end
 -- the set-up script creates it; make it here too (one level) so that a first run just works
 local has_lfs, lfs = pcall(require, "lfs")

@@ -3,12 +3,16 @@
 # with the wiki's SQLite database created once (so that many lua_States, threads and workers
 # starting at the same time find it ready). Safe to re-run; keeps existing pages.
 #
-#   scripts/setup-sputnik.sh [DIR]     DIR defaults to $SPUTNIK_DIR, else /tmp/uwsgid-sputnik-$USER
+#   scripts/setup-sputnik.sh [DIR]     DIR defaults to $SPUTNIK_DIR, else
+#                                      ${TMPDIR:-/tmp}/uwsgid-sputnik-USER
 #
+# USER is $USER, else `id -un`, else the numeric uid: examples/sputnik.ws derives the same default
+# the same way, so the two agree where $USER is unset (containers, cron, systemd).
 # Needs Debian's packages sputnik, lua-sql-sqlite3, lua-md5, lua-wsapi (scripts/setup-system.sh).
 set -euo pipefail
 
-DIR="${1:-${SPUTNIK_DIR:-/tmp/uwsgid-sputnik-${USER:-$(id -un)}}}"
+TMP="${TMPDIR:-/tmp}"
+DIR="${1:-${SPUTNIK_DIR:-${TMP%/}/uwsgid-sputnik-${USER:-$(id -un 2>/dev/null || id -u)}}}"
 mkdir -p "$DIR"
 if [ ! -w "$DIR" ]; then
     echo "setup-sputnik: $DIR is not writable" >&2

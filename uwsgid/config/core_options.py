@@ -92,7 +92,9 @@ declare(
     # --- lifecycle --------------------------------------------------------------------------
     O("harakiri", "t", kind="int", default=0, help="kill and respawn a worker stuck in one request over SECS"),
     O("harakiri-verbose", kind="flag", help="log more about harakiri kills"),
-    O("max-requests", "R", kind="int", default=0, help="recycle a worker after N requests"),
+    O("max-requests", "R", kind="int", default=0,
+      help="recycle a worker after N requests, but never before it has run --min-worker-lifetime "
+           "(10 s by default: set that to 0 to recycle at once)"),
     O("reload-on-rss", kind="int", default=0, metavar="MB", help="recycle a worker whose RSS exceeds MB after a request"),
     O("evil-reload-on-rss", kind="int", default=0, metavar="MB", help="the master kills a worker whose RSS exceeds MB"),
     O("worker-reload-mercy", kind="int", default=60, help="seconds a worker may take to stop gracefully before being killed"),
