@@ -1,5 +1,6 @@
-"""One lua_State (a lupa LuaRuntime): creation, package paths, the runtime.lua helpers, the
-`uwsgi` table, loading files, and the per-request hooks Lua calls back (input, log, exit).
+"""One lua_State (a lupa LuaRuntime): creation, package paths, the plugin's Lua files (output.lua,
+runtime.lua, uwsgi_table.lua: the shims, the request path, the `uwsgi` table), loading files, and
+the per-request hooks Lua calls back (input, log, exit).
 
 A state serves one request at a time (one state per async core or thread), so the request
 being served is simply `state.req`.
@@ -111,17 +112,17 @@ def package_paths(settings: Settings) -> tuple[str, str]:
     return ";".join(path), ";".join(cpath)
 
 
-_RUNTIME_LUA: bytes | None = None
+_LUA_CODE: dict[str, bytes] = {}
 
 
-def _runtime_code() -> bytes:
-    global _RUNTIME_LUA
-    if _RUNTIME_LUA is None:
+def _lua_code(name: str) -> bytes:
+    code = _LUA_CODE.get(name)
+    if code is None:
         # pkgutil.get_data's work, without importing pkgutil into every worker: the package's
         # loader (a directory or the build's baked loader) reads the file beside __init__
         pkg = sys.modules[__package__]
-        _RUNTIME_LUA = pkg.__spec__.loader.get_data(os.path.join(os.path.dirname(pkg.__file__), "runtime.lua"))
-    return _RUNTIME_LUA
+        code = _LUA_CODE[name] = pkg.__spec__.loader.get_data(os.path.join(os.path.dirname(pkg.__file__), name))
+    return code
 
 
 # The state a Lua RPC/signal handler falls back to when no core is running (a signal handled
@@ -179,16 +180,25 @@ class LuaState:
             b"slice": settings.slice_size,
             b"slice_time": settings.slice_time,
         })
-        # named chunk, so that tracebacks say lua_plugin/runtime.lua:LINE
-        load = rt.eval(b"function(code) return assert((loadstring or load)(code, '@lua_plugin/runtime.lua')) end")
-        self.M = load(_runtime_code())(py, conf)
+        # The plugin's Lua half: three files run in this order with (py, conf, shared), `shared`
+        # being what they hand each other (runtime.lua's header lists it; they keep what they
+        # take from it in locals). Named chunks, so that tracebacks say lua_plugin/FILE:LINE.
+        load = rt.eval(b"function(code, name) return assert((loadstring or load)(code, '@lua_plugin/' .. name)) end")
+        shared = rt.table()
+
+        def run(name: str):
+            return load(_lua_code(name), name.encode())(py, conf, shared)
+
+        run("output.lua")                     # print, io.write, os.exit, env.error:write
+        self.M = run("runtime.lua")           # the request path: returns M
+        handlers = run("uwsgi_table.lua")     # the `uwsgi` table: returns call_rpc, call_signal
         # The hot-path functions, looked up once.
         self._call = self.M.call
         self._resume = self.M.resume
         self._abandon = self.M.abandon
         self._gc = self.M.gc
-        self._call_rpc = self.M.call_rpc
-        self._call_signal = self.M.call_signal
+        self._call_rpc = handlers.call_rpc
+        self._call_signal = handlers.call_signal
 
         if not check:
             _thread_local.state = self

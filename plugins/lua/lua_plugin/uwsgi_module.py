@@ -1,4 +1,4 @@
-"""The Python functions behind the Lua `uwsgi` table (runtime.lua adds the Lua-side wrappers:
+"""The Python functions behind the Lua `uwsgi` table (uwsgi_table.lua adds the Lua-side wrappers:
 async waits, table forms of the cache calls, error messages, register_rpc/register_signal).
 
 Built once per lua_State as plain Python functions (lupa bug #294: never push the same Python
