@@ -359,6 +359,16 @@ import sys
 from _uwsgi import ffi, lib
 BUILD = %(build)r
 
+
+def _cannot_import(e):
+    # uwsgid itself is missing (uwsgid.embed imports only the standard library at import time)
+    sys.stderr.write(f"uwsgi: the Python at {sys.prefix} cannot import uwsgid ({e}), nor can it from "
+                     f"{BUILD['root']}, the tree this uwsgi was built from: install uwsgid in it, "
+                     f"or rebuild uwsgi from a tree that has it\\n")
+    sys.stderr.flush()
+    return 1
+
+
 @ffi.def_extern(error=1)
 def uwsgi_run(argc, argv):
     try:
@@ -366,21 +376,37 @@ def uwsgi_run(argc, argv):
     except ImportError:
         # a --cffi-home without the uwsgid package: use the tree this binary was built from
         sys.path.append(BUILD["root"])
-        from uwsgid import embed
+        try:
+            from uwsgid import embed
+        except ImportError as e:
+            return _cannot_import(e)
     return embed.run(ffi, lib, argc, argv, BUILD)
+'''
+
+# C appended to the embedding module (after cffi's _embedding.h, so its static
+# cffi_start_python() is in scope): core/main.c starts the module itself before calling
+# uwsgi_run(), because a failed start makes cffi's uwsgi_run() print "initialization code
+# failed. Returning 0." and return 0, which main() could not tell from a clean stop.
+EMBED_C = '''
+/* 0: the embedding module is initialised; -1: it is not (cffi printed why on sys.stderr) */
+int uwsgi_embed_start(void) { return cffi_start_python(); }
+/* the cffi that generated this module, for the error line of a home with another one */
+const char *uwsgi_embed_cffi_version(void) { return "%(cffi_version)s"; }
 '''
 
 
 def gen_embed_c(cfg: Config, plugins: list["PluginBuild"]) -> Path:
     """C source of the executable's embedding module: uwsgi.h (with its executable part), the
-    embedded plugins' file tables, uwsgi_run() and the Python init code."""
+    embedded plugins' file tables, uwsgi_run(), the Python init code and main.c's EMBED_C."""
     from cffi import FFI
+    from cffi import __version__ as cffi_version
     ffi = FFI()
     ffi.embedding_api("int uwsgi_run(int argc, char **argv);")
     decls = "".join(f"const struct uwsgi_baked_file *uwsgi_plugin_{p.name}_files(void);\n"
                     f"const char *uwsgi_plugin_{p.name}_source(void);\n" for p in plugins)
     ffi.cdef(header_cdef(executable=True) + decls)
-    ffi.set_source("_uwsgi", '#define UWSGI_EXECUTABLE 1\n#include "uwsgi.h"\n' + decls)
+    ffi.set_source("_uwsgi", '#define UWSGI_EXECUTABLE 1\n#include "uwsgi.h"\n' + decls
+                   + EMBED_C % {"cffi_version": cffi_version})
     build = {
         "root": str(ROOT),
         "profile": cfg.name,

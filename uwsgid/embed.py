@@ -7,21 +7,27 @@ calls `run()` here, which:
     home's site-packages;
   * registers the plugins baked into the executable with uwsgid.plugins.loader;
   * runs `uwsgid.main.main(argv[1:])` and turns its outcome into an exit code: an int as is,
-    SystemExit into its code, an uncaught exception into a traceback and 1.
+    SystemExit into its code, a module the home's Python lacks (httptools in a venv that has
+    only cffi) into one line naming it and 1, any other uncaught exception into a traceback and 1.
 Inside the executable, `import _uwsgi` gives the embedding module: uwsgi.h's API plus the
 executable-only functions (uwsgi_set_proctitle, uwsgi_argc/uwsgi_argv); uwsgid.util.binary
 answers the rest of the server's questions about the executable.
+
+This module imports only the standard library when it is imported (the server's modules in
+run()), so that the init code can always import it and every failure below is reported here.
+core/main.c has checked cffi itself (`_cffi_backend`) before.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import site
 import sys
 
-from uwsgid.plugins import loader as plugins_loader
-from uwsgid.util import binary
+# pip's name of a module the server imports, where it is not the module's own
+PIP_NAMES = {"_cffi_backend": "cffi", "yaml": "PyYAML"}
 
 
 def _setup_paths(build: dict) -> None:
@@ -49,6 +55,8 @@ def _home_from_argv(argv: list[str]) -> str | None:
 
 
 def _register_plugins(ffi, lib, build: dict) -> None:
+    from uwsgid.plugins import loader as plugins_loader
+    from uwsgid.util import binary
     exe = binary.executable() or "uwsgi"
     for name in build.get("embedded", []):
         table = getattr(lib, f"uwsgi_plugin_{name}_files")()
@@ -78,9 +86,40 @@ def exit_code(code) -> int:
     return 1
 
 
-def run(ffi, lib, argc: int, argv, build: dict) -> int:
-    binary.bind(lib, build)
+def missing_module(e: ImportError) -> str | None:
+    """The error line for a module the home's Python cannot import at all (not installed, or a
+    binary module whose library does not load); None for any other ImportError (a bug: its
+    traceback says more)."""
+    top = (e.name or "").partition(".")[0]
+    if not top or top == "uwsgid":
+        return None
     try:
+        absent = importlib.util.find_spec(top) is None
+    except (ImportError, ValueError):
+        absent = True
+    if not absent and getattr(e, "path", None) is None:
+        return None
+    why = "" if absent else f" ({str(e).splitlines()[0]})"
+    source = _home_source()
+    advice = ("give --cffi-home a virtualenv that has it" if source is None
+              else f"point {source} at a virtualenv that has it")
+    return (f"uwsgi: the Python at {sys.prefix} ({source or 'the home built into uwsgi'}) cannot import "
+            f"{top}{why}: pip install {PIP_NAMES.get(top, top)} in it, or {advice}")
+
+
+def _home_source() -> str | None:
+    """Where the home came from, as core/main.c says it: the option, the variable, else None."""
+    if _home_from_argv(sys.argv):
+        return "--cffi-home"
+    if os.environ.get("UWSGI_CFFI_HOME"):
+        return "$UWSGI_CFFI_HOME"
+    return None
+
+
+def run(ffi, lib, argc: int, argv, build: dict) -> int:
+    try:
+        from uwsgid.util import binary
+        binary.bind(lib, build)
         args = [os.fsdecode(ffi.string(argv[i])) for i in range(argc)]
         sys.argv = args or ["uwsgi"]
         _setup_paths(build)
@@ -91,12 +130,22 @@ def run(ffi, lib, argc: int, argv, build: dict) -> int:
         return exit_code(e.code)
     except KeyboardInterrupt:
         return 130
-    except BaseException:
-        import traceback
-        traceback.print_exc()
+    except ImportError as e:
+        line = missing_module(e)
+        if line is None:
+            return _traceback()
+        sys.stderr.write(line + "\n")
         return 1
+    except BaseException:
+        return _traceback()
     finally:
         _flush()
+
+
+def _traceback() -> int:
+    import traceback
+    traceback.print_exc()
+    return 1
 
 
 def _flush() -> None:
