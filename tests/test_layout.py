@@ -17,7 +17,8 @@ PKG = "uwsgid"
 
 # Lowest first: a module may import its own layer's modules and those of lower layers.
 LAYERS = ("util", "config", "net", "observe", "plugins", "server", "services", "<entry>")
-ENTRY_MODULES = ("uwsgid", "uwsgid.__main__", "uwsgid.main", "uwsgid.embed", "uwsgid.options_doc")
+ENTRY_MODULES = ("uwsgid", "uwsgid.__main__", "uwsgid.main", "uwsgid.embed", "uwsgid.options_doc",
+                 "uwsgid.control")
 # What a language plugin may import of the core.
 PLUGIN_MAY_IMPORT = ("util", "config", "plugins", "services")
 

@@ -22,6 +22,7 @@ import time
 from uwsgid.config import cli
 import uwsgid.services  # noqa: F401  (the shared services declare their options and hooks)
 # isort: on
+from uwsgid import control
 from uwsgid.plugins import api
 from uwsgid.plugins import loader as plugins_loader
 from uwsgid.plugins.contract import AppLoadError, OptionValueError
@@ -213,6 +214,8 @@ def _main(argv: list[str], extra_plugins) -> int:
         return 1
     set_date_format(opts.log_date)    # --log-date: from here on, server messages are dated
     rc = cli.informational(opts)
+    if rc is None:
+        rc = control.act(opts)     # --stop/--reload/--pause/--resume/--signal: act on a running instance
     if rc is not None:
         return rc
 

@@ -30,7 +30,7 @@ _SUFFIXES = (".py", ".lua", ".c", ".h")
 _DUMP = """
 import json, sys
 sys.path[:0] = ["plugins/lua", "plugins/cffi"]
-import uwsgid.config.cli, uwsgid.config.logic, uwsgid.services
+import uwsgid.main, uwsgid.config.logic  # main imports every module that declares options
 import cffi_plugin.options, lua_plugin.options
 from uwsgid.config.options import all_options
 seen, out = set(), []
@@ -138,7 +138,7 @@ def test_log_date_default_is_ctime():
     assert re.search(r"^" + CTIME + r" - printed$", r.stderr, re.M), r.stderr
 
 
-# ---- --autoload (a build with lua_plugin.so beside the executable) ------------------------------
+# ---- --autoload (a build with lua_plugin.so in its build/plugins) ------------------------------
 
 @pytest.fixture(scope="module")
 def luap() -> Path:
@@ -154,7 +154,7 @@ def test_autoload_finds_the_plugin_of_an_option(luap):
     assert r.returncode == 1 and "unknown option --lua" in r.stderr
     status, body, out = serve_and_get(exe, ["--autoload", *args], port)
     assert status == 200 and b"Hello Wsapi!" in body, out
-    assert f'option "lua" found in plugin {luap / "lua_plugin.so"}' in out
+    assert f'option "lua" found in plugin {luap / "build" / "plugins" / "lua_plugin.so"}' in out
 
 
 def test_autoload_from_an_ini_file_skips_placeholders(luap, tmp_path):

@@ -201,7 +201,8 @@ def _collect(argv: list[str], environ, strict: bool, cache: dict | None = None, 
             opt = lookup(name)
             if opt is None:
                 if strict:
-                    raise CliError(unknown_option_message(f"--{name}"))
+                    raise CliError(unknown_option_message(f"--{name}", inline if eq else (
+                        argv[i] if i < n and not argv[i].startswith("-") else None)))
                 # tolerant pre-scan: guess that an unknown option takes the next word
                 value = inline if eq else None
                 if not eq and i < n and not argv[i].startswith("-") and not _is_config_file(argv[i]):
@@ -287,12 +288,42 @@ def _short_cluster(c: _Collector, arg: str, argv, i: int, strict: bool) -> int:
     return i
 
 
-def unknown_option_message(shown: str) -> str:
-    """`unknown option --lua-gc-frq (did you mean --lua-gc-freq?)`"""
+def unknown_option_message(shown: str, value=...) -> str:
+    """`unknown option --lua-gc-frq (did you mean --lua-gc-freq?)`
+
+    "Did you mean" suggests only an option of the kind the unknown one was used as:
+    - `value` says how it was used: a string, given that value (`--reload /x.pid`, `--reload=`,
+      `reload = /x.pid` in a file); None, given none (`--mastr` followed by an option or by
+      nothing); `...` (the default), not known: any kind.
+    - Given a value: options that take one (str, int, float, size, optional), and flags only
+      when the value is a boolean word a flag accepts (true/false, 1/0, yes/no, on/off, "").
+      A value naming an existing config file may be one given on its own after a misspelt
+      flag (`--mastr app.ini`) as well as the option's value (`--inii app.ini`): any kind.
+    - Given no value: flags and optional-value options only.
+    - Config logic (`for*`, `if-*`, `else`, `end*`: uwsgid/config/logic.py) is suggested only
+      for a name that reads as config logic itself (its first word is, or is a typo of, if,
+      for, end, endif, endfor or else: `--if-exist`, `--endiff`, `--forr`), and such a name is
+      offered config logic only: `--reloadd` never gets `--if-reload`, `--if-exist` never a
+      plain option.
+    """
     if shown.startswith("--"):
         import difflib  # an error path: not worth its memory in every worker
-        names = sorted({n for o in all_options() for n in (o.name, *o.aliases)})
-        close = difflib.get_close_matches(shown[2:], names, n=1, cutoff=0.6)
+
+        from uwsgid.config.options import KINDS
+        typed = normalize_key(shown[2:])
+        logic_words = ("if", "for", "end", "endif", "endfor", "else")
+        logic_like = bool(difflib.get_close_matches(typed.split("-", 1)[0], logic_words, n=1, cutoff=0.75))
+        if value is ... or value is not None and _is_config_file(value):
+            kinds = set(KINDS)
+        elif value is None:
+            kinds = {"flag", "optional"}
+        else:
+            kinds = {k for k in KINDS if k != "flag"}
+            if value.strip().lower() in _TRUE | _FALSE:
+                kinds.add("flag")
+        names = sorted({n for o in all_options() if o.kind in kinds
+                        and (o.name in logic.DIRECTIVES) == logic_like for n in (o.name, *o.aliases)})
+        close = difflib.get_close_matches(typed, names, n=1, cutoff=0.6)
         if close:
             return f"unknown option {shown} (did you mean --{close[0]}?)"
         plugin = _plugin_for(shown[2:])
@@ -415,13 +446,13 @@ def _apply(entries: list[Entry], opts: Options, environ, referenced: set[str]) -
             continue
         if opt is None:
             if e.strict:
-                raise CliError(unknown_option_message(e.display))
+                raise CliError(unknown_option_message(e.display, e.value))
             if strict_files:
                 raise CliError(f"unknown option {e.key}{e.where()} (--strict)")
             if e.origin not in (CLI, "environment") and e.key not in referenced \
                     and not e.display.startswith("--set"):
                 # a key nothing refers to is most likely a typo or an option we do not have
-                hint = unknown_option_message(f"--{e.key}")
+                hint = unknown_option_message(f"--{e.key}", e.value)
                 hint = hint[hint.index("(did"):] if "did you mean" in hint else "(not an option of the core or of a loaded plugin)"
                 log(f"*** WARNING: ignoring unknown option {e.key} in {e.origin} {hint} ***")
             exported.append((e.key, resolver.value(idx)))

@@ -29,6 +29,10 @@ URI_MAX = 256
 # request log's "req: N/M"). Incremented by every worker without a lock, like uWSGI: exact
 # counts are the per-core ones; this one may miss an increment under contention.
 _TOTAL = struct.Struct("<Q")
+# Header: the instance is paused (SIGTSTP, --pause): written by the master, read by the workers
+# when it signals them (uWSGI's workers[0].suspended).
+_PAUSED = struct.Struct("<B")
+_PAUSED_OFF = 8
 _HEADER = 64
 
 # Per worker, written by the master: pid, last_spawn (epoch secs), respawn_count,
@@ -180,6 +184,13 @@ class Scoreboard:
         _W_ACCEPT.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_ACCEPT_OFF, 0)
         for core in range(self.cores):
             _C_IDLE.pack_into(self.mem, self._core_off(wid, core) + _C_REQ_OFF, 0)
+
+    def set_paused(self, paused: bool) -> None:
+        _PAUSED.pack_into(self.mem, _PAUSED_OFF, 1 if paused else 0)
+
+    def paused(self) -> bool:
+        """The master paused the instance (SIGTSTP): its workers do not accept."""
+        return _PAUSED.unpack_from(self.mem, _PAUSED_OFF)[0] == 1
 
     def harakiri(self, wid: int) -> None:
         w = self._wm(wid)

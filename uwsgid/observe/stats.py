@@ -110,6 +110,8 @@ def workers(server) -> list[dict]:
             status = "cheap"
         elif w["busy"]:
             status = "busy"
+        elif sb.paused():
+            status = "pause"     # uWSGI's: paused by SIGTSTP (--pause), no request in progress
         else:
             status = "idle"
         out.append({

@@ -9,6 +9,11 @@ through signal.set_wakeup_fd, which also tells it which signal came; the loop ac
                     --lazy-apps, only re-forks the workers.
     SIGTERM         graceful stop (uWSGI 2.1 semantics).
     SIGINT/SIGQUIT  immediate stop.
+    SIGTSTP         pause / resume (--pause, --suspend, --resume PIDFILE; uWSGI's
+                    suspend_resume_them_all): toggles the scoreboard's paused flag and
+                    passes the signal to the workers, which then stop or start accepting
+                    (what they are serving goes on). Workers (re)spawned while paused start
+                    paused; the cheaper algorithm rests meanwhile.
     SIGCHLD         reap; respawn what died unless stopping.
 
 Every second (the tick): harakiri, --evil-reload-on-rss, --touch-reload, mercy kills,
@@ -36,7 +41,7 @@ EXIT_APP_LOAD = 22
 FAST_DEATH_SECS = 1     # a worker dying younger than this (not asked to) counts toward a crash loop
 PR_SET_PDEATHSIG = 1
 _HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD,
-            signal.SIGUSR1)
+            signal.SIGUSR1, signal.SIGTSTP)
 
 
 def _die_with_parent(master_pid: int) -> None:
@@ -93,7 +98,10 @@ class Master:
         self.timers: list = []                        # heap of (when, seq, fn)
         self._child_cleaned = False
         self._timer_seq = 0
+        self.paused = False                           # SIGTSTP: the workers do not accept
         server.master = self
+        # a --pause arriving before the loop handles signals waits (its default would stop us)
+        signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGTSTP,))
 
     # ---- for services (uwsgid/services): master-side readers and timers ------------------------
 
@@ -156,6 +164,8 @@ class Master:
             self.kill_all()
         elif signum == signal.SIGUSR1 and self.stats is not None:
             log(self.stats.render(minified=True).decode())
+        elif signum == signal.SIGTSTP:
+            self.toggle_pause()
 
     # ---- public actions (also used by uwsgi.reload()/stop() through the signals) ------------
 
@@ -174,6 +184,21 @@ class Master:
             return
         self.state = RELOADING
         self._stop_phase()
+
+    def toggle_pause(self) -> None:
+        """Pause the workers (they stop accepting; their requests and connections go on) or
+        resume them: the scoreboard says which, the signal tells them to look."""
+        if self.state != RUNNING:
+            log("SIGTSTP received while stopping or reloading: ignored")
+            return
+        self.paused = not self.paused
+        if self.paused:
+            log("*** PAUSE (press start to resume, if you do not have a joypad send SIGTSTP) ***")
+        else:
+            log("*** (SIGTSTP received) resuming workers ***")
+        self.server.scoreboard.set_paused(self.paused)
+        for child in self._workers():
+            self._signal(child, signal.SIGTSTP)
 
     def stop_gracefully(self) -> None:
         self.state = STOPPING
@@ -241,6 +266,8 @@ class Master:
             for sig in _HANDLED:
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            # not stopped by a pause meant for the workers (a worker installs its handler)
+            signal.signal(signal.SIGTSTP, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
             self._close_master_fds()
             if self.opts.no_orphans:
@@ -406,7 +433,7 @@ class Master:
             self._check_harakiri()
             self._check_evil_rss()
             self._check_touch()
-            if self.cheaper is not None and self.state == RUNNING:
+            if self.cheaper is not None and self.state == RUNNING and not self.paused:
                 self.cheaper.tick()
         self._check_mercy(now)
         try:

@@ -86,7 +86,7 @@ class ThreadLoop:
 
     # ---- accepting ------------------------------------------------------------------------------
     def start_accepting(self) -> None:
-        if self.accepting or self.worker.stopping:
+        if self.accepting or self.worker.stopping or self.worker.paused:
             return
         gate = self.gate
         if gate is not None and (not self.free or not gate.admit(self)):
@@ -126,9 +126,12 @@ class ThreadLoop:
         abuf = _ffi.new("char[]", _ADDR_CAP) if http else _ffi.NULL
         aview = _ffi.buffer(abuf) if http else None
         alen = _ffi.new("unsigned int *")
+        worker = self.worker
 
         def accept():
             for _ in range(ACCEPT_BATCH):
+                if worker.paused:
+                    return   # SIGTSTP came while a request ran in this batch: stop_accepting is queued
                 fd = _c_accept(lfd, abuf, _ADDR_CAP, alen)
                 if fd < 0:
                     if fd in _OUT_OF_FDS:
@@ -140,9 +143,12 @@ class ThreadLoop:
 
     def _py_acceptor(self, listener):
         _accept = listener.sock._accept
+        worker = self.worker
 
         def accept():
             for _ in range(ACCEPT_BATCH):
+                if worker.paused:
+                    return
                 try:
                     fd, addr = _accept()
                 except (BlockingIOError, InterruptedError):

@@ -10,6 +10,9 @@ cooperative cores (uwsgid.server.core, where a request runs), else one each.
 Signals (installed after fork; handlers only set flags and wake the loops):
 SIGHUP, SIGTERM = graceful stop (finish in-flight requests, close idle connections, exit 0);
 SIGINT, SIGQUIT = stop now. --max-requests and --reload-on-rss end the worker the graceful way.
+SIGTSTP = pause or resume (the master's --pause): stop accepting new connections, or accept
+again; requests in progress and open connections go on. Under a master the scoreboard's paused
+flag says which (a worker spawned while paused starts paused); alone, each SIGTSTP toggles.
 
 For services and custom loops, a Worker offers:
     worker.add_reader(fd, cb) / remove_reader(fd)   cb() in loop 0's thread when fd is readable
@@ -57,6 +60,7 @@ class Worker:
         self.requests = 0
         self.stopping = False
         self.abort = False
+        self.paused = False     # SIGTSTP: not accepting until resumed
         self.exit_code = 0
         self.thread_loops: list[ThreadLoop] = []
         self.cores: list[Core] = []
@@ -148,6 +152,31 @@ class Worker:
         self.stopping = True
         self._wake_all()
 
+    def _under_master(self) -> bool:
+        return os.getpid() != getattr(self.server, "master_pid", None) and self.scoreboard is not None
+
+    def _on_pause(self, signum, frame) -> None:
+        paused = self.scoreboard.paused() if self._under_master() else not self.paused
+        if paused != self.paused:
+            self.pause(paused)
+
+    def pause(self, paused: bool) -> None:
+        """Stop accepting new connections (paused) or accept again; what is in progress goes on."""
+        self.paused = paused
+        log(f"*** worker {self.id} {'suspended' if paused else 'resumed'} ***")
+        if self.stopping:
+            return
+        sb = self.scoreboard
+        if sb is not None:
+            try:
+                sb.set_accepting(self.id, not paused)
+            except Exception:
+                pass
+        for t in self.thread_loops:
+            if t.listeners:
+                t.loop.call_soon(t.stop_accepting if paused else t.start_accepting)
+        self._wake_all()
+
     def _on_immediate(self, signum, frame) -> None:
         self.stopping = True
         self.abort = True
@@ -167,6 +196,7 @@ class Worker:
         signal.signal(signal.SIGINT, self._on_immediate)
         signal.signal(signal.SIGQUIT, self._on_immediate)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        signal.signal(signal.SIGTSTP, self._on_pause)
 
     def after_request(self) -> None:
         if self.stopping or _monotonic() < self.recycle_after:
@@ -192,6 +222,8 @@ class Worker:
             api.server = self.server
         self.pid = os.getpid()
         self._install_signals()
+        if self._under_master() and self.scoreboard.paused():
+            self.pause(True)    # spawned while the instance is paused: no accepting until resumed
         threads = max(1, int(self._opt("threads", 1) or 1))
         ncores = max(1, int(self._opt("async", 1) or 1))
         custom = getattr(api, "loop_hook", None)
@@ -293,7 +325,7 @@ class Worker:
                 break
             workers.append(t)
         sb = self.scoreboard
-        if sb is not None and not self.stopping:
+        if sb is not None and not self.stopping and not self.paused:
             sb.set_accepting(self.id, True)
         if gate is not None:
             gate.start(f"uwsgi-worker{self.id}-slots")
