@@ -34,6 +34,20 @@ from uwsgid.util.log import forget_early, log, log_exception, set_date_format
 
 EXIT_APP_LOAD = 22
 CONTROL_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+# Blocked from the bind on: SIGTSTP (--pause) too, which would otherwise stop a half-started master.
+HELD_SIGNALS = (*CONTROL_SIGNALS, signal.SIGTSTP)
+
+
+class Interrupted(BaseException):
+    """A control signal arrived while the server was starting: it stops the start-up."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt_start(signum, frame) -> None:
+    raise Interrupted(signum)
 
 
 def _apply_env(opts) -> None:
@@ -195,9 +209,16 @@ def _warn_unreachable_apps(server) -> None:
 
 def main(argv: list[str], extra_plugins=None) -> int:
     """Run the server; returns the process exit code. `extra_plugins` (tests) adds Plugin objects."""
+    # First thing: a control signal inherited as ignored (a script's `./uwsgi ... &`) must
+    # still reach us. Until the master's or the worker's handlers take over, it stops the start.
+    for sig in CONTROL_SIGNALS:
+        signal.signal(sig, _interrupt_start)
     try:
         return _main(argv, extra_plugins)
-    except KeyboardInterrupt:     # Ctrl-C while starting (before the master handles signals)
+    except Interrupted as e:
+        log(f"uwsgi: {signal.Signals(e.signum).name} received while starting: stopped")
+        return 128 + e.signum
+    except KeyboardInterrupt:
         log("uwsgi: interrupted while starting")
         return 130
 
@@ -245,7 +266,7 @@ def _main(argv: list[str], extra_plugins) -> int:
         _load_plugins(server, extra_plugins)
         # From the moment clients can connect, control signals wait (blocked, pending) for the
         # master's handlers instead of killing a half-started instance.
-        signal.pthread_sigmask(signal.SIG_BLOCK, CONTROL_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
         _bind(server)
         if not server.listeners and not server.router_sockets:
             raise StartupError("The -s/--socket option is missing and stdin is not a socket.")
@@ -302,10 +323,9 @@ def _run_single(server) -> int:
     from uwsgid.server.worker import Worker
     log(f"spawned uWSGI worker 1 (and the only) (pid: {os.getpid()}, cores: {server.cores})")
     server.scoreboard.spawned(1, os.getpid(), False)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, CONTROL_SIGNALS)
     try:
-        rc = Worker(1, server).run()
-    except KeyboardInterrupt:
+        rc = Worker(1, server).run()     # unblocks the held signals once its handlers are in
+    except (KeyboardInterrupt, Interrupted):
         rc = 0
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else 1

@@ -44,6 +44,7 @@ from uwsgid.util.log import log, log_exception
 from uwsgid.util.memory import rss_vsz
 
 _monotonic = time.monotonic
+_CONTROL = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)
 
 
 class Worker:
@@ -197,6 +198,8 @@ class Worker:
         signal.signal(signal.SIGQUIT, self._on_immediate)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         signal.signal(signal.SIGTSTP, self._on_pause)
+        # without a master, main held these back since the bind: they reach our handlers now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL)
 
     def after_request(self) -> None:
         if self.stopping or _monotonic() < self.recycle_after:
