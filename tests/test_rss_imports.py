@@ -102,6 +102,34 @@ def test_deferred_modules_are_preimported_before_privileges_drop():
     assert missing_after_drop == "[]"
 
 
+def test_every_standard_module_imported_late_is_preimported():
+    """A standard module imported inside a function is read when the function first runs: after
+    --uid/--gid dropped privileges, maybe unreadable (an interpreter under a private home). Each
+    must be imported at some module's top (main imports every module before the drop) or be in
+    main.DEFERRED_IMPORTS. The entry and config layers run before the drop only."""
+    import ast
+    from uwsgid import main
+    top, late = set(), {}
+    for path in sorted((ROOT / "uwsgid").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        early = path.parent.name == "config" or path.parent == ROOT / "uwsgid"
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or getattr(node, "level", 0):
+                continue
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            for name in names:
+                if name.split(".")[0] not in sys.stdlib_module_names:
+                    continue
+                if node.col_offset == 0 or early:
+                    top.add(name)
+                else:
+                    late.setdefault(name, set()).add(str(path.relative_to(ROOT)))
+    deferred = set(main.DEFERRED_IMPORTS)
+    missing = {m: sorted(p) for m, p in late.items()
+               if m not in top and m not in deferred and m.split(".")[0] not in deferred}
+    assert not missing, f"imported late, never before a privileges drop (add to main.DEFERRED_IMPORTS): {missing}"
+
+
 def test_options_keep_their_value_semantics():
     """Option and Entry are plain classes with __slots__ (no dataclasses): equal by value,
     unhashable, readable repr, the same defaults."""

@@ -139,7 +139,7 @@ def _write_pidfile(server, path: str) -> None:
 # so that every worker does not carry them (tests/test_rss_imports.py keeps them out); ast and
 # unicodedata are what traceback itself imports when it formats a traceback.
 DEFERRED_IMPORTS = ("traceback", "ast", "unicodedata", "json", "ctypes", "runpy", "tempfile", "shlex",
-                    "glob")
+                    "glob", "urllib.parse")
 
 
 def _preimport(opts) -> None:

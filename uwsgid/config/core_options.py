@@ -43,6 +43,12 @@ declare(
     O("chown-socket", kind="str", metavar="USER[:GROUP]", help="chown unix sockets"),
     O("listen", "l", kind="int", default=100, help="socket listen queue size"),
     O("socket-timeout", "z", kind="int", default=4, help="drop a silent or slow client after SECS"),
+    O("http-header-timeout", kind="int", default=5, metavar="SECS",
+      help="a request's head (an HTTP head, a uwsgi packet's vars) must arrive within SECS of its first byte "
+           "(of the accept, on a new connection): bytes trickling in do not extend it; 408 over HTTP"),
+    O("max-pending-heads", kind="int", default=0, metavar="N",
+      help="connections a worker keeps while their request is still arriving (they never hold a sync "
+           "worker or a thread); past N the oldest is closed. 0 = half the open-files limit"),
     O("buffer-size", "b", kind="size", default=4096, help="max size of a request's headers / uwsgi packet"),
     O("max-vars", "v", kind="int", default=64, help="max number of request vars"),
     O("post-buffering", kind="size", default=0, help="buffer request bodies over SIZE to a temp file (0 = in memory)"),

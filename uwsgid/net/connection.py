@@ -1,6 +1,12 @@
 """One accepted client connection inside a worker loop: reads, feeds the protocol parser,
 queues complete requests (pipelining answered in order), writes with back-pressure, enforces
---socket-timeout, and answers protocol errors (400/413/431) or closes (uwsgi packets).
+--socket-timeout and --http-header-timeout, and answers protocol errors (400/413/431) or closes
+(uwsgi packets).
+
+Deadlines (checked by the thread loop's reaper, once a second): a connection waiting for its
+first request, or idle between requests, gets --socket-timeout; once a request's first byte is
+in, its head (or a uwsgi packet's vars) must be complete within --http-header-timeout of that
+byte, however the bytes trickle (slowloris); a body in progress gets --socket-timeout per read.
 
 A connection owns a plain fd (non-blocking, accepted by a thread loop with accept4, uwsgid/server/thread_loop.py) and does its
 I/O with os.read/os.write: no socket object to create and destroy per connection."""
@@ -14,6 +20,7 @@ import socket
 import time
 from collections import deque
 
+from uwsgid.net.protocols import ProtocolError
 from uwsgid.net.protocols.http import HttpParser
 from uwsgid.net.protocols.uwsgi import UwsgiParser
 from uwsgid.util.log import log
@@ -77,7 +84,7 @@ def error_reply(status: int, reason: str, text: str = "") -> bytes:
 class Connection:
     __slots__ = ("fd", "addr", "thread_loop", "loop", "listener", "parser", "queue", "out", "busy", "closed",
                  "closing", "deadline", "is_http", "_peer", "served", "eof", "paused", "on_drain",
-                 "lingering", "timeout", "__weakref__")
+                 "lingering", "timeout", "pending", "__weakref__")
 
     def __init__(self, thread_loop, fd: int, addr, listener):
         """fd: an accepted non-blocking socket, owned (closed) by this connection from now on.
@@ -98,6 +105,7 @@ class Connection:
         self.on_drain = None
         self.lingering = False
         self.served = 0
+        self.pending = False    # in the thread loop's pending (its first request still arriving)
         limits = thread_loop.limits
         self.timeout = limits.socket_timeout
         self.deadline = _monotonic() + self.timeout
@@ -164,9 +172,13 @@ class Connection:
                 self.close()
             return
         parser = self.parser
+        started = parser.partial
         parser.feed(data)
         if parser.req is not None:
             self.deadline = _monotonic() + self.timeout   # body upload progressing
+        elif not started and parser.partial:
+            # a head started: it has until then, however its bytes trickle in
+            self.deadline = _monotonic() + self.thread_loop.head_timeout
         if self.busy:
             if parser.error is not None or len(self.queue) >= MAX_QUEUED:
                 self.paused = True
@@ -372,16 +384,31 @@ class Connection:
             log(f"socket timeout: {self.peer} stopped reading the response, dropped")
         elif self.busy:
             return   # the app is running; harakiri is the master's business
+        elif self.parser.partial and self.parser.req is None:
+            self._head_timed_out()
+            return
         elif self.parser.partial:
             log(f"socket timeout: {self.peer} sent an incomplete request in {self.timeout:g}s, dropped")
         elif self.served == 0:
             log(f"socket timeout: {self.peer} sent nothing in {self.timeout:g}s, dropped")
         self.close()
 
+    def _head_timed_out(self) -> None:
+        """--http-header-timeout passed with the head still incomplete: 408 over HTTP (then the
+        usual lingering close), a plain close on a uwsgi socket."""
+        timeout = self.thread_loop.head_timeout
+        if self.is_http:
+            self._reply_error(ProtocolError(408, "Request Timeout",
+                                            f"408 request head not complete in {timeout:g}s, dropped"))
+        else:
+            self._reply_error(ProtocolError(0, "", f"uwsgi packet not complete in {timeout:g}s, dropped"))
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        if self.pending:
+            self.thread_loop.forget_pending(self)
         fd = self.fd
         loop = self.loop
         if fd in loop._masks:   # registered with epoll (a one-shot connection never is)

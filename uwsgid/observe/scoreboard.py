@@ -41,9 +41,14 @@ _W_MASTER = struct.Struct("<qdQQQQ")
 # Per worker, written by the worker itself.
 _W_ACCEPT = struct.Struct("<B")
 _W_SIGNALS = struct.Struct("<Q")
-_W_SIZE = 64
+# Per worker, written by the worker: connections whose request is still arriving (a gauge) and
+# those closed as the oldest over --max-pending-heads (a counter); see uwsgid/server/thread_loop.py.
+_W_PENDING = struct.Struct("<QQ")
+_W_COUNT = struct.Struct("<Q")
+_W_SIZE = 80
 _W_ACCEPT_OFF = _W_MASTER.size          # 48
 _W_SIGNALS_OFF = _W_ACCEPT_OFF + 8      # 56
+_W_PENDING_OFF = _W_SIGNALS_OFF + 8     # 64
 
 # Per core, laid out so that end() is one unpack and one pack:
 #   hot:   requests, exceptions, tx, running_time (µs) | start (µs since epoch, 0 = idle)
@@ -143,6 +148,17 @@ class Scoreboard:
         if 0 < wid <= self.numproc:
             _W_ACCEPT.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_ACCEPT_OFF, 1 if accepting else 0)
 
+    def set_pending(self, wid: int, pending: int) -> None:
+        if 0 < wid <= self.numproc:
+            off = _HEADER + (wid - 1) * _W_SIZE + _W_PENDING_OFF
+            _W_COUNT.pack_into(self.mem, off, max(0, pending))
+
+    def add_dropped_pending(self, wid: int) -> None:
+        if 0 < wid <= self.numproc:
+            off = _HEADER + (wid - 1) * _W_SIZE + _W_PENDING_OFF + 8
+            (n,) = _W_COUNT.unpack_from(self.mem, off)
+            _W_COUNT.pack_into(self.mem, off, n + 1)
+
     def add_error(self, wid: int, core_id: int, kind: str) -> None:
         """Count a `write`/`read` error (client gone mid-response, ...) or a static/routed/
         offloaded request on a core."""
@@ -182,6 +198,7 @@ class Scoreboard:
         w[4] = self.worker_requests(wid)
         _W_MASTER.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE, *w)
         _W_ACCEPT.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_ACCEPT_OFF, 0)
+        _W_COUNT.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_PENDING_OFF, 0)   # its connections died too
         for core in range(self.cores):
             _C_IDLE.pack_into(self.mem, self._core_off(wid, core) + _C_REQ_OFF, 0)
 
@@ -269,10 +286,12 @@ class Scoreboard:
         pid, last_spawn, respawns, harakiris, base, _ = self._wm(wid)
         (accepting,) = _W_ACCEPT.unpack_from(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_ACCEPT_OFF)
         (signals,) = _W_SIGNALS.unpack_from(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_SIGNALS_OFF)
+        pending, dropped = _W_PENDING.unpack_from(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_PENDING_OFF)
         cores = [self.core(wid, c) for c in range(self.cores)]
         requests = sum(c["requests"] for c in cores)
         return {"pid": pid, "last_spawn": last_spawn, "respawn_count": respawns,
                 "harakiri_count": harakiris, "accepting": accepting, "signals": signals,
+                "pending_heads": pending, "dropped_pending_heads": dropped,
                 "requests": requests, "delta_requests": max(0, requests - base),
                 "exceptions": sum(c["exceptions"] for c in cores),
                 "tx": sum(c["tx"] for c in cores),

@@ -122,6 +122,8 @@ def workers(server) -> list[dict]:
             "last_spawn": int(w["last_spawn"]), "respawn_count": w["respawn_count"], "tx": w["tx"],
             "avg_rt": w["running_time"] // w["requests"] if w["requests"] else 0,
             "apps": [_app_entry(sb, wid, slot, a) for slot, a in apps],
+            # ours: connections whose request is still arriving, and those closed over the cap
+            "pending_heads": w["pending_heads"], "dropped_pending_heads": w["dropped_pending_heads"],
             "cores": [_core_entry(i, c) for i, c in enumerate(w["cores"])],
         })
     return out

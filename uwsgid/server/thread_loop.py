@@ -11,9 +11,15 @@ cores (uwsgid.server.core: --async N of them, else one). The life of a connectio
                               accepting stops (at most N in progress: other workers take the rest)
     core_done(core)           the next waiting request, or the core is free and accepting resumes
 
-A one-core loop holds at most one accepted connection still to be served (_hold), and before
-it runs a maybe-blocking request it hands its idle keep-alive connections to idle threads
-(_shed_idle -> adopt), so that no client waits behind another's request while a thread is idle.
+A one-core loop stops accepting while its core runs (or owes) a request (_hold), so that the
+rest of the queue goes to idle threads and workers; and before it runs a maybe-blocking request
+it hands its idle keep-alive connections to idle threads (_shed_idle -> adopt), so that no
+client waits behind another's request while a thread is idle.
+
+Slow clients never hold a core: a connection whose first request is still arriving is kept in
+`pending` and the loop goes on accepting (a slowloris attack costs connections, not workers).
+The request runs when it is complete; its head has --http-header-timeout (the connection's
+deadline); past the per-loop cap (--max-pending-heads) the oldest pending connection is closed.
 With --thread-slots (uwsgid.server.accept_gate) a thread accepts only while it holds a slot,
 and tells the gate what each request cost (_measure_start / _measure_end).
 
@@ -68,7 +74,10 @@ class ThreadLoop:
         self.conns: dict[int, Connection] = {}
         self.listeners = listeners
         self.accepting = False
-        self.held = None        # one-core loops: the accepted connection whose request is awaited
+        # connections whose first request is still arriving, oldest first (see the module doc)
+        self.pending: dict[int, Connection] = {}
+        self.max_pending = worker.max_pending_per_loop
+        self.head_timeout = float(worker._opt("http_header_timeout", 5) or 5)
         self._reaper = None
         self.gate = None        # --thread-slots (uwsgid.server.accept_gate): may this thread accept now?
         self.busy_since = 0.0   # the gate's: when this thread last stopped accepting
@@ -166,32 +175,37 @@ class ThreadLoop:
         """Start serving a just-accepted connection. True: this loop takes no more connections
         in this accept batch (it stopped accepting, or has no free core for another)."""
         conn.start()
+        if not (conn.busy or conn.closed or conn.queue or conn.served):
+            self._add_pending(conn)     # its request is not in yet: wait for it, keep accepting
         if self.single:
             return self._hold(conn)
         return not self.accepting or not self.free
 
     def _hold(self, conn) -> bool:
-        """A one-core loop after accepting `conn`; True ends the accept batch. It holds at most
-        one connection still to be served: accepting stops until that request runs (core_done
-        resumes) or the connection closes (serve() resumes), so the rest of the queue goes to
-        idle threads/workers instead of waiting behind a blocking request (and timing out)."""
-        if conn.served == 0 and not conn.closed and not conn.busy:
-            self.held = conn
-            self.stop_accepting()
-            return True
+        """A one-core loop after accepting `conn`; True ends the accept batch. While its core
+        runs (or owes) a request, accepting stops until core_done resumes it, so the rest of the
+        queue goes to idle threads/workers instead of waiting behind a blocking request."""
         if conn.busy or not self.free:
-            # its request is suspended on the only core: core_done resumes accepting
             self.stop_accepting()
             return True
         return not self.accepting
 
-    def _release_held(self) -> None:
-        """The held connection was served or closed: accept again if the core is free."""
-        held = self.held
-        if held.closed or held.served or held.busy:
-            self.held = None
-            if self.free and not self.accepting and not self.worker.stopping and self.listeners:
-                self.start_accepting()
+    # ---- connections whose first request is still arriving ---------------------------------------
+    def _add_pending(self, conn) -> None:
+        pending = self.pending
+        if len(pending) >= self.max_pending:
+            oldest = next(iter(pending.values()))
+            self.worker.dropped_pending()
+            oldest.close()
+        conn.pending = True
+        pending[conn.fd] = conn
+        self.worker.count_pending(1)
+
+    def forget_pending(self, conn) -> None:
+        """conn's first request came in (it is dispatched), or conn closed."""
+        conn.pending = False
+        del self.pending[conn.fd]
+        self.worker.count_pending(-1)
 
     def _out_of_fds(self, listener, why: str) -> None:
         # back off instead of spinning on a listener that stays readable
@@ -201,6 +215,8 @@ class ThreadLoop:
 
     # ---- cores ------------------------------------------------------------------------------
     def dispatch(self, conn, req) -> None:
+        if conn.pending:
+            self.forget_pending(conn)
         free = self.free
         if free:
             if self.shed and len(self.conns) > 1:
@@ -304,8 +320,6 @@ class ThreadLoop:
                 loop.run_once()
             except Exception:
                 log_exception("error in the worker loop (continuing):")
-            if self.held is not None:
-                self._release_held()
             if w.stopping:
                 if not draining:
                     draining = True

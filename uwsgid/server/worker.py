@@ -25,6 +25,7 @@ For services and custom loops, a Worker offers:
 from __future__ import annotations
 
 import os
+import resource   # here, not where it is used: a worker may run after --uid dropped read access
 import signal
 import socket
 import threading
@@ -44,6 +45,14 @@ from uwsgid.util.log import log, log_exception
 from uwsgid.util.memory import rss_vsz
 
 _monotonic = time.monotonic
+
+
+def _default_max_pending() -> int:
+    """Half the open-files limit: the other half stays for the requests being served."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, (soft if soft != resource.RLIM_INFINITY else 65536) // 2)
+
+
 _CONTROL = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)
 
 
@@ -79,6 +88,35 @@ class Worker:
         self.recycles = bool(self.max_requests or self.reload_on_rss)   # after_request has work
         # --min-worker-lifetime: no recycling (max-requests, reload-on-rss) before this age
         self.recycle_after = _monotonic() + int(self._opt("min_worker_lifetime", 10) or 0)
+        # connections whose request is still arriving (uwsgid.server.thread_loop: pending)
+        self.max_pending = int(self._opt("max_pending_heads", 0) or 0) or _default_max_pending()
+        threads = max(1, int(self._opt("threads", 1) or 1))
+        self.max_pending_per_loop = max(1, self.max_pending // threads)
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self._dropped_burst = 0        # dropped since the last log line
+        self._dropped_logged = 0.0
+
+    # ---- slow clients (called by the thread loops) -----------------------------------------------
+    def count_pending(self, delta: int) -> None:
+        with self._pending_lock:
+            self._pending += delta
+            if self.scoreboard is not None:
+                self.scoreboard.set_pending(self.id, self._pending)
+
+    def dropped_pending(self) -> None:
+        """A loop closed its oldest pending connection (over its cap): counted, and logged once
+        per burst (at most every 10 s, with how many were dropped since)."""
+        with self._pending_lock:
+            self._dropped_burst += 1
+            if self.scoreboard is not None:
+                self.scoreboard.add_dropped_pending(self.id)
+            now = _monotonic()
+            if now - self._dropped_logged < 10:
+                return
+            n, self._dropped_burst, self._dropped_logged = self._dropped_burst, 0, now
+        log(f"worker {self.id}: {self._pending} connections waiting for their request head; closed the "
+            f"oldest {n} (--max-pending-heads {self.max_pending})")
 
     def _opt(self, name, default):
         try:
