@@ -56,7 +56,8 @@ CORPUS = [
     ("duplicate-host", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     ("huge-header", b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n", 431),
     ("many-headers", b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(200)) + b"\r\n", 431),
-    ("huge-uri", b"GET /" + b"a" * 8000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431),
+    # a request target over --buffer-size: 414 URI Too Long (RFC 9110 15.5.15), as the router says
+    ("huge-uri", b"GET /" + b"a" * 8000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
     ("post-over-limit", b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n", 413),
     ("chunked-over-limit", b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
      + (b"ffff\r\n" + b"a" * 0xffff + b"\r\n") * 2, 413),
@@ -80,8 +81,20 @@ def test_valid_request_then_garbage_on_same_connection(server):
 
 
 def test_errors_are_logged_one_line(server):
-    raw(server.address(), b"GARBAGE\r\n\r\n")
-    assert "invalid HTTP request: Invalid method" in server.log()
+    """One line per rejected request: status, peer, reason in words (docs/ERRORS.md). The
+    corpus above may have spent this second's lines (rate limit): start in a new second."""
+    time.sleep(1.1)
+    s = connect(server.address())
+    port = s.getsockname()[1]
+    s.sendall(b"GARBAGE\r\n\r\n")
+    assert recv_all(s).startswith(b"HTTP/1.1 400")
+    s.close()
+    deadline = time.monotonic() + 5
+    line = f"400 127.0.0.1:{port} request line is not METHOD SP TARGET SP HTTP-VERSION"
+    while line not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert line in server.log()
+    assert "User callback error" not in server.log()
 
 
 def test_limit_post_exact_is_accepted(server):
@@ -109,23 +122,22 @@ def test_silent_client_dropped_after_socket_timeout(server):
     assert "sent nothing in 2s, dropped" in server.log()
 
 
-def test_slow_headers_dropped_after_socket_timeout(server):
+def test_slow_headers_get_a_408_after_the_header_timeout(server):
     s = connect(server.address())
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
     t0 = time.monotonic()
-    dropped = False
+    answer = b""
     try:
         for _ in range(20):
             time.sleep(0.5)
             s.sendall(b"X-Slow: 1\r\n")   # slowloris: a header line now and then
     except OSError:
-        dropped = True
-    if not dropped:
-        dropped = recv_all(s, timeout=10) == b""
+        pass
+    answer = recv_all(s, timeout=10)
     s.close()
-    assert dropped
-    assert time.monotonic() - t0 < 10
-    assert "incomplete request" in server.log()
+    assert answer.startswith(b"HTTP/1.1 408 ") or answer == b""   # the 408 may be lost to a reset
+    assert time.monotonic() - t0 < 12
+    assert "request head not complete in 5s" in server.log()
 
 
 def test_idle_keepalive_closed_quietly(server):

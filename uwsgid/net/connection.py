@@ -20,7 +20,7 @@ import socket
 import time
 from collections import deque
 
-from uwsgid.net.protocols import ProtocolError
+from uwsgid.net.protocols import reject
 from uwsgid.net.protocols.http import HttpParser
 from uwsgid.net.protocols.uwsgi import UwsgiParser
 from uwsgid.util.log import log
@@ -398,10 +398,9 @@ class Connection:
         usual lingering close), a plain close on a uwsgi socket."""
         timeout = self.thread_loop.head_timeout
         if self.is_http:
-            self._reply_error(ProtocolError(408, "Request Timeout",
-                                            f"408 request head not complete in {timeout:g}s, dropped"))
+            self._reply_error(reject(408, self.peer, f"request head not complete in {timeout:g}s"))
         else:
-            self._reply_error(ProtocolError(0, "", f"uwsgi packet not complete in {timeout:g}s, dropped"))
+            self._reply_error(reject(0, self.peer, f"uwsgi packet not complete in {timeout:g}s"))
 
     def close(self) -> None:
         if self.closed:

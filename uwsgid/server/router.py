@@ -3,6 +3,12 @@ clients (keep-alive, pipelining, chunked request bodies, Expect: 100-continue) a
 each request to the workers over the uwsgi protocol (one backend connection per request),
 streaming the response back.
 
+Requests are parsed by the workers' own HTTP parser (net/protocols/http.py, as on an
+--http-socket): the same limits (--buffer-size, --limit-post, --max-vars), the same refusals
+and log lines (tagged "[uwsgi-http]"), the same CGI vars (SERVER_NAME is the host name, as
+uWSGI's router sets it). The router only adds UWSGI_ROUTER and gives a chunked body, read
+whole, its CONTENT_LENGTH; the rest of this module is the relay.
+
 The workers answer over uwsgi with a raw HTTP response. When it carries no Content-Length and
 is not chunked, its end is the backend closing: the router then re-frames it as chunked for an
 HTTP/1.1 client (the client connection stays alive) or closes the client connection after it
@@ -14,22 +20,27 @@ respawns: clients queue in the backlog meanwhile.
 
 from __future__ import annotations
 
+import io
 import os
 import selectors
 import signal
 import socket
 import threading
-
-import httptools
+import time
+from collections import deque
 
 from uwsgid.net import sockets
-from uwsgid.net.packet import build_packet
-from uwsgid.net.protocols import unquote_to_bytes
+from uwsgid.net.connection import error_reply
+from uwsgid.net.packet import PacketError, build_packet
+from uwsgid.net.protocols import Limits, reject, set_reject_tag
+from uwsgid.net.protocols.http import HttpParser
+from uwsgid.net.request import Request
 from uwsgid.server import reexec
 from uwsgid.util.log import log, log_exception
 
-MAX_HEAD = 65536
+MAX_HEAD = 65536         # a worker's response head (the requests' limits are the workers')
 IDLE_TIMEOUT = 60.0      # an idle keep-alive client is closed after this
+LINGER = 2.0             # seconds to drain a client after an error reply
 MAX_CLIENTS = 1024
 
 
@@ -65,96 +76,40 @@ def bind(opts) -> list[tuple[socket.socket, str]]:
 
 # ---- the router process --------------------------------------------------------------------
 
-class _Request:
-    __slots__ = ("method", "url", "headers", "body", "version", "keep_alive", "expect_continue")
+class _Side:
+    """What the HTTP parser needs to know of the socket a client came in on (as a worker's
+    listener): the modifiers the requests are forwarded with and the port (SERVER_PORT)."""
 
-    def __init__(self):
-        self.method = b"GET"
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
-        self.version = "1.1"
-        self.keep_alive = True
-        self.expect_continue = False
+    __slots__ = ("modifier1", "modifier2", "port")
 
-
-class BadRequest(Exception):
-    def __init__(self, status: str, msg: str):
-        super().__init__(msg)
-        self.status = status
-
-
-class _Parser:
-    """httptools callbacks collecting complete requests (pipelined ones queue up in order)."""
-
-    def __init__(self, conn: "ClientConnection"):
-        self.conn = conn
-        self.cur: _Request | None = None
-        self.done: list[_Request] = []
-        self.body_size = 0
-        self.head_size = 0
-        self.error: BadRequest | None = None    # httptools wraps callback exceptions: keep ours
-        self.p = httptools.HttpRequestParser(self)
-
-    def _fail(self, status: str, msg: str):
-        self.error = BadRequest(status, msg)
-        raise self.error
-
-    def on_message_begin(self):
-        self.cur = _Request()
-        self.body_size = 0
-        self.head_size = 0
-
-    def on_url(self, url: bytes):
-        self.cur.url += url
-        if len(self.cur.url) > MAX_HEAD:
-            self._fail("414 URI Too Long", "uri too long")
-
-    def on_header(self, name: bytes, value: bytes):
-        self.cur.headers.append((name, value))
-        self.head_size += len(name) + len(value) + 4
-        if self.head_size > MAX_HEAD:
-            self._fail("431 Request Header Fields Too Large", "request headers too large")
-
-    def on_headers_complete(self):
-        r = self.cur
-        r.method = self.p.get_method()
-        r.version = self.p.get_http_version()
-        r.keep_alive = self.p.should_keep_alive()
-        limit = self.conn.router.limit_post
-        for name, value in r.headers:
-            lname = name.lower()
-            if lname == b"expect" and value.lower() == b"100-continue":
-                r.expect_continue = True
-            elif lname == b"content-length" and limit and value.strip().isdigit() and int(value) > limit:
-                self._fail("413 Request Entity Too Large", "request body over --limit-post")
-        if r.expect_continue and not self.done:
-            self.conn.send_continue(r)
-
-    def on_body(self, body: bytes):
-        self.body_size += len(body)
-        limit = self.conn.router.limit_post
-        if limit and self.body_size > limit:
-            self._fail("413 Request Entity Too Large", "request body over --limit-post")
-        self.cur.body.append(body)
-
-    def on_message_complete(self):
-        self.done.append(self.cur)
-        self.cur = None
+    def __init__(self, modifier1: int, modifier2: int, addr):
+        self.modifier1 = modifier1
+        self.modifier2 = modifier2
+        self.port = addr[1] if isinstance(addr, tuple) else 0
 
 
 class ClientConnection:
-    def __init__(self, router: "Router", sock: socket.socket, addr, server_addr):
+    """One client, served by one thread: the requests are parsed by the same HttpParser as a
+    worker's --http-socket (so the same limits, errors and CGI vars), then relayed."""
+
+    def __init__(self, router: "Router", sock: socket.socket, addr, side: _Side):
         self.router = router
         self.sock = sock
         self.addr = addr
-        self.server_addr = server_addr
+        self.fd = sock.fileno()
+        self.queue: deque = deque()
+        self.peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else (addr or "unix")
         self.busy = False
         self.served = 0
+        remote = (addr[0].encode(), b"%d" % addr[1]) if isinstance(addr, tuple) else (b"", b"")
+        self.parser = HttpParser(self, side, router.limits, remote[0], remote[1])
 
-    def send_continue(self, req: _Request) -> None:
-        if req.version == "1.1":
-            self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+    def send(self, data: bytes) -> None:
+        """The parser's interim replies (100 Continue)."""
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            pass
 
     def close_if_idle(self) -> None:
         """Graceful stop: wake a thread blocked waiting for the next keep-alive request. A new
@@ -166,40 +121,38 @@ class ClientConnection:
                 pass
 
     def serve(self) -> None:
-        parser = _Parser(self)
+        parser = self.parser
         sock = self.sock
+        queue = self.queue
         timeout = max(1, int(self.router.opts.socket_timeout or 4))
         try:
             while True:
-                sock.settimeout(IDLE_TIMEOUT if parser.cur is None and self.served else timeout)
+                partial = parser.partial
+                sock.settimeout(IDLE_TIMEOUT if not partial and self.served else timeout)
                 try:
                     data = sock.recv(65536)
-                except socket.timeout:
-                    if parser.cur is not None or not self.served:
-                        log(f"[uwsgi-http] client {self.addr}: request timed out after {timeout}s")
-                        self._error("408 Request Timeout", "request timeout")
+                except TimeoutError:
+                    if partial or not self.served:
+                        err = reject(408, self.peer, f"no complete request in {timeout}s (--socket-timeout)")
+                        self._error(err.status, err.reason)
                     return
                 if not data:
                     return
                 self.busy = True
-                try:
-                    parser.p.feed_data(data)
-                except httptools.HttpParserUpgrade:
-                    self._error("501 Not Implemented", "protocol upgrade is not supported")
-                    return
-                except (BadRequest, httptools.HttpParserError) as e:
-                    if parser.error is not None:
-                        self._error(parser.error.status, str(parser.error))
-                    else:
-                        self._error("400 Bad Request", f"bad request: {e}")
-                    return
-                while parser.done:
-                    req = parser.done.pop(0)
+                parser.feed(data)
+                while queue:
+                    req = queue.popleft()
                     self.served += 1
-                    if not self._forward(req) or not req.keep_alive or self.router.stopping:
+                    if not self._forward(req) or not req.keepalive or self.router.stopping:
                         return
-                self.busy = parser.cur is not None     # a partial request is not idle
-                if self.router.stopping and parser.cur is None:
+                err = parser.error
+                if err is not None:
+                    self._error(err.status, err.reason, err.body)
+                    return
+                if parser.upgraded:
+                    return
+                self.busy = parser.partial     # a partial request is not idle
+                if self.router.stopping and not self.busy:
                     return
         except OSError:
             return
@@ -209,74 +162,67 @@ class ClientConnection:
             except OSError:
                 pass
 
-    def _error(self, status: str, msg: str) -> None:
-        body = f"{msg}\n".encode()
+    def _error(self, status: int, reason: str, text: str = "") -> None:
+        """Answer an error, then half-close and drain what the client still sends for a while
+        (as a worker's connection does), so that the kernel does not reset the connection and
+        lose the answer on unread data."""
+        sock = self.sock
         try:
-            self.sock.sendall(f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}"
-                              f"\r\nConnection: close\r\n\r\n".encode() + body)
+            sock.sendall(error_reply(status, reason, text))
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(LINGER)
+            deadline = time.monotonic() + LINGER
+            while sock.recv(65536) and time.monotonic() < deadline:
+                pass
         except OSError:
             pass
 
-    def _vars(self, req: _Request, body_len: int) -> dict:
-        path, _, query = req.url.partition(b"?")
-        path = path.partition(b"#")[0]
-        if path.startswith((b"http://", b"https://")):   # absolute-form
-            path = b"/" + path.split(b"/", 3)[3] if path.count(b"/") >= 3 else b"/"
-        saddr = self.server_addr
-        v = {
-            b"REQUEST_METHOD": req.method,
-            b"REQUEST_URI": req.url,
-            b"PATH_INFO": unquote_to_bytes(path),
-            b"QUERY_STRING": query,
-            b"SERVER_PROTOCOL": f"HTTP/{req.version}".encode(),
-            b"SCRIPT_NAME": b"",
-            b"SERVER_NAME": str(saddr[0] if isinstance(saddr, tuple) else "localhost").encode(),
-            b"SERVER_PORT": str(saddr[1] if isinstance(saddr, tuple) else 0).encode(),
-            b"REMOTE_ADDR": str(self.addr[0] if isinstance(self.addr, tuple) else "").encode(),
-            b"REMOTE_PORT": str(self.addr[1] if isinstance(self.addr, tuple) else 0).encode(),
-            b"UWSGI_ROUTER": b"http",
-        }
-        for name, value in req.headers:
-            key = name.upper().replace(b"-", b"_")
-            if key == b"CONTENT_TYPE":
-                v[b"CONTENT_TYPE"] = value
-                continue
-            if key in (b"CONTENT_LENGTH", b"TRANSFER_ENCODING"):
-                continue    # the body is re-framed: CONTENT_LENGTH below
-            k = b"HTTP_" + key
-            v[k] = v[k] + b", " + value if k in v else value
-        if b"HTTP_HOST" in v:
-            host = v[b"HTTP_HOST"].rsplit(b":", 1)[0] if not v[b"HTTP_HOST"].endswith(b"]") else v[b"HTTP_HOST"]
-            v[b"SERVER_NAME"] = host
-        if body_len or req.method in (b"POST", b"PUT", b"PATCH"):
-            v[b"CONTENT_LENGTH"] = str(body_len).encode()
+    def _vars(self, req: Request) -> dict:
+        """The worker's vars for a request: the parser's, with the body re-framed (a chunked
+        body was read whole: it goes on with its length)."""
+        v = dict(req.vars)
+        if req.input_terminated:
+            v.pop(b"HTTP_TRANSFER_ENCODING", None)
+            v[b"CONTENT_LENGTH"] = b"%d" % req.post_cl
+        v[b"UWSGI_ROUTER"] = b"http"
         return v
 
-    def _forward(self, req: _Request) -> bool:
+    def _forward(self, req: Request) -> bool:
         """Send one request to a worker and stream its response back; True to keep the client."""
-        body = b"".join(req.body)
         router = self.router
         try:
-            packet = build_packet(router.modifier1, self._vars(req, len(body)), router.modifier2)
-        except Exception as e:
-            self._error("400 Bad Request", f"cannot encode request: {e}")
+            packet = build_packet(req.modifier1, self._vars(req), req.modifier2)
+        except PacketError as e:
+            err = reject(431, self.peer, f"request vars cannot be sent to the workers: {e}")
+            self._error(err.status, err.reason)
             return False
+        if len(packet) - 4 > router.limits.buffer_size:
+            err = reject(431, self.peer, f"request vars of {len(packet) - 4} bytes over the workers' "
+                                         f"--buffer-size {router.limits.buffer_size}")
+            self._error(err.status, err.reason)
+            return False
+        body = req.input
         try:
             backend = socket.socket(router.backend_family, socket.SOCK_STREAM)
             backend.settimeout(10)
             backend.connect(router.backend_addr)
             backend.settimeout(None)
-            backend.sendall(packet + body)
+            if isinstance(body, io.BytesIO):
+                backend.sendall(packet + body.getvalue())
+            else:
+                backend.sendall(packet)
+                while chunk := body.read(65536):
+                    backend.sendall(chunk)
         except OSError as e:
-            log(f"[uwsgi-http] cannot reach the workers at {router.backend_name}: {e.strerror or e}")
-            self._error("502 Bad Gateway", "the application server is not available")
+            err = reject(502, self.peer, f"cannot reach the workers at {router.backend_name}: {e.strerror or e}")
+            self._error(err.status, "Bad Gateway", "the application server is not available")
             return False
         try:
             return self._relay(req, backend)
         finally:
             backend.close()
 
-    def _relay(self, req: _Request, backend: socket.socket) -> bool:
+    def _relay(self, req: Request, backend: socket.socket) -> bool:
         head = b""
         while b"\r\n\r\n" not in head:
             try:
@@ -284,14 +230,15 @@ class ClientConnection:
             except OSError:
                 chunk = b""
             if not chunk:
-                if not head:
-                    log(f"[uwsgi-http] empty response from the workers for {req.method.decode()} "
-                        f"{req.url.decode('latin-1')}")
-                self._error("502 Bad Gateway", "invalid response from the application")
+                uri = req.vars[b"REQUEST_URI"].decode("latin-1")
+                reject(502, self.peer, f"{'empty' if not head else 'truncated'} response from the workers "
+                                       f"for {req.method.decode('latin-1')} {uri}")
+                self._error(502, "Bad Gateway", "invalid response from the application")
                 return False
             head += chunk
             if len(head) > MAX_HEAD and b"\r\n\r\n" not in head:
-                self._error("502 Bad Gateway", "response headers too large")
+                reject(502, self.peer, f"response head from the workers over {MAX_HEAD} bytes")
+                self._error(502, "Bad Gateway", "response headers too large")
                 return False
         head, _, rest = head.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
@@ -300,7 +247,8 @@ class ClientConnection:
         try:
             status = int(parts[1])
         except (IndexError, ValueError):
-            self._error("502 Bad Gateway", "invalid response from the application")
+            reject(502, self.peer, f"invalid status line from the workers: {status_line[:80]!r}")
+            self._error(502, "Bad Gateway", "invalid response from the application")
             return False
         headers = []
         length = None
@@ -319,16 +267,16 @@ class ClientConnection:
                 chunked = True
             headers.append(line)
         no_body = req.method == b"HEAD" or status in (204, 304) or 100 <= status < 200
-        keep = req.keep_alive and self.router.keepalive and not self.router.stopping
+        keep = req.keepalive and not self.router.stopping
         reframe = False
         if not no_body and length is None and not chunked:
-            if keep and req.version == "1.1":
+            if keep and req.http11:
                 headers.append(b"Transfer-Encoding: chunked")
                 reframe = True
             else:
                 keep = False
         headers.append(b"Connection: keep-alive" if keep else b"Connection: close")
-        if status_line.startswith(b"HTTP/1.0 ") and req.version == "1.1":
+        if status_line.startswith(b"HTTP/1.0 ") and req.http11:
             status_line = b"HTTP/1.1 " + status_line[9:]
         out = status_line + b"\r\n" + b"\r\n".join(headers) + b"\r\n\r\n"
         if no_body:
@@ -370,8 +318,9 @@ class Router:
         self.sockets = server.router_sockets
         self.modifier1 = int(self.opts.http_modifier1 or 0)
         self.modifier2 = int(self.opts.http_modifier2 or 0)
-        self.limit_post = int(self.opts.limit_post or 0)
-        self.keepalive = bool(int(self.opts.http_keepalive if self.opts.http_keepalive is not None else 1))
+        # the workers' limits (--buffer-size, --limit-post, --http-keepalive ...): what passes
+        # here passes there
+        self.limits = Limits.from_opts(self.opts)
         self.stopping = False
         self.clients: set[ClientConnection] = set()
         self.lock = threading.Lock()
@@ -393,6 +342,7 @@ class Router:
         self.backend_name = getattr(lst, "name", str(addr))
 
     def run(self) -> int:
+        set_reject_tag("[uwsgi-http] ")
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
@@ -441,7 +391,7 @@ class Router:
             conn.setblocking(True)
             if conn.family in (socket.AF_INET, socket.AF_INET6):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            client = ClientConnection(self, conn, addr, lsock.getsockname())
+            client = ClientConnection(self, conn, addr, _Side(self.modifier1, self.modifier2, lsock.getsockname()))
             with self.lock:
                 self.clients.add(client)
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()

@@ -1,11 +1,18 @@
-"""Wire protocols spoken on the workers' sockets: `http` (HTTP/1.1, --http-socket) and `uwsgi`
-(the uwsgi packet, --socket). A parser is fed the bytes of one connection and appends complete
-Request objects to `conn.queue`; on bad input it sets `error` = ProtocolError and the connection
-answers (HTTP status) or just closes (uwsgi), as the error says."""
+"""Wire protocols spoken on the workers' sockets: `http` (HTTP/1.1, --http-socket, and the
+--http router's client side) and `uwsgi` (the uwsgi packet, --socket). A parser is fed the bytes
+of one connection and appends complete Request objects to `conn.queue`; on bad input it sets
+`error` = ProtocolError and the connection answers (HTTP status) or just closes (uwsgi), as the
+error says.
+
+Every rejected request logs one line when the parser finds the problem (`reject`):
+`STATUS PEER REASON`, e.g. `400 127.0.0.1:53422 chunk size line is not hex` (`-` for a
+connection closed without a reply), at most REJECT_LINES_PER_SECOND lines a second per process
+(docs/ERRORS.md lists them all)."""
 
 from __future__ import annotations
 
 from uwsgid.config.options import value as option_value
+from uwsgid.util.ratelimit import RateLimitedLog
 
 # %XX -> the byte, for every case of the hex digits (urllib.parse's table). Decoding here rather
 # than with urllib.parse, which imports ipaddress: ~0.75 MB of RSS in every worker.
@@ -29,7 +36,8 @@ def unquote_to_bytes(s: bytes) -> bytes:
 
 
 class ProtocolError(Exception):
-    """Bad input on a connection. status 0 = close without a reply; log = the one log line;
+    """Bad input on a connection. status 0 = close without a reply; reason = the status line's
+    phrase; log = a line for the connection to log (empty: the parser logged it, see reject);
     body = the reply's text when "STATUS REASON" would not tell the client enough."""
 
     def __init__(self, status: int, reason: str, log: str = "", body: str = ""):
@@ -38,6 +46,30 @@ class ProtocolError(Exception):
         self.reason = reason
         self.log = log
         self.body = body
+
+
+# The status lines of the errors the parsers answer (RFC 9110's phrases).
+PHRASES = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
+           431: "Request Header Fields Too Large", 501: "Not Implemented", 502: "Bad Gateway",
+           505: "HTTP Version Not Supported"}
+
+# A flood of bad requests must not fill the disk: per process (a worker, the router).
+REJECT_LINES_PER_SECOND = 20
+_rejects = RateLimitedLog(REJECT_LINES_PER_SECOND, "rejected requests")
+_tag = ""
+
+
+def set_reject_tag(tag: str) -> None:
+    """A prefix for this process's reject lines (the --http router: "[uwsgi-http] ")."""
+    global _tag
+    _tag = tag
+
+
+def reject(status: int, peer: str, why: str, body: str = "") -> ProtocolError:
+    """Log the one line of a rejected request (rate-limited) and make its ProtocolError.
+    status 0: the connection is closed without a reply (the uwsgi protocol has none)."""
+    _rejects.log(f"{_tag}{status or '-'} {peer} {why}")
+    return ProtocolError(status, PHRASES.get(status, "Error"), "", body)
 
 
 SPOOL_DEFAULT = 8 * 1024 * 1024

@@ -1,8 +1,9 @@
 """The uwsgi protocol (--socket): a 4-byte header (modifier1, little-endian u16 datasize,
 modifier2), then datasize bytes of vars (u16 key length, key, u16 value length, value ...),
 then CONTENT_LENGTH bytes of body. One request per connection, answered with a raw HTTP
-response, as uWSGI does behind nginx's uwsgi_pass. A bad packet closes the connection with
-one log line.
+response, as uWSGI does behind nginx's uwsgi_pass. A bad packet closes the connection (the
+protocol has no error reply), an HTTP request or a body over --limit-post gets an HTTP error;
+either way with one log line, `STATUS PEER REASON` (`-` for no reply, see protocols.reject).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import struct
 
 from uwsgid.net.packet import PacketError, parse_vars
-from uwsgid.net.protocols import BodyBuffer, ProtocolError
+from uwsgid.net.protocols import BodyBuffer, ProtocolError, reject
 from uwsgid.net.request import Request
 
 _unpack_header = struct.Struct("<BHB").unpack_from
@@ -52,14 +53,14 @@ class UwsgiParser:
             return
         if _looks_like_http(buf):
             line = buf.split(b"\r\n", 1)[0][:80].decode("latin-1")
-            self.error = ProtocolError(400, "Bad Request", f"HTTP request on a uwsgi socket ({line!r}): "
-                                       f"use --http-socket for HTTP clients, or nginx's uwsgi_pass",
-                                       WRONG_PROTOCOL)
+            self.error = reject(400, self.conn.peer, f"HTTP request on a uwsgi socket ({line!r}): use "
+                                f"--http-socket for HTTP clients, or nginx's uwsgi_pass", WRONG_PROTOCOL)
             return
         modifier1, size, modifier2 = _unpack_header(buf)
         limits = self.limits
         if size > limits.buffer_size:
-            self.error = ProtocolError(0, "", f"invalid request block size: {size} (max {limits.buffer_size})...skip")
+            self.error = reject(0, self.conn.peer, f"invalid request block size: {size} (max "
+                                f"{limits.buffer_size})...skip: uwsgi packet vars over --buffer-size")
             return
         if modifier1 == MODIFIER_PING and size == 0:
             self.conn.send(b"\x64\x00\x00\x00")   # uwsgi ping: an empty pong
@@ -80,7 +81,7 @@ class UwsgiParser:
                 block = buf[4:end]
                 v = parse_vars(block, limits.max_vars)
         except PacketError as e:
-            self.error = ProtocolError(0, "", f"invalid uwsgi packet from {self.conn.peer}: {e}")
+            self.error = reject(0, self.conn.peer, f"invalid uwsgi packet: {e}")
             return
         if b"SCRIPT_NAME" not in v:
             v[b"SCRIPT_NAME"] = b""   # nginx's stock uwsgi_params sends none
@@ -100,11 +101,11 @@ class UwsgiParser:
             if cl < 0:
                 raise ValueError
         except ValueError:
-            self.error = ProtocolError(0, "", f"invalid CONTENT_LENGTH {cl_text[:32]!r} in uwsgi packet")
+            self.error = reject(0, self.conn.peer, f"invalid CONTENT_LENGTH {cl_text[:32]!r} in uwsgi packet")
             return
         lp = limits.limit_post
         if lp and cl > lp:
-            self.error = ProtocolError(413, "Request Entity Too Large", f"request body of {cl} bytes over --limit-post {lp}")
+            self.error = reject(413, self.conn.peer, f"request body of {cl} bytes over --limit-post {lp}")
             return
         req.post_cl = cl
         self.req = req
