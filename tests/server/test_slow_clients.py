@@ -99,3 +99,23 @@ def test_idle_keepalive_connections_never_hold_a_sync_worker():
         for c in idle:
             c.close()
         assert result.answered == 1.0, result
+
+
+def test_a_reload_does_not_wait_for_slow_clients():
+    """SIGHUP while slow clients trickle their heads: the old workers give a request still
+    arriving one more second, not the whole --http-header-timeout, so the reload (during which
+    nothing accepts) is not held by an attacker."""
+    import signal
+    port = free_port()
+    args = ["--master", "--processes", "2", "--http-socket", f"127.0.0.1:{port}", *HELLO,
+            "--http-header-timeout", "20"]
+    with Server(args, port) as s:
+        with Slowloris("127.0.0.1", port, 50):
+            time.sleep(1.0)
+            s.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            status = http_get(port, "/", timeout=30)[0]
+            took = time.monotonic() - t0
+        assert status == 200
+        assert took < 8, (took, s.log()[-2000:])      # 20 s (the head timeout) before

@@ -168,7 +168,8 @@ class Connection:
             self.loop.remove_reader(self.fd)
             if not self.busy and not self.queue:
                 if self.parser.partial and self.parser.error is None:
-                    log(f"client {self.peer} closed the connection in the middle of a request")
+                    # rate-limited with the rejections: a slowloris attacker does this by the thousand
+                    reject(0, self.peer, "the client closed the connection in the middle of a request")
                 self.close()
             return
         parser = self.parser

@@ -54,6 +54,7 @@ _thread_time = time.thread_time
 _OUT_OF_FDS = (-errno.ENFILE, -errno.EMFILE)
 _ADDR_CAP = 128     # sizeof(struct sockaddr_storage)
 ACCEPT_BATCH = 16
+STOP_GRACE = 1.0    # seconds a graceful stop waits for a request still arriving
 
 
 class ThreadLoop:
@@ -201,6 +202,13 @@ class ThreadLoop:
         pending[conn.fd] = conn
         self.worker.count_pending(1)
 
+    def _hurry_pending(self) -> None:
+        """A graceful stop: a request still arriving gets STOP_GRACE more, not a whole head
+        timeout, or slow clients would hold every reload (nothing accepts meanwhile)."""
+        deadline = _monotonic() + STOP_GRACE
+        for conn in self.pending.values():
+            conn.deadline = min(conn.deadline, deadline)
+
     def forget_pending(self, conn) -> None:
         """conn's first request came in (it is dispatched), or conn closed."""
         conn.pending = False
@@ -324,6 +332,7 @@ class ThreadLoop:
                 if not draining:
                     draining = True
                     self.stop_accepting()
+                    self._hurry_pending()
                     sb = w.scoreboard
                     if sb is not None and self.index == 0:
                         sb.set_accepting(w.id, False)
