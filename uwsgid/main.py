@@ -21,6 +21,7 @@ import time
 # before the services' (declared when uwsgid.services is imported)
 from uwsgid.config import cli
 import uwsgid.services  # noqa: F401  (the shared services declare their options and hooks)
+import uwsgid.static  # noqa: F401  (static files: their options, and their master/worker hooks)
 # isort: on
 from uwsgid import control
 from uwsgid.plugins import api

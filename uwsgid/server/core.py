@@ -7,7 +7,8 @@ thread's loop has a single core. A core runs one request at a time; its fields (
 
 The life of a request on a core:
 
-    ThreadLoop.dispatch -> run(conn, req): the scoreboard, then the plugin's request(req)
+    ThreadLoop.dispatch -> run(conn, req): the scoreboard, a static file (uwsgid.static, only
+                           with a static option), else the plugin's request(req)
         None        the response is complete: finish()
         generator   step() runs it one yield at a time. After each yield the response written
                     so far is flushed, then the core suspends on the wait the app armed
@@ -18,6 +19,9 @@ The life of a request on a core:
     finish() / _fail() (500 or a visibly cut body) / _client_gone()
     -> _done(): the connection first, then the plugin's after_request, the scoreboard, the
        request log, and ThreadLoop.core_done (the next waiting request, or accept again).
+    offloaded(): a static file's body went to an offload thread; _done() now, the connection's
+       request ends when the file is out (uwsgid.static.serve, which also calls finish() and
+       _client_gone() as the core's own paths do).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import threading
 import time
 
+from uwsgid import static
 from uwsgid.plugins.api import Wait, set_current
 from uwsgid.util.log import log, log_exception
 
@@ -38,7 +43,7 @@ class Core:
 
     __slots__ = ("id", "worker", "thread_loop", "loop", "state", "request", "requests", "wait", "ready_fd",
                  "timed_out", "thread", "gen", "conn", "_timer", "_wait_fd", "_wait_prev", "_resume",
-                 "exceptions", "after")
+                 "exceptions", "after", "static")
 
     def __init__(self, cid: int, thread_loop):
         self.id = cid
@@ -60,6 +65,7 @@ class Core:
         self._wait_prev = None
         self._resume = self.step
         self.after = None       # the serving plugin's after_request, for _done
+        self.static = static.handler    # None unless a static option is given
 
     # ---- running a request ------------------------------------------------------------------
     def run(self, conn, req) -> None:
@@ -80,6 +86,9 @@ class Core:
             sb = w.scoreboard
             if sb is not None:
                 sb.begin(w.id, self.id, req.vars.get(b"REQUEST_URI", b""))
+            st = self.static
+            if st is not None and st.serve(self, req):
+                return      # a static file: answered, its body on the way, or offloaded
             plugin = w.plugins.get(req.modifier1)
             if plugin is None or not plugin.has_app():
                 res = plugin = False
@@ -209,9 +218,16 @@ class Core:
         req.error_response(503, b"Service Unavailable", b"Service Unavailable\n")
         self.finish()
 
-    def _client_gone(self) -> None:
+    def offloaded(self) -> None:
+        """The response's body is an offload thread's now (uwsgid.static): the core is free (its
+        bookkeeping, the log line, the next request); the connection's request ends later."""
+        self.conn = _PARKED
+        self._done()
+
+    def _client_gone(self, why: str | None = None) -> None:
+        """The client is gone (or dropped: `why`, the log line): the request ends here."""
         req = self.request
-        log(f"client {self.conn.peer} went away during the response to {_desc(req)}")
+        log(why or f"client {self.conn.peer} went away during the response to {_desc(req)}")
         sb = self.worker.scoreboard
         if sb is not None and hasattr(sb, "add_error"):
             sb.add_error(self.worker.id, self.id, "write")
@@ -326,6 +342,19 @@ class Core:
         self.timed_out = True
         self.wait = None
         self.step()
+
+
+class _Parked:
+    """The connection of an offloaded response, as _done sees it: ending its request is the
+    offload's business (a null object: _done pays nothing for the offload case)."""
+    __slots__ = ()
+    closed = False
+
+    def request_done(self, req) -> None:
+        pass
+
+
+_PARKED = _Parked()
 
 
 def loaded_apps(plugins: dict) -> str:
