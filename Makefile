@@ -7,7 +7,7 @@ STAMPS := .stamps
 PROFILE ?=
 RUN_ADDR ?= 127.0.0.1:8080
 
-.PHONY: all run test build bench clean system venv
+.PHONY: all run test build bench soak clean system venv
 
 all: build
 
@@ -44,6 +44,12 @@ bench: build
 	bash scripts/setup-system.sh bench
 	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test,bench]' --config-settings editable_mode=compat
 	$(VPY) bench/run.py $(if $(BENCH_QUICK),--quick,)
+
+# Reliability run: load, SIGHUP, SIGKILL of a worker, slowloris and a fuzzer, ours then uWSGI 2.0.21
+# (180 s each; SOAK_QUICK=1: 20 s each; SOAK_ARGS="--duration 600" for more).
+soak: build
+	bash scripts/setup-system.sh bench
+	$(VPY) bench/soak.py $(if $(SOAK_QUICK),--quick,) $(SOAK_ARGS)
 
 clean:
 	test ! -x $(VPY) || $(VPY) uwsgiconfig.py --clean
