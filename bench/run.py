@@ -29,28 +29,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import startup  # noqa: E402  (bench/startup.py: the start-up scenarios)
 from harness import load, machine, report, servers  # noqa: E402
 from harness.scenarios import (ALL_IDS, BY_ID, CURVE_ASYNC, CURVE_SLEEP_S, CURVE_WORKERS,  # noqa: E402
                                SCENARIOS, SLEEP, Scenario, curve_spec)
 from harness.servers import ROOT, Server, ServerSpec, StartError, free_port  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+CHOICES = [*ALL_IDS, *startup.IDS]     # the load scenarios, the curve, then start-up (bench/startup.py)
 FRONT_SATURATED = 0.95   # nginx's share of a core from which it, not the upstream, sets the pace
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="one short run per side and scenario (smoke mode)")
-    p.add_argument("--only", nargs="+", metavar="SCENARIO", help=f"run only these: {', '.join(ALL_IDS)}")
+    p.add_argument("--only", nargs="+", metavar="SCENARIO", help=f"run only these: {', '.join(CHOICES)}")
     p.add_argument("--duration", type=float, help="seconds per wrk run (default 5, quick 2)")
     p.add_argument("--runs", type=int, help="runs per side (default 3, quick 1)")
     p.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and ratios.png go")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     a = p.parse_args(argv)
     if a.only:
-        bad = [s for s in a.only if s not in ALL_IDS]
+        bad = [s for s in a.only if s not in CHOICES]
         if bad:
-            p.error(f"unknown scenario {', '.join(bad)} (choose from {', '.join(ALL_IDS)})")
+            p.error(f"unknown scenario {', '.join(bad)} (choose from {', '.join(CHOICES)})")
     a.duration = a.duration or (2.0 if a.quick else 5.0)
     a.runs = a.runs or (1 if a.quick else 3)
     if a.duration < 1 or a.runs < 1:
@@ -426,8 +428,12 @@ def main(argv=None) -> int:
             target = f"target {s.target_op} {s.target}" if s.target is not None else "no target, reported"
             print(f"{s.id:14} {s.title}  [peer: {s.peer_name}, {target}]")
         print(f"{'curve':14} scaling curve, ours only: --processes {CURVE_WORKERS}, --async {CURVE_ASYNC}")
+        for c in startup.CASES:
+            target = f"target {c.target_op} {c.target}" if c.target is not None else \
+                f"target ours <= {startup.VERSION_TARGET_MS:.0f} ms"
+            print(f"{c.id:14} {c.title}  [peer: uWSGI, {target}] (bench/startup.py)")
         return 0
-    wanted = args.only or ALL_IDS
+    wanted = args.only or CHOICES
     bench = Bench(args)
     # SIGTERM/SIGHUP stop the harness like Ctrl-C, so every server is stopped by PID on the way out.
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -463,6 +469,15 @@ def main(argv=None) -> int:
         if "curve" in wanted:
             doc["curve"] = bench.curve()
             report.write_json(out_json, doc)
+        todo = [i for i in startup.IDS if i in wanted]
+        if todo:
+            def done(res):
+                doc["scenarios"].append(res)
+                ratio = "-" if res["ratio"] is None else f"{res['ratio']:.2f}"
+                print(f"  {res['id']:14} {res['status']:5} ratio {ratio:>5}"
+                      + (f"  {report.short(res['reason'], 200)}" if res["reason"] else ""), flush=True)
+                report.write_json(out_json, doc)
+            startup.run(todo, startup.default_runs(args.quick), bench.log_dir, progress=done)
     except KeyboardInterrupt:
         print("bench: interrupted; servers stopped, partial results kept", file=sys.stderr)
         doc["interrupted"] = True

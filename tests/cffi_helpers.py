@@ -134,7 +134,8 @@ class FakeServer:
 
 
 def make_plugin(**options):
-    """A fresh configured CffiPlugin (not the module-level singleton)."""
+    """A fresh configured and set up CffiPlugin (not the module-level singleton). Set up even
+    without an app option (which configure() alone leaves alone): tests add apps themselves."""
     from cffi_plugin import CffiPlugin
     from uwsgid.plugins import api
     opts = make_opts(**options)
@@ -142,6 +143,7 @@ def make_plugin(**options):
     api.server = server
     p = CffiPlugin()
     p.configure(opts, server)
+    p.setup()
     return p
 
 

@@ -9,10 +9,10 @@ load (with --need-app, the default).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import signal
-import socket
 import sys
 import time
 
@@ -24,12 +24,10 @@ import uwsgid.services  # noqa: F401  (the shared services declare their options
 import uwsgid.static  # noqa: F401  (static files: their options, and their master/worker hooks)
 # isort: on
 from uwsgid import control
-from uwsgid.plugins import api
 from uwsgid.plugins import loader as plugins_loader
 from uwsgid.plugins.contract import AppLoadError, OptionValueError
 from uwsgid.server import daemon, reexec
 from uwsgid.server.instance import Server, cleanup
-from uwsgid.services.rpc import RpcPlugin
 from uwsgid.util import hooks
 from uwsgid.util.log import forget_early, log, log_exception, set_date_format
 
@@ -66,6 +64,7 @@ class StartupError(Exception):
 
 
 def _load_plugins(server, extra_plugins) -> None:
+    from uwsgid.services.rpc import RpcPlugin
     plugins = [*plugins_loader.loaded(), *(extra_plugins or ()), RpcPlugin()]
     for p in plugins:
         if p.modifier1 is None or p.modifier1 < 0:
@@ -105,6 +104,7 @@ def _banner(server) -> None:
     compiler = compiler.split("]")[0] if bracket else ""
     log(f"compiled with version: {compiler} (Python {sys.version.split()[0]})")
     log(f"os: {uname.sysname}-{uname.release} {uname.version}")
+    import socket  # here, not at the top: --version and --help do without it
     log(f"nodename: {socket.gethostname()}")
     log(f"machine: {uname.machine}")
     log(f"detected number of CPU cores: {os.cpu_count()}")
@@ -138,18 +138,27 @@ def _write_pidfile(server, path: str) -> None:
 
 # Standard modules the code imports where it needs them (error paths, rare options, reloads),
 # so that every worker does not carry them (tests/test_rss_imports.py keeps them out); ast and
-# unicodedata are what traceback itself imports when it formats a traceback.
+# unicodedata are what traceback itself imports when it formats a traceback; importlib.util is
+# what uwsgid.embed's report of a missing module uses.
 DEFERRED_IMPORTS = ("traceback", "ast", "unicodedata", "json", "ctypes", "runpy", "tempfile", "shlex",
-                    "glob", "urllib.parse")
+                    "glob", "importlib.util", "urllib.parse")
 
 
-def _preimport(opts) -> None:
+def _single(server) -> bool:
+    """No master: this process serves as the only worker."""
+    opts = server.opts
+    return not opts.master and server.numproc == 1 and not opts.http and not opts.stats
+
+
+def _preimport(opts, single: bool = False) -> None:
     """What the master and the workers need, imported while the files are surely readable
-    (before --uid/--gid: an interpreter under a private home is unreadable afterwards)."""
+    (before --uid/--gid: an interpreter under a private home is unreadable afterwards).
+    `single`: no master will run (its module is then left out, unless --uid/--gid)."""
     import uwsgid.observe.scoreboard  # noqa: F401
     import uwsgid.observe.stats  # noqa: F401
-    import uwsgid.server.master  # noqa: F401
     import uwsgid.server.worker  # noqa: F401
+    if not single:
+        import uwsgid.server.master  # noqa: F401
     if opts.http:
         import uwsgid.server.router  # noqa: F401  (already imported by _bind; spawn_router needs it)
     if opts.uid or opts.gid:
@@ -242,6 +251,7 @@ def _main(argv: list[str], extra_plugins) -> int:
         return rc
 
     reloading = reexec.is_reexec()
+    from uwsgid.plugins import api  # imported once the server is going to run (stats, socket...)
     server = Server(opts, argv)
     api.server = server
     try:
@@ -274,7 +284,7 @@ def _main(argv: list[str], extra_plugins) -> int:
         _log_listeners(server)
         if opts.pidfile:
             _write_pidfile(server, opts.pidfile)
-        _preimport(opts)
+        _preimport(opts, _single(server))
         server.unreadable_paths = daemon.drop_privileges(opts.uid, opts.gid, log)
         if opts.pidfile2:
             _write_pidfile(server, opts.pidfile2)
@@ -286,7 +296,7 @@ def _main(argv: list[str], extra_plugins) -> int:
 
     from uwsgid.observe.scoreboard import Scoreboard
     server.scoreboard = Scoreboard(server.numproc, server.cores, server.plugins)
-    single = not opts.master and server.numproc == 1 and not opts.http and not opts.stats
+    single = _single(server)
     if not single:
         from uwsgid.server.master import Master
         Master(server)      # sets server.master: services may add readers/timers at master_start
@@ -296,6 +306,13 @@ def _main(argv: list[str], extra_plugins) -> int:
         log_exception("uwsgi: a service failed to start:")
         cleanup(server)
         return 1
+    if not gc.isenabled():
+        # ./uwsgi ran the server's own start-up without the cyclic GC (uwsgid.embed). What it
+        # made lives as long as the process: frozen, no collection walks it again, in the master
+        # or in a forked worker (whose pages it then leaves shared). The apps load with the GC
+        # on, as usual.
+        gc.freeze()
+        gc.enable()
     rc = _configure_plugins(server)
     if rc is not None:
         cleanup(server)

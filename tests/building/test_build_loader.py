@@ -9,6 +9,7 @@ import sys
 import traceback
 
 import pytest
+from helpers import ROOT
 
 from uwsgid.plugins import loader as L
 
@@ -57,6 +58,60 @@ def test_tracebacks_show_baked_source(baked):
     assert "/opt/uwsgi/bakedx_plugin.so/bakedx_plugin/__init__.py" in text
     assert "raise ValueError('from baked code')" in text      # source lines via the loader
     linecache.clearcache()
+
+
+def _built_code(files: dict[str, bytes]) -> dict[str, bytes]:
+    """The ":code:" entries the build bakes beside the sources (uwsgiconfig.compiled_code)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_uwsgiconfig_t", ROOT / "uwsgiconfig.py")
+    cfg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cfg)
+    assert cfg.CODE_PREFIX == L.CODE_PREFIX
+    return {cfg.CODE_PREFIX + rel: cfg.compiled_code(rel, data) for rel, data in files.items() if rel.endswith(".py")}
+
+
+def _import_baked(table: dict[str, bytes]):
+    files, codes = L.split_code(table)
+    imp = L.BakedImporter("bakedx_plugin", files, "/opt/uwsgi/bakedx_plugin.so", codes)
+    sys.meta_path.insert(0, imp)
+    try:
+        return importlib.import_module("bakedx_plugin"), files, codes
+    finally:
+        sys.meta_path.remove(imp)
+
+
+def _forget_baked():
+    for name in [m for m in sys.modules if m == "bakedx_plugin" or m.startswith("bakedx_plugin.")]:
+        del sys.modules[name]
+    linecache.clearcache()
+
+
+def test_compiled_code_is_used_and_names_the_baked_file():
+    # the build's code says 7 where the source says 42: the code is what runs
+    code = _built_code({**FILES, "bakedx_plugin/sub/helper.py": b"VALUE = 7\n"})
+    try:
+        mod, files, codes = _import_baked({**FILES, **code})
+        assert mod.VALUE == 7
+        assert files == FILES and set(codes) == {rel for rel in FILES if rel.endswith(".py")}
+        try:
+            mod.boom()
+        except ValueError:
+            text = traceback.format_exc()
+        assert 'File "/opt/uwsgi/bakedx_plugin.so/bakedx_plugin/__init__.py", line 4, in boom' in text
+        assert "raise ValueError('from baked code')" in text
+        assert mod.boom.__code__.co_filename == "/opt/uwsgi/bakedx_plugin.so/bakedx_plugin/__init__.py"
+    finally:
+        _forget_baked()
+
+
+def test_code_for_another_python_falls_back_to_the_source():
+    code = _built_code({**FILES, "bakedx_plugin/sub/helper.py": b"VALUE = 7\n"})
+    code = {rel: b"\0\0\r\n" + data[4:] for rel, data in code.items()}     # another magic number
+    try:
+        mod, _, _ = _import_baked({**FILES, **code})
+        assert mod.VALUE == 42
+    finally:
+        _forget_baked()
 
 
 def test_spec_parsing():

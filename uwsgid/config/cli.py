@@ -19,13 +19,12 @@ only the options declared so far are known.
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 import uwsgid
 import uwsgid.config.core_options  # noqa: F401  (declares the core options)
 from uwsgid.config import env as env_source
-from uwsgid.config import files, logic, placeholders, reference
+from uwsgid.config import files, logic, placeholders
 from uwsgid.config.entries import ConfigError, Entry, normalize_key
 from uwsgid.config.options import Option, Options, all_options, by_short, declare, lookup
 from uwsgid.util.log import log
@@ -37,8 +36,10 @@ CLI = "command line"
 _CONFIG_KINDS = {"ini": "ini", "json": "json", "yaml": "yaml", "inherit": None}
 _TRUE = {"", "1", "true", "yes", "on", "y", "t", "enable", "enabled"}
 _FALSE = {"0", "false", "no", "off", "n", "f", "disable", "disabled"}
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgKMG]?)[bB]?\s*$")
-_PLACEHOLDER_REF = re.compile(r"%\(([^()]*)\)")
+# regular expressions: re is imported where they are used (a size, a placeholder...), so that
+# --version and --help do without it
+_SIZE = r"^\s*(\d+)\s*([kmgKMG]?)[bB]?\s*$"
+_PLACEHOLDER_REF = r"%\(([^()]*)\)"
 
 
 # The plugin loader (uwsgid.plugins.loader, or a stand-in with the same functions in tests).
@@ -107,6 +108,7 @@ def show_config_text(opts: Options) -> str:
 def help_text(prog: str = "uwsgi") -> str:
     """Every declared option, core first then each plugin's group, one line each, like
     `uwsgi --help`."""
+    from uwsgid.config import reference  # --help only
     return reference.help_text(prog)
 
 
@@ -143,8 +145,9 @@ class _Collector:
     def add(self, opt: Option | None, key: str, value: str | None, origin: str,
             display: str = "") -> None:
         name = normalize_key(key)
-        if value:
-            self.refs.update(normalize_key(w) for body in _PLACEHOLDER_REF.findall(value) for w in body.split())
+        if value and "%(" in value:
+            import re
+            self.refs.update(normalize_key(w) for body in re.findall(_PLACEHOLDER_REF, value) for w in body.split())
         if name in logic.DIRECTIVES:
             self.block.directive(name, self.expand_now(value or ""), _where(origin))
             return
@@ -337,8 +340,9 @@ def _plugin_for(name: str) -> str | None:
     aliases = getattr(plugin_loader, "ALIASES", [])
     prefix = name.split("-", 1)[0]
     loaded = {o.group for o in all_options()}
+    import re
     for pattern, plugin in aliases:
-        if pattern.fullmatch(prefix) and plugin not in loaded:
+        if re.fullmatch(pattern, prefix) and plugin not in loaded:
             return plugin
     return None
 
@@ -363,6 +367,7 @@ def _load_plugins(entries: list[Entry], environ, refs: set[str] = frozenset()) -
             continue
         if opt.name in ("plugins", "need-plugin", "plugin-dir"):
             value = resolver.value(idx)
+            import re
             words = [w.strip() for w in re.split(r"[,\s]+", value) if w.strip()]
             (dirs if opt.name == "plugin-dir" else specs).extend(words)
     for spec in specs:
@@ -493,7 +498,8 @@ def convert(opt: Option, value: str | None, entry: Entry | None = None):
         except ValueError:
             raise CliError(f"option {shown}: invalid number {value!r}{where}") from None
     if opt.kind == "size":
-        m = _SIZE.match(value)
+        import re
+        m = re.match(_SIZE, value)
         if not m:
             raise CliError(f"option {shown}: invalid size {value!r} (use a number of bytes, or 64k, 1m, 1g){where}")
         mult = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}[m.group(2).lower()]

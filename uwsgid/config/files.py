@@ -5,14 +5,16 @@ expanded in place, as uWSGI does (an include is applied at the position it appea
 from __future__ import annotations
 
 import os
-import re
 import sys
-from typing import Callable
 
-from uwsgid.config import ini, jsonfile, magic, yamlfile
 from uwsgid.config.entries import ConfigError
 
-PARSERS = {"ini": ini.parse, "json": jsonfile.parse, "yaml": yamlfile.parse}
+TYPE_CHECKING = False
+if TYPE_CHECKING:      # annotations only: importing typing costs start-up time
+    from collections.abc import Callable
+
+# kind -> the module whose parse(text, section, path) reads it: imported when such a file is read
+PARSERS = {"ini": "uwsgid.config.ini", "json": "uwsgid.config.jsonfile", "yaml": "uwsgid.config.yamlfile"}
 EXTENSIONS = {".ini": "ini", ".json": "json", ".js": "json", ".yaml": "yaml", ".yml": "yaml"}
 _MAX_DEPTH = 32
 
@@ -66,8 +68,11 @@ class Loader:
         if self.first_file is None and path != "-":
             self.first_file = path
         self.last_file = path
+        import importlib
+
+        from uwsgid.config import magic  # config files only: not for a command line alone
         text = magic.magic_sub(text, magic.magic_table(path, section, self.first_file))
-        items = PARSERS[kind](text, section, path)
+        items = importlib.import_module(PARSERS[kind]).parse(text, section, path)
         self.stack.append(key)
         try:
             for k, v in items:
@@ -77,6 +82,7 @@ class Loader:
 
     @staticmethod
     def _read(path: str) -> str:
+        import re
         if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", path):
             raise ConfigError(f"{path}: config sources with a scheme (http://, exec://, fd://...) "
                               f"are not supported; give a file path")

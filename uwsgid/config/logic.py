@@ -13,12 +13,13 @@ gives them their meaning; the collector in uwsgid/config/cli.py drives them."""
 from __future__ import annotations
 
 import os
-import re
-import socket
-from typing import Callable
 
 from uwsgid.config.entries import ConfigError
 from uwsgid.config.options import Option, declare
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:      # annotations only: importing typing costs start-up time
+    from collections.abc import Callable
 
 FOR = ("for", "for-glob", "for-times", "for-readline")
 IF = ("if-env", "if-not-env", "if-opt", "if-not-opt", "if-exists", "if-not-exists",
@@ -59,6 +60,11 @@ declare(
 
 DIRECTIVES = frozenset((*FOR, *IF, *END, ELSE))
 _MAX_ITEMS = 100_000       # a for-times typo must not build a billion-item list
+
+
+def _hostname() -> str:
+    import socket  # if-hostname only: --version and --help do without socket
+    return socket.gethostname()
 
 
 class Block:
@@ -147,8 +153,9 @@ class Block:
         if test == "if-plugin":
             return (arg in self.plugins) != negate, arg
         if test == "if-hostname-match":
+            import re
             try:
-                ok = re.search(arg, socket.gethostname()) is not None
+                ok = re.search(arg, _hostname()) is not None
             except re.error as e:
                 raise ConfigError(f"{kind}: bad regular expression {arg!r}: {e}") from None
             return ok != negate, arg
@@ -167,5 +174,5 @@ class Block:
         elif test in ("if-dir", "if-directory"):
             ok = os.path.isdir(arg)
         else:
-            ok = socket.gethostname() == arg
+            ok = _hostname() == arg
         return ok != negate, arg

@@ -7,12 +7,16 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import socket
 import time
 
 import uwsgid
 
 _START = time.time()   # %t / %T: "unix time gathered at instance startup"
+
+
+def _hostname() -> str:
+    import socket  # config files only: --version and --help do without socket
+    return socket.gethostname()
 
 
 def _djb33x(data: bytes) -> int:
@@ -64,7 +68,7 @@ def _process_vars() -> dict[str, str]:
     except KeyError:
         group = str(gid)
     return {
-        "v": os.getcwd(), "V": uwsgid.__version__, "h": socket.gethostname(),
+        "v": os.getcwd(), "V": uwsgid.__version__, "h": _hostname(),
         "k": str(os.cpu_count() or 1), "u": str(uid), "U": user, "g": str(gid), "G": group,
         "t": str(int(_START)), "T": str(int(_START * 1_000_000)), "[": "\033",
         "%": "%", "(": "%(",

@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 import os
-import re
-from typing import Callable
 
 from uwsgid.config.entries import ConfigError
 
-_TOKEN = re.compile(r"([%$@])\(([^()]*)\)")
+TYPE_CHECKING = False
+if TYPE_CHECKING:      # annotations only: importing typing costs start-up time
+    from collections.abc import Callable
+
+_TOKEN = r"([%$@])\(([^()]*)\)"     # re is imported where a value holds one: --version does without it
 _MAX_DEPTH = 16
 
 
@@ -51,6 +53,7 @@ def _math(expr: str, lookup: Callable[[str], str | None]) -> str:
 
 
 def _int(s: str) -> int:
+    import re
     m = re.match(r"\s*([+-]?\d+)", s)
     return int(m.group(1)) if m else 0
 
@@ -76,6 +79,8 @@ def expand(value: str, lookup: Callable[[str], str | None], environ=os.environ, 
     if depth > _MAX_DEPTH:
         return value
 
+    import re
+
     def sub(m: re.Match) -> str:
         sigil, body = m.group(1), m.group(2)
         if sigil == "$":
@@ -88,4 +93,4 @@ def expand(value: str, lookup: Callable[[str], str | None], environ=os.environ, 
         found = lookup(body.strip())
         return m.group(0) if found is None else found
 
-    return _TOKEN.sub(sub, value)
+    return re.sub(_TOKEN, sub, value)

@@ -10,7 +10,6 @@ packet size of the vars.)
 from __future__ import annotations
 
 import os
-import re
 import time
 
 from uwsgid.config.options import value as option_value
@@ -101,7 +100,7 @@ CHUNKS = {
     "ioerr": lambda req, w: b"0",
 }
 
-_FMT = re.compile(r"%\(([^)]+)\)")
+_FMT = r"%\(([^)]+)\)"     # re is imported by compile_format: importing this module does without it
 
 
 # Prefixed %(PREFIX.name) variables that services provide (uwsgid.services adds "metric"):
@@ -150,7 +149,8 @@ def compile_format(fmt: str) -> list:
     """'%(addr) - %(method)' -> [fn, b' - ', fn]"""
     parts: list = []
     pos = 0
-    for m in _FMT.finditer(fmt):
+    import re
+    for m in re.finditer(_FMT, fmt):
         if m.start() > pos:
             parts.append(fmt[pos:m.start()].encode())
         parts.append((m.group(1), chunk(m.group(1))))

@@ -7,9 +7,11 @@ Its code comes from one of:
     baked in as a file table, opened with cffi's dlopen;
   * the source tree plugins/NAME/ (plain python and tests, when not in the executable).
 Baked files are served by a meta-path finder, so `import NAME_plugin` and
-pkgutil.get_data("NAME_plugin", "x.lua") work as from a directory. When the source tree the
-build baked from is still there and differs from the baked copy (a developer edited the
-plugin since the last `make build`), the source is used and one line says so.
+pkgutil.get_data("NAME_plugin", "x.lua") work as from a directory. The build bakes each
+module's compiled code beside its source (":code:PATH" entries): it runs when it fits this
+interpreter, else the source is compiled. When the source tree the build baked from is still
+there and differs from the baked copy (a developer edited the plugin since the last `make
+build`), the source is used and one line says so.
 
 Interface (uwsgid.config.cli.parse while parsing, uwsgid.main afterwards):
     embedded_plugins() -> list[Plugin]        loads them once, declares their options
@@ -24,12 +26,14 @@ Errors: PluginError (bad plugin), PluginNotFound (names the directories searched
 
 from __future__ import annotations
 
+import _imp
 import importlib
 import importlib.machinery
 import io
+import marshal
 import os
-import re
 import sys
+from importlib._bootstrap_external import MAGIC_NUMBER
 
 from uwsgid.config.options import declare
 from uwsgid.plugins.contract import Plugin
@@ -39,9 +43,10 @@ from uwsgid.util.log import log
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))   # the project root
 SOURCE_PLUGINS = os.path.join(ROOT, "plugins")
 
-# uWSGI users' names for our two plugins (Debian's uwsgi-plugin-python3 / -lua5.1 ...).
-ALIASES = [(re.compile(r"python(\d+(\.?\d+)?)?|cffi|pypy"), "cffi"),
-           (re.compile(r"lua(jit|5\.?\d)?"), "lua")]
+# uWSGI users' names for our two plugins (Debian's uwsgi-plugin-python3 / -lua5.1 ...): regular
+# expressions, matched with re.fullmatch (re is imported where a plugin is named, not by --version).
+ALIASES = [(r"python(\d+(\.?\d+)?)?|cffi|pypy", "cffi"),
+           (r"lua(jit|5\.?\d)?", "lua")]
 
 
 class PluginError(Exception):
@@ -95,15 +100,32 @@ def set_build_dirs(exe_dir: str | None = None, plugin_dir: str | None = None) ->
 
 # --- the importer for baked packages ----------------------------------------------------------
 
+CODE_PREFIX = ":code:"     # uwsgiconfig.CODE_PREFIX: a module's compiled code (magic + marshal)
+
+
+def split_code(table: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """A baked table as (files, compiled code by module path)."""
+    files, codes = {}, {}
+    for rel, data in table.items():
+        if rel.startswith(CODE_PREFIX):
+            codes[rel[len(CODE_PREFIX):]] = data
+        else:
+            files[rel] = data
+    return files, codes
+
+
 class BakedImporter:
     """Serves one package (and its subpackages, modules and data files) from a file table.
     Module files are "<origin>/<relpath>", as zipimport does for an archive. (Duck-typed
-    finder + loader: importlib.abc alone costs ~6 ms of start-up.)"""
+    finder + loader: importlib.abc alone costs ~6 ms of start-up.) `codes`: the modules'
+    code compiled by the build, used when it fits this interpreter."""
 
-    def __init__(self, package: str, files: dict[str, bytes], origin: str):
+    def __init__(self, package: str, files: dict[str, bytes], origin: str,
+                 codes: dict[str, bytes] | None = None):
         self.package = package
         self.files = files
         self.origin = origin.rstrip("/")
+        self.codes = codes or {}
 
     def _locate(self, fullname: str) -> tuple[str, bool] | None:
         if fullname != self.package and not fullname.startswith(self.package + "."):
@@ -143,7 +165,17 @@ class BakedImporter:
 
     def get_code(self, fullname):
         rel = self._rel_of(fullname)
-        return compile(self.files[rel], f"{self.origin}/{rel}", "exec", dont_inherit=True)
+        path = f"{self.origin}/{rel}"
+        baked = self.codes.get(rel)
+        if baked is not None and baked[:4] == MAGIC_NUMBER and not sys.flags.optimize:
+            try:
+                code = marshal.loads(memoryview(baked)[4:])
+            except (EOFError, ValueError, TypeError):
+                code = None
+            if code is not None:
+                _imp._fix_co_filename(code, path)    # tracebacks name the file as the source does
+                return code
+        return compile(self.files[rel], path, "exec", dont_inherit=True)
 
     def is_package(self, fullname):
         return self._rel_of(fullname).endswith("/__init__.py")
@@ -233,6 +265,9 @@ def _install(name: str, files: dict[str, bytes] | None, origin: str, source_dir:
     """Make `import NAME_plugin` work; returns where the code really comes from."""
     package = f"{name}_plugin"
     where = origin
+    codes: dict[str, bytes] = {}
+    if files is not None:
+        files, codes = split_code(files)
     if source_dir and files is not None:
         current = _source_files(source_dir, package)
         if current is not None and current != files:
@@ -247,7 +282,7 @@ def _install(name: str, files: dict[str, bytes] | None, origin: str, source_dir:
     else:
         if f"{package}/__init__.py" not in files:
             raise PluginError(f"plugin {name}: {origin} holds no {package} package")
-        sys.meta_path.insert(0, BakedImporter(package, files, origin))
+        sys.meta_path.insert(0, BakedImporter(package, files, origin, codes))
     return where
 
 
@@ -311,8 +346,9 @@ def embedded_plugins() -> list[Plugin]:
 
 
 def canonical_name(name: str) -> str:
+    import re
     for pattern, canonical in ALIASES:
-        if pattern.fullmatch(name):
+        if re.fullmatch(pattern, name):
             return canonical
     return name
 
@@ -330,6 +366,7 @@ def search_dirs(dirs: list[str] | None = None) -> list[str]:
 
 
 def _parse_spec(spec: str) -> tuple[int | None, str]:
+    import re
     spec = spec.strip()
     m = re.fullmatch(r"(\d+):(.*)", spec)
     if m:
@@ -376,6 +413,7 @@ def load_plugin(spec: str, dirs: list[str] | None = None) -> Plugin:
         if not os.path.isfile(path):
             raise PluginNotFound(f"plugin {target} not found")
         return _load_so(path, modifier, embedded)
+    import re
     if not re.fullmatch(r"[A-Za-z0-9_.+-]+", target):
         raise PluginError(f"bad plugin name {target!r}")
     name = canonical_name(target)

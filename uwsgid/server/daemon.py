@@ -8,7 +8,6 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import socket
 
 from uwsgid.util.log import replay_early
 
@@ -26,6 +25,7 @@ def _open_log(path: str) -> int:
 
 def _udp_log(addr: str) -> int:
     """--logto HOST:PORT (no slash, has a colon): each log write becomes one UDP datagram."""
+    import socket  # --logto HOST:PORT only: --version and --help do without socket
     host, _, port = addr.rpartition(":")
     try:
         s = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET, socket.SOCK_DGRAM)

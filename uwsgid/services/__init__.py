@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from uwsgid.config.options import Option, declare
 from uwsgid.observe import reqlog
-from uwsgid.plugins import api as core_api
 from uwsgid.services import channels
 from uwsgid.util import hooks
 from uwsgid.util.log import log
@@ -64,6 +63,7 @@ def setup(opts=None) -> None:
 
 
 def _create_all(opts) -> None:
+    from uwsgid.plugins import api as core_api
     if opts is None and core_api.server is not None:
         opts = core_api.server.opts
     from uwsgid.services import cache, locks, metrics, mules, signals
@@ -120,6 +120,7 @@ def _worker_start(worker) -> None:
 
 
 def _worker_loop_start(loop) -> None:
+    from uwsgid.plugins import api as core_api
     from uwsgid.services import signal_receiver
     if signal_receiver.watched():
         return

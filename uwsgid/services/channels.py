@@ -21,12 +21,15 @@ service while the master loads it), so every process shares the same memory and 
 
 from __future__ import annotations
 
+import _thread
 import os
-import socket
-import threading
-from typing import Callable
 
 from uwsgid.util.log import log
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:      # annotations only: importing typing costs start-up time
+    import socket
+    from collections.abc import Callable
 
 MULE_MSG_MAX = 65536
 
@@ -44,12 +47,13 @@ _wid = 0                # this process's worker id (0 = not a worker)
 _mule = 0               # this process's mule id (0 = not a mule)
 _fork_child_callbacks: list[Callable[[], None]] = []
 
-_setup_lock = threading.Lock()
+_setup_lock = _thread.allocate_lock()   # threading.Lock, without importing threading for --version
 _ready = False
 _first_use: Callable[[], None] | None = None
 
 
 def pair() -> tuple[socket.socket, socket.socket]:
+    import socket  # here: importing the services (their options) must not cost --version a socket module
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     a.setblocking(False)
     b.setblocking(False)
@@ -58,6 +62,7 @@ def pair() -> tuple[socket.socket, socket.socket]:
 
 def _queue_pair() -> tuple[socket.socket, socket.socket]:
     # room for a few full-size mule messages
+    import socket
     q = pair()
     for sock in q:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * MULE_MSG_MAX)

@@ -3,7 +3,12 @@
 uwsgi_module (the `uwsgi` module), evalexec (--cffi-eval/--cffi-exec), autoreload.
 
 A --cffi-init module may change how requests are served by patching `cffi_plugin.plugin`
-(e.g. wrap plugin.request) or replace the worker loop with uwsgid.plugins.api.set_loop(fn)."""
+(e.g. wrap plugin.request) or replace the worker loop with uwsgid.plugins.api.set_loop(fn).
+
+Importing the package is cheap (the options and this class): the modules that serve Python
+(environ, response, the `uwsgi` module and the services behind it...) are imported by setup(),
+when a Python app or option is configured, not by every ./uwsgi that embeds the plugin.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,32 @@ import sys
 from uwsgid.plugins.contract import AppLoadError, Plugin
 from uwsgid.util.log import log
 
-from . import autoreload, evalexec, uwsgi_module
-from .environ import base_defaults, build_environ
-from .loader import Apps, add_pythonpath, add_virtualenv, user_traceback
 from .options import OPTIONS
-from .response import FileWrapper, Response
-from .wsgi_input import ErrorStream
+
+# bound by _machinery(): what configure, the workers and the request path use (the submodules
+# autoreload, evalexec and uwsgi_module too: not pre-bound here, or `from . import` would skip them)
+base_defaults = build_environ = Apps = add_pythonpath = add_virtualenv = user_traceback = None
+FileWrapper = Response = ErrorStream = None
+
+
+def _machinery() -> None:
+    global autoreload, evalexec, uwsgi_module, base_defaults, build_environ, Apps, add_pythonpath
+    global add_virtualenv, user_traceback, FileWrapper, Response, ErrorStream
+    if Response is not None:
+        return
+    from . import autoreload, evalexec, uwsgi_module
+    from .environ import base_defaults, build_environ
+    from .loader import Apps, add_pythonpath, add_virtualenv, user_traceback
+    from .response import FileWrapper, Response
+    from .wsgi_input import ErrorStream
+
+
+def _wanted(opts) -> bool:
+    """Is any of the plugin's options given (an app, --pythonpath, --cffi-eval...)?"""
+    is_set = getattr(opts, "is_set", None)
+    if is_set is None:          # a plain namespace (tests): assume so
+        return True
+    return any(is_set(o.name) for o in OPTIONS)
 
 
 class CffiPlugin(Plugin):
@@ -28,7 +53,7 @@ class CffiPlugin(Plugin):
     options = OPTIONS
 
     def __init__(self):
-        self.apps = Apps()
+        self.apps = None            # an Apps once set up
         self.opts = None
         self.server = None
         self.module = None          # the `uwsgi` module
@@ -40,9 +65,21 @@ class CffiPlugin(Plugin):
     def configure(self, opts, server) -> None:
         self.opts = opts
         self.server = server
+        if _wanted(opts):
+            self.setup()
+
+    def setup(self) -> None:
+        """Set the Python side up for the configured options: the `uwsgi` module, sys.path, the
+        base environ, --cffi-init/eval/exec, the apps (unless lazy). configure() calls it when
+        one of the plugin's options is given; without any there is nothing to serve."""
+        if self.apps is not None:
+            return
+        _machinery()
+        opts = self.opts
+        self.apps = Apps()
         self.apps.manage_script_name = bool(opts.manage_script_name)
         self.apps.chdir = opts.chdir or ""
-        self.module = uwsgi_module.install(server)
+        self.module = uwsgi_module.install(self.server)
         if opts.home:
             add_virtualenv(opts.home)
         add_pythonpath(opts.pythonpath)
@@ -62,10 +99,10 @@ class CffiPlugin(Plugin):
             self.load_apps()
 
     def post_fork(self, worker) -> None:
-        uwsgi_module.refresh_after_fork(self.module)
         opts = self.opts
-        if opts is None:
+        if opts is None or self.apps is None:
             return
+        uwsgi_module.refresh_after_fork(self.module)
         if (opts.lazy_apps or opts.lazy) and not self._loaded:
             self.load_apps()
         for code in opts.cffi_eval_post_fork:
@@ -83,9 +120,11 @@ class CffiPlugin(Plugin):
                 log("[cffi] error in uwsgi.post_fork_hook():\n" + traceback.format_exc())
 
     def has_app(self) -> bool:
-        return bool(self.apps.apps)
+        return self.apps is not None and bool(self.apps.apps)
 
     def stats_apps(self) -> list[dict]:
+        if self.apps is None:
+            return []
         return [{"id": a.id, "modifier1": self.modifier1, "mountpoint": a.mountpoint,
                  "startup_time": int(a.startup_time), "requests": a.requests,
                  "exceptions": a.exceptions, "chdir": a.chdir} for a in self.apps.apps]
@@ -99,6 +138,7 @@ class CffiPlugin(Plugin):
     def run_script(self, path: str) -> None:
         """A --mule FILE.py: run as __main__, with `import uwsgi` working."""
         if "uwsgi" not in sys.modules:
+            _machinery()
             uwsgi_module.install(self.server)
         import runpy  # only mules run scripts: not carried by every worker
         runpy.run_path(path, run_name="__main__")
@@ -166,6 +206,10 @@ class CffiPlugin(Plugin):
     # ---- the hot path -----------------------------------------------------------------------
 
     def request(self, req):
+        if self.apps is None:       # no Python option given: nothing set up, no app
+            req.start_response(b"503 Service Unavailable", [(b"Content-Type", b"text/plain")])
+            req.write(b"503 Service Unavailable: no Python app loaded\n")
+            return None
         env = build_environ(req, self.base_environ)
         app = self.apps.select(env)
         if app is None:

@@ -6,12 +6,12 @@ engine is chosen once, by name, and asking for another one later is an error."""
 
 from __future__ import annotations
 
+import _thread
 import importlib
-import threading
 
 from .options import ENGINES
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()   # threading.Lock, without importing threading for --version
 _loaded: tuple[str, object] | None = None
 
 

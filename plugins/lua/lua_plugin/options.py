@@ -1,4 +1,5 @@
-"""The Lua plugin's options (group "lua"), with uWSGI's names where uWSGI has them."""
+"""The Lua plugin's options (group "lua"), with uWSGI's names where uWSGI has them, and the
+`Settings` they make (checked by plugin.settings_from)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,37 @@ OPTIONS = [
     O("lua-max-memory", kind="int", default=0, group="lua", metavar="MB",
       help="cap each lua_State's memory at MB megabytes (0 = no cap); over it the request gets a 500"),
 ]
+
+
+class Settings:
+    """What the plugin's options say, checked once in configure(). A plain class, not a
+    dataclass: `dataclasses` costs every worker ~1.5 MB (it imports inspect, ast...)."""
+
+    def __init__(self, app: str | None = None, load: list[str] | None = None,
+                 postload: list[str] | None = None, postfork: list[str] | None = None,
+                 engine: str = "luajit21", max_memory: int = 0, path: list[str] | None = None,
+                 cpath: list[str] | None = None, gc_freq: int = 1, gc_full: bool = False,
+                 shell: bool = False, slice_size: int = 32768, slice_time: float = 0.02):
+        self.app = app
+        self.load = [] if load is None else load
+        self.postload = [] if postload is None else postload
+        self.postfork = [] if postfork is None else postfork
+        self.engine = engine
+        self.max_memory = max_memory          # bytes, 0 = no cap
+        self.path = [] if path is None else path
+        self.cpath = [] if cpath is None else cpath
+        self.gc_freq = gc_freq
+        self.gc_full = gc_full
+        self.shell = shell
+        self.slice_size = slice_size
+        self.slice_time = slice_time
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items()) + ")"

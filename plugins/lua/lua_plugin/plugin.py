@@ -1,4 +1,8 @@
-"""The Lua WSAPI plugin (modifier1 6): options, lifecycle, one lua_State per core."""
+"""The Lua WSAPI plugin (modifier1 6): options, lifecycle, one lua_State per core.
+
+Importing it is cheap (the options and this class): the modules that run Lua (lupa, the state,
+the `uwsgi` table and the services behind it, the request path) are imported by _runtime() when
+a Lua app or script is configured, not by every ./uwsgi that embeds the plugin."""
 
 from __future__ import annotations
 
@@ -10,9 +14,17 @@ from uwsgid.plugins.contract import AppLoadError, OptionValueError, Plugin
 from uwsgid.util.log import log
 
 from . import engine as _engine
-from .options import OPTIONS
-from .response import handle
-from .state import LuaLoadError, LuaState, Settings
+from .options import OPTIONS, Settings
+
+# bound by _runtime(): the state and the request path
+LuaLoadError = LuaState = handle = None
+
+
+def _runtime() -> None:
+    global LuaLoadError, LuaState, handle
+    if handle is None:
+        from .response import handle
+        from .state import LuaLoadError, LuaState
 
 
 def settings_from(opts) -> Settings:
@@ -84,6 +96,7 @@ class LuaPlugin(Plugin):
             return
         s = self.settings
         self.app_path = os.fsencode(s.app or "")
+        _runtime()
         try:
             _engine.load(s.engine)
         except _engine.EngineError as exc:
@@ -119,6 +132,7 @@ class LuaPlugin(Plugin):
     def init_core(self, core) -> None:
         if not self._active():
             return
+        _runtime()
         s = self.settings
         worker = getattr(core, "worker", None)
         wid = int(getattr(worker, "id", 0) or 0)
@@ -200,6 +214,7 @@ def run_script(path: str, opts=None) -> LuaState:
     else:
         settings = Settings()
     settings = Settings(**{**settings.__dict__, "app": None, "load": [], "postload": [], "postfork": []})
+    _runtime()
     st = LuaState(settings)
     st.run_file(path, "Lua script")
     return st
