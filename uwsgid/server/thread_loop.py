@@ -185,8 +185,9 @@ class ThreadLoop:
     def _hold(self, conn) -> bool:
         """A one-core loop after accepting `conn`; True ends the accept batch. While its core
         runs (or owes) a request, accepting stops until core_done resumes it, so the rest of the
-        queue goes to idle threads/workers instead of waiting behind a blocking request."""
-        if conn.busy or not self.free:
+        queue goes to idle threads/workers instead of waiting behind a blocking request. A busy
+        connection with the core free (its response offloaded: uwsgid.static) does not stop it."""
+        if not self.free:
             self.stop_accepting()
             return True
         return not self.accepting

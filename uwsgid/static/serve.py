@@ -277,12 +277,6 @@ class Static:
             loop.call_soon(lambda: self._offload_done(w, cid, conn, req, error))
         pool.submit(conn.fd, fd, offset, left, conn.timeout, back)
         core.offloaded()
-        tl = core.thread_loop
-        if tl.single:
-            # A one-core loop that accepted this connection in this turn stops accepting after
-            # it (ThreadLoop._hold: the connection is busy), after core_done resumed it: resume
-            # it again next turn, the core being free.
-            loop.ready.append(lambda: tl.free and tl.start_accepting())
 
     def _offload_done(self, w, cid: int, conn, req, error) -> None:
         """Back in the connection's loop: end its request (keep-alive goes on), or close it."""
