@@ -3,8 +3,8 @@ every 0.5 s (slowloris), normal requests are answered, in sync, threaded and asy
 HTTP and the uwsgi protocol. A head must arrive within --http-header-timeout; past
 --max-pending-heads the oldest waiting connection is closed. Through the real ./uwsgi.
 
-The latency bound asserted here is loose on purpose (a loaded 2-core machine); bench/soak.py
-reports the real figures."""
+The p99 bound is the issue's target, 100 ms; measured here it is 3-9 ms with the machine
+loaded by another test run (bench/soak.py reports the figures of a longer run)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_normal_requests_are_answered_during_slowloris_over_http(mode):
             result = probe(_http_ok(port), count=100, give_up_after=3)
         assert attack.open == ATTACKERS
         assert result.answered >= 0.99, (result, s.log()[-3000:])
-        assert result.p(0.99) < 0.5, result
+        assert result.p(0.99) < 0.1, result
 
 
 def test_normal_requests_are_answered_during_slowloris_over_the_uwsgi_protocol():
@@ -48,7 +48,7 @@ def test_normal_requests_are_answered_during_slowloris_over_the_uwsgi_protocol()
         with Slowloris("127.0.0.1", port, ATTACKERS, proto="uwsgi"):
             result = probe(_uwsgi_ok(port), count=100, give_up_after=3)
         assert result.answered >= 0.99, (result, s.log()[-3000:])
-        assert result.p(0.99) < 0.5, result
+        assert result.p(0.99) < 0.1, result
 
 
 def test_a_head_that_does_not_arrive_in_time_gets_a_408():
