@@ -52,3 +52,18 @@ def test_redis_startup_line_masks_the_password(capfd):
                      "keys prefixed 's:'",
                      "cache 'u': redis backend unix:///run/redis.sock?db=1&password=***, blocksize 65536, "
                      "keys prefixed 'u:'"], err
+
+
+def test_redis_failure_lines_and_stats_mask_the_password(capfd):
+    from uwsgid.services.cache.redis import RedisCache
+    cache = RedisCache(b"f", f"redis://app:s3cret@127.0.0.1:{free_port()}/0")   # nothing listens
+    assert cache.get(b"k") is None
+    err = capfd.readouterr().err
+    assert "redis backend redis://app:***@127.0.0.1:" in err and "s3cret" not in err, err
+    assert "s3cret" not in cache.stats()["backend"]
+    try:
+        RedisCache(b"b", "http://app:s3cret@example/0")
+    except ValueError as e:
+        assert "s3cret" not in str(e) and "app:***@" in str(e)
+    else:
+        raise AssertionError("a non-redis URL was accepted")

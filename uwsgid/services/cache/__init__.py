@@ -109,22 +109,8 @@ def setup(cache2: list[str], legacy_items: int = 0, legacy_blocksize: int = 6553
                 f"{c.size // 1024} KB of shared memory{' (store ' + c.store + ')' if c.store else ''}")
         else:
             prefix = c.prefix.decode("utf-8", "replace")
-            log(f"cache {name.decode()!r}: redis backend {_shown_url(c.url)}, blocksize {c.blocksize}, "
+            log(f"cache {name.decode()!r}: redis backend {c.shown_url}, blocksize {c.blocksize}, "
                 + (f"keys prefixed {prefix!r}" if prefix else "bare keys (no prefix)"))
-
-
-def _shown_url(url: str) -> str:
-    """A backend URL fit for the log: its password (user:PASSWORD@ or ?password=) masked."""
-    import re
-    from urllib.parse import urlsplit, urlunsplit
-    try:
-        parts = urlsplit(url)
-        if parts.password is not None:
-            host = parts.netloc.rpartition("@")[2]
-            url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-    except ValueError:
-        pass
-    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
 
 
 def get_cache(name: bytes | None):

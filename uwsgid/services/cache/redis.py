@@ -20,20 +20,35 @@ from uwsgid.services.cache.num import apply_op, pack_num, unpack_num
 from uwsgid.util.log import log
 
 
+def shown_url(url: str) -> str:
+    """A backend URL fit for the log: its password (user:PASSWORD@ or ?password=) masked."""
+    import re
+    from urllib.parse import urlsplit, urlunsplit
+    try:
+        parts = urlsplit(url)
+        if parts.password is not None:
+            host = parts.netloc.rpartition("@")[2]
+            url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    except ValueError:
+        pass
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
+
+
 class RedisCache:
     def __init__(self, name: bytes, url: str, prefix: str | None = None, blocksize: int = 65536,
                  keysize: int = 2048):
         try:
             import redis  # the PyPI client (absolute: not this module), only for this back end
         except ImportError:
-            raise ValueError(f"cache {name.decode()!r}: backend={url} needs the 'redis' Python package "
+            raise ValueError(f"cache {name.decode()!r}: backend={shown_url(url)} needs the 'redis' Python package "
                              "(pip install redis)") from None
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"cache {name.decode()!r}: backend must be redis://HOST:PORT/DB, "
-                             f"rediss://... or unix://PATH (got {url!r})")
+                             f"rediss://... or unix://PATH (got {shown_url(url)!r})")
         self._redis = redis
         self.name = name
         self.url = url
+        self.shown_url = shown_url(url)     # for the log and the stats: the password masked
         self.prefix = (name + b":") if prefix is None else prefix.encode()
         self.blocksize = blocksize
         self.keysize = keysize
@@ -56,14 +71,14 @@ class RedisCache:
         now = time.monotonic()
         if now - self._last_error > 5:
             self._last_error = now
-            log(f"cache {self.name.decode()!r}: redis backend {self.url} failed: {exc}")
+            log(f"cache {self.name.decode()!r}: redis backend {self.shown_url} failed: {exc}")
 
     def check(self) -> None:
         """At start-up: say early (not fatally) when the server is not reachable."""
         try:
             self.r.ping()
         except self._redis.RedisError as exc:
-            log(f"cache {self.name.decode()!r}: redis backend {self.url} is not reachable yet: {exc}")
+            log(f"cache {self.name.decode()!r}: redis backend {self.shown_url} is not reachable yet: {exc}")
 
     def get(self, key: bytes) -> bytes | None:
         if len(key) > self.keysize:
@@ -159,6 +174,6 @@ class RedisCache:
         return unpack_num(self.get(key))
 
     def stats(self) -> dict:
-        return {"name": self.name.decode("utf-8", "replace"), "backend": self.url,
+        return {"name": self.name.decode("utf-8", "replace"), "backend": self.shown_url,
                 "prefix": self.prefix.decode("utf-8", "replace"), "blocksize": self.blocksize,
                 "keysize": self.keysize, **self._stats}
