@@ -258,18 +258,10 @@ def raw(address: str, data: bytes, timeout: float = 10.0, half_close: bool = Tru
 
 def read_response(f):
     """Parse one HTTP response from a file-like (socket.makefile('rb')): (status, headers, body)."""
-    line = f.readline()
-    if not line:
+    head = read_head(f)
+    if head is None:
         return None
-    parts = line.split(b" ", 2)
-    status = int(parts[1])
-    headers = {}
-    while True:
-        h = f.readline()
-        if h in (b"\r\n", b"\n", b""):
-            break
-        k, v = h.split(b":", 1)
-        headers[k.strip().lower().decode()] = v.strip().decode()
+    status, headers = head
     body = b""
     if status in (204, 304) or 100 <= status < 200:
         return status, headers, body
@@ -286,6 +278,23 @@ def read_response(f):
     else:
         body = f.read()
     return status, headers, body
+
+
+def read_head(f):
+    """The status line and headers of one HTTP response: (status, headers with lower-case
+    names), None at EOF."""
+    line = f.readline()
+    if not line:
+        return None
+    status = int(line.split(b" ", 2)[1])
+    headers = {}
+    while True:
+        h = f.readline()
+        if h in (b"\r\n", b"\n", b""):
+            break
+        k, v = h.split(b":", 1)
+        headers[k.strip().lower().decode()] = v.strip().decode()
+    return status, headers
 
 
 def dechunk(data: bytes) -> bytes:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import EXAMPLES, UWSGI, Server, free_port, read_response
+from helpers import EXAMPLES, UWSGI, Server, free_port, read_head, read_response
 
 needs_binary = pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built (make build)")
 
@@ -82,15 +82,7 @@ def request(port: int, path: str, method: str = "GET", headers: dict | None = No
 
 
 def _head_only(f):
-    line = f.readline()
-    status = int(line.split(b" ", 2)[1])
-    headers = {}
-    while True:
-        h = f.readline()
-        if h in (b"\r\n", b"\n", b""):
-            break
-        k, v = h.split(b":", 1)
-        headers[k.strip().lower().decode()] = v.strip().decode()
+    status, headers = read_head(f)
     rest = f.read()       # the server closes (Connection: close): nothing may follow the head
     return status, headers, rest
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import stat
 
 from uwsgid.util.log import replay_early
 
@@ -149,13 +150,13 @@ def unreadable_module_dirs() -> list[str]:
     out = []
     for path in sys.path:
         try:
-            os.stat(path or ".")
+            st = os.stat(path or ".")
         except PermissionError:         # under a directory we may not enter
             out.append(path)
             continue
         except OSError:                 # missing: nothing to read there anyway
             continue
-        if os.path.isdir(path or ".") and not os.access(path or ".", os.R_OK | os.X_OK):
+        if stat.S_ISDIR(st.st_mode) and not os.access(path or ".", os.R_OK | os.X_OK):
             out.append(path)
     return out
 

@@ -201,7 +201,7 @@ class ThreadLoop:
             oldest.close()
         conn.pending = True
         pending[conn.fd] = conn
-        self.worker.count_pending(1)
+        self.worker.pending_changed()
 
     def _hurry_pending(self) -> None:
         """A graceful stop: a request still arriving gets STOP_GRACE more, not a whole head
@@ -214,7 +214,7 @@ class ThreadLoop:
         """conn's first request came in (it is dispatched), or conn closed."""
         conn.pending = False
         del self.pending[conn.fd]
-        self.worker.count_pending(-1)
+        self.worker.pending_changed()
 
     def _out_of_fds(self, listener, why: str) -> None:
         # back off instead of spinning on a listener that stays readable

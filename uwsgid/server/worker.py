@@ -25,7 +25,7 @@ For services and custom loops, a Worker offers:
 from __future__ import annotations
 
 import os
-import resource   # here, not where it is used: a worker may run after --uid dropped read access
+import resource  # here, not where it is used: a worker may run after --uid dropped read access
 import signal
 import socket
 import threading
@@ -92,17 +92,21 @@ class Worker:
         self.max_pending = int(self._opt("max_pending_heads", 0) or 0) or _default_max_pending()
         threads = max(1, int(self._opt("threads", 1) or 1))
         self.max_pending_per_loop = max(1, self.max_pending // threads)
-        self._pending = 0
         self._pending_lock = threading.Lock()
         self._dropped_burst = 0        # dropped since the last log line
         self._dropped_logged = 0.0
 
     # ---- slow clients (called by the thread loops) -----------------------------------------------
-    def count_pending(self, delta: int) -> None:
-        with self._pending_lock:
-            self._pending += delta
-            if self.scoreboard is not None:
-                self.scoreboard.set_pending(self.id, self._pending)
+    def pending(self) -> int:
+        """Connections of this worker whose request is still arriving (its loops' tables)."""
+        return sum(len(t.pending) for t in self.thread_loops)
+
+    def pending_changed(self) -> None:
+        """A loop's pending table changed: the stats' gauge follows (recounted under the lock,
+        so that the last write is the count after every change)."""
+        if self.scoreboard is not None:
+            with self._pending_lock:
+                self.scoreboard.set_pending(self.id, self.pending())
 
     def dropped_pending(self) -> None:
         """A loop closed its oldest pending connection (over its cap): counted, and logged once
@@ -115,7 +119,7 @@ class Worker:
             if now - self._dropped_logged < 10:
                 return
             n, self._dropped_burst, self._dropped_logged = self._dropped_burst, 0, now
-        log(f"worker {self.id}: {self._pending} connections waiting for their request head; closed the "
+        log(f"worker {self.id}: {self.pending()} connections waiting for their request head; closed the "
             f"oldest {n} (--max-pending-heads {self.max_pending})")
 
     def _opt(self, name, default):
