@@ -159,3 +159,15 @@ def test_cli_error_messages_are_one_line():
         with pytest.raises(CliError) as e:
             p(*argv)
         assert "\n" not in str(e.value) and str(e.value)
+
+
+@pytest.mark.parametrize("argv", [["--stats", "127.0.0.1:9191"], ["--touch-reload", "/tmp/x"],
+                                  ["--cheaper", "1"], ["--evil-reload-on-rss", "100"]])
+def test_an_option_that_lives_in_the_master_turns_it_on(argv):
+    # uWSGI's UWSGI_OPT_MASTER: without the master these would never run
+    assert p(*argv).master is True
+    assert p().master is False
+
+
+def test_needs_master_option_set_to_false_leaves_master_off():
+    assert p("--log-master=false").master is False

@@ -88,11 +88,11 @@ declare(
     O("procname-prefix", kind="str", help="prefix process names"),
     O("procname-master", kind="str", help="name of the master process"),
     O("auto-procname", kind="flag", help="name processes 'uWSGI master' / 'uWSGI worker N'"),
-    O("cheaper", kind="int", default=0, metavar="N",
+    O("cheaper", needs_master=True, kind="int", default=0, metavar="N",
       help="adapt the running workers between N and --processes to the load (uWSGI's spare algorithm)"),
-    O("cheaper-initial", kind="int", default=0, metavar="N", help="with --cheaper: workers started (default --cheaper)"),
-    O("cheaper-step", kind="int", default=1, metavar="N", help="with --cheaper: workers spawned at once when all are busy"),
-    O("cheaper-overload", kind="int", default=3, metavar="SECS",
+    O("cheaper-initial", needs_master=True, kind="int", default=0, metavar="N", help="with --cheaper: workers started (default --cheaper)"),
+    O("cheaper-step", needs_master=True, kind="int", default=1, metavar="N", help="with --cheaper: workers spawned at once when all are busy"),
+    O("cheaper-overload", needs_master=True, kind="int", default=3, metavar="SECS",
       help="with --cheaper: seconds of all-busy before spawning, and of idleness between cheaping workers"),
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -102,10 +102,10 @@ declare(
       help="recycle a worker after N requests, but never before it has run --min-worker-lifetime "
            "(10 s by default: set that to 0 to recycle at once)"),
     O("reload-on-rss", kind="int", default=0, metavar="MB", help="recycle a worker whose RSS exceeds MB after a request"),
-    O("evil-reload-on-rss", kind="int", default=0, metavar="MB", help="the master kills a worker whose RSS exceeds MB"),
+    O("evil-reload-on-rss", needs_master=True, kind="int", default=0, metavar="MB", help="the master kills a worker whose RSS exceeds MB"),
     O("worker-reload-mercy", kind="int", default=60, help="seconds a worker may take to stop gracefully before being killed"),
     O("reload-mercy", kind="int", default=60, help="seconds to wait for workers on a reload"),
-    O("touch-reload", kind="str", multi=True, help="gracefully reload when FILE is modified or touched"),
+    O("touch-reload", needs_master=True, kind="str", multi=True, help="gracefully reload when FILE is modified or touched"),
     O("die-on-term", kind="flag", help="accepted for compatibility: SIGTERM always stops gracefully here"),
     O("exit-on-reload", kind="flag", help="stop instead of reloading on SIGHUP"),
     O("min-worker-lifetime", kind="int", default=10, metavar="SECS",
@@ -124,12 +124,12 @@ declare(
     O("log-date", kind="optional", const="", metavar="[FORMAT]",
       help="prefix the server's log lines (not request lines) with the date: ctime, or a strftime FORMAT"),
     O("memory-report", "m", kind="flag", help="add rss/vsz to request log lines"),
-    O("log-master", kind="flag", help="accepted for compatibility: every process writes whole lines to the log itself"),
+    O("log-master", needs_master=True, kind="flag", help="accepted for compatibility: every process writes whole lines to the log itself"),
 
     # --- stats -----------------------------------------------------------------------------
-    O("stats", kind="str", aliases=("stats-server",), metavar="ADDR", help="serve the stats JSON on ADDR"),
-    O("stats-http", kind="flag", help="frame the stats JSON as an HTTP response"),
-    O("stats-minified", kind="flag", help="minify the stats JSON"),
+    O("stats", needs_master=True, kind="str", aliases=("stats-server",), metavar="ADDR", help="serve the stats JSON on ADDR"),
+    O("stats-http", needs_master=True, kind="flag", help="frame the stats JSON as an HTTP response"),
+    O("stats-minified", needs_master=True, kind="flag", help="minify the stats JSON"),
 
     # --- environment -----------------------------------------------------------------------
     O("env", kind="str", multi=True, metavar="KEY=VALUE", help="set an environment variable"),

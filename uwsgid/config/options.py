@@ -33,11 +33,11 @@ class Option:
     inspect/ast/dis/tokenize into every worker (~1.5 MB of RSS each)."""
 
     __slots__ = ("name", "short", "kind", "default", "help", "group", "multi", "const", "aliases",
-                 "metavar")
+                 "metavar", "needs_master")
 
     def __init__(self, name: str, short: str | None = None, kind: str = "str", default: Any = None,
                  help: str = "", group: str = "core", multi: bool = False, const: Any = None,
-                 aliases: tuple[str, ...] = (), metavar: str = ""):
+                 aliases: tuple[str, ...] = (), metavar: str = "", needs_master: bool = False):
         self.name = name              # long name without dashes: "lua-gc-freq"
         self.short = short            # one letter: "p" for -p
         self.kind = kind
@@ -48,6 +48,7 @@ class Option:
         self.const = const            # value of a kind="optional" option given without argument
         self.aliases = aliases        # other long names for the same setting ("workers" for "processes")
         self.metavar = metavar
+        self.needs_master = needs_master   # setting it turns --master on (uWSGI's UWSGI_OPT_MASTER)
         if kind not in KINDS:
             raise ValueError(f"option {name}: unknown kind {kind!r}")
         if multi and default is None:
@@ -138,6 +139,8 @@ class Options:
         return list(opt.default) if opt.multi else opt.default
 
     def set(self, opt: Option, value: Any) -> None:
+        if opt.needs_master and value not in (False, None):
+            self._set["master"] = True      # the feature lives in the master (uWSGI does the same)
         if opt.multi:
             self._set.setdefault(opt.attr, []).append(value)
         else:

@@ -367,6 +367,11 @@ class Master:
             child = self.children.pop(pid, None)
             if child is not None:
                 self._child_died(child, status)
+            else:
+                try:
+                    hooks.run("child_exited", pid, status)    # a service's process
+                except Exception:
+                    log_exception("uwsgi: child_exited hook failed:")
 
     def _child_died(self, child: Child, status: int) -> None:
         now = time.monotonic()

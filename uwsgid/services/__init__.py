@@ -41,19 +41,19 @@ declare(
            help="block (maximum value) size of the legacy --cache"),
     Option("locks", kind="int", default=0, group="core",
            help="create N user locks besides lock 0 (uwsgi.lock(n) with n in 0..N)"),
-    Option("metric", kind="str", multi=True, group="core",
+    Option("metric", needs_master=True, kind="str", multi=True, group="core",
            metavar="name=NAME[,type=counter|gauge|absolute][,initial_value=N]",
            help="declare a metric (exported in the stats JSON, changed with uwsgi.metric_*)"),
-    Option("metrics-dir", kind="str", group="core",
+    Option("metrics-dir", needs_master=True, kind="str", group="core",
            help="write each metric's value to a file named after it in DIR (refreshed every second)"),
-    Option("metrics-dir-restore", kind="flag", group="core",
+    Option("metrics-dir-restore", needs_master=True, kind="flag", group="core",
            help="restore the metrics' values from --metrics-dir at start-up"),
-    Option("enable-metrics", kind="flag", group="core",
+    Option("enable-metrics", needs_master=True, kind="flag", group="core",
            help="accepted for compatibility: declared metrics are always enabled"),
-    Option("mule", kind="optional", const="", multi=True, group="core", metavar="[FILE]",
+    Option("mule", needs_master=True, kind="optional", const="", multi=True, group="core", metavar="[FILE]",
            help="add a mule: a process beside the workers running FILE (.py or .lua) and handling "
                 "the signals of targets mule/mule<N>/mules and uwsgi.mule_msg messages"),
-    Option("mules", kind="int", default=0, group="core", help="add N mules without a script"),
+    Option("mules", needs_master=True, kind="int", default=0, group="core", help="add N mules without a script"),
 )
 
 def setup(opts=None) -> None:

@@ -8,6 +8,8 @@ them at the named moments. Keeps the dependency direction: services -> core, nev
     worker_loop_start(loop)       each worker loop (thread) before it serves: may add readers
     stats(stats_dict)             may add top-level keys to the stats JSON (e.g. "metrics")
     shutdown(server)              master, on final stop
+    child_exited(pid, status)     master, when it reaps a child that is not a worker or the router
+                                  (a service's process: mule, spooler, daemon); status as waitpid's
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from collections import defaultdict
 
 _hooks: dict[str, list] = defaultdict(list)
 
-NAMES = ("master_start", "master_tick", "worker_start", "worker_loop_start", "stats", "shutdown")
+NAMES = ("master_start", "master_tick", "worker_start", "worker_loop_start", "stats", "shutdown",
+         "child_exited")
 
 
 def register(name: str, fn) -> None:
