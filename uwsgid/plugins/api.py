@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 
+from uwsgid.net.flusher import watch as stream_watch  # noqa: F401  (see uwsgid/net/flusher.py)
 from uwsgid.observe import stats
 from uwsgid.util import binary, memory
 

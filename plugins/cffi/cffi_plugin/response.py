@@ -12,7 +12,9 @@ import os
 import re
 import stat
 import sys
+import time
 
+from uwsgid.plugins.api import stream_watch
 from uwsgid.util.log import log
 
 from .loader import user_traceback
@@ -28,6 +30,7 @@ _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _HOP_BY_HOP = frozenset(("keep-alive", "proxy-authenticate", "proxy-authorization",
                          "te", "trailer", "trailers", "transfer-encoding", "upgrade"))
 _ERROR_BODY = b"500 Internal Server Error\n"
+_monotonic = time.monotonic
 
 # Status lines and header names repeat: validate and encode each once (bounded caches).
 _statuses: dict[str, bytes] = {}
@@ -263,6 +266,7 @@ class Response:
     def _stream(self, result):
         # Chunks are batched here and handed to the core joined, once per slice: a body of
         # thousands of tiny chunks costs one list append per chunk.
+        watch = None
         try:
             try:
                 it = iter(result)
@@ -274,7 +278,27 @@ class Response:
             append = pending.append
             size = n = 0
             committed = self.committed
-            for chunk in it:
+            step = it.__next__
+            while True:
+                if pending:
+                    # bytes wait in `pending` while the app runs its next step, which may
+                    # block: a flush deadline covers them (uwsgid/net/flusher.py)
+                    if watch is None:
+                        watch = stream_watch(self._deadline_flush)
+                    watch.blocked_since = _monotonic()
+                    watch.lock.release()
+                    try:
+                        chunk = step()
+                    except StopIteration:
+                        break
+                    finally:
+                        watch.lock.acquire()
+                        watch.blocked_since = 0.0
+                else:
+                    try:
+                        chunk = step()
+                    except StopIteration:
+                        break
                 if type(chunk) is not bytes:
                     chunk = _as_bytes(chunk)
                 if chunk:
@@ -304,7 +328,14 @@ class Response:
             self.pending = None
             self._fail()
         finally:
+            if watch is not None:
+                watch.close()
             self._close(result)
+
+    def _deadline_flush(self):
+        # the flusher thread, while the app is blocked in its next step (see _stream)
+        self._emit()
+        self.req.flush()
 
     def _emit(self):
         pending = self.pending

@@ -44,6 +44,31 @@ os.exit = function(code)
   error("os.exit() called", 0)  -- only reached when Python refuses to exit (load check)
 end
 
+-- Calls that block the worker's thread: a streamed body's chunks gathered so far go out first
+-- (runtime.lua's flush_slice), so a client sees each chunk before the pause, not after it.
+local function flushing(fn)
+  return function(...)
+    local flush = shared.flush_slice
+    if flush then flush() end
+    return fn(...)
+  end
+end
+os.execute = flushing(os.execute)
+io.popen = flushing(io.popen)
+io.read = flushing(io.read)
+-- luasocket's waits, once it is required
+local orig_require = require
+require = function(name, ...)
+  local m = orig_require(name, ...)
+  if (name == "socket" or name == "socket.core") and type(m) == "table" and not m.__uwsgi_flushing then
+    for _, f in ipairs({"sleep", "select"}) do
+      if type(m[f]) == "function" then m[f] = flushing(m[f]) end
+    end
+    m.__uwsgi_flushing = true
+  end
+  return m
+end
+
 -- env.error:write(...): called with a colon, self is env.error. One log line per call.
 function shared.error_write(self, ...)
   local parts = tostr_all(...)

@@ -119,7 +119,8 @@ def handle(st, req, app_path: bytes):
             st.abandon()
             _fail(st, req, f"invalid response from the Lua app ({_where(req)}): {exc}")
             return None
-        req.start_response(line, split_headers(flat_headers))
+        if not req.headers_sent:       # else a blocking call flushed them already (flush_now)
+            req.start_response(line, split_headers(flat_headers))
         if chunk:
             req.write(chunk)
         if bstate == B_END:
@@ -134,6 +135,20 @@ def handle(st, req, app_path: bytes):
     else:
         _fail(st, req, f"invalid response from the Lua app ({_where(req)}): {_text(res[1])}")
     return None
+
+
+def flush_now(req, data: bytes, status: bytes, flat_headers: bytes) -> None:
+    """The body is about to block in Lua (os.execute...): send its head (the first time) and
+    `data` now. A bad status is left for the normal path to report (a 500)."""
+    try:
+        if not req.headers_sent:
+            if not req.status:
+                req.start_response(status_line(status), split_headers(flat_headers))
+        if data:
+            req.write(data)
+        req.flush()
+    except BadResponse:
+        pass
 
 
 def _stream(st, req, memory_error):

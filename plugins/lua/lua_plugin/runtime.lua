@@ -248,6 +248,18 @@ end
 -- budget is spent, a wait was armed (suspend), or the body ends. One xpcall per slice, not per
 -- chunk: the chunks gathered so far live in `parts` so that an error keeps them.
 local parts, nparts, size = {}, 0, 0
+local cur_status, cur_hdrs   -- the response being driven, for a flush before its headers went out
+
+-- The body is about to block (output.lua wraps os.execute, io.popen, socket.sleep/select): the
+-- chunks gathered so far go out now instead of after the pause (a slice is only handed to
+-- Python at its end, and no other thread may touch this state while the call blocks).
+local stream_flush = py.stream_flush
+function shared.flush_slice()
+  if cur_status == nil or parts == nil or nparts == 0 then return end
+  local slice = concat(parts, "", 1, nparts)
+  parts, nparts, size = {}, 0, 0
+  stream_flush(slice, cur_status, cur_hdrs)
+end
 
 local function drive_loop()
   local iter = cur_iter
@@ -369,18 +381,26 @@ function M.call(env, app_path)
     return BAD_RESPONSE, "the app returned a " .. tb .. " body (a string, an array of strings or an iterator)"
   end
   cur_iter = body
+  cur_status, cur_hdrs = status, hdrs
   local slice, state, berr = drive()
-  if state == B_ERROR then return BODY_ERROR, berr end
+  if state == B_ERROR then
+    cur_status, cur_hdrs = nil, nil
+    return BODY_ERROR, berr
+  end
+  if state == B_END then cur_status, cur_hdrs = nil, nil end
   return OK, status, hdrs, slice, state
 end
 
 function M.resume()
   if cur_iter == nil then return "", B_END end
-  return drive()
+  local slice, state, berr = drive()
+  if state ~= B_MORE and state ~= B_WAIT then cur_status, cur_hdrs = nil, nil end
+  return slice, state, berr
 end
 
 function M.abandon()
   cur_iter = nil
+  cur_status, cur_hdrs = nil, nil
   pending = false
   extra_headers, started_status, started_headers = nil, nil, nil
 end

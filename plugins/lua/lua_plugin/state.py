@@ -17,6 +17,7 @@ from uwsgid.util.log import log
 from . import engine as _engine
 from . import uwsgi_module
 from .options import Settings
+from .response import flush_now
 
 
 class LuaLoadError(Exception):
@@ -137,6 +138,7 @@ class LuaState:
             b"monotonic": api.pop(b"monotonic"),   # the slice clock without ffi, not part of `uwsgi`
             b"input_read": self.input_read,
             b"input_readline": self.input_readline,
+            b"stream_flush": self.stream_flush,
             b"api": rt.table_from(api),
         })
         conf = rt.table_from({
@@ -281,6 +283,12 @@ class LuaState:
         if not keep_newline and line.endswith(b"\n"):
             line = line[:-1]
         return line
+
+    def stream_flush(self, data, status, flat_headers) -> None:
+        """From Lua, when a streamed body is about to block: what it yielded goes out now."""
+        req = self.req
+        if req is not None and not req.finished:
+            flush_now(req, data, status, flat_headers)
 
     def _log(self, msg) -> None:
         log(msg if isinstance(msg, bytes) else str(msg).encode())

@@ -1,0 +1,193 @@
+"""Streaming that follows the producer: a chunk yielded before the app pauses is on the wire
+within milliseconds of its yield (not at the end of the body), in every mode and over every
+protocol, while a fast producer is still coalesced and a short body still gets Content-Length.
+
+The client timestamps each chunk's arrival; the app sleeps 0.4 s between its yields, so a chunk
+that waited for the next one would arrive 0.4 s late. The bound checked is generous (a loaded
+2-core machine): 0.25 s after the yield. The server's own figure (flush within ~5 ms) is what
+bench/ and the flusher's docstring state; this test proves the behaviour, not the speed.
+"""
+
+from __future__ import annotations
+
+import socket
+import textwrap
+import time
+
+import pytest
+from helpers import Server, free_port, uwsgi_packet
+
+PAUSE = 0.4
+LATE = 0.25
+
+WSGI_APP = textwrap.dedent('''
+    import time
+
+    def application(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path == "/fast":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return (b"%d," % i for i in range(20000))
+        if path == "/short":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return (c for c in (b"a", b"b", b"c"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        def body():
+            for i in range(3):
+                yield b"chunk%d@%.6f;" % (i, time.time())
+                time.sleep(%(pause)s)
+        return body()
+''').replace("%(pause)s", str(PAUSE))
+
+LUA_APP = textwrap.dedent('''
+    return function(env)
+      local path = env.PATH_INFO
+      local co = coroutine.wrap(function()
+        for i = 0, 2 do
+          coroutine.yield(string.format("chunk%d@%.6f;", i, uwsgi.micros() / 1e6))
+          os.execute("sleep %(pause)s")
+        end
+      end)
+      return 200, {["Content-Type"] = "text/plain"}, co
+    end
+''').replace("%(pause)s", str(PAUSE))
+
+
+def _read_stamped(sock: socket.socket, timeout: float = 10.0) -> list[tuple[float, bytes]]:
+    """(arrival time, bytes) for every recv until EOF or the last chunk marker."""
+    sock.settimeout(timeout)
+    got = []
+    data = b""
+    while True:
+        b = sock.recv(65536)
+        if not b:
+            break
+        got.append((time.time(), b))
+        data += b
+        if b"chunk2@" in data and (data.endswith(b"0\r\n\r\n") or data.count(b";") >= 3):
+            break
+    return got
+
+
+def _chunk_delays(got) -> list[float]:
+    """For each chunkN@STAMP; the delay between the app's yield and the arrival of its bytes."""
+    data = b""
+    arrivals = []
+    for t, b in got:
+        start = len(data)
+        data += b
+        arrivals.append((start, len(data), t))
+    delays = []
+    for i in range(3):
+        marker = b"chunk%d@" % i
+        pos = data.find(marker)
+        assert pos >= 0, f"{marker!r} missing from {data!r}"
+        stamp = float(data[pos + len(marker):data.index(b";", pos)])
+        end = data.index(b";", pos)
+        arrived = next(t for s, e, t in arrivals if s <= end < e)
+        delays.append(arrived - stamp)
+    return delays
+
+
+def _http_stream(port: int, path: str = "/") -> tuple[list, bytes]:
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    got = _read_stamped(s)
+    s.close()
+    return got, b"".join(b for _, b in got)
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory):
+    d = tmp_path_factory.mktemp("stream")
+    (d / "app.py").write_text(WSGI_APP)
+    (d / "app.lua").write_text(LUA_APP)
+    return d
+
+
+MODES = {
+    "plain": [],
+    "async": ["--async", "4"],
+    "threads": ["--threads", "4"],
+    "master": ["--master", "--processes", "2"],
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_wsgi_chunks_leave_as_yielded_over_http_socket(apps, mode):
+    port = free_port()
+    with Server(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", apps / "app.py", *MODES[mode]], port):
+        got, data = _http_stream(port)
+    assert b"Transfer-Encoding: chunked" in data and b"Content-Length" not in data
+    delays = _chunk_delays(got)
+    assert max(delays) < LATE, f"chunks arrived {delays} s after their yield"
+
+
+def test_wsgi_fast_producer_is_still_coalesced_and_short_body_gets_length(apps):
+    port = free_port()
+    with Server(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", apps / "app.py"], port) as srv:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.settimeout(10)
+        data = b""
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            data += b
+        s.close()
+        # 20000 chunks in a few slices, not 20000 HTTP chunks
+        assert data.count(b"\r\n") < 200
+        assert data.endswith(b"19999,\r\n0\r\n\r\n")
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /short HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head = s.recv(4096)
+        s.close()
+        assert b"Content-Length: 3\r\n" in head and head.endswith(b"abc")
+        assert "Traceback" not in srv.log()
+
+
+def test_wsgi_chunks_leave_as_yielded_over_uwsgi_protocol(apps):
+    port = free_port()
+    with Server(["--socket", f"127.0.0.1:{port}", "--wsgi-file", apps / "app.py"], port):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(uwsgi_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REQUEST_URI": "/",
+                                "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "x", "SERVER_PORT": "80"}))
+        got = _read_stamped(s)
+        s.close()
+    delays = _chunk_delays(got)
+    assert max(delays) < LATE, f"chunks arrived {delays} s after their yield"
+
+
+def test_wsgi_chunks_leave_as_yielded_through_the_http_router(apps):
+    port = free_port()
+    with Server(["--master", "--http", f"127.0.0.1:{port}", "--wsgi-file", apps / "app.py"], port):
+        got, _ = _http_stream(port)
+    delays = _chunk_delays(got)
+    assert max(delays) < LATE, f"chunks arrived {delays} s after their yield"
+
+
+LUA_ARGS = ["--http-socket-modifier1", "6"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lua_chunks_leave_as_yielded_over_http_socket(apps, mode):
+    port = free_port()
+    with Server(["--http-socket", f"127.0.0.1:{port}", *LUA_ARGS, "--lua", apps / "app.lua", *MODES[mode]], port):
+        got, data = _http_stream(port)
+    assert b"Transfer-Encoding: chunked" in data and b"Content-Length" not in data
+    delays = _chunk_delays(got)
+    assert max(delays) < LATE, f"chunks arrived {delays} s after their yield"
+
+
+def test_lua_chunks_leave_as_yielded_over_uwsgi_protocol(apps):
+    port = free_port()
+    with Server(["--socket", f"127.0.0.1:{port}", "--lua", apps / "app.lua"], port):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(uwsgi_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REQUEST_URI": "/",
+                                "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "x", "SERVER_PORT": "80"},
+                               modifier1=6))
+        got = _read_stamped(s)
+        s.close()
+    delays = _chunk_delays(got)
+    assert max(delays) < LATE, f"chunks arrived {delays} s after their yield"
