@@ -16,6 +16,8 @@ import time
 
 import pytest
 from helpers import Server, free_port, uwsgi_packet
+from nginx import AVAILABLE as NGINX_AVAILABLE
+from nginx import Nginx, uwsgi_pass_conf
 
 PAUSE = 0.4
 LATE = 0.25
@@ -191,3 +193,17 @@ def test_lua_chunks_leave_as_yielded_over_uwsgi_protocol(apps):
         s.close()
     delays = _chunk_delays(got)
     assert max(delays) < LATE, f"chunks arrived {delays} s after their yield"
+
+
+@pytest.mark.skipif(not NGINX_AVAILABLE, reason="nginx is not installed")
+def test_both_runtimes_stream_behind_nginx_with_uwsgi_buffering_off(apps, tmp_path):
+    port, upstream = free_port(), free_port()
+    conf = uwsgi_pass_conf(tmp_path / "nginx", port, upstream, {"/py": 0, "/lua": 6},
+                           http_extra="uwsgi_buffering off;")
+    with Server(["--socket", f"127.0.0.1:{upstream}", "--wsgi-file", apps / "app.py",
+                 "--lua", apps / "app.lua"], upstream), Nginx(tmp_path / "nginx", conf, port):
+        for path in ("/py", "/lua"):
+            got, data = _http_stream(port, path)
+            assert data.startswith(b"HTTP/1.1 200"), data[:200]
+            delays = _chunk_delays(got)
+            assert max(delays) < LATE, f"{path}: chunks arrived {delays} s after their yield"
