@@ -131,6 +131,14 @@ declare(
     O("stats-http", needs_master=True, kind="flag", help="frame the stats JSON as an HTTP response"),
     O("stats-minified", needs_master=True, kind="flag", help="minify the stats JSON"),
 
+    # --- websockets (uwsgid/net/websocket.py) ---------------------------------------------------
+    O("websocket-ping-freq", kind="int", default=30, aliases=("websockets-ping-freq",), metavar="SECS",
+      help="a WebSocket the app waits on gets a ping after SECS of silence"),
+    O("websocket-pong-tolerance", kind="int", default=3, aliases=("websockets-pong-tolerance",), metavar="SECS",
+      help="a WebSocket whose ping is not answered within SECS is closed"),
+    O("websocket-max-size", kind="int", default=1024, aliases=("websockets-max-size",), metavar="KB",
+      help="the largest WebSocket message accepted, in KB: a bigger one closes the socket with 1009"),
+
     # --- environment -----------------------------------------------------------------------
     O("env", kind="str", multi=True, metavar="KEY=VALUE", help="set an environment variable"),
     O("unenv", kind="str", multi=True, help="unset an environment variable"),

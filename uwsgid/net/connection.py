@@ -188,6 +188,14 @@ class Connection:
         if self.queue or parser.error is not None:
             self.pump()
 
+    def take_over(self) -> bytes:
+        """The running request's app takes the connection (a WebSocket): the loop stops reading
+        it, and it closes after the request. Returns what the client sent after the request."""
+        self.loop.remove_reader(self.fd)
+        self.paused = True
+        self.closing = True
+        return self.parser.detach()
+
     # ---- request flow -----------------------------------------------------------------------
     def pump(self) -> None:
         """Start the next queued request, or answer a protocol error, or wait for more input."""

@@ -77,6 +77,7 @@ class Request:
         "headers_sent", "response_size", "headers_size", "header_cnt", "_buf", "_buflen",
         "_framing", "_app_cl", "_remaining", "start", "start_wall", "end", "switches", "_var_cnt",
         "_pktsize", "app_id", "exception", "broken", "post_cl", "finished", "packet", "vars_block",
+        "websocket",
     )
 
     def __init__(self, conn, vars: dict, modifier1: int = 0, modifier2: int = 0, method: bytes = b"GET",
@@ -119,6 +120,7 @@ class Request:
         self.exception = False
         self.broken = False
         self.finished = False   # set by the core at the end: later writes must not reach the next response
+        self.websocket = None   # the Session after uwsgi.websocket_handshake (uwsgid/net/websocket.py)
 
     @property
     def logvars(self) -> dict:

@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 
+from uwsgid.net import websocket as _websocket
 from uwsgid.net.flusher import watch as stream_watch  # noqa: F401  (see uwsgid/net/flusher.py)
 from uwsgid.observe import stats
 from uwsgid.util import binary, memory
@@ -193,3 +194,55 @@ def get_logvar(name):
         return None
     key = name.decode("latin-1") if isinstance(name, bytes) else str(name)
     return req.logvars.get(key)
+
+
+# ---- WebSockets (uwsgid/net/websocket.py) -------------------------------------------------------
+# uWSGI's API: OSError ("IOError") whenever it cannot be done, so an app's receive loop ends there.
+
+def websocket_handshake(key=None, origin=None, proto=None) -> None:
+    req = current_request()
+    if req is None:
+        raise OSError("unable to complete websocket handshake: not in a request")
+    opts = server.opts if server is not None else None
+    _websocket.handshake(
+        req, key, origin, proto,
+        ping_freq=_opt(opts, "websocket_ping_freq", 30), pong_tolerance=_opt(opts, "websocket_pong_tolerance", 3),
+        max_size=_opt(opts, "websocket_max_size", 1024) * 1024, send_timeout=_opt(opts, "socket_timeout", 4))
+
+
+def _opt(opts, attr: str, default):
+    v = getattr(opts, attr, None) if opts is not None else None
+    return default if v is None else v
+
+
+def _session(what: str):
+    req = current_request()
+    session = req.websocket if req is not None else None
+    if session is None:
+        raise OSError(f"unable to {what}: no websocket (call uwsgi.websocket_handshake() first)")
+    return session
+
+
+def _payload(msg) -> bytes:
+    if isinstance(msg, str):
+        return msg.encode("utf-8")
+    return bytes(msg)
+
+
+def websocket_recv() -> bytes:
+    """The next message; waits for it (pinging the client while it waits)."""
+    return _session("receive websocket message").recv()
+
+
+def websocket_recv_nb() -> bytes:
+    """The next message if one has arrived, else b"" (never waits)."""
+    msg = _session("receive websocket message").recv(block=False)
+    return b"" if msg is None else msg
+
+
+def websocket_send(msg) -> None:
+    _session("send websocket message").send(_payload(msg))
+
+
+def websocket_send_binary(msg) -> None:
+    _session("send websocket binary message").send(_payload(msg), binary=True)

@@ -198,6 +198,9 @@ class Response:
     def _commit(self):
         if self.committed:
             return
+        if getattr(self.req, "websocket", None) is not None:
+            self.committed = True       # the 101 went out at the handshake: nothing else does
+            return
         if self.status is None:
             raise ResponseError("the app sent body data before calling start_response()")
         self.committed = True
@@ -212,7 +215,15 @@ class Response:
         try:
             result = app_callable(environ, self.start_response)
         except Exception:
+            if getattr(self.req, "websocket", None) is not None:
+                return self._websocket_end(None)
             return self._fail()
+        if getattr(self.req, "websocket", None) is not None:
+            if result is None or isinstance(result, (list, tuple, bytes, str)):
+                return self._websocket_end(result)
+            # a generator goes on with the session (--async: recv_nb, wait_fd_read, yield)
+            self.committed = True
+            return self._start_stream(result)
         rtype = type(result)
         if rtype is list or rtype is tuple:
             # write() inlined (the common case: a list of one chunk); a list has no close()
@@ -332,6 +343,18 @@ class Response:
                 watch.close()
             self._close(result)
 
+    def _websocket_end(self, result):
+        """The app ran a WebSocket session (uwsgi.websocket_handshake): the 101 was its
+        response; what it returns is not sent. A receive error is how a session ends (the
+        client left), not an app failure: it is not logged as one."""
+        exc = sys.exc_info()[1]
+        if exc is not None and not isinstance(exc, OSError):
+            log(f"[cffi] error in the app's websocket session\n{user_traceback(exc)}")
+        self.committed = True
+        if result is not None:
+            self._close(result)
+        return None
+
     def _deadline_flush(self):
         # the flusher thread, while the app is blocked in its next step (see _stream)
         self._emit()
@@ -361,6 +384,8 @@ class Response:
     def _fail(self):
         """The app raised (sys.exc_info()). Before the headers went out: log it and answer 500.
         After: log it and re-raise, so that the core cuts the body visibly short."""
+        if getattr(self.req, "websocket", None) is not None:
+            return self._websocket_end(None)
         app = self.app
         if app is not None:
             app.exceptions += 1

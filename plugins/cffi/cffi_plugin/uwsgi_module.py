@@ -175,9 +175,30 @@ def build(server) -> types.ModuleType:
     def is_connected(fd=None):
         return True
 
+    # ---- websockets (uwsgid/net/websocket.py); request_context is uWSGI's, for gevent: unused here
+    def websocket_handshake(key=None, origin=None, proto=None):
+        api.websocket_handshake(key, origin, proto)
+        return None
+
+    def websocket_recv(request_context=None):
+        return api.websocket_recv()
+
+    def websocket_recv_nb(request_context=None):
+        return api.websocket_recv_nb()
+
+    def websocket_send(message, request_context=None):
+        api.websocket_send(message)
+        return None
+
+    def websocket_send_binary(message, request_context=None):
+        api.websocket_send_binary(message)
+        return None
+
     for fn in (worker_id, mule_id, masterpid, request_id, async_id, connection_fd, i_am_the_spooler,
                in_farm, workers, total_requests, log, set_logvar, get_logvar, setprocname, reload,
-               stop, async_sleep, wait_fd_read, wait_fd_write, suspend, ready_fd, is_connected):
+               stop, async_sleep, wait_fd_read, wait_fd_write, suspend, ready_fd, is_connected,
+               websocket_handshake, websocket_recv, websocket_recv_nb, websocket_send,
+               websocket_send_binary):
         setattr(m, fn.__name__, fn)
     m.micros = api.micros
     m.mypid = os.getpid

@@ -111,6 +111,10 @@ def handle(st, req, app_path: bytes):
         _fail(st, req, f"Lua error serving {_where(req)}: {exc}")
         return None
     code = res[0]
+    if req.websocket is not None:
+        if code == OK and res[4] != B_END:
+            return _stream(st, req, memory_error)   # the session goes on in the body (--async)
+        return _websocket_end(req, code, res)
     if code == OK:
         _, status, flat_headers, chunk, bstate = res
         try:
@@ -134,6 +138,17 @@ def handle(st, req, app_path: bytes):
         _fail(st, req, f"{_text(res[1])} ({_where(req)})")
     else:
         _fail(st, req, f"invalid response from the Lua app ({_where(req)}): {_text(res[1])}")
+    return None
+
+
+def _websocket_end(req, code: int, res) -> None:
+    """The app ran a WebSocket session (uwsgi.websocket_handshake): the 101 was its response,
+    nothing else goes out. An "unable to receive/send websocket message" error is how a
+    session ends when the client leaves: not logged as an app error."""
+    if code != OK:
+        message = _text(res[1]) if len(res) > 1 else ""
+        if "websocket message" not in message:
+            log(f"[uwsgi-lua] error in the Lua app's websocket session ({_where(req)}):\n{message}")
     return None
 
 
@@ -174,6 +189,8 @@ def _stream(st, req, memory_error):
             if bstate == B_ERROR:
                 done = True
                 message = _text(res[2])
+                if req.websocket is not None and "websocket message" in message:
+                    return      # the client left the WebSocket session: its normal end
                 st.errors += 1
                 log(f"[uwsgi-lua] {message} ({_where(req)}); the response is truncated")
                 if "not enough memory" in message:

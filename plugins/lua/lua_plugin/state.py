@@ -136,6 +136,7 @@ class LuaState:
             b"log_write": self._log_write,
             b"exit": self._exit,
             b"monotonic": api.pop(b"monotonic"),   # the slice clock without ffi, not part of `uwsgi`
+            b"loop_cores": api.pop(b"loop_cores"),  # for the cooperative uwsgi.websocket_recv
             b"input_read": self.input_read,
             b"input_readline": self.input_readline,
             b"stream_flush": self.stream_flush,

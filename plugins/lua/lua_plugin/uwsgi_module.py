@@ -145,6 +145,33 @@ def build(state) -> dict[bytes, object]:
     def is_timed_out():
         return api.is_timed_out()
 
+    # ---- websockets (uwsgid/net/websocket.py): Lua errors as uWSGI's ("unable to ...") ----
+    @export("websocket_handshake")
+    def websocket_handshake(key=None, origin=None, proto=None):
+        api.websocket_handshake(key, origin, proto)
+
+    @export("websocket_recv")
+    def websocket_recv():
+        return api.websocket_recv()
+
+    @export("websocket_recv_nb")
+    def websocket_recv_nb():
+        return api.websocket_recv_nb()
+
+    @export("websocket_send")
+    def websocket_send(message):
+        api.websocket_send(message)
+
+    @export("websocket_send_binary")
+    def websocket_send_binary(message):
+        api.websocket_send_binary(message)
+
+    @export("loop_cores")
+    def loop_cores():
+        """Cores of the running request's thread loop (more than 1: --async)."""
+        core = api.current_core()
+        return len(core.thread_loop.cores) if core is not None else 1
+
     @export("async_sleep")
     def async_sleep(seconds):
         api.async_sleep(float(seconds))

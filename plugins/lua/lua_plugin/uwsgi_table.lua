@@ -54,6 +54,23 @@ function uwsgi.wait_fd_write(fd, timeout)
   return nil
 end
 
+-- ---- websockets: under --async, a receive inside the body's coroutine waits without holding
+-- the worker: it arms a read wait on the connection and yields to the trampoline, so the
+-- other cores run (elsewhere, and without --async, it waits in place, as uWSGI's).
+local loop_cores = py.loop_cores
+local py_ws_recv, py_ws_recv_nb = uwsgi.websocket_recv, uwsgi.websocket_recv_nb
+local co_running, co_yield = coroutine.running, coroutine.yield
+function uwsgi.websocket_recv()
+  local co, main = co_running()
+  if co == nil or main or loop_cores() < 2 then return py_ws_recv() end
+  while true do
+    local msg = py_ws_recv_nb()
+    if msg ~= "" then return msg end
+    uwsgi.wait_fd_read(uwsgi.connection_fd(), 1)
+    co_yield()
+  end
+end
+
 -- ---- cache: table forms ---------------------------------------------------------------
 -- Unrolled here so that no Lua table reaches Python (#84): cache_get({k1, k2}) ->
 -- {k1 = v1, k2 = v2}; cache_set({k = v}, expires, cache) -> true, or nil and the array of keys

@@ -36,6 +36,7 @@ from uwsgid.net.request import Request
 
 _HOSTNAME = socket.gethostname().encode()
 _Upgrade = httptools.HttpParserUpgrade
+UPGRADE_TAIL_MAX = 1 << 20   # bytes kept after an Upgrade request until the app takes them
 _ParserError = httptools.HttpParserError
 _RequestParser = httptools.HttpRequestParser
 _NO_CONNECT = "CONNECT (a tunnel) is not supported by an application server"
@@ -155,7 +156,7 @@ class HttpParser:
 
     __slots__ = ("conn", "limits", "base", "p", "error", "url", "headers", "hsize", "in_head",
                  "began", "body", "chunked", "expect", "req", "modifier1", "modifier2",
-                 "upgraded", "_reject", "prime", "exact", "xline", "switch")
+                 "upgraded", "_reject", "prime", "exact", "xline", "switch", "tail")
 
     def __init__(self, conn, listener, limits, remote_addr: bytes, remote_port: bytes):
         self.conn = conn
@@ -175,6 +176,7 @@ class HttpParser:
         self.req = None
         self.body = None
         self.upgraded = False
+        self.tail = b""       # after an Upgrade request: what the client sent next (a WebSocket's frames)
         self._reject = None
         self.prime = None     # the request in progress at the end of the last read (see _partial)
         self.exact = None     # an _Exact while this connection takes the exact path
@@ -188,6 +190,8 @@ class HttpParser:
 
     def feed(self, data: bytes) -> None:
         if self.error is not None or self.upgraded:
+            if self.upgraded and len(self.tail) < UPGRADE_TAIL_MAX:
+                self.tail += data     # kept for the app that takes the connection (detach)
             return
         if self.exact is not None:
             self.exact.feed(data)
@@ -195,8 +199,10 @@ class HttpParser:
         self.began = 0
         try:
             self.p.feed_data(data)
-        except _Upgrade:
+        except _Upgrade as e:
             self._upgrade()
+            if e.args and isinstance(e.args[0], int):
+                self.tail = bytes(data[e.args[0]:])
             return
         except _ParserError as e:
             self._parse_error(e, data)
@@ -218,6 +224,13 @@ class HttpParser:
             self.error = ProtocolError(status, "Bad Request")
             return
         self.error = reject(status, self.conn.peer, why)
+
+    def detach(self) -> bytes:
+        """The app takes the connection (a WebSocket handshake): the bytes that followed the
+        request; this parser reads nothing more."""
+        tail, self.tail = self.tail, b""
+        self.upgraded = True
+        return tail
 
     def _upgrade(self) -> None:
         # Upgrade (RFC 9110 7.8: a server may ignore it): served as a plain request, then the

@@ -41,6 +41,13 @@ class UwsgiParser:
     def partial(self) -> bool:
         return bool(self.buf) or self.req is not None
 
+    def detach(self) -> bytes:
+        """The app takes the connection (a WebSocket handshake behind nginx): the bytes after
+        the request's packet; this parser reads nothing more."""
+        buf, self.buf = self.buf, b""
+        self.done = True
+        return bytes(buf)
+
     def feed(self, data: bytes) -> None:
         if self.error is not None or self.done:
             return
