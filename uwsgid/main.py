@@ -26,7 +26,9 @@ import uwsgid.static  # noqa: F401  (static files: their options, and their mast
 from uwsgid import control
 from uwsgid.plugins import loader as plugins_loader
 from uwsgid.plugins.contract import AppLoadError, OptionValueError
-from uwsgid.server import daemon, reexec
+
+# these declare options too (master_fifo, procname, rlimits...): imported here for that
+from uwsgid.server import daemon, hook_actions, lifetime, master_fifo, procname, reexec, rlimits, user_hooks, waits  # noqa: F401
 from uwsgid.server.instance import Server, cleanup
 from uwsgid.util import hooks
 from uwsgid.util.log import forget_early, log, log_exception, set_date_format
@@ -63,6 +65,67 @@ class StartupError(Exception):
     pass
 
 
+def _rpc_hook(arg: str, ctx, retry: bool = False) -> int:
+    """The rpc / retryrpc hook actions: `FUNC[@NODE] ARGS...`, the result in the log."""
+    import shlex
+
+    from uwsgid.services import rpc
+    words = shlex.split(arg)
+    if not words:
+        log("invalid rpc hook syntax, must be: FUNC[@NODE] [ARGS...]")
+        return -1
+    func, _, node = words[0].partition("@")
+    args = [w.encode() for w in words[1:]]
+    while True:
+        try:
+            result = (rpc.call_remote(node, func.encode(), args) if node
+                      else rpc.call_local(func.encode(), args))
+        except (rpc.RpcError, ValueError) as e:
+            log(f"uwsgi: rpc hook {words[0]}: {e}")
+            result = None
+        if result is not None:
+            log(f"[rpc result from \"{words[0]}\"] {result.decode('utf-8', 'replace')}")
+            return 0
+        if not retry:
+            return -1
+        time.sleep(2)
+
+
+hook_actions.register("rpc", _rpc_hook)
+hook_actions.register("retryrpc", lambda arg, ctx: _rpc_hook(arg, ctx, retry=True))
+
+
+def _check_hooks(opts) -> None:
+    """Hook lines and lifetime options checked before anything runs (StartupError: exit 1)."""
+    try:
+        warnings = user_hooks.check(opts)
+        lifetime.check(opts)
+    except (user_hooks.HookFailed, lifetime.LifetimeError) as e:
+        raise StartupError(str(e)) from None
+    for line in warnings:
+        if opts.strict:
+            raise StartupError(f"{line} (--strict)")
+        log(f"*** WARNING: {line} ***")
+
+
+def _run_hooks(phase: str, opts, server=None) -> None:
+    """A start-up phase's hooks: a fatal failure stops the start (exit 1, or the exit action's code)."""
+    try:
+        user_hooks.run(phase, opts, server)
+    except user_hooks.HookExit as e:
+        raise HookStop(e.code) from None
+    except user_hooks.HookFailed as e:
+        raise StartupError(str(e)) from None
+
+
+class HookStop(Exception):
+    """The exit hook action ran during the start: the process exits with `code`."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
 def _load_plugins(server, extra_plugins) -> None:
     from uwsgid.services.rpc import RpcPlugin
     plugins = [*plugins_loader.loaded(), *(extra_plugins or ()), RpcPlugin()]
@@ -81,7 +144,7 @@ def _bind(server) -> None:
         server.listeners = list(sockets.bind_all(server.opts))   # adopts a reload's inherited fds
     except (sockets.BindError, OSError, ValueError) as e:
         raise StartupError(str(e) or repr(e)) from None
-    if not server.opts.http:
+    if not (server.opts.http or server.opts.https):
         for fd in reexec.inherited_router_sockets().values():   # --http dropped since the reload
             try:
                 os.close(fd)
@@ -122,7 +185,8 @@ def _log_listeners(server) -> None:
         fd = lst.sock.fileno()
         kind = "UNIX" if getattr(lst, "path", None) or str(name).startswith("@") else "TCP"
         if getattr(lst, "proto", "uwsgi") == "http":
-            log(f"uwsgi socket {i} bound to {kind} address {name} fd {fd} (http)")
+            label = "https" if getattr(lst, "tls", None) is not None else "http"
+            log(f"uwsgi socket {i} bound to {kind} address {name} fd {fd} ({label})")
         else:
             log(f"uwsgi socket {i} bound to {kind} address {name} fd {fd}")
     for s, name in server.router_sockets:
@@ -141,13 +205,13 @@ def _write_pidfile(server, path: str) -> None:
 # unicodedata are what traceback itself imports when it formats a traceback; importlib.util is
 # what uwsgid.embed's report of a missing module uses.
 DEFERRED_IMPORTS = ("traceback", "ast", "unicodedata", "json", "ctypes", "runpy", "tempfile", "shlex",
-                    "glob", "importlib.util", "urllib.parse")
+                    "glob", "importlib.util", "urllib.parse", "subprocess", "atexit", "syslog", "ssl")
 
 
 def _single(server) -> bool:
     """No master: this process serves as the only worker."""
     opts = server.opts
-    return not opts.master and server.numproc == 1 and not opts.http and not opts.stats
+    return not opts.master and server.numproc == 1 and not opts.http and not opts.https and not opts.stats
 
 
 def _preimport(opts, single: bool = False) -> None:
@@ -255,7 +319,9 @@ def _main(argv: list[str], extra_plugins) -> int:
     server = Server(opts, argv)
     api.server = server
     try:
+        _check_hooks(opts)
         _apply_env(opts)
+        _run_hooks("asap", opts)
         if opts.thread_slots is not None and opts.thread_slots < 0:
             raise StartupError(f"--thread-slots {opts.thread_slots}: must be 0 (no limit) or more")
         if not (opts.honour_stdin or opts.get("lua-shell")):   # a shell implies --honour-stdin
@@ -263,9 +329,12 @@ def _main(argv: list[str], extra_plugins) -> int:
         if opts.daemonize and not reloading:
             daemon.daemonize(opts.daemonize)
             server.master_pid = os.getpid()
-        if opts.logto:
-            daemon.redirect_log(opts.logto)
+        daemon.open_logs(opts, reloading)     # --logto, the log master (--logger, --log-maxsize...)
         _banner(server)
+        if not reloading:
+            _run_hooks("pre-jail", opts, server)
+        _run_hooks("in-jail", opts, server)
+        waits.before_apps(opts)
         if opts.chdir:
             try:
                 os.chdir(opts.chdir)
@@ -278,6 +347,7 @@ def _main(argv: list[str], extra_plugins) -> int:
         # From the moment clients can connect, control signals wait (blocked, pending) for the
         # master's handlers instead of killing a half-started instance.
         signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+        rlimits.apply(opts, log)        # where uWSGI sets them: still root, before binding
         _bind(server)
         if not server.listeners and not server.router_sockets:
             raise StartupError("The -s/--socket option is missing and stdin is not a socket.")
@@ -285,14 +355,24 @@ def _main(argv: list[str], extra_plugins) -> int:
         if opts.pidfile:
             _write_pidfile(server, opts.pidfile)
         _preimport(opts, _single(server))
+        waits.before_root_hooks(opts)    # --wait-for-interface/-fs/-mountpoint (root only)
+        as_root = os.getuid() == 0       # uWSGI runs the as-root/as-user hooks only when started as root
+        if as_root:
+            _run_hooks("as-root", opts, server)
         server.unreadable_paths = daemon.drop_privileges(opts.uid, opts.gid, log)
+        if as_root:
+            _run_hooks("as-user", opts, server)
         if opts.pidfile2:
             _write_pidfile(server, opts.pidfile2)
         if opts.logto2:
             daemon.redirect_log(opts.logto2)
-    except (StartupError, daemon.DaemonError) as e:
+    except (StartupError, daemon.DaemonError, waits.WaitTimeout) as e:
         log(f"uwsgi: {e}")
+        cleanup(server)
         return 1
+    except HookStop as e:
+        cleanup(server)
+        return e.code
 
     from uwsgid.observe.scoreboard import Scoreboard
     server.scoreboard = Scoreboard(server.numproc, server.cores, server.plugins)
@@ -313,7 +393,17 @@ def _main(argv: list[str], extra_plugins) -> int:
         # on, as usual.
         gc.freeze()
         gc.enable()
-    rc = _configure_plugins(server)
+    try:
+        if not server.lazy_apps:      # with --lazy-apps each worker runs them around its apps
+            _run_hooks("pre-app", opts, server)
+        rc = _configure_plugins(server)
+        if rc is None and not server.lazy_apps:
+            _run_hooks("post-app", opts, server)
+    except StartupError as e:
+        log(f"uwsgi: {e}")
+        rc = 1
+    except HookStop as e:
+        rc = e.code
     if rc is not None:
         cleanup(server)
         return rc
@@ -350,6 +440,10 @@ def _run_single(server) -> int:
     except BaseException:
         log_exception("uwsgi: worker 1 crashed:")
         rc = 1
+    try:
+        user_hooks.run("as-user-atexit", server.opts, server)
+    except user_hooks.HookExit:
+        pass
     cleanup(server)
     log("goodbye to uWSGI.")
     return int(rc or 0)

@@ -29,16 +29,43 @@ declare(
       help="PYTHONHOME or a virtualenv for the embedded Python (read by ./uwsgi before Python starts)"),
 
     # --- sockets -----------------------------------------------------------------------
-    O("socket", "s", kind="str", multi=True, aliases=("uwsgi-socket",), metavar="ADDR",
-      help="bind a uwsgi-protocol socket (host:port, :port, /path or @abstract)"),
+    O("socket", "s", kind="str", multi=True, metavar="ADDR",
+      help="bind a socket (host:port, :port, /path or @abstract) speaking --protocol (default uwsgi)"),
+    O("uwsgi-socket", kind="str", multi=True, metavar="ADDR",
+      help="bind a uwsgi-protocol socket, whatever --protocol says"),
+    O("protocol", kind="str", aliases=("socket-protocol",), metavar="uwsgi|http|http11",
+      help="the protocol of --socket sockets (default uwsgi; http11 = http, keep-alive being on here); "
+           "fastcgi, scgi, puwsgi, raw and the SSL ones are refused"),
     O("http-socket", kind="str", multi=True, metavar="ADDR", help="bind an HTTP/1.1 socket served by the workers"),
+    O("https-socket", kind="str", multi=True, metavar="ADDR,CERT,KEY[,CIPHERS[,CA]]",
+      help="bind an HTTPS socket served by the workers (TLS with the stdlib ssl; CA checks client "
+           "certificates, !CA requires them); certificates are read again on reload"),
+    O("sni", kind="str", multi=True, metavar="NAME,CERT,KEY[,CIPHERS[,CA]]",
+      help="another certificate for the --https-socket listeners, chosen by the name the client asks "
+           "for (NAME exact, or *.example.com)"),
+    O("http11-socket", kind="str", multi=True, metavar="ADDR",
+      help="the same as --http-socket (uWSGI's keep-alive HTTP socket: every HTTP socket here is one)"),
     O("http", kind="str", multi=True, metavar="ADDR", help="start an HTTP router process on ADDR in front of the workers"),
+    O("https", kind="str", multi=True, metavar="ADDR,CERT,KEY[,CIPHERS[,CA]]",
+      help="the --http router also serves HTTPS on ADDR (TLS ends in the router; --sni certificates apply)"),
     O("http-modifier1", kind="int", default=0, help="modifier1 for requests coming from the --http router"),
     O("http-modifier2", kind="int", default=0, help="modifier2 for requests coming from the --http router"),
     O("http-socket-modifier1", kind="int", default=0, help="modifier1 for requests on --http-socket"),
     O("http-socket-modifier2", kind="int", default=0, help="modifier2 for requests on --http-socket"),
-    O("http-keepalive", kind="flag", default=True,
-      help="keep HTTP/1.1 connections alive (on by default; --http-keepalive=0 disables)"),
+    O("http-keepalive", kind="optional", const="1", default="1", metavar="[N]",
+      help="keep HTTP/1.1 connections alive, on --http-socket and in the --http router (on by "
+           "default; 0 disables; N > 1 also closes a connection idle for N seconds between requests, "
+           "as uWSGI's router does; otherwise the router waits --http-timeout)"),
+    O("http-timeout", kind="int", default=60, metavar="SECS",
+      help="the --http router's timeout for client and worker I/O: a worker silent that long gets "
+           "504 (before its response) or the client connection closed (during it)"),
+    O("http-headers-timeout", kind="int", default=0, metavar="SECS",
+      help="the --http router waits SECS for a client's request head (default --http-timeout)"),
+    O("http-connect-timeout", kind="int", default=0, metavar="SECS",
+      help="the --http router's timeout connecting to the workers (default --http-timeout), then 502"),
+    O("http-auto-chunked", kind="flag",
+      help="accepted for compatibility: always on here: the --http router chunks a response without Content-Length "
+           "for an HTTP/1.1 keep-alive client (an HTTP/1.0 one gets it close-delimited)"),
     O("chmod-socket", "C", kind="optional", const="666", aliases=("chmod",), metavar="[MODE]", help="chmod unix sockets (default 666)"),
     O("chown-socket", kind="str", metavar="USER[:GROUP]", help="chown unix sockets"),
     O("listen", "l", kind="int", default=100, help="socket listen queue size"),
@@ -56,6 +83,12 @@ declare(
     O("shared-socket", kind="str", multi=True, metavar="ADDR",
       help="an address --socket/--http-socket/--http name as =N (N from 0), bound by the master before privileges drop"),
     O("reuse-port", kind="flag", help="set SO_REUSEPORT on bound sockets"),
+    O("so-keepalive", kind="flag", help="enable TCP keep-alive probes (SO_KEEPALIVE) on accepted connections"),
+    O("tcp-nodelay", kind="flag",
+      help="accepted for compatibility: always on here: every TCP socket (and so every accepted connection) has TCP_NODELAY"),
+    O("thunder-lock", kind="flag",
+      help="accepted for compatibility: always on here: the listening sockets are in each loop's epoll with "
+           "EPOLLEXCLUSIVE, so a connection wakes one worker, not all of them"),
     O("no-defer-accept", kind="flag", help="accept connections to TCP sockets as soon as they open; by "
       "default (as in uWSGI) the kernel hands them over once the client has sent data, or after "
       "--socket-timeout"),
@@ -74,6 +107,8 @@ declare(
     O("async", kind="int", default=1, help="run N cooperative async cores per worker"),
     O("lazy-apps", kind="flag", help="load apps in each worker after fork instead of in the master"),
     O("lazy", kind="flag", help="same as --lazy-apps"),
+    O("single-interpreter", "i", kind="flag",
+      help="accepted for compatibility: always the case here: each process runs one Python interpreter (no sub-interpreters)"),
     O("need-app", kind="flag", default=True, help="exit with code 22 when an app fails to load (default on; --need-app=0 disables)"),
     O("honour-stdin", kind="flag", aliases=("honor-stdin",), help="keep stdin open (do not remap it to /dev/null)"),
     O("pidfile", kind="str", help="write the master's pid to FILE"),
@@ -105,12 +140,14 @@ declare(
     O("evil-reload-on-rss", needs_master=True, kind="int", default=0, metavar="MB", help="the master kills a worker whose RSS exceeds MB"),
     O("worker-reload-mercy", kind="int", default=60, help="seconds a worker may take to stop gracefully before being killed"),
     O("reload-mercy", kind="int", default=60, help="seconds to wait for workers on a reload"),
+    O("mule-reload-mercy", kind="int", default=60, metavar="SECS",
+      help="seconds a mule may take to stop on a reload or a stop before being killed"),
     O("touch-reload", needs_master=True, kind="str", multi=True, help="gracefully reload when FILE is modified or touched"),
     O("die-on-term", kind="flag", help="accepted for compatibility: SIGTERM always stops gracefully here"),
     O("exit-on-reload", kind="flag", help="stop instead of reloading on SIGHUP"),
     O("min-worker-lifetime", kind="int", default=10, metavar="SECS",
       help="a worker is recycled by --max-requests / --reload-on-rss only once it has run SECS"),
-    O("no-orphans", kind="flag", help="workers exit when the master dies"),
+    O("no-orphans", kind="flag", aliases=("no-orphan",), help="workers exit when the master dies"),
 
     # --- logging -----------------------------------------------------------------------------
     O("logto", kind="str", help="log to FILE (or udp ADDR)"),
@@ -121,15 +158,81 @@ declare(
     O("log-4xx", kind="flag", help="log 4xx responses even with --disable-logging"),
     O("log-5xx", kind="flag", help="log 5xx responses even with --disable-logging"),
     O("log-slow", kind="int", default=0, metavar="MSECS", help="log requests slower than MSECS even with --disable-logging"),
-    O("log-date", kind="optional", const="", metavar="[FORMAT]",
-      help="prefix the server's log lines (not request lines) with the date: ctime, or a strftime FORMAT"),
+    O("log-date", kind="optional", const="", metavar="[FORMAT]", aliases=("logdate", "log-prefix"),
+      help="prefix the server's log lines (not request lines) with the date: ctime, or a strftime FORMAT "
+           "(--log-prefix TEXT is the same option in uWSGI: TEXT goes through strftime)"),
     O("memory-report", "m", kind="flag", help="add rss/vsz to request log lines"),
-    O("log-master", needs_master=True, kind="flag", help="accepted for compatibility: every process writes whole lines to the log itself"),
+    O("log-zero", kind="flag", help="log responses without a body even with --disable-logging"),
+    O("log-big", kind="size", default=0, metavar="BYTES", help="log responses of BYTES or more even with --disable-logging"),
+    O("log-ioerror", kind="flag", help="log requests whose client went away (a failed write) even with --disable-logging"),
+    O("log-sendfile", kind="flag", help="not supported here: requests are not marked as sent by sendfile (a warning)"),
+    O("log-micros", kind="flag", help="request lines report the response time in microseconds instead of milliseconds"),
+    O("log-x-forwarded-for", kind="flag", help="request lines show the X-Forwarded-For header as the client address"),
+    O("logformat-strftime", kind="flag", aliases=("log-format-strftime",),
+      help="%(ftime) in --log-format uses --log-date's strftime format"),
+    O("log-master", needs_master=True, kind="flag",
+      help="delegate logging to the master: every process's output goes through a thread of the master "
+           "(implied by --logger, --req-logger, --log-maxsize, --touch-logrotate, ...)"),
+    O("threaded-logger", needs_master=True, kind="flag", help="--log-master (its writes are always in a thread here)"),
+    O("log-master-bufsize", kind="size", default=8192, metavar="BYTES",
+      help="socket buffer of the log master (at least this; messages are never truncated here)"),
+    O("logger", needs_master=True, kind="str", multi=True, metavar="[NAME ]PLUGIN[:ARGS]",
+      help="log to file:PATH, fd:N, stdio, syslog[:IDENT[,FACILITY]], socket:ADDR[,PREFIX], "
+           "rsyslog:ADDR[,IDENT[,PRI]] or pipe:COMMAND (repeatable: each line to every logger; a NAME "
+           "makes it get only the lines --log-route sends it)"),
+    O("req-logger", needs_master=True, kind="str", multi=True, aliases=("logger-req",), metavar="[NAME ]PLUGIN[:ARGS]",
+      help="log request lines to this logger (and no longer to the others); same plugins as --logger"),
+    O("log-syslog", needs_master=True, kind="optional", const="", multi=True, metavar="[IDENT[,FACILITY]]",
+      help="log to syslog (--logger syslog:IDENT,FACILITY)"),
+    O("log-socket", needs_master=True, kind="str", multi=True, metavar="ADDR",
+      help="send log lines as datagrams to ADDR (--logger socket:ADDR)"),
+    O("log-maxsize", needs_master=True, kind="size", default=0, metavar="BYTES",
+      help="rotate the log file (--logto/--daemonize) once it is over BYTES"),
+    O("log-backupname", kind="str", metavar="NAME", help="a rotated log file is renamed NAME (default FILE.<unix time>)"),
+    O("log-reopen", kind="flag", help="reopen the log file on a reload (default: keep the open one)"),
+    O("log-truncate", kind="flag", help="truncate the log file on start-up"),
+    O("touch-logrotate", needs_master=True, kind="str", multi=True, metavar="FILE",
+      help="rotate the log file when FILE is modified or touched"),
+    O("touch-logreopen", needs_master=True, kind="str", multi=True, metavar="FILE",
+      help="reopen the log file (and file loggers) when FILE is modified or touched"),
+    O("logfile-chown", kind="flag", help="chown the log files to --uid/--gid"),
+    O("logfile-chmod", kind="str", metavar="MODE", help="chmod the log files to MODE (three octal digits)"),
+    O("log-encoder", needs_master=True, kind="str", multi=True, metavar="NAME[:LOGGER] [ARGS]",
+      help="encode log lines: prefix TEXT, suffix TEXT, nl, format TEMPLATE, json TEMPLATE (${msg}, "
+           "${msgnl}, ${unix}, ${micros}, ${millis}, ${strftime:FMT}), gzip, compress"),
+    O("log-req-encoder", needs_master=True, kind="str", multi=True, metavar="NAME[:LOGGER] [ARGS]",
+      help="encode request log lines (as --log-encoder)"),
+    O("log-drain", needs_master=True, kind="str", multi=True, metavar="REGEXP", help="drop log lines matching REGEXP"),
+    O("log-filter", needs_master=True, kind="str", multi=True, metavar="REGEXP", help="keep only log lines matching REGEXP"),
+    O("log-route", needs_master=True, kind="str", multi=True, metavar="NAME REGEXP",
+      help="send log lines matching REGEXP to the logger NAME (only there)"),
+    O("log-req-route", needs_master=True, kind="str", multi=True, metavar="NAME REGEXP",
+      help="send request lines matching REGEXP to the logger NAME (only there)"),
+    O("loggers-list", kind="flag", aliases=("logger-list",), help="list the logger plugins at start-up"),
+    O("rsyslog-packet-size", kind="int", default=1024, metavar="BYTES", help="rsyslog logger: max datagram size"),
+    O("rsyslog-split-messages", kind="flag", help="rsyslog logger: split long lines over several datagrams"),
 
     # --- stats -----------------------------------------------------------------------------
     O("stats", needs_master=True, kind="str", aliases=("stats-server",), metavar="ADDR", help="serve the stats JSON on ADDR"),
     O("stats-http", needs_master=True, kind="flag", help="frame the stats JSON as an HTTP response"),
     O("stats-minified", needs_master=True, kind="flag", help="minify the stats JSON"),
+
+    # --- responses ------------------------------------------------------------------------
+    O("add-header", kind="str", multi=True, metavar='"NAME: VALUE"',
+      help="add a header to every response (after the app's; repeatable)"),
+    O("del-header", kind="str", multi=True, aliases=("rem-header",), metavar="NAME",
+      help="remove the app's NAME header (any case) from every response (repeatable; --add-header's stay)"),
+    O("disable-write-exception", kind="flag",
+      help="accepted for compatibility: always the case here: a write to a client that went away "
+           "raises nothing in the app (its body is dropped; a generator is closed, as in uWSGI)"),
+    O("ignore-sigpipe", kind="flag",
+      help="accepted for compatibility: always the case here: SIGPIPE is ignored in every worker, "
+           "never reported"),
+    O("vhost", kind="flag",
+      help="virtual hosting: a request runs the app mounted at HOST|SCRIPT_NAME (HOST: the Host header, "
+           "else SERVER_NAME; --mount 'example.com|=app.py'), else the default app; request lines "
+           "start with HOST"),
+    O("vhost-host", kind="flag", help="the same as --vhost (uWSGI keys on the Host header in both)"),
 
     # --- websockets (uwsgid/net/websocket.py) ---------------------------------------------------
     O("websocket-ping-freq", kind="int", default=30, aliases=("websockets-ping-freq",), metavar="SECS",

@@ -95,10 +95,38 @@ CHUNKS = {
     "pktsize": lambda req, w: b"%d" % req.pktsize,
     "modifier1": lambda req, w: b"%d" % req.modifier1,
     "modifier2": lambda req, w: b"%d" % req.modifier2,
-    "werr": lambda req, w: b"0",
+    "werr": lambda req, w: b"%d" % write_errors(req),
     "rerr": lambda req, w: b"0",
-    "ioerr": lambda req, w: b"0",
+    "ioerr": lambda req, w: b"%d" % write_errors(req),
 }
+
+
+def write_errors(req) -> int:
+    """1 when the client went away (a failed or timed-out write) before the response was out:
+    the connection was closed before the request ended, not by its end (which sets `closing`)."""
+    conn = req.conn
+    if conn is None or not conn.closed or conn.closing:
+        return 0
+    try:
+        if conn.thread_loop.worker.stopping:     # a graceful stop closes idle keep-alive ones
+            return 0
+    except AttributeError:
+        pass
+    return 1
+
+
+def _xff_addr(req, w) -> bytes:
+    """--log-x-forwarded-for: the header as the client address (uWSGI takes it whole)."""
+    v = req.vars
+    return v.get(b"HTTP_X_FORWARDED_FOR") or v.get(b"REMOTE_ADDR", b"")
+
+
+def _ftime(fmt: str):
+    """%(ftime) with --logformat-strftime: the request's start in --log-date's format."""
+    def get(req, w):
+        return time.strftime(fmt, time.localtime(int(req.start_wall))).encode("utf-8", "backslashreplace")
+    return get
+
 
 _FMT = r"%\(([^)]+)\)"     # re is imported by compile_format: importing this module does without it
 
@@ -180,20 +208,35 @@ class RequestLogger:
         self.log_5xx = bool(get("log_5xx", False))
         self.log_slow = int(get("log_slow", 0) or 0)
         self.memory = bool(get("memory_report", False))
+        self.log_zero = bool(get("log_zero", False))
+        self.log_big = int(get("log_big", 0) or 0)
+        self.log_ioerror = bool(get("log_ioerror", False))
+        self.micros = bool(get("log_micros", False))
+        self.xff = bool(get("log_x_forwarded_for", False))
+        date = get("log_date", None)
+        strftime_fmt = date if date and date.strip().lower() not in ("true", "1", "on", "yes") else None
+        ftime = _ftime(strftime_fmt) if strftime_fmt and get("logformat_strftime", False) else None
+        self.vhost = bool(get("vhost", False) or get("vhost_host", False))   # lines start with the host
         fmt = get("log_format", None)
         self.parts = compile_format(fmt) if fmt else None
+        if self.parts and (self.xff or ftime):
+            swap = {"addr": _xff_addr if self.xff else None, "ftime": ftime}
+            self.parts = [(p[0], swap.get(p[0]) or p[1]) if isinstance(p, tuple) else p for p in self.parts]
         self.json = bool(get("log_format_json", False))
         if self.json:
             import json  # only --log-format-json needs it: not carried into every worker
             self._dumps = json.dumps
             names = [p[0] for p in self.parts if isinstance(p, tuple)] if self.parts else list(JSON_FIELDS)
-            self.json_fields = [(n, chunk(n)) for n in names]
+            self.json_fields = [(n, _xff_addr if n == "addr" and self.xff else chunk(n)) for n in names]
 
     def __call__(self, req) -> None:
         if self.disabled:
             st = req.status
             if not ((self.log_4xx and 400 <= st < 500) or (self.log_5xx and st >= 500)
-                    or (self.log_slow and (req.end - req.start) * 1000 > self.log_slow)):
+                    or (self.log_slow and (req.end - req.start) * 1000 > self.log_slow)
+                    or (self.log_zero and req.response_size == 0)
+                    or (self.log_big and req.response_size >= self.log_big)
+                    or (self.log_ioerror and write_errors(req))):
                 return
         if self.json:
             line = self.json_line(req)
@@ -212,10 +255,15 @@ class RequestLogger:
             rss, vsz = rss_vsz()
             mem = b"{address space usage: %d bytes/%dMB} {rss usage: %d bytes/%dMB} " % (
                 vsz, vsz // 1048576, rss, rss // 1048576)
-        return mem + b"[pid: %d|app: %d|req: %d/%d] %b (%b) {%d vars in %d bytes} [%b] %b %b => generated %d bytes in %d msecs (%b %d) %d headers in %d bytes (%d switches on core %d)" % (
-            w.pid, req.app_id, w.requests, total, v.get(b"REMOTE_ADDR", b""), v.get(b"REMOTE_USER", b""),
+        if self.vhost:
+            mem = (v.get(b"HTTP_HOST") or v.get(b"SERVER_NAME", b"")) + b" " + mem
+        return mem + b"[pid: %d|app: %d|req: %d/%d] %b (%b) {%d vars in %d bytes} [%b] %b %b => generated %d bytes in %d %b (%b %d) %d headers in %d bytes (%d switches on core %d)" % (
+            w.pid, req.app_id, w.requests, total,
+            (v.get(b"HTTP_X_FORWARDED_FOR") if self.xff else None) or v.get(b"REMOTE_ADDR", b""),
+            v.get(b"REMOTE_USER", b""),
             req.var_cnt, req.pktsize, ctime(req.start_wall), req.method,
-            v.get(b"REQUEST_URI", b""), req.response_size, int((req.end - req.start) * 1000),
+            v.get(b"REQUEST_URI", b""), req.response_size,
+            int((req.end - req.start) * (1_000_000 if self.micros else 1000)), b"micros" if self.micros else b"msecs",
             v.get(b"SERVER_PROTOCOL", b"HTTP/1.1"), req.status, req.header_cnt, req.headers_size,
             req.switches, req.core.id if req.core is not None else 0)
 

@@ -16,8 +16,10 @@ through signal.set_wakeup_fd, which also tells it which signal came; the loop ac
                     paused; the cheaper algorithm rests meanwhile.
     SIGCHLD         reap; respawn what died unless stopping.
 
-Every second (the tick): harakiri, --evil-reload-on-rss, --touch-reload, mercy kills,
-delayed respawns, hooks "master_tick".
+Every second (the tick): harakiri, --evil-reload-on-rss, --max-worker-lifetime, --idle and
+chain reloads (uwsgid.server.lifetime), --touch-reload, --hook-touch, mercy kills, delayed
+respawns, hooks "master_tick". A unix_signal hook (uwsgid.server.user_hooks) may take over a
+signal; --master-fifo (uwsgid.server.master_fifo) gives the same actions by letter.
 """
 
 from __future__ import annotations
@@ -29,14 +31,13 @@ import signal
 import time
 
 from uwsgid.net.loop import Timer
-from uwsgid.server import reexec
+from uwsgid.server import procname, reexec, user_hooks
 from uwsgid.server.instance import cleanup
-from uwsgid.util import hooks
-from uwsgid.util.binary import set_proctitle
+from uwsgid.server.lifetime import Lifetime
+from uwsgid.server.master_actions import KILLING, RELOADING, RUNNING, STOPPING
+from uwsgid.util import hooks, loggers
 from uwsgid.util.log import log, log_exception
-from uwsgid.util.memory import rss_vsz
 
-RUNNING, RELOADING, STOPPING, KILLING = "running", "reloading", "stopping", "killing"
 EXIT_APP_LOAD = 22
 FAST_DEATH_SECS = 1     # a worker dying younger than this (not asked to) counts toward a crash loop
 PR_SET_PDEATHSIG = 1
@@ -55,16 +56,6 @@ def _die_with_parent(master_pid: int) -> None:
     # the master may have died between our fork and the prctl: no signal would come then
     if os.getppid() != master_pid:
         os._exit(1)
-
-
-def _log_stuck_process(pid: int) -> None:
-    """--harakiri-verbose: where the process is stuck, as the kernel sees it (uWSGI's syscall> line)."""
-    for name in ("syscall", "wchan"):
-        try:
-            with open(f"/proc/{pid}/{name}") as f:
-                log(f"HARAKIRI: -- {name}> {f.read().strip() or '-'}")
-        except OSError:
-            pass
 
 
 class Child:
@@ -99,6 +90,10 @@ class Master:
         self._child_cleaned = False
         self._timer_seq = 0
         self.paused = False                           # SIGTSTP: the workers do not accept
+        self.lifetime = Lifetime(self)                # max-worker-lifetime, cheap/idle, chain reload
+        self.fifo = None                              # uwsgid.server.master_fifo.MasterFifo
+        self.touch_hooks = None                       # user_hooks.TouchHooks with --hook-touch
+        self.ever_spawned: set[int] = set()           # worker ids forked by this master (accepting-once)
         server.master = self
         # a --pause arriving before the loop handles signals waits (its default would stop us)
         signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGTSTP,))
@@ -152,6 +147,10 @@ class Master:
             self.handle_signal(signum)
 
     def handle_signal(self, signum: int) -> None:
+        override = user_hooks.master_signal(signum)     # a unix_signal hook took this signal
+        if override is not None:
+            override(self)
+            return
         if signum == signal.SIGHUP:
             self.reload("...gracefully killing workers...")
         elif signum == signal.SIGTERM:
@@ -319,13 +318,17 @@ class Master:
     def spawn_worker(self, wid: int, respawn: bool = False) -> None:
         server = self.server
 
+        first_spawn = wid not in self.ever_spawned
+        self.ever_spawned.add(wid)
+
         def run_worker():
             from uwsgid.plugins import api
             from uwsgid.server.worker import Worker
             api.server = server
-            if self.opts.auto_procname or self.opts.procname_prefix:
-                set_proctitle(f"{self.opts.procname_prefix or ''}uWSGI worker {wid}")
-            return Worker(wid, server).run()
+            procname.name_process(self.opts, f"uWSGI worker {wid}")
+            worker = Worker(wid, server)
+            worker.first_spawn = first_spawn
+            return worker.run()
 
         pid = self._fork(run_worker)
         if pid < 0:
@@ -343,8 +346,11 @@ class Master:
         server = self.server
 
         def run_router():
-            if self.opts.auto_procname or self.opts.procname_prefix:
-                set_proctitle(f"{self.opts.procname_prefix or ''}uWSGI http 1")
+            procname.name_process(self.opts, "uWSGI http 1")
+            try:
+                user_hooks.run("as-gateway", self.opts, server)
+            except (user_hooks.HookFailed, user_hooks.HookExit) as e:
+                return user_hooks.fatal_in_child(server, e)
             return router.run(server)
 
         pid = self._fork(run_router)
@@ -396,6 +402,8 @@ class Master:
             return
         if self.cheaper is not None and self.cheaper.buried(child):
             return
+        if self.lifetime.buried(child):
+            return      # stopped for cheap mode: back with the next connection
         if child.cursed_at is not None and not child.harakiri:
             log(f"worker {child.wid} killed successfully (pid: {child.pid})")
         elif code == 0:
@@ -435,52 +443,20 @@ class Master:
 
     def _tick(self, now: float) -> None:
         if self.state == RUNNING:
-            self._check_harakiri()
-            self._check_evil_rss()
+            self.lifetime.check_harakiri()
+            self.lifetime.check_evil_rss()
             self._check_touch()
-            if self.cheaper is not None and self.state == RUNNING and not self.paused:
+            if self.cheaper is not None and self.state == RUNNING and not self.paused and not self.lifetime.is_cheap:
                 self.cheaper.tick()
+            if self.state == RUNNING:
+                self.lifetime.tick(now)
+            if self.touch_hooks is not None and self.state == RUNNING:
+                self.touch_hooks.check()
         self._check_mercy(now)
         try:
             hooks.run("master_tick", self.server)
         except Exception:
             log_exception("uwsgi: master_tick hook failed:")
-
-    def _check_harakiri(self) -> None:
-        limit = int(self.opts.harakiri or 0)
-        if limit <= 0:
-            return
-        sb = self.server.scoreboard
-        now_us = time.time_ns() // 1000
-        for child in self._workers():
-            if child.harakiri:
-                continue
-            for core, start, uri in sb.busy_cores(child.wid):
-                if now_us - start > limit * 1_000_000:
-                    secs = (now_us - start) / 1e6
-                    log(f"*** HARAKIRI ON WORKER {child.wid} (pid: {child.pid}, try: 1) ***")
-                    log(f"HARAKIRI: --- uWSGI worker {child.wid} (pid: {child.pid}) WAS managing request "
-                        f"{uri.decode('latin-1')} since {time.ctime(start / 1e6)} "
-                        f"({secs:.1f}s on core {core}) ---")
-                    if self.opts.harakiri_verbose:
-                        _log_stuck_process(child.pid)
-                    child.harakiri = True
-                    sb.harakiri(child.wid)
-                    self._signal(child, signal.SIGKILL)
-                    break
-
-    def _check_evil_rss(self) -> None:
-        limit = int(self.opts.evil_reload_on_rss or 0)
-        if limit <= 0:
-            return
-        for child in self._workers():
-            if child.cursed_at is not None or child.harakiri:
-                continue
-            rss, _ = rss_vsz(child.pid)
-            if rss > limit * 1024 * 1024:
-                log(f"*** EVIL RELOAD ON WORKER {child.wid} RSS: {rss} (pid: {child.pid}) ***")
-                child.cursed_at = time.monotonic()
-                self._signal(child, signal.SIGKILL)
 
     def _check_touch(self) -> None:
         for path in self.opts.touch_reload or ():
@@ -514,8 +490,7 @@ class Master:
         master_pid = os.getpid()
         os.register_at_fork(after_in_child=lambda: self._after_fork_in_child(master_pid))
         self._install_signals()
-        if self.opts.auto_procname or self.opts.procname_master or self.opts.procname_prefix:
-            set_proctitle(self.opts.procname_master or f"{self.opts.procname_prefix or ''}uWSGI master")
+        procname.name_master(self.opts)
         log(f"*** Operational MODE: preforking{'+threaded' if server.cores > 1 and self.opts.threads > 1 else ''}"
             f"{'+async' if int(self.opts.get('async') or 1) > 1 else ''} ***")
         log(f"spawned uWSGI master process (pid: {os.getpid()})")
@@ -537,11 +512,25 @@ class Master:
                 log(f"uwsgi: {e}")
                 self._finish()
                 return 1
-        for wid in self._initial_wids():
+        if self.opts.master_fifo:
+            from uwsgid.server.master_fifo import FifoError, MasterFifo
+            try:
+                self.fifo = MasterFifo(self, self.opts.master_fifo)
+            except FifoError as e:
+                log(f"uwsgi: {e}")
+                self._finish()
+                return 1
+        if self.opts.hook_touch:
+            self.touch_hooks = user_hooks.TouchHooks(self.opts, server)
+        for wid in self.lifetime.initial_wids(self._initial_wids()):
             self.spawn_worker(wid)
         if server.router_sockets:
             self.spawn_router()
         self._check_touch()
+        try:
+            user_hooks.run("master-start", self.opts, server)
+        except (user_hooks.HookFailed, user_hooks.HookExit) as e:
+            user_hooks.fatal_in_master(self, e)
         try:
             self._loop()
         except Exception:
@@ -601,11 +590,20 @@ class Master:
             hooks.run("shutdown", server)
         except Exception:
             log_exception("uwsgi: shutdown hook failed:")
+        self.lifetime.close()
+        if not (self.state == RELOADING and self.opts.exit_on_reload):
+            try:
+                user_hooks.run("as-user-atexit", self.opts, server)
+            except user_hooks.HookExit:
+                pass
+        if self.fifo is not None:
+            self.fifo.close(vacuum=bool(self.opts.vacuum) and self.state != RELOADING)
         if self.state == RELOADING:
             log("binary reloading uWSGI...")
             log(f"chdir() to {server.cwd}")
             log(f"running {' '.join(reexec.command(server.argv))}")
             self._restore_signals()
+            loggers.stop_for_exec()     # --log-master: drained; the next master adopts its fds
             try:
                 reexec.exec_master(server)
             except OSError as e:

@@ -31,15 +31,15 @@ import socket
 import threading
 import time
 
-from uwsgid.net.connection import Connection
 from uwsgid.net.loop import Loop
 from uwsgid.net.protocols import Limits
 from uwsgid.observe.reqlog import RequestLogger
 from uwsgid.plugins import api
 from uwsgid.plugins.contract import AppLoadError
+from uwsgid.server import user_hooks
 from uwsgid.server.accept_gate import AcceptGate, default_slots
 from uwsgid.server.core import Core
-from uwsgid.server.thread_loop import ThreadLoop
+from uwsgid.server.thread_loop import ThreadLoop, connection_class
 from uwsgid.util import hooks
 from uwsgid.util.log import log, log_exception
 from uwsgid.util.memory import rss_vsz
@@ -71,6 +71,7 @@ class Worker:
         self.stopping = False
         self.abort = False
         self.paused = False     # SIGTSTP: not accepting until resumed
+        self.first_spawn = True   # not a respawn of this worker id (--hook-accepting-once)
         self.exit_code = 0
         self.thread_loops: list[ThreadLoop] = []
         self.cores: list[Core] = []
@@ -277,16 +278,24 @@ class Worker:
                            [] if custom else self.listeners)
         self.thread_loops.append(first)
         self.cores.extend(first.cores)
+        lazy = bool(self._opt("lazy_apps", False) or self._opt("lazy", False))
         try:
             hooks.run("worker_start", self)
+            user_hooks.run("post-fork", self.opts, self.server, self)
+            if lazy:     # the apps load here (plugins' post_fork): their hooks around them
+                user_hooks.run("pre-app", self.opts, self.server, self)
             for plugin in self.unique_plugins:
                 plugin.post_fork(self)
+            if lazy:
+                user_hooks.run("post-app", self.opts, self.server, self)
             if self.scoreboard is not None:
                 from uwsgid.observe import stats
                 stats.publish_apps(self.server, self.id)
         except AppLoadError as e:
             log(f"worker {self.id}: {e}")
             return 22
+        except (user_hooks.HookFailed, user_hooks.HookExit) as e:
+            return user_hooks.fatal_in_child(self.server, e)
         except Exception:
             log_exception(f"worker {self.id}: start-up failed:")
             return 1
@@ -372,6 +381,11 @@ class Worker:
         sb = self.scoreboard
         if sb is not None and not self.stopping and not self.paused:
             sb.set_accepting(self.id, True)
+        try:
+            self._accepting_hooks()
+        except (user_hooks.HookFailed, user_hooks.HookExit) as e:
+            self.exit_code = user_hooks.fatal_in_child(self.server, e)
+            self.stop(graceful=False)
         if gate is not None:
             gate.start(f"uwsgi-worker{self.id}-slots")
         try:
@@ -387,6 +401,16 @@ class Worker:
                         break
             first.close_all()
         return 1 if errors else self.exit_code
+
+    def _accepting_hooks(self) -> None:
+        """--hook-accepting*: this worker accepts from now on."""
+        phases = ["accepting"]
+        if self.first_spawn:
+            phases.append("accepting-once")
+        if self.id == 1:
+            phases += ["accepting1", "accepting1-once"] if self.first_spawn else ["accepting1"]
+        for phase in phases:
+            user_hooks.run(phase, self.opts, self.server, self)
 
     def _accept_gate(self, threads: int, ncores: int):
         """--thread-slots for one-core threads that accept: None when it would change nothing."""
@@ -423,7 +447,7 @@ class Worker:
         calling thread: the building block for a custom loop set with uwsgid.plugins.api.set_loop."""
         tl = self._callers_thread_loop()
         sock.setblocking(False)
-        conn = Connection(tl, sock.detach(), addr, listener)
+        conn = connection_class(listener)(tl, sock.detach(), addr, listener)
         conn.start()
         loop = tl.loop
         while not conn.closed and not self.abort:

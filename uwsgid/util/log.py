@@ -1,5 +1,8 @@
-"""Process log output. Everything (request lines, errors, plugin messages) goes to fd 2;
---logto and --daemonize redirect fd 2 to their file, so this module never needs to know.
+"""Process log output. Everything (errors, plugin messages) goes to fd 2; --logto and
+--daemonize redirect fd 2 to their file, and with a log master (uwsgid.util.loggers) fd 2 is its
+socket, so this module never needs to know. Request lines go to fd 2 too, or to the
+--req-logger socket (loggers.request_fd). One message is one write: a log master receives it
+whole, never mixed with another process's line.
 
 Lines logged while the server starts (the config's warnings come before --logto or --daemonize
 can open their file) are also kept, and written again into each log file opened during the
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import os
 import time
+
+from uwsgid.util import loggers
 
 _TRUE = {"", "true", "1", "on", "yes"}
 _FALSE = {"false", "0", "off", "no"}
@@ -44,11 +49,17 @@ def log(line: str | bytes) -> None:
     _write(data)
 
 
-def _write(data: bytes) -> None:
+_MAX_WRITE = 1 << 16     # under a log master's socket buffer: a longer text goes as several messages
+
+
+def _write(data: bytes, fd: int = 2) -> None:
     if not data.endswith(b"\n"):
         data += b"\n"
     try:
-        os.write(2, data)
+        if len(data) <= _MAX_WRITE:
+            os.write(fd, data)
+        else:
+            _write_long(fd, data)
     except OSError:
         pass
     early = _early
@@ -79,18 +90,54 @@ def replay_early() -> None:
             pass
 
 
+def early_lines() -> bytes:
+    """What the start-up logged so far (for loggers set up after it)."""
+    return b"".join(_early or ())
+
+
 def forget_early() -> None:
     """The start-up is over: stop keeping its lines."""
     global _early
     _early = None
 
 
-# The request logger's lines: written as they are (their format has its own date).
-log_request = _write
+def _write_long(fd: int, data: bytes) -> None:
+    """A long text (a traceback) in pieces cut after a newline where there is one."""
+    pos = 0
+    while pos < len(data):
+        end = pos + _MAX_WRITE
+        if end < len(data):
+            cut = data.rfind(b"\n", pos, end)
+            end = cut + 1 if cut > pos else end
+        chunk = memoryview(data)[pos:end]
+        while chunk:
+            chunk = chunk[os.write(fd, chunk):]
+        pos = end
+
+
+def log_request(data: bytes) -> None:
+    """A request line, written as it is (its format has its own date)."""
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    try:
+        os.write(loggers.request_fd, data)
+    except OSError:
+        pass
+
+
+def reopen() -> bool:
+    """Reopen the log file now (the master FIFO's `l`); False when there is no log file."""
+    return loggers.reopen()
+
+
+def rotate() -> bool:
+    """Rotate the log file now (the master FIFO's `L`): renamed to --log-backupname or
+    FILE.<unix time>, a new file opened; False when there is no log file."""
+    return loggers.rotate()
 
 
 def log_exception(prefix: str = "") -> None:
     """The current exception's traceback, one log write."""
-    import traceback   # here: it pulls linecache/tokenize/textwrap into every worker otherwise
+    import traceback  # here: it pulls linecache/tokenize/textwrap into every worker otherwise
     text = traceback.format_exc()
     log(f"{prefix}\n{text}" if prefix else text)
