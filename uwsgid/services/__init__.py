@@ -13,6 +13,9 @@ uwsgid.util.hooks, so the core never imports a service:
     stats          "locks", "metrics" and "caches" in the stats JSON
 It also serves %(metric.NAME) in --log-format (uwsgid.observe.reqlog.provide).
     shutdown       stops the mules and the master's thread
+The spooler (spooler.py: options, API) has its own hooks, run only when a spooler is configured:
+master_start, master_tick, child_exited, stats, shutdown (spooler_master.py).
+The command crons (cron.py) and the attached daemons (daemons.py) register their own hooks.
 
 setup() is idempotent and also runs on first use (channels.ensure), so an app that touches the
 cache while it is being loaded by the master (before master_start) gets the same shared memory.
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 from uwsgid.config.options import Option, declare
 from uwsgid.observe import reqlog
-from uwsgid.services import channels
+from uwsgid.services import channels, spooler  # spooler: its options
 from uwsgid.util import hooks
 from uwsgid.util.log import log
 
@@ -155,7 +158,7 @@ def _stats(stats: dict) -> None:
 def _shutdown(server) -> None:
     from uwsgid.services import metrics, mules, timers
     metrics.write_dir()
-    mules.stop()
+    mules.stop(max(1, int(server.opts.get("mule-reload-mercy", 60) or 60)))     # then SIGKILL
     timers.stop_master()
 
 
@@ -166,10 +169,37 @@ def _metric_for_log(name: str) -> bytes:
     return b"" if value is None else b"%d" % value
 
 
+# ---- the spooler (spooler.py: options and API; spooler_master.py: its processes, imported only
+# by an instance that has spoolers) ----
+
+def _spooler_master_start(server) -> None:
+    opts = getattr(server, "opts", None)
+    if opts is not None and (opts.get("spooler") or opts.get("spooler-external")):
+        from uwsgid.services import spooler_master
+        spooler_master.master_start(server)
+
+
+def _spooler_hook(name: str):
+    def run(*args) -> None:
+        if spooler.dirs:
+            from uwsgid.services import spooler_master
+            getattr(spooler_master, name)(*args)
+    return run
+
+
 hooks.register("master_start", _master_start)
+hooks.register("master_start", _spooler_master_start)
 hooks.register("worker_start", _worker_start)
 hooks.register("worker_loop_start", _worker_loop_start)
 hooks.register("master_tick", _master_tick)
+hooks.register("master_tick", _spooler_hook("master_tick"))
+hooks.register("child_exited", _spooler_hook("child_exited"))
 hooks.register("stats", _stats)
+hooks.register("stats", _spooler_hook("add_stats"))
 hooks.register("shutdown", _shutdown)
+hooks.register("shutdown", _spooler_hook("shutdown"))
 reqlog.provide("metric", _metric_for_log)
+
+# --cron and --attach-daemon: their options and hooks (after the mules': uWSGI starts the
+# daemons after the mules)
+from uwsgid.services import cron, daemons  # noqa: E402,F401

@@ -26,6 +26,8 @@ from uwsgid.services import remote_signals as _remote_signals
 from uwsgid.services import rpc as _rpc
 from uwsgid.services import signal_receiver as _signal_receiver
 from uwsgid.services import signals as _signals
+from uwsgid.services import spool_file as _spool_file
+from uwsgid.services import spooler as _spooler
 from uwsgid.services import timers as _timers
 from uwsgid.services.rpc import RpcError  # noqa: F401  (re-exported for the plugins)
 from uwsgid.services.spec import to_bytes
@@ -297,3 +299,86 @@ mule_msg_get = mule_get_msg
 
 def mule_id() -> int:
     return _mules.mule_id()
+
+
+# ---- spooler -------------------------------------------------------------------------------
+
+def _spool_value(key: bytes, value) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value).encode()
+    if hasattr(value, "__bytes__"):
+        return bytes(value)
+    raise ValueError(f"spool: the value of {key.decode('utf-8', 'replace')!r} must be bytes or str, "
+                     f"not {type(value).__name__}")
+
+
+def spool(*args, **kwargs) -> bytes:
+    """uwsgi.spool(dict) or uwsgi.spool(key=value, ...): write a task for the spooler (keys and
+    values bytes or str; `body` apart, any size; `spooler` = a spool dir, `priority` = a number,
+    `at` = a Unix time). Returns the task file's path."""
+    if args and kwargs:
+        raise ValueError("spool: give a dictionary or keyword arguments, not both")
+    if args:
+        if len(args) != 1 or not isinstance(args[0], dict):
+            raise ValueError("The argument of spooler callable must be a dictionary")
+        given = args[0]
+    else:
+        given = kwargs
+    items: dict[bytes, bytes] = {}
+    body = None
+    for key, value in given.items():
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        elif not isinstance(key, bytes):
+            raise ValueError("spooler callable dictionary must contains only bytes")
+        if key == b"body" and isinstance(value, (bytes, bytearray, memoryview, str)):
+            body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+            continue
+        items[key] = _spool_value(key, value)
+    return _spooler.spool(items, body)
+
+
+send_to_spooler = spool
+
+
+def spooler_pid() -> int:
+    """The first spooler process's pid (0: none)."""
+    return _spooler.first_pid()
+
+
+def spooler_pids() -> list[int]:
+    """Every spooler slot's pid (0 for --spooler-external dirs and a process being respawned)."""
+    return _spooler.all_pids()
+
+
+def spooler_jobs() -> list[bytes]:
+    """The task files waiting in the first spool dir."""
+    return _spooler.jobs()
+
+
+def spooler_get_task(path) -> dict | None:
+    """A task file's content as the spooler function gets it (None when it is missing, broken or
+    being run): its args (bytes keys), "spooler_task_name" = path, "body" when there is one."""
+    path_b = to_bytes(path, "path")
+    task = _spool_file.read(path_b.decode("utf-8", "surrogateescape"))
+    if task is None:
+        return None
+    args, body = task
+    out: dict = {"spooler_task_name": path_b}
+    out.update(args)
+    if body:
+        out["body"] = body
+    return out
+
+
+def set_spooler_frequency(secs) -> bool:
+    return _spooler.set_frequency(_int(secs, "seconds"))
+
+
+def i_am_the_spooler() -> bool | None:
+    """True in a spooler process, None elsewhere (as uWSGI)."""
+    return True if _spooler.in_spooler() else None

@@ -108,6 +108,12 @@ def _mule_main(mid: int, server) -> None:
         _die_with_parent()
         core_api.worker = None
         mule_started(mid)
+        from uwsgid.server import procname, user_hooks  # --procname*, --hook-as-mule
+        procname.name_process(server.opts, f"uWSGI mule {mid}")
+        try:
+            user_hooks.run("as-mule", server.opts, server)
+        except (user_hooks.HookFailed, user_hooks.HookExit) as e:
+            os._exit(user_hooks.fatal_in_child(server, e))
         script = _specs[mid - 1]
         if script:
             _run_script(mid, script, server)

@@ -35,6 +35,13 @@ _pids: mmap.mmap | None = None                            # worker id -> pid (i3
 
 _handlers: dict[int, object] = {}
 _warned_unregistered: set[int] = set()
+_service_targets: dict[str, object] = {}   # "spooler" -> deliver(msg) -> int (spooler.py adds it)
+
+
+def add_target(name: str, deliver) -> None:
+    """A target served by a service's processes (the spooler): deliver(msg) queues one signal
+    message for them and returns how many deliveries were queued."""
+    _service_targets[name] = deliver
 
 
 def setup() -> None:
@@ -78,10 +85,14 @@ def _normalize_target(target: str) -> str:
             # as uWSGI: accepted (the app may run under another configuration), never delivered
             log(f"[uwsgi-signal] warning: signal target {t!r} does not exist (mules 1..{nmules})")
         return t
+    if t in _service_targets:
+        return t
     if not _TARGETS.match(t):
+        if t == "spooler":
+            raise ValueError("signal target 'spooler' is not supported without a spooler (--spooler DIR)")
         if t.startswith(("spooler", "farm")):
-            raise ValueError(f"signal target {t!r} is not supported (no spoolers or farms): use worker, "
-                             "workers, worker<N>, active-workers, mule, mule<N> or mules")
+            raise ValueError(f"signal target {t!r} is not supported (no farms): use worker, "
+                             "workers, worker<N>, active-workers, mule, mule<N>, mules or spooler")
         raise ValueError(f"unknown signal target {t!r}: use worker, workers, worker<N>, active-workers, "
                          "mule, mule<N> or mules")
     if t.startswith("worker") and t[6:].isdigit():
@@ -159,6 +170,9 @@ def route(num: int) -> int:
         _warn_once(num, f"[uwsgi-signal] unregistered signal {num}")
         return 0
     msg = bytes([num])
+    deliver = _service_targets.get(target)
+    if deliver is not None:
+        return deliver(msg)
     send = channels.send
     if target == "worker":
         return int(send(channels.to_any_worker(), msg, "the first available worker"))
@@ -216,3 +230,4 @@ def _reset_for_tests() -> None:
     _table = _table_lock = _pids = None
     _handlers.clear()
     _warned_unregistered.clear()
+    _service_targets.clear()

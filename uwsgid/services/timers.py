@@ -72,15 +72,21 @@ def add_file_monitor(num: int, path: str) -> bool:
     return True
 
 
-def add_cron(num: int, minute: int, hour: int, day: int, month: int, weekday: int) -> bool:
-    signals.check_num(num)
-    fields = (minute, hour, day, month, weekday)
-    for v, lo, hi, what in zip(fields, (0, 0, 1, 1, 0), (59, 23, 31, 12, 6),
+def check_cron_fields(fields) -> None:
+    """ValueError unless each of (minute, hour, day, month, weekday) is -1 (any), -N (every N)
+    or in its range (weekday 0..7, 7 = Sunday as in crontab). Shared with --cron (cron.py)."""
+    for v, lo, hi, what in zip(fields, (0, 0, 1, 1, 0), (59, 23, 31, 12, 7),
                                ("minute", "hour", "day", "month", "weekday")):
         if v >= 0 and not lo <= v <= hi:
             raise ValueError(f"cron {what} must be -1 (any), -N (every N) or {lo}..{hi} (got {v})")
         if v < -1 and -v > hi + 1:
             raise ValueError(f"cron {what}: every {-v} is out of range")
+
+
+def add_cron(num: int, minute: int, hour: int, day: int, month: int, weekday: int) -> bool:
+    signals.check_num(num)
+    fields = (minute, hour, day, month, weekday)
+    check_cron_fields(fields)
     signals.ensure()
     if not channels.in_master():
         return channels.to_master(b"C" + struct.pack("<B5h", num, *fields))
@@ -94,16 +100,21 @@ def add_cron(num: int, minute: int, hour: int, day: int, month: int, weekday: in
 
 
 def cron_matches(fields, tm: time.struct_time) -> bool:
-    now = (tm.tm_min, tm.tm_hour, tm.tm_mday, tm.tm_mon, (tm.tm_wday + 1) % 7)  # Sunday = 0
-    for want, cur in zip(fields, now):
-        if want == -1:
-            continue
-        if want < -1:
-            if cur % -want:
-                return False
-        elif want != cur:
-            return False
-    return True
+    """uWSGI's uwsgi_cron_task_needs_execution, for signal crons (add_cron) and command crons
+    (--cron, cron.py): -N matches when the value is a multiple of N (-1: always); weekday 7 is
+    Sunday; when both day and weekday are given (>= 0), either may match, as in crontab."""
+    minute, hour, day, month, week = fields
+    wday = (tm.tm_wday + 1) % 7             # Python: Monday = 0; cron: Sunday = 0
+
+    def ok(want: int, cur: int) -> bool:
+        return cur % -want == 0 if want < 0 else want == cur
+
+    if not (ok(minute, tm.tm_min) and ok(hour, tm.tm_hour) and ok(month, tm.tm_mon)):
+        return False
+    day_ok, week_ok = ok(day, tm.tm_mday), ok(0 if week == 7 else week, wday)
+    if day >= 0 and week >= 0:
+        return day_ok or week_ok
+    return day_ok and week_ok
 
 
 def _handle_request(msg: bytes) -> None:

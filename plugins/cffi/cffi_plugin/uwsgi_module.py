@@ -14,6 +14,7 @@ import types
 import uwsgid
 from uwsgid.plugins import api
 from uwsgid.services import api as services
+from uwsgid.services import spooler as _spooler
 from uwsgid.util.log import log as _log
 
 # uWSGI's spooler return codes (uwsgidecorators reads them).
@@ -92,9 +93,6 @@ def build(server) -> types.ModuleType:
 
     def connection_fd():
         return api.connection_fd()
-
-    def i_am_the_spooler():
-        return False
 
     def in_farm(name=None):
         return False
@@ -194,7 +192,7 @@ def build(server) -> types.ModuleType:
         api.websocket_send_binary(message)
         return None
 
-    for fn in (worker_id, mule_id, masterpid, request_id, async_id, connection_fd, i_am_the_spooler,
+    for fn in (worker_id, mule_id, masterpid, request_id, async_id, connection_fd,
                in_farm, workers, total_requests, log, set_logvar, get_logvar, setprocname, reload,
                stop, async_sleep, wait_fd_read, wait_fd_write, suspend, ready_fd, is_connected,
                websocket_handshake, websocket_recv, websocket_recv_nb, websocket_send,
@@ -226,7 +224,66 @@ def install(server) -> types.ModuleType:
     """Make `import uwsgi` work in this process (server only)."""
     module = build(server)
     sys.modules["uwsgi"] = module
+    _spooler.register_plugin("python", 0, _run_spooler_task, _spooler_start, _spooler_import)
     return module
+
+
+# ---- the spooler's Python side (uWSGI's python_plugin.c spooler hooks) ----------------------------
+
+def _run_spooler_task(name: bytes, args: dict, body) -> int:
+    """Hand a task to uwsgi.spooler (the app's function): its dict is the task's args (bytes
+    keys and values), "spooler_task_name" and "body" (str keys). Not an int, or an exception
+    (logged with its traceback): SPOOL_RETRY. No uwsgi.spooler: not ours (SPOOL_IGNORE)."""
+    module = sys.modules.get("uwsgi")
+    fn = getattr(module, "spooler", None) if module is not None else None
+    if not callable(fn):
+        return SPOOL_IGNORE
+    task = {"spooler_task_name": name}
+    task.update(args)
+    if body:
+        task["body"] = body
+    try:
+        ret = fn(task)
+    except Exception:
+        import traceback  # error path only: not carried by every worker
+        _log(f"[spooler] the Python spooler function failed on {name.decode('utf-8', 'replace')}:\n"
+             + traceback.format_exc().rstrip())
+        return SPOOL_RETRY
+    return ret if isinstance(ret, int) and not isinstance(ret, bool) else SPOOL_RETRY
+
+
+def _spooler_start() -> None:
+    """In a new spooler process, as in a worker: uwsgi.post_fork_hook (uwsgidecorators' @postfork)."""
+    module = sys.modules.get("uwsgi")
+    hook = getattr(module, "post_fork_hook", None) if module is not None else None
+    if callable(hook):
+        try:
+            hook()
+        except Exception:
+            import traceback
+            _log("[spooler] error in uwsgi.post_fork_hook():\n" + traceback.format_exc().rstrip())
+
+
+def _spooler_import(spec: str) -> bool:
+    """--spooler-import: a module name, or a .py file (imported under a name made of its path,
+    as uWSGI's uwsgi_pyimport_by_filename). Errors are logged; .lua files are not ours."""
+    if spec.endswith(".lua"):
+        return False
+    import importlib
+    try:
+        if "/" in spec or spec.endswith(".py"):
+            import importlib.util
+            name = os.path.splitext(spec)[0].strip("./").replace("/", ".") or "spooler_import"
+            mspec = importlib.util.spec_from_file_location(name, os.path.abspath(spec))
+            mod = importlib.util.module_from_spec(mspec)
+            sys.modules[name] = mod
+            mspec.loader.exec_module(mod)
+        else:
+            importlib.import_module(spec)
+    except Exception:
+        import traceback
+        _log(f"[spooler] --spooler-import {spec} failed:\n" + traceback.format_exc().rstrip())
+    return True
 
 
 def refresh_after_fork(module) -> None:

@@ -15,6 +15,7 @@ import socket as _socket
 import uwsgid
 from uwsgid.plugins import api
 from uwsgid.services import api as svc
+from uwsgid.services import spooler as _spooler
 from uwsgid.util.log import log as _log
 
 
@@ -263,6 +264,7 @@ def build(state) -> dict[bytes, object]:
         return time.monotonic()
 
     _add_services(funcs, state)
+    _register_spooler(state)
     return funcs
 
 
@@ -274,6 +276,7 @@ _SERVICE_NAMES = (
     "lock", "unlock", "is_locked",
     "metric_get", "metric_set", "metric_inc", "metric_dec", "metric_mul", "metric_div",
     "mule_msg", "mule_id", "mule_get_msg", "mule_msg_get",
+    "spooler_pid", "i_am_the_spooler", "set_spooler_frequency",
 )
 
 
@@ -287,6 +290,15 @@ def _add_services(funcs: dict, state) -> None:
     funcs[b"cache_keys"] = cache_keys
 
     funcs[b"rpc_list"] = lambda: state.table_from(svc.rpc_list())
+
+    def spool(*pairs):
+        """uwsgi.spool(table), unrolled by uwsgi_table.lua into key, value, key, value..."""
+        task = {_text(pairs[i]): _text(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)}
+        return svc.spool(task)
+    funcs[b"spool"] = spool
+    funcs[b"spooler_pids"] = lambda: state.table_from(svc.spooler_pids())
+    funcs[b"spooler_jobs"] = lambda: state.table_from(svc.spooler_jobs())
+    funcs[b"i_am_a_spooler"] = svc.i_am_the_spooler      # the name uWSGI's Lua plugin uses
 
     def register_rpc(name):
         name = _text(name)
@@ -307,3 +319,73 @@ def _add_services(funcs: dict, state) -> None:
             _signal_wrappers[num] = wrapper
         return True
     funcs[b"register_signal"] = register_signal
+
+
+# ---- the spooler's Lua side -------------------------------------------------------------------
+# A spooler process has no worker state: it makes one (the --lua-load files, the app, the
+# --lua-postload files: where the app sets uwsgi.spooler) when it starts, and runs the
+# --spooler-import .lua files in it. A task goes to uwsgi.spooler(args) there: args is a table
+# of strings (the task's args, spooler_task_name, body); it returns uwsgi.SPOOL_OK, SPOOL_RETRY
+# or SPOOL_IGNORE; an error is logged with its traceback and the task retried.
+
+_spooler_state: list = [None]
+_state_class: list = [None]          # (LuaState, its Settings): the first state built tells us
+
+_CALL_SPOOLER = b"""function(args)
+  local u = package.loaded.uwsgi
+  local fn = u and rawget(u, "spooler")
+  if fn == nil then return 0 end
+  local ok, res = xpcall(function() return fn(args) end, debug.traceback)
+  if not ok then return nil, tostring(res) end
+  if type(res) ~= "number" then return -1 end
+  return res
+end"""
+
+
+def _spooler_lua_state():
+    st = _spooler_state[0]
+    if st is None:
+        cls, settings = _state_class[0]
+        st = _spooler_state[0] = cls(settings)
+        st.spooler_call = st.rt.eval(_CALL_SPOOLER)
+        try:
+            st.load_all(worker=False)
+        except Exception as exc:      # LuaLoadError: the Lua error, already a clear message
+            _log(f"[uwsgi-lua] spooler: {exc}")
+    return st
+
+
+def _spooler_start() -> None:
+    _spooler_lua_state()
+
+
+def _spooler_import(spec: str) -> bool:
+    if not spec.endswith(".lua"):
+        return False
+    try:
+        _spooler_lua_state().run_file(spec, "--spooler-import")
+    except Exception as exc:          # LuaLoadError
+        _log(f"[uwsgi-lua] {exc}")
+    return True
+
+
+def _run_spooler_task(name: bytes, args: dict, body) -> int:
+    st = _spooler_lua_state()
+    task = dict(args)
+    task[b"spooler_task_name"] = name
+    if body:
+        task[b"body"] = body
+    res = st.spooler_call(st.table_from(task))
+    if isinstance(res, tuple):
+        _log(f"[uwsgi-lua] error in the Lua spooler function (task {name.decode('utf-8', 'replace')}):\n"
+             f"{_text(res[1]).decode('utf-8', 'replace')}")
+        return -1
+    return int(res)
+
+
+def _register_spooler(state) -> None:
+    """At the first state built (the master's load check): the spooler processes will make
+    theirs the same way, with the same settings."""
+    if _state_class[0] is None:
+        _state_class[0] = (type(state), state.settings)
+        _spooler.register_plugin("lua", 6, _run_spooler_task, _spooler_start, _spooler_import)

@@ -109,6 +109,26 @@ if uwsgi.cache_del then uwsgi.cache_del = each_key_op(uwsgi.cache_del) end
 if uwsgi.cache_set then uwsgi.cache_set = table_set(uwsgi.cache_set) end
 if uwsgi.cache_update then uwsgi.cache_update = table_set(uwsgi.cache_update) end
 
+-- ---- spooler: uwsgi.spool(table) -> the task file's path; the app sets uwsgi.spooler ----------
+uwsgi.SPOOL_OK, uwsgi.SPOOL_RETRY, uwsgi.SPOOL_IGNORE = -2, -1, 0
+if uwsgi.spool then
+  local py_spool = uwsgi.spool
+  function uwsgi.spool(args)
+    if type(args) ~= "table" then error("uwsgi.spool(table): the task must be a table", 2) end
+    local flat = {}      -- unrolled: no Lua table reaches Python (#84)
+    for k, v in pairs(args) do
+      local tk, tv = type(k), type(v)
+      if (tk ~= "string" and tk ~= "number") or (tv ~= "string" and tv ~= "number") then
+        error("uwsgi.spool: keys and values must be strings or numbers (" .. tostring(k) .. ")", 2)
+      end
+      flat[#flat + 1] = k
+      flat[#flat + 1] = v
+    end
+    return py_spool(unpack(flat))
+  end
+  uwsgi.send_to_spooler = uwsgi.spool
+end
+
 -- ---- response extras, set from inside the app (runtime.lua keeps them per request) ------
 uwsgi.add_headers = shared.add_headers     -- add_headers({name = value, {name, value}, ...})
 uwsgi.add_header = function(name, value) uwsgi.add_headers({ { name, value } }) end

@@ -12,6 +12,7 @@ from __future__ import annotations
 from uwsgid.services.cache.num import pack_num, unpack_num
 from uwsgid.services.cache.shm import Cache, CacheError
 from uwsgid.services.spec import keyvals
+from uwsgid.static import pathcache as static_pathcache
 from uwsgid.util.log import log
 
 __all__ = ["Cache", "CacheError", "pack_num", "unpack_num", "parse_cache2", "create", "setup",
@@ -140,3 +141,14 @@ def all_stats() -> list[dict]:
 def _reset_for_tests() -> None:
     _caches.clear()
     _default.clear()
+
+
+# ---- --static-cache-paths (uwsgid.static, a layer below, is handed the lookup) ----------------
+
+def _cache_for_static_paths(name: bytes | None):
+    from uwsgid.services import channels
+    channels.ensure()       # the caches exist once the services are set up (master, before fork)
+    return get_cache(name)
+
+
+static_pathcache.provide(_cache_for_static_paths)
