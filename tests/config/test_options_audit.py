@@ -21,7 +21,11 @@ from uwsgid.util import log
 
 # Flags uWSGI users have in their ini files whose behaviour is ours by design: accepted, and
 # their help starts with "accepted for compatibility" and says why.
-COMPATIBILITY_ONLY = {"enable-threads", "die-on-term", "log-master", "enable-metrics"}
+COMPATIBILITY_ONLY = {"enable-threads", "die-on-term", "enable-metrics",
+                      "http-auto-chunked", "tcp-nodelay", "thunder-lock", "single-interpreter",
+                      "disable-write-exception", "ignore-sigpipe"}
+# (uwsgid/config/uwsgi_catalog.py declares these three: their effect is always on here)
+COMPATIBILITY_ONLY |= {"close-on-exec", "py-call-uwsgi-fork-hooks", "py-call-osafterfork"}
 
 _CODE_DIRS = ("uwsgid", "plugins", "core")
 _SUFFIXES = (".py", ".lua", ".c", ".h")
@@ -386,10 +390,17 @@ def test_shared_socket_bad_number(kind):
 
 
 def test_http_keepalive_takes_an_optional_value():
-    # uWSGI's --http-keepalive takes an optional argument: given alone it turns keep-alive on
-    assert cli.parse(["--http-keepalive", "--socket", ":0"], environ={}).http_keepalive is True
-    assert cli.parse(["--http-keepalive=0", "--socket", ":0"], environ={}).http_keepalive is False
-    assert cli.parse(["--socket", ":0"], environ={}).http_keepalive is True
+    # uWSGI's --http-keepalive takes an optional number (plugins/http/http.c, uwsgi_opt_set_int):
+    # given alone it is 1 (on); 0 is off; N > 1 is on, with an N-second idle timeout in the router
+    from uwsgid.net.protocols import keepalive_seconds
+
+    def parsed(*args):
+        return keepalive_seconds(cli.parse([*args, "--socket", ":0"], environ={}).http_keepalive)
+    assert parsed("--http-keepalive") == 1
+    assert parsed("--http-keepalive=0") == 0
+    assert parsed() == 1
+    assert parsed("--http-keepalive=30") == 30
+    assert parsed("--http-keepalive=false") == 0
 
 
 def test_cffi_home_known_without_the_cffi_plugin(luap):

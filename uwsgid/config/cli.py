@@ -24,16 +24,18 @@ import sys
 import uwsgid
 import uwsgid.config.core_options  # noqa: F401  (declares the core options)
 from uwsgid.config import env as env_source
-from uwsgid.config import files, logic, placeholders
+from uwsgid.config import files, logic, placeholders, uwsgi_catalog  # catalog: no-op flags; table on demand
 from uwsgid.config.entries import ConfigError, Entry, normalize_key
 from uwsgid.config.options import Option, Options, all_options, by_short, declare, lookup
 from uwsgid.util.log import log
 
 declare(Option("show-config", kind="flag",
                help="log the whole configuration as ini (placeholders expanded) at start-up"))
+declare(Option("include", kind="str", multi=True, metavar="FILE[:SECTION]",
+               help="include a config file here (its type from its extension: .ini, .json, .yaml, .yml)"))
 
 CLI = "command line"
-_CONFIG_KINDS = {"ini": "ini", "json": "json", "yaml": "yaml", "inherit": None}
+_CONFIG_KINDS = {"ini": "ini", "json": "json", "yaml": "yaml", "inherit": None, "include": None}
 _TRUE = {"", "1", "true", "yes", "on", "y", "t", "enable", "enabled"}
 _FALSE = {"0", "false", "no", "off", "n", "f", "disable", "disabled"}
 # regular expressions: re is imported where they are used (a size, a placeholder...), so that
@@ -202,6 +204,14 @@ def _collect(argv: list[str], environ, strict: bool, cache: dict | None = None, 
         if arg.startswith("--") and len(arg) > 2:
             name, eq, inline = arg[2:].partition("=")
             opt = lookup(name)
+            if opt is None and strict and _uwsgi_only(normalize_key(name)):
+                # an option of real uWSGI's that we do not have: _apply warns (or refuses, --strict)
+                takes = uwsgi_catalog.argument(normalize_key(name))
+                value = inline if eq else None
+                if not eq and takes == "value" and i < n:
+                    value, i = argv[i], i + 1
+                c.entries.append(Entry(name, value, CLI, strict=True))
+                continue
             if opt is None:
                 if strict:
                     raise CliError(unknown_option_message(f"--{name}", inline if eq else (
@@ -335,6 +345,12 @@ def unknown_option_message(shown: str, value=...) -> str:
     return f"unknown option {shown}"
 
 
+def _uwsgi_only(name: str) -> bool:
+    """An option real uWSGI has and this server does not (not even in a plugin not loaded).
+    Asked only about a key no declared option takes: only then is uWSGI's table loaded."""
+    return uwsgi_catalog.argument(name) is not None and _plugin_for(name) is None
+
+
 def _plugin_for(name: str) -> str | None:
     """The plugin an option like `lua-gc-freq` would belong to, when that plugin is not loaded."""
     aliases = getattr(plugin_loader, "ALIASES", [])
@@ -449,6 +465,14 @@ def _apply(entries: list[Entry], opts: Options, environ, referenced: set[str]) -
                 raise CliError(f"{e.key} is an option, not a placeholder: use --set {e.key}=...{e.where()}")
             exported.append((e.key, resolver.value(idx)))
             continue
+        if opt is None and _uwsgi_only(e.key):
+            # never silently ignored: say what is lost and what to use instead
+            why = uwsgi_catalog.reason(e.key)
+            if strict_files or uwsgi_catalog.refused(e.key):
+                raise CliError(f"{e.display} is not supported{e.where()}: {why}" + (" (--strict)" * strict_files))
+            log(uwsgi_catalog.warning(e.display, why, e.where()))
+            exported.append((e.key, None if e.value is None else resolver.value(idx)))
+            continue
         if opt is None:
             if e.strict:
                 raise CliError(unknown_option_message(e.display, e.value))
@@ -472,6 +496,9 @@ def convert(opt: Option, value: str | None, entry: Entry | None = None):
     """A raw string (None: given without a value) to the option's type."""
     where = entry.where() if entry else ""
     shown = entry.display if entry and entry.display else f"--{opt.name}"
+    if value is not None and opt.kind != "str" and ("#" in value or ";" in value):
+        from uwsgid.config.ini import uncommented  # `workers = 64  # max`, as strtol reads it
+        value = uncommented(value)
     if opt.kind == "flag":
         if value is None:
             return True
