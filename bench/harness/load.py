@@ -131,3 +131,44 @@ def locust_problem(r: dict) -> str | None:
     if r["failures"] > 0.01 * r["requests"]:
         return f"{r['failures']} failed requests out of {r['requests']}: {r.get('failure_sample', '')}"
     return None
+
+
+# --- scripted clients (ws-echo, chunk-delay): each in its own process, one JSON line back ---------
+WSLOAD = Path(__file__).resolve().parent / "wsload.py"
+CHUNKLOAD = Path(__file__).resolve().parent / "chunkload.py"
+
+
+def client_command(script: Path, port: int | str, path: str, duration: float | str, *extra) -> list[str]:
+    import sys
+    seconds = f"{duration:g}" if isinstance(duration, (int, float)) else duration   # or "SECONDS"
+    return [sys.executable, str(script), "127.0.0.1", str(port), path, seconds, *map(str, extra)]
+
+
+def run_client(script: Path, port: int, path: str, duration: float, *extra) -> dict:
+    cmd = client_command(script, port, path, duration, *extra)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    except subprocess.TimeoutExpired:
+        raise LoadError(f"client did not finish: {' '.join(cmd)}")
+    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCHJSON ")), None)
+    if out.returncode != 0 or line is None:
+        raise LoadError(f"client failed ({out.returncode}): {out.stderr.strip()[-400:]}")
+    return json.loads(line[len("BENCHJSON "):])
+
+
+def ws_problem(r: dict) -> str | None:
+    if r["messages"] == 0:
+        return f"no echo received: {r['errors']} {r.get('error_sample') or ''}"
+    bad = sum(r["errors"].values())
+    if bad:
+        return f"errors {r['errors']}: {r.get('error_sample')}"
+    return None
+
+
+def chunk_problem(r: dict) -> str | None:
+    if r["chunks"] == 0:
+        return f"no chunk received: {r['errors']} {r.get('error_sample') or ''}"
+    bad = sum(r["errors"].values())
+    if bad:
+        return f"errors {r['errors']}: {r.get('error_sample')}"
+    return None

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .servers import (OURS, PEER_UWSGI, ROOT, VENV_BIN, ServerSpec, binary_missing,
-                      peer_plugin_missing)
+from . import load, static_files, tlscert
+from .servers import OURS, PEER_UWSGI, ROOT, VENV_BIN, ServerSpec, binary_missing, peer_plugin_missing
 
 EX = ROOT / "examples"
 APPS = ROOT / "bench" / "apps"
@@ -48,8 +48,8 @@ class Scenario:
     id: str
     title: str
     peer_name: str
-    kind: str                         # wrk | rss | paced | locust
-    metric: str                       # rps | rss_mb | p99_ms
+    kind: str                         # wrk | rss | paced | locust | client
+    metric: str                       # rps | rss_mb | p99_ms | req_per_cpu_s | msg_s
     target_op: str                    # ">=" (more is better) or "<=" (less is better)
     target: float | None
     needs: list[Path]                 # files both sides need (shared examples, bench apps)
@@ -65,10 +65,20 @@ class Scenario:
     locust_users: int = 0
     locust_env: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    prepare: Callable[[], object] | None = None   # run before the servers start (files to serve)
+    worker_free: Callable[[int], ServerSpec] | None = None   # static-large: ours, one worker, for the check
+    peer_worker_free: Callable[[int], ServerSpec] | None = None
+    # kind "client": a scripted client run per side, (port, "ours"|"peer", seconds) -> a run's
+    # dict with "value", "problem" and "count" (what the server's CPU is divided by)
+    client: Callable[[int, str, float], dict] | None = None
+    client_command: str = ""          # the client's command line, for latest.json
+    target_on: str = "ratio"          # "ratio": ours/peer; "ours": our own figure (absolute target)
+    tool_missing: Callable[[], str | None] = lambda: None    # a tool the scenario needs beside wrk
 
     @property
     def unit(self) -> str:
-        return {"rps": "req/s", "rss_mb": "MB", "p99_ms": "ms"}[self.metric]
+        return {"rps": "req/s", "rss_mb": "MB", "p99_ms": "ms", "req_per_cpu_s": "req/CPU-s",
+                "msg_s": "msg/s"}[self.metric]
 
 
 def sputnik_env(label: str) -> dict[str, str]:
@@ -176,6 +186,132 @@ SCENARIOS: list[Scenario] = [
              python3, locust_user="Shop", locust_users=40, locust_env={"BENCH_SHOP_RATE": "5"},
              note="user-level figures (p99 here; req/s, p50, p95 in latest.json), no target: locust's own "
                   "cost per request on 2 cores is larger than the servers'"),
+]
+
+# Static files (issue 14): both sides serve the same directory with --static-map; no app. The
+# figure is the requests served per second of server CPU (user + sys of every process of the
+# server, from /proc), i.e. CPU time per request inverted: ours/peer > 1 = ours spends less.
+# req/s is beside it in latest.json and on the summary line. The peer loads the python3 plugin
+# only so that it accepts modifier1 0 requests at all; no app is loaded on either side.
+STATIC_MAP = ("--static-map", f"{static_files.MOUNT}={static_files.WWW}")
+STATIC_NOTE = ("figure = requests per CPU-second of the server (CPU per request, inverted), req/s beside it; "
+               "files written once and >= 2.5 s old before the load")
+
+
+def static_ours(port: int, *extra, workers: int = 2) -> ServerSpec:
+    return ours(port, *STATIC_MAP, *extra, workers=workers, ready_path=static_files.SMALL_URL)
+
+
+def static_peer(port: int, *extra, workers: int = 2) -> ServerSpec:
+    return uwsgi_peer(port, "python3", *STATIC_MAP, *extra, workers=workers, ready_path=static_files.SMALL_URL)
+
+
+SCENARIOS += [
+    Scenario("static-small", "static 1 KiB file, --static-map, 2 workers, keep-alive requested (the peer closes)",
+             "uWSGI --static-map", "wrk", "req_per_cpu_s", ">=", 1.5, [],
+             lambda p: static_ours(p), lambda p: static_peer(p), python3,
+             path=static_files.SMALL_URL, expect=static_files.small_expect(), prepare=static_files.prepare,
+             note=STATIC_NOTE + "; same client on both sides: real uWSGI's --http-socket closes every connection "
+                                "(its --http11-socket keeps them, but then each sync worker is held by one "
+                                "client: 45 req/s at 32 connections)"),
+    Scenario("static-small-close", "static 1 KiB file, --static-map, 2 workers, new connection per request",
+             "uWSGI --static-map", "wrk", "req_per_cpu_s", ">=", None, [],
+             lambda p: static_ours(p), lambda p: static_peer(p), python3,
+             path=static_files.SMALL_URL, headers=CLOSE, expect=static_files.small_expect(),
+             prepare=static_files.prepare,
+             note=STATIC_NOTE + "; reported, no target: the cost of a TCP connection per request (accept, the "
+                                "parser's set-up, close) dominates on both sides"),
+    Scenario("static-large", "static 10 MiB file, --static-map, --offload-threads 1, 2 workers, 8 connections",
+             "uWSGI --static-map", "wrk", "req_per_cpu_s", ">=", 1.0, [],
+             lambda p: static_ours(p, "--offload-threads", 1),
+             lambda p: static_peer(p, "--offload-threads", 1), python3,
+             path=static_files.LARGE_URL, connections=8, prepare=static_files.prepare,
+             worker_free=lambda p: static_ours(p, "--offload-threads", 1, workers=1),
+             peer_worker_free=lambda p: static_peer(p, "--offload-threads", 1, workers=1),
+             note=STATIC_NOTE + "; then, one worker per side: a second request is answered while a stalled "
+                                "10 MiB download is under way (the worker is free: offload)"),
+]
+
+# WebSockets, TLS and streaming (issue 15). The headline beside each figure is the server's CPU
+# per request (per message for ws-echo): user + sys of every process of the server, from /proc.
+WS_ECHO = APPS / "ws_echo.py"
+HELLO_TLS = APPS / "hello_tls.py"
+PACED_STREAM = APPS / "paced_stream.py"
+WS_CONNECTIONS, WS_SIZE = 64, 1024
+WS_PATHS = {"ours": "/ws-async", "peer": "/ws"}   # the app's loop for each side's async mode
+STREAMS = 16
+
+
+def ws_client(port: int, label: str, duration: float) -> dict:
+    r = load.run_client(load.WSLOAD, port, WS_PATHS[label], duration,
+                        "--connections", WS_CONNECTIONS, "--size", WS_SIZE)
+    return {"value": r["messages_per_s"], "problem": load.ws_problem(r), "count": r["messages"], **r}
+
+
+def chunk_client(port: int, label: str, duration: float) -> dict:
+    # at least one whole round of 2 s streams, whatever --duration says
+    r = load.run_client(load.CHUNKLOAD, port, "/stream", max(duration, 2.5), "--streams", STREAMS)
+    return {"value": r["delay_ms"]["p99"], "problem": load.chunk_problem(r), "count": r["chunks"], **r}
+
+
+def ugreen() -> str | None:
+    return python3() or peer_plugin_missing("ugreen")
+
+
+def tls_peer_missing() -> str | None:
+    return python3() or tlscert.peer_tls_missing()
+
+
+def tls_ours(port: int) -> ServerSpec:
+    argv = [str(OURS), "--master", "--processes", "2", "--disable-logging", *tlscert.https_socket(port),
+            "--wsgi-file", str(HELLO_TLS)]
+    return ServerSpec("ours", argv, port, signal.SIGINT, tls=True)
+
+
+def tls_peer(port: int) -> ServerSpec:
+    argv = [str(PEER_UWSGI), "--plugin", "python3", "--master", "--processes", "2", "--disable-logging",
+            *tlscert.https_socket(port), "--wsgi-file", str(HELLO_TLS)]
+    return ServerSpec("uwsgi", argv, port, signal.SIGINT, tls=True)
+
+
+TLS_NOTE = ("bench/apps/hello_tls.py is hello.py with a Content-Length: real uWSGI's --https-socket closes "
+            "every connection and wrk over TLS cannot frame an answer by the close; RSA 2048 self-signed "
+            "certificate (bench/harness/tlscert.py)")
+
+SCENARIOS += [
+    Scenario("ws-echo", f"WebSocket echo, {WS_SIZE} B messages, {WS_CONNECTIONS} connections, uWSGI's "
+             "websocket API, --async 64, 2 workers",
+             "uWSGI python3 + ugreen", "client", "msg_s", ">=", 1.5, [WS_ECHO],
+             lambda p: ours(p, "--async", 64, "--wsgi-file", WS_ECHO),
+             lambda p: uwsgi_peer(p, "python3,ugreen", "--async", 64, "--ugreen", "--wsgi-file", WS_ECHO),
+             ugreen, expect=b"websocket echo", client=ws_client,
+             client_command=" ".join(load.client_command(load.WSLOAD, "PORT", "/ws-async|/ws", "SECONDS",
+                                                         "--connections", WS_CONNECTIONS, "--size", WS_SIZE)),
+             note="figure = echoed messages/s; server CPU per message beside it. Ours: the app's /ws-async loop "
+                  "(websocket_recv_nb, then yield uwsgi.wait_fd_read); the peer: --async 64 --ugreen and the "
+                  "blocking /ws loop (ugreen suspends the core in websocket_recv), its fastest mode here "
+                  "(threads and the recv_nb loop are slower on uWSGI)"),
+    Scenario("https-hello", "HTTPS hello, --https-socket, 2 workers, keep-alive requested (the peer closes)",
+             "uWSGI python3 (OpenSSL)", "wrk", "rps", ">=", 1.3, [HELLO_TLS],
+             tls_ours, tls_peer, tls_peer_missing, prepare=tlscert.prepare,
+             tool_missing=tlscert.openssl_missing, expect=b"Hello World",
+             note="same client on both sides; real uWSGI's --https-socket closes every connection, so each of "
+                  "its requests pays a TLS handshake; " + TLS_NOTE),
+    Scenario("https-hello-close", "HTTPS hello, --https-socket, 2 workers, new connection (TLS handshake) per request",
+             "uWSGI python3 (OpenSSL)", "wrk", "rps", ">=", None, [HELLO_TLS],
+             tls_ours, tls_peer, tls_peer_missing, prepare=tlscert.prepare,
+             tool_missing=tlscert.openssl_missing, expect=b"Hello World", headers=CLOSE,
+             note="reported, no target: a full handshake per request on both sides; " + TLS_NOTE),
+    Scenario("chunk-delay", f"p99 delay of a chunk from the app's yield to the client, {STREAMS} streams of a "
+             "chunk every 50 ms, --threads 8, 2 workers",
+             "uWSGI python3", "client", "p99_ms", "<=", 5.0, [PACED_STREAM],
+             lambda p: ours(p, "--threads", 8, "--wsgi-file", PACED_STREAM),
+             lambda p: uwsgi_peer(p, "python3", "--threads", 8, "--wsgi-file", PACED_STREAM), python3,
+             expect=b"paced stream", client=chunk_client, target_on="ours",
+             client_command=" ".join(load.client_command(load.CHUNKLOAD, "PORT", "/stream", "SECONDS",
+                                                         "--streams", STREAMS)),
+             note="target on ours' own p99 (ms); the peer's figure is for reference (it writes each chunk "
+                  "at once, unbuffered)"),
 ]
 
 # The scaling curve (ours only: real uWSGI's lua async_sleep takes whole seconds, 0.05 -> no wait).

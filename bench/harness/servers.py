@@ -7,12 +7,12 @@ with SIGKILL after a grace period, so no worker outlives the harness.
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
 import subprocess
 import time
-import http.client
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def http_connection(scheme: str, host: str, port: int, timeout: float) -> http.client.HTTPConnection:
+    """A client connection; over TLS the bench's self-signed certificate is not verified."""
+    if scheme == "https":
+        import ssl
+        return http.client.HTTPSConnection(host, port, timeout=timeout,
+                                           context=ssl._create_unverified_context())
+    return http.client.HTTPConnection(host, port, timeout=timeout)
+
+
 @dataclass
 class ServerSpec:
     label: str                       # "ours", "uwsgi", "gunicorn", "nginx"
@@ -44,6 +53,11 @@ class ServerSpec:
     env: dict[str, str] = field(default_factory=dict)
     ready_path: str = "/"            # GET that must answer (any status < 500) before load starts
     http_ready: bool = True          # False for a uwsgi-protocol socket (nginx checks it instead)
+    tls: bool = False                # an --https-socket: the readiness GET goes over TLS
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
     @property
     def command(self) -> str:
@@ -81,7 +95,7 @@ class Server:
                 if not self.spec.http_ready:
                     with socket.create_connection(("127.0.0.1", self.spec.port), timeout=1):
                         return
-                conn = http.client.HTTPConnection("127.0.0.1", self.spec.port, timeout=10)
+                conn = http_connection(self.spec.scheme, "127.0.0.1", self.spec.port, 10)
                 try:
                     conn.request("GET", self.spec.ready_path)
                     resp = conn.getresponse()

@@ -447,6 +447,7 @@ def _drive_router_errors(tmp_path) -> str:
         backend_family = socket.AF_INET
         backend_addr = backend.getsockname()
         backend_name = "127.0.0.1:test"
+        http_timeout = headers_timeout = connect_timeout = idle_timeout = 60.0
 
         class opts:
             socket_timeout = 1

@@ -16,6 +16,7 @@ class FakeConn:
         self.closed = False
         self.fd = -1
         self.stopping = stopping
+        self.queue = ()      # no pipelined request behind this one
 
     def send(self, data):
         assert self.last is None, "bytes after the last ones"

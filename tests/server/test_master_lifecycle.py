@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -138,6 +139,25 @@ def test_sigterm_lets_the_in_flight_request_finish(tmp_path):
         assert result.get("r") == (200, b"slept 2")
         assert srv.proc.wait(20) == 0
         assert "goodbye to uWSGI." in srv.log()
+
+
+def test_sigterm_answers_the_pipelined_requests_already_received(tmp_path):
+    srv, port = _start(tmp_path, "-p", "1")
+    with srv:
+        s = socket.create_connection(("127.0.0.1", port), timeout=20)
+        s.sendall(b"GET /sleep?1 HTTP/1.1\r\nHost: x\r\n\r\n" + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+        srv.wait_log(IN_FLIGHT)
+        srv.signal(signal.SIGTERM)
+        data = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+        s.close()
+        assert data.count(b"HTTP/1.1 200") == 3, data
+        assert data.count(b"Connection: close") == 1          # only on the last
+        assert srv.proc.wait(20) == 0
 
 
 def test_sigint_stops_immediately(tmp_path):

@@ -159,6 +159,10 @@ class Connection:
         except OSError:
             self.close()
             return
+        self._received(data)
+
+    def _received(self, data: bytes) -> None:
+        """What the client sent (b"": it closed its side); a TLS connection's plaintext."""
         if self.lingering:
             if not data:
                 self.close()

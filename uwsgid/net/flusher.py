@@ -29,8 +29,8 @@ import time
 
 from uwsgid.util.log import log_exception
 
-DELAY = 0.002     # a step blocked this long has its buffered bytes flushed
-POLL = 0.0015     # how often the flusher thread looks (worst case DELAY + POLL, plus the GIL)
+DELAY = 0.001     # a step blocked this long has its buffered bytes flushed
+POLL = 0.001      # how often the flusher thread looks (worst case DELAY + POLL, plus the GIL)
 IDLE = 1.0        # the thread goes to sleep after this long without an open watch
 
 _monotonic = time.monotonic

@@ -63,6 +63,65 @@ def _header_block(headers, http: bool) -> tuple:
     return block, cnt, close
 
 
+# --add-header / --del-header (uWSGI's names): None when neither is given, so that a response
+# pays one global test for them. Set once in the master before fork (configure), inherited.
+_edit_headers = None
+
+
+def configure(opts) -> None:
+    """Read --add-header "Name: value" (appended to every response, after the app's headers) and
+    --del-header / --rem-header NAME (the app's headers of that name, any case, are dropped;
+    those of --add-header are kept, as in uWSGI). Raises ValueError, one line, on a bad value."""
+    global _edit_headers
+    add = []
+    for line in getattr(opts, "add_header", None) or ():
+        text = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line  # the bytes of the config
+        name, colon, value = text.partition(b":")
+        name = name.strip()
+        if not colon or not name or any(c <= 32 or c >= 127 for c in name) or b"\r" in text or b"\n" in text:
+            raise ValueError(f"--add-header {line!r}: expected 'Name: value' (a token, a colon, "
+                             f"no CR/LF)")
+        add.append((name, value.strip()))
+    remove = set()
+    for name in getattr(opts, "del_header", None) or ():
+        text = name.encode("utf-8", "surrogateescape").strip() if isinstance(name, str) else name.strip()
+        if not text or b":" in text or any(c <= 32 or c >= 127 for c in text):
+            raise ValueError(f"--del-header {name!r}: expected a header name")
+        remove.add(text.lower())
+    _edit_headers = _header_editor(tuple(add), frozenset(remove)) if add or remove else None
+
+
+def _header_editor(add: tuple, remove: frozenset):
+    if not remove:
+        return lambda headers: [*headers, *add]
+
+    def edit(headers):
+        kept = [h for h in headers if h[0].lower() not in remove]
+        kept += add
+        return kept
+    return edit
+
+
+class HeaderBlock(list):
+    """Response headers serialized once by their owner, who keeps them (static files: one set per
+    file), --add-header/--del-header applied when built. start_response and the head use them as
+    they are, and they stay out of the shared block cache below (bounded, first come): that one
+    is for the app's few header sets, which per-file headers would otherwise crowd out."""
+
+    __slots__ = ("blocks", "length")
+
+    def __init__(self, headers):
+        if _edit_headers is not None:
+            headers = _edit_headers(headers)
+        super().__init__(headers)
+        self.blocks = (_header_block(self, False), _header_block(self, True))   # [is_http]
+        length = None
+        for name, value in self:
+            if len(name) == 14 and name.lower() == b"content-length":
+                length = int(value)
+        self.length = length
+
+
 def _bad_header(headers) -> str:
     for name, value in headers:
         if b"\n" in name or b"\r" in name or b"\n" in value or b"\r" in value:
@@ -176,6 +235,16 @@ class Request:
             code = _check_status(status)
             if isinstance(status, str):
                 status = status.encode("latin-1")
+        if headers.__class__ is HeaderBlock:     # edited and checked when it was built
+            self.status = code
+            self.status_line = status
+            self.headers = headers
+            self._app_cl = headers.length
+            self._buf = []
+            self._buflen = 0
+            return
+        if _edit_headers is not None:
+            headers = _edit_headers(headers)
         app_cl = None
         for name, value in headers:
             # CR/LF in a header is caught when the head is built (one count over the joined head)
@@ -232,16 +301,19 @@ class Request:
         http = conn.is_http
         app_cl = self._app_cl
         headers = self.headers
-        blocks = _BLOCKS_HTTP if http else _BLOCKS_RAW
-        try:
-            key = tuple(headers)
-            hb = blocks.get(key)
-        except TypeError:   # unhashable header items: built every time
-            key = hb = None
-        if hb is None:
-            hb = _header_block(headers, http)
-            if key is not None and len(blocks) < _BLOCKS_MAX:
-                blocks[key] = hb
+        if headers.__class__ is HeaderBlock:
+            hb = headers.blocks[1 if http else 0]
+        else:
+            blocks = _BLOCKS_HTTP if http else _BLOCKS_RAW
+            try:
+                key = tuple(headers)
+                hb = blocks.get(key)
+            except TypeError:   # unhashable header items: built every time
+                key = hb = None
+            if hb is None:
+                hb = _header_block(headers, http)
+                if key is not None and len(blocks) < _BLOCKS_MAX:
+                    blocks[key] = hb
         block, cnt, close = hb
         if close:
             self.keepalive = False   # the app's "Connection: close" is honoured
@@ -264,7 +336,9 @@ class Request:
             fr = F_CLOSE
             self.keepalive = False
         if http:
-            if self.keepalive and conn.worker_stopping():
+            if self.keepalive and conn.worker_stopping() and not conn.queue:
+                # stopping: this connection closes after its last request already received
+                # (pipelined ones are answered first, not dropped)
                 self.keepalive = False
             if not self.keepalive:
                 if self.http11:

@@ -23,7 +23,7 @@ class Listener:
     """One listening socket the workers accept on."""
 
     __slots__ = ("sock", "name", "proto", "modifier1", "modifier2", "path", "internal",
-                 "family", "host", "port", "fd")
+                 "family", "host", "port", "fd", "tls")
 
     def __init__(self, sock: socket.socket, name: str, proto: str = "uwsgi", modifier1: int = 0,
                  modifier2: int = 0, path: str | None = None, internal: bool = False):
@@ -36,6 +36,7 @@ class Listener:
         self.modifier2 = modifier2
         self.path = path
         self.internal = internal
+        self.tls = None           # the ssl.SSLContext of an --https-socket (uwsgid/net/tls.py)
         self.family = sock.family
         self.fd = sock.fileno()
         # SERVER_NAME / SERVER_PORT for requests arriving here.
@@ -175,6 +176,9 @@ def bind_address(addr: str, opts=None, proto: str = "uwsgi", modifier1: int = 0,
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, max(1, timeout))
             if _opt(opts, "reuse_port", False):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if _opt(opts, "so_keepalive", False):
+                # inherited by accepted connections: the kernel probes idle peers (uWSGI sets it here too)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         elif path:
             _unlink_stale(path)
         sock.bind(sockaddr)
@@ -249,16 +253,39 @@ def resolve_shared(addr: str, opts) -> str:
                         f"numbered from 0)") from None
 
 
+# --protocol / --socket-protocol: what uWSGI calls its protocols -> ours. http11 is uWSGI's
+# keep-alive HTTP, which an HTTP socket here always is (unless --http-keepalive=0).
+PROTOCOLS = {"uwsgi": "uwsgi", "http": "http", "http11": "http"}
+_UNSUPPORTED_PROTOCOLS = ("puwsgi", "suwsgi", "https", "fastcgi", "fastcgi-nph", "scgi", "scgi-nph", "raw")
+
+
+def default_protocol(opts) -> str:
+    """The protocol of --socket (uWSGI's "default sockets"): --protocol, else uwsgi."""
+    name = str(_opt(opts, "protocol", "") or "uwsgi").strip().lower()
+    proto = PROTOCOLS.get(name)
+    if proto is None:
+        if name in _UNSUPPORTED_PROTOCOLS:
+            raise BindError(f"--protocol {name}: not supported here (uwsgi, http and http11 are): "
+                            f"put nginx or the --http router in front for the others")
+        raise BindError(f"--protocol {name}: unknown protocol (uwsgi, http or http11)")
+    return proto
+
+
 def _wanted(opts) -> list[tuple[str, str, int, int, bool]]:
     """(addr, proto, modifier1, modifier2, internal) for every socket the workers serve."""
     wanted = []
-    for addr in _opt(opts, "socket", []) or []:
-        wanted.append((resolve_shared(addr, opts), "uwsgi", 0, 0, False))
     m1 = int(_opt(opts, "http_socket_modifier1", 0))
     m2 = int(_opt(opts, "http_socket_modifier2", 0))
-    for addr in _opt(opts, "http_socket", []) or []:
+    proto = default_protocol(opts)
+    for addr in _opt(opts, "socket", []) or []:
+        wanted.append((resolve_shared(addr, opts), proto, *((m1, m2) if proto == "http" else (0, 0)), False))
+    for addr in _opt(opts, "uwsgi_socket", []) or []:
+        wanted.append((resolve_shared(addr, opts), "uwsgi", 0, 0, False))
+    for addr in [*(_opt(opts, "http_socket", []) or []), *(_opt(opts, "http11_socket", []) or [])]:
         wanted.append((resolve_shared(addr, opts), "http", m1, m2, False))
-    if (_opt(opts, "http", []) or []) and not (_opt(opts, "socket", []) or []):
+    for spec in _opt(opts, "https_socket", []) or []:
+        wanted.append((resolve_shared(str(spec).split(",")[0].strip(), opts), "http", m1, m2, False))
+    if (_opt(opts, "http", []) or _opt(opts, "https", [])) and not any(w[1] == "uwsgi" for w in wanted):
         # The --http router (uwsgid/server/router.py) forwards to this uwsgi socket.
         wanted.append(("127.0.0.1:0", "uwsgi", 0, 0, True))
     return wanted
@@ -271,6 +298,15 @@ def bind_all(opts) -> list[Listener]:
     name and protocol match a wanted socket; inherited ones no longer wanted are closed.
     Raises BindError (one line) on the first failure, after closing what was bound.
     """
+    # The response options are read here, once, in the master before fork (the workers inherit
+    # them): a bad value stops the start with its one line, as a bad address does.
+    from uwsgid.net import request
+    from uwsgid.net.protocols import keepalive_seconds
+    try:
+        request.configure(opts)
+        keepalive_seconds(_opt(opts, "http_keepalive", "1"))
+    except ValueError as e:
+        raise BindError(str(e)) from None
     backlog = int(_opt(opts, "listen", 100) or 100)
     maxconn = _somaxconn()
     if maxconn and backlog > maxconn:
@@ -287,6 +323,7 @@ def bind_all(opts) -> list[Listener]:
                 listeners.append(Listener.from_fd(desc["fd"], addr, proto, m1, m2, desc.get("path"), internal))
             else:
                 listeners.append(bind_address(addr, opts, proto, m1, m2, internal))
+        _attach_tls(listeners, opts)
     except BindError:
         for lst in listeners:
             lst.close()
@@ -299,6 +336,31 @@ def bind_all(opts) -> list[Listener]:
                 pass
         os.environ.pop(ENV_FDS, None)
     return listeners
+
+
+def _attach_tls(listeners: list[Listener], opts) -> None:
+    """The --https-socket listeners get their certificates (and --sni's), loaded here in the
+    master before fork: a bad file stops the start with one line."""
+    specs = _opt(opts, "https_socket", []) or []
+    if not specs:
+        if _opt(opts, "sni", []) and not _opt(opts, "https", []):
+            raise BindError("--sni: no --https-socket or --https to serve its certificates on")
+        return
+    from uwsgid.net import tls  # ssl is imported only by an instance that serves TLS
+    try:
+        sni = tls.Sni(_opt(opts, "sni", []))
+        by_addr = {}
+        for spec in specs:
+            addr, cert, key, ciphers, ca = tls.parse_spec(spec, "https-socket")
+            ctx = tls.make_context(cert, key, ciphers, ca, where=f"--https-socket {addr}")
+            sni.attach(ctx)
+            by_addr[resolve_shared(addr, opts)] = ctx
+    except tls.TlsConfigError as e:
+        raise BindError(str(e)) from None
+    for lst in listeners:
+        ctx = by_addr.get(lst.name)
+        if ctx is not None and lst.proto == "http":
+            lst.tls = ctx
 
 
 def _somaxconn() -> int:

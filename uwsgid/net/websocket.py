@@ -142,8 +142,9 @@ class Session:
     """One WebSocket connection, in the app's hands between handshake() and the app's return."""
 
     def __init__(self, fd: int, leftover: bytes, where: str, ping_freq: float, pong_tolerance: float,
-                 max_size: int, send_timeout: float):
+                 max_size: int, send_timeout: float, tls=None):
         self.fd = fd
+        self.tls = tls        # a TlsConnection (wss): its read_plain/encrypt carry the bytes
         self.where = where                 # "GET /path (addr)" for log lines
         self.reader = FrameReader(max_size)
         self.reader.feed(leftover)
@@ -243,6 +244,15 @@ class Session:
 
     def _read(self) -> bool:
         """Read what the client sent; False when nothing was there (or the client left)."""
+        if self.tls is not None:
+            data = self.tls.read_plain()
+            if data is None:
+                return False
+            if not data:
+                self.closed = True
+                return False
+            self.reader.feed(data)
+            return True
         try:
             data = os.read(self.fd, RECV)
         except (BlockingIOError, InterruptedError):
@@ -286,6 +296,12 @@ class Session:
 
     def _send_raw(self, data: bytes) -> None:
         """Write all of `data`, waiting (poll) for a slow client up to the socket timeout."""
+        if self.tls is not None:
+            try:
+                data = self.tls.encrypt(data)
+            except OSError:
+                self.closed = True
+                return
         view = memoryview(data)
         poller = None
         while view and not self.closed:
@@ -334,10 +350,13 @@ def handshake(req, key=None, origin=None, proto=None, ping_freq: float = 30, pon
     if any(b"\r" in x or b"\n" in x for x in (key, origin, proto)):
         raise OSError(errno.EINVAL, "unable to complete websocket handshake (CR/LF in a header)")
     conn = req.conn
+    if conn.out:
+        conn._drain_blocking()      # what the connection still owes goes first (TLS: in order)
     leftover = conn.take_over()
     where = (f"{req.method.decode('latin-1')} {req.vars.get(b'REQUEST_URI', b'/').decode('latin-1')} "
              f"({conn.peer})")
-    session = Session(conn.fd, leftover, where, ping_freq, pong_tolerance, max_size, send_timeout)
+    tls = conn if hasattr(conn, "encrypt") else None
+    session = Session(conn.fd, leftover, where, ping_freq, pong_tolerance, max_size, send_timeout, tls)
     session._send_raw(head)
     if session.closed:
         raise OSError(errno.EPIPE, "unable to complete websocket handshake")

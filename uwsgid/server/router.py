@@ -14,6 +14,12 @@ is not chunked, its end is the backend closing: the router then re-frames it as 
 HTTP/1.1 client (the client connection stays alive) or closes the client connection after it
 (HTTP/1.0). Not the benchmarks' hot path: a thread per client connection keeps it simple.
 
+Timeouts are uWSGI's (--http-timeout, 60 s, for every read and write; --http-headers-timeout
+and --http-connect-timeout default to it; --http-keepalive N > 1 is the idle time between a
+client's requests). Where uWSGI's router just closes the client connection, this one answers
+when nothing was sent yet: 408 to a client whose head does not come, 504 when the workers do
+not answer; a response stalled midway is cut (no last chunk), as in uWSGI.
+
 The listening sockets are bound in the master (bind()) so that they survive reloads and router
 respawns: clients queue in the backlog meanwhile.
 """
@@ -32,14 +38,13 @@ from collections import deque
 from uwsgid.net import sockets
 from uwsgid.net.connection import error_reply
 from uwsgid.net.packet import PacketError, build_packet
-from uwsgid.net.protocols import Limits, reject, set_reject_tag
+from uwsgid.net.protocols import Limits, keepalive_seconds, reject, set_reject_tag
 from uwsgid.net.protocols.http import HttpParser
 from uwsgid.net.request import Request
 from uwsgid.server import reexec
 from uwsgid.util.log import log, log_exception
 
 MAX_HEAD = 65536         # a worker's response head (the requests' limits are the workers')
-IDLE_TIMEOUT = 60.0      # an idle keep-alive client is closed after this
 LINGER = 2.0             # seconds to drain a client after an error reply
 MAX_CLIENTS = 1024
 
@@ -48,11 +53,18 @@ MAX_CLIENTS = 1024
 
 def bind(opts) -> list[tuple[socket.socket, str]]:
     """Bind every --http ADDR (adopting the fds a reloading master passed); [(sock, addr)]."""
+    for name in ("http-timeout", "http-headers-timeout", "http-connect-timeout"):
+        if int(getattr(opts, name.replace("-", "_")) or 0) < 0:
+            raise ValueError(f"--{name} {getattr(opts, name.replace('-', '_'))}: expected seconds (0 = the default)")
+    keepalive_seconds(opts.http_keepalive)      # a bad value stops the start here, not in the router
+    wanted = [(addr, None) for addr in opts.http or ()] + _https(opts)
     inherited = reexec.inherited_router_sockets()
     out = []
     try:
-        for addr in opts.http:
+        for addr, ctx in wanted:
             addr = sockets.resolve_shared(addr, opts)     # --http =N: a --shared-socket
+            if ctx is not None:
+                TLS_CONTEXTS[addr] = ctx
             fd = inherited.pop(addr, None)
             if fd is not None:
                 s = socket.socket(fileno=fd)
@@ -74,18 +86,40 @@ def bind(opts) -> list[tuple[socket.socket, str]]:
     return out
 
 
+TLS_CONTEXTS: dict = {}     # --https ADDR -> its ssl.SSLContext (made in the master before fork)
+
+
+def _https(opts) -> list:
+    """(addr, context) for every --https ADDR,CERT,KEY[,CIPHERS[,CA]] (ssl imported only then)."""
+    if not opts.https:
+        return []
+    from uwsgid.net import tls
+    try:
+        sni = tls.Sni(opts.sni)
+        out = []
+        for spec in opts.https:
+            addr, cert, key, ciphers, ca = tls.parse_spec(spec, "https")
+            ctx = tls.make_context(cert, key, ciphers, ca, where=f"--https {addr}")
+            sni.attach(ctx)
+            out.append((addr, ctx))
+    except tls.TlsConfigError as e:
+        raise ValueError(str(e)) from None
+    return out
+
+
 # ---- the router process --------------------------------------------------------------------
 
 class _Side:
     """What the HTTP parser needs to know of the socket a client came in on (as a worker's
     listener): the modifiers the requests are forwarded with and the port (SERVER_PORT)."""
 
-    __slots__ = ("modifier1", "modifier2", "port")
+    __slots__ = ("modifier1", "modifier2", "port", "tls")
 
-    def __init__(self, modifier1: int, modifier2: int, addr):
+    def __init__(self, modifier1: int, modifier2: int, addr, tls=None):
         self.modifier1 = modifier1
         self.modifier2 = modifier2
         self.port = addr[1] if isinstance(addr, tuple) else 0
+        self.tls = tls              # the --https context: the parser then sets HTTPS=on
 
 
 class ClientConnection:
@@ -103,6 +137,23 @@ class ClientConnection:
         self.served = 0
         remote = (addr[0].encode(), b"%d" % addr[1]) if isinstance(addr, tuple) else (b"", b"")
         self.parser = HttpParser(self, side, router.limits, remote[0], remote[1])
+        self.tls = side.tls
+
+    def start_tls(self, timeout: float) -> bool:
+        """--https: the TLS handshake, in this client's thread (the relay then reads and writes
+        through the ssl socket as through the plain one). False: failed, logged, closed."""
+        from uwsgid.net.tls import describe_error
+        try:
+            self.sock.settimeout(timeout)
+            self.sock = self.tls.wrap_socket(self.sock, server_side=True)
+            return True
+        except OSError as e:          # ssl.SSLError included
+            reject(0, self.peer, f"TLS handshake failed: {describe_error(e)}")
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            return False
 
     def send(self, data: bytes) -> None:
         """The parser's interim replies (100 Continue)."""
@@ -124,16 +175,22 @@ class ClientConnection:
         parser = self.parser
         sock = self.sock
         queue = self.queue
-        timeout = max(1, int(self.router.opts.socket_timeout or 4))
+        router = self.router
         try:
             while True:
                 partial = parser.partial
-                sock.settimeout(IDLE_TIMEOUT if not partial and self.served else timeout)
+                if not partial and self.served:
+                    timeout, what = router.idle_timeout, None     # between keep-alive requests
+                elif parser.body is not None:
+                    timeout, what = router.http_timeout, "--http-timeout"   # a request body
+                else:
+                    timeout, what = router.headers_timeout, "--http-headers-timeout"
+                sock.settimeout(timeout)
                 try:
                     data = sock.recv(65536)
                 except TimeoutError:
-                    if partial or not self.served:
-                        err = reject(408, self.peer, f"no complete request in {timeout}s (--socket-timeout)")
+                    if what is not None:
+                        err = reject(408, self.peer, f"no complete request in {timeout:g}s ({what})")
                         self._error(err.status, err.reason)
                     return
                 if not data:
@@ -202,11 +259,15 @@ class ClientConnection:
             self._error(err.status, err.reason)
             return False
         body = req.input
+        self.sock.settimeout(router.http_timeout)   # writing to a client that does not read
         try:
             backend = socket.socket(router.backend_family, socket.SOCK_STREAM)
-            backend.settimeout(10)
-            backend.connect(router.backend_addr)
-            backend.settimeout(None)
+            backend.settimeout(router.connect_timeout)
+            try:
+                backend.connect(router.backend_addr)
+            except TimeoutError:
+                raise OSError(f"no connection in {router.connect_timeout:g}s (--http-connect-timeout)") from None
+            backend.settimeout(router.http_timeout)
             if isinstance(body, io.BytesIO):
                 backend.sendall(packet + body.getvalue())
             else:
@@ -227,6 +288,10 @@ class ClientConnection:
         while b"\r\n\r\n" not in head:
             try:
                 chunk = backend.recv(65536)
+            except TimeoutError:
+                self._backend_timeout(req, "no response")
+                self._error(504, "Gateway Timeout", "the application did not answer in time")
+                return False
             except OSError:
                 chunk = b""
             if not chunk:
@@ -293,6 +358,9 @@ class ClientConnection:
         while length is None or sent < length:
             try:
                 chunk = backend.recv(65536)
+            except TimeoutError:
+                self._backend_timeout(req, "response stalled")
+                return False      # closing shows the truncation (no last chunk)
             except OSError:
                 chunk = b""
             if not chunk:
@@ -311,6 +379,12 @@ class ClientConnection:
         return keep
 
 
+    def _backend_timeout(self, req: Request, what: str) -> None:
+        uri = req.vars[b"REQUEST_URI"].decode("latin-1")
+        reject(504, self.peer, f"{what} from the workers in {self.router.http_timeout:g}s (--http-timeout) "
+                               f"for {req.method.decode('latin-1')} {uri}")
+
+
 class Router:
     def __init__(self, server):
         self.server = server
@@ -321,10 +395,19 @@ class Router:
         # the workers' limits (--buffer-size, --limit-post, --http-keepalive ...): what passes
         # here passes there
         self.limits = Limits.from_opts(self.opts)
+        # uWSGI's corerouter timeouts: --http-timeout (60) for I/O, the head and connect timeouts
+        # default to it, and --http-keepalive N > 1 is the idle time between requests
+        opts = self.opts
+        self.http_timeout = float(opts.http_timeout or 60)
+        self.headers_timeout = float(opts.http_headers_timeout or self.http_timeout)
+        self.connect_timeout = float(opts.http_connect_timeout or self.http_timeout)
+        keep = keepalive_seconds(opts.http_keepalive)
+        self.idle_timeout = float(keep) if keep > 1 else self.http_timeout
         self.stopping = False
         self.clients: set[ClientConnection] = set()
         self.lock = threading.Lock()
         self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        self.tls = {s: TLS_CONTEXTS.get(addr) for s, addr in self.sockets}
         self._backend()
 
     def _backend(self) -> None:
@@ -391,13 +474,17 @@ class Router:
             conn.setblocking(True)
             if conn.family in (socket.AF_INET, socket.AF_INET6):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            client = ClientConnection(self, conn, addr, _Side(self.modifier1, self.modifier2, lsock.getsockname()))
+            ctx = self.tls.get(lsock)
+            side = _Side(self.modifier1, self.modifier2, lsock.getsockname(), ctx)
+            client = ClientConnection(self, conn, addr, side)
             with self.lock:
                 self.clients.add(client)
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: ClientConnection) -> None:
         try:
+            if client.tls is not None and not client.start_tls(self.headers_timeout):
+                return
             client.serve()
         except Exception:
             log_exception("[uwsgi-http] connection failed:")

@@ -57,6 +57,14 @@ ACCEPT_BATCH = 16
 STOP_GRACE = 1.0    # seconds a graceful stop waits for a request still arriving
 
 
+
+def connection_class(listener):
+    """Connection, or TlsConnection for an --https-socket (ssl is imported only then)."""
+    if getattr(listener, "tls", None) is None:
+        return Connection
+    from uwsgid.net.tls import TlsConnection
+    return TlsConnection
+
 class ThreadLoop:
     """One loop (one thread) with its cores and connections."""
 
@@ -132,6 +140,7 @@ class ThreadLoop:
             return self._py_acceptor(listener)
         lfd = listener.fd
         http = listener.proto == "http"
+        conn_class = connection_class(listener)
         # uwsgi packets carry the client's address in their vars: ours is fetched only for a log line
         abuf = _ffi.new("char[]", _ADDR_CAP) if http else _ffi.NULL
         aview = _ffi.buffer(abuf) if http else None
@@ -147,13 +156,14 @@ class ThreadLoop:
                     if fd in _OUT_OF_FDS:
                         self._out_of_fds(listener, os.strerror(-fd))
                     return   # EAGAIN (nothing pending), or a connection aborted before we took it
-                if self._start_ends_batch(Connection(self, fd, aview[:alen[0]] if http else None, listener)):
+                if self._start_ends_batch(conn_class(self, fd, aview[:alen[0]] if http else None, listener)):
                     return
         return accept
 
     def _py_acceptor(self, listener):
         _accept = listener.sock._accept
         worker = self.worker
+        conn_class = connection_class(listener)
 
         def accept():
             for _ in range(ACCEPT_BATCH):
@@ -168,7 +178,7 @@ class ThreadLoop:
                         self._out_of_fds(listener, e.strerror)
                     return
                 os.set_blocking(fd, False)
-                if self._start_ends_batch(Connection(self, fd, addr, listener)):
+                if self._start_ends_batch(conn_class(self, fd, addr, listener)):
                     return
         return accept
 

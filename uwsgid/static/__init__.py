@@ -9,6 +9,8 @@ One concern per module:
     rules        Expires (--static-expires*) and the .gz/.br variants (--static-gzip*)
     sender       a file body through non-blocking sendfile(2) on an event loop
     offload      the threads of --offload-threads, sending bodies while the core serves others
+    pathcache    --static-cache-paths: resolved paths kept in a uWSGI cache (handed in by services)
+    filecache    small files' bytes and heads kept in each worker's memory, checked each second
     serve        the glue: Static.serve(core, req), --file-serve-mode, --offload-threads
 Each declares the options it reads; importing this package declares them all (uwsgid.main does,
 before parsing) and costs little: regular expressions, threads and event loops are imported
@@ -25,7 +27,7 @@ How the server reaches it, through util.hooks (this package imports nothing abov
 
 from __future__ import annotations
 
-from uwsgid.static import mapping, mime, rules, serve  # noqa: F401  (their options)
+from uwsgid.static import mapping, mime, pathcache, rules, serve  # noqa: F401  (their options)
 from uwsgid.util import hooks
 from uwsgid.util.log import log
 
@@ -42,6 +44,10 @@ def setup(opts):
         if n:
             log(f"*** WARNING: --offload-threads {n}: only static files are offloaded here, and no "
                 f"--static-map / --check-static is given: the threads are not started ***")
+        secs = opts.get("static-cache-paths", 0)
+        if secs:
+            log(f"*** WARNING: --static-cache-paths {secs}: no --static-map / --check-static is given: "
+                f"no path is cached ***")
         return None
     static = serve.Static(opts)
     for line in static.describe():
@@ -55,8 +61,8 @@ def _master_start(server) -> None:
     try:
         handler = setup(server.opts)
     except mapping.StaticConfigError as e:
-        log(f"uwsgi: {e}")
-        raise
+        log(f"uwsgi: {e}")      # one line, exit 1, no traceback (as the services' own errors)
+        raise SystemExit(1) from None
 
 
 def _worker_start(worker) -> None:

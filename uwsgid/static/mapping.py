@@ -26,6 +26,10 @@ is refused. A PATH_INFO whose `..` climbs above its root is refused before the f
 asked (the target may not even exist), unless it lands under a --static-safe directory. The
 protocol layer has already decoded PATH_INFO (`%2e%2e` is `..` here); it is not decoded again.
 uWSGI passes a refused request on to the app; we answer 403 (issue 14), with one log line.
+
+With --static-cache-paths (pathcache.py) a path's real path is looked up in a uWSGI cache first;
+a hit opens that real path without following symlinks and skips all of the above but the prefix
+check; a successful resolution is stored there.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import os
 import stat as _stat
 
 from uwsgid.config.options import Option, declare
+from uwsgid.static.pathcache import open_no_symlinks
 from uwsgid.util.log import log
 
 declare(
@@ -168,6 +173,7 @@ class Mapper:
         self.safe = tuple(safe)
         self._docroots: dict = {}
         self._known: dict = {}      # path opened -> (file identity, real path) (see _verified)
+        self.paths = None           # a pathcache.PathCache with --static-cache-paths (set by serve.Static)
 
     @property
     def active(self) -> bool:
@@ -235,6 +241,12 @@ class Mapper:
                 target = os.path.normpath(fs)
                 if not any(_under(target, s) for s in self.safe):
                     return self._refuse(target, root, v)
+        key = fs
+        paths = self.paths
+        if paths is not None:
+            found = self._cached(paths, key, root)
+            if found is not None:
+                return found
         try:
             fd = os.open(fs, O_FLAGS)
         except (OSError, ValueError):     # ValueError: a NUL byte in the path
@@ -261,7 +273,34 @@ class Mapper:
         if skip and real.endswith(skip):
             os.close(fd)
             return None
+        if paths is not None:
+            paths.put(key, real)     # a directory's key: the real path of its index file
         return Found(fd, st, real, root)
+
+    def _cached(self, paths, fs: bytes, root: Root):
+        """The file --static-cache-paths remembers for fs, opened by its real path without
+        following any symlink (pathcache.py); None (the item dropped) when it is gone or no
+        longer that kind of file: the caller resolves fs again."""
+        real = paths.get(fs)
+        if real is None:
+            return None
+        # the prefix check runs on a hit too, as uWSGI's (the item may have been written by an app)
+        if _under(real, root.real) or any(_under(real, s) for s in self.safe):
+            try:
+                fd = open_no_symlinks(real)
+            except (OSError, ValueError):
+                fd = -1
+            if fd >= 0:
+                try:
+                    st = os.fstat(fd)
+                except OSError:
+                    st = None
+                if st is not None and _stat.S_ISREG(st.st_mode) and not (self.skip and real.endswith(self.skip)):
+                    paths.hits += 1
+                    return Found(fd, st, real, root)
+                os.close(fd)
+        paths.drop(fs)
+        return None
 
     def _index(self, dfd: int, fs: bytes):
         """The first --static-index file of an open directory: (fd, stat, path), fd -1 if none."""

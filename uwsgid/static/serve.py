@@ -4,12 +4,16 @@
                                   -> True    answered (the core is done, waiting, or released)
 
 Called by the core before the app, whatever the modifier1 (uwsgid/server/core.py Core.run):
-mapping.py finds the file (or refuses it: 403), mime.py names its type, rules.py picks the
-.gz/.br variant and the Expires header, conditional.py decides 200/206/304/416. The head goes
-through the Request's own framing (Content-Length, keep-alive, HTTP or uwsgi socket); the body:
+first the worker's file cache (filecache.py: a small file answered during this second is
+answered again from memory, no system call but the send); else mapping.py finds the file (or
+refuses it: 403), mime.py names its type, rules.py picks the .gz/.br variant and the Expires
+header, conditional.py decides 200/206/304/416. The head goes through the Request's own framing
+(Content-Length, keep-alive, HTTP or uwsgi socket) as a HeaderBlock (serialized once, kept out
+of the app's header-block cache); the body:
 
   * HEAD, 304, 416, --file-serve-mode x-sendfile / x-accel-redirect: no body; the core finishes.
-  * up to SMALL bytes: read and written with the head, one send; the core finishes.
+  * a GET of up to SMALL bytes: the whole file read (and kept in the file cache when its rules
+    allow), the answer written with the head, one send; the core finishes.
   * larger: the head, then one non-blocking sendfile(2) of as much as the socket takes; if the
     file is not all out, the rest goes (a) to an offload thread when --offload-threads is set
     (offload.py: the core is released at once, Core.offloaded), else (b) to a FileSender on the
@@ -30,11 +34,15 @@ the request is logged with `app: -1`.
 from __future__ import annotations
 
 import os
+from time import time as _time
 
 from uwsgid.config.options import Option, declare
+from uwsgid.net.request import HeaderBlock
 from uwsgid.static import conditional
+from uwsgid.static.filecache import FileCache
 from uwsgid.static.mapping import REFUSED, Mapper, StaticConfigError
 from uwsgid.static.mime import MimeTable
+from uwsgid.static.pathcache import PathCache, PathCacheError
 from uwsgid.static.rules import Rules, accepted_encodings
 from uwsgid.static.sender import FileSender, client_gone
 from uwsgid.util.log import log
@@ -70,11 +78,22 @@ class Static:
                                     f"nginx or default)")
         self.mode = MODES[mode]
         self.offload_threads = max(0, int(opts.get("offload-threads", 0) or 0))
+        try:
+            self.mapper.paths = PathCache.from_options(opts)
+        except PathCacheError as e:
+            raise StaticConfigError(str(e)) from None
         self.mime = mime if mime is not None else MimeTable.load(opts.get("mime-file", []) or [])
         self.pool = None
+        # small files' answers in memory (filecache.py); the x-* modes send no body
+        rules = self.rules
+        self.files = None if self.mode else FileCache(
+            by_docroot=self.mapper.docroot, by_encoding=rules.gzip_any,
+            by_uri=any(field == 2 for field, _, _ in rules.regex_rules))
 
     def describe(self) -> list[str]:
         out = self.mapper.describe()
+        if self.mapper.paths is not None:
+            out.append(self.mapper.paths.describe())
         if self.offload_threads:
             out.append(f"[uwsgi-static] {self.offload_threads} offload threads per worker")
         return out
@@ -96,9 +115,23 @@ class Static:
         path = v.get(b"PATH_INFO")
         if not path:
             return False
+        files = self.files
+        key = now = None
+        if files is not None:
+            now = _time()
+            key = files.key(path, v)
+            e = files.get(key, int(now))
+            if e is not None:       # answered from memory: no system call until the send
+                req.app_id = -1
+                req.switches = 0
+                self._from_memory(core, req, v, e.fields, e.mtime, e.last_modified, e.body, e.ok)
+                return True
         found = self.mapper.find(path, v)
-        if found is None:
-            return False
+        if found is None or found is REFUSED:
+            if files is not None:
+                files.drop(key)
+            if found is None:
+                return False
         req.app_id = -1         # as uWSGI logs a static file: no app, no switch
         req.switches = 0
         if found is REFUSED:
@@ -106,24 +139,20 @@ class Static:
             core.finish()
             return True
         try:
-            self._respond(core, req, v, found)
+            self._respond(core, req, v, found, key, now)
         finally:
             if found.fd >= 0:      # not handed on (an error on the way): ours to close
                 _close(found.fd)
                 found.fd = -1
         return True
 
-    def _respond(self, core, req, v: dict, found) -> None:
-        """Answer with found's file. found.fd is set to -1 once closed or handed on.
-
-        The headers in uWSGI's order (Content-Type, Content-Length, Last-Modified, with
-        Content-Encoding, Expires, Vary, Content-Range where they apply), as tuples: Request
-        caches the serialized block of a header tuple set (bounded, first come), which a file
-        asked for again hits (4 us of the ~15 a small file costs)."""
+    def _fields(self, v: dict, found) -> list:
+        """The head fields but Content-Length, Content-Range and Last-Modified, in uWSGI's order
+        (Content-Encoding, Content-Type, Expires, Vary). A .gz/.br variant replaces found's file."""
         real = found.real
         ctype = self.mime.lookup(real)
         rules = self.rules
-        headers = []
+        fields = []
         vary = rules.gzip_any and rules.covers(real)
         if vary:
             ae = v.get(b"HTTP_ACCEPT_ENCODING")
@@ -133,55 +162,64 @@ class Static:
                     if variant is not None:
                         _close(found.fd)
                         found.fd, found.st, found.real = variant.fd, variant.st, variant.real
-                        headers.append((b"Content-Encoding", coding))
+                        fields.append((b"Content-Encoding", coding))
                         break
+        if ctype is not None:
+            fields.append((b"Content-Type", ctype))
+        if rules.expires_any:
+            expires = rules.expires(real, v, ctype, int(found.st.st_mtime))
+            if expires is not None:
+                fields.append((b"Expires", expires))
+        if vary:
+            fields.append((b"Vary", b"Accept-Encoding"))
+        return fields
+
+    def _respond(self, core, req, v: dict, found, key, now) -> None:
+        """Answer with found's file. found.fd is set to -1 once closed or handed on.
+
+        Every head is a HeaderBlock (net/request.py): serialized here, kept out of the
+        request layer's shared cache of header blocks, which is the app's."""
+        fields = self._fields(v, found)
         st = found.st
         mtime = int(st.st_mtime)
         size = st.st_size
+        lm = (b"Last-Modified", _http_date(mtime))
+        files = self.files
+        if files is not None and size <= SMALL and req.method == b"GET":
+            fd = found.fd
+            found.fd = -1
+            try:
+                data = _pread(fd, size, 0)
+            finally:
+                _close(fd)
+            e = files.keep(key, st, now, data, mtime, fields, lm)
+            self._from_memory(core, req, v, fields, mtime, lm, data, None if e is None else e.ok)
+            return
+        if files is not None and size > SMALL and key in files.entries:
+            files.drop(key)         # grown past SMALL: not a small file any more
         mode = self.mode
         if b"HTTP_IF_MODIFIED_SINCE" in v or b"HTTP_RANGE" in v:
             status, start, end = _decide(v, mtime, size, mode == 0)
-        else:
-            status, start, end = 200, 0, size - 1
-        if ctype is not None:
-            headers.append((b"Content-Type", ctype))
-        if rules.expires_any:
-            expires = rules.expires(real, v, ctype, mtime)
-            if expires is not None:
-                headers.append((b"Expires", expires))
-        if vary:
-            headers.append((b"Vary", b"Accept-Encoding"))
-        lm = (b"Last-Modified", _http_date(mtime))
-        if status != 200:
             if status == 304:
-                headers.append(lm)
-                req.start_response(b"304 Not Modified", [h for h in headers if h[0] != b"Content-Encoding"])
-                core.finish()
+                self._not_modified(core, req, fields, lm)
                 return
             if status == 416:
-                req.start_response(b"416 Requested Range Not Satisfiable",
-                                   [(b"Content-Range", b"bytes */%d" % size), (b"Content-Length", b"0")])
-                core.finish()
+                self._unsatisfiable(core, req, size)
                 return
-        w = core.worker
-        sb = w.scoreboard
-        if sb is not None:
-            sb.add_error(w.id, core.id, "static")
+        else:
+            status, start, end = 200, 0, size - 1
+        self._count(core)
         if mode:
-            headers.append(lm)
-            headers.append([_MODE_HEADER[mode], found.real])
-            req.start_response(b"200 OK", headers)
+            req.start_response(b"200 OK", HeaderBlock([*fields, lm, (_MODE_HEADER[mode], found.real)]))
             core.finish()
             return
         count = end - start + 1
-        headers.append((b"Content-Length", b"%d" % count))
         if status == 206:
-            headers.append((b"Content-Range", b"bytes %d-%d/%d" % (start, end, size)))
-            headers.append(lm)
-            req.start_response(b"206 Partial Content", headers)
+            req.start_response(b"206 Partial Content", HeaderBlock([
+                *fields, (b"Content-Length", b"%d" % count),
+                (b"Content-Range", b"bytes %d-%d/%d" % (start, end, size)), lm]))
         else:
-            headers.append(lm)
-            req.start_response(b"200 OK", headers)
+            req.start_response(b"200 OK", HeaderBlock([*fields, (b"Content-Length", b"%d" % count), lm]))
         if count <= 0 or req.method == b"HEAD":
             core.finish()
             return
@@ -201,6 +239,53 @@ class Static:
             conn.on_drain = lambda: self._body(core, req, conn, fd, start, count)
             return
         self._body(core, req, conn, fd, start, count)
+
+    def _from_memory(self, core, req, v: dict, fields: list, mtime: int, lm: tuple, body: bytes, ok) -> None:
+        """Answer with a small file's bytes (the file cache's, or read just now); ok: its 200 head."""
+        size = len(body)
+        if b"HTTP_IF_MODIFIED_SINCE" in v or b"HTTP_RANGE" in v:
+            status, start, end = _decide(v, mtime, size, True)
+            if status == 304:
+                self._not_modified(core, req, fields, lm)
+                return
+            if status == 416:
+                self._unsatisfiable(core, req, size)
+                return
+            if status == 206:
+                self._count(core)
+                req.start_response(b"206 Partial Content", HeaderBlock([
+                    *fields, (b"Content-Length", b"%d" % (end - start + 1)),
+                    (b"Content-Range", b"bytes %d-%d/%d" % (start, end, size)), lm]))
+                if req.method == b"GET":
+                    req.write(body[start:end + 1])
+                core.finish()
+                return
+        self._count(core)
+        req.start_response(b"200 OK", ok if ok is not None else
+                           HeaderBlock([*fields, (b"Content-Length", b"%d" % size), lm]))
+        if size and req.method == b"GET":
+            req.write(body)
+        core.finish()
+
+    @staticmethod
+    def _count(core) -> None:
+        """A file sent (200/206, HEAD, the x-* modes): the core's static_requests, as uWSGI."""
+        w = core.worker
+        sb = w.scoreboard
+        if sb is not None:
+            sb.add_error(w.id, core.id, "static")
+
+    @staticmethod
+    def _not_modified(core, req, fields: list, lm: tuple) -> None:
+        req.start_response(b"304 Not Modified",
+                           HeaderBlock([h for h in fields if h[0] != b"Content-Encoding"] + [lm]))
+        core.finish()
+
+    @staticmethod
+    def _unsatisfiable(core, req, size: int) -> None:
+        req.start_response(b"416 Requested Range Not Satisfiable",
+                           HeaderBlock([(b"Content-Range", b"bytes */%d" % size), (b"Content-Length", b"0")]))
+        core.finish()
 
     def _body(self, core, req, conn, fd: int, offset: int, count: int) -> None:
         """Send the body: what the socket takes now, the rest offloaded or waited for."""

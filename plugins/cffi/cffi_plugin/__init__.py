@@ -78,6 +78,7 @@ class CffiPlugin(Plugin):
         opts = self.opts
         self.apps = Apps()
         self.apps.manage_script_name = bool(opts.manage_script_name)
+        self.apps.vhost = bool(opts.vhost or opts.vhost_host)
         self.apps.chdir = opts.chdir or ""
         self.module = uwsgi_module.install(self.server)
         if opts.home:

@@ -147,6 +147,7 @@ class Apps:
         self.apps: list[App] = []
         self.by_mountpoint: dict[str, App] = {}
         self.manage_script_name = False
+        self.vhost = False          # --vhost: the app mounted at HOST|SCRIPT_NAME, as uWSGI
         self.chdir = ""             # --chdir, reported in the stats
         # (mountpoint, app), longest first, for --manage-script-name
         self._prefixes: list[tuple[str, App]] = []
@@ -188,13 +189,15 @@ class Apps:
     def select(self, env: dict) -> App | None:
         """The app for this environ; with --manage-script-name rewrites SCRIPT_NAME/PATH_INFO."""
         apps = self.apps
-        if len(apps) == 1 and not self.manage_script_name:
+        if len(apps) == 1 and not self.manage_script_name and not self.vhost:
             return apps[0]
         appid = env.get("UWSGI_APPID")
         if appid is not None:
             app = self.by_mountpoint.get(normalize_mountpoint(appid))
             if app is not None:
                 return app
+        elif self.vhost:
+            return self._select_vhost(env)
         if self.manage_script_name:
             path = env.get("PATH_INFO", "")
             for mp, app in self._prefixes:
@@ -203,4 +206,21 @@ class Apps:
                     env["PATH_INFO"] = path[len(mp):]
                     return app
         app = self.by_mountpoint.get(env.get("SCRIPT_NAME", ""))
+        return app if app is not None else self.default
+
+    def _select_vhost(self, env: dict) -> App | None:
+        """uWSGI's vhost key: the Host header (else SERVER_NAME), "|", SCRIPT_NAME (after
+        --manage-script-name's rewrite), matched exactly against the mountpoints (--mount
+        'example.com|=app.py', 'example.com|/api=api.py'), else the default app. The key is
+        also the request's UWSGI_APPID."""
+        if self.manage_script_name:
+            path = env.get("PATH_INFO", "")
+            for mp, _ in self._prefixes:
+                if path.startswith(mp) and (len(path) == len(mp) or path[len(mp)] == "/"):
+                    env["SCRIPT_NAME"] = mp
+                    env["PATH_INFO"] = path[len(mp):]
+                    break
+        key = env["UWSGI_APPID"] = (env.get("HTTP_HOST") or env.get("SERVER_NAME", "")) + "|" + \
+            env.get("SCRIPT_NAME", "")
+        app = self.by_mountpoint.get(key)
         return app if app is not None else self.default

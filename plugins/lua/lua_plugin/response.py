@@ -111,7 +111,7 @@ def handle(st, req, app_path: bytes):
         _fail(st, req, f"Lua error serving {_where(req)}: {exc}")
         return None
     code = res[0]
-    if req.websocket is not None:
+    if getattr(req, "websocket", None) is not None:
         if code == OK and res[4] != B_END:
             return _stream(st, req, memory_error)   # the session goes on in the body (--async)
         return _websocket_end(req, code, res)
@@ -189,7 +189,7 @@ def _stream(st, req, memory_error):
             if bstate == B_ERROR:
                 done = True
                 message = _text(res[2])
-                if req.websocket is not None and "websocket message" in message:
+                if getattr(req, "websocket", None) is not None and "websocket message" in message:
                     return      # the client left the WebSocket session: its normal end
                 st.errors += 1
                 log(f"[uwsgi-lua] {message} ({_where(req)}); the response is truncated")

@@ -99,8 +99,30 @@ class Limits:
                    max_vars=int(get("max_vars", 64)) or 64,
                    limit_post=int(get("limit_post", 0)),
                    post_buffering=int(get("post_buffering", 0)),
-                   keepalive=bool(int(get("http_keepalive", 1))),
+                   keepalive=keepalive_seconds(get("http_keepalive", "1")) > 0,
                    socket_timeout=float(get("socket_timeout", 4)) or 4.0)
+
+
+_KEEPALIVE_WORDS = {"true": 1, "yes": 1, "on": 1, "false": 0, "no": 0, "off": 0}
+
+
+def keepalive_seconds(value) -> int:
+    """--http-keepalive [N] as uWSGI reads it, a number: 0 off, 1 on, N > 1 on with an N-second
+    idle timeout (the router's). true/false words are read as 1/0 (uWSGI's atoi would turn "true"
+    into 0). Raises ValueError, one line, for anything else."""
+    if value is True or value is False or value is None:
+        return int(bool(value))
+    text = str(value).strip().lower()
+    if text in _KEEPALIVE_WORDS:
+        return _KEEPALIVE_WORDS[text]
+    try:
+        n = int(text, 10)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise ValueError(f"--http-keepalive {value!r}: expected a number (0 off, 1 on, N > 1: on, "
+                         f"idle connections closed after N seconds)")
+    return n
 
 
 class BodyBuffer:

@@ -169,6 +169,8 @@ class HttpParser:
         server_port = b"%d" % listener.port if listener.port else b"80"
         self.base = {b"SCRIPT_NAME": b"", b"SERVER_NAME": server_name, b"SERVER_PORT": server_port,
                      b"REMOTE_ADDR": remote_addr, b"REMOTE_PORT": remote_port}
+        if getattr(listener, "tls", None) is not None:
+            self.base[b"HTTPS"] = b"on"          # wsgi.url_scheme https, as uWSGI's https socket
         self.p = _RequestParser(self)
         self.error = None
         self.in_head = False
