@@ -1,6 +1,6 @@
 """Real uWSGI configs from public repositories run here (tests/data/real-configs/: the files as
 published, SOURCES.tsv says where each comes from). Each is rewritten only where it cannot run
-on this machine (harness.py: sockets, the app, users, paths, the repositories' commands), started
+on this machine (realconfigs.py: sockets, the app, users, paths, the repositories' commands), started
 with ./uwsgi and sent one request, a few at a time.
 
 A config Debian's uWSGI serves (uwsgi-reference.json, made by record_reference.py with the same
@@ -29,7 +29,7 @@ from uwsgid.config import uwsgi_catalog
 
 DATA = ROOT / "tests" / "data" / "real-configs"
 sys.path.insert(0, str(DATA))
-import harness  # noqa: E402
+import realconfigs as harness  # noqa: E402  (not "harness": bench/harness is a package on the path)
 
 REFERENCE = json.loads((DATA / "uwsgi-reference.json").read_text())
 XFAIL = dict(line.split("\t", 1) for line in (DATA / "xfail.tsv").read_text().splitlines()

@@ -1,6 +1,6 @@
 """Records how Debian's uWSGI (/usr/bin/uwsgi --plugin python3 plus the
 plugins a pip-installed uWSGI has built in) runs each config of this corpus,
-rewritten by harness.py exactly as the test rewrites it for ./uwsgi, into uwsgi-reference.json:
+rewritten by realconfigs.py exactly as the test rewrites it for ./uwsgi, into uwsgi-reference.json:
 per file, did it start, was a request served, the HTTP status, the exit code, and the log lines
 that name an option it did not take.
 
@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
+import realconfigs as harness  # noqa: E402  (not "harness": bench/harness is a package on the path)
 
 OUT = harness.HERE / "uwsgi-reference.json"
 PLUGIN_DIR = Path("/usr/lib/uwsgi/plugins")
