@@ -37,25 +37,17 @@ from uwsgid.server.lifetime import Lifetime
 from uwsgid.server.master_actions import KILLING, RELOADING, RUNNING, STOPPING
 from uwsgid.util import hooks, loggers
 from uwsgid.util.log import log, log_exception
+from uwsgid.util.process import die_with_parent
 
 EXIT_APP_LOAD = 22
 FAST_DEATH_SECS = 1     # a worker dying younger than this (not asked to) counts toward a crash loop
-PR_SET_PDEATHSIG = 1
 _HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD,
             signal.SIGUSR1, signal.SIGTSTP)
 
 
 def _die_with_parent(master_pid: int) -> None:
     """--no-orphans: the kernel kills this worker when the master goes away."""
-    try:
-        import ctypes  # here: only --no-orphans needs it (~0.4 MB in every worker otherwise)
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except Exception:
-        pass
-    # the master may have died between our fork and the prctl: no signal would come then
-    if os.getppid() != master_pid:
-        os._exit(1)
+    die_with_parent(master_pid)
 
 
 class Child:

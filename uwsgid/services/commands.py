@@ -247,18 +247,6 @@ def load_libc():
     return _libc
 
 
-def die_with_parent(parent_pid: int | None) -> None:
-    """PR_SET_PDEATHSIG(SIGKILL): the kernel kills this process when the thread that forked it
-    (the master's main thread) dies, even by SIGKILL. Set after any uid change (which clears
-    it), kept across exec. parent_pid: the parent expected, to catch one that died before the
-    prctl (None: not checkable, e.g. from a pid namespace's pid 1)."""
-    libc = load_libc()
-    if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:      # 1 = PR_SET_PDEATHSIG
-        os.write(2, b"[uwsgi] prctl(PR_SET_PDEATHSIG) failed: this process may outlive the master\n")
-    if parent_pid is not None and os.getppid() != parent_pid:
-        os._exit(1)     # the parent died before the prctl: no signal will come
-
-
 def unshare_pid_namespace() -> None:
     """unshare(CLONE_NEWPID): this process's next child is pid 1 of a new pid namespace."""
     import ctypes

@@ -38,6 +38,7 @@ from uwsgid.config.options import Option, declare
 from uwsgid.services import commands
 from uwsgid.util import hooks
 from uwsgid.util.log import log, log_exception
+from uwsgid.util.process import die_with_parent
 
 declare(
     Option("attach-daemon", needs_master=True, kind="str", multi=True, group="core", metavar="CMD",
@@ -258,7 +259,7 @@ def _prepare_child(d: Daemon, master_pid: int, throttle: int, respawning: bool) 
         if inner:
             # this process stands for the daemon: it dies with the master, SIGTERM ends it
             # (the namespace's pid 1 follows through its own parent-death signal)
-            commands.die_with_parent(master_pid)
+            die_with_parent(master_pid)
             signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals() - {signal.SIGTERM})
             os.waitpid(inner, 0)
             os._exit(0)
@@ -278,7 +279,7 @@ def _prepare_child(d: Daemon, master_pid: int, throttle: int, respawning: bool) 
         commands.stdin_devnull()
     os.setsid()
     if not d.pidfile:
-        commands.die_with_parent(parent)
+        die_with_parent(parent)
     if throttle:
         log(f"[uwsgi-daemons] throttling \"{d.command}\" for {throttle} seconds")
         time.sleep(throttle)

@@ -23,6 +23,7 @@ from uwsgid.plugins import api as core_api
 from uwsgid.services import channels, signal_receiver, signals
 from uwsgid.services.channels import MULE_MSG_MAX
 from uwsgid.util.log import log, log_exception
+from uwsgid.util.process import die_with_parent
 
 _specs: list[str] = []               # "" = no script
 _pids: dict[int, int] = {}
@@ -91,12 +92,7 @@ def _spawn(mid: int, server, respawn: bool) -> None:
 
 
 def _die_with_parent() -> None:
-    try:
-        import ctypes  # in the mule only: the master and workers need not carry it
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+    die_with_parent()
 
 
 def _mule_main(mid: int, server) -> None:

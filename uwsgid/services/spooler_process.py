@@ -28,6 +28,7 @@ from uwsgid.server import procname
 from uwsgid.services import signal_receiver, signals, spool_file, spooler
 from uwsgid.services.spooler import HARAKIRI, LAST_TASK, PID, RUNNING, TASKS
 from uwsgid.util.log import log, log_exception
+from uwsgid.util.process import die_with_parent
 
 _recycle = False
 _wake_r = -1
@@ -94,12 +95,7 @@ def _prepare(idx: int, server) -> None:
 
 
 def _die_with_master() -> None:
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+    die_with_parent()
 
 
 def _start_plugins() -> None:
