@@ -65,6 +65,18 @@ class StartupError(Exception):
     pass
 
 
+def _apply_umask(opts) -> None:
+    """--umask MODE: set as the option is read (uWSGI's UWSGI_OPT_IMMEDIATE), before any file
+    or unix socket is made. uWSGI reads 3 octal digits, or the last 3 of 4 (0022)."""
+    value = (opts.umask or "").strip()
+    if not value:
+        return
+    import re
+    if not re.fullmatch(r"[0-7]?[0-7]{3}", value):
+        raise StartupError(f"--umask {opts.umask}: expected an octal mode of 3 or 4 digits, e.g. 022")
+    os.umask(int(value[-3:], 8))
+
+
 def _rpc_hook(arg: str, ctx, retry: bool = False) -> int:
     """The rpc / retryrpc hook actions: `FUNC[@NODE] ARGS...`, the result in the log."""
     import shlex
@@ -319,6 +331,7 @@ def _main(argv: list[str], extra_plugins) -> int:
     server = Server(opts, argv)
     api.server = server
     try:
+        _apply_umask(opts)
         _check_hooks(opts)
         _apply_env(opts)
         _run_hooks("asap", opts)

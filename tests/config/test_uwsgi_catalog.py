@@ -89,8 +89,8 @@ def test_config_file_option_is_a_loud_warning(tmp_path, capfd):
 @pytest.mark.usefixtures("no_loader")
 def test_strict_refuses(tmp_path):
     cfg = tmp_path / "g.ini"
-    cfg.write_text("[uwsgi]\nstrict = true\nsocket = :0\nreload-on-as = 512\n")
-    with pytest.raises(CliError, match=r"^--reload-on-as is not supported \(in .*g\.ini\): .*--reload-on-rss.*\(--strict\)$"):
+    cfg.write_text("[uwsgi]\nstrict = true\nsocket = :0\noptimize = 2\n")
+    with pytest.raises(CliError, match=r"^--optimize is not supported \(in .*g\.ini\): .*asserts stay on.*\(--strict\)$"):
         p(cfg)
 
 
@@ -107,10 +107,10 @@ def test_options_without_which_nothing_runs_are_refused_without_strict(tmp_path,
 
 @pytest.mark.usefixtures("no_loader")
 def test_command_line_takes_the_option_with_its_argument(capfd):
-    o = p("--gevent", "100", "--socket", ":0", "--reaper", "--master")
+    o = p("--gevent", "100", "--socket", ":0", "--master-as-root", "--master")
     assert o.socket == [":0"] and o.master is True
     err = capfd.readouterr().err
-    assert "--gevent is not supported" in err and "--reaper is not supported" in err
+    assert "--gevent is not supported" in err and "--master-as-root is not supported" in err
     with pytest.raises(CliError, match=r"^--gevent is not supported: .* \(--strict\)$"):
         p("--strict", "--gevent=100", "--socket", ":0")
     with pytest.raises(CliError, match=r"^unknown option --gevnt$"):
@@ -119,9 +119,9 @@ def test_command_line_takes_the_option_with_its_argument(capfd):
 
 @pytest.mark.usefixtures("no_loader")
 def test_environment_variable_warns_too(capfd):
-    o = parse(["--socket", ":0"], environ={"UWSGI_REAPER": "1"})
+    o = parse(["--socket", ":0"], environ={"UWSGI_MASTER_AS_ROOT": "1"})
     assert o.socket == [":0"]
-    assert "*** WARNING: UWSGI_REAPER is not supported (in environment): reaping every child" in \
+    assert "*** WARNING: UWSGI_MASTER_AS_ROOT is not supported (in environment): keeping the master as root" in \
         capfd.readouterr().err
 
 

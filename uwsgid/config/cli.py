@@ -336,7 +336,8 @@ def unknown_option_message(shown: str, value=...) -> str:
                 kinds.add("flag")
         names = sorted({n for o in all_options() if o.kind in kinds
                         and (o.name in logic.DIRECTIVES) == logic_like for n in (o.name, *o.aliases)})
-        close = difflib.get_close_matches(typed, names, n=1, cutoff=0.6)
+        # over 0.6: 3 letters of 5 in common is no likeness (`--mastr /srv` is not `--umask`)
+        close = difflib.get_close_matches(typed, names, n=1, cutoff=0.61)
         if close:
             return f"unknown option {shown} (did you mean --{close[0]}?)"
         plugin = _plugin_for(shown[2:])
@@ -393,7 +394,7 @@ def _load_plugins(entries: list[Entry], environ, refs: set[str] = frozenset()) -
             plugin = plugins_loader.load_plugin(spec, dirs)
         except plugins_loader.PluginError as e:     # PluginNotFound names the dirs searched
             raise CliError(str(e).splitlines()[0] if str(e) else f"cannot load plugin {spec}") from None
-        if plugin not in plugins:
+        if plugin is not None and plugin not in plugins:     # None: a feature built in here (http...)
             plugins.append(plugin)
     if plugins_loader is not None and _flag_given(entries, "autoload"):
         for e in entries:

@@ -133,20 +133,34 @@ declare(
     # --- lifecycle --------------------------------------------------------------------------
     O("harakiri", "t", kind="int", default=0, help="kill and respawn a worker stuck in one request over SECS"),
     O("harakiri-verbose", kind="flag", help="log more about harakiri kills"),
+    O("harakiri-graceful-timeout", kind="int", default=0, metavar="SECS",
+      help="on harakiri, send --harakiri-graceful-signal first and SIGKILL the worker only if it is "
+           "still there SECS later (0: SIGKILL at once)"),
+    O("harakiri-graceful-signal", kind="int", default=15, metavar="SIGNUM",
+      help="the signal (a number) of a graceful harakiri attempt (default 15, SIGTERM)"),
     O("max-requests", "R", kind="int", default=0,
       help="recycle a worker after N requests, but never before it has run --min-worker-lifetime "
            "(10 s by default: set that to 0 to recycle at once)"),
     O("reload-on-rss", kind="int", default=0, metavar="MB", help="recycle a worker whose RSS exceeds MB after a request"),
     O("evil-reload-on-rss", needs_master=True, kind="int", default=0, metavar="MB", help="the master kills a worker whose RSS exceeds MB"),
+    O("reload-on-as", kind="int", default=0, metavar="MB",
+      help="recycle a worker whose address space (VSZ) exceeds MB after a request"),
+    O("evil-reload-on-as", needs_master=True, kind="int", default=0, metavar="MB",
+      help="the master kills a worker whose address space (VSZ) exceeds MB"),
     O("worker-reload-mercy", kind="int", default=60, help="seconds a worker may take to stop gracefully before being killed"),
     O("reload-mercy", kind="int", default=60, help="seconds to wait for workers on a reload"),
     O("mule-reload-mercy", kind="int", default=60, metavar="SECS",
       help="seconds a mule may take to stop on a reload or a stop before being killed"),
     O("touch-reload", needs_master=True, kind="str", multi=True, help="gracefully reload when FILE is modified or touched"),
+    O("touch-workers-reload", needs_master=True, kind="str", multi=True, metavar="FILE",
+      help="gracefully reload only the workers (the master fifo's `w`) when FILE is modified or touched"),
     O("die-on-term", kind="flag", help="accepted for compatibility: SIGTERM always stops gracefully here"),
     O("exit-on-reload", kind="flag", help="stop instead of reloading on SIGHUP"),
     O("min-worker-lifetime", kind="int", default=10, metavar="SECS",
-      help="a worker is recycled by --max-requests / --reload-on-rss only once it has run SECS"),
+      help="a worker is recycled by --max-requests / --reload-on-rss / --reload-on-as only once it has run SECS"),
+    O("reaper", "r", kind="flag",
+      help="after each request, the worker reaps (waitpid(-1)) the children its app left as zombies"),
+    O("umask", kind="str", metavar="MODE", help="set the process umask (octal, e.g. 022) at start-up"),
     O("no-orphans", kind="flag", aliases=("no-orphan",), help="workers exit when the master dies"),
 
     # --- logging -----------------------------------------------------------------------------
@@ -225,6 +239,8 @@ declare(
     O("disable-write-exception", kind="flag",
       help="accepted for compatibility: always the case here: a write to a client that went away "
            "raises nothing in the app (its body is dropped; a generator is closed, as in uWSGI)"),
+    O("ignore-write-errors", kind="flag",
+      help="do not log failed writes to a client (one that went away): the request just ends"),
     O("ignore-sigpipe", kind="flag",
       help="accepted for compatibility: always the case here: SIGPIPE is ignored in every worker, "
            "never reported"),

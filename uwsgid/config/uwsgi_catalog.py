@@ -61,23 +61,10 @@ REASONS = {
                "--http router; the router will not listen on this address"),
     "http-websockets": ("the --http router does not detect websocket upgrades to switch to raw mode; serve "
                         "websockets from the workers (--http-socket) or through a proxy in front"),
-    "reload-on-as": ("reloading a worker past an address-space size is not implemented here; use "
-                     "--reload-on-rss MB (resident memory) or --evil-reload-on-rss MB"),
-    "evil-reload-on-as": "use --evil-reload-on-rss MB (resident memory) instead",
-    "harakiri-graceful-timeout": ("graceful harakiri is not implemented here: a worker stuck past --harakiri "
-                                  "is killed at once"),
-    "harakiri-graceful-signal": ("graceful harakiri is not implemented here: a worker stuck past --harakiri "
-                                 "is killed at once"),
-    "reaper": ("reaping every child after each request (waitpid(-1)) is not implemented here: an app that "
-               "spawns processes must wait for them"),
-    "umask": "setting the umask is not implemented here; set it in the service manager (systemd UMask)",
     "master-as-root": ("keeping the master as root is not implemented here: the master drops privileges "
                        "with the workers (--uid/--gid)"),
-    "touch-workers-reload": "use --touch-reload FILE (a graceful reload of the whole instance)",
     "cheaper-algo": "only the spare cheaper algorithm is implemented here (--cheaper, --cheaper-step...)",
     "optimize": "setting the Python optimization level is not implemented here: asserts stay on",
-    "ignore-write-errors": ("silencing write errors is not implemented here: a failed write to a client is "
-                            "logged (not one to a client that closed the connection first)"),
 }
 
 # Options whose loss leaves nothing to run (the config or the app itself): refused even without

@@ -384,7 +384,8 @@ class Connection:
 
     # ---- end ------------------------------------------------------------------------------
     def _gone(self, e: OSError) -> None:
-        if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN):
+        if (e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN)
+                and not getattr(self.thread_loop.worker, "ignore_write_errors", False)):
             log(f"write error to {self.peer}: {e.strerror or e}")
         self.close()
 

@@ -15,7 +15,8 @@ build`), the source is used and one line says so.
 
 Interface (uwsgid.config.cli.parse while parsing, uwsgid.main afterwards):
     embedded_plugins() -> list[Plugin]        loads them once, declares their options
-    load_plugin(spec, dirs) -> Plugin         "lua", "6:lua", "/path/lua_plugin.so"; idempotent
+    load_plugin(spec, dirs) -> Plugin | None  "lua", "6:lua", "/path/lua_plugin.so"; idempotent;
+                                              None for a uWSGI plugin built into the core (BUILT_IN)
     load_plugins(specs, dirs) -> list[Plugin] the same for "lua,cffi" lists
     autoload(option, dirs) -> Plugin | None   --autoload: the NAME_plugin.so declaring option
     loaded() -> list[Plugin]                  embedded + loaded, in order
@@ -47,6 +48,20 @@ SOURCE_PLUGINS = os.path.join(ROOT, "plugins")
 # expressions, matched with re.fullmatch (re is imported where a plugin is named, not by --version).
 ALIASES = [(r"python(\d+(\.?\d+)?)?|cffi|pypy", "cffi"),
            (r"lua(jit|5\.?\d)?", "lua")]
+
+# uWSGI plugins whose feature is part of this server's core (a pip-installed uWSGI has them built
+# in too): naming one (`plugins = http,python`) loads nothing and is no error.
+BUILT_IN = {
+    "http": "the --http router",
+    "corerouter": "the --http router's core",
+    "logfile": "--logger file:, fd: and stdio",
+    "syslog": "--logger syslog:",
+    "rsyslog": "--logger rsyslog:",
+    "logsocket": "--logger socket:",
+    "logpipe": "--logger pipe:",
+    "rpc": "RPC over the uwsgi protocol (modifier1 173)",
+    "signal": "remote signals (modifier1 110)",
+}
 
 
 class PluginError(Exception):
@@ -403,20 +418,20 @@ def _apply_modifier(plugin: Plugin, modifier: int | None) -> Plugin:
 
 def load_plugin(spec: str, dirs: list[str] | None = None) -> Plugin:
     """Load one plugin: "NAME", "N:NAME" (serve modifier1 N) or a path to NAME_plugin.so.
-    Idempotent: a plugin already loaded (or embedded) is returned as is."""
+    Idempotent: a plugin already loaded (or embedded) is returned as is. None for a uWSGI plugin
+    whose feature is built in here (BUILT_IN)."""
     modifier, target = _parse_spec(spec)
     if not target:
         raise PluginError(f"empty plugin name in {spec!r}")
     embedded = {p.name: p for p in embedded_plugins()}
     if target.endswith(".so") or "/" in target:
-        path = os.path.abspath(target)
-        if not os.path.isfile(path):
-            raise PluginNotFound(f"plugin {target} not found")
-        return _load_so(path, modifier, embedded)
+        return _load_path(target, modifier, embedded)
     import re
     if not re.fullmatch(r"[A-Za-z0-9_.+-]+", target):
         raise PluginError(f"bad plugin name {target!r}")
     name = canonical_name(target)
+    if name in BUILT_IN and name not in _loaded:
+        return None
     if name in embedded:
         return _apply_modifier(embedded[name], modifier)
     if name in _loaded:
@@ -435,6 +450,24 @@ def load_plugin(spec: str, dirs: list[str] | None = None) -> Plugin:
         _origins[name] = str(source)
         return _apply_modifier(plugin, modifier)
     raise PluginNotFound(f"plugin {target} not found: no {name}_plugin.so in {', '.join(searched)}")
+
+
+def _load_path(target: str, modifier: int | None, embedded: dict[str, Plugin]) -> Plugin | None:
+    """A plugin named by path. As uWSGI does, "DIR/NAME" means DIR/NAME_plugin.so; NAME is then
+    read as a plain name would be: a config written for a packaged uWSGI
+    (`plugins = /usr/lib/uwsgi/python3`) gets the embedded plugin or the built-in feature here,
+    whether or not that file exists on this machine."""
+    path = os.path.abspath(target if target.endswith(".so") else target + "_plugin.so")
+    base = os.path.basename(path)
+    stem = base[:-len("_plugin.so")] if base.endswith("_plugin.so") else base[:-len(".so")]
+    name = canonical_name(stem)
+    if name in embedded:
+        return _apply_modifier(embedded[name], modifier)
+    if name in BUILT_IN and name not in _loaded:
+        return None
+    if not os.path.isfile(path):
+        raise PluginNotFound(f"plugin {target} not found: no {path}")
+    return _load_so(path, modifier, embedded)
 
 
 def _load_so(path: str, modifier: int | None, embedded: dict[str, Plugin]) -> Plugin:
@@ -485,7 +518,8 @@ def autoload(option: str, dirs: list[str] | None = None) -> Plugin | None:
 
 def load_plugins(specs: str, dirs: list[str] | None = None) -> list[Plugin]:
     """A --plugins value: comma-separated specs."""
-    return [load_plugin(s, dirs) for s in specs.split(",") if s.strip()]
+    plugins = (load_plugin(s, dirs) for s in specs.split(",") if s.strip())
+    return [p for p in plugins if p is not None]
 
 
 def plugin_library(name: str) -> str | None:

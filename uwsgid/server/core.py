@@ -227,7 +227,10 @@ class Core:
     def _client_gone(self, why: str | None = None) -> None:
         """The client is gone (or dropped: `why`, the log line): the request ends here."""
         req = self.request
-        log(why or f"client {self.conn.peer} went away during the response to {_desc(req)}")
+        if why:
+            log(why)
+        elif not getattr(self.worker, "ignore_write_errors", False):    # --ignore-write-errors: uWSGI's silence
+            log(f"client {self.conn.peer} went away during the response to {_desc(req)}")
         sb = self.worker.scoreboard
         if sb is not None and hasattr(sb, "add_error"):
             sb.add_error(self.worker.id, self.id, "write")

@@ -1,7 +1,10 @@
 """When the master ends workers on its own (uWSGI's core/master_checks.c):
 
-    --harakiri S  a worker stuck in one request over S seconds is killed, then respawned
-    --evil-reload-on-rss MB   a worker over MB of RSS is killed, then respawned
+    --harakiri S  a worker stuck in one request over S seconds is killed, then respawned; with
+                  --harakiri-graceful-timeout G it first gets --harakiri-graceful-signal (SIGTERM)
+                  and is killed only if still in that request G seconds later
+    --evil-reload-on-rss MB / --evil-reload-on-as MB
+                  a worker over MB of RSS / of address space is killed, then respawned
     --max-worker-lifetime S [--max-worker-lifetime-delta D]
         worker N is reloaded gracefully once it has lived S + (N-1)*D seconds (the delta
         spreads the reloads so that the workers do not all restart at once)
@@ -65,6 +68,11 @@ def check(opts) -> None:
         raise LifetimeError("--max-worker-lifetime, --max-worker-lifetime-delta and --idle take 0 or more seconds")
     if opts.die_on_idle and not int(opts.idle or 0):
         log("*** WARNING: --die-on-idle does nothing without --idle SECS ***")
+    if int(opts.harakiri_graceful_timeout or 0) < 0:
+        raise LifetimeError(f"--harakiri-graceful-timeout {opts.harakiri_graceful_timeout}: must be 0 or more seconds")
+    sig = int(opts.harakiri_graceful_signal)
+    if sig not in signal.valid_signals():
+        raise LifetimeError(f"--harakiri-graceful-signal {sig}: not a signal number (e.g. 15 for SIGTERM)")
     if max_life > 0 and min_life >= max_life:
         raise LifetimeError(f"invalid min-worker-lifetime value ({min_life}), must be lower than "
                             f"max-worker-lifetime ({max_life})")
@@ -108,23 +116,28 @@ class Lifetime:
     def close(self) -> None:
         self._unwatch()
 
-    # ---- --harakiri, --evil-reload-on-rss ------------------------------------------------------
+    # ---- --harakiri, --evil-reload-on-rss/-as ---------------------------------------------------
 
     def check_harakiri(self) -> None:
-        """--harakiri: a worker stuck in one request too long is killed (then respawned)."""
+        """--harakiri: a worker stuck in one request too long is killed (then respawned), after a
+        graceful attempt with --harakiri-graceful-timeout."""
         master = self.master
         limit = int(master.opts.harakiri or 0)
         if limit <= 0:
             return
+        grace = int(master.opts.harakiri_graceful_timeout or 0)
         sb = master.server.scoreboard
         now_us = time.time_ns() // 1000
         for child in master._workers():
             if child.harakiri:
+                if child.harakiri_grace is not None:
+                    self._check_graceful_harakiri(child)
                 continue
             for core, start, uri in sb.busy_cores(child.wid):
                 if now_us - start > limit * 1_000_000:
                     secs = (now_us - start) / 1e6
-                    log(f"*** HARAKIRI ON WORKER {child.wid} (pid: {child.pid}, try: 1) ***")
+                    log(f"*** HARAKIRI ON WORKER {child.wid} (pid: {child.pid}, try: 1"
+                        f"{', graceful: yes' if grace else ''}) ***")
                     log(f"HARAKIRI: --- uWSGI worker {child.wid} (pid: {child.pid}) WAS managing request "
                         f"{uri.decode('latin-1')} since {time.ctime(start / 1e6)} "
                         f"({secs:.1f}s on core {core}) ---")
@@ -132,23 +145,50 @@ class Lifetime:
                         _log_stuck_process(child.pid)
                     child.harakiri = True
                     sb.harakiri(child.wid)
-                    master._signal(child, signal.SIGKILL)
+                    if grace:
+                        sig = int(master.opts.harakiri_graceful_signal)
+                        child.harakiri_grace = (core, start, time.monotonic() + grace)
+                        log(f"HARAKIRI: graceful termination attempt on worker {child.wid} with signal {sig}. "
+                            f"Next harakiri: {int(time.time()) + grace}")
+                        master._signal(child, sig)
+                    else:
+                        master._signal(child, signal.SIGKILL)
                     break
 
-    def check_evil_rss(self) -> None:
-        """--evil-reload-on-rss: the master kills a worker whose RSS is over the limit."""
+    def _check_graceful_harakiri(self, child) -> None:
+        """The graceful attempt's time is up: SIGKILL if the worker is still in that request;
+        a request that ended meanwhile ends the harakiri (the signal's own effect stands)."""
+        core, start, deadline = child.harakiri_grace
+        if time.monotonic() < deadline:
+            return
+        child.harakiri_grace = None
+        busy = self.master.server.scoreboard.busy_cores(child.wid)
+        if any(c == core and s == start for c, s, _uri in busy):
+            log(f"*** HARAKIRI ON WORKER {child.wid} (pid: {child.pid}, try: 2, graceful: no) ***")
+            self.master._signal(child, signal.SIGKILL)
+        else:
+            child.harakiri = False
+
+    def check_evil_memory(self) -> None:
+        """--evil-reload-on-as / --evil-reload-on-rss: the master kills a worker whose address
+        space or RSS is over the limit (uWSGI checks the address space first)."""
         master = self.master
-        limit = int(master.opts.evil_reload_on_rss or 0)
-        if limit <= 0:
+        as_limit = int(master.opts.evil_reload_on_as or 0) * 1024 * 1024
+        rss_limit = int(master.opts.evil_reload_on_rss or 0) * 1024 * 1024
+        if as_limit <= 0 and rss_limit <= 0:
             return
         for child in master._workers():
             if child.cursed_at is not None or child.harakiri:
                 continue
-            rss, _ = rss_vsz(child.pid)
-            if rss > limit * 1024 * 1024:
+            rss, vsz = rss_vsz(child.pid)
+            if 0 < as_limit < vsz:
+                log(f"*** EVIL RELOAD ON WORKER {child.wid} ADDRESS SPACE: {vsz} (pid: {child.pid}) ***")
+            elif 0 < rss_limit < rss:
                 log(f"*** EVIL RELOAD ON WORKER {child.wid} RSS: {rss} (pid: {child.pid}) ***")
-                child.cursed_at = time.monotonic()
-                master._signal(child, signal.SIGKILL)
+            else:
+                continue
+            child.cursed_at = time.monotonic()
+            master._signal(child, signal.SIGKILL)
 
     # ---- --max-worker-lifetime -------------------------------------------------------------
 

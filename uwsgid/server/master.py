@@ -16,8 +16,8 @@ through signal.set_wakeup_fd, which also tells it which signal came; the loop ac
                     paused; the cheaper algorithm rests meanwhile.
     SIGCHLD         reap; respawn what died unless stopping.
 
-Every second (the tick): harakiri, --evil-reload-on-rss, --max-worker-lifetime, --idle and
-chain reloads (uwsgid.server.lifetime), --touch-reload, --hook-touch, mercy kills, delayed
+Every second (the tick): harakiri, --evil-reload-on-rss/-as, --max-worker-lifetime, --idle and
+chain reloads (uwsgid.server.lifetime), --touch-reload, --touch-workers-reload, --hook-touch, mercy kills, delayed
 respawns, hooks "master_tick". A unix_signal hook (uwsgid.server.user_hooks) may take over a
 signal; --master-fifo (uwsgid.server.master_fifo) gives the same actions by letter.
 """
@@ -34,7 +34,7 @@ from uwsgid.net.loop import Timer
 from uwsgid.server import procname, reexec, user_hooks
 from uwsgid.server.instance import cleanup
 from uwsgid.server.lifetime import Lifetime
-from uwsgid.server.master_actions import KILLING, RELOADING, RUNNING, STOPPING
+from uwsgid.server.master_actions import KILLING, RELOADING, RUNNING, STOPPING, reload_workers
 from uwsgid.util import hooks, loggers
 from uwsgid.util.log import log, log_exception
 from uwsgid.util.process import die_with_parent
@@ -61,6 +61,7 @@ class Child:
         self.cursed_at: float | None = None     # asked to stop (SIGTERM sent)
         self.mercy_at: float | None = None      # SIGKILL after this
         self.harakiri = False
+        self.harakiri_grace = None      # (core, request start, deadline) of a graceful harakiri
 
 
 class Master:
@@ -74,7 +75,7 @@ class Master:
         self.fast_deaths: dict[int, int] = {}         # wid -> consecutive too-fast deaths
         self.killing_deadline: float | None = None
         self.next_tick = 0.0
-        self.touch_mtimes: dict[str, float | None] = {}
+        self.touch_mtimes: dict[tuple[str, str], float | None] = {}   # (kind, path) -> mtime
         self.stats = None
         self.cheaper = None                           # uwsgid.server.cheaper.Cheaper with --cheaper
         self.sel = selectors.DefaultSelector()
@@ -436,7 +437,7 @@ class Master:
     def _tick(self, now: float) -> None:
         if self.state == RUNNING:
             self.lifetime.check_harakiri()
-            self.lifetime.check_evil_rss()
+            self.lifetime.check_evil_memory()
             self._check_touch()
             if self.cheaper is not None and self.state == RUNNING and not self.paused and not self.lifetime.is_cheap:
                 self.cheaper.tick()
@@ -451,17 +452,30 @@ class Master:
             log_exception("uwsgi: master_tick hook failed:")
 
     def _check_touch(self) -> None:
-        for path in self.opts.touch_reload or ():
+        touched = self._touched(self.opts.touch_reload, "reload")
+        if touched:
+            self.reload(f"*** {touched} has been touched... grace them all !!! ***")
+            return
+        touched = self._touched(self.opts.touch_workers_reload, "workers")
+        if touched:
+            log(f"*** {touched} has been touched... workers reload !!! ***")
+            reload_workers(self)
+
+    def _touched(self, paths, kind: str) -> str | None:
+        """The first of paths whose mtime changed since the last look (uWSGI's
+        uwsgi_check_touches: a file created or removed counts); None the first time, or none."""
+        for path in paths or ():
             try:
                 mtime = os.stat(path).st_mtime
             except OSError:
                 mtime = None
-            if path not in self.touch_mtimes:
-                self.touch_mtimes[path] = mtime
-            elif self.touch_mtimes[path] != mtime:
-                self.touch_mtimes[path] = mtime
-                self.reload(f"*** {path} has been touched... grace them all !!! ***")
-                return
+            key = (kind, path)
+            if key not in self.touch_mtimes:
+                self.touch_mtimes[key] = mtime
+            elif self.touch_mtimes[key] != mtime:
+                self.touch_mtimes[key] = mtime
+                return path
+        return None
 
     def _check_mercy(self, now: float) -> None:
         for child in list(self.children.values()):

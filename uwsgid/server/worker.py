@@ -9,7 +9,8 @@ cooperative cores (uwsgid.server.core, where a request runs), else one each.
 
 Signals (installed after fork; handlers only set flags and wake the loops):
 SIGHUP, SIGTERM = graceful stop (finish in-flight requests, close idle connections, exit 0);
-SIGINT, SIGQUIT = stop now. --max-requests and --reload-on-rss end the worker the graceful way.
+SIGINT, SIGQUIT = stop now. --max-requests, --reload-on-rss and --reload-on-as end the worker the
+graceful way. --reaper: after each request the worker reaps the children its app left as zombies.
 SIGTSTP = pause or resume (the master's --pause): stop accepting new connections, or accept
 again; requests in progress and open connections go on. Under a master the scoreboard's paused
 flag says which (a worker spawned while paused starts paused); alone, each SIGTSTP toggles.
@@ -45,6 +46,21 @@ from uwsgid.util.log import log, log_exception
 from uwsgid.util.memory import rss_vsz
 
 _monotonic = time.monotonic
+
+
+def _reap_children() -> None:
+    """--reaper: collect the exit status of any child of this worker that has ended (uWSGI's
+    waitpid(-1, WNOHANG) loop after each request), so that an app's forgotten children do not
+    stay zombies."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+        if pid == 0:
+            return
 
 
 def _default_max_pending() -> int:
@@ -86,8 +102,13 @@ class Worker:
         self.unique_plugins = list(seen.values())
         self.max_requests = int(self._opt("max_requests", 0) or 0)
         self.reload_on_rss = int(self._opt("reload_on_rss", 0) or 0) * 1024 * 1024
-        self.recycles = bool(self.max_requests or self.reload_on_rss)   # after_request has work
-        # --min-worker-lifetime: no recycling (max-requests, reload-on-rss) before this age
+        self.reload_on_as = int(self._opt("reload_on_as", 0) or 0) * 1024 * 1024
+        self.reaper = bool(self._opt("reaper", False))
+        # after_request has work
+        self.recycles = bool(self.max_requests or self.reload_on_rss or self.reload_on_as or self.reaper)
+        # --ignore-write-errors: a client gone during its response is not logged (net.connection, core)
+        self.ignore_write_errors = bool(self._opt("ignore_write_errors", False))
+        # --min-worker-lifetime: no recycling (max-requests, reload-on-rss/-as) before this age
         self.recycle_after = _monotonic() + int(self._opt("min_worker_lifetime", 10) or 0)
         # connections whose request is still arriving (uwsgid.server.thread_loop: pending)
         self.max_pending = int(self._opt("max_pending_heads", 0) or 0) or _default_max_pending()
@@ -245,16 +266,22 @@ class Worker:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL)
 
     def after_request(self) -> None:
+        if self.reaper:
+            _reap_children()
         if self.stopping or _monotonic() < self.recycle_after:
             return
         if self.max_requests and self.requests >= self.max_requests:
             log(f"...The work of process {self.pid} is done (max requests {self.max_requests}). Seeya!")
             self.stop()
-        elif self.reload_on_rss:
-            rss = rss_vsz()[0]
-            if rss > self.reload_on_rss:
+        elif self.reload_on_rss or self.reload_on_as:
+            rss, vsz = rss_vsz()
+            if self.reload_on_rss and rss > self.reload_on_rss:
                 log(f"worker {self.id} (pid: {self.pid}) RSS {rss // 1048576}MB over --reload-on-rss "
                     f"{self.reload_on_rss // 1048576}MB: reloading gracefully")
+                self.stop()
+            elif self.reload_on_as and vsz > self.reload_on_as:
+                log(f"worker {self.id} (pid: {self.pid}) address space {vsz // 1048576}MB over --reload-on-as "
+                    f"{self.reload_on_as // 1048576}MB: reloading gracefully")
                 self.stop()
 
     def _core_ids(self, n: int) -> list[int]:
