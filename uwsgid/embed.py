@@ -127,6 +127,12 @@ def run(ffi, lib, argc: int, argv, build: dict) -> int:
         binary.bind(lib, build)
         args = [os.fsdecode(ffi.string(argv[i])) for i in range(argc)]
         sys.argv = args or ["uwsgi"]
+        if args[1:] == ["--version"] and "UWSGI_EMBED_MAIN" not in os.environ:
+            # what init scripts and `uwsgi --version` checks run: answered before the server's
+            # ~100 modules are imported for their options (the same line cli.informational prints)
+            import uwsgid
+            sys.stdout.write(uwsgid.__version__ + "\n")
+            return 0
         _setup_paths(build)
         _register_plugins(ffi, lib, build)
         rc = _entry_point()(args[1:])

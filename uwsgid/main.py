@@ -217,7 +217,8 @@ def _write_pidfile(server, path: str) -> None:
 # unicodedata are what traceback itself imports when it formats a traceback; importlib.util is
 # what uwsgid.embed's report of a missing module uses.
 DEFERRED_IMPORTS = ("traceback", "ast", "unicodedata", "json", "ctypes", "runpy", "tempfile", "shlex",
-                    "glob", "importlib.util", "urllib.parse", "subprocess", "atexit", "syslog", "ssl")
+                    "glob", "importlib.util", "urllib.parse", "subprocess", "atexit", "syslog", "ssl",
+                    "hashlib", "base64")
 
 
 def _single(server) -> bool:

@@ -25,9 +25,7 @@ suspend engine); recv_nb() never waits, for async apps that wait with uwsgi.wait
 
 from __future__ import annotations
 
-import base64
 import errno
-import hashlib
 import os
 import select
 import struct
@@ -58,6 +56,8 @@ class Violation(Exception):
 
 
 def accept_key(key: bytes) -> bytes:
+    import base64
+    import hashlib  # here: OpenSSL's hashlib costs ~3 ms of every start-up otherwise
     return base64.b64encode(hashlib.sha1(key.strip() + GUID).digest())
 
 

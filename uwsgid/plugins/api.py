@@ -16,7 +16,6 @@ import signal
 import threading
 import time
 
-from uwsgid.net import websocket as _websocket
 from uwsgid.net.flusher import watch as stream_watch  # noqa: F401  (see uwsgid/net/flusher.py)
 from uwsgid.observe import stats
 from uwsgid.util import binary, memory
@@ -203,8 +202,9 @@ def websocket_handshake(key=None, origin=None, proto=None) -> None:
     req = current_request()
     if req is None:
         raise OSError("unable to complete websocket handshake: not in a request")
+    from uwsgid.net import websocket  # only an app that takes WebSockets loads it
     opts = server.opts if server is not None else None
-    _websocket.handshake(
+    websocket.handshake(
         req, key, origin, proto,
         ping_freq=_opt(opts, "websocket_ping_freq", 30), pong_tolerance=_opt(opts, "websocket_pong_tolerance", 3),
         max_size=_opt(opts, "websocket_max_size", 1024) * 1024, send_timeout=_opt(opts, "socket_timeout", 4))

@@ -13,7 +13,6 @@ live pid a pidfile names, a signal to a process group, a non-blocking reap.
 from __future__ import annotations
 
 import os
-import re
 import signal
 
 _TRUE = {"", "1", "true", "yes", "on"}
@@ -165,6 +164,7 @@ def exec_form(command: str) -> str:
     it. Anything else (a list, a pipeline, a builtin, an assignment) is left as it is."""
     text = command.strip()
     words = text.split()
+    import re  # here: this module is imported by every start-up (crons' and daemons' options)
     bare = re.sub(r"\d*[<>]&\d*-?", "", text)       # 2>&1, >&2: redirections, not a background &
     if not words or _COMPOUND & set(bare) or words[0] in _SHELL_WORDS or "=" in words[0]:
         return command

@@ -25,7 +25,6 @@ from __future__ import annotations
 import _thread
 import fcntl
 import os
-import re
 import struct
 import time
 
@@ -78,8 +77,11 @@ def parse_vars(buf: bytes) -> dict[bytes, bytes]:
 
 def parse_at(value: bytes) -> int:
     """uWSGI's reading of `at`: the digits before any '.', 0 when there are none."""
-    m = re.match(rb"\s*(\d+)", value.split(b".", 1)[0])
-    return int(m.group(1)) if m else 0
+    digits = value.split(b".", 1)[0].lstrip()
+    n = 0
+    while n < len(digits) and 48 <= digits[n] <= 57:
+        n += 1
+    return int(digits[:n]) if n else 0
 
 
 # ---- writing ------------------------------------------------------------------------------------
@@ -265,14 +267,12 @@ def _is_dir(mode: int) -> bool:
     return (mode & 0o170000) == 0o040000
 
 
-_VERSION_PARTS = re.compile(r"(\d+)")
-
-
 def version_key(name: str):
     """An approximation of glibc's versionsort (uWSGI's --spooler-ordered order): digit runs
     compare as numbers, so priority "2" comes before "10" and both before the task files."""
+    import re  # here: the spooler's module is imported by every start-up, for its options
     key = []
-    for i, part in enumerate(_VERSION_PARTS.split(name)):
+    for i, part in enumerate(re.split(r"(\d+)", name)):
         if i % 2:
             key.append((0, int(part), part))
         elif part:

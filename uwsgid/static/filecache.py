@@ -25,8 +25,6 @@ Threads of a worker share it (dict operations under the GIL; a race only stores 
 
 from __future__ import annotations
 
-import threading
-
 from uwsgid.net.request import HeaderBlock
 
 MAX_BYTES = 4 * 1024 * 1024
@@ -53,6 +51,7 @@ class FileCache:
     def __init__(self, by_docroot: bool = False, by_encoding: bool = False, by_uri: bool = False):
         self.entries: dict = {}
         self.size = 0
+        import threading  # here: only a worker with static files builds a cache
         self._lock = threading.Lock()
         self.by_docroot = by_docroot
         self.by_encoding = by_encoding
