@@ -214,3 +214,17 @@ def test_offload_threads_without_a_static_option_is_said():
     with python_server(free_port(), "--offload-threads", "2") as s:
         assert request(s.port, "/")[2] == HELLO
         assert "--offload-threads 2: only static files are offloaded here" in s.log()
+
+
+@pytest.mark.parametrize("offload", [True, False])
+def test_ignore_write_errors_silences_a_client_gone_mid_download(tree, offload):
+    extra = ["--offload-threads", "1"] if offload else []
+    with python_server(free_port(), "--static-map", f"/s={tree['www']}", "--ignore-write-errors", *extra) as s:
+        d = Download(s.port)
+        d.read_head()
+        d.s.recv(100000)
+        d.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+        d.close()
+        assert _answered_within(s.port, "/s/a.css", 5) == CSS     # the worker is free again
+        time.sleep(0.5)
+        assert "went away" not in s.log()

@@ -374,7 +374,7 @@ class Static:
             log(f"socket timeout: {conn.peer} stopped reading the response, dropped")
         elif not client_gone(error):
             log(f"static file to {conn.peer}: {error}")
-        else:
+        elif not getattr(w, "ignore_write_errors", False):     # --ignore-write-errors
             log(f"client {conn.peer} went away during the offloaded response to "
                 f"{req.method.decode('latin-1')} {req.vars.get(b'REQUEST_URI', b'')[:200].decode('latin-1')}")
         sb = w.scoreboard
