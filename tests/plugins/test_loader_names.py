@@ -64,5 +64,5 @@ def test_loader_reads_a_path_as_uwsgi_does():
     assert loader.load_plugin("/x/python3.11_plugin.so").name == "cffi"
     assert loader.load_plugin("/x/http") is None and loader.load_plugin("http") is None
     assert loader.load_plugins("http,python") == [loader.load_plugin("python")]
-    with pytest.raises(loader.PluginNotFound, match=r"no /x/ugreen_plugin\.so"):
-        loader.load_plugin("/x/ugreen")
+    with pytest.raises(loader.PluginNotFound, match=r"no /x/stackless_plugin\.so"):
+        loader.load_plugin("/x/stackless")

@@ -52,10 +52,8 @@ _LOOP = ("this loop engine is not available here; use --async N (cores on one ev
 REASONS = {
     "gevent": _GEVENT,
     "gevent-early-monkey-patch": _GEVENT,
-    "greenlet": ("the greenlet suspend engine is not available here; with --async N a core is given up with "
-                 "uwsgi.suspend() or uwsgi.wait_fd_read()/wait_fd_write()"),
-    "ugreen": "uGreen (ucontext green threads) is not available here; use --async N",
-    "ugreen-stacksize": "uGreen (ucontext green threads) is not available here; use --async N",
+    # greenlet / ugreen are the Python plugin's options (--greenlet, alias --ugreen)
+    "ugreen-stacksize": "green threads here are greenlets (--async N --greenlet), whose stacks need no size",
     "emperor": _EMPEROR,
     "https2": ("the HTTP/2 router is not implemented here; --https ADDR,CERT,KEY serves HTTPS/1.1 from the "
                "--http router; the router will not listen on this address"),
@@ -100,8 +98,7 @@ _PREFIX_REASONS = (
 )
 
 _PLUGIN_REASONS = {
-    "asyncio": _LOOP, "tornado": _LOOP, "coroae": _LOOP, "greenlet": _LOOP, "stackless": _LOOP,
-    "fiber": _LOOP, "ugreen": _LOOP,
+    "asyncio": _LOOP, "tornado": _LOOP, "coroae": _LOOP, "stackless": _LOOP, "fiber": _LOOP,
 }
 # uWSGI plugins for languages this server does not run
 _LANGUAGES = {"php", "rack", "psgi", "jvm", "jwsgi", "ring", "mono", "v8", "cgi", "go", "gccgo", "pypy",

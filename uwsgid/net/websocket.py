@@ -21,6 +21,8 @@ I/O is done on the connection's fd directly: the thread loop stopped reading it 
 handshake (Connection.take_over), so the bytes the client sends reach only this session.
 recv() waits with poll (a worker without greenlets blocks there, as uWSGI's does without a
 suspend engine); recv_nb() never waits, for async apps that wait with uwsgi.wait_fd_read.
+A session run in a green thread (--greenlet) is given `wait_readable`/`wait_writable`
+(fd, timeout) -> ready by the plugin API: those suspend only its core, on the loop.
 """
 
 from __future__ import annotations
@@ -156,6 +158,9 @@ class Session:
         self.fragment_op = 0
         self.last_ping = 0.0               # when our unanswered ping left (0: none pending)
         self.last_activity = _monotonic()
+        # (fd, timeout) -> ready, when a suspend engine waits for us (else poll blocks the thread)
+        self.wait_readable = None
+        self.wait_writable = None
 
     # ---- receiving ---------------------------------------------------------------------
     def recv(self, block: bool = True) -> bytes | None:
@@ -267,6 +272,10 @@ class Session:
         return True
 
     def _wait_readable(self) -> None:
+        wait = self.wait_readable
+        if wait is not None:
+            wait(self.fd, max(0.0, self._next_timer() - _monotonic()) + 0.001)
+            return
         p = select.poll()
         p.register(self.fd, select.POLLIN)
         p.poll(max(0.0, self._next_timer() - _monotonic()) * 1000 + 1)
@@ -314,10 +323,15 @@ class Session:
             except OSError:
                 self.closed = True
                 return
-            if poller is None:
-                poller = select.poll()
-                poller.register(self.fd, select.POLLOUT)
-            if not poller.poll(self.send_timeout * 1000):
+            wait = self.wait_writable
+            if wait is not None:
+                ready = wait(self.fd, self.send_timeout)
+            else:
+                if poller is None:
+                    poller = select.poll()
+                    poller.register(self.fd, select.POLLOUT)
+                ready = poller.poll(self.send_timeout * 1000)
+            if not ready:
                 log(f"[uwsgi-websocket] {self.where}: the client stopped reading for {self.send_timeout:g} s")
                 self.closed = True
 

@@ -6,7 +6,9 @@ resumes a request on it (one thread-local store: threads each run their own loop
 
 Waits (async): async_sleep/wait_fd_read/wait_fd_write only *arm* a wait on the
 current core; the app must then yield (Lua `coroutine.yield()`, Python generator
-`yield b""`), and the core suspends until the wait fires or times out.
+`yield b""`), and the core suspends until the wait fires or times out. Under a suspend
+engine (--greenlet: the core's `to_loop` is set while its request runs in a green thread)
+they also switch back to the loop inside the call, and return once the wait fired.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def _arm(wait: Wait) -> None:
     core.wait = wait
     core.ready_fd = -1
     core.timed_out = False
+    to_loop = getattr(core, "to_loop", None)
+    if to_loop is not None:
+        to_loop()       # a green thread: back when the wait fired (ready_fd / timed_out set)
 
 
 def async_sleep(seconds: float) -> None:
@@ -76,7 +81,32 @@ def wait_fd_write(fd: int, timeout: float = 0) -> None:
 
 
 def suspend() -> None:
-    """Arm nothing: the next yield gives the other cores one loop turn."""
+    """Arm nothing: the next yield gives the other cores one loop turn (in a green thread:
+    that turn is taken now, inside the call)."""
+    core = current_core()
+    to_loop = getattr(core, "to_loop", None) if core is not None else None
+    if to_loop is not None:
+        core.wait = None
+        to_loop()
+
+
+def wait_readable(fd: int, timeout: float) -> bool:
+    """Wait (in a green thread) until fd is readable: True, or False after `timeout` seconds.
+    What a blocking call of the server (a WebSocket's recv) does instead of poll there."""
+    _arm(Wait(int(fd), Wait.READ, max(0.001, float(timeout))))
+    return not is_timed_out()
+
+
+def wait_writable(fd: int, timeout: float) -> bool:
+    """wait_readable's twin for writing."""
+    _arm(Wait(int(fd), Wait.WRITE, max(0.001, float(timeout))))
+    return not is_timed_out()
+
+
+def green_core() -> bool:
+    """Does the current request run in a green thread (waits switch inside the call)?"""
+    core = current_core()
+    return core is not None and getattr(core, "to_loop", None) is not None
 
 
 def ready_fd() -> int:
@@ -204,10 +234,14 @@ def websocket_handshake(key=None, origin=None, proto=None) -> None:
         raise OSError("unable to complete websocket handshake: not in a request")
     from uwsgid.net import websocket  # only an app that takes WebSockets loads it
     opts = server.opts if server is not None else None
-    websocket.handshake(
+    session = websocket.handshake(
         req, key, origin, proto,
         ping_freq=_opt(opts, "websocket_ping_freq", 30), pong_tolerance=_opt(opts, "websocket_pong_tolerance", 3),
         max_size=_opt(opts, "websocket_max_size", 1024) * 1024, send_timeout=_opt(opts, "socket_timeout", 4))
+    if green_core():
+        # a green thread: recv/send wait on the loop (this core suspends), not in poll
+        session.wait_readable = wait_readable
+        session.wait_writable = wait_writable
 
 
 def _opt(opts, attr: str, default):

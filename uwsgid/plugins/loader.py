@@ -61,6 +61,8 @@ BUILT_IN = {
     "logpipe": "--logger pipe:",
     "rpc": "RPC over the uwsgi protocol (modifier1 173)",
     "signal": "remote signals (modifier1 110)",
+    "greenlet": "--greenlet, in the Python plugin",
+    "ugreen": "--ugreen (= --greenlet), in the Python plugin",
 }
 
 

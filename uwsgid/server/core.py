@@ -43,7 +43,7 @@ class Core:
 
     __slots__ = ("id", "worker", "thread_loop", "loop", "state", "request", "requests", "wait", "ready_fd",
                  "timed_out", "thread", "gen", "conn", "_timer", "_wait_fd", "_wait_prev", "_resume",
-                 "exceptions", "after", "static")
+                 "exceptions", "after", "static", "to_loop")
 
     def __init__(self, cid: int, thread_loop):
         self.id = cid
@@ -66,6 +66,9 @@ class Core:
         self._resume = self.step
         self.after = None       # the serving plugin's after_request, for _done
         self.static = static.handler    # None unless a static option is given
+        # set by a suspend engine (--greenlet) while its green thread runs this core's request:
+        # switches back to the loop after a wait is armed (uwsgid.plugins.api._arm)
+        self.to_loop = None
 
     # ---- running a request ------------------------------------------------------------------
     def run(self, conn, req) -> None:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import importlib
 import sys
 
-from uwsgid.plugins.contract import AppLoadError, Plugin
+from uwsgid.plugins.contract import AppLoadError, OptionValueError, Plugin
 from uwsgid.util.log import log
 
-from .options import OPTIONS
+from .options import ENGINE_OPTIONS, OPTIONS
 
 # bound by _machinery(): what configure, the workers and the request path use (the submodules
 # autoreload, evalexec and uwsgi_module too: not pre-bound here, or `from . import` would skip them)
@@ -46,11 +46,29 @@ def _wanted(opts) -> bool:
     return any(is_set(o.name) for o in OPTIONS)
 
 
+def _suspend_engine(opts):
+    """--greenlet: checked at start-up (one line and exit 1 when it cannot work), and the
+    Response class that runs requests in greenlets; None without the option."""
+    if not getattr(opts, "greenlet", False):
+        return None
+    is_set = getattr(opts, "is_set", None)
+    cores = int(opts.get("async") or 0) if is_set is None or is_set("async") else 0
+    if cores < 1:
+        raise OptionValueError("--greenlet: the greenlet suspend engine requires async mode (--async N)")
+    try:
+        from .greenlet_cores import GreenResponse
+    except ImportError as e:
+        raise OptionValueError(f"--greenlet: the greenlet package cannot be imported ({e}); "
+                               f"install it in the Python that runs the server (pip install greenlet)") from None
+    log("enabled greenlet engine")
+    return GreenResponse
+
+
 class CffiPlugin(Plugin):
     name = "cffi"
     title = "Python (WSGI)"
     modifier1 = 0
-    options = OPTIONS
+    options = OPTIONS + ENGINE_OPTIONS
 
     def __init__(self):
         self.apps = None            # an Apps once set up
@@ -65,8 +83,12 @@ class CffiPlugin(Plugin):
     def configure(self, opts, server) -> None:
         self.opts = opts
         self.server = server
+        engine = _suspend_engine(opts)
         if _wanted(opts):
             self.setup()
+            if engine is not None:
+                global Response
+                Response = engine       # request() builds GreenResponses from now on
 
     def setup(self) -> None:
         """Set the Python side up for the configured options: the `uwsgi` module, sys.path, the

@@ -40,3 +40,12 @@ OPTIONS = [
     O("manage-script-name", kind="flag", group=G,
       help="pick the app by the longest mountpoint prefix of PATH_INFO and rewrite SCRIPT_NAME/PATH_INFO"),
 ]
+
+# How Python requests run, not a Python app or path: not counted by _wanted() (a Lua-only
+# instance given --greenlet does not set the Python side up for it).
+ENGINE_OPTIONS = [
+    O("greenlet", kind="flag", group=G, aliases=("ugreen",),
+      help="enable greenlet as suspend engine: under --async N each Python request runs in a greenlet, "
+           "and uwsgi.async_sleep/wait_fd_read/wait_fd_write/suspend/websocket_recv switch cores inside "
+           "the call (needs the greenlet package)"),
+]

@@ -155,7 +155,7 @@ class Response:
     """One request's response state. `run(app, environ)` returns None (complete) or a
     generator the core iterates (see uwsgid/plugins/contract.py)."""
 
-    __slots__ = ("req", "app", "status", "headers", "committed", "environ", "pending")
+    __slots__ = ("req", "app", "status", "headers", "committed", "environ", "pending", "stepping")
 
     def __init__(self, req, app):
         self.req = req
@@ -165,6 +165,8 @@ class Response:
         self.committed = False      # headers handed to the core: exc_info can no longer replace them
         self.environ = None
         self.pending = None         # body chunks batched by _stream, not yet given to the core
+        # self.stepping: the flush deadline's Watch while the app steps with bytes batched (set by
+        # _stream only then; read by park/unpark under --greenlet, so not initialized here)
 
     # ---- the two callables the app gets -------------------------------------------------
 
@@ -297,6 +299,7 @@ class Response:
                     if watch is None:
                         watch = stream_watch(self._deadline_flush)
                     watch.blocked_since = _monotonic()
+                    self.stepping = watch
                     watch.lock.release()
                     try:
                         chunk = step()
@@ -305,6 +308,7 @@ class Response:
                     finally:
                         watch.lock.acquire()
                         watch.blocked_since = 0.0
+                        self.stepping = None
                 else:
                     try:
                         chunk = step()
@@ -354,6 +358,21 @@ class Response:
         if result is not None:
             self._close(result)
         return None
+
+    def park(self):
+        """The app leaves its core in the middle of a step (a green thread's wait, see
+        greenlet_cores): what is batched goes to the core, which flushes it at the switch, and
+        the flusher thread keeps off this response (its lock held) until unpark()."""
+        watch = getattr(self, "stepping", None)
+        if watch is not None:
+            watch.lock.acquire()        # after a deadline flush in progress, if any
+            watch.blocked_since = 0.0
+            self._emit()
+
+    def unpark(self):
+        watch = getattr(self, "stepping", None)
+        if watch is not None:
+            watch.lock.release()        # nothing batched now: no deadline until the next chunk
 
     def _deadline_flush(self):
         # the flusher thread, while the app is blocked in its next step (see _stream)
