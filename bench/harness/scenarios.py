@@ -238,7 +238,7 @@ WS_ECHO = APPS / "ws_echo.py"
 HELLO_TLS = APPS / "hello_tls.py"
 PACED_STREAM = APPS / "paced_stream.py"
 WS_CONNECTIONS, WS_SIZE = 64, 1024
-WS_PATHS = {"ours": "/ws-async", "peer": "/ws"}   # the app's loop for each side's async mode
+WS_PATHS = {"ours": "/ws", "peer": "/ws"}   # both: the blocking loop, suspended by green threads
 STREAMS = 16
 
 
@@ -282,15 +282,14 @@ SCENARIOS += [
     Scenario("ws-echo", f"WebSocket echo, {WS_SIZE} B messages, {WS_CONNECTIONS} connections, uWSGI's "
              "websocket API, --async 64, 2 workers",
              "uWSGI python3 + ugreen", "client", "msg_s", ">=", 1.5, [WS_ECHO],
-             lambda p: ours(p, "--async", 64, "--wsgi-file", WS_ECHO),
+             lambda p: ours(p, "--async", 64, "--greenlet", "--wsgi-file", WS_ECHO),
              lambda p: uwsgi_peer(p, "python3,ugreen", "--async", 64, "--ugreen", "--wsgi-file", WS_ECHO),
              ugreen, expect=b"websocket echo", client=ws_client,
-             client_command=" ".join(load.client_command(load.WSLOAD, "PORT", "/ws-async|/ws", "SECONDS",
+             client_command=" ".join(load.client_command(load.WSLOAD, "PORT", "/ws", "SECONDS",
                                                          "--connections", WS_CONNECTIONS, "--size", WS_SIZE)),
-             note="figure = echoed messages/s; server CPU per message beside it. Ours: the app's /ws-async loop "
-                  "(websocket_recv_nb, then yield uwsgi.wait_fd_read); the peer: --async 64 --ugreen and the "
-                  "blocking /ws loop (ugreen suspends the core in websocket_recv), its fastest mode here "
-                  "(threads and the recv_nb loop are slower on uWSGI)"),
+             note="figure = echoed messages/s; server CPU per message beside it. Both sides run the blocking /ws "
+                  "loop on green threads: ours --async 64 --greenlet, the peer --async 64 --ugreen (uWSGI's fastest "
+                  "mode here; threads and the recv_nb loop are slower on it)"),
     Scenario("https-hello", "HTTPS hello, --https-socket, 2 workers, keep-alive requested (the peer closes)",
              "uWSGI python3 (OpenSSL)", "wrk", "rps", ">=", 1.3, [HELLO_TLS],
              tls_ours, tls_peer, tls_peer_missing, prepare=tlscert.prepare,
