@@ -12,7 +12,6 @@ import os
 import re
 import stat
 import sys
-import time
 
 from uwsgid.plugins.api import stream_watch
 from uwsgid.util.log import log
@@ -30,7 +29,6 @@ _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _HOP_BY_HOP = frozenset(("keep-alive", "proxy-authenticate", "proxy-authorization",
                          "te", "trailer", "trailers", "transfer-encoding", "upgrade"))
 _ERROR_BODY = b"500 Internal Server Error\n"
-_monotonic = time.monotonic
 
 # Status lines and header names repeat: validate and encode each once (bounded caches).
 _statuses: dict[str, bytes] = {}
@@ -298,16 +296,16 @@ class Response:
                     # block: a flush deadline covers them (uwsgid/net/flusher.py)
                     if watch is None:
                         watch = stream_watch(self._deadline_flush)
-                    watch.blocked_since = _monotonic()
+                    watch.enter()
                     self.stepping = watch
-                    watch.lock.release()
                     try:
                         chunk = step()
                     except StopIteration:
                         break
                     finally:
-                        watch.lock.acquire()
-                        watch.blocked_since = 0.0
+                        watch.seq += 1
+                        if watch.flushing:
+                            watch.wait_flush()
                         self.stepping = None
                 else:
                     try:
@@ -366,7 +364,6 @@ class Response:
         watch = getattr(self, "stepping", None)
         if watch is not None:
             watch.lock.acquire()        # after a deadline flush in progress, if any
-            watch.blocked_since = 0.0
             self._emit()
 
     def unpark(self):
