@@ -532,7 +532,9 @@ def test_cron_matching():
         api.add_cron(1, 60, -1, -1, -1, -1)
 
 
-def test_cron_fires_at_minute_change(svc):
+def test_cron_fires_once_per_matching_minute_from_the_first_check(svc):
+    # uWSGI (core/cron.c): a signal cron fires at the first check of a matching minute, the
+    # minute it was registered in included, then once per minute
     from uwsgid.services import signals, timers
     api.register_signal(60, "worker1", lambda n: None)
     with timers._sched_lock:
@@ -542,10 +544,11 @@ def test_cron_fires_at_minute_change(svc):
     signals.route = lambda n: sent.append(n)
     try:
         timers.tick(now_wall=600.0)
-        timers.tick(now_wall=630.0)
-        assert sent == []
-        timers.tick(now_wall=660.0)
         assert sent == [60]
+        timers.tick(now_wall=630.0)
+        assert sent == [60]
+        timers.tick(now_wall=660.0)
+        assert sent == [60, 60]
     finally:
         signals.route = orig
 

@@ -158,7 +158,9 @@ def tick(now_mono: float | None = None, now_wall: float | None = None) -> float:
         tm = time.localtime(minute * 60)
         for c in _crons:
             if c["last"] != minute:
-                if c["last"] is not None and cron_matches(c["fields"], tm):
+                # a matching minute fires at its first check, the registration's own minute
+                # included (uWSGI's cron.c: last_job starts at 0), and once per minute
+                if cron_matches(c["fields"], tm):
                     fire.append(c["num"])
                 c["last"] = minute
         nxt = min([t["due"] for t in _timers], default=mono + 1.0)
