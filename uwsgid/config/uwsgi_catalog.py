@@ -33,9 +33,10 @@ declare(
 
 # What to say about an option, by exact name; the first matching prefix in _PREFIX_REASONS
 # otherwise; then the owning plugin (_PLUGIN_REASONS); then uWSGI's own help line.
-_GEVENT = ("the gevent loop engine is not available here; use --async N (N cores on one event loop per "
-           "worker; an app gives up its core with uwsgi.suspend() or uwsgi.wait_fd_read()) or --threads N; "
-           "requests will be served without gevent and nothing is monkey-patched")
+_GEVENT = ("the gevent loop engine is not available here; use --async N --greenlet (N cores per worker, "
+           "each request in a greenlet: uwsgi.async_sleep(), wait_fd_read() and websocket_recv() switch "
+           "inside the call) or --threads N; requests will be served without gevent and nothing is "
+           "monkey-patched")
 _ROUTING = ("uWSGI's internal routing is not implemented here: no route rule runs (no rewrite, redirect, "
             "basicauth, static, donotlog...); do it in the front proxy or in the application")
 _EMPEROR = ("the Emperor (one instance supervising vassal configs) is not implemented here; run one "
