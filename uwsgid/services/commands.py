@@ -39,6 +39,29 @@ def master_state(server) -> str | None:
     return getattr(getattr(server, "master", None), "state", None)
 
 
+def master_running(server) -> bool:
+    """The master runs (neither reloading nor stopping): crons fire and daemons start only then."""
+    from uwsgid.server.master_actions import RUNNING
+    return master_state(server) == RUNNING
+
+
+def configure_at_start(server, configure, option: str):
+    """master_start of crons and daemons: configure(opts)'s table, a bad value being one line
+    and exit 1, and a table needing the master (need_master); None when there are no opts."""
+    opts = getattr(server, "opts", None)
+    if opts is None:
+        return None
+    try:
+        table = configure(opts)
+    except ValueError as exc:
+        from uwsgid.util.log import log
+        log(f"uwsgi: {exc}")
+        raise SystemExit(1) from None
+    if table:
+        need_master(server, option)
+    return table
+
+
 def need_master(server, option: str) -> None:
     """These options turn the master on; a later --master=false turns it off again, and uWSGI
     then silently never runs them: here, one line and exit 1."""

@@ -207,29 +207,14 @@ def stats() -> list[dict]:
 # ---- hooks ------------------------------------------------------------------------------------
 
 def _master_start(server) -> None:
-    opts = getattr(server, "opts", None)
-    if opts is None:
-        return
-    try:
-        table = configure(opts)
-    except ValueError as exc:
-        log(f"uwsgi: {exc}")
-        raise SystemExit(1) from None
-    if table:
-        commands.need_master(server, "cron")
-    for c in table:
+    for c in commands.configure_at_start(server, configure, "cron") or ():
         log(f"[uwsgi-cron] command \"{c.command}\" registered as cron task")
-
-
-def _running(server) -> bool:
-    from uwsgid.server.master import RUNNING
-    return commands.master_state(server) == RUNNING
 
 
 def _master_tick(server) -> None:
     if not _crons:
         return
-    if _running(server):
+    if commands.master_running(server):
         check()
     check_harakiri()
 

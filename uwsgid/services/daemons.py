@@ -422,27 +422,13 @@ def stats() -> list[dict]:
 
 def _master_start(server) -> None:
     global _started
-    opts = getattr(server, "opts", None)
-    if opts is None:
-        return
-    try:
-        table = configure(opts)
-    except ValueError as exc:
-        log(f"uwsgi: {exc}")
-        raise SystemExit(1) from None
-    if table:
-        commands.need_master(server, "attach-daemon")
-    _started = False
-
-
-def _running(server) -> bool:
-    from uwsgid.server.master import RUNNING
-    return commands.master_state(server) == RUNNING
+    if commands.configure_at_start(server, configure, "attach-daemon") is not None:
+        _started = False
 
 
 def _master_tick(server) -> None:
     global _started
-    if not _daemons or not _running(server):
+    if not _daemons or not commands.master_running(server):
         return
     if not _started:
         _started = True
@@ -458,7 +444,7 @@ def _child_exited(pid: int, status: int) -> None:
     from uwsgid.plugins import api as core_api
     server = core_api.server
     master = getattr(server, "master", None)
-    child_exited(pid, status, _running(server), getattr(master, "stop_gracefully", None))
+    child_exited(pid, status, commands.master_running(server), getattr(master, "stop_gracefully", None))
 
 
 def _shutdown(server) -> None:
