@@ -37,7 +37,7 @@ from uwsgid.server.lifetime import Lifetime
 from uwsgid.server.master_actions import KILLING, RELOADING, RUNNING, STOPPING, reload_workers
 from uwsgid.util import hooks, loggers
 from uwsgid.util.log import log, log_exception
-from uwsgid.util.process import die_with_parent
+from uwsgid.util.process import die_with_parent, reaped
 
 EXIT_APP_LOAD = 22
 FAST_DEATH_SECS = 1     # a worker dying younger than this (not asked to) counts toward a crash loop
@@ -354,15 +354,7 @@ class Master:
         log(f"{'respawned' if respawn else 'spawned'} uWSGI http 1 (pid: {pid})")
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            except InterruptedError:
-                continue
-            if pid == 0:
-                return
+        for pid, status in reaped():
             child = self.children.pop(pid, None)
             if child is not None:
                 self._child_died(child, status)

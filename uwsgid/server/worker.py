@@ -44,6 +44,7 @@ from uwsgid.server.thread_loop import ThreadLoop, connection_class
 from uwsgid.util import hooks
 from uwsgid.util.log import log, log_exception
 from uwsgid.util.memory import rss_vsz
+from uwsgid.util.process import reaped
 
 _monotonic = time.monotonic
 
@@ -52,15 +53,8 @@ def _reap_children() -> None:
     """--reaper: collect the exit status of any child of this worker that has ended (uWSGI's
     waitpid(-1, WNOHANG) loop after each request), so that an app's forgotten children do not
     stay zombies."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        except InterruptedError:
-            continue
-        if pid == 0:
-            return
+    for _ in reaped():
+        pass
 
 
 def _default_max_pending() -> int:

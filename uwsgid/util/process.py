@@ -22,3 +22,18 @@ def die_with_parent(parent_pid: int | None = None) -> None:
         pass
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(1)     # the parent died before the prctl: no signal will come
+
+
+def reaped():
+    """(pid, status) of each child that has ended, without waiting for any (waitpid(-1,
+    WNOHANG) until none is left): the master's reaping and the worker's --reaper."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+        if pid == 0:
+            return
+        yield pid, status
