@@ -13,7 +13,7 @@ import textwrap
 import time
 
 import pytest
-from helpers import Server, free_port, run_uwsgi
+from helpers import Server, free_port, recv_all, run_uwsgi
 from websockets.sync.client import connect as ws_connect
 
 APP = textwrap.dedent('''
@@ -81,13 +81,7 @@ def _get(port, cafile, name="localhost", path="/", body=None, method="GET"):
             if body is not None:
                 req += f"Content-Length: {len(body)}\r\n"
             s.sendall(req.encode() + b"\r\n" + (body or b""))
-            data = b""
-            while True:
-                b = s.recv(65536)
-                if not b:
-                    break
-                data += b
-            return data, peer
+            return recv_all(s), peer
 
 
 @pytest.mark.parametrize("mode", [[], ["--threads", "2"], ["--async", "4"], ["--master", "--processes", "2"]])
@@ -127,16 +121,7 @@ def test_plain_http_and_garbage_on_the_tls_port_close_that_connection_only(certs
         for junk in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x00\x05hello" + b"\0" * 64):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
                 s.sendall(junk)
-                got = b""
-                while True:
-                    try:
-                        b = s.recv(4096)
-                    except ConnectionResetError:
-                        break
-                    if not b:
-                        break
-                    got += b
-                assert not got.startswith(b"HTTP/")     # closed (at most a TLS alert)
+                assert not recv_all(s).startswith(b"HTTP/")     # closed (at most a TLS alert)
         data, _ = _get(port, certs[1][0])                 # the worker still serves TLS
         assert data.startswith(b"HTTP/1.1 200")
         log = srv.wait_log("TLS handshake failed", count=2)
@@ -224,11 +209,7 @@ def test_https_through_the_router(certs):
         assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"scheme=https https=on body=3")
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            try:
-                got = s.recv(4096)
-            except ConnectionResetError:
-                got = b""
-            assert not got.startswith(b"HTTP/")
+            assert not recv_all(s).startswith(b"HTTP/")
         data, _ = _get(port, cert)
         assert data.startswith(b"HTTP/1.1 200")
         assert "[uwsgi-http] - " in srv.wait_log("TLS handshake failed: http request")

@@ -11,7 +11,7 @@ import textwrap
 import time
 
 import pytest
-from helpers import Server, free_port, http_get
+from helpers import Server, free_port, http_get, recv_all
 from nginx import AVAILABLE as NGINX_AVAILABLE
 from nginx import Nginx, uwsgi_pass_conf
 from websockets.exceptions import ConnectionClosed
@@ -134,15 +134,7 @@ def _masked(b0: int, payload: bytes) -> bytes:
 
 
 def _close_code(s: socket.socket) -> int | None:
-    data = b""
-    while True:
-        try:
-            b = s.recv(4096)
-        except OSError:
-            break
-        if not b:
-            break
-        data += b
+    data = recv_all(s)
     # the last frame the server sent: a close frame with a code
     i = data.rfind(b"\x88\x02")
     return struct.unpack("!H", data[i + 2:i + 4])[0] if i >= 0 else None
@@ -178,14 +170,8 @@ def test_server_pings_and_drops_a_client_that_does_not_answer(apps, runtime):
     with srv:
         with connect(f"ws://127.0.0.1:{port}/echo") as ok:   # answers pings by itself: stays
             s = _raw_ws(port)                                 # never answers: dropped
-            s.settimeout(10)
             t0 = time.monotonic()
-            got = b""
-            while True:
-                b = s.recv(4096)
-                if not b:
-                    break
-                got += b
+            got = recv_all(s, timeout=10)
             assert got.startswith(b"\x89\x00")                 # the ping
             assert 1.5 < time.monotonic() - t0 < 8
             ok.send("still here")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, Server, free_port, wait_port
+from helpers import ROOT, Server, free_port, recv_all, wait_port
 
 from tests.master_helpers import IN_FLIGHT, MODIFIER1, get, info, launch
 
@@ -148,12 +148,7 @@ def test_sigterm_answers_the_pipelined_requests_already_received(tmp_path):
         s.sendall(b"GET /sleep?1 HTTP/1.1\r\nHost: x\r\n\r\n" + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
         srv.wait_log(IN_FLIGHT)
         srv.signal(signal.SIGTERM)
-        data = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            data += b
+        data = recv_all(s, timeout=20)
         s.close()
         assert data.count(b"HTTP/1.1 200") == 3, data
         assert data.count(b"Connection: close") == 1          # only on the last
