@@ -421,6 +421,10 @@ def _main(argv: list[str], extra_plugins) -> int:
     if rc is not None:
         cleanup(server)
         return rc
+    if not server.lazy_apps:
+        # What the apps made before fork is frozen too: a collection in a worker would walk it
+        # and write to every page that holds it, unsharing them from the master.
+        gc.freeze()
     _warn_unreachable_apps(server)
     if opts.chdir2:
         try:

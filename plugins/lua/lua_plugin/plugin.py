@@ -83,6 +83,8 @@ class LuaPlugin(Plugin):
         self.requests = 0
         self.startup_time = 0
         self.states: list[LuaState] = []   # this process's states (stats)
+        self._thread_states: dict[int, LuaState] = {}   # id(thread loop) -> its state
+        self._prefork: list[LuaState] = []   # made by the master, taken by worker threads
         self.script_states: list[LuaState] = []   # run_script's: their RPC functions and handlers live on
 
     def _active(self) -> bool:
@@ -102,26 +104,36 @@ class LuaPlugin(Plugin):
         except _engine.EngineError as exc:
             # an engine lupa lacks here, or lupa missing: the option cannot be honoured
             raise OptionValueError(str(exc)) from None
-        # Fail fast: load everything once in a throwaway state, so that a broken app stops the
-        # server with its Lua error instead of crash-looping workers. With --lazy-apps the
-        # app runs only in the workers: check its syntax only.
+        # The workers' states are made and loaded here, before fork, as uWSGI does: one per
+        # thread (--threads), each worker thread takes one, and its pages stay shared with the
+        # master until written. This is also the fail-fast check: a broken app stops the server
+        # with its Lua error instead of crash-looping workers. With --lazy-apps the app runs only
+        # in the workers: check its syntax here, in a throwaway state.
         started = time.monotonic()
+        lazy = bool(opts.get("lazy-apps") or opts.get("lazy"))
+        numproc = _opt_int(opts, "processes")
+        st = None
         try:
-            st = LuaState(s, check=True)
-            if opts.get("lazy-apps") or opts.get("lazy"):
+            if lazy:
+                st = LuaState(s, check=True)
                 if s.app:
                     st.check_syntax(s.app)
             else:
-                st.load_all(worker=False)
+                for _ in range(_opt_int(opts, "threads")):
+                    st = LuaState(s, numproc=numproc, check=True)
+                    st.load_all(worker=False)
+                    self._prefork.append(st)
         except LuaLoadError as exc:
             raise AppLoadError(str(exc)) from None
         except Exception as exc:  # e.g. LuaMemoryError under --lua-max-memory
             raise AppLoadError(f"unable to load Lua app {s.app}: {type(exc).__name__}: {exc}") from None
         finally:
-            # The state and its Python callbacks form a cycle: collect it now, so that nothing
-            # it opened (a SQLite connection...) is inherited by the workers.
-            st = None
-            gc.collect()
+            if lazy or st not in self._prefork:
+                # The state and its Python callbacks form a cycle: collect it now, so that
+                # nothing it opened (a SQLite connection...) is inherited by the workers.
+                self._prefork.clear()
+                st = None
+                gc.collect()
         self.startup_time = int(time.monotonic() - started)
         if s.app:
             log(f"[uwsgi-lua] WSAPI app {s.app} loaded (engine lupa.{s.engine})")
@@ -134,21 +146,37 @@ class LuaPlugin(Plugin):
             return
         _runtime()
         s = self.settings
-        worker = getattr(core, "worker", None)
-        wid = int(getattr(worker, "id", 0) or 0)
-        cid = int(getattr(core, "id", 0) or 0)
-        opts = getattr(self.server, "opts", None)
-        numproc = _opt_int(opts, "processes")
-        per_worker = _opt_int(opts, "threads") * _opt_int(opts, "async")
-        try:
-            st = LuaState(s, wid=wid, sid=max(wid - 1, 0) * per_worker + cid, numproc=numproc)
-            st.load_all(worker=True)
-        except LuaLoadError as exc:
-            raise AppLoadError(str(exc)) from None
+        # One lua_State per thread, shared by the thread's async cores (uWSGI 2.1's design: a
+        # core costs a slot, not a state, ~230 KB each); each thread has its own, so threads
+        # run Lua in parallel.
+        thread_loop = getattr(core, "thread_loop", None)
+        key = id(thread_loop) if thread_loop is not None else id(core)
+        st = self._thread_states.get(key)
+        if st is None:
+            worker = getattr(core, "worker", None)
+            wid = int(getattr(worker, "id", 0) or 0)
+            opts = getattr(self.server, "opts", None)
+            numproc = _opt_int(opts, "processes")
+            threads = _opt_int(opts, "threads")
+            sid = max(wid - 1, 0) * threads + len(self._thread_states)
+            try:
+                if self._prefork:
+                    st = self._prefork.pop(0)
+                    st.adopt(wid, sid)
+                    for f in s.postfork:
+                        st.run_file(f, "--lua-postfork-worker")
+                    if s.postfork:
+                        st.gc(full=True)
+                else:       # --lazy-apps, or more threads than the master foresaw
+                    st = LuaState(s, wid=wid, sid=sid, numproc=numproc)
+                    st.load_all(worker=True)
+            except LuaLoadError as exc:
+                raise AppLoadError(str(exc)) from None
+            self._thread_states[key] = st
+            self.states.append(st)
+            if s.shell and wid == 1 and not self.states[:-1]:
+                self._shell(st)
         core.state[self.name] = st
-        self.states.append(st)
-        if s.shell and wid == 1 and cid == 0:
-            self._shell(st)
 
     def _shell(self, st: LuaState) -> None:
         """--lua-shell: debug.debug() on this worker's stdin before it serves (uWSGI's hijack)."""
@@ -176,8 +204,8 @@ class LuaPlugin(Plugin):
     def after_request(self, req) -> None:
         """The response is out (or the client gone): the state's per-request end, GC included."""
         st = req.core.state.get("lua")
-        if st is not None and st.req is req:
-            st.after_request()
+        if st is not None:
+            st.after_request(req)
 
     def shutdown(self) -> None:
         pass

@@ -96,31 +96,32 @@ def handle(st, req, app_path: bytes):
     """Serve req on lua_State st: None when done, else a generator (see the module doc)."""
     memory_error = st.lupa.LuaMemoryError
     st.req = req
+    slot = req.core.id
     if st.memory_near_cap():
         st.recover_memory()
     try:
         # behind nginx the packet's vars block is parsed in Lua: cheaper than table_from
         block = req.vars_block
-        res = st.call(block if block is not None else st.table_from(req.vars), app_path)
+        res = st.call(block if block is not None else st.table_from(req.vars), app_path, slot)
     except memory_error as exc:
-        st.abandon()
+        st.abandon(slot)
         _fail(st, req, f"Lua memory limit reached in the app ({_where(req)}): {exc}")
         return None
     except st.lupa.LuaError as exc:  # outside the app's xpcall: the plugin's own Lua side
-        st.abandon()
+        st.abandon(slot)
         _fail(st, req, f"Lua error serving {_where(req)}: {exc}")
         return None
     code = res[0]
     if getattr(req, "websocket", None) is not None:
         if code == OK and res[4] != B_END:
-            return _stream(st, req, memory_error)   # the session goes on in the body (--async)
+            return _stream(st, req, slot, memory_error)   # the session goes on in the body (--async)
         return _websocket_end(req, code, res)
     if code == OK:
         _, status, flat_headers, chunk, bstate = res
         try:
             line = status_line(status)
         except BadResponse as exc:
-            st.abandon()
+            st.abandon(slot)
             _fail(st, req, f"invalid response from the Lua app ({_where(req)}): {exc}")
             return None
         if not req.headers_sent:       # else a blocking call flushed them already (flush_now)
@@ -131,7 +132,7 @@ def handle(st, req, app_path: bytes):
             return None
         # a wait armed in the first slice (B_WAIT) stays on the core, which runs our first step
         # once it fires (the plugin contract)
-        return _stream(st, req, memory_error)
+        return _stream(st, req, slot, memory_error)
     if code == APP_ERROR:
         _fail(st, req, f"error in the Lua app ({_where(req)}):\n{_text(res[1])}")
     elif code == BODY_ERROR:
@@ -166,13 +167,14 @@ def flush_now(req, data: bytes, status: bytes, flat_headers: bytes) -> None:
         pass
 
 
-def _stream(st, req, memory_error):
+def _stream(st, req, slot, memory_error):
     done = False
     try:
         while True:
             yield
+            st.req = req       # the state is shared with the thread's other cores
             try:
-                res = st.resume()
+                res = st.resume(slot)
             except memory_error as exc:
                 log(f"[uwsgi-lua] Lua memory limit reached in the response body ({_where(req)}): {exc}")
                 st.recover_memory()
@@ -198,4 +200,4 @@ def _stream(st, req, memory_error):
                 raise LuaBodyError(message.splitlines()[0])
     finally:
         if not done:
-            st.abandon()   # closed early (client gone, worker stopping): drop the iterator
+            st.abandon(slot)   # closed early (client gone, worker stopping): drop the iterator

@@ -13,10 +13,13 @@
 -- This file returns the table M that Python drives:
 --   M.run_file(path)        run a --lua-load / --lua-postload file
 --   M.load_app(path)        load the WSAPI app (M.check_syntax(path): compile it only)
---   M.call(env, app_path)   call the app and validate its response; drive the first body slice
---                           (env: a table, or a uwsgi packet's vars block as a string)
---   M.resume()              drive the next body slice (the trampoline)
---   M.abandon()             forget the current body (request aborted)
+--   M.call(env, app_path, slot)  call the app and validate its response; drive the first body
+--                           slice (env: a table, or a uwsgi packet's vars block as a string)
+--   M.resume(slot)          drive the next body slice (the trampoline)
+--   M.abandon(slot)         forget the slot's body (request aborted)
+-- A state serves all the async cores of one thread (uWSGI's async "threads" in one lua_State):
+-- `slot` (the core's id) keeps each core's body apart. Only one core runs Lua at a time, so the
+-- rest of the per-request state below is the running core's.
 --   M.gc(full)              one GC step or a full collection
 -- Everything crosses to Python as strings and numbers: the status, the headers flattened to
 -- "name\0value\0...", and coalesced body slices (lupa bugs #294/#84: no long-lived tables).
@@ -69,6 +72,8 @@ local CLOCK_EVERY = (now == py.monotonic) and 8 or 1
 -- ---- the request's state, and its writers for the uwsgi table ----------------------------
 local app               -- the WSAPI app (M.load_app)
 local cur_iter          -- the body iterator of the request running on this state
+-- Between slices a streamed body waits in its core's slot: iterator, status, flat headers.
+local slot_iter, slot_status, slot_hdrs = {}, {}, {}
 local pending = false   -- a wait was armed: the body's next yield (even nil) suspends the core
 local extra_headers, started_status, started_headers  -- set from inside the app
 
@@ -318,7 +323,7 @@ end
 
 -- ---- the call -----------------------------------------------------------------------
 -- Returns OK, status, headers, slice, body state [, error] or APP_ERROR/BAD_RESPONSE/BODY_ERROR, message.
-function M.call(env, app_path)
+function M.call(env, app_path, slot)
   if app == nil then return BAD_RESPONSE, "no WSAPI app loaded" end
   pending = false
   extra_headers, started_status, started_headers = nil, nil, nil
@@ -387,20 +392,29 @@ function M.call(env, app_path)
     cur_status, cur_hdrs = nil, nil
     return BODY_ERROR, berr
   end
-  if state == B_END then cur_status, cur_hdrs = nil, nil end
+  if state == B_END then
+    cur_status, cur_hdrs = nil, nil
+  else
+    slot_iter[slot], slot_status[slot], slot_hdrs[slot] = cur_iter, status, hdrs
+  end
   return OK, status, hdrs, slice, state
 end
 
-function M.resume()
+function M.resume(slot)
+  cur_iter, cur_status, cur_hdrs = slot_iter[slot], slot_status[slot], slot_hdrs[slot]
   if cur_iter == nil then return "", B_END end
   local slice, state, berr = drive()
-  if state ~= B_MORE and state ~= B_WAIT then cur_status, cur_hdrs = nil, nil end
+  if state ~= B_MORE and state ~= B_WAIT then
+    cur_status, cur_hdrs = nil, nil
+    slot_iter[slot], slot_status[slot], slot_hdrs[slot] = nil, nil, nil
+  end
   return slice, state, berr
 end
 
-function M.abandon()
+function M.abandon(slot)
   cur_iter = nil
   cur_status, cur_hdrs = nil, nil
+  if slot ~= nil then slot_iter[slot], slot_status[slot], slot_hdrs[slot] = nil, nil, nil end
   pending = false
   extra_headers, started_status, started_headers = nil, nil, nil
 end

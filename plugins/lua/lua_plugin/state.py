@@ -2,8 +2,10 @@
 runtime.lua, uwsgi_table.lua: the shims, the request path, the `uwsgi` table), loading files, and
 the per-request hooks Lua calls back (input, log, exit).
 
-A state serves one request at a time (one state per async core or thread), so the request
-being served is simply `state.req`.
+A state serves one thread: its async cores share it (as uWSGI's Lua plugin does since 2.1: one
+lua_State per thread, the async cores as its Lua threads), each core's streamed body kept in its
+slot by runtime.lua. Only one core runs Lua at a time, so the request being served is simply
+`state.req`, set by response.py each time a core enters Lua.
 """
 
 from __future__ import annotations
@@ -169,10 +171,22 @@ class LuaState:
         self._gc = self.M.gc
         self._call_rpc = handlers.call_rpc
         self._call_signal = handlers.call_signal
+        self._set_ids = handlers.set_ids
 
         if not check:
-            _thread_local.state = self
-            _process_latest[0] = self
+            self._become_fallback()
+
+    def _become_fallback(self) -> None:
+        _thread_local.state = self
+        _process_latest[0] = self
+
+    def adopt(self, wid: int, sid: int) -> None:
+        """A worker thread takes a state the master loaded before fork (check=True there, so
+        that os.exit in a load raised an error instead of ending the master): from now on it
+        is a worker's, with the worker's ids, and the fallback for this thread's handlers."""
+        self.check = False
+        self._set_ids(wid, sid)
+        self._become_fallback()
 
     # ---- loading ----------------------------------------------------------------------
 
@@ -207,14 +221,14 @@ class LuaState:
 
     # ---- request plumbing -------------------------------------------------------------
 
-    def call(self, env, app_path: bytes):
-        return self._call(env, app_path)
+    def call(self, env, app_path: bytes, slot: int):
+        return self._call(env, app_path, slot)
 
-    def resume(self):
-        return self._resume()
+    def resume(self, slot: int):
+        return self._resume(slot)
 
-    def abandon(self) -> None:
-        self._abandon()
+    def abandon(self, slot: int) -> None:
+        self._abandon(slot)
 
     def table_from(self, data):
         return self.rt.table_from(data)
@@ -223,9 +237,10 @@ class LuaState:
         self._gc(self.settings.gc_full if full is None else full)
         self.gc_runs += 1
 
-    def after_request(self) -> None:
+    def after_request(self, req) -> None:
         """Per-request end: forget the request, flush io.write's partial line, GC per --lua-gc-freq."""
-        self.req = None
+        if self.req is req:
+            self.req = None
         if self._out:
             log(self._out)
             self._out = b""

@@ -8,6 +8,7 @@
 -- Returns the registries' entry points, which Python calls by name / number:
 --   call_rpc(name, ...)   -> true, result as a string ("" for nil) | false, error
 --   call_signal(signum)   -> true | false, error
+--   set_ids(wid, sid)     uwsgi.mywid / uwsgi.mysid of a state the master made before fork
 local py, conf, shared = ...
 
 local type, tostring, pairs, select, pcall, xpcall, error = type, tostring, pairs, select, pcall, xpcall, error
@@ -191,4 +192,7 @@ end
 package.loaded.uwsgi = uwsgi
 _G.uwsgi = uwsgi
 
-return { call_rpc = call_rpc, call_signal = call_signal }
+-- A state made by the master before fork learns its worker's numbers when a worker takes it.
+local function set_ids(wid, sid) uwsgi.mywid, uwsgi.mysid = wid, sid end
+
+return { call_rpc = call_rpc, call_signal = call_signal, set_ids = set_ids }

@@ -6,6 +6,7 @@ import contextlib
 import textwrap
 import threading
 import time
+import types
 
 import pytest
 from lua_helpers import EXAMPLES, FakeCore, FakeRequest, FakeWorker, run_request
@@ -873,23 +874,41 @@ def test_waits_reach_the_core_through_run_request(tmp_path):
     assert r.body == b"abc" and r.waits == 2
 
 
-def test_master_load_check_state_is_released(tmp_path):
+def _open_paths():
     import os
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    return out
+
+
+def test_master_loads_the_workers_states_before_fork(tmp_path):
+    """As uWSGI: without --lazy-apps the app is loaded by the master, one state per thread,
+    and the worker's threads take those states (what the app opened is inherited)."""
+    held = tmp_path / "held-open.txt"
+    held.write_text("x")
+    app = lua_app(tmp_path, f"keep = io.open('{held}', 'r') loads = (loads or 0) + 1 "
+                            "return function() return 200, {}, tostring(loads) .. ' ' .. uwsgi.mywid end")
+    p = make_plugin(lua=app, threads=2)
+    assert len(p._prefork) == 2 and str(held) in _open_paths()
+    core = FakeCore()
+    core.worker = types.SimpleNamespace(id=3)
+    p.init_core(core)
+    assert len(p._prefork) == 1 and core.state["lua"].check is False
+    assert serve(p, core).body == b"1 3"        # loaded once (in the master), the worker's id
+
+
+def test_lazy_apps_check_state_is_released(tmp_path):
     held = tmp_path / "held-open.txt"
     held.write_text("x")
     app = lua_app(tmp_path, f"keep = io.open('{held}', 'r') return function() return 200, {{}}, 'x' end")
-    make_plugin(lua=app)
-
-    def open_paths():
-        out = set()
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                out.add(os.readlink(f"/proc/self/fd/{fd}"))
-            except OSError:
-                pass
-        return out
-    # the throwaway state of configure() is gone: workers do not inherit what it opened
-    assert str(held) not in open_paths()
+    p = make_plugin(lua=app, lazy_apps=True)
+    # --lazy-apps: the master only checked the syntax, in a throwaway state that is gone
+    assert not p._prefork and str(held) not in _open_paths()
+    assert serve(p).body == b"x"
 
 
 def test_luac_bytecode_app(tmp_path):
