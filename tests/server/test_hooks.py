@@ -225,8 +225,9 @@ def test_rpc_hook_calls_a_registered_function(tmp_path):
         "    api.register_rpc('hello', lambda *a: b'hi ' + b'+'.join(a))\n")
     env = {"PYTHONPATH": str(tmp_path)}
     srv, port = _start(tmp_path, "--call-asap", "rpcmod.setup", "--hook-post-app", "rpc:hello a 'b c'",
-                       "--hook-master-start", "rpc:missing", env=env)
+                       "--hook-master-start", "rpc:missing", env=env, wait=False)
     with srv:
+        # the instance may be gone before its port was ever polled: wait for the log, not the port
         log = srv.wait_log("spawned uWSGI worker 1")
         assert '[rpc result from "hello"] hi a+b c' in log
         # a failing hook of the master destroys the instance, as uWSGI's fatal hooks do
