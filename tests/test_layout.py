@@ -16,7 +16,7 @@ from helpers import ROOT
 PKG = "uwsgid"
 
 # Lowest first: a module may import its own layer's modules and those of lower layers.
-LAYERS = ("util", "config", "net", "static", "observe", "plugins", "server", "services", "<entry>")
+LAYERS = ("util", "config", "net", "static", "observe", "plugins", "server", "services", "routing", "<entry>")
 ENTRY_MODULES = ("uwsgid", "uwsgid.__main__", "uwsgid.main", "uwsgid.embed", "uwsgid.options_doc",
                  "uwsgid.control")
 # What a language plugin may import of the core.

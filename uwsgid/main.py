@@ -22,6 +22,8 @@ import time
 from uwsgid.config import cli
 import uwsgid.services  # noqa: F401  (the shared services declare their options and hooks)
 import uwsgid.static  # noqa: F401  (static files: their options, and their master/worker hooks)
+import uwsgid.net.raw  # noqa: F401  (--raw-socket, --raw-modifier1/2: raw TCP connections)
+import uwsgid.routing  # noqa: F401  (internal routing: its options and master_start hook)
 # isort: on
 from uwsgid import control
 from uwsgid.plugins import loader as plugins_loader
@@ -218,7 +220,7 @@ def _write_pidfile(server, path: str) -> None:
 # what uwsgid.embed's report of a missing module uses.
 DEFERRED_IMPORTS = ("traceback", "ast", "unicodedata", "json", "ctypes", "runpy", "tempfile", "shlex",
                     "glob", "importlib.util", "urllib.parse", "subprocess", "atexit", "syslog", "ssl",
-                    "hashlib", "base64")
+                    "hashlib", "base64", "ipaddress", "uuid", "email.utils", "crypt", "concurrent.futures")
 
 
 def _single(server) -> bool:

@@ -24,16 +24,16 @@ def p(*args):
 
 
 def test_reasons_name_the_loss_and_the_way_out():
-    assert "use --async N" in uwsgi_catalog.reason("gevent")
-    assert "served without gevent" in uwsgi_catalog.reason("gevent")
-    assert uwsgi_catalog.reason("route-if") == uwsgi_catalog.reason("route")       # by prefix
+    assert "use --async N" in uwsgi_catalog.reason("tornado")
+    assert "served by the default engine" in uwsgi_catalog.reason("tornado")
+    assert uwsgi_catalog.reason("fastrouter-timeout") == uwsgi_catalog.reason("fastrouter")   # by prefix
     assert "Emperor" in uwsgi_catalog.reason("emperor-tyrant")
     assert "--https ADDR,CERT,KEY" in uwsgi_catalog.reason("https2")
     assert "php plugin is not available" in uwsgi_catalog.reason("php-ini")       # by owner
     generic = uwsgi_catalog.reason("cpu-affinity")
     assert generic.startswith("not implemented here (uWSGI: ") and generic.endswith("; the option is ignored")
     assert uwsgi_catalog.reason("no-such-option-anywhere") is None
-    assert uwsgi_catalog.argument("gevent") == "value" and uwsgi_catalog.argument("reaper") == "flag"
+    assert uwsgi_catalog.argument("tornado") == "value" and uwsgi_catalog.argument("reaper") == "flag"
 
 
 def test_hand_written_reasons_are_for_real_uwsgi_options_we_lack():
@@ -75,15 +75,15 @@ def test_options_whose_effect_is_always_on_are_accepted_quietly(tmp_path, capfd,
 @pytest.mark.usefixtures("no_loader")
 def test_config_file_option_is_a_loud_warning(tmp_path, capfd):
     cfg = tmp_path / "g.ini"
-    cfg.write_text("[uwsgi]\nsocket = :0\ngevent = 100\nroute = ^/x basicauth:a,b:c\noptmize = 2\n")
+    cfg.write_text("[uwsgi]\nsocket = :0\ntornado = 100\nfastrouter = 127.0.0.1:3017\noptmize = 2\n")
     o = p(cfg)
     assert o.socket == [":0"]
     err = capfd.readouterr().err.splitlines()
-    assert f"*** WARNING: --gevent is not supported (in {cfg}): {uwsgi_catalog.reason('gevent')} ***" in err
-    assert any(line.startswith("*** WARNING: --route is not supported") and "basicauth" in line for line in err)
+    assert f"*** WARNING: --tornado is not supported (in {cfg}): {uwsgi_catalog.reason('tornado')} ***" in err
+    assert any(line.startswith("*** WARNING: --fastrouter is not supported") and "nginx" in line for line in err)
     # a typo uWSGI would not know either keeps the unknown-option warning
     assert any("ignoring unknown option optmize" in line for line in err)
-    assert ("gevent", "100") in o.exported       # --show-config still shows what the file said
+    assert ("tornado", "100") in o.exported       # --show-config still shows what the file said
 
 
 @pytest.mark.usefixtures("no_loader")
@@ -107,12 +107,12 @@ def test_options_without_which_nothing_runs_are_refused_without_strict(tmp_path,
 
 @pytest.mark.usefixtures("no_loader")
 def test_command_line_takes_the_option_with_its_argument(capfd):
-    o = p("--gevent", "100", "--socket", ":0", "--master-as-root", "--master")
+    o = p("--tornado", "100", "--socket", ":0", "--master-as-root", "--master")
     assert o.socket == [":0"] and o.master is True
     err = capfd.readouterr().err
-    assert "--gevent is not supported" in err and "--master-as-root is not supported" in err
-    with pytest.raises(CliError, match=r"^--gevent is not supported: .* \(--strict\)$"):
-        p("--strict", "--gevent=100", "--socket", ":0")
+    assert "--tornado is not supported" in err and "--master-as-root is not supported" in err
+    with pytest.raises(CliError, match=r"^--tornado is not supported: .* \(--strict\)$"):
+        p("--strict", "--tornado=100", "--socket", ":0")
     with pytest.raises(CliError, match=r"^unknown option --gevnt$"):
         p("--gevnt", "100", "--socket", ":0")
 
@@ -130,9 +130,9 @@ def test_server_starts_with_the_warning_and_strict_exits_1(tmp_path):
     cfg.write_text(textwrap.dedent("""\
         [uwsgi]
         http-socket = 127.0.0.1:0
-        gevent = 100
+        tornado = 100
         strict = true
     """))
     r = run_uwsgi(["--ini", cfg])
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines()[-1].startswith(f"uwsgi: --gevent is not supported (in {cfg}): ")
+    assert r.stderr.strip().splitlines()[-1].startswith(f"uwsgi: --tornado is not supported (in {cfg}): ")

@@ -86,8 +86,8 @@ def test_protocol_http_socket_behind_the_router_gets_an_internal_uwsgi_socket():
 
 
 @pytest.mark.parametrize("value, message", [
-    ("fastcgi", "--protocol fastcgi: not supported here (uwsgi, http and http11 are)"),
-    ("gopher", "--protocol gopher: unknown protocol (uwsgi, http or http11)"),
+    ("fastcgi", "--protocol fastcgi: not supported here (uwsgi, http, http11 and raw are)"),
+    ("gopher", "--protocol gopher: unknown protocol (uwsgi, http, http11 or raw)"),
 ])
 def test_unsupported_protocols_stop_the_start_with_one_line(value, message):
     r = run_uwsgi(["--socket", f"127.0.0.1:{free_port()}", "--protocol", value, *HELLO])

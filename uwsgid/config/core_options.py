@@ -33,9 +33,10 @@ declare(
       help="bind a socket (host:port, :port, /path or @abstract) speaking --protocol (default uwsgi)"),
     O("uwsgi-socket", kind="str", multi=True, metavar="ADDR",
       help="bind a uwsgi-protocol socket, whatever --protocol says"),
-    O("protocol", kind="str", aliases=("socket-protocol",), metavar="uwsgi|http|http11",
-      help="the protocol of --socket sockets (default uwsgi; http11 = http, keep-alive being on here); "
-           "fastcgi, scgi, puwsgi, raw and the SSL ones are refused"),
+    O("protocol", kind="str", aliases=("socket-protocol",), metavar="uwsgi|http|http11|raw",
+      help="the protocol of --socket sockets (default uwsgi; http11 = http, keep-alive being on here; "
+           "raw: each connection to the --raw-modifier1 plugin's raw handler); fastcgi, scgi, puwsgi "
+           "and the SSL ones are refused"),
     O("http-socket", kind="str", multi=True, metavar="ADDR", help="bind an HTTP/1.1 socket served by the workers"),
     O("https-socket", kind="str", multi=True, metavar="ADDR,CERT,KEY[,CIPHERS[,CA]]",
       help="bind an HTTPS socket served by the workers (TLS with the stdlib ssl; CA checks client "

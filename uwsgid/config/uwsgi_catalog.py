@@ -33,12 +33,6 @@ declare(
 
 # What to say about an option, by exact name; the first matching prefix in _PREFIX_REASONS
 # otherwise; then the owning plugin (_PLUGIN_REASONS); then uWSGI's own help line.
-_GEVENT = ("the gevent loop engine is not available here; use --async N --greenlet (N cores per worker, "
-           "each request in a greenlet: uwsgi.async_sleep(), wait_fd_read() and websocket_recv() switch "
-           "inside the call) or --threads N; requests will be served without gevent and nothing is "
-           "monkey-patched")
-_ROUTING = ("uWSGI's internal routing is not implemented here: no route rule runs (no rewrite, redirect, "
-            "basicauth, static, donotlog...); do it in the front proxy or in the application")
 _EMPEROR = ("the Emperor (one instance supervising vassal configs) is not implemented here; run one "
             "instance per config under systemd or supervisord")
 _SUBSCRIBE = ("subscriptions to a uWSGI router are not implemented here; list this instance's socket in "
@@ -51,8 +45,6 @@ _LOOP = ("this loop engine is not available here; use --async N (cores on one ev
          "requests will be served by the default engine")
 
 REASONS = {
-    "gevent": _GEVENT,
-    "gevent-early-monkey-patch": _GEVENT,
     # greenlet / ugreen are the Python plugin's options (--greenlet, alias --ugreen)
     "ugreen-stacksize": "green threads here are greenlets (--async N --greenlet), whose stacks need no size",
     "emperor": _EMPEROR,
@@ -80,13 +72,11 @@ REFUSED = {
 }
 
 _PREFIX_REASONS = (
-    ("gevent", _GEVENT),
     ("emperor", _EMPEROR), ("vassal", _EMPEROR), ("early-emperor", _EMPEROR), ("auto-emperor", _EMPEROR),
     ("legion", ("Legions (clustering with quorum) are not implemented here; only --legion-attach-daemon and "
                 "--legion-cron are understood")),
     ("subscribe", _SUBSCRIBE), ("subscription", _SUBSCRIBE), ("unsubscribe", _SUBSCRIBE),
-    ("route", _ROUTING), ("final-route", _ROUTING), ("error-route", _ROUTING), ("response-route", _ROUTING),
-    ("router-", _ROUTING),
+    # --route*, --final-route*, --error-route*, --response-route*: uwsgid/routing
     ("fastrouter", _ROUTER), ("rawrouter", _ROUTER), ("sslrouter", _ROUTER), ("forkptyrouter", _ROUTER),
     ("zerg", _ROUTER),
     ("alarm", _ALARM),

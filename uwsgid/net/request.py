@@ -136,7 +136,7 @@ class Request:
         "headers_sent", "response_size", "headers_size", "header_cnt", "_buf", "_buflen",
         "_framing", "_app_cl", "_remaining", "start", "start_wall", "end", "switches", "_var_cnt",
         "_pktsize", "app_id", "exception", "broken", "post_cl", "finished", "packet", "vars_block",
-        "websocket",
+        "websocket", "route",
     )
 
     def __init__(self, conn, vars: dict, modifier1: int = 0, modifier2: int = 0, method: bytes = b"GET",
@@ -180,6 +180,7 @@ class Request:
         self.broken = False
         self.finished = False   # set by the core at the end: later writes must not reach the next response
         self.websocket = None   # the Session after uwsgi.websocket_handshake (uwsgid/net/websocket.py)
+        self.route = None       # the internal routing's State (uwsgid.routing), only with --route*
 
     @property
     def logvars(self) -> dict:
@@ -280,6 +281,9 @@ class Request:
         if count <= 0:
             count = max(0, os.fstat(fd).st_size - offset)
         self.flush()
+        if not self.headers_sent and self.route is not None:
+            self.write(os.pread(fd, count, offset))     # a route holds the body (fixcl, cachestore)
+            return
         fr = self._framing
         if fr == F_NOBODY or count == 0 or self.conn.closed:
             return
@@ -356,6 +360,12 @@ class Request:
 
     def flush(self, final: bool = False) -> None:
         """Send the head (first time) and the coalesced body; final adds the end of the body."""
+        rs = self.route
+        if rs is not None and not self.headers_sent and self.status:
+            # the error/response chains, the routes' headers; None: the body is held (fixcl...)
+            final = rs.before_head(self, final)
+            if final is None:
+                return
         buf = self._buf
         if buf:
             data = buf[0] if len(buf) == 1 else b"".join(buf)

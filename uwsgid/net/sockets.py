@@ -27,7 +27,7 @@ class Listener:
 
     def __init__(self, sock: socket.socket, name: str, proto: str = "uwsgi", modifier1: int = 0,
                  modifier2: int = 0, path: str | None = None, internal: bool = False):
-        if proto not in ("uwsgi", "http"):
+        if proto not in ("uwsgi", "http", "raw"):
             raise ValueError(f"unknown socket protocol {proto!r}")
         self.sock = sock
         self.name = name
@@ -167,7 +167,8 @@ def bind_address(addr: str, opts=None, proto: str = "uwsgi", modifier1: int = 0,
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             # Inherited by accepted sockets on Linux: streamed chunks are not held back by Nagle.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if not _opt(opts, "no_defer_accept", False) and hasattr(socket, "TCP_DEFER_ACCEPT"):
+            # not on a raw socket (uWSGI's --raw-socket neither): its server may speak first
+            if not _opt(opts, "no_defer_accept", False) and proto != "raw" and hasattr(socket, "TCP_DEFER_ACCEPT"):
                 # A worker wakes for a connection with its request already there: the first read
                 # succeeds, no failed read and epoll round trip (uWSGI's default, on every TCP
                 # socket). Behind nginx it saves CPU; for direct HTTP clients opening a connection
@@ -255,8 +256,8 @@ def resolve_shared(addr: str, opts) -> str:
 
 # --protocol / --socket-protocol: what uWSGI calls its protocols -> ours. http11 is uWSGI's
 # keep-alive HTTP, which an HTTP socket here always is (unless --http-keepalive=0).
-PROTOCOLS = {"uwsgi": "uwsgi", "http": "http", "http11": "http"}
-_UNSUPPORTED_PROTOCOLS = ("puwsgi", "suwsgi", "https", "fastcgi", "fastcgi-nph", "scgi", "scgi-nph", "raw")
+PROTOCOLS = {"uwsgi": "uwsgi", "http": "http", "http11": "http", "raw": "raw"}   # raw: uwsgid/net/raw.py
+_UNSUPPORTED_PROTOCOLS = ("puwsgi", "suwsgi", "https", "fastcgi", "fastcgi-nph", "scgi", "scgi-nph")
 
 
 def default_protocol(opts) -> str:
@@ -265,9 +266,9 @@ def default_protocol(opts) -> str:
     proto = PROTOCOLS.get(name)
     if proto is None:
         if name in _UNSUPPORTED_PROTOCOLS:
-            raise BindError(f"--protocol {name}: not supported here (uwsgi, http and http11 are): "
+            raise BindError(f"--protocol {name}: not supported here (uwsgi, http, http11 and raw are): "
                             f"put nginx or the --http router in front for the others")
-        raise BindError(f"--protocol {name}: unknown protocol (uwsgi, http or http11)")
+        raise BindError(f"--protocol {name}: unknown protocol (uwsgi, http, http11 or raw)")
     return proto
 
 
@@ -277,8 +278,12 @@ def _wanted(opts) -> list[tuple[str, str, int, int, bool]]:
     m1 = int(_opt(opts, "http_socket_modifier1", 0))
     m2 = int(_opt(opts, "http_socket_modifier2", 0))
     proto = default_protocol(opts)
+    raw_mods = (int(_opt(opts, "raw_modifier1", 0)), int(_opt(opts, "raw_modifier2", 0)))
     for addr in _opt(opts, "socket", []) or []:
-        wanted.append((resolve_shared(addr, opts), proto, *((m1, m2) if proto == "http" else (0, 0)), False))
+        mods = (m1, m2) if proto == "http" else raw_mods if proto == "raw" else (0, 0)
+        wanted.append((resolve_shared(addr, opts), proto, *mods, False))
+    for addr in _opt(opts, "raw_socket", []) or []:
+        wanted.append((resolve_shared(addr, opts), "raw", *raw_mods, False))
     for addr in _opt(opts, "uwsgi_socket", []) or []:
         wanted.append((resolve_shared(addr, opts), "uwsgi", 0, 0, False))
     for addr in [*(_opt(opts, "http_socket", []) or []), *(_opt(opts, "http11_socket", []) or [])]:

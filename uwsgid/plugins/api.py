@@ -33,6 +33,13 @@ def set_current(core) -> None:
     _local.core = core
 
 
+def use_local(store) -> None:
+    """Keep the current core in `store` instead of a thread-local: a loop engine whose requests
+    run in green threads of one thread (--gevent: a greenlet-local) gives each its own."""
+    global _local
+    _local = store
+
+
 def current_core():
     """The core running the current request in this thread, or None outside a request."""
     return getattr(_local, "core", None)
@@ -88,6 +95,22 @@ def suspend() -> None:
     if to_loop is not None:
         core.wait = None
         to_loop()
+
+
+_PARKED = Wait()    # no fd, no timeout: the core's _arm sets nothing, only resume() ends it
+
+
+def park() -> None:
+    """Arm a wait that only resume(core) ends: at the next yield the core suspends until another
+    part of the worker (an ASGI app's send, on the asyncio loop) wakes it."""
+    _arm(_PARKED)
+
+
+def resume(core) -> None:
+    """End the park() of `core` (from the core's own thread): its request steps at the next turn."""
+    if core.wait is _PARKED:
+        core.wait = None
+        core.loop.ready.append(core._resume)
 
 
 def wait_readable(fd: int, timeout: float) -> bool:

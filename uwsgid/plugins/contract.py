@@ -55,6 +55,15 @@ the client gets a 500 if no header went out yet, else a visibly truncated body
     req.core         the core running it (core.id, core.worker, core.state)
     req.logvars      dict for --log-format %(var) values set by the app (set_logvar).
 
+Raw TCP connections (optional; uWSGI's --raw-socket, routed by --raw-modifier1): a plugin whose
+has_raw() is true serves each such connection with raw_request(req), as request(): None when
+done, else a generator the core steps (yields flush nothing: they are turns, and the armed
+waits suspend the core). `req` is a uwsgid.net.raw.RawRequest: `req.sock` is the handler's
+socket object (recv, recvline, recv_exactly, send, sendall, close, settimeout, preread, peer,
+fileno; wait_readable/wait_writable for a plugin that runs handlers in green threads). The
+connection is closed when the request ends; an exception is logged with its traceback
+(req.ended_by(exc) says whether it was only the peer leaving or timing out).
+
 Running a script file (optional): a plugin that lists file extensions in `script_extensions`
 (".py", ".lua") runs such a file with run_script(path), in the calling process (a mule, for
 --mule FILE), with its runtime's `uwsgi` API available. What the script registered (RPC
@@ -103,6 +112,13 @@ class Plugin:
         raise NotImplementedError
 
     after_request = None   # or a method after_request(req): see the module doc
+
+    def has_raw(self) -> bool:
+        """True when this plugin has a raw TCP handler (--python-raw, --lua-raw)."""
+        return False
+
+    def raw_request(self, req):
+        raise NotImplementedError
 
     script_extensions: tuple[str, ...] = ()    # the files run_script runs: see the module doc
 

@@ -30,11 +30,20 @@ import threading
 import time
 
 from uwsgid import static
+from uwsgid.net.raw import RawRequest
 from uwsgid.plugins.api import Wait, set_current
 from uwsgid.util.log import log, log_exception
 
 _monotonic = time.monotonic
 _time = time.time
+router = None       # the internal routing's Router, handed down by uwsgid.routing (use_router)
+
+
+def use_router(r) -> None:
+    """--route* given: every core made from now on runs the chains (set before the fork)."""
+    global router
+    router = r
+
 SINGLE_CORE_BURST = 64     # yields stepped back to back when a loop has one core and nothing waits
 
 
@@ -43,7 +52,7 @@ class Core:
 
     __slots__ = ("id", "worker", "thread_loop", "loop", "state", "request", "requests", "wait", "ready_fd",
                  "timed_out", "thread", "gen", "conn", "_timer", "_wait_fd", "_wait_prev", "_resume",
-                 "exceptions", "after", "static", "to_loop")
+                 "exceptions", "after", "static", "to_loop", "spawn", "routes")
 
     def __init__(self, cid: int, thread_loop):
         self.id = cid
@@ -66,9 +75,13 @@ class Core:
         self._resume = self.step
         self.after = None       # the serving plugin's after_request, for _done
         self.static = static.handler    # None unless a static option is given
+        self.routes = router            # None unless a --route* option is given (uwsgid.routing)
         # set by a suspend engine (--greenlet) while its green thread runs this core's request:
         # switches back to the loop after a wait is armed (uwsgid.plugins.api._arm)
         self.to_loop = None
+        # set by a loop engine (--gevent: uwsgid.server.gevent_loop): spawn(core, plugin, req) ->
+        # True when it took the request into a greenlet of its own (which calls call_plugin)
+        self.spawn = None
 
     # ---- running a request ------------------------------------------------------------------
     def run(self, conn, req) -> None:
@@ -89,14 +102,22 @@ class Core:
             sb = w.scoreboard
             if sb is not None:
                 sb.begin(w.id, self.id, req.vars.get(b"REQUEST_URI", b""))
+            rt = self.routes
+            if rt is not None and rt.request(self, req):
+                return      # answered (or dropped) by the request chain
             st = self.static
             if st is not None and st.serve(self, req):
                 return      # a static file: answered, its body on the way, or offloaded
             plugin = w.plugins.get(req.modifier1)
-            if plugin is None or not plugin.has_app():
+            if req.__class__ is RawRequest:     # a --raw-socket connection (uwsgid/net/raw.py)
+                res = _raw_request(plugin, req)
+            elif plugin is None or not plugin.has_app():
                 res = plugin = False
             else:
                 self.after = plugin.after_request
+                spawn = self.spawn
+                if spawn is not None and spawn(self, plugin, req):
+                    return      # the request goes on in a greenlet of the engine's (call_plugin)
                 res = plugin.request(req)
         except Exception:
             self._fail()
@@ -104,6 +125,19 @@ class Core:
         if plugin is False:
             self._no_app(w.plugins.get(req.modifier1))
             return
+        self.respond(res)
+
+    def call_plugin(self, plugin, req) -> None:
+        """The plugin's part of run(), for a loop engine that runs it elsewhere (a greenlet)."""
+        try:
+            res = plugin.request(req)
+        except Exception:
+            self._fail()
+            return
+        self.respond(res)
+
+    def respond(self, res) -> None:
+        """What plugin.request returned: the response is complete (None), or a body to step."""
         if res is None:
             self.finish()
             return
@@ -275,7 +309,9 @@ class Core:
             sb.end(w.id, self.id, req.status, req.response_size + req.headers_size,
                    int((req.end - req.start) * 1_000_000), req.exception, req.modifier1, req.app_id)
         try:
-            w.reqlog(req)
+            # the final chain runs after the response is out; False: `donotlog`
+            if req.route is None or self.routes.done(req):
+                w.reqlog(req)
         except Exception:
             log_exception("error while logging a request:")
         self.thread_loop.core_done(self)
@@ -361,6 +397,18 @@ class _Parked:
 
 
 _PARKED = _Parked()
+
+
+def _raw_request(plugin, req):
+    """The raw handler of the plugin --raw-modifier1 names runs the connection (None or a
+    generator, as Plugin.request); without one the connection is logged and closed."""
+    if plugin is None or not plugin.has_raw():
+        what = f"the {plugin.title or plugin.name} plugin has" if plugin is not None else "no plugin serves it, and has"
+        log(f"--- raw connection from {req.conn.peer} on modifier1 {req.modifier1}: {what} no raw handler "
+            f"(--python-raw for 0, --lua-raw for 6; --raw-modifier1 picks the plugin) ---")
+        req.error_response(503, b"Service Unavailable", b"")
+        return None
+    return plugin.raw_request(req)
 
 
 def loaded_apps(plugins: dict) -> str:

@@ -23,7 +23,10 @@ class Server:
         self.scoreboard = None
         self.master_pid = os.getpid()
         self.numproc = max(1, int(opts.processes or 1))
-        self.cores = max(1, int(opts.get("async") or 1)) * max(1, int(opts.threads or 1))
+        # --gevent N is uWSGI's shortcut for N async cores (the cffi plugin sets --async from it
+        # later, after the scoreboard is sized from this)
+        cores = opts.get("gevent") or opts.get("async")
+        self.cores = max(1, int(cores or 1)) * max(1, int(opts.threads or 1))
         self.has_master = bool(opts.master)
         self.version = uwsgid.__version__
         self.started_at = time.time()

@@ -37,6 +37,7 @@ from collections import deque
 
 from uwsgid.net.connection import Connection
 from uwsgid.net.loop import Loop
+from uwsgid.net.raw import RawConnection
 from uwsgid.server.accept_gate import schedstat
 from uwsgid.server.core import Core
 from uwsgid.util.log import log, log_exception
@@ -59,9 +60,10 @@ STOP_GRACE = 1.0    # seconds a graceful stop waits for a request still arriving
 
 
 def connection_class(listener):
-    """Connection, or TlsConnection for an --https-socket (ssl is imported only then)."""
+    """Connection, or TlsConnection for an --https-socket (ssl is imported only then), or
+    RawConnection for a --raw-socket."""
     if getattr(listener, "tls", None) is None:
-        return Connection
+        return RawConnection if listener.proto == "raw" else Connection
     from uwsgid.net.tls import TlsConnection
     return TlsConnection
 
@@ -95,6 +97,9 @@ class ThreadLoop:
         self.schedstat_fd = -1  # /proc/thread-self/schedstat, for the gate's sleep measure
         self._cpu0 = None       # at the start of the running request: thread CPU time, schedstat
         self._stat0 = None
+        engine = getattr(worker, "engine", None)
+        if engine is not None:
+            engine.adopt(self)  # --gevent (uwsgid.server.gevent_loop): this loop on the hub
 
     def init_cores(self) -> None:
         for core in self.cores:
@@ -139,7 +144,7 @@ class ThreadLoop:
         if _c_accept is None:
             return self._py_acceptor(listener)
         lfd = listener.fd
-        http = listener.proto == "http"
+        http = listener.proto != "uwsgi"    # http and raw: the peer's address comes from accept
         conn_class = connection_class(listener)
         # uwsgi packets carry the client's address in their vars: ours is fetched only for a log line
         abuf = _ffi.new("char[]", _ADDR_CAP) if http else _ffi.NULL

@@ -84,6 +84,7 @@ class Worker:
         self.first_spawn = True   # not a respawn of this worker id (--hook-accepting-once)
         self.exit_code = 0
         self.thread_loops: list[ThreadLoop] = []
+        self.engine = None      # --gevent: uwsgid.server.gevent_loop.Engine, made in run()
         self.cores: list[Core] = []
         self.limits = Limits.from_opts(self.opts)
         self.reqlog = RequestLogger(self.opts, self)
@@ -294,6 +295,9 @@ class Worker:
         threads = max(1, int(self._opt("threads", 1) or 1))
         ncores = max(1, int(self._opt("async", 1) or 1))
         custom = getattr(api, "loop_hook", None)
+        if int(self._opt("gevent", 0) or 0) > 0 and custom is None:
+            from uwsgid.server.gevent_loop import Engine  # only under --gevent: gevent's import
+            self.engine = Engine(self)
         # loop 0 exists before the hooks so that services can add readers from worker_start
         first = ThreadLoop(self, 0, [] if custom else self._core_ids(ncores),
                            [] if custom else self.listeners)
@@ -409,8 +413,13 @@ class Worker:
             self.stop(graceful=False)
         if gate is not None:
             gate.start(f"uwsgi-worker{self.id}-slots")
+        engine = self.engine
         try:
+            if engine is not None:
+                engine.start()
             first.serve()
+            if engine is not None:
+                engine.finish()
         finally:
             if gate is not None:
                 gate.close()

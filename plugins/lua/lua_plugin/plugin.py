@@ -14,6 +14,7 @@ from uwsgid.plugins.contract import AppLoadError, OptionValueError, Plugin
 from uwsgid.util.log import log
 
 from . import engine as _engine
+from . import raw_tcp
 from .options import OPTIONS, Settings
 
 # bound by _runtime(): the state and the request path
@@ -74,7 +75,7 @@ class LuaPlugin(Plugin):
     name = "lua"
     title = "Lua (WSAPI)"
     modifier1 = 6
-    options = OPTIONS
+    options = OPTIONS + raw_tcp.RAW_OPTIONS
 
     def __init__(self):
         self.settings: Settings | None = None
@@ -94,6 +95,7 @@ class LuaPlugin(Plugin):
     def configure(self, opts, server) -> None:
         self.server = server
         self.settings = settings_from(opts)
+        self.raw = raw_tcp.configure(opts, self.settings)    # --lua-raw (None without it)
         if not self._active():
             return
         s = self.settings
@@ -200,6 +202,12 @@ class LuaPlugin(Plugin):
             st = req.core.state["lua"]
         self.requests += 1
         return handle(st, req, self.app_path)
+
+    def has_raw(self) -> bool:
+        return getattr(self, "raw", None) is not None
+
+    def raw_request(self, req):
+        return self.raw.serve(req)
 
     def after_request(self, req) -> None:
         """The response is out (or the client gone): the state's per-request end, GC included."""
