@@ -174,7 +174,10 @@ class Bench:
             urls = {l: f"http://127.0.0.1:{routes[l]}{sc.path}" for l in started}
         ready = {}
         for label, srv in started.items():
-            why, answer = self._preflight(urls[label], sc)
+            if sc.preflight is not None:      # no HTTP there (raw-echo): the scenario's own check
+                why, answer = sc.preflight(srv.spec.port), {}
+            else:
+                why, answer = self._preflight(urls[label], sc)
             res[label]["answer"] = answer
             if why:
                 res[label]["error"] = f"{why}; log: {srv.log_tail()}"

@@ -2,7 +2,7 @@
 # Installs the Debian packages the project needs, only those missing. Usage: setup-system.sh base|bench
 set -euo pipefail
 base=(libffi-dev lua-wsapi lua-sql-sqlite3 lua-md5 sputnik nginx-light redis-server wrk openssl curl)
-bench=(uwsgi-core uwsgi-plugin-lua5.1 uwsgi-plugin-python3)
+bench=(uwsgi-core uwsgi-plugin-lua5.1 uwsgi-plugin-python3 uwsgi-plugin-gevent-python3 lua-socket)
 want=("${base[@]}")
 [ "${1:-base}" = bench ] && want+=("${bench[@]}")
 missing=()

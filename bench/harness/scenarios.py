@@ -74,6 +74,8 @@ class Scenario:
     client_command: str = ""          # the client's command line, for latest.json
     target_on: str = "ratio"          # "ratio": ours/peer; "ours": our own figure (absolute target)
     tool_missing: Callable[[], str | None] = lambda: None    # a tool the scenario needs beside wrk
+    # instead of the preflight GET (a server that speaks no HTTP): port -> None, or why it failed
+    preflight: Callable[[int], str | None] | None = None
 
     @property
     def unit(self) -> str:
@@ -171,7 +173,8 @@ SCENARIOS: list[Scenario] = [
              lambda p: ours(p, *LUA6, "--lua", PIPPO, "--wsgi-file", HELLO),
              lambda p: uwsgi_peer(p, "lua51,python3", *LUA6, "--lua", PIPPO, "--wsgi-file", HELLO),
              both_plugins, headers=CLOSE, expect=b"Hello Wsapi",
-             note="median RSS of the workers after wrk load on the Lua app (PSS and USS in latest.json)"),
+             note="median RSS of the workers after wrk load on the Lua app (PSS and USS in latest.json); "
+                  "bench/memory.py's memory-* cases split it: Lua only, Python only, both, per-core cost"),
     Scenario("p99-paced", f"p99 latency, pippo.lua, 2 workers, at the same offered load ({PACED_RATE} req/s, open loop)",
              "uWSGI lua51", "paced", "p99_ms", "<=", 1.0, [PIPPO],
              lambda p: ours(p, *LUA6, "--lua", PIPPO),
@@ -322,6 +325,213 @@ CURVE_SLEEP_S = 0.05
 def curve_spec(port: int, workers: int, cores: int) -> ServerSpec:
     return ours(port, *LUA6, "--async", cores, "--lua", SLEEP, workers=workers)
 
+
+# 10 ms of I/O per request under gevent (issue 19): 2 workers x 100 greenlets, 200 connections;
+# the ideal is 2 x 100 / 0.010 = 20,000 req/s (latest.json has the fraction reached and p99).
+IO10 = APPS / "io10.py"
+GEVENT_CORES = 100
+IO10_NOTE = (f"app waits 10 ms (gevent-patched time.sleep); ideal 2 x {GEVENT_CORES} / 0.010 = 20000 req/s; "
+             "p99 in latest.json")
+
+
+def gevent_uwsgi_missing() -> str | None:
+    return python3() or peer_plugin_missing("gevent_python3")
+
+
+def gunicorn_gevent_peer(port: int, module: str, chdir: Path, workers: int = 2) -> ServerSpec:
+    argv = [str(VENV_BIN / "gunicorn"), "--workers", str(workers), "--worker-class", "gevent",
+            "--worker-connections", str(GEVENT_CORES), "--bind", f"127.0.0.1:{port}", "--chdir", str(chdir),
+            module]
+    return ServerSpec("gunicorn", argv, port, signal.SIGINT)
+
+
+def gunicorn_gevent_missing() -> str | None:
+    try:
+        import gevent  # noqa: F401  (gunicorn's gevent worker needs it in the venv)
+    except ImportError:
+        return "missing: gevent in the venv (pip install gevent; `make bench` does it)"
+    return gunicorn_missing()
+
+
+SCENARIOS += [
+    Scenario("gevent-io", f"10 ms of I/O per request, --gevent {GEVENT_CORES} --gevent-monkey-patch, 2 workers, "
+             "200 connections",
+             "uWSGI python3 + gevent", "wrk", "rps", ">=", 1.5, [IO10],
+             lambda p: ours(p, "--gevent", GEVENT_CORES, "--gevent-monkey-patch", "--wsgi-file", IO10),
+             lambda p: uwsgi_peer(p, "python3,gevent_python3", "--gevent", GEVENT_CORES, "--gevent-monkey-patch",
+                                  "--wsgi-file", IO10),
+             gevent_uwsgi_missing, connections=200, expect=b"slept 10ms", note=IO10_NOTE),
+    Scenario("gevent-io-gunicorn", "10 ms of I/O per request, ours --gevent 100 against gunicorn's gevent worker "
+             "(--worker-connections 100), 2 workers, 200 connections",
+             "gunicorn 2 gevent", "wrk", "rps", ">=", 2.0, [IO10],
+             lambda p: ours(p, "--gevent", GEVENT_CORES, "--gevent-monkey-patch", "--wsgi-file", IO10),
+             lambda p: gunicorn_gevent_peer(p, "io10:application", APPS), gunicorn_gevent_missing,
+             connections=200, expect=b"slept 10ms", note=IO10_NOTE),
+]
+
+# ---- ASGI (issue 19): ours --asgi against uvicorn (httptools + uvloop) and Granian, 2 workers ----
+ASGI_APP = APPS / "asgi_hello.py"
+ASGI_CORES = 100
+
+
+def asgi_ours(port: int) -> ServerSpec:
+    return ours(port, "--asgi", "asgi_hello:app", "--async", ASGI_CORES, "--pythonpath", APPS)
+
+
+def uvicorn_peer(port: int, workers: int = 2) -> ServerSpec:
+    argv = [str(VENV_BIN / "uvicorn"), "--workers", str(workers), "--http", "httptools", "--loop", "uvloop",
+            "--no-access-log", "--lifespan", "off", "--host", "127.0.0.1", "--port", str(port),
+            "--app-dir", str(APPS), "asgi_hello:app"]
+    return ServerSpec("uvicorn", argv, port, signal.SIGINT)
+
+
+def granian_peer(port: int, workers: int = 2) -> ServerSpec:
+    argv = [str(VENV_BIN / "granian"), "--interface", "asgi", "--workers", str(workers), "--no-access-log",
+            "--host", "127.0.0.1", "--port", str(port), "--working-dir", str(APPS), "asgi_hello:app"]
+    return ServerSpec("granian", argv, port, signal.SIGINT)
+
+
+def uvicorn_missing() -> str | None:
+    for mod in ("uvicorn", "uvloop", "httptools"):
+        try:
+            __import__(mod)
+        except ImportError:
+            return f"missing: {mod} in the venv (pip install uvicorn uvloop httptools; `make bench` does it)"
+    return None
+
+
+def granian_missing() -> str | None:
+    return binary_missing(VENV_BIN / "granian", "pip install granian (`make bench` does it)")
+
+
+ASGI_NOTE = f"--asgi, --async {ASGI_CORES}; the peers' workers are unbounded (one asyncio loop each)"
+SCENARIOS += [
+    Scenario("asgi-hello-uvicorn", "ASGI hello, 2 workers, keep-alive, 64 connections",
+             "uvicorn httptools+uvloop", "wrk", "rps", ">=", 1.2, [ASGI_APP], asgi_ours, uvicorn_peer,
+             uvicorn_missing, connections=64, expect=b"Hello World!", note=ASGI_NOTE),
+    Scenario("asgi-hello-granian", "ASGI hello, 2 workers, keep-alive, 64 connections",
+             "Granian ASGI", "wrk", "rps", ">=", 1.0, [ASGI_APP], asgi_ours, granian_peer,
+             granian_missing, connections=64, expect=b"Hello World!", note=ASGI_NOTE),
+    Scenario("asgi-sleep-uvicorn", "ASGI app awaiting 10 ms (asyncio.sleep), 2 workers, 200 connections",
+             "uvicorn httptools+uvloop", "wrk", "rps", ">=", 1.2, [ASGI_APP], asgi_ours, uvicorn_peer,
+             uvicorn_missing, path="/sleep", connections=200, expect=b"slept 10ms", note=ASGI_NOTE),
+    Scenario("asgi-sleep-granian", "ASGI app awaiting 10 ms (asyncio.sleep), 2 workers, 200 connections",
+             "Granian ASGI", "wrk", "rps", ">=", 1.0, [ASGI_APP], asgi_ours, granian_peer,
+             granian_missing, path="/sleep", connections=200, expect=b"slept 10ms", note=ASGI_NOTE),
+]
+
+# Raw TCP handlers (issue 22): the line-echo example against a plain asyncio echo server, both
+# one process on one core's worth of event loop.
+RAW_ECHO = ROOT / "examples" / "raw_echo.py"
+ASYNCIO_ECHO = APPS / "asyncio_echo.py"
+RAW_LOAD = Path(__file__).resolve().parent / "rawload.py"
+RAW_CONNECTIONS, RAW_SIZE = 64, 1024
+
+
+def raw_client(port: int, label: str, duration: float) -> dict:
+    r = load.run_client(RAW_LOAD, port, "/", duration, "--connections", RAW_CONNECTIONS, "--size", RAW_SIZE)
+    return {"value": r["messages_per_s"], "problem": load.ws_problem(r), "count": r["messages"], **r}
+
+
+def raw_preflight(port: int) -> str | None:
+    from .rawload import check
+    return check("127.0.0.1", port, RAW_SIZE)
+
+
+def asyncio_peer(port: int) -> ServerSpec:
+    return ServerSpec("asyncio", [str(VENV_BIN / "python"), str(ASYNCIO_ECHO), str(port)], port,
+                      signal.SIGINT, http_ready=False)
+
+
+SCENARIOS += [
+    Scenario("raw-echo", f"raw TCP line echo, {RAW_SIZE} B messages, {RAW_CONNECTIONS} connections, "
+             "examples/raw_echo.py on --raw-socket, 1 worker --async 64 --greenlet",
+             "asyncio echo server (stdlib, 1 process)", "client", "msg_s", ">=", 1.0, [RAW_ECHO, ASYNCIO_ECHO],
+             lambda p: ours(p, "--async", RAW_CONNECTIONS, "--greenlet", "--python-raw", RAW_ECHO,
+                            sock="--raw-socket", workers=1),
+             asyncio_peer, client=raw_client, preflight=raw_preflight,
+             client_command=" ".join(load.client_command(RAW_LOAD, "PORT", "/", "SECONDS",
+                                                         "--connections", RAW_CONNECTIONS, "--size", RAW_SIZE)),
+             note="figure = echoed messages/s; server CPU per message beside it. Both sides: one process, the "
+                  "same line protocol (the peer: asyncio.start_server, readline/write/drain)"),
+]
+
+# Cooperative calls without gevent (issue 19): the same 10 ms app under --async 100 --greenlet
+# --greenlet-cooperative (our time.sleep waits on the worker's loop), against uWSGI + gevent.
+COOP_IO10 = APPS / "io10.py"
+COOP_CORES = 100
+
+# A Lua app doing one Redis GET per request (issue 19): ours through a cosocket under --async 32,
+# real uWSGI's lua plugin through a blocking LuaSocket client. prepare() starts a redis-server
+# (no persistence) on a free port for the run; both sides read its port from $BENCH_REDIS_PORT.
+REDIS_GET = APPS / "redis_get.lua"
+LUA_SOCKET = Path("/usr/share/lua/5.1/socket.lua")
+_redis: dict = {}
+
+
+def redis_prepare() -> None:
+    import atexit
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    from .servers import free_port
+    if _redis.get("proc") is not None and _redis["proc"].poll() is None:
+        return
+    port = free_port()
+    proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    atexit.register(lambda: proc.poll() is None and os.kill(proc.pid, signal.SIGTERM))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
+                c.sendall(b"*3\r\n$3\r\nSET\r\n$9\r\nbench:key\r\n$5\r\nhallo\r\n")
+                if c.recv(16) == b"+OK\r\n":
+                    break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    _redis.update(proc=proc, port=port)
+
+
+def redis_env() -> dict[str, str]:
+    return {"BENCH_REDIS_PORT": str(_redis.get("port", 6379))}
+
+
+def redis_missing() -> str | None:
+    return binary_missing("redis-server", "apt-get install redis-server")
+
+
+def lua_socket_peer_missing() -> str | None:
+    if not LUA_SOCKET.exists():
+        return "missing: LuaSocket for Lua 5.1 (apt-get install lua-socket)"
+    return lua51()
+
+
+SCENARIOS += [
+    Scenario("greenlet-io", f"10 ms of I/O per request, --async {COOP_CORES} --greenlet --greenlet-cooperative "
+             "(no gevent), 2 workers, 200 connections",
+             "uWSGI python3 + gevent", "wrk", "rps", ">=", 1.5, [COOP_IO10],
+             lambda p: ours(p, "--async", COOP_CORES, "--greenlet", "--greenlet-cooperative", "--wsgi-file", COOP_IO10),
+             lambda p: uwsgi_peer(p, "python3,gevent_python3", "--gevent", COOP_CORES, "--gevent-monkey-patch",
+                                  "--wsgi-file", COOP_IO10),
+             lambda: python3() or peer_plugin_missing("gevent_python3"), connections=200, expect=b"slept 10ms",
+             note=f"the app's time.sleep(0.010): ours made cooperative by --greenlet-cooperative, the peer's by "
+                  f"gevent's monkey-patching; ideal 2 x {COOP_CORES} / 0.010 = 20000 req/s; p99 in latest.json"),
+    Scenario("lua-redis-cosocket", "Lua: one Redis GET per request, ours through uwsgi.tcp() (cosocket, pool), "
+             "--async 32, 2 workers",
+             "uWSGI lua51 + LuaSocket", "wrk", "rps", ">=", 3.0, [REDIS_GET],
+             lambda p: ours(p, *LUA6, "--async", 32, "--lua", REDIS_GET, env=redis_env()),
+             lambda p: uwsgi_peer(p, "lua51", *LUA6, "--async", 32, "--lua", REDIS_GET, env=redis_env()),
+             lua_socket_peer_missing, expect=b"redis says hallo", prepare=redis_prepare, tool_missing=redis_missing,
+             note="same app file: ours waits on the worker's loop (cosocket + keepalive pool), the peer blocks "
+                  "its worker in LuaSocket (one connection per process); one local redis-server"),
+]
 
 BY_ID = {s.id: s for s in SCENARIOS}
 ALL_IDS = [s.id for s in SCENARIOS] + ["curve"]

@@ -15,10 +15,12 @@ from __future__ import annotations
 import importlib
 import sys
 
+from uwsgid.config.options import lookup
 from uwsgid.plugins.contract import AppLoadError, OptionValueError, Plugin
 from uwsgid.util.log import log
 
 from .options import ENGINE_OPTIONS, OPTIONS
+from .raw_tcp import RAW_OPTIONS
 
 # bound by _machinery(): what configure, the workers and the request path use (the submodules
 # autoreload, evalexec and uwsgi_module too: not pre-bound here, or `from . import` would skip them)
@@ -43,7 +45,7 @@ def _wanted(opts) -> bool:
     is_set = getattr(opts, "is_set", None)
     if is_set is None:          # a plain namespace (tests): assume so
         return True
-    return any(is_set(o.name) for o in OPTIONS)
+    return any(is_set(o.name) for o in OPTIONS + RAW_OPTIONS)
 
 
 def _suspend_engine(opts):
@@ -64,11 +66,64 @@ def _suspend_engine(opts):
     return GreenResponse
 
 
+def _gevent(opts) -> None:
+    """--gevent N and its companions, checked at start-up (one line and exit 1 when they cannot
+    work): --async becomes N (uWSGI's shortcut), --socket-timeout at least 30 s (as uWSGI), and
+    --gevent-early-monkey-patch patches here, before the apps load. The worker side is
+    uwsgid.server.gevent_loop."""
+    is_set = getattr(opts, "is_set", None)
+    if is_set is None:
+        return
+    n = opts.gevent if is_set("gevent") else None
+    if n is None:
+        for flag in ("gevent-monkey-patch", "gevent-early-monkey-patch", "gevent-wait-for-hub"):
+            if opts.get(flag):
+                raise OptionValueError(f"--{flag}: needs the gevent loop engine (--gevent N)")
+        return
+    if n < 1:
+        raise OptionValueError(f"--gevent {n}: the number of async cores must be 1 or more")
+    if int(opts.threads or 1) > 1:
+        raise OptionValueError(f"--gevent with --threads {opts.threads}: one gevent hub per worker runs in "
+                               f"one thread; scale with --processes (or use --threads without --gevent)")
+    if opts.greenlet:
+        raise OptionValueError("--gevent with --greenlet: pick one (--gevent runs every Python request "
+                               "in a greenlet already)")
+    try:
+        import gevent
+    except ImportError as e:
+        raise OptionValueError(f"--gevent: the gevent package cannot be imported ({e}); install it in "
+                               f"the Python that runs the server (pip install gevent)") from None
+    opts.set(lookup("async"), n)
+    if float(opts.socket_timeout or 0) < 30:
+        opts.set(lookup("socket-timeout"), 30)
+    if opts.gevent_early_monkey_patch and not (opts.lazy_apps or opts.lazy):
+        _early_monkey_patch(thread=False)
+    log(f"enabled gevent engine ({n} async cores, gevent {gevent.__version__})")
+
+
+def _early_monkey_patch(thread: bool) -> None:
+    """--gevent-early-monkey-patch, before the apps load: in the master (its own threads, the
+    log and signal timers, are not greenlets: `thread` is patched in each worker before it
+    serves, uwsgid.server.gevent_loop), or with --lazy-apps in the worker. Not aggressive: the
+    server's loops keep select.epoll (the hub watches them)."""
+    from gevent import monkey
+    monkey.patch_all(thread=thread, aggressive=False)
+
+
+def _asgi_adapter(obj, record, spec: str, forced: bool):
+    """Apps.asgi_adapter: asyncio and the ASGI modules load only when an ASGI app does."""
+    from . import asgi
+    return asgi.adapter(obj, record, spec, forced)
+
+
 class CffiPlugin(Plugin):
     name = "cffi"
     title = "Python (WSGI)"
     modifier1 = 0
-    options = OPTIONS + ENGINE_OPTIONS
+    # --gevent (uwsgid.server.gevent_loop): its requests run in greenlets of the hub (they may
+    # block on anything gevent patches)
+    gevent_greenlets = True
+    options = OPTIONS + ENGINE_OPTIONS + RAW_OPTIONS
 
     def __init__(self):
         self.apps = None            # an Apps once set up
@@ -77,13 +132,19 @@ class CffiPlugin(Plugin):
         self.module = None          # the `uwsgi` module
         self.base_environ: dict = {}
         self._loaded = False
+        self.raw = None             # the --python-raw handler (raw_tcp.RawHandler)
+        self.asgi_apps: list = []   # the ASGI apps' cffi_plugin.asgi.AsgiApp, in load order
+        self._asgi_only = None      # the AsgiApp when it is the one app and nothing picks by path
 
     # ---- lifecycle --------------------------------------------------------------------------
 
     def configure(self, opts, server) -> None:
         self.opts = opts
         self.server = server
+        _gevent(opts)
         engine = _suspend_engine(opts)
+        if getattr(opts, "greenlet_cooperative", False) and engine is None:
+            raise OptionValueError("--greenlet-cooperative: needs the greenlet suspend engine (--async N --greenlet)")
         if _wanted(opts):
             self.setup()
             if engine is not None:
@@ -102,6 +163,7 @@ class CffiPlugin(Plugin):
         self.apps.manage_script_name = bool(opts.manage_script_name)
         self.apps.vhost = bool(opts.vhost or opts.vhost_host)
         self.apps.chdir = opts.chdir or ""
+        self.apps.asgi_adapter = _asgi_adapter
         self.module = uwsgi_module.install(self.server)
         if opts.home:
             add_virtualenv(opts.home)
@@ -120,6 +182,7 @@ class CffiPlugin(Plugin):
             evalexec.run_file(path, "cffi-exec")
         if not (opts.lazy_apps or opts.lazy):
             self.load_apps()
+            self._check_asgi()
 
     def post_fork(self, worker) -> None:
         opts = self.opts
@@ -127,11 +190,21 @@ class CffiPlugin(Plugin):
             return
         uwsgi_module.refresh_after_fork(self.module)
         if (opts.lazy_apps or opts.lazy) and not self._loaded:
+            if opts.gevent > 0 and opts.gevent_early_monkey_patch:
+                _early_monkey_patch(thread=True)
             self.load_apps()
+            try:
+                self._check_asgi()
+            except OptionValueError as e:
+                raise AppLoadError(str(e)) from None
         for code in opts.cffi_eval_post_fork:
             evalexec.run_code(code, "cffi-eval-post-fork")
         for path in opts.cffi_exec_post_fork:
             evalexec.run_file(path, "cffi-exec-post-fork")
+        if getattr(opts, "greenlet_cooperative", False):
+            from . import cooperative, cooperative_ssl  # the worker's standard library only
+            cooperative.install()
+            cooperative_ssl.install()
         if opts.py_autoreload and opts.py_autoreload > 0:
             autoreload.start(opts.py_autoreload)
         hook = getattr(self.module, "post_fork_hook", None)
@@ -141,6 +214,11 @@ class CffiPlugin(Plugin):
             except Exception:
                 import traceback
                 log("[cffi] error in uwsgi.post_fork_hook():\n" + traceback.format_exc())
+
+    def init_core(self, core) -> None:
+        if self.asgi_apps:
+            from . import asgi
+            asgi.init_core(core, self.asgi_apps)    # the loop's asyncio driver; lifespan startup
 
     def has_app(self) -> bool:
         return self.apps is not None and bool(self.apps.apps)
@@ -153,6 +231,12 @@ class CffiPlugin(Plugin):
                  "exceptions": a.exceptions, "chdir": a.chdir} for a in self.apps.apps]
 
     def shutdown(self) -> None:
+        if self.asgi_apps:
+            from uwsgid.plugins import api
+
+            from . import asgi
+            w = api.worker
+            asgi.shutdown(self.asgi_apps, bool(getattr(w, "abort", False)), self.opts.get("worker_reload_mercy"))
         sys.stderr.flush()
         sys.stdout.flush()
 
@@ -205,6 +289,8 @@ class CffiPlugin(Plugin):
             self._import_module(name, "import")
         callable_name = opts.callable or "application"
         todo = []
+        if opts.asgi:
+            todo.append(("", opts.asgi, "asgi"))
         if opts.cffi_wsgi:
             todo.append(("", opts.cffi_wsgi, "auto"))
         if opts.module:
@@ -225,10 +311,43 @@ class CffiPlugin(Plugin):
                 log(f"*** {e} (mountpoint='{mountpoint}'): skipped, --need-app is off ***")
         if todo and not self.apps:
             log("*** no Python app loaded ***")
+        self.asgi_apps = [a.asgi for a in self.apps.apps if a.asgi is not None]
+        only = self.apps.apps[0].asgi if len(self.apps.apps) == 1 else None
+        self._asgi_only = None if self.apps.manage_script_name or self.apps.vhost else only
+        if opts.get("python-raw"):
+            from .raw_tcp import RawHandler
+            self.raw = RawHandler.load(opts.get("python-raw"), callable_name, bool(opts.get("greenlet")))
+
+    def has_raw(self) -> bool:
+        return self.raw is not None
+
+    def raw_request(self, req):
+        return self.raw.serve(req)
+
+    def _check_asgi(self) -> None:
+        """ASGI apps run on one asyncio loop per worker, as many requests at once as it has
+        cores: refused without --async N and with --threads (one line each)."""
+        if not self.asgi_apps:
+            return
+        is_set = getattr(self.opts, "is_set", None)
+        if is_set is not None and not is_set("async"):
+            raise OptionValueError(f"{self.asgi_apps[0].name} is an ASGI app: give --async N, the requests "
+                                   f"a worker serves at once (e.g. --async 100; uWSGI's --asyncio N sets it too)")
+        if int(self.opts.threads or 1) > 1:
+            raise OptionValueError("--threads: ASGI apps run on one asyncio loop per worker and cannot be "
+                                   "served by several threads; use --processes N (and --async N cores)")
 
     # ---- the hot path -----------------------------------------------------------------------
 
     def request(self, req):
+        only = self._asgi_only
+        if only is not None:        # one ASGI app: no environ to build
+            rec = only.record
+            rec.requests += 1
+            req.app_id = rec.id
+            v = req.vars
+            return only.request(req, v.get(b"SCRIPT_NAME", b"").decode("latin-1").rstrip("/"),
+                                v.get(b"PATH_INFO", b"").decode("latin-1"))
         if self.apps is None:       # no Python option given: nothing set up, no app
             req.start_response(b"503 Service Unavailable", [(b"Content-Type", b"text/plain")])
             req.write(b"503 Service Unavailable: no Python app loaded\n")
@@ -241,6 +360,8 @@ class CffiPlugin(Plugin):
             return None
         app.requests += 1
         req.app_id = app.id         # the request log's "app: N"
+        if app.asgi is not None:
+            return app.asgi.request(req, env["SCRIPT_NAME"], env["PATH_INFO"])
         return Response(req, app).run(app.callable, env)
 
 

@@ -16,7 +16,8 @@ from uwsgid.util.log import log
 
 
 class App:
-    __slots__ = ("id", "mountpoint", "callable", "source", "startup_time", "requests", "exceptions", "chdir")
+    __slots__ = ("id", "mountpoint", "callable", "source", "startup_time", "requests", "exceptions", "chdir",
+                 "asgi")
 
     def __init__(self, id_: int, mountpoint: str, app, source: str, startup_time: float, chdir: str = ""):
         self.id = id_
@@ -27,6 +28,7 @@ class App:
         self.requests = 0
         self.exceptions = 0
         self.chdir = chdir
+        self.asgi = None        # an ASGI app: its cffi_plugin.asgi.AsgiApp (set by Apps.asgi_adapter)
 
 
 def add_pythonpath(entries) -> None:
@@ -79,6 +81,23 @@ def user_traceback(exc: BaseException) -> str:
         tb = tb.tb_next
     import traceback  # error paths only: linecache/tokenize/textwrap stay out of the workers
     return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def is_asgi(obj) -> bool:
+    """An ASGI 3 callable: a coroutine function, or an object whose __call__ is one (Starlette,
+    FastAPI, Django's ASGIHandler). A WSGI callable never is; a class never counts."""
+    if isinstance(obj, type):
+        return False
+    return _coroutine_function(obj) or _coroutine_function(getattr(obj, "__call__", None))  # noqa: B004
+
+
+_CO_COROUTINE = 0x80    # inspect.CO_COROUTINE, without importing inspect into every worker
+
+
+def _coroutine_function(f) -> bool:
+    f = getattr(f, "__func__", f)       # a bound method: its function
+    code = getattr(f, "__code__", None)
+    return code is not None and bool(code.co_flags & _CO_COROUTINE)
 
 
 def _file_module_name(path: str) -> str:
@@ -149,6 +168,9 @@ class Apps:
         self.manage_script_name = False
         self.vhost = False          # --vhost: the app mounted at HOST|SCRIPT_NAME, as uWSGI
         self.chdir = ""             # --chdir, reported in the stats
+        # set by the plugin: adapter(app, record, spec, forced) -> the ASGI 3 callable, after it
+        # set record.asgi; called for --asgi (forced) and for callables that are ASGI 3
+        self.asgi_adapter = None
         # (mountpoint, app), longest first, for --manage-script-name
         self._prefixes: list[tuple[str, App]] = []
 
@@ -160,8 +182,8 @@ class Apps:
         return self.apps[0] if self.apps else None
 
     def load(self, mountpoint: str, spec: str, callable_name: str, kind: str) -> App:
-        """kind: 'file' (--wsgi-file) or 'auto' (--module, --mount: a file path or a module).
-        Raises AppLoadError with a one-line message."""
+        """kind: 'file' (--wsgi-file), 'auto' (--module, --mount: a file path or a module; an
+        ASGI 3 callable is served as ASGI) or 'asgi' (--asgi). Raises AppLoadError, one line."""
         mountpoint = normalize_mountpoint(mountpoint)
         t0 = time.monotonic()
         try:
@@ -177,11 +199,15 @@ class Apps:
             log(f"unable to load app {spec} (mountpoint='{mountpoint}'):\n{user_traceback(e)}")
             raise AppLoadError(f"unable to load app {spec}: {type(e).__name__}: {e}") from e
         rec = App(len(self.apps), mountpoint, app, spec, time.monotonic() - t0, self.chdir)
+        if kind == "asgi" or is_asgi(app):
+            if self.asgi_adapter is None:
+                raise AppLoadError(f"{spec}: an ASGI app, and ASGI is not available here")
+            rec.callable = self.asgi_adapter(app, rec, spec, kind == "asgi")
         self.apps.append(rec)
         self.by_mountpoint.setdefault(mountpoint, rec)
         self._prefixes = sorted(((a.mountpoint, a) for a in self.apps if a.mountpoint),
                                 key=lambda x: len(x[0]), reverse=True)
-        log(f"WSGI app {rec.id} (mountpoint='{mountpoint}') ready in "
+        log(f"{'ASGI' if rec.asgi is not None else 'WSGI'} app {rec.id} (mountpoint='{mountpoint}') ready in "
             f"{int(time.monotonic() - t0)} seconds on interpreter {hex(id(sys.modules['__main__']))} "
             f"pid: {os.getpid()}" + (" (default app)" if rec.id == 0 else ""))
         return rec

@@ -24,6 +24,10 @@ OPTIONS = [
       help="load a WSGI app from a .py/.wsgi file (its --callable, default 'application')"),
     O("module", "w", kind="str", group=G, aliases=("wsgi",), metavar="MODULE[:CALLABLE]",
       help="load a WSGI app from a module"),
+    O("asgi", kind="str", group=G, metavar="MODULE[:CALLABLE]",
+      help="load an ASGI app (ASGI 3, or ASGI 2) from MODULE, served on an asyncio loop per worker with "
+           "lifespan; a --mount/--module callable that is an ASGI 3 coroutine is served as ASGI too "
+           "(needs --async N: the requests a worker serves at once)"),
     O("callable", kind="str", default="application", group=G, metavar="NAME",
       help="name of the WSGI callable in the app module/file"),
     O("pythonpath", kind="str", multi=True, group=G, aliases=("python-path", "pp"), metavar="DIR",
@@ -48,4 +52,18 @@ ENGINE_OPTIONS = [
       help="enable greenlet as suspend engine: under --async N each Python request runs in a greenlet, "
            "and uwsgi.async_sleep/wait_fd_read/wait_fd_write/suspend/websocket_recv switch cores inside "
            "the call (needs the greenlet package)"),
+    O("greenlet-cooperative", kind="flag", group=G, aliases=("greenlet-monkey-patch",),
+      help="with --greenlet: make time.sleep, socket.socket (and ssl over it), socket.getaddrinfo/"
+           "gethostbyname and select.select wait on the worker's loop inside a request, suspending "
+           "only its core (patched in each worker after fork)"),
+    O("gevent", kind="int", default=0, group=G, metavar="N",
+      help="a shortcut enabling gevent loop engine with the specified number of async cores and optimal "
+           "parameters: each Python request runs in a greenlet on gevent's hub (needs the gevent package)"),
+    O("gevent-monkey-patch", kind="flag", group=G,
+      help="call gevent.monkey.patch_all() automatically on startup (in each worker, before it serves)"),
+    O("gevent-early-monkey-patch", kind="flag", group=G,
+      help="call gevent.monkey.patch_all() automatically before app loading"),
+    O("gevent-wait-for-hub", kind="flag", group=G,
+      help="wait for gevent hub's death instead of the control greenlet (a stopping worker waits for "
+           "the app's own greenlets, up to --worker-reload-mercy)"),
 ]

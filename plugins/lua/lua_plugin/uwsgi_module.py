@@ -18,6 +18,8 @@ from uwsgid.services import api as svc
 from uwsgid.services import spooler as _spooler
 from uwsgid.util.log import log as _log
 
+from . import cosocket as _cosocket
+
 
 def _version() -> bytes:
     return uwsgid.__version__.encode()
@@ -263,6 +265,7 @@ def build(state) -> dict[bytes, object]:
         import time
         return time.monotonic()
 
+    funcs[b"cosocket"] = _cosocket.lua_side(state)     # uwsgi.tcp(): uwsgi_table.lua takes it out
     _add_services(funcs, state)
     _register_spooler(state)
     return funcs

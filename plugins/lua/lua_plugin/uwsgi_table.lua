@@ -72,6 +72,13 @@ function uwsgi.websocket_recv()
   end
 end
 
+-- ---- cosockets: uwsgi.tcp() (cosocket.lua over cosocket.py's operations; README "Cosockets")
+do
+  local code, ops = py.api.cosocket()
+  uwsgi.cosocket = nil
+  uwsgi.tcp = assert((loadstring or load)(code, "@lua_plugin/cosocket.lua"))(ops, uwsgi)
+end
+
 -- ---- cache: table forms ---------------------------------------------------------------
 -- Unrolled here so that no Lua table reaches Python (#84): cache_get({k1, k2}) ->
 -- {k1 = v1, k2 = v2}; cache_set({k = v}, expires, cache) -> true, or nil and the array of keys

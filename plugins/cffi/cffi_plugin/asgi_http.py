@@ -1,0 +1,334 @@
+"""One ASGI HTTP request: the scope, the app's receive/send, and the generator the core steps.
+
+The request lives on a core like a WSGI one (scoreboard, harakiri, request log, max-requests),
+the app's coroutine on the worker's asyncio loop (asgi_loop.Driver). They meet here:
+
+  * `serve()` starts the app's task and runs its first steps at once: a small response is
+    complete before serve() returns, and the core finishes it without one suspension;
+  * otherwise the core steps `HttpCycle.steps()`, which parks the core (api.park) until the app
+    sends something or ends (`_wake`, api.resume): each streamed body chunk is flushed, and the
+    app's `send()` returns only when the client has taken it (back-pressure through the
+    connection's drain);
+  * `receive()` gives the body in chunks (the server holds it before dispatch: in memory, or in a
+    temp file over --post-buffering / 8 MB, so a large upload costs no memory), then waits for
+    the client to go (`http.disconnect`), watching the connection's reads;
+  * the response is complete at the last `http.response.body`: the request ends there, and the
+    app's task may go on (Starlette's background tasks); receive() then says `http.disconnect`.
+"""
+
+from __future__ import annotations
+
+import http
+import io
+
+from uwsgid.plugins import api
+from uwsgid.util.log import log
+
+from .environ import url_scheme
+from .loader import user_traceback
+
+BODY_CHUNK = 256 * 1024        # receive() reads a spooled body this much at a time
+SEND_SLICE = 256 * 1024        # a larger body message goes out in slices, waiting for the client
+ASGI = {"version": "3.0", "spec_version": "2.4"}
+_DISCONNECT = {"type": "http.disconnect"}
+_EMPTY_BODY = {"type": "http.request", "body": b"", "more_body": False}
+_STATUS_LINES: dict = {}
+_HEADER_NAMES: dict = {}
+
+
+class ClientDisconnected(OSError):
+    """send() after the client went away (ASGI spec 2.4: an OSError subclass)."""
+
+
+def status_line(code) -> bytes:
+    line = _STATUS_LINES.get(code)
+    if line is None:
+        if type(code) is not int or not 100 <= code <= 999:
+            raise RuntimeError(f"ASGI http.response.start: invalid status {code!r}")
+        try:
+            reason = http.HTTPStatus(code).phrase
+        except ValueError:
+            reason = "Unknown"
+        line = _STATUS_LINES[code] = b"%d %b" % (code, reason.encode("latin-1"))
+    return line
+
+
+def _header_name(key: bytes) -> bytes:
+    name = _HEADER_NAMES.get(key)
+    if name is None:
+        name = (key[5:] if key.startswith(b"HTTP_") else key).lower().replace(b"_", b"-")
+        if len(_HEADER_NAMES) < 4096:
+            _HEADER_NAMES[key] = name
+    return name
+
+
+def build_scope(req, script_name: str, path_info: str, state: dict) -> dict:
+    """The ASGI HTTP scope from the request's CGI vars (what uWSGI's front ends send)."""
+    v = req.vars
+    headers = [(_header_name(k), val) for k, val in v.items()
+               if k[:5] == b"HTTP_" or k == b"CONTENT_TYPE" or k == b"CONTENT_LENGTH"]
+    proto = v.get(b"SERVER_PROTOCOL", b"HTTP/1.1")
+    uri = v.get(b"REQUEST_URI", b"")
+    try:
+        client = (v[b"REMOTE_ADDR"].decode("latin-1"), int(v.get(b"REMOTE_PORT") or 0))
+    except (KeyError, ValueError):
+        client = None
+    try:
+        server = (v.get(b"SERVER_NAME", b"localhost").decode("latin-1"), int(v.get(b"SERVER_PORT") or 80))
+    except ValueError:
+        server = None
+    # PATH_INFO is percent-decoded bytes (CGI); ASGI wants text, UTF-8 as browsers send it
+    path = script_name + path_info
+    return {
+        "type": "http",
+        "asgi": ASGI,
+        "http_version": proto[5:].decode("latin-1") if proto.startswith(b"HTTP/") else "1.1",
+        "method": req.method.decode("latin-1"),
+        "scheme": url_scheme(v),
+        "path": path.encode("latin-1").decode("utf-8", "surrogateescape"),
+        "raw_path": uri.partition(b"?")[0],
+        "query_string": v.get(b"QUERY_STRING", b""),
+        "root_path": script_name.encode("latin-1").decode("utf-8", "surrogateescape"),
+        "headers": headers,
+        "client": client,
+        "server": server,
+        "state": state.copy(),
+    }
+
+
+class HttpCycle:
+    __slots__ = ("req", "conn", "core", "driver", "app", "task", "active", "parked", "started",
+                 "complete", "gone", "body", "body_done", "flush_fut", "gone_fut", "reader", "where")
+
+    def __init__(self, req, driver, app):
+        self.req = req
+        self.conn = req.conn
+        self.core = req.core
+        self.driver = driver
+        self.app = app                  # the loader's App record: requests, exceptions
+        self.task = None
+        self.active = True              # the core still runs this request
+        self.parked = False             # the core is parked until _wake
+        self.started = False
+        self.complete = False
+        self.gone = False               # the client went away
+        self.body = None                # a file-like body, read in chunks by receive()
+        self.body_done = False          # the last http.request message was given
+        self.flush_fut = None           # the app's send() waiting for its chunk to go out
+        self.gone_fut = None            # the app's receive() waiting for the client to go
+        self.reader = None              # our reader on the connection while receive() waits
+        self.where = None
+
+    # ---- what the app calls ---------------------------------------------------------------
+    async def receive(self):
+        if not self.body_done:
+            return self._body_message()
+        if self.complete or self.gone or not self.active:
+            return _DISCONNECT
+        fut = self.gone_fut
+        if fut is None:
+            fut = self.gone_fut = self.driver.aloop.create_future()
+            self.driver.loop.ready.append(self._watch)    # after the connection's own start()
+        await fut
+        return _DISCONNECT
+
+    def _body_message(self) -> dict:
+        body = self.body
+        if body is None:
+            req = self.req
+            if not req.input_terminated and req.vars.get(b"CONTENT_LENGTH", b"0") in (b"", b"0"):
+                self.body_done = True
+                return _EMPTY_BODY.copy()
+            inp = req.input
+            if type(inp) is io.BytesIO:     # in memory: all of it at once, no copy
+                self.body_done = True
+                return {"type": "http.request", "body": inp.read(), "more_body": False}
+            body = self.body = inp
+        data = body.read(BODY_CHUNK)
+        if len(data) < BODY_CHUNK:
+            self.body_done = True
+        return {"type": "http.request", "body": data, "more_body": not self.body_done}
+
+    async def send(self, message):
+        kind = message["type"]
+        if kind == "http.response.body":
+            if not self.started:
+                raise RuntimeError("ASGI: http.response.body sent before http.response.start")
+            if self.complete:
+                raise RuntimeError("ASGI: http.response.body sent after the response was complete")
+            if self.gone or self.conn.closed:
+                self._client_gone()
+                raise ClientDisconnected("the client went away")
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > SEND_SLICE:      # the client takes a large body slice by slice
+                view = memoryview(body)
+                for i in range(0, len(body) - SEND_SLICE, SEND_SLICE):
+                    await self._flush(bytes(view[i:i + SEND_SLICE]))
+                body = bytes(view[i + SEND_SLICE:])
+            if not more:
+                if body:
+                    self.req.write(body)
+                self.complete = True
+                self._wake()
+                return
+            await self._flush(body)
+            return
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("ASGI: http.response.start sent twice")
+            if self.gone or self.conn.closed:
+                self._client_gone()
+                raise ClientDisconnected("the client went away")
+            headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
+            try:
+                self.req.start_response(status_line(message["status"]), headers)
+            except ValueError as e:
+                raise RuntimeError(f"ASGI http.response.start: {e}") from None
+            self.started = True
+            return
+        raise RuntimeError(f"ASGI: unexpected message {kind!r} on an HTTP connection")
+
+    async def _flush(self, data: bytes) -> None:
+        if data:
+            self.req.write(data)
+        fut = self.flush_fut = self.driver.aloop.create_future()
+        self._wake()
+        await fut
+        if self.gone:
+            raise ClientDisconnected("the client went away")
+
+    # ---- the core's side ------------------------------------------------------------------
+    def steps(self):
+        """The generator the core steps (uwsgid/plugins/contract.py)."""
+        req = self.req
+        conn = self.conn
+        try:
+            while True:
+                fut = self.flush_fut
+                if fut is not None:
+                    if req._buf:
+                        req.flush()
+                    if conn.out and not conn.closed:
+                        yield       # suspended until the client takes the bytes (conn.on_drain)
+                        continue
+                    self.flush_fut = None
+                    if not fut.done():
+                        fut.set_result(None)
+                        self.driver.poke()
+                if self.complete:
+                    return
+                task = self.task
+                if task.done():
+                    self._ended(task)
+                    return
+                self.parked = True
+                api.park()
+                yield
+                self.parked = False
+        finally:
+            self._end()
+
+    def _wake(self) -> None:
+        if self.parked and self.active:
+            self.parked = False
+            api.resume(self.core)
+
+    def _ended(self, task) -> None:
+        """The app returned before completing the response: its error goes to the core (500 or
+        a cut body), or the core answers 500 for a response never started."""
+        if task.cancelled():
+            raise RuntimeError("the ASGI app's task was cancelled before the response was complete")
+        exc = task.exception()
+        if exc is not None:
+            self._count_exception()
+            raise exc
+        if self.started:
+            raise RuntimeError("the ASGI app returned without completing the response (more_body was True)")
+
+    def _end(self) -> None:
+        """The request ends on the core (complete, failed or the client gone)."""
+        self.active = False
+        self.parked = False
+        if self.conn.closed:
+            self._client_gone()
+        self._unwatch()
+
+    def task_done(self, task) -> None:
+        """The app's coroutine ended (an asyncio done callback)."""
+        self.driver.inflight.discard(task)
+        if self.active:
+            self._wake()
+            return
+        if task.cancelled():
+            return
+        exc = task.exception()
+        # after the client left, an error is the app reacting to it (Starlette's ClientDisconnect)
+        if exc is not None and not self.gone and not isinstance(exc, ClientDisconnected):
+            self._count_exception()
+            log(f"[asgi] error in the app after its response ({self._where()})\n{user_traceback(exc)}")
+
+    def _count_exception(self) -> None:
+        self.app.exceptions += 1
+        self.req.exception = True
+
+    def _where(self) -> str:
+        v = self.req.vars
+        return f"{self.req.method.decode('latin-1')} {v.get(b'REQUEST_URI', b'').decode('latin-1')}"
+
+    # ---- the client going away --------------------------------------------------------------
+    def _client_gone(self) -> None:
+        if self.gone:
+            return
+        self.gone = True
+        for fut in (self.flush_fut, self.gone_fut):
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        self.driver.poke()
+        self._wake()
+
+    def _watch(self) -> None:
+        """receive() waits for the client to go: read the connection through our reader (the
+        connection's own, then a look at what it saw)."""
+        if not self.active or self.gone or self.reader is not None:
+            return
+        conn = self.conn
+        if conn.closed or conn.eof:
+            self._client_gone()
+            return
+        loop = conn.loop
+        own = loop._readers.get(conn.fd)
+        if own is None:
+            # not read now (pipelined requests queued): look again in a second
+            loop.call_later(1.0, self._watch)
+            return
+
+        def on_readable():
+            own()
+            if conn.closed or conn.eof:
+                self._client_gone()
+        self.reader = (on_readable, own)
+        loop.add_reader(conn.fd, on_readable)
+
+    def _unwatch(self) -> None:
+        reader = self.reader
+        if reader is None:
+            return
+        self.reader = None
+        conn = self.conn
+        if not conn.closed and conn.loop._readers.get(conn.fd) is reader[0]:
+            conn.loop.add_reader(conn.fd, reader[1])
+
+
+def serve(req, driver, app, scope: dict):
+    """Run the ASGI app `app` (an App record whose .callable is ASGI 3) for req: None when the
+    response is complete at once, else the generator the core steps."""
+    cycle = HttpCycle(req, driver, app)
+    task = cycle.task = driver.aloop.create_task(app.callable(scope, cycle.receive, cycle.send))
+    task.add_done_callback(cycle.task_done)
+    driver.inflight.add(task)
+    driver.run_ready()      # the app's first steps now
+    if cycle.complete:
+        cycle.active = False
+        return None
+    return cycle.steps()

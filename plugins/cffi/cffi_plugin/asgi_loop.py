@@ -1,0 +1,150 @@
+"""The asyncio loop of an ASGI worker, driven from the worker's own epoll loop (uwsgid.net.loop).
+
+The worker's loop stays the one that blocks: it accepts, reads and parses requests (httptools),
+writes responses with back-pressure, runs timers and the other plugins' cores. asyncio only runs
+the app's coroutines and the app's own I/O (its database and HTTP clients):
+
+  * asyncio's selector is an epoll fd: it is registered as a reader in the worker's loop, and
+    asyncio's selector never blocks (`_Selector.select` uses timeout 0) except while `blocking`
+    (lifespan start-up and shutdown, which run before and after the worker's loop);
+  * `kick()` runs one asyncio iteration (its ready callbacks, its I/O, its due timers), then
+    `_follow()` asks the worker's loop to come back: at the next turn when callbacks are ready,
+    else at asyncio's first timer;
+  * `poke()` is for the server side (a request's step resolving an app's future): the callbacks
+    that made ready run at the next turn.
+
+One asyncio loop per worker thread loop; the plugin refuses --threads with ASGI apps (lifespan
+state is per loop). uvloop cannot be driven this way (libuv keeps its backend fd to itself), and
+what it speeds up (transports, protocol parsing) is the worker's loop's job here: see README.md.
+
+asyncio's internals used: `_ready` (a deque of Handles), `_scheduled` (a heap of TimerHandles)
+and `_run_once()`, stable since Python 3.4; `events._set_running_loop` makes
+`asyncio.get_running_loop()` work inside the app's code, only while asyncio runs, so that a WSGI
+app served by the same thread may still call `asyncio.run()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import sys
+from asyncio import events
+
+_set_running_loop = events._set_running_loop
+RUN_READY_ROUNDS = 4
+
+
+class _Selector(selectors.EpollSelector):
+    """Never blocks unless told to: the worker's loop does the waiting."""
+
+    blocking = False
+
+    def select(self, timeout=None):
+        return super().select(timeout if self.blocking else 0)
+
+
+class Driver:
+    """One asyncio loop driven by one worker loop (see the module doc)."""
+
+    def __init__(self, loop):
+        self.loop = loop                  # the worker's uwsgid.net.loop.Loop
+        self.selector = _Selector()
+        self.aloop = asyncio.SelectorEventLoop(self.selector)
+        asyncio.set_event_loop(self.aloop)
+        # what run_forever would install: an abandoned async generator (a streaming response's
+        # body after the client left) is closed on this loop, its finally blocks run
+        sys.set_asyncgen_hooks(firstiter=self.aloop._asyncgen_firstiter_hook,
+                               finalizer=self.aloop._asyncgen_finalizer_hook)
+        self._ready = self.aloop._ready
+        self._scheduled = self.aloop._scheduled
+        self._pending = False             # a kick is queued on the worker's loop
+        self._timer = None                # the worker loop's timer for asyncio's first timer
+        self._timer_when = 0.0
+        self.closed = False
+        self.inflight: set = set()        # the apps' request tasks, awaited by a graceful stop
+        loop.add_reader(self.selector.fileno(), self.kick)
+
+    def poke(self) -> None:
+        """Something made asyncio callbacks ready: run them at the worker loop's next turn."""
+        if not self._pending:
+            self._pending = True
+            self.loop.ready.append(self.kick)
+
+    def kick(self) -> None:
+        """One asyncio iteration, now, in the worker loop's thread."""
+        self._pending = False
+        if self.closed:
+            return
+        aloop = self.aloop
+        _set_running_loop(aloop)
+        try:
+            aloop._run_once()
+        finally:
+            _set_running_loop(None)
+        self._follow()
+
+    def run_ready(self) -> None:
+        """Run asyncio's ready callbacks now, without polling its I/O (a request's first steps)."""
+        ready = self._ready
+        _set_running_loop(self.aloop)
+        try:
+            # a few rounds: what the app's steps made ready (its task's done callbacks) runs now
+            # too, instead of costing a kick (and its epoll_wait) at the next turn
+            for _ in range(RUN_READY_ROUNDS):
+                n = len(ready)
+                if not n:
+                    break
+                while n:
+                    n -= 1
+                    handle = ready.popleft()
+                    if not handle._cancelled:
+                        handle._run()
+        finally:
+            _set_running_loop(None)
+        self._follow()
+
+    def _follow(self) -> None:
+        if self._ready:
+            self.poke()
+            return
+        scheduled = self._scheduled
+        if not scheduled:
+            return
+        when = scheduled[0].when()
+        t = self._timer
+        if t is not None:
+            if not t.cancelled and self._timer_when <= when:
+                return      # an earlier (or the same) wake-up is already set
+            t.cancel()
+        self._timer_when = when
+        self._timer = self.loop.call_later(max(0.0, when - self.aloop.time()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.kick()
+
+    def run_blocking(self, coro, timeout: float | None = None):
+        """Run coro to its end with asyncio blocking in its own selector (lifespan, shutdown,
+        outside the worker loop's serving). Raises asyncio.TimeoutError after `timeout`."""
+        self.selector.blocking = True
+        try:
+            if timeout is not None:
+                coro = asyncio.wait_for(coro, timeout)
+            return self.aloop.run_until_complete(coro)
+        finally:
+            self.selector.blocking = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        try:
+            self.loop.remove_reader(self.selector.fileno())
+        except (OSError, ValueError):
+            pass    # the worker's loop is already closed
+        try:
+            self.aloop.close()
+        except Exception:
+            pass

@@ -1,0 +1,144 @@
+-- uwsgi.tcp(): cosockets (OpenResty's ngx.socket.tcp shape, LuaSocket's method names), the Lua
+-- half. Run once per lua_State by uwsgi_table.lua with the operations of cosocket.py (`ops`)
+-- and the `uwsgi` table (its wait_fd_read/wait_fd_write arm a wait and the trampoline's flag);
+-- returns the function uwsgi.tcp.
+--
+-- Inside the body's coroutine under --async, an operation that would block arms a wait on the
+-- socket and yields: the trampoline suspends this core until the socket is ready or the
+-- operation's time is up, then the operation goes on where it stopped. Anywhere else (the app
+-- function itself, --threads, no --async) it waits in place, blocking only its thread.
+local ops, uwsgi = ...
+
+local type, tostring, tonumber, error = type, tostring, tonumber, error
+local setmetatable, getmetatable = setmetatable, getmetatable
+local concat = table.concat
+local co_running, co_yield = coroutine.running, coroutine.yield
+local wait_read, wait_write = uwsgi.wait_fd_read, uwsgi.wait_fd_write
+local op_new, op_connect, op_send, op_receive, op_resume = ops.new, ops.connect, ops.send, ops.receive, ops.resume
+local op_settimeouts, op_close, op_keepalive, op_reused = ops.settimeouts, ops.close, ops.setkeepalive, ops.getreusedtimes
+local op_yieldable = ops.yieldable
+
+local LINE, ALL, COUNT = 0, 1, 2
+
+-- A thread loop's cores never change: once a call ran on one with others beside it, the
+-- Python question need not be asked again in this state.
+local multi_core = false
+local function cooperative()
+  local co, main = co_running()
+  if co == nil or main then return false end
+  if not multi_core then multi_core = op_yieldable() end
+  return multi_core
+end
+
+-- Python answers (false, fd, writing, seconds left) when the operation would block.
+local function finish(id, coop, r1, r2, r3, r4)
+  while r1 == false do
+    if r3 then wait_write(r2, r4) else wait_read(r2, r4) end
+    co_yield()
+    r1, r2, r3, r4 = op_resume(id, coop)
+  end
+  if r1 ~= nil then return r1 end     -- LuaSocket's: the result alone, or nil, err[, partial]
+  if r3 == nil then return nil, r2 end
+  return nil, r2, r3
+end
+
+local function result(r1, r2)
+  if r1 ~= nil then return r1 end
+  return nil, r2
+end
+
+local sock = {}
+sock.__index = sock
+
+local function id_of(self)
+  if type(self) ~= "table" or getmetatable(self) ~= sock then
+    error("bad cosocket object (use sock:method(...))", 3)
+  end
+  return self[1]
+end
+
+function sock:connect(host, port)
+  local id = id_of(self)
+  if type(host) ~= "string" then error("bad argument #1 to 'connect' (string expected)", 2) end
+  if port ~= nil then
+    port = tonumber(port)
+    if port == nil or port % 1 ~= 0 or port < 0 or port > 65535 then
+      error("bad argument #2 to 'connect' (port number expected)", 2)
+    end
+  end
+  local coop = cooperative()
+  return finish(id, coop, op_connect(id, host, port, coop))
+end
+
+function sock:send(data)
+  local id = id_of(self)
+  local t = type(data)
+  if t == "table" then
+    data = concat(data)
+  elseif t == "number" then
+    data = tostring(data)
+  elseif t ~= "string" then
+    error("bad argument #1 to 'send' (string, number or array of strings expected, got " .. t .. ")", 2)
+  end
+  local coop = cooperative()
+  return finish(id, coop, op_send(id, data, coop))
+end
+
+function sock:receive(pattern)
+  local id = id_of(self)
+  local kind, n = LINE, 0
+  local size = tonumber(pattern)
+  if size ~= nil then
+    if size < 0 or size % 1 ~= 0 then error("bad argument #1 to 'receive' (bad byte count)", 2) end
+    kind, n = COUNT, size
+  elseif pattern == nil or pattern == "*l" or pattern == "l" then
+    kind = LINE
+  elseif pattern == "*a" or pattern == "a" then
+    kind = ALL
+  else
+    error("bad argument #1 to 'receive' (invalid pattern " .. tostring(pattern) .. ")", 2)
+  end
+  local coop = cooperative()
+  return finish(id, coop, op_receive(id, kind, n, coop))
+end
+
+local function ms(v, what)
+  if v == nil then return 0 end
+  local n = tonumber(v)
+  if n == nil then error("bad argument to '" .. what .. "' (milliseconds expected)", 3) end
+  return n
+end
+
+-- milliseconds, as OpenResty's; 0 (or nil) = no limit
+function sock:settimeout(t)
+  local v = ms(t, "settimeout")
+  op_settimeouts(id_of(self), v, v, v)
+  return 1
+end
+
+function sock:settimeouts(connect_t, send_t, read_t)
+  op_settimeouts(id_of(self), ms(connect_t, "settimeouts"), ms(send_t, "settimeouts"), ms(read_t, "settimeouts"))
+  return 1
+end
+
+function sock:close()
+  return result(op_close(id_of(self)))
+end
+
+function sock:setkeepalive(timeout, size)
+  local id = id_of(self)
+  if timeout ~= nil then timeout = ms(timeout, "setkeepalive") end
+  if size ~= nil then
+    size = tonumber(size)
+    if size == nil or size < 1 then error("bad argument #2 to 'setkeepalive' (pool size must be positive)", 2) end
+  end
+  return result(op_keepalive(id, timeout, size))
+end
+
+function sock:getreusedtimes()
+  return result(op_reused(id_of(self)))
+end
+
+return function()
+  return setmetatable({ op_new() }, sock)
+end

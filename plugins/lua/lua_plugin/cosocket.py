@@ -1,0 +1,402 @@
+"""Cosockets for Lua, the Python half: uwsgi.tcp() (cosocket.lua) drives these operations.
+
+OpenResty's ngx.socket.tcp() shape with LuaSocket's names: connect, send, receive ("*l", "*a",
+a byte count), settimeout(s), close, setkeepalive (a pool), getreusedtimes; errors as
+`nil, err[, partial]`. Each operation is a generator over a non-blocking socket that yields
+(fd, writing) where it would block. cosocket.lua calls an operation with `coop`:
+  - true (the body's coroutine under --async): a would-block returns (False, fd, writing,
+    seconds left or 0) and keeps the generator; Lua arms uwsgi.wait_fd_read/write, yields (only
+    this core suspends), and calls again with `again` = true to resume it;
+  - false (elsewhere, --threads, no --async): the generator is run to its end here, waiting in
+    poll (only this thread blocks).
+A timeout (60 s by default, as OpenResty's lua_socket_*_timeout) covers one operation.
+
+Sockets are numbered per lua_State (Lua holds the number: no Python object is pushed per
+request, lupa #294). A socket left open by a request is closed when its core next creates one
+(OpenResty closes them at the request's end). Kept-alive connections wait in one pool per
+thread (shared by the thread's async cores; OpenResty's is per worker process), keyed by
+"host:port" or "unix:PATH", each key holding at most `size` idle connections (the least recently
+used one is closed to make room), each for at most `timeout` ms (0 = no limit).
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno
+import os
+import select
+import threading
+from collections import deque
+from time import monotonic
+
+from uwsgid.plugins import api, resolver
+
+DEFAULT_TIMEOUT = 60.0          # seconds: OpenResty's lua_socket_{connect,send,read}_timeout
+DEFAULT_KEEPALIVE = 60.0        # seconds: lua_socket_keepalive_timeout
+DEFAULT_POOL_SIZE = 30          # lua_socket_pool_size
+RECV_SIZE = 65536
+LINE, ALL, COUNT = 0, 1, 2
+
+_WAIT_ERRNOS = (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK)
+_STREAM = _socket.SOCK_STREAM | _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC
+
+
+def _err(e: BaseException) -> bytes:
+    """A LuaSocket-style message: "connection refused", "timeout"..."""
+    if isinstance(e, OSError) and e.errno is not None:
+        return os.strerror(e.errno).lower().encode()
+    return str(e).encode() or type(e).__name__.encode()
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _Conn:
+    __slots__ = ("sock", "key", "buf", "reused", "op", "deadline", "timeouts", "owner")
+
+    def __init__(self, owner):
+        self.sock = None
+        self.key = None
+        self.buf = bytearray()
+        self.reused = 0
+        self.op = None              # the operation waiting to be resumed (a generator)
+        self.deadline = None
+        self.timeouts = [DEFAULT_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_TIMEOUT]   # connect, send, read
+        self.owner = owner          # (core id, the core's request count) of the creating request
+
+    def expired(self) -> bool:
+        return self.deadline is not None and monotonic() >= self.deadline
+
+    def left(self) -> float:
+        """Seconds left for the operation (0 = no limit, as uwsgi.wait_fd_* read it)."""
+        if self.deadline is None:
+            return 0
+        return max(0.001, self.deadline - monotonic())
+
+    def drop(self) -> None:
+        s = self.sock
+        self.sock = None
+        self.op = None
+        self.buf = bytearray()
+        if s is not None:
+            s.close()
+
+
+# ---- the keepalive pool: per thread --------------------------------------------------------------
+
+_pools = threading.local()
+
+
+def _pool() -> dict:
+    p = getattr(_pools, "pool", None)
+    if p is None:
+        p = _pools.pool = {}
+    return p
+
+
+def _alive(sock) -> bool:
+    """An idle connection is fit for reuse: the peer has not closed it nor sent anything."""
+    try:
+        sock.recv(1, _socket.MSG_PEEK)      # non-blocking: nothing to read is the good answer
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _checkout(key: str):
+    entries = _pool().get(key)
+    if not entries:
+        return None
+    now = monotonic()
+    while entries[1]:
+        sock, expires, reused = entries[1].pop()        # the most recently used
+        if (expires is None or now < expires) and _alive(sock):
+            return sock, reused
+        sock.close()
+    return None
+
+
+def _checkin(key: str, sock, timeout: float, size: int, reused: int) -> None:
+    pool = _pool()
+    entries = pool.get(key)
+    if entries is None:
+        entries = pool[key] = [size, deque()]      # the size is fixed when the pool is made
+    idle = entries[1]
+    while len(idle) >= entries[0]:
+        idle.popleft()[0].close()                   # the least recently used makes room
+    idle.append((sock, monotonic() + timeout if timeout > 0 else None, reused))
+
+
+# ---- name resolution (cooperative: a thread, the core waiting on an eventfd) -------------------
+
+def _resolve(host: str, port: int):
+    """A generator: the sockaddr infos of host:port (a name looked up in a thread)."""
+    try:
+        return _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM, 0, _socket.AI_NUMERICHOST)
+    except _socket.gaierror:
+        pass
+    waits = resolver.in_thread(_socket.getaddrinfo, host, port, 0, _socket.SOCK_STREAM)
+    try:
+        while True:
+            yield next(waits), False
+    except StopIteration as done:
+        return done.value
+    finally:
+        waits.close()
+
+
+# ---- the operations ---------------------------------------------------------------------------
+
+def _connect(conn: _Conn, host: str, port):
+    if host.startswith("unix:"):
+        key = host
+        infos = [(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, "", host[5:])]
+    else:
+        if port is None:
+            return None, b"missing the port number"
+        port = int(port)
+        key = f"{host}:{port}"
+        infos = None
+    pooled = _checkout(key)
+    if pooled is not None:
+        conn.sock, reused = pooled
+        conn.key, conn.reused = key, reused + 1
+        return 1, None
+    if infos is None:
+        try:
+            infos = yield from _resolve(host.strip("[]"), port)
+        except (_socket.gaierror, UnicodeError) as e:
+            return None, f"{host} could not be resolved ({getattr(e, 'strerror', None) or e})".encode()
+        if conn.expired():
+            return None, b"timeout"
+    family, _, proto, _, addr = infos[0]
+    sock = _socket.socket(family, _STREAM, proto)
+    try:
+        if family != _socket.AF_UNIX:
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        err = sock.connect_ex(addr)
+        if err in _WAIT_ERRNOS:
+            while True:
+                yield sock.fileno(), True
+                p = select.poll()
+                p.register(sock.fileno(), select.POLLOUT)
+                if p.poll(0):
+                    break
+                if conn.expired():
+                    raise _Timeout
+            err = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
+    except _Timeout:
+        sock.close()
+        return None, b"timeout"
+    except OSError as e:
+        sock.close()
+        return None, _err(e)
+    conn.sock, conn.key, conn.reused = sock, key, 0
+    return 1, None
+
+
+def _send(conn: _Conn, data: bytes):
+    sock = conn.sock
+    view = memoryview(data)
+    off, n = 0, len(view)
+    while off < n:
+        try:
+            off += sock.send(view[off:])
+            continue
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            conn.drop()
+            return None, _err(e)
+        if conn.expired():
+            return None, b"timeout"
+        yield sock.fileno(), True
+        if conn.expired():
+            return None, b"timeout"
+    return n, None
+
+
+def _take(conn: _Conn, kind: int, n: int):
+    """The data the pattern asks for, if the buffer holds it (consumed), else None."""
+    buf = conn.buf
+    if kind == LINE:
+        i = buf.find(b"\n")
+        if i < 0:
+            return None
+        line = bytes(buf[:i]).replace(b"\r", b"")   # every CR is ignored, as LuaSocket's *l
+        del buf[:i + 1]
+        return line
+    if kind == COUNT and len(buf) >= n:
+        data = bytes(buf[:n])
+        del buf[:n]
+        return data
+    return None
+
+
+def _receive(conn: _Conn, kind: int, n: int):
+    sock = conn.sock
+    while True:
+        data = _take(conn, kind, n)
+        if data is not None:
+            return data, None
+        try:
+            chunk = sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            if conn.expired():
+                partial = bytes(conn.buf)
+                conn.buf = bytearray()
+                return None, b"timeout", partial
+            yield sock.fileno(), False
+            continue
+        except OSError as e:
+            partial = bytes(conn.buf)
+            conn.drop()
+            return None, _err(e), partial
+        if not chunk:
+            partial = bytes(conn.buf)
+            conn.drop()
+            if kind == ALL:
+                return partial, None
+            return None, b"closed", partial
+        conn.buf += chunk
+
+
+# ---- what cosocket.lua calls ------------------------------------------------------------------
+
+def _owner():
+    core = api.current_core()
+    return (core.id, core.requests) if core is not None else (-1, 0)
+
+
+class Cosockets:
+    """The sockets of one lua_State, by number."""
+
+    def __init__(self):
+        self.conns: dict[int, _Conn] = {}
+        self.next_id = 0
+
+    def new(self) -> int:
+        owner = _owner()
+        stale = [i for i, c in self.conns.items() if c.owner[0] == owner[0] and c.owner != owner]
+        for i in stale:                 # left open by an earlier request of this core
+            self.conns.pop(i).drop()
+        self.next_id += 1
+        self.conns[self.next_id] = _Conn(owner)
+        return self.next_id
+
+    def _run(self, conn: _Conn, gen, coop: bool):
+        """Run an operation until it ends (its result) or, cooperative, would block."""
+        try:
+            while True:
+                fd, writing = next(gen)
+                if coop:
+                    conn.op = gen
+                    return False, fd, writing, conn.left()
+                p = select.poll()
+                p.register(fd, select.POLLOUT if writing else select.POLLIN)
+                left = conn.left()
+                p.poll(int(left * 1000) + 1 if left else None)
+        except StopIteration as stop:
+            conn.op = None
+            conn.deadline = None
+            return stop.value
+
+    def _start(self, conn: _Conn, gen, which: int, coop: bool):
+        t = conn.timeouts[which]
+        conn.deadline = monotonic() + t if t else None
+        return self._run(conn, gen, coop)
+
+    def resume(self, cid: int, coop: bool):
+        conn = self.conns.get(cid)
+        if conn is None or conn.op is None:
+            return None, b"closed"
+        return self._run(conn, conn.op, coop)
+
+    def connect(self, cid: int, host: bytes, port, coop: bool):
+        conn = self.conns.get(cid)
+        if conn is None:
+            return None, b"closed"
+        conn.drop()                     # connecting again closes the current connection
+        return self._start(conn, _connect(conn, host.decode("utf-8", "replace"), port), 0, coop)
+
+    def send(self, cid: int, data: bytes, coop: bool):
+        conn = self.conns.get(cid)
+        if conn is None or conn.sock is None:
+            return None, b"closed"
+        return self._start(conn, _send(conn, data), 1, coop)
+
+    def receive(self, cid: int, kind: int, n: int, coop: bool):
+        conn = self.conns.get(cid)
+        if conn is None or conn.sock is None:
+            return None, b"closed"
+        return self._start(conn, _receive(conn, int(kind), int(n)), 2, coop)
+
+    def settimeouts(self, cid: int, connect_ms, send_ms, read_ms) -> None:
+        conn = self.conns.get(cid)
+        if conn is not None:
+            conn.timeouts = [ms / 1000.0 if ms and ms > 0 else None for ms in (connect_ms, send_ms, read_ms)]
+
+    def close(self, cid: int):
+        conn = self.conns.pop(cid, None)
+        if conn is None or conn.sock is None:
+            return None, b"closed"
+        conn.drop()
+        return 1, None
+
+    def setkeepalive(self, cid: int, timeout_ms, size):
+        conn = self.conns.get(cid)
+        if conn is None or conn.sock is None:
+            return None, b"closed"
+        if conn.buf or conn.op is not None:
+            return None, b"connection in dubious state"
+        self.conns.pop(cid)
+        timeout = DEFAULT_KEEPALIVE if timeout_ms is None else max(0.0, float(timeout_ms)) / 1000.0
+        size = DEFAULT_POOL_SIZE if size is None else max(1, int(size))
+        _checkin(conn.key, conn.sock, timeout, size, conn.reused)
+        conn.sock = None
+        return 1, None
+
+    def getreusedtimes(self, cid: int):
+        conn = self.conns.get(cid)
+        if conn is None or conn.sock is None:
+            return None, b"closed"
+        return conn.reused, None
+
+
+def yieldable() -> bool:
+    """Does the calling core share its loop with other cores (--async: waits may yield)?"""
+    core = api.current_core()
+    loop = getattr(core, "thread_loop", None)
+    return loop is not None and len(loop.cores) > 1
+
+
+def lua_side(state):
+    """For uwsgi_table.lua: () -> the Lua code of cosocket.lua and the operations it drives."""
+    def cosocket():
+        socks = Cosockets()
+        ops = state.rt.table_from({
+            b"new": socks.new, b"connect": socks.connect, b"send": socks.send,
+            b"receive": socks.receive, b"resume": socks.resume, b"settimeouts": socks.settimeouts,
+            b"close": socks.close, b"setkeepalive": socks.setkeepalive,
+            b"getreusedtimes": socks.getreusedtimes, b"yieldable": yieldable,
+        })
+        return _lua_code(), ops
+    return cosocket
+
+
+_code: list = []
+
+
+def _lua_code() -> bytes:
+    if not _code:
+        # the package's loader (a directory or the build's baked loader), as state.py reads
+        # the plugin's other Lua files
+        import sys
+        pkg = sys.modules[__package__]
+        _code.append(pkg.__spec__.loader.get_data(os.path.join(os.path.dirname(pkg.__file__), "cosocket.lua")))
+    return _code[0]

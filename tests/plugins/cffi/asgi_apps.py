@@ -1,0 +1,142 @@
+"""ASGI apps for tests/plugins/cffi/test_asgi*.py (on --pythonpath tests/plugins/cffi).
+
+MARKS (an environment variable) names a directory where the apps drop files that the tests
+read: what the app saw (lifespan, a client's disconnect, a background task), since the app runs
+in another process."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import resource
+
+
+def mark(name: str, text: str = "") -> None:
+    d = os.environ.get("MARKS")
+    if d:
+        with open(os.path.join(d, name), "a") as f:
+            f.write(text + "\n")
+
+
+def rss_kb() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * (resource.getpagesize() // 1024)
+
+
+async def _lifespan(receive, send, state):
+    while True:
+        msg = await receive()
+        if msg["type"] == "lifespan.startup":
+            state["started"] = os.getpid()
+            mark("startup", str(os.getpid()))
+            await send({"type": "lifespan.startup.complete"})
+        elif msg["type"] == "lifespan.shutdown":
+            mark("shutdown", str(os.getpid()))
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _text(send, body: bytes, status: int = 200):
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain"), (b"x-app", b"raw")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_all(receive) -> tuple[int, str, int]:
+    size, chunks, h = 0, 0, hashlib.md5()
+    while True:
+        msg = await receive()
+        body = msg.get("body", b"")
+        size += len(body)
+        chunks += 1
+        h.update(body)
+        if not msg.get("more_body"):
+            return size, h.hexdigest(), chunks
+
+
+async def raw(scope, receive, send):
+    """A plain ASGI 3 app with lifespan."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send, scope["state"])
+    path = scope["path"]
+    if path == "/sleep":
+        await asyncio.sleep(0.2)
+        return await _text(send, b"slept")
+    if path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for i in range(3):
+            await send({"type": "http.response.body", "body": b"chunk%d\n" % i, "more_body": True})
+            await asyncio.sleep(0.3)
+        return await send({"type": "http.response.body", "body": b"end\n"})
+    if path == "/big":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for _ in range(20):
+            await send({"type": "http.response.body", "body": b"x" * (1 << 20), "more_body": True})
+        return await send({"type": "http.response.body", "body": b""})
+    if path == "/upload":
+        before = rss_kb()
+        size, digest, chunks = await _read_all(receive)
+        body = json.dumps({"size": size, "md5": digest, "chunks": chunks, "rss_before": before,
+                           "rss_after": rss_kb()}).encode()
+        return await _text(send, body)
+    if path == "/wait-disconnect":
+        await _read_all(receive)
+        msg = await receive()
+        mark("disconnect", msg["type"])
+        return
+    if path == "/stream-forever":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        try:
+            while True:
+                await send({"type": "http.response.body", "body": b"tick\n", "more_body": True})
+                await asyncio.sleep(0.05)
+        except OSError as e:
+            mark("send-error", type(e).__name__)
+            raise
+    if path == "/boom":
+        raise RuntimeError("boom in the app")
+    if path.startswith("/scope") or path.startswith("/a/scope"):
+        out = {k: v for k, v in scope.items() if k not in ("state", "headers")}
+        out["headers"] = [[n.decode(), v.decode()] for n, v in scope["headers"]]
+        out["state"] = dict(scope["state"])
+        return await _text(send, json.dumps(out, default=lambda o: o.decode("latin-1")).encode())
+    if path == "/pid":
+        return await _text(send, str(os.getpid()).encode())
+    return await _text(send, b"hello from asgi " + path.encode())
+
+
+async def failing(scope, receive, send):
+    """Its lifespan startup fails."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "the database is down"})
+        return
+    await _text(send, b"never")
+
+
+async def raising(scope, receive, send):
+    """Its lifespan startup raises."""
+    if scope["type"] == "lifespan":
+        await receive()
+        raise RuntimeError("cannot reach the cache")
+    await _text(send, b"never")
+
+
+class Asgi2:
+    """An ASGI 2 app (served with --asgi)."""
+
+    def __init__(self, scope):
+        self.scope = scope
+
+    async def __call__(self, receive, send):
+        if self.scope["type"] != "http":
+            raise ValueError("http only")
+        await _text(send, b"asgi2 " + self.scope["path"].encode())
+
+
+def wsgi(environ, start_response):
+    """A WSGI app to mount next to the ASGI ones."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello from wsgi " + environ["PATH_INFO"].encode()]
