@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import memory  # noqa: E402  (bench/memory.py: the worker-memory scenarios)
 import startup  # noqa: E402  (bench/startup.py: the start-up scenarios)
 from harness import load, machine, report, servers  # noqa: E402
 from harness.scenarios import (  # noqa: E402
@@ -44,7 +45,7 @@ from harness.scenarios import (  # noqa: E402
 from harness.servers import ROOT, Server, ServerSpec, StartError, free_port  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CHOICES = [*ALL_IDS, *startup.IDS]     # the load scenarios, the curve, then start-up (bench/startup.py)
+CHOICES = [*ALL_IDS, *startup.IDS, *memory.IDS]     # load scenarios, curve, start-up, memory (bench/*.py)
 FRONT_SATURATED = 0.95   # nginx's share of a core from which it, not the upstream, sets the pace
 
 
@@ -508,6 +509,8 @@ def main(argv=None) -> int:
             target = f"target {c.target_op} {c.target}" if c.target is not None else \
                 f"target ours <= {startup.VERSION_TARGET_MS:.0f} ms"
             print(f"{c.id:14} {c.title}  [peer: uWSGI, {target}] (bench/startup.py)")
+        for case_id, (title, _) in memory.CASES.items():
+            print(f"{case_id:14} {title}  [peer: uWSGI, target {memory.TARGETS[case_id]}] (bench/memory.py)")
         return 0
     wanted = args.only or CHOICES
     bench = Bench(args)
@@ -550,14 +553,18 @@ def main(argv=None) -> int:
             doc["curve"] = bench.curve()
             report.write_json(out_json, doc)
         todo = [i for i in startup.IDS if i in wanted]
-        if todo:
+        memory_todo = [i for i in memory.IDS if i in wanted]
+        if todo or memory_todo:
             def done(res):
                 doc["scenarios"].append(res)
                 ratio = "-" if res["ratio"] is None else f"{res['ratio']:.2f}"
                 print(f"  {res['id']:14} {res['status']:5} ratio {ratio:>5}"
                       + (f"  {report.short(res['reason'], 200)}" if res["reason"] else ""), flush=True)
                 report.write_json(out_json, doc)
-            startup.run(todo, startup.default_runs(args.quick), bench.log_dir, progress=done)
+            if todo:
+                startup.run(todo, startup.default_runs(args.quick), bench.log_dir, progress=done)
+            if memory_todo:
+                memory.run(memory_todo, args.quick, bench.log_dir, progress=done)
     except KeyboardInterrupt:
         print("bench: interrupted; servers stopped, partial results kept", file=sys.stderr)
         doc["interrupted"] = True
