@@ -231,7 +231,8 @@ def _plugins():
 
         def do_connclose(self, req, q):
             req.start_response(b"200 OK", [(b"Content-Type", b"text/plain"), (b"Connection", b"close")])
-            req.write(b"bye")
+            n = int(q.get("n", "0"))
+            req.write(b"y" * n if n else b"bye")
 
         def do_core(self, req, q):
             core = api.current_core()

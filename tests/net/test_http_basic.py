@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -330,6 +331,27 @@ def test_app_connection_close_is_honoured():
     with WorkerProc({"http-socket": [f"127.0.0.1:{port}"]}) as w:
         data = raw(f"127.0.0.1:{port}", b"GET /connclose HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert data.count(b"HTTP/1.1 200") == 1 and b"Connection: close" in data
+
+
+def test_pipelined_requests_after_app_connection_close_are_not_served_and_the_response_is_whole():
+    # RFC 9112 9.6: after a response with "close" the server MUST NOT process further requests on
+    # that connection. What must not happen is the response lost to a reset: closing with the
+    # pipelined requests unread would make the kernel send RST and drop the unsent tail.
+    port = free_port()
+    size = 8_000_000
+    with WorkerProc({"http-socket": [f"127.0.0.1:{port}"]}) as w:
+        assert b"bye" in raw(f"127.0.0.1:{port}", b"GET /connclose HTTP/1.1\r\nHost: x\r\n\r\n")
+        s = connect(f"127.0.0.1:{port}")
+        s.sendall(b"GET /connclose?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % size
+                  + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
+        time.sleep(0.5)     # the server has closed its side (or tried to) with most of the body unsent
+        f = s.makefile("rb")
+        status, headers, body = read_response(f)
+        assert status == 200 and headers["connection"] == "close" and len(body) == size
+        assert f.read() == b""
+        s.close()
+        log = w.wait_log("pipelined requests not served")
+        assert log.count("not served") == 1 and "3 pipelined requests not served" in log
 
 
 def test_header_injection_answered_500(server):

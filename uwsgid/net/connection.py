@@ -238,7 +238,9 @@ class Connection:
             return
         if not req.keepalive:
             self.closing = True
-            if self.out:
+            if self.queue or self.parser.partial:
+                self._close_unserved()
+            elif self.out:
                 self.on_drain = self.close
             else:
                 self.close()
@@ -265,6 +267,21 @@ class Connection:
                 self._linger()
         else:
             self.close()
+
+    def _close_unserved(self) -> None:
+        """The response said Connection: close with more requests already received: RFC 9112
+        (9.6) forbids serving them; the client learns it from the close and retries them. Close
+        lingering, since closing with them unread would reset the connection and could drop the
+        tail of the response still in the kernel's buffer."""
+        n = len(self.queue) + (1 if self.parser.partial else 0)
+        log(f"{self.peer}: {n} pipelined request{'s' if n != 1 else ''} not served: the response said "
+            f"Connection: close")
+        self.queue.clear()
+        self.lingering = True
+        if self.out:
+            self.on_drain = self._linger
+        else:
+            self._linger()
 
     def _linger(self) -> None:
         """Half-close after an error reply and drain what the client still sends, so that the
