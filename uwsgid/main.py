@@ -220,7 +220,7 @@ def _write_pidfile(server, path: str) -> None:
 # what uwsgid.embed's report of a missing module uses.
 DEFERRED_IMPORTS = ("traceback", "ast", "unicodedata", "json", "ctypes", "runpy", "tempfile", "shlex",
                     "glob", "importlib.util", "urllib.parse", "subprocess", "atexit", "syslog", "ssl",
-                    "hashlib", "base64", "ipaddress", "uuid", "email.utils", "crypt", "concurrent.futures")
+                    "hashlib", "base64", "ipaddress", "uuid", "email.utils", "crypt", "concurrent.futures", "gzip")
 
 
 def _single(server) -> bool:

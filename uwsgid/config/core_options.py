@@ -180,7 +180,10 @@ declare(
     O("log-zero", kind="flag", help="log responses without a body even with --disable-logging"),
     O("log-big", kind="size", default=0, metavar="BYTES", help="log responses of BYTES or more even with --disable-logging"),
     O("log-ioerror", kind="flag", help="log requests whose client went away (a failed write) even with --disable-logging"),
-    O("log-sendfile", kind="flag", help="not supported here: requests are not marked as sent by sendfile (a warning)"),
+    O("log-sendfile", kind="str", metavar="BOOL",
+      help="log requests whose body went out by sendfile (static files, wsgi.file_wrapper) even with "
+           "--disable-logging (their lines say \"via sendfile()\" or \"via offload()\" in any case); "
+           "takes a value as in uWSGI: --log-sendfile 1 (false/off/no/0 turn it off)"),
     O("log-micros", kind="flag", help="request lines report the response time in microseconds instead of milliseconds"),
     O("log-x-forwarded-for", kind="flag", help="request lines show the X-Forwarded-For header as the client address"),
     O("logformat-strftime", kind="flag", aliases=("log-format-strftime",),
@@ -197,6 +200,15 @@ declare(
            "makes it get only the lines --log-route sends it)"),
     O("req-logger", needs_master=True, kind="str", multi=True, aliases=("logger-req",), metavar="[NAME ]PLUGIN[:ARGS]",
       help="log request lines to this logger (and no longer to the others); same plugins as --logger"),
+    O("worker-logger", kind="str", multi=True, metavar="[NAME ]PLUGIN[:ARGS]",
+      help="--logger without turning --master on: without a master (one worker) the log thread runs in "
+           "the worker itself, as uWSGI's single-worker loggers; with a master, in the master as --logger"),
+    O("worker-logger-req", kind="str", multi=True, metavar="[NAME ]PLUGIN[:ARGS]",
+      help="--req-logger without turning --master on (see --worker-logger)"),
+    O("worker-log-encoder", kind="str", multi=True, metavar="NAME[:LOGGER] [ARGS]",
+      help="--log-encoder without turning --master on (for --worker-logger)"),
+    O("worker-log-req-encoder", kind="str", multi=True, metavar="NAME[:LOGGER] [ARGS]",
+      help="--log-req-encoder without turning --master on (for --worker-logger-req)"),
     O("log-syslog", needs_master=True, kind="optional", const="", multi=True, metavar="[IDENT[,FACILITY]]",
       help="log to syslog (--logger syslog:IDENT,FACILITY)"),
     O("log-socket", needs_master=True, kind="str", multi=True, metavar="ADDR",

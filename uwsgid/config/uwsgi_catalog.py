@@ -29,6 +29,13 @@ declare(
     Option("py-call-osafterfork", kind="flag",
            help="accepted for compatibility: always the case here: workers are forked with os.fork(), "
                 "which runs PyOS_AfterFork_Child, so an app's Python signal handlers work in workers"),
+    Option("log-master-stream", kind="flag",
+           help="accepted for compatibility: always the case here: a message of any size reaches the log "
+                "master whole (a SEQPACKET pair read with a buffer larger than any message), what uWSGI's "
+                "SOCK_STREAM log pipe is for"),
+    Option("log-master-req-stream", kind="flag",
+           help="accepted for compatibility: always the case here: request lines of any size reach the log "
+                "master whole (as --log-master-stream)"),
 )
 
 # What to say about an option, by exact name; the first matching prefix in _PREFIX_REASONS
@@ -39,8 +46,11 @@ _SUBSCRIBE = ("subscriptions to a uWSGI router are not implemented here; list th
               "the front proxy's configuration instead")
 _ROUTER = ("this uWSGI router is not implemented here; put nginx or haproxy in front (the --http router "
            "serves plain HTTP)")
-_ALARM = ("alarms are not implemented here: nothing is raised when the event happens; watch the log "
-          "or the stats server (--stats) from your monitoring instead")
+_METRIC_ALARM = ("metric thresholds are not implemented here: nothing is raised when a metric crosses the "
+                 "value; raise an --alarm from a route (alarm:NAME MESSAGE) or watch \"metrics\" in the stats "
+                 "server (--stats)")
+_CACHE_NET = ("cache replication between nodes is not implemented here: share one cache with --cache2 "
+              "name=N,backend=redis://HOST:PORT/DB")
 _LOOP = ("this loop engine is not available here; use --async N (cores on one event loop) or --threads N; "
          "requests will be served by the default engine")
 
@@ -56,6 +66,16 @@ REASONS = {
                        "with the workers (--uid/--gid)"),
     "cheaper-algo": "only the spare cheaper algorithm is implemented here (--cheaper, --cheaper-step...)",
     "optimize": "setting the Python optimization level is not implemented here: asserts stay on",
+    "metric-alarm": _METRIC_ALARM, "alarm-metric": _METRIC_ALARM, "metric-threshold": _METRIC_ALARM,
+    "cache-sync": _CACHE_NET, "cache-udp-node": _CACHE_NET, "cache-udp-server": _CACHE_NET,
+    "cache-store-sync": ("msync of a cache store every N cycles is not implemented here: the kernel writes the "
+                         "shared file back (--cache2 ...,store=PATH)"),
+    "cache-no-expire": "disabling the expiry of cache items is not implemented here: expires= is honoured",
+    "cache-expire-freq": ("the cache sweeper's frequency does not apply here: expired items are invisible at "
+                          "once and reclaimed when the cache is full"),
+    "cache-report-freed-items": "there is no cache sweeper here to report (expired items are reclaimed on use)",
+    "cache-use-last-modified": ("the per-item last_modified_at is not kept here (the stats' last_modified_at "
+                                "is the cache's)"),
 }
 
 # Options whose loss leaves nothing to run (the config or the app itself): refused even without
@@ -79,7 +99,6 @@ _PREFIX_REASONS = (
     # --route*, --final-route*, --error-route*, --response-route*: uwsgid/routing
     ("fastrouter", _ROUTER), ("rawrouter", _ROUTER), ("sslrouter", _ROUTER), ("forkptyrouter", _ROUTER),
     ("zerg", _ROUTER),
-    ("alarm", _ALARM),
     ("ssl-", ("TLS options of uWSGI's routers are not implemented here; TLS is --https, --https-socket "
               "ADDR,CERT,KEY[,CIPHERS[,CA]] and --sni")),
     ("https-", ("this TLS setting of uWSGI's --http router is not implemented here; TLS is --https "

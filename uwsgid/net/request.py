@@ -20,6 +20,17 @@ F_CHUNKED = 2
 F_CLOSE = 3     # close-delimited
 F_NOBODY = 4    # HEAD, 1xx, 204, 304
 
+# How the body went out, for the request log's " via sendfile() " (uWSGI's UWSGI_VIA_*)
+VIA_SENDFILE = 1
+VIA_ROUTE = 2
+VIA_OFFLOAD = 3
+
+try:    # the whole response serialised in C (core/cpython/native.h); absent: the Python path
+    from _uwsgi_native import RESP_HEAD, RESP_HTTP, RESP_HTTP11, RESP_KEEPALIVE
+    from _uwsgi_native import response as _native_response
+except ImportError:
+    _native_response = None
+
 _EMPTY_INPUT = b""
 _STATUS: dict = {}   # status line -> code, for the few status lines an app uses
 
@@ -136,7 +147,7 @@ class Request:
         "headers_sent", "response_size", "headers_size", "header_cnt", "_buf", "_buflen",
         "_framing", "_app_cl", "_remaining", "start", "start_wall", "end", "switches", "_var_cnt",
         "_pktsize", "app_id", "exception", "broken", "post_cl", "finished", "packet", "vars_block",
-        "websocket", "route",
+        "websocket", "route", "via", "ctx",
     )
 
     def __init__(self, conn, vars: dict, modifier1: int = 0, modifier2: int = 0, method: bytes = b"GET",
@@ -181,6 +192,8 @@ class Request:
         self.finished = False   # set by the core at the end: later writes must not reach the next response
         self.websocket = None   # the Session after uwsgi.websocket_handshake (uwsgid/net/websocket.py)
         self.route = None       # the internal routing's State (uwsgid.routing), only with --route*
+        self.ctx = None         # a code hook's per-request dict (uwsgid.plugins.code), seen by the app
+        self.via = 0            # VIA_*: a file body sent by sendfile or an offload thread
 
     @property
     def logvars(self) -> dict:
@@ -294,6 +307,7 @@ class Request:
                 return
         if fr == F_CHUNKED:
             self.conn.send(b"%x\r\n" % count)
+        self.via = VIA_SENDFILE
         sent = self.conn.sendfile(fd, offset, count)
         self.response_size += sent
         if fr == F_CHUNKED and sent == count:

@@ -4,7 +4,8 @@ names, --log-format-json, and the filters -L / --log-4xx / --log-5xx / --log-slo
 Default line, byte for byte as uWSGI 2.0 prints it:
 [pid: 1234|app: 0|req: 1/1] 127.0.0.1 () {28 vars in 315 bytes} [Sat Nov 21 20:50:11 2026] GET / => generated 79 bytes in 0 msecs (HTTP/1.1 200) 2 headers in 79 bytes (1 switches on core 0)
 ("vars" counts keys and values, as uWSGI's iovec count does; the byte figure is the uwsgi
-packet size of the vars.)
+packet size of the vars.) A file body sent by sendfile or an offload thread (static files,
+wsgi.file_wrapper) shows as "in 0 msecs via sendfile() (HTTP/1.1 200)" / "via offload()".
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import time
 
 from uwsgid.config.options import value as option_value
+from uwsgid.net.request import VIA_SENDFILE
 from uwsgid.util.log import log_request
 from uwsgid.util.memory import rss_vsz
 
@@ -196,6 +198,16 @@ _NUMERIC = {"pid", "wid", "core", "status", "msecs", "micros", "size", "hsize", 
             "vsz", "rss", "vszM", "rssM"}
 
 
+def _true(value) -> bool:
+    """uWSGI's uwsgi_opt_true on a value: set unless false/off/no/0."""
+    if value is None or value is False:
+        return False
+    return str(value).strip().lower() not in ("false", "off", "no", "0")
+
+
+_VIA = (b" ", b" via sendfile() ", b" via route() ", b" via offload() ")   # by Request.via
+
+
 class RequestLogger:
     """Writes (or skips) the log line of each finished request."""
 
@@ -211,6 +223,7 @@ class RequestLogger:
         self.log_zero = bool(get("log_zero", False))
         self.log_big = int(get("log_big", 0) or 0)
         self.log_ioerror = bool(get("log_ioerror", False))
+        self.log_sendfile = _true(get("log_sendfile", None))
         self.micros = bool(get("log_micros", False))
         self.xff = bool(get("log_x_forwarded_for", False))
         date = get("log_date", None)
@@ -236,7 +249,8 @@ class RequestLogger:
                     or (self.log_slow and (req.end - req.start) * 1000 > self.log_slow)
                     or (self.log_zero and req.response_size == 0)
                     or (self.log_big and req.response_size >= self.log_big)
-                    or (self.log_ioerror and write_errors(req))):
+                    or (self.log_ioerror and write_errors(req))
+                    or (self.log_sendfile and req.via == VIA_SENDFILE)):
                 return
         if self.json:
             line = self.json_line(req)
@@ -257,13 +271,14 @@ class RequestLogger:
                 vsz, vsz // 1048576, rss, rss // 1048576)
         if self.vhost:
             mem = (v.get(b"HTTP_HOST") or v.get(b"SERVER_NAME", b"")) + b" " + mem
-        return mem + b"[pid: %d|app: %d|req: %d/%d] %b (%b) {%d vars in %d bytes} [%b] %b %b => generated %d bytes in %d %b (%b %d) %d headers in %d bytes (%d switches on core %d)" % (
+        return mem + b"[pid: %d|app: %d|req: %d/%d] %b (%b) {%d vars in %d bytes} [%b] %b %b => generated %d bytes in %d %b%b(%b %d) %d headers in %d bytes (%d switches on core %d)" % (
             w.pid, req.app_id, w.requests, total,
             (v.get(b"HTTP_X_FORWARDED_FOR") if self.xff else None) or v.get(b"REMOTE_ADDR", b""),
             v.get(b"REMOTE_USER", b""),
             req.var_cnt, req.pktsize, ctime(req.start_wall), req.method,
             v.get(b"REQUEST_URI", b""), req.response_size,
             int((req.end - req.start) * (1_000_000 if self.micros else 1000)), b"micros" if self.micros else b"msecs",
+            _VIA[req.via],
             v.get(b"SERVER_PROTOCOL", b"HTTP/1.1"), req.status, req.header_cnt, req.headers_size,
             req.switches, req.core.id if req.core is not None else 0)
 

@@ -34,11 +34,17 @@ def listen_queue(sock) -> tuple[int, int]:
         return 0, 0
 
 
-def _socket_entry(lst) -> dict:
+def _can_offload(lst, offload_threads: int) -> int:
+    """uWSGI's can_offload: 1 when --offload-threads can take this socket's responses (here:
+    static files' bodies, sent with sendfile, so not over TLS nor on a raw socket)."""
+    return int(offload_threads > 0 and lst.proto in ("http", "uwsgi") and getattr(lst, "tls", None) is None)
+
+
+def _socket_entry(lst, offload_threads: int = 0) -> dict:
     queue, max_queue = listen_queue(lst.sock)
     return {"name": str(getattr(lst, "address", None) or lst.name), "proto": lst.proto,
             "queue": queue, "max_queue": max_queue or int(getattr(lst, "backlog", 0) or 0),
-            "shared": 0, "can_offload": 0}
+            "shared": 0, "can_offload": _can_offload(lst, offload_threads)}
 
 
 def _core_entry(core_id: int, c: dict) -> dict:
@@ -131,7 +137,11 @@ def workers(server) -> list[dict]:
 
 def build(server) -> dict:
     """uWSGI's stats document."""
-    socks = [_socket_entry(lst) for lst in server.listeners]
+    try:
+        offload = int(server.opts.get("offload-threads", 0) or 0)
+    except (AttributeError, TypeError, ValueError):
+        offload = 0
+    socks = [_socket_entry(lst, offload) for lst in server.listeners]
     ws = workers(server)
     d = {
         "version": server.version,

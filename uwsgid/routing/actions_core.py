@@ -18,7 +18,6 @@ from uwsgid.util.log import log
 # The actions real uWSGI has that this server refuses at start-up, with why (never ignored).
 REFUSED.update({
     "harakiri": "a per-request harakiri is not implemented here; use --harakiri for every request",
-    "alarm": "alarms are not implemented here (no --alarm); use log:... and watch the log",
     "donotoffload": "only static files are offloaded here (--offload-threads); a route cannot "
                     "turn that off per request",
     "uwsgi": "proxying from a route is not implemented here; proxy with nginx/haproxy in front",
@@ -101,6 +100,26 @@ def _goto(arg, chain):
 @action("log", doc="write the translated text to the server log")
 def _log(arg, chain):
     return _plain(lambda state, req, value: (log(value.decode("utf-8", "replace")), NEXT)[1])(arg, chain)
+
+
+@action("alarm", doc="raise the alarm NAME (created with --alarm) with MESSAGE: alarm:NAME MESSAGE "
+                     "(both translated); the request goes on")
+def _alarm(arg, chain):
+    from uwsgid.services import alarm
+    name, space, msg = arg.partition(b" ")
+    if not space or not name:
+        raise ValueError("invalid alarm syntax, must be alarm:NAME MESSAGE")
+    name_t, msg_t = Text(name), Text(msg)
+    unknown = set()
+
+    def run(state, req, groups):
+        target = name_t.render(req, groups).decode("utf-8", "replace")
+        if not alarm.trigger(target, msg_t.render(req, groups)) and target not in alarm.names() \
+                and target not in unknown:
+            unknown.add(target)         # uWSGI says nothing: once here, then as uWSGI
+            log(f"[uwsgi-route] alarm:{target}: no alarm named {target!r} (--alarm \"{target} PLUGIN:ARGS\")")
+        return NEXT
+    return run
 
 
 @action("donotlog", doc="no request log line for this request")

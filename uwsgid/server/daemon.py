@@ -22,7 +22,9 @@ class DaemonError(Exception):
 # Options that need uWSGI's log master (its UWSGI_OPT_LOG_MASTER / UWSGI_OPT_REQ_LOG_MASTER flags)
 LOG_MASTER_OPTIONS = ("log_master", "threaded_logger", "logger", "req_logger", "log_syslog", "log_socket",
                       "log_maxsize", "touch_logrotate", "touch_logreopen", "log_encoder", "log_req_encoder",
-                      "log_drain", "log_filter", "log_route", "log_req_route")
+                      "log_drain", "log_filter", "log_route", "log_req_route", "log_alarm", "not_log_alarm",
+                      "alarm_segfault", "worker_logger", "worker_logger_req", "worker_log_encoder",
+                      "worker_log_req_encoder")
 
 
 class _LogFiles:
@@ -114,20 +116,18 @@ def open_logs(opts, reloading: bool) -> None:
             "rotated (give --logto FILE or --daemonize FILE) ***")
     if opts.loggers_list:
         log("\n*** uWSGI loaded loggers ***\n" + "\n".join(PLUGINS) + "\n--- end of loggers list ---\n")
-    if opts.log_sendfile:
-        log("*** WARNING: --log-sendfile is not supported: requests sent with sendfile are not told "
-            "apart, they are logged as the others (and with --disable-logging, not at all) ***")
     if not want:
         return
     RsyslogSink.packet_size = max(64, int(opts.rsyslog_packet_size or 1024))
     RsyslogSink.split = bool(opts.rsyslog_split_messages)
     try:
         loggers.start(
-            loggers=[*opts.logger, *(f"syslog:{v}" for v in opts.log_syslog),
+            loggers=[*opts.logger, *opts.worker_logger, *(f"syslog:{v}" for v in opts.log_syslog),
                      *(f"socket:{v}" for v in opts.log_socket)],
-            req_loggers=opts.req_logger, routes=opts.log_route, req_routes=opts.log_req_route,
-            drains=opts.log_drain, filters=opts.log_filter, encoders=opts.log_encoder,
-            req_encoders=opts.log_req_encoder, maxsize=int(opts.log_maxsize or 0),
+            req_loggers=[*opts.req_logger, *opts.worker_logger_req], routes=opts.log_route,
+            req_routes=opts.log_req_route,
+            drains=opts.log_drain, filters=opts.log_filter, encoders=[*opts.log_encoder, *opts.worker_log_encoder],
+            req_encoders=[*opts.log_req_encoder, *opts.worker_log_req_encoder], maxsize=int(opts.log_maxsize or 0),
             backupname=opts.log_backupname, touch_rotate=opts.touch_logrotate,
             touch_reopen=opts.touch_logreopen, bufsize=int(opts.log_master_bufsize or 0),
             chmod=_LogFiles.chmod, chown=_LogFiles.chown, reopen_main=bool(opts.log_reopen),
@@ -136,9 +136,9 @@ def open_logs(opts, reloading: bool) -> None:
         raise DaemonError(str(e)) from None
     except OSError as e:
         raise DaemonError(f"cannot start the log master: {e.strerror or e}") from None
-    for value in opts.log_encoder:
+    for value in [*opts.log_encoder, *opts.worker_log_encoder]:
         log(f"[log-encoder] registered {value}")        # uWSGI's start-up lines
-    for value in opts.log_req_encoder:
+    for value in [*opts.log_req_encoder, *opts.worker_log_req_encoder]:
         log(f"[log-req-encoder] registered {value}")
     from uwsgid.util import hooks
     hooks.register("master_tick", loggers.check_touches)

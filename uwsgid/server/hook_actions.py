@@ -20,6 +20,7 @@ failure is fatal, as uWSGI's phases do). `ctx` is uwsgid.server.user_hooks.Conte
     spinningfifo:FIFO TEXT    writefifo that waits until a reader appears
     rpc:FUNC[@NODE] ARGS...   retryrpc (every 2 s until it succeeds): given by a higher layer
         through register() (uwsgid.main registers the shared services' RPC)
+    alarm:NAME MESSAGE        raise an --alarm (registered by uwsgid.services.alarm)
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from uwsgid.util.log import log
 REFUSED = {
     "mount": "mounting filesystems is not supported: mount them before starting the server",
     "umount": "unmounting filesystems is not supported: unmount them from the service manager",
-    "alarm": "uWSGI alarms are not supported here",
 }
 
 

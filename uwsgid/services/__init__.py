@@ -35,13 +35,22 @@ declare(
     Option("cache2", kind="str", multi=True, group="core",
            metavar="name=NAME,items=N[,blocksize=B][,keysize=K][,purge_lru=1][,store=PATH][,backend=redis://H:P/DB]",
            help="create a shared cache (several allowed; the first is the default). blocksize (default 64k) "
-                "bounds a value; purge_lru=1 evicts the least recently used item when full; store=PATH keeps "
+                "bounds a value, unless bitmap=1 with blocks=N (uWSGI's bitmap cache: a value spans up to N "
+                "contiguous blocks); purge_lru=1 evicts the least recently used item when full; store=PATH keeps "
                 "it in a file across restarts; backend=redis://HOST:PORT/DB[,prefix=P] puts it on a Redis "
                 "server shared by several instances"),
     Option("cache", kind="int", default=0, group="core", metavar="N",
            help="create the legacy default cache with N items (blocksize from --cache-blocksize)"),
     Option("cache-blocksize", kind="size", default=65536, group="core",
            help="block (maximum value) size of the legacy --cache"),
+    Option("add-cache-item", kind="str", multi=True, group="core", metavar="[CACHE ]KEY=VALUE",
+           help="store KEY=VALUE in the caches at start-up (in CACHE only when named)"),
+    Option("load-file-in-cache", kind="str", multi=True, group="core", metavar="[CACHE ]PATH",
+           help="store the file's content in the caches at start-up, its path as the key"),
+    Option("load-file-in-cache-gzip", kind="str", multi=True, group="core", metavar="[CACHE ]PATH",
+           help="as --load-file-in-cache, the content gzip-compressed"),
+    Option("cache-store", needs_master=True, kind="str", group="core", metavar="PATH",
+           help="keep the legacy --cache in the file PATH, so that its content survives restarts"),
     Option("locks", kind="int", default=0, group="core",
            help="create N user locks besides lock 0 (uwsgi.lock(n) with n in 0..N)"),
     Option("metric", needs_master=True, kind="str", multi=True, group="core",
@@ -73,7 +82,9 @@ def _create_all(opts) -> None:
     get = (lambda name, default: opts.get(name, default)) if opts is not None else (lambda name, default: default)
     locks.setup(int(get("locks", 0) or 0))
     cache.setup(list(get("cache2", []) or []), int(get("cache", 0) or 0),
-                int(get("cache-blocksize", 65536) or 65536))
+                int(get("cache-blocksize", 65536) or 65536), get("cache-store", None),
+                get("add-cache-item", []) or [], get("load-file-in-cache", []) or [],
+                get("load-file-in-cache-gzip", []) or [])
     metrics.setup(list(get("metric", []) or []), get("metrics-dir", None), bool(get("metrics-dir-restore", False)))
     nmules = mules.setup(list(get("mule", []) or []), int(get("mules", 0) or 0))
     channels.create(int(get("processes", 1) or 1), nmules)
@@ -200,6 +211,6 @@ hooks.register("shutdown", _shutdown)
 hooks.register("shutdown", _spooler_hook("shutdown"))
 reqlog.provide("metric", _metric_for_log)
 
-# --cron and --attach-daemon: their options and hooks (after the mules': uWSGI starts the
-# daemons after the mules)
-from uwsgid.services import cron, daemons  # noqa: E402,F401
+# --cron, --attach-daemon and --alarm: their options and hooks (after the mules': uWSGI starts
+# the daemons after the mules, and mule: alarms need them)
+from uwsgid.services import alarm, cron, daemons  # noqa: E402,F401

@@ -201,10 +201,10 @@ def _fd_limit() -> int:
         return 65536
 
 
-def spawn(command: str, sh: str, prepare=None, failed: str = "[uwsgi] unable to run") -> int:
-    """fork; in the child: clean signals and fds, prepare() (may fork again or sleep), then
-    exec `sh -c command` (on failure, `failed "command": why` on stderr, exit 1). Returns the
-    child's pid (the caller reaps it); OSError if fork fails.
+def spawn(command: str, sh: str, prepare=None, failed: str = "[uwsgi] unable to run", stdin: int = -1) -> int:
+    """fork; in the child: clean signals and fds (stdin: an fd put on 0 first), prepare() (may
+    fork again or sleep), then exec `sh -c command` (on failure, `failed "command": why` on
+    stderr, exit 1). Returns the child's pid (the caller reaps it); OSError if fork fails.
     Call from the master's main thread: a parent-death signal follows the forking thread."""
     all_signals = signal.valid_signals()
     old = signal.pthread_sigmask(signal.SIG_BLOCK, all_signals)
@@ -229,6 +229,8 @@ def spawn(command: str, sh: str, prepare=None, failed: str = "[uwsgi] unable to 
             except (OSError, ValueError, RuntimeError):
                 pass
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        if stdin >= 0:
+            os.dup2(stdin, 0)
         os.closerange(3, _fd_limit())
         if prepare is not None:
             prepare()

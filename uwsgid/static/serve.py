@@ -28,7 +28,10 @@ x-accel-redirect / xaccelredirect / nginx with `X-Accel-Redirect: REALPATH` (ngi
 
 Bookkeeping as uWSGI (core/static.c): a file sent (200/206, HEAD, x-* modes) counts in the
 core's `static_requests` (scoreboard "static"), an offloaded one in `offloaded_requests` too;
-the request is logged with `app: -1`.
+the request is logged with `app: -1`, and a body sent marks it " via sendfile() " (or
+" via offload() " when an offload thread sent it), as uWSGI's uwsgi_response_sendfile_do does:
+also a small file whose bytes went with the head from memory (uWSGI sends every static body with
+sendfile; --log-sendfile logs these requests even under --disable-logging).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ import os
 from time import time as _time
 
 from uwsgid.config.options import Option, declare
-from uwsgid.net.request import HeaderBlock
+from uwsgid.net.connection import Connection
+from uwsgid.net.request import VIA_OFFLOAD, VIA_SENDFILE, HeaderBlock
 from uwsgid.static import conditional
 from uwsgid.static.filecache import FileCache
 from uwsgid.static.mapping import REFUSED, Mapper, StaticConfigError
@@ -63,6 +67,7 @@ _MODE_HEADER = (None, b"X-Accel-Redirect", b"X-Sendfile")
 SMALL = 32 * 1024       # bodies read and sent with the head in one write
 
 _pread = os.pread
+_ZERO_COPY = Connection.sendfile       # a connection with its own sendfile (TLS) cannot take sendfile(2)
 _close = os.close
 _decide = conditional.decide
 _http_date = conditional.http_date
@@ -224,6 +229,7 @@ class Static:
             core.finish()
             return
         fd = found.fd
+        req.via = VIA_SENDFILE
         if count <= SMALL:
             data = _pread(fd, count, start)
             found.fd = -1
@@ -235,6 +241,13 @@ class Static:
         req.flush()          # the head
         conn = req.conn
         found.fd = -1        # from here on, _body's
+        if type(conn).sendfile is not _ZERO_COPY:      # --https-socket: encrypted a slice at a time
+            try:
+                self._sent(req, conn.sendfile(fd, start, count))
+            finally:
+                _close(fd)
+            core.finish()
+            return
         if conn.out:         # the head is not all out (a full socket): the body after it
             conn.on_drain = lambda: self._body(core, req, conn, fd, start, count)
             return
@@ -257,6 +270,7 @@ class Static:
                     *fields, (b"Content-Length", b"%d" % (end - start + 1)),
                     (b"Content-Range", b"bytes %d-%d/%d" % (start, end, size)), lm]))
                 if req.method == b"GET":
+                    req.via = VIA_SENDFILE
                     req.write(body[start:end + 1])
                 core.finish()
                 return
@@ -264,6 +278,7 @@ class Static:
         req.start_response(b"200 OK", ok if ok is not None else
                            HeaderBlock([*fields, (b"Content-Length", b"%d" % size), lm]))
         if size and req.method == b"GET":
+            req.via = VIA_SENDFILE
             req.write(body)
         core.finish()
 
@@ -354,6 +369,7 @@ class Static:
         conn.paused = True
         loop.remove_reader(conn.fd)
         self._sent(req, sent + left)      # uWSGI counts an offloaded body whole, when handed over
+        req.via = VIA_OFFLOAD
         sb = w.scoreboard
         if sb is not None:
             sb.add_error(wid, cid, "offloaded")

@@ -39,6 +39,9 @@ READ_SIZE = 1 << 18         # over any socket buffer: a SEQPACKET read never tru
 request_fd = 2              # where util.log.log_request writes (the --req-logger socket when set)
 logfile: str | None = None  # the --logto/--daemonize file (what rotate() and reopen() act on)
 _master: LogMaster | None = None
+# fn(message) for every server message the log master reads, before --log-drain and the others
+# (uWSGI's uwsgi_alarm_log_check): --log-alarm (uwsgid.services.alarm) watches the log so
+_watchers: list = []
 
 
 class LogMaster:
@@ -179,6 +182,8 @@ class LogMaster:
         if req:
             routes, sinks, encoders = self.req_routes, self.req_sinks, self.req_encoders
         else:
+            for fn in _watchers:
+                fn(data)
             for rx in self.drains:
                 if rx.search(data):
                     return
@@ -325,6 +330,13 @@ def _regexps(values, option: str, named: bool = False, ids: dict | None = None) 
 
 def active() -> bool:
     return _master is not None
+
+
+def watch(fn) -> None:
+    """fn(message: bytes) sees every server log message (not request lines) the log master reads,
+    in its thread: fn must be quick and must not log (its own lines would come back to it)."""
+    if fn not in _watchers:
+        _watchers.append(fn)
 
 
 def start(*, loggers=(), req_loggers=(), routes=(), req_routes=(), drains=(), filters=(), encoders=(),

@@ -6,8 +6,15 @@ a file with store=PATH so the content survives restarts) laid out as:
 
     header | hash table (hashsize x i32 item index, -1 = empty) | item headers | value blocks
 
-Each item owns one block of `blocksize` bytes (uWSGI's classic, non-bitmap cache): a value larger
-than the blocksize is refused. An item header holds the key hash, the key (up to keysize bytes),
+Each item owns one block of `blocksize` bytes (uWSGI's classic cache): a value larger than the
+blocksize is refused. With bitmap=1 (uWSGI's bitmap cache, core/cache.c) the data area is `blocks`
+blocks shared by all items: a value takes as many contiguous blocks as it needs (up to
+blocks x blocksize), found next-fit in a block map placed after the item headers (one byte per
+block here, so that finding N free blocks is one mmap.find), and each item records its first
+block in a table after the headers:
+
+    header | hash table | item headers | first block per item (i64) | block map | value blocks
+ An item header holds the key hash, the key (up to keysize bytes),
 the value length, its hash-chain link, its LRU links and its absolute expiry time (0 = never).
 Expired items are invisible at once and reclaimed on access, on a full cache, and by keys().
 Items never used sit above a watermark (`top`); deleted ones go to a free list.
@@ -32,12 +39,15 @@ _I32 = struct.Struct("<i")
 _U64 = struct.Struct("<Q")
 
 MAGIC = b"UWC1"
+MAGIC_BITMAP = b"UWB1"
 # magic, items, blocksize, keysize, hashsize (geometry: must match to reuse a store file)
 _GEOM = struct.Struct("<4sIIII")
 # mutable header fields, each at a fixed offset
 _OFF_TOP, _OFF_FREE, _OFF_LRU_HEAD, _OFF_LRU_TAIL, _OFF_COUNT = 20, 24, 28, 32, 36
 _OFF_HITS, _OFF_MISS, _OFF_FULL, _OFF_MODIFIED = 40, 48, 56, 64
+_OFF_POS, _OFF_BLOCKS = 72, 80         # bitmap mode: next-fit position; blocks (geometry)
 _HDR_SIZE = 128
+_Q = struct.Struct("<q")
 
 # hash, keylen, flags, vallen, chain next, lru prev, lru next, expires (unix time, 0 = never)
 _ITEM = struct.Struct("<IHHIiiid")
@@ -56,7 +66,7 @@ class CacheError(ValueError):
 class Cache:
     def __init__(self, name: bytes, items: int, blocksize: int, keysize: int = 2048,
                  hashsize: int = 0, purge_lru: bool = False, store: str | None = None,
-                 clear_on_full: bool = False):
+                 clear_on_full: bool = False, blocks: int = 0, bitmap: bool = False):
         if items <= 0:
             raise CacheError(f"cache {name.decode()!r}: items must be > 0")
         if blocksize <= 0:
@@ -77,11 +87,24 @@ class Cache:
         self.store = store
         self.lock = ProcessLock()
 
+        if blocks < 0 or (blocks and blocks < items):
+            raise CacheError(f"cache {name.decode()!r}: invalid number of cache blocks ({blocks}), must be "
+                             f"at least items ({items})")
+        self.blocks = blocks or items      # without bitmap, uWSGI's extra blocks are never used
+        self.bitmap = bitmap
+        self.max_item_size = blocksize * self.blocks if bitmap else blocksize
+        self.max_item_size = min(self.max_item_size, 0xFFFFFFFF)   # the item header's u32 length
+
         self.tbl = _HDR_SIZE
         self.isz = _align(_ITEM.size + keysize)
         self.items_off = _align(self.tbl + 4 * hashsize)
-        self.blocks_off = _align(self.items_off + self.isz * items, 4096)
-        self.size = self.blocks_off + items * blocksize
+        end = self.items_off + self.isz * items
+        if bitmap:
+            self.firsts_off = end
+            self.map_off = self.firsts_off + 8 * items
+            end = self.map_off + self.blocks
+        self.blocks_off = _align(end, 4096)
+        self.size = self.blocks_off + (self.blocks if bitmap else items) * blocksize
         self.mm = self._map()
 
     # ---- memory ------------------------------------------------------------------------
@@ -103,14 +126,16 @@ class Cache:
         except (OSError, ValueError, OverflowError) as exc:
             raise CacheError(f"cannot allocate cache {label!r} ({self.size} bytes"
                              f"{', store ' + self.store if self.store else ''}): {exc}") from None
-        geom = _GEOM.pack(MAGIC, self.items, self.blocksize, self.keysize, self.hashsize)
+        geom = _GEOM.pack(MAGIC_BITMAP if self.bitmap else MAGIC, self.items, self.blocksize, self.keysize,
+                          self.hashsize)
         self.mm = mm
-        if mm[:_GEOM.size] == geom:
+        if mm[:_GEOM.size] == geom and (not self.bitmap or _Q.unpack_from(mm, _OFF_BLOCKS)[0] == self.blocks):
             log(f"cache {label!r}: reusing {self.store} ({self._geti(_OFF_COUNT)} items)")
         else:
-            if self.store and mm[:4] == MAGIC:
+            if self.store and mm[:4] in (MAGIC, MAGIC_BITMAP):
                 log(f"cache {label!r}: {self.store} has another geometry, starting empty")
             mm[:_GEOM.size] = geom
+            _Q.pack_into(mm, _OFF_BLOCKS, self.blocks if self.bitmap else 0)
             self._reset()
         return mm
 
@@ -129,6 +154,86 @@ class Cache:
         for off, v in ((_OFF_TOP, 0), (_OFF_FREE, -1), (_OFF_LRU_HEAD, -1), (_OFF_LRU_TAIL, -1), (_OFF_COUNT, 0)):
             self._seti(off, v)
         struct.pack_into("<d", mm, _OFF_MODIFIED, time.time())
+        if self.bitmap:
+            mm[self.map_off:self.map_off + self.blocks] = bytes(self.blocks)
+            _Q.pack_into(mm, _OFF_POS, 0)
+
+    # ---- bitmap mode: a value's contiguous blocks (lock held) ----------------------------
+
+    def _nblocks(self, n: int) -> int:
+        return max(1, -(-n // self.blocksize))      # an empty value still has its block
+
+    def _data_off(self, idx: int) -> int:
+        if self.bitmap:
+            return self.blocks_off + _Q.unpack_from(self.mm, self.firsts_off + 8 * idx)[0] * self.blocksize
+        return self.blocks_off + idx * self.blocksize
+
+    def _claim(self, n: int) -> int:
+        """n free contiguous blocks, next-fit from where the last claim ended (uWSGI's
+        blocks_bitmap_pos); their first index, or -1."""
+        mm, base, blocks = self.mm, self.map_off, self.blocks
+        pos = _Q.unpack_from(mm, _OFF_POS)[0]
+        zero = bytes(n)
+        i = mm.find(zero, base + pos, base + blocks)
+        if i < 0 and pos:
+            i = mm.find(zero, base, min(base + blocks, base + pos + n - 1))
+        if i < 0:
+            return -1
+        mm[i:i + n] = b"\1" * n
+        first = i - base
+        _Q.pack_into(mm, _OFF_POS, first + n if first + n < blocks else 0)
+        return first
+
+    def _mark(self, first: int, n: int, used: bool) -> None:
+        self.mm[self.map_off + first:self.map_off + first + n] = (b"\1" if used else b"\0") * n
+
+    def _free_blocks(self, idx: int, vallen: int) -> None:
+        first = _Q.unpack_from(self.mm, self.firsts_off + 8 * idx)[0]
+        self._mark(first, self._nblocks(vallen), False)
+
+    def _room(self, idx: int, n: int, now: float) -> tuple[int, int]:
+        """Blocks for a new item `idx` (taken, not linked yet): expired items swept, then the
+        least recently used evicted (purge_lru), then everything cleared (clear_on_full), as the
+        item slots are. (item, first block), or (-1, -1) with idx back on the free list."""
+        # a clean header first: a slot above the old watermark may hold a stale one (clear() keeps
+        # them), which the sweep below would take for a live item
+        _ITEM.pack_into(self.mm, self._ioff(idx), 0, 0, 0, 0, -1, -1, -1, 0.0)
+        first = self._claim(n)
+        if first < 0 and self._sweep(now):
+            first = self._claim(n)
+        while first < 0 and self.purge_lru and self._geti(_OFF_LRU_TAIL) >= 0:
+            self._remove(self._geti(_OFF_LRU_TAIL))
+            first = self._claim(n)
+        if first < 0 and self.clear_on_full:
+            self._reset()
+            idx = self._alloc(now)
+            first = self._claim(n)
+        if first < 0:
+            off = self._ioff(idx)
+            _ITEM.pack_into(self.mm, off, 0, 0, 0, 0, self._geti(_OFF_FREE), -1, -1, 0.0)
+            self._seti(_OFF_FREE, idx)
+            return -1, -1
+        _Q.pack_into(self.mm, self.firsts_off + 8 * idx, first)
+        return idx, first
+
+    def _regrow(self, idx: int, old_len: int, new_len: int, now: float) -> bool:
+        """An updated value's blocks: in place when it fits, else a new run (the old one freed)."""
+        mm = self.mm
+        slot = self.firsts_off + 8 * idx
+        first = _Q.unpack_from(mm, slot)[0]
+        old_n, n = self._nblocks(old_len), self._nblocks(new_len)
+        if n <= old_n:
+            self._mark(first + n, old_n - n, False)
+            return True
+        self._mark(first, old_n, False)
+        new = self._claim(n)
+        if new < 0 and self._sweep(now):
+            new = self._claim(n)
+        if new < 0:
+            self._mark(first, old_n, True)      # nothing ran in between: the old run is still free
+            return False
+        _Q.pack_into(mm, slot, new)
+        return True
 
     # ---- item primitives (lock held) ---------------------------------------------------
 
@@ -172,6 +277,8 @@ class Cache:
                 cur = cnext
         if self.purge_lru:
             self._lru_unlink(idx, lp, ln)
+        if self.bitmap:
+            self._free_blocks(idx, _vl)
         # free list threads through the chain-next field
         _ITEM.pack_into(mm, off, 0, 0, 0, 0, self._geti(_OFF_FREE), -1, -1, 0.0)
         self._seti(_OFF_FREE, idx)
@@ -244,7 +351,7 @@ class Cache:
     def _write(self, idx: int, key: bytes, h: int, value: bytes, expires: float, new: bool) -> None:
         mm = self.mm
         off = self._ioff(idx)
-        blk = self.blocks_off + idx * self.blocksize
+        blk = self._data_off(idx)
         mm[blk:blk + len(value)] = value
         if new:
             slot = self._slot(h)
@@ -269,11 +376,16 @@ class Cache:
         if idx >= 0:
             if not update:
                 return False
-            exp = _ITEM.unpack_from(self.mm, self._ioff(idx))[7] if keep_expiry and not expires else \
-                (now + expires if expires else 0.0)
+            item = _ITEM.unpack_from(self.mm, self._ioff(idx))
+            exp = item[7] if keep_expiry and not expires else (now + expires if expires else 0.0)
+            if self.bitmap and not self._regrow(idx, item[3], len(value), now):
+                self._bump(_OFF_FULL)
+                return False
             self._write(idx, key, h, value, exp, new=False)
             return True
         idx = self._alloc(now)
+        if idx >= 0 and self.bitmap:
+            idx, _first = self._room(idx, self._nblocks(len(value)), now)
         if idx < 0:
             self._bump(_OFF_FULL)
             return False
@@ -295,7 +407,7 @@ class Cache:
             if self.purge_lru:
                 self._touch(idx)
             vl = struct.unpack_from("<I", self.mm, self._ioff(idx) + 8)[0]
-            blk = self.blocks_off + idx * self.blocksize
+            blk = self._data_off(idx)
             return self.mm[blk:blk + vl]
 
     def exists(self, key: bytes) -> bool:
@@ -305,7 +417,7 @@ class Cache:
             return self._find(key, zlib.crc32(key), time.time()) >= 0
 
     def set(self, key: bytes, value: bytes, expires: int = 0, update: bool = False) -> bool:
-        if len(value) > self.blocksize or len(key) > self.keysize or not key:
+        if len(value) > self.max_item_size or len(key) > self.keysize or not key:
             return False
         with self.lock:
             return self._store(key, value, expires, update, keep_expiry=False)
@@ -339,7 +451,7 @@ class Cache:
 
     def math(self, key: bytes, op: str, amount: int, expires: int = 0) -> bool:
         """In-place int64 arithmetic; a missing key counts as 0. False if the value is not 8 bytes."""
-        if len(key) > self.keysize or not key or self.blocksize < 8:
+        if len(key) > self.keysize or not key or self.max_item_size < 8:
             return False
         h = zlib.crc32(key)
         with self.lock:
@@ -350,7 +462,7 @@ class Cache:
                 vl = struct.unpack_from("<I", self.mm, self._ioff(idx) + 8)[0]
                 if vl != 8:
                     return False
-                cur = INT64.unpack_from(self.mm, self.blocks_off + idx * self.blocksize)[0]
+                cur = INT64.unpack_from(self.mm, self._data_off(idx))[0]
             return self._store(key, pack_num(apply_op(op, cur, amount)), expires, update=True, keep_expiry=True)
 
     def num(self, key: bytes) -> int | None:
@@ -363,7 +475,7 @@ class Cache:
             count = self._geti(_OFF_COUNT)
             modified = struct.unpack_from("<d", self.mm, _OFF_MODIFIED)[0]
         return {"name": self.name.decode("utf-8", "replace"), "hash": "crc32", "hashsize": self.hashsize,
-                "keysize": self.keysize, "max_items": self.items, "blocks": self.items,
+                "keysize": self.keysize, "max_items": self.items, "blocks": self.blocks,
                 "blocksize": self.blocksize, "items": count, "hits": hits, "miss": miss, "full": full,
                 "last_modified_at": int(modified), "purge_lru": int(self.purge_lru),
                 "store": self.store or ""}
