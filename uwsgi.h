@@ -94,6 +94,15 @@ struct uwsgi_baked_file {
     size_t len;
 };
 
+/* WebSocket and raw-socket I/O (core/wsframe.c). read() into buf: the bytes read (0: the end of
+ * the stream) or -errno (-EAGAIN: nothing yet), never an exception in the caller. */
+long uwsgi_read_nb(int fd, char *buf, size_t len);
+/* XOR len bytes of buf in place with the 4-byte RFC 6455 mask (byte i with mask[i % 4]). */
+void uwsgi_ws_unmask(char *buf, size_t len, const char *mask);
+/* recv() with MSG_DONTWAIT | flags (MSG_PEEK: is an idle pooled connection still fit?), answered
+ * as uwsgi_read_nb. */
+long uwsgi_recv_nb(int fd, char *buf, size_t len, int flags);
+
 #ifdef UWSGI_EXECUTABLE
 /* Only in the ./uwsgi executable (core/main.c). */
 

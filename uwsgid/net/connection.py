@@ -236,6 +236,9 @@ class Connection:
         self.served += 1
         if self.closed:
             return
+        ws = req.websocket
+        if ws is not None and ws.pending is not None:
+            self.send(ws.take_pending())    # a WebSocket's last frames (uwsgid/net/websocket.py Batch)
         if not req.keepalive:
             self.closing = True
             if self.queue or self.parser.partial:
@@ -441,7 +444,7 @@ class Connection:
             self.thread_loop.forget_pending(self)
         fd = self.fd
         loop = self.loop
-        if fd in loop._masks:   # registered with epoll (a one-shot connection never is)
+        if fd in loop._masks or fd in loop._kept:  # registered (a one-shot connection never is)
             loop.forget(fd)
         self.thread_loop.conns.pop(fd, None)
         try:

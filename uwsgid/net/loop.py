@@ -2,11 +2,23 @@
 
 Kept deliberately tiny (redis `ae` style): the worker's hot path registers each fd once and
 the loop dispatches straight to bound methods, with no selector-key objects in between.
+
+Kept fds (`keep(fd)`): a connection the server owns (a WebSocket session, a raw socket, a
+cosocket) is waited on again and again, one wait per message. Its fd stays registered with
+epoll between waits (level-triggered: an event while nobody waits is not lost, epoll reports
+it again once a reader is back), so a wait that follows a wait costs no epoll_ctl at all. An
+event on a kept fd that nobody waits for unregisters it then (libev's lazy removal), so that a
+busy app does not make the loop spin. The owner promises to call forget(fd) before it closes
+the fd: a closed fd leaves epoll by itself, and its number, reused by a new fd, must not be
+taken for registered.
+
+Timers are a heap of (when, seq, Timer) tuples: pushed and popped with C comparisons.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import os
 import select
 import threading
@@ -41,7 +53,9 @@ class Loop:
         self._readers: dict[int, object] = {}
         self._writers: dict[int, object] = {}
         self._masks: dict[int, int] = {}
-        self._timers: list[Timer] = []
+        self._timers: list[tuple] = []       # (when, seq, Timer): a heap
+        self._seq = itertools.count()
+        self._kept: set[int] = set()          # see keep()
         self.ready: deque = deque()
         self.thread_id = threading.get_ident()
         self.stopped = False
@@ -58,7 +72,7 @@ class Loop:
         mask = (EPOLLIN if fd in self._readers else 0) | (EPOLLOUT if fd in self._writers else 0)
         old = self._masks.get(fd)
         if mask == 0:
-            if old is not None:
+            if old is not None and fd not in self._kept:
                 del self._masks[fd]
                 try:
                     self.ep.unregister(fd)
@@ -66,10 +80,28 @@ class Loop:
                     pass
             return
         if old is None:
-            self.ep.register(fd, mask | (EPOLLEXCLUSIVE if exclusive else 0))
+            try:
+                self.ep.register(fd, mask | (EPOLLEXCLUSIVE if exclusive else 0))
+            except FileExistsError:     # registered behind our back (a dup): take it as it is
+                self.ep.modify(fd, mask)
         elif old != mask:
-            self.ep.modify(fd, mask)
+            try:
+                self.ep.modify(fd, mask)
+            except FileNotFoundError:   # closed and reused without forget(): register the new one
+                self.ep.register(fd, mask)
         self._masks[fd] = mask
+
+    def keep(self, fd: int) -> None:
+        """fd stays registered between its waits (see the module doc); forget(fd) before closing it."""
+        self._kept.add(fd)
+
+    def _stray(self, fd: int) -> None:
+        """An event on a kept fd nobody waits for: unregister it until a reader or writer is back."""
+        if self._masks.pop(fd, None) is not None:
+            try:
+                self.ep.unregister(fd)
+            except (OSError, ValueError):
+                pass
 
     def add_reader(self, fd: int, cb, exclusive: bool = False) -> None:
         """cb() is called when fd is readable (or in error / hung up)."""
@@ -89,9 +121,15 @@ class Loop:
             self._update(fd)
 
     def forget(self, fd: int) -> None:
-        """Drop every registration of fd (before closing it)."""
-        self._readers.pop(fd, None)
-        self._writers.pop(fd, None)
+        """Drop every registration of fd (before closing it). Whoever waited on a kept fd (a
+        core, closed under it by another) is called at the next turn, to find it closed."""
+        r = self._readers.pop(fd, None)
+        w = self._writers.pop(fd, None)
+        if fd in self._kept:
+            self._kept.discard(fd)
+            for cb in (r, w):
+                if cb is not None:
+                    self.ready.append(cb)
         if self._masks.pop(fd, None) is not None:
             try:
                 self.ep.unregister(fd)
@@ -103,9 +141,19 @@ class Loop:
 
     # ---- time ----------------------------------------------------------------------------
     def call_later(self, delay: float, fn) -> Timer:
-        t = Timer(time.monotonic() + delay, fn)
-        heapq.heappush(self._timers, t)
+        return self.call_at(time.monotonic() + delay, fn)
+
+    def call_at(self, when: float, fn) -> Timer:
+        t = Timer(when, fn)
+        heapq.heappush(self._timers, (when, next(self._seq), t))
         return t
+
+    def next_timer(self) -> float | None:
+        """When the earliest live timer is due (None: no timer)."""
+        timers = self._timers
+        while timers and timers[0][2].cancelled:
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
 
     def call_soon(self, fn) -> None:
         """Thread-safe: fn() runs in this loop's thread at the next turn."""
@@ -135,9 +183,9 @@ class Loop:
         if self.ready or not block:
             timeout = 0
         elif timers:
-            while timers and timers[0].cancelled:
+            while timers and timers[0][2].cancelled:
                 heapq.heappop(timers)
-            timeout = max(0.0, timers[0].when - time.monotonic()) if timers else 1.0
+            timeout = max(0.0, timers[0][0] - time.monotonic()) if timers else 1.0
             if timeout > 1.0:
                 timeout = 1.0
         else:
@@ -159,15 +207,19 @@ class Loop:
                     cb = writers.get(fd)   # error on a write-only fd: let the writer see it
                     if cb is not None:
                         cb()
+                    elif fd in self._kept:
+                        self._stray(fd)
                     continue
             if ev & (EPOLLOUT | EPOLLERR_HUP):
                 cb = writers.get(fd)
                 if cb is not None:
                     cb()
+                elif fd in self._kept and fd not in readers:
+                    self._stray(fd)
         if timers:
             now = time.monotonic()
-            while timers and timers[0].when <= now:
-                t = heapq.heappop(timers)
+            while timers and timers[0][0] <= now:
+                t = heapq.heappop(timers)[2]
                 if not t.cancelled:
                     t.fn()
         ready = self.ready

@@ -32,13 +32,24 @@ from a coroutine (wait_step / wait_slice / wait_over).
 from __future__ import annotations
 
 import errno
+import os
 import select
 import socket
+import threading
 import time
 
 from uwsgid.config.options import Option, declare
 from uwsgid.net.request import Request
 from uwsgid.util.log import log
+
+try:
+    # a read that answers -EAGAIN instead of raising (core/wsframe.c): half the reads before a
+    # wait find nothing, and an exception costs more than the syscall
+    from _uwsgi import ffi as _ffi
+    from _uwsgi import lib as _lib
+    _c_read = _lib.uwsgi_read_nb
+except (ImportError, AttributeError):   # plain python without the build
+    _c_read = None
 
 declare(
     Option("raw-socket", kind="str", multi=True, metavar="ADDR",
@@ -52,6 +63,9 @@ declare(
 
 RECV = 65536
 PREREAD = 4096
+_EAGAIN = -errno.EAGAIN
+_EINTR = -errno.EINTR
+_buffers = threading.local()    # one C read buffer per thread: the bytes are copied out at once
 WAIT_SLICE = 1.0        # seconds a wait lasts before it looks at a graceful stop again
 _monotonic = time.monotonic
 _FOREVER = float("inf")
@@ -86,6 +100,7 @@ class RawConnection:
         self.eof = False
         self._peer = None
         thread_loop.conns[fd] = self
+        self.loop.keep(fd)      # its handler's waits leave it registered with epoll (close forgets it)
 
     @property
     def peer(self) -> str:
@@ -117,7 +132,7 @@ class RawConnection:
         self.closed = True
         fd = self.fd
         loop = self.loop
-        if fd in loop._masks:
+        if fd in loop._masks or fd in loop._kept:
             loop.forget(fd)
         self.thread_loop.conns.pop(fd, None)
         try:
@@ -249,10 +264,22 @@ class RawSocket:
             return buf[:n]
         if self.eof:
             return b""
-        try:
-            data = self._sock.recv(max(1, int(n)))
-        except (BlockingIOError, InterruptedError):
-            return None
+        if _c_read is not None:
+            b = getattr(_buffers, "b", None)
+            if b is None:
+                b = _buffers.b = _ffi.new("char[]", RECV)
+            k = int(n)
+            got = _c_read(self.fd, b, k if 0 < k <= RECV else (RECV if k > RECV else 1))
+            if got < 0:
+                if got == _EAGAIN or got == _EINTR:
+                    return None
+                raise OSError(-got, os.strerror(-got))
+            data = _ffi.buffer(b, got)[:]
+        else:
+            try:
+                data = self._sock.recv(max(1, int(n)))
+            except (BlockingIOError, InterruptedError):
+                return None
         if data:
             self._req.post_cl += len(data)
             self._deadline = None
@@ -332,7 +359,19 @@ class RawSocket:
     def sendall(self, data) -> None:
         if isinstance(data, str):
             data = data.encode("utf-8")
-        view = memoryview(data).cast("B")
+        if data.__class__ is bytes and data and not self.closed:
+            try:
+                n = self._sock.send(data)   # most go out whole, at once
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            if n:
+                self._deadline = None
+                self._req.response_size += n
+                if n == len(data):
+                    return
+        else:
+            n = 0
+        view = memoryview(data).cast("B")[n:]
         while view:
             view = view[self.send(view):]
 

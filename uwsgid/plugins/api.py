@@ -13,6 +13,7 @@ they also switch back to the loop inside the call, and return once the wait fire
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -22,7 +23,19 @@ from uwsgid.net.flusher import watch as stream_watch  # noqa: F401  (see uwsgid/
 from uwsgid.observe import stats
 from uwsgid.util import binary, memory
 
+try:
+    # recv without an exception when nothing is there (core/wsframe.c): see recv_nb
+    from _uwsgi import ffi as _ffi
+    from _uwsgi import lib as _lib
+    _c_recv = _lib.uwsgi_recv_nb
+except (ImportError, AttributeError):   # plain python without the build
+    _c_recv = None
+
 _local = threading.local()
+_buffers = threading.local()
+_RECV = 65536
+_EAGAIN = -errno.EAGAIN
+_EINTR = -errno.EINTR
 
 # Set by the server at start-up (uwsgid.main / worker) so that the API can answer.
 server = None   # the running server object: .opts, .master_pid, .numproc, .plugins
@@ -113,17 +126,60 @@ def resume(core) -> None:
         core.loop.ready.append(core._resume)
 
 
+def _green_wait(fd: int, events: int, timeout: float) -> bool:
+    # _arm's steps without its lookups: this runs once per message of a WebSocket or raw socket
+    core = getattr(_local, "core", None)
+    if core is None:
+        raise RuntimeError("async wait called outside a request")
+    core.wait = Wait(fd, events, timeout if timeout > 0.001 else 0.001)
+    core.ready_fd = -1
+    core.timed_out = False
+    to_loop = getattr(core, "to_loop", None)
+    if to_loop is not None:
+        to_loop()
+    return not core.timed_out
+
+
 def wait_readable(fd: int, timeout: float) -> bool:
     """Wait (in a green thread) until fd is readable: True, or False after `timeout` seconds.
     What a blocking call of the server (a WebSocket's recv) does instead of poll there."""
-    _arm(Wait(int(fd), Wait.READ, max(0.001, float(timeout))))
-    return not is_timed_out()
+    return _green_wait(int(fd), Wait.READ, float(timeout))
 
 
 def wait_writable(fd: int, timeout: float) -> bool:
     """wait_readable's twin for writing."""
-    _arm(Wait(int(fd), Wait.WRITE, max(0.001, float(timeout))))
-    return not is_timed_out()
+    return _green_wait(int(fd), Wait.WRITE, float(timeout))
+
+
+def recv_nb(sock, n: int = _RECV, flags: int = 0):
+    """Up to n bytes from a socket object if some are there, b"" at the end of the stream, None
+    when nothing has arrived yet; raises OSError on an error. A read before a wait mostly finds
+    nothing: here that costs no exception (a cosocket's receive, its pool's MSG_PEEK check)."""
+    if _c_recv is None:
+        try:
+            return sock.recv(n, flags)
+        except (BlockingIOError, InterruptedError):
+            return None
+    b = getattr(_buffers, "b", None)
+    if b is None:
+        b = _buffers.b = _ffi.new("char[]", _RECV)
+    got = _c_recv(sock.fileno(), b, n if 0 < n <= _RECV else _RECV, flags)
+    if got < 0:
+        if got == _EAGAIN or got == _EINTR:
+            return None
+        raise OSError(-got, os.strerror(-got))
+    return _ffi.buffer(b, got)[:]
+
+
+def keep_fd(fd: int):
+    """The current core's loop keeps fd registered between waits (see uwsgid.net.loop): for a
+    socket the caller owns and waits on again and again. Returns the loop (None outside a core):
+    loop.forget(fd) must come before the socket is closed."""
+    core = current_core()
+    loop = getattr(core, "loop", None)
+    if loop is not None:
+        loop.keep(fd)
+    return loop
 
 
 def green_core() -> bool:
@@ -251,8 +307,11 @@ def get_logvar(name):
 # ---- WebSockets (uwsgid/net/websocket.py) -------------------------------------------------------
 # uWSGI's API: OSError ("IOError") whenever it cannot be done, so an app's receive loop ends there.
 
-def websocket_handshake(key=None, origin=None, proto=None) -> None:
-    req = current_request()
+def websocket_handshake(key=None, origin=None, proto=None, headers=None, req=None):
+    """uWSGI's handshake for the current request; an ASGI app's websocket.accept gives its
+    request (it runs outside the core) and its extra `headers` (see net/websocket.handshake).
+    Returns the session."""
+    req = req or current_request()
     if req is None:
         raise OSError("unable to complete websocket handshake: not in a request")
     from uwsgid.net import websocket  # only an app that takes WebSockets loads it
@@ -260,11 +319,18 @@ def websocket_handshake(key=None, origin=None, proto=None) -> None:
     session = websocket.handshake(
         req, key, origin, proto,
         ping_freq=_opt(opts, "websocket_ping_freq", 30), pong_tolerance=_opt(opts, "websocket_pong_tolerance", 3),
-        max_size=_opt(opts, "websocket_max_size", 1024) * 1024, send_timeout=_opt(opts, "socket_timeout", 4))
-    if green_core():
+        max_size=_opt(opts, "websocket_max_size", 1024) * 1024, send_timeout=_opt(opts, "socket_timeout", 4),
+        headers=headers)
+    if green_core() and req is current_request():
         # a green thread: recv/send wait on the loop (this core suspends), not in poll
         session.wait_readable = wait_readable
         session.wait_writable = wait_writable
+        core = current_core()
+        if session.tls is None and getattr(core, "spawn", None) is None:
+            # greenlet cores (not gevent's hub): frames go out at the end of the loop turn
+            from uwsgid.net.wsbatch import batch_of
+            session.batch = batch_of(core.loop)
+    return session
 
 
 def _opt(opts, attr: str, default):

@@ -51,7 +51,7 @@ class Core:
     """One request slot: an async core or a thread's core. Fields are read by plugins and api."""
 
     __slots__ = ("id", "worker", "thread_loop", "loop", "state", "request", "requests", "wait", "ready_fd",
-                 "timed_out", "thread", "gen", "conn", "_timer", "_wait_fd", "_wait_prev", "_resume",
+                 "timed_out", "thread", "gen", "conn", "_timer", "_deadline", "_wait_fd", "_wait_prev", "_resume",
                  "exceptions", "after", "static", "to_loop", "spawn", "routes")
 
     def __init__(self, cid: int, thread_loop):
@@ -69,7 +69,8 @@ class Core:
         self.thread = threading.current_thread()
         self.gen = None
         self.conn = None
-        self._timer = None
+        self._timer = None      # this core's entry in the loop's timer heap (see _arm)
+        self._deadline = None   # when the armed wait times out (None: it does not)
         self._wait_fd = -1
         self._wait_prev = None
         self._resume = self.step
@@ -345,13 +346,29 @@ class Core:
                 return
             self._wait_fd = fd
         if w.timeout is not None:
-            self._timer = loop.call_later(w.timeout, self._wait_timeout)
+            # One heap entry per core, not one per wait: a wait that ends before its timeout
+            # leaves the entry in place, and the next wait with a later deadline reuses it
+            # (_on_timer moves it on). Only an earlier deadline pushes a new one.
+            when = _monotonic() + w.timeout
+            self._deadline = when
+            t = self._timer
+            if t is None or t.when > when:
+                if t is not None:
+                    t.cancel()
+                self._timer = loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        when = self._deadline
+        if when is None:
+            return          # its wait ended before the timeout
+        if when > _monotonic():
+            self._timer = self.loop.call_at(when, self._on_timer)    # a later wait's deadline
+            return
+        self._wait_timeout()
 
     def _cancel_wait(self) -> None:
-        t = self._timer
-        if t is not None:
-            t.cancel()
-            self._timer = None
+        self._deadline = None   # the timer entry stays for the next wait (see _arm)
         fd = self._wait_fd
         if fd >= 0:
             self._wait_fd = -1
@@ -371,6 +388,8 @@ class Core:
 
     def _fd_ready(self) -> None:
         fd = self._wait_fd
+        if fd < 0:
+            return      # a late call (the loop's forget of a kept fd): this wait already ended
         self._cancel_wait()
         self.ready_fd = fd
         self.timed_out = False
@@ -378,7 +397,6 @@ class Core:
         self.step()
 
     def _wait_timeout(self) -> None:
-        self._timer = None
         self._cancel_wait()
         self.ready_fd = -1
         self.timed_out = True

@@ -42,6 +42,31 @@ _monotonic = time.monotonic
 STOPPING_TICK = 0.1     # a stopping loop looks at its requests this often (their ends do not wake it)
 
 
+class _GreenletLocal:
+    """The current core, kept on the running greenlet itself (uwsgid.plugins.api.use_local):
+    gevent.local builds a dict and a weak reference for each new greenlet, one per request."""
+
+    __slots__ = ("_fallback",)
+
+    def __init__(self):
+        self._fallback = gevent.local.local()    # a greenlet class without a __dict__
+
+    @property
+    def core(self):
+        g = getcurrent()
+        try:
+            return g._uwsgi_core
+        except AttributeError:
+            return getattr(self._fallback, "core", None)
+
+    @core.setter
+    def core(self, core) -> None:
+        try:
+            getcurrent()._uwsgi_core = core
+        except AttributeError:
+            self._fallback.core = core
+
+
 class _HubEpoll:
     """A Loop's epoll whose poll() waits on the hub instead of in epoll_wait."""
 
@@ -76,7 +101,7 @@ class _HubEpoll:
             return
         loop = self._loop
         timers = loop._timers
-        if loop.ready or (timers and timers[0].when < self.deadline):
+        if loop.ready or (timers and timers[0][0] < self.deadline):
             self.waiter = None
             w.switch()
 
@@ -119,7 +144,7 @@ class Engine:
         gevent.reinit()         # a hub made in the master before the fork starts afresh here
         self.hub = get_hub()
         self.epolls: list[_HubEpoll] = []
-        api.use_local(gevent.local.local())
+        api.use_local(_GreenletLocal())
 
     def adopt(self, thread_loop) -> None:
         """A thread loop of this worker: its epoll on the hub, its cores spawning greenlets."""

@@ -53,10 +53,11 @@ class _Timeout(Exception):
 
 
 class _Conn:
-    __slots__ = ("sock", "key", "buf", "reused", "op", "deadline", "timeouts", "owner")
+    __slots__ = ("sock", "key", "buf", "reused", "op", "deadline", "timeouts", "owner", "loop")
 
     def __init__(self, owner):
         self.sock = None
+        self.loop = None            # the loop that keeps sock's fd registered (see _close)
         self.key = None
         self.buf = bytearray()
         self.reused = 0
@@ -80,7 +81,18 @@ class _Conn:
         self.op = None
         self.buf = bytearray()
         if s is not None:
-            s.close()
+            _close(s, self.loop)
+        self.loop = None
+
+
+def _close(sock, loop) -> None:
+    """Close a socket whose fd a core's loop may keep registered (api.keep_fd): forgotten first,
+    so that a new fd with its number is not taken for registered."""
+    if loop is not None:
+        fd = sock.fileno()
+        if fd >= 0:
+            loop.forget(fd)
+    sock.close()
 
 
 # ---- the keepalive pool: per thread --------------------------------------------------------------
@@ -98,12 +110,9 @@ def _pool() -> dict:
 def _alive(sock) -> bool:
     """An idle connection is fit for reuse: the peer has not closed it nor sent anything."""
     try:
-        sock.recv(1, _socket.MSG_PEEK)      # non-blocking: nothing to read is the good answer
-    except BlockingIOError:
-        return True
+        return api.recv_nb(sock, 1, _socket.MSG_PEEK) is None     # nothing to read: the good answer
     except OSError:
         return False
-    return False
 
 
 def _checkout(key: str):
@@ -112,22 +121,23 @@ def _checkout(key: str):
         return None
     now = monotonic()
     while entries[1]:
-        sock, expires, reused = entries[1].pop()        # the most recently used
+        sock, expires, reused, loop = entries[1].pop()        # the most recently used
         if (expires is None or now < expires) and _alive(sock):
-            return sock, reused
-        sock.close()
+            return sock, reused, loop
+        _close(sock, loop)
     return None
 
 
-def _checkin(key: str, sock, timeout: float, size: int, reused: int) -> None:
+def _checkin(key: str, sock, timeout: float, size: int, reused: int, loop) -> None:
     pool = _pool()
     entries = pool.get(key)
     if entries is None:
         entries = pool[key] = [size, deque()]      # the size is fixed when the pool is made
     idle = entries[1]
     while len(idle) >= entries[0]:
-        idle.popleft()[0].close()                   # the least recently used makes room
-    idle.append((sock, monotonic() + timeout if timeout > 0 else None, reused))
+        old = idle.popleft()                        # the least recently used makes room
+        _close(old[0], old[3])
+    idle.append((sock, monotonic() + timeout if timeout > 0 else None, reused, loop))
 
 
 # ---- name resolution (cooperative: a thread, the core waiting on an eventfd) -------------------
@@ -162,7 +172,7 @@ def _connect(conn: _Conn, host: str, port):
         infos = None
     pooled = _checkout(key)
     if pooled is not None:
-        conn.sock, reused = pooled
+        conn.sock, reused, conn.loop = pooled
         conn.key, conn.reused = key, reused + 1
         return 1, None
     if infos is None:
@@ -197,13 +207,16 @@ def _connect(conn: _Conn, host: str, port):
         sock.close()
         return None, _err(e)
     conn.sock, conn.key, conn.reused = sock, key, 0
+    # its waits (one or two per request) leave it registered with the core's epoll, and so
+    # does the pool between requests (one pool per thread: the same loop)
+    conn.loop = api.keep_fd(sock.fileno())
     return 1, None
 
 
-def _send(conn: _Conn, data: bytes):
+def _send(conn: _Conn, data: bytes, off: int = 0):
     sock = conn.sock
     view = memoryview(data)
-    off, n = 0, len(view)
+    n = len(view)
     while off < n:
         try:
             off += sock.send(view[off:])
@@ -245,14 +258,14 @@ def _receive(conn: _Conn, kind: int, n: int):
         if data is not None:
             return data, None
         try:
-            chunk = sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            if conn.expired():
-                partial = bytes(conn.buf)
-                conn.buf = bytearray()
-                return None, b"timeout", partial
-            yield sock.fileno(), False
-            continue
+            chunk = api.recv_nb(sock, RECV_SIZE)
+            if chunk is None:
+                if conn.expired():
+                    partial = bytes(conn.buf)
+                    conn.buf = bytearray()
+                    return None, b"timeout", partial
+                yield sock.fileno(), False
+                continue
         except OSError as e:
             partial = bytes(conn.buf)
             conn.drop()
@@ -278,15 +291,30 @@ class Cosockets:
 
     def __init__(self):
         self.conns: dict[int, _Conn] = {}
+        self.by_core: dict[int, list[int]] = {}     # core id -> the numbers it made (some closed since)
         self.next_id = 0
 
     def new(self) -> int:
         owner = _owner()
-        stale = [i for i, c in self.conns.items() if c.owner[0] == owner[0] and c.owner != owner]
-        for i in stale:                 # left open by an earlier request of this core
-            self.conns.pop(i).drop()
+        conns = self.conns
+        ids = self.by_core.get(owner[0])
+        if ids is None:
+            ids = self.by_core[owner[0]] = []
+        elif ids:
+            live = []
+            for i in ids:
+                c = conns.get(i)
+                if c is None:
+                    continue                # closed, or back in the pool
+                if c.owner != owner:        # left open by an earlier request of this core
+                    del conns[i]
+                    c.drop()
+                else:
+                    live.append(i)
+            ids[:] = live
         self.next_id += 1
-        self.conns[self.next_id] = _Conn(owner)
+        conns[self.next_id] = _Conn(owner)
+        ids.append(self.next_id)
         return self.next_id
 
     def _run(self, conn: _Conn, gen, coop: bool):
@@ -328,13 +356,27 @@ class Cosockets:
         conn = self.conns.get(cid)
         if conn is None or conn.sock is None:
             return None, b"closed"
-        return self._start(conn, _send(conn, data), 1, coop)
+        try:
+            n = conn.sock.send(data)        # most sends go out whole at once: no generator then
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as e:
+            conn.drop()
+            return None, _err(e)
+        if n == len(data):
+            return n, None
+        return self._start(conn, _send(conn, data, n), 1, coop)
 
     def receive(self, cid: int, kind: int, n: int, coop: bool):
         conn = self.conns.get(cid)
         if conn is None or conn.sock is None:
             return None, b"closed"
-        return self._start(conn, _receive(conn, int(kind), int(n)), 2, coop)
+        kind, n = int(kind), int(n)
+        if conn.buf:
+            data = _take(conn, kind, n)     # already read (the rest of the reply): no generator
+            if data is not None:
+                return data, None
+        return self._start(conn, _receive(conn, kind, n), 2, coop)
 
     def settimeouts(self, cid: int, connect_ms, send_ms, read_ms) -> None:
         conn = self.conns.get(cid)
@@ -357,8 +399,9 @@ class Cosockets:
         self.conns.pop(cid)
         timeout = DEFAULT_KEEPALIVE if timeout_ms is None else max(0.0, float(timeout_ms)) / 1000.0
         size = DEFAULT_POOL_SIZE if size is None else max(1, int(size))
-        _checkin(conn.key, conn.sock, timeout, size, conn.reused)
+        _checkin(conn.key, conn.sock, timeout, size, conn.reused, conn.loop)
         conn.sock = None
+        conn.loop = None
         return 1, None
 
     def getreusedtimes(self, cid: int):
