@@ -267,10 +267,11 @@ class Compiler:
         if proc.returncode != 0:
             raise BuildError(f"{what} failed (exit {proc.returncode}): {shlex.join(cmd)}")
 
-    def compile(self, src: Path, obj: Path, flags: list[str]) -> tuple[Path, str]:
-        """src -> obj unless an object made from the same inputs and flags exists."""
+    def compile(self, src: Path, obj: Path, flags: list[str], deps: tuple[Path, ...] = ()) -> tuple[Path, str]:
+        """src -> obj unless an object made from the same inputs and flags exists (deps: the
+        headers it includes besides uwsgi.h)."""
         cmd = [*self.cfg.cc, "-c", *flags, "-o", str(obj), str(src)]
-        key = _digest(shlex.join(cmd), src.read_bytes(), HEADER.read_bytes())
+        key = _digest(shlex.join(cmd), src.read_bytes(), HEADER.read_bytes(), *[d.read_bytes() for d in deps])
         stamp = obj.with_name(obj.name + ".key")
         if obj.is_file() and stamp.is_file() and stamp.read_text() == key:
             self.cached += 1
@@ -467,6 +468,7 @@ class PluginBuild:
         self.gcc_list = [self._source(f) for f in getattr(mod, "GCC_LIST", [])]
         self.requires = list(getattr(mod, "REQUIRES", []))
         self.post_build = getattr(mod, "post_build", None)
+        self.shared_modules = self._shared_modules(getattr(mod, "SHARED_MODULES", []), contract)
         self.package = self.dir / f"{self.name}_plugin"
         if not self.package.is_dir():
             raise BuildError(f"plugin {self.name}: its Python package {self.package} does not exist")
@@ -483,6 +485,24 @@ class PluginBuild:
         if not p.is_file():
             raise BuildError(f"plugin {self.name}: GCC_LIST source {p} not found")
         return p
+
+    def _shared_modules(self, entries, contract: Path) -> list[tuple[str, list[Path], list[str], list[Path]]]:
+        """SHARED_MODULES: (name, sources, extra cflags, header deps) of the C modules the
+        plugin dlopen()s itself at run time (not linked into the binary or the plugin .so)."""
+        out = []
+        for entry in entries:
+            try:
+                name, sources, flags, deps = entry
+            except (TypeError, ValueError):
+                raise BuildError(f"{contract}: SHARED_MODULES entry {entry!r} is not (name, sources, cflags, deps)")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
+                raise BuildError(f"{contract}: SHARED_MODULES name {name!r} is not a C identifier")
+            dep_paths = [self.dir / d for d in deps]
+            for d in dep_paths:
+                if not d.is_file():
+                    raise BuildError(f"plugin {self.name}: SHARED_MODULES header {d} not found")
+            out.append((str(name), [self._source(f) for f in sources], list(flags), dep_paths))
+        return out
 
     def check_requires(self) -> None:
         """REQUIRES entries: "module" or ("module", "how to install"), or
@@ -556,6 +576,16 @@ class PluginBuild:
         return cc.compile_many(jobs)
 
 
+def build_shared_modules(plugin: PluginBuild, cfg: Config, cc: Compiler) -> None:
+    """A plugin's SHARED_MODULES -> OUT/build/lib/NAME.so (the directory of the _uwsgi module,
+    on sys.path at run time). Their external symbols stay undefined (resolved at dlopen)."""
+    for name, sources, flags, deps in plugin.shared_modules:
+        all_flags = [*cfg.cflags, f"-I{plugin.dir}", *flags]
+        objdir = cfg.build_dir / "obj" / "shared" / name
+        objs = cc.compile_many([(src, objdir / (src.stem + ".o"), all_flags, tuple(deps)) for src in sources])
+        cc.link(objs, cfg.lib_dir / f"{name}.so", list(cfg.ldflags), shared=True)
+
+
 def _have_lib(name: str) -> bool:
     import ctypes.util
     return ctypes.util.find_library(name) is not None
@@ -585,6 +615,7 @@ def build_plugin(spec: str | os.PathLike, profile: str | None = None, name: str 
         say(f"removed {_rel(stale)} (plugins are built into {_rel(cfg.plugin_dir)} now)")
     objs = plugin.objects(cfg, cc, shared=True)
     cc.link(objs, out, [*cfg.ldflags, *plugin.ldflags, *plugin.libs], shared=True)
+    build_shared_modules(plugin, cfg, cc)
     if plugin.post_build:
         plugin.post_build(cfg)
     say(f"*** {out_name} plugin built: {_rel(out)} ***")
@@ -624,6 +655,7 @@ def build(profile: str | None = None) -> Path:
     cc.link([*exe_objs, *core_objs], cfg.binary,
             ["-Wl,--export-dynamic", *cfg.ldflags, *plugin_link, *cfg.python_link(), *cfg.libs], shared=False)
     for p in embedded:
+        build_shared_modules(p, cfg, cc)
         if p.post_build:
             p.post_build(cfg)
 

@@ -61,11 +61,22 @@ def status_line(status: bytes) -> bytes:
     return line
 
 
-def split_headers(flat: bytes) -> list[tuple[bytes, bytes]]:
+_headers_cache: dict[bytes, tuple] = {}
+
+
+def split_headers(flat: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    """b"name\0value\0..." -> ((name, value), ...). An app sends the same few header sets
+    again and again: those are kept (a tuple, which nobody can edit in place)."""
+    headers = _headers_cache.get(flat)
+    if headers is not None:
+        return headers
     if not flat:
-        return []
+        return ()
     parts = flat.split(b"\0")
-    return list(zip(parts[0::2], parts[1::2]))
+    headers = tuple(zip(parts[0::2], parts[1::2]))
+    if len(_headers_cache) < 256 and len(flat) <= 4096:
+        _headers_cache[flat] = headers
+    return headers
 
 
 def _where(req) -> str:
@@ -100,7 +111,9 @@ def handle(st, req, app_path: bytes):
     if st.memory_near_cap():
         st.recover_memory()
     try:
-        # behind nginx the packet's vars block is parsed in Lua: cheaper than table_from
+        # behind nginx the packet's vars block is parsed in Lua (in C with the module): cheaper
+        # than table_from. Over HTTP, table_from stays: joining the dict into one string for C
+        # costs more in Python (~2 us for 14 vars) than lupa's conversion (measured).
         block = req.vars_block
         res = st.call(block if block is not None else st.table_from(req.vars), app_path, slot)
     except memory_error as exc:

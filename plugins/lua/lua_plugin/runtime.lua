@@ -3,7 +3,8 @@
 -- state.py runs the plugin's three Lua files once in every lua_State, in this order, each with
 -- the same three arguments:
 --   py      Python callbacks: log, log_write, exit, monotonic, input_read, input_readline, and
---           api (the functions behind the `uwsgi` table)
+--           api (the functions behind the `uwsgi` table); native: the C module uwsgi.native
+--           when it loaded (native.py; then no monotonic, and api lacks what native.api has)
 --   conf    version, mywid, mysid, numproc, slice, slice_time
 --   shared  the table the files hand each other things through (never globals):
 --             output.lua       sets error_write (env.error:write)
@@ -34,6 +35,7 @@ local traceback = debug.traceback
 local collectgarbage = collectgarbage
 
 local M = {}
+local native = py.native     -- uwsgi.native (C), or nil: the Lua code below does its work
 
 local SLICE = conf.slice or 32768        -- bytes coalesced before a flush
 local SLICE_TIME = conf.slice_time or 0.02  -- seconds a slow producer may hold a slice
@@ -47,8 +49,8 @@ local XPCALL_ARGS = select(2, xpcall(function(a) return a end, function() end, t
 shared.XPCALL_ARGS = XPCALL_ARGS
 
 -- ---- a monotonic clock for the slice time budget ---------------------------------------
-local now
-do
+local now = native and native.monotonic
+if not now then
   local ok, ffi = pcall(require, "ffi")
   if ok then
     local ok2 = pcall(ffi.cdef, [[
@@ -164,6 +166,10 @@ local function input_lines(self)
   return function() return py_input_readline(0) end
 end
 local function noop() return true end
+-- env.ctx: the request's ctx that code hooks share with the app (lua_plugin/hooks.py), a view
+local api_call = py.api_call
+local ctx_view = setmetatable({}, { __index = function(_, k) return api_call("ctx_get", k) end,
+                                    __newindex = function(_, k, v) api_call("ctx_set", k, v) end })
 
 -- The env straight from a uwsgi packet's vars block (u16le key length, key, u16le value length,
 -- value ...; the core already checked it): cheaper than lupa's table_from of the Python dict,
@@ -191,16 +197,22 @@ local function env_from_block(block)
   return env
 end
 
+local native_env = native and native.env
 local function make_env(env, app_path)
-  if type(env) == "string" then env = env_from_block(env) end
-  env.APP_PATH = app_path
-  if env.SCRIPT_NAME == nil then env.SCRIPT_NAME = "" end
-  if env.PATH_INFO == nil then env.PATH_INFO = "" end
-  if env.QUERY_STRING == nil then env.QUERY_STRING = "" end
-  if env.CONTENT_TYPE == nil then env.CONTENT_TYPE = "" end
-  if env.CONTENT_LENGTH == nil then env.CONTENT_LENGTH = "" end
+  if native_env and type(env) == "string" then
+    env = native_env(env, app_path)     -- parsed in C, APP_PATH and the CGI defaults included
+  else
+    if type(env) == "string" then env = env_from_block(env) end
+    env.APP_PATH = app_path
+    if env.SCRIPT_NAME == nil then env.SCRIPT_NAME = "" end
+    if env.PATH_INFO == nil then env.PATH_INFO = "" end
+    if env.QUERY_STRING == nil then env.QUERY_STRING = "" end
+    if env.CONTENT_TYPE == nil then env.CONTENT_TYPE = "" end
+    if env.CONTENT_LENGTH == nil then env.CONTENT_LENGTH = "" end
+  end
   env.input = { read = input_read, readline = input_readline, lines = input_lines }
   env.error = { write = error_write, flush = noop, setvbuf = noop }
+  env.ctx = ctx_view
   return env
 end
 
@@ -323,6 +335,8 @@ end
 
 -- ---- the call -----------------------------------------------------------------------
 -- Returns OK, status, headers, slice, body state [, error] or APP_ERROR/BAD_RESPONSE/BODY_ERROR, message.
+local native_headers = native and native.headers
+
 function M.call(env, app_path, slot)
   if app == nil then return BAD_RESPONSE, "no WSAPI app loaded" end
   pending = false
@@ -351,19 +365,23 @@ function M.call(env, app_path, slot)
   if type(headers) ~= "table" then
     return BAD_RESPONSE, "the app returned " .. type(headers) .. " headers (a table of name = value)"
   end
-  local out, err = {}, nil
-  local n
-  n, err = flatten_headers(headers, out, 0)
-  if not n then return BAD_RESPONSE, err end
-  if extra_headers then
-    for i = 1, #extra_headers do
-      local name, v = extra_headers[i][1], extra_headers[i][2]
-      if not valid_name(name) then return BAD_RESPONSE, "uwsgi.add_headers: invalid header name " .. tostring(name) end
-      n, err = header_value(name, v, out, n)
-      if not n then return BAD_RESPONSE, err end
+  -- walked in C when the module is there; nil from it: something is invalid, named below
+  local hdrs = native_headers and native_headers(headers, extra_headers)
+  if not hdrs then
+    local out, err = {}, nil
+    local n
+    n, err = flatten_headers(headers, out, 0)
+    if not n then return BAD_RESPONSE, err end
+    if extra_headers then
+      for i = 1, #extra_headers do
+        local name, v = extra_headers[i][1], extra_headers[i][2]
+        if not valid_name(name) then return BAD_RESPONSE, "uwsgi.add_headers: invalid header name " .. tostring(name) end
+        n, err = header_value(name, v, out, n)
+        if not n then return BAD_RESPONSE, err end
+      end
     end
+    hdrs = concat(out, "\0")
   end
-  local hdrs = concat(out, "\0")
 
   local tb = type(body)
   if tb == "string" then return OK, status, hdrs, body, B_END end

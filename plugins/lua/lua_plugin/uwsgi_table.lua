@@ -1,7 +1,7 @@
 -- The `uwsgi` module (the global `uwsgi`, and require "uwsgi"). Run last of the plugin's three
--- Lua files in every lua_State (state.py; see runtime.lua's header). It is built on py.api, the
--- Python functions of uwsgi_module.py, each lifted so that a Python exception becomes a Lua
--- error naming the function; the Lua side adds conf's numbers, the async waits, the table forms
+-- Lua files in every lua_State (state.py; see runtime.lua's header). It is built on the Python
+-- functions of uwsgi_module.py, called by name through py.api_call (py.api_names lists them),
+-- each lifted so that a Python exception becomes a Lua error naming the function; the Lua side adds conf's numbers, the async waits, the table forms
 -- of the cache calls and the RPC / signal registries.
 -- From runtime.lua, through `shared`: arm_wait() (the waits' flag for the body trampoline),
 -- start_response and add_headers (the request's response extras), XPCALL_ARGS.
@@ -18,14 +18,18 @@ local traceback = debug.traceback
 local uwsgi = {}
 
 -- A Python exception in an API call becomes a plain Lua error message naming the function.
-local function lift(name, f)
+local api_call = py.api_call
+local function lift(name)
   local function check(ok, ...)
     if ok then return ... end
     error("uwsgi." .. name .. ": " .. tostring((...)), 0)
   end
-  return function(...) return check(pcall(f, ...)) end
+  return function(...) return check(pcall(api_call, name, ...)) end
 end
-for k, v in pairs(py.api) do uwsgi[k] = lift(k, v) end
+if py.native then lift = function(name) return py.native.lift(name, api_call) end end   -- in C: smaller
+for _, name in ipairs(py.api_names) do uwsgi[name] = lift(name) end
+-- the functions that need no Python service are C functions of uwsgi.native when it loaded
+if py.native then for k, f in pairs(py.native.api) do uwsgi[k] = f end end
 uwsgi.version = conf.version
 uwsgi.mywid = conf.mywid
 uwsgi.mysid = conf.mysid
@@ -74,7 +78,7 @@ end
 
 -- ---- cosockets: uwsgi.tcp() (cosocket.lua over cosocket.py's operations; README "Cosockets")
 do
-  local code, ops = py.api.cosocket()
+  local code, ops = py.cosocket()
   uwsgi.cosocket = nil
   uwsgi.tcp = assert((loadstring or load)(code, "@lua_plugin/cosocket.lua"))(ops, uwsgi)
 end
