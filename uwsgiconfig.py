@@ -13,6 +13,8 @@ CC, CFLAGS, LDFLAGS.
 
 What a build makes (OUT = UWSGI_BUILD_DIR or this directory):
     OUT/build/lib/_uwsgi.<ext>     cffi API-mode module over uwsgi.h + core/*.c (not main.c)
+    OUT/build/lib/_uwsgi_native.<ext>  CPython extension from core/cpython/ (native.h: the Python
+                                   request path's C half) + the same core objects
     OUT/<bin_name>                 core/main.c + the same C + a cffi *embedding* module also
                                    named _uwsgi (uwsgi.h with its UWSGI_EXECUTABLE part, and
                                    uwsgi_run() implemented by uwsgid/embed.py) + embedded plugins
@@ -639,6 +641,7 @@ def build(profile: str | None = None) -> Path:
     module_c = gen_module_c(cfg)
     module_obj = cc.compile(module_c, objdir / "_uwsgi_module.o", [*flags, "-w"])
     cc.link([module_obj, *core_objs], cfg.lib_dir / f"_uwsgi{cfg.ext_suffix}", cfg.ldflags, shared=True)
+    build_native(cfg, cc, core_objs)
 
     # the executable
     embed_c = gen_embed_c(cfg, embedded)
@@ -665,6 +668,22 @@ def build(profile: str | None = None) -> Path:
     say(f"({cc.compiled} compiled, {cc.cached} up to date)")
     say(f"*** uWSGI is ready, launch it with {_rel(cfg.binary) if cfg.out != ROOT else './' + cfg.bin_name} ***")
     return cfg.binary
+
+
+NATIVE_DIR = CORE / "cpython"
+
+
+def build_native(cfg: Config, cc: Compiler, core_objs: list[tuple[Path, str]]) -> None:
+    """core/cpython/*.c + the core objects -> OUT/build/lib/_uwsgi_native<EXT_SUFFIX>: a plain
+    CPython extension (the Python request path's C half, core/cpython/native.h), beside _uwsgi
+    because it takes and returns Python objects, which cffi cannot."""
+    sources = sorted(NATIVE_DIR.glob("*.c"))
+    if not sources:
+        return
+    deps = tuple(sorted(NATIVE_DIR.glob("*.h")))
+    objdir = cfg.build_dir / "obj" / "native"
+    objs = cc.compile_many([(src, objdir / (src.stem + ".o"), cfg.all_cflags(), deps) for src in sources])
+    cc.link([*objs, *core_objs], cfg.lib_dir / f"_uwsgi_native{cfg.ext_suffix}", cfg.ldflags, shared=True)
 
 
 def byte_compile() -> None:

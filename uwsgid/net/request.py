@@ -422,6 +422,48 @@ class Request:
             else:
                 self.conn.send(data)
 
+    def respond(self, status: bytes, headers: list, body) -> bool:
+        """The whole response at once, the body known (a list or tuple of bytes, or bytes): head
+        and body serialised by C into one bytes and sent, as start_response + write + flush(True)
+        would send them. False, nothing done, when the C path does not take it (not built, a
+        route that needs the response (State.plain_headers), --add-header/--del-header, a
+        response already started, anything unusual: see native.h); then the caller takes the
+        Python path, which raises the usual errors."""
+        if (_native_response is None or self.headers_sent or self.finished
+                or _edit_headers is not None or headers.__class__ is HeaderBlock):
+            return False
+        rs = self.route
+        if rs is not None:
+            # the routes' headers (addheader...) when nothing else of the routing applies
+            headers = rs.plain_headers(status, headers)
+            if headers is None:
+                return False
+        conn = self.conn
+        flags = 0
+        if conn.is_http:
+            flags = RESP_HTTP
+            if self.keepalive and not (conn.worker_stopping() and not conn.queue):
+                flags |= RESP_KEEPALIVE
+            if self.http11:
+                flags |= RESP_HTTP11
+        if self.method == b"HEAD":
+            flags |= RESP_HEAD
+        r = _native_response(status, headers, body, flags)
+        if r is None:
+            return False
+        data, self.status, keepalive, self.headers_size, self.header_cnt, self.response_size = r
+        self.keepalive = bool(keepalive)
+        self.status_line = status
+        self.headers = headers
+        self.headers_sent = True
+        self._framing = F_LENGTH    # all of it is out: the final flush sends nothing more
+        self._remaining = 0
+        if keepalive:
+            conn.send(data)
+        else:
+            conn.send_last(data)    # the connection closes next: the FIN goes with it
+        return True
+
     def error_response(self, code: int, reason: bytes, body: bytes) -> None:
         """Replace an unsent response with a small error page (the core's 500/503)."""
         self.start_response(b"%d %b" % (code, reason), [(b"Content-Type", b"text/plain")])

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from .wsgi_input import WSGIInput
 
+try:    # the environ built in one C call (core/cpython/native.h); absent: the plan below
+    from _uwsgi_native import environ as _native_environ
+except ImportError:
+    _native_environ = None
+
 # Vars the environ must hold even when the front end did not send them (PEP 3333 / wsgiref.validate).
 _DEFAULTS = (("SCRIPT_NAME", ""), ("PATH_INFO", ""), ("QUERY_STRING", ""),
              ("SERVER_NAME", "localhost"), ("SERVER_PORT", "80"), ("SERVER_PROTOCOL", "HTTP/1.0"),
@@ -68,6 +73,18 @@ def build_environ(req, base: dict) -> dict:
     """A fresh environ: `base` holds the per-server constant keys (wsgi.version, errors,
     multithread, multiprocess, run_once, file_wrapper, uwsgi.*) and base_defaults()."""
     vars_ = req.vars
+    if _native_environ is not None:
+        env = _native_environ(vars_, base)
+        core = req.core
+        if core is not None:
+            env["uwsgi.core"] = core.id
+        if req.input_terminated:
+            env["wsgi.input"] = WSGIInput(req, -1)
+        elif vars_.get(b"CONTENT_LENGTH"):     # (nginx sends an empty one with every GET)
+            n = content_length(vars_)
+            if n:
+                env["wsgi.input"] = WSGIInput(req, n)
+        return env
     keys = tuple(vars_)
     plan = _plans.get(keys)
     if plan is None:

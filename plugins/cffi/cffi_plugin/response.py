@@ -226,6 +226,16 @@ class Response:
             return self._start_stream(result)
         rtype = type(result)
         if rtype is list or rtype is tuple:
+            respond = getattr(self.req, "respond", None)
+            if respond is not None and not self.committed and self.status is not None:
+                # the whole body is known: head and body serialised in C, one send (False:
+                # not taken, nothing done; e.g. a str item, which the loop below refuses)
+                try:
+                    if respond(self.status, self.headers, result):
+                        self.committed = True
+                        return None
+                except Exception:
+                    return self._fail()
             # write() inlined (the common case: a list of one chunk); a list has no close()
             try:
                 req = self.req

@@ -34,6 +34,11 @@ import httptools
 from uwsgid.net.protocols import BodyBuffer, ProtocolError, reject, unquote_to_bytes
 from uwsgid.net.request import Request
 
+try:    # the CGI vars of a common head in one C call (core/cpython/native.h); absent: _vars
+    from _uwsgi_native import http_vars as _native_http_vars
+except ImportError:
+    _native_http_vars = None
+
 _HOSTNAME = socket.gethostname().encode()
 _Upgrade = httptools.HttpParserUpgrade
 UPGRADE_TAIL_MAX = 1 << 20   # bytes kept after an Upgrade request until the app takes them
@@ -368,6 +373,42 @@ class HttpParser:
         if self.hsize > limits.buffer_size:
             self._too_big()
         url = self.url
+        fast = None
+        if _native_http_vars is not None and self.xline is None:
+            # the common head (a /path target, no repeated or special field) in one C call
+            fast = _native_http_vars(self.base, method, b"HTTP/1.1" if http11 else b"HTTP/1.0", url,
+                                     self.headers, _KEYS)
+        if fast is not None:
+            v, cl, host = fast
+            authority = None
+        else:
+            v, cl, host, authority, method = self._vars(method, http11, url)
+        if len(v) > limits.max_vars:
+            self._fail(431, f"too many request vars (--max-vars {limits.max_vars})")
+        if host is None:
+            if http11:   # RFC 9112 3.2
+                self._fail(400, "HTTP/1.1 request without a Host header")
+        elif host not in _HOSTS:
+            _check_host(self, host)
+        if authority is not None:    # RFC 9112 3.2.2: the absolute-form's authority wins over Host
+            v[b"HTTP_HOST"] = authority
+        keepalive = limits.keepalive and p.should_keep_alive()
+        req = Request(self.conn, v, self.modifier1, self.modifier2, method, http11, keepalive)
+        if cl > 0:
+            req.post_cl = cl
+            if limits.limit_post and cl > limits.limit_post:
+                self._fail(413, f"request body of {cl} bytes over --limit-post {limits.limit_post}")
+        self.req = req
+        self.body = None
+        if self.chunked:
+            self._chunked(req, v[b"HTTP_TRANSFER_ENCODING"], http11)
+        elif self.expect and cl > 0 and http11:
+            self.conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _vars(self, method: bytes, http11: bool, url: bytes):
+        """The CGI vars of the head just parsed (what _native_http_vars declines, or all of it
+        without the C module): (vars, Content-Length or -1, Host or None, the absolute-form's
+        authority or None, the method)."""
         v = self.base.copy()
         xl = self.xline
         if xl is not None:           # a request line the exact path rewrote for llhttp
@@ -412,27 +453,7 @@ class HttpParser:
                     self.chunked = True
                 elif value.lower() == b"100-continue":   # HTTP_EXPECT
                     self.expect = True
-        if len(v) > limits.max_vars:
-            self._fail(431, f"too many request vars (--max-vars {limits.max_vars})")
-        if host is None:
-            if http11:   # RFC 9112 3.2
-                self._fail(400, "HTTP/1.1 request without a Host header")
-        elif host not in _HOSTS:
-            _check_host(self, host)
-        if authority is not None:    # RFC 9112 3.2.2: the absolute-form's authority wins over Host
-            v[b"HTTP_HOST"] = authority
-        keepalive = limits.keepalive and p.should_keep_alive()
-        req = Request(self.conn, v, self.modifier1, self.modifier2, method, http11, keepalive)
-        if cl > 0:
-            req.post_cl = cl
-            if limits.limit_post and cl > limits.limit_post:
-                self._fail(413, f"request body of {cl} bytes over --limit-post {limits.limit_post}")
-        self.req = req
-        self.body = None
-        if self.chunked:
-            self._chunked(req, v[b"HTTP_TRANSFER_ENCODING"], http11)
-        elif self.expect and cl > 0 and http11:
-            self.conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return v, cl, host, authority, method
 
     def _target_form(self, method: bytes, target: bytes):
         """A request target that is not /path (RFC 9112 3.2): (PATH_INFO, the authority that

@@ -8,11 +8,19 @@ either way with one log line, `STATUS PEER REASON` (`-` for no reply, see protoc
 
 from __future__ import annotations
 
+import os
 import struct
 
 from uwsgid.net.packet import PacketError, parse_vars
 from uwsgid.net.protocols import BodyBuffer, ProtocolError, reject
 from uwsgid.net.request import Request
+
+try:    # the vars dict built in one C call (core/cpython/native.h); an int: a bad packet
+    from _uwsgi_native import parse_vars as _native_vars
+except ImportError:
+    _native_vars = None
+if os.environ.get("UWSGI_PACKET_PURE"):    # uwsgid.net.packet's switch to the Python codec
+    _native_vars = None
 
 _unpack_header = struct.Struct("<BHB").unpack_from
 MODIFIER_PING = 100
@@ -86,7 +94,9 @@ class UwsgiParser:
                 v = {}
             else:
                 block = buf[4:end]
-                v = parse_vars(block, limits.max_vars)
+                v = _native_vars(block, limits.max_vars) if _native_vars is not None else None
+                if v is None or v.__class__ is int:
+                    v = parse_vars(block, limits.max_vars)   # a bad packet: raises, in its words
         except PacketError as e:
             self.error = reject(0, self.conn.peer, f"invalid uwsgi packet: {e}")
             return
