@@ -535,3 +535,42 @@ SCENARIOS += [
 
 BY_ID = {s.id: s for s in SCENARIOS}
 ALL_IDS = [s.id for s in SCENARIOS] + ["curve"]
+
+# Internal routing (issue 22): the hello scenarios with three typical routes on both sides (real
+# uWSGI loads router_redirect for redirect-permanent; the rest is in its core): a force-HTTPS
+# check (a TLS proxy in front says X-Forwarded-Proto: http for a plain-http client; the load,
+# like a direct client, sends none, so it does not fire), a security header, and a final-chain
+# log of slow requests (none is slow here). The ratio is compared with the no-route scenario's
+# (wsgi-hello, lua-close). bench/routing_cost.py measures the CPU per request of each route.
+ROUTES_THREE = [
+    "--route-if", "equal:${HTTP_X_FORWARDED_PROTO};http redirect-permanent:https://${HTTP_HOST}${REQUEST_URI}",
+    "--route-run", "addheader:X-Content-Type-Options: nosniff",
+    "--final-route-if", "ishigher:${uwsgi[rtime]};1000000 log:slow request ${REQUEST_URI}: ${uwsgi[rtime]} us",
+]
+ROUTES_NOTE = ("the same three routes on both sides (force-HTTPS check, addheader, final-route log of slow "
+               "requests; neither the redirect nor the log fires); compare with the no-route scenario's ratio")
+
+
+def routes_python3() -> str | None:
+    return python3() or peer_plugin_missing("router_redirect")
+
+
+def routes_lua51() -> str | None:
+    return lua51() or peer_plugin_missing("router_redirect")
+
+
+ROUTE_SCENARIOS = [
+    Scenario("wsgi-hello-routes", "WSGI hello.py + 3 routes, --http-socket, 2 workers, new connection per request",
+             "uWSGI python3 + router_redirect", "wrk", "rps", ">=", 1.3, [HELLO],
+             lambda p: ours(p, "--wsgi-file", HELLO, *ROUTES_THREE),
+             lambda p: uwsgi_peer(p, "python3,router_redirect", "--wsgi-file", HELLO, *ROUTES_THREE),
+             routes_python3, headers=CLOSE, expect=b"Hello World", note=ROUTES_NOTE),
+    Scenario("lua-hello-routes", "Lua pippo.lua + 3 routes, --http-socket, 2 workers, new connection per request",
+             "uWSGI lua51 + router_redirect", "wrk", "rps", ">=", 1.3, [PIPPO],
+             lambda p: ours(p, *LUA6, "--lua", PIPPO, *ROUTES_THREE),
+             lambda p: uwsgi_peer(p, "lua51,router_redirect", *LUA6, "--lua", PIPPO, *ROUTES_THREE),
+             routes_lua51, headers=CLOSE, expect=b"Hello Wsapi", note=ROUTES_NOTE),
+]
+SCENARIOS += ROUTE_SCENARIOS
+BY_ID.update({s.id: s for s in ROUTE_SCENARIOS})
+ALL_IDS[ALL_IDS.index("curve"):ALL_IDS.index("curve")] = [s.id for s in ROUTE_SCENARIOS]

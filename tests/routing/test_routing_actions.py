@@ -44,6 +44,7 @@ def server(tmp_path_factory):
         "--route", "^/fixcl-stream fixcl:",
         "--route", "^/fixcl-stream rewrite:/stream",
         "--route", "^/quiet donotlog:",
+        "--route", "^/nohead disableheaders:",
         "--route-if", "equal:${HTTP_X_RUNTIME};lua setmodifier1:6",
         "--response-route-run", "addheader:X-Response: ${uwsgi[status]}",
         "--response-route-if", "equal:${PATH_INFO};/status/418 clearheaders:200",
@@ -135,6 +136,17 @@ def test_response_and_error_chains(server):
 def test_fixcl_sends_a_length_for_a_streamed_body(server):
     r = get(server, "/fixcl-stream")
     assert r.getheader("Content-Length") == "11" and r.read() == b"part1-part2"
+
+
+def test_disableheaders_sends_the_body_alone(server):
+    # (uWSGI 2.0 marks the head as sent, and its python plugin's start_response then fails)
+    import socket
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as c:
+        c.sendall(b"GET /nohead HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+    assert data.startswith(b"PATH_INFO=/nohead\n") and b"HTTP/1.1" not in data
 
 
 def test_donotlog(server):

@@ -24,10 +24,43 @@ def test_translate_groups_and_vars():
     groups = (b"/a/b", b"a", b"b")
     assert translate.expand(b"/$2/$1$9-${PATH_INFO}", req, groups) == b"/b/a-/a/b"
     assert translate.expand(b"${qs[y]} ${cookie[sid]} ${upper[PATH_INFO]} ${hex[QUERY_STRING]}", req) \
-        == b"22 abc /A/B " + b"x=1&y=22".hex().encode()
+        == b"22 abc /A/B " + b"x=1&y=22".hex().upper().encode()     # upper case, as uWSGI
     assert translate.expand(b"cost $x and ${MISSING}.", req) == b"cost $x and ."
     assert translate.expand(b"open ${PATH_INFO", req) == b"open ${PATH_INFO"
     assert translate.expand(b"trailing$", req) == b"trailing"      # uWSGI drops it
+
+
+def test_translate_time_case_and_mime_vars():
+    import re
+    import time
+    req = Req(PATH_INFO="/a/b.css", HTTP_X_UP="MiXed")
+    now = int(time.time())
+    unix = int(translate.expand(b"${time[unix]}", req))
+    assert now - 5 <= unix <= now + 5
+    assert abs(int(translate.expand(b"${time[micros]}", req)) / 1e6 - unix) < 5
+    assert re.fullmatch(rb"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT",
+                        translate.expand(b"${httptime[3600]}", req))
+    assert translate.expand(b"${lower[HTTP_X_UP]} ${upper[HTTP_X_UP]}", req) == b"mixed MIXED"
+    from uwsgid.static import mime
+    translate.use_mime_table(mime.MimeTable(dict(mime.BUILTIN)))
+    assert translate.expand(b"${mime[PATH_INFO]}", req) == b"text/css"
+
+
+def test_divide_divides():
+    # uWSGI 2.0.21 registers `/` with the multiply code (core/routing.c): a bug, not followed here
+    compiled = chains.compile_chains([("route-run", "addvar:N=50"), ("route-run", "/:N,4"),
+                                      ("route-run", "addvar:M=7"), ("route-run", "/:M,0")])
+    req = Req(PATH_INFO="/")
+    compiled["request"].run(State(Router(compiled)), req)
+    assert (req.vars[b"N"], req.vars[b"M"]) == (b"12", b"0")      # integer division; by 0: 0, as uWSGI
+
+
+def test_refused_actions_stop_with_their_reason():
+    assert chains.REFUSED
+    for name, why in chains.REFUSED.items():
+        with pytest.raises(chains.RouteError) as e:
+            chains.compile_chains([("route", f"^/x {name}:arg")])
+        assert f'"{name}" route action is not supported' in str(e.value) and why in str(e.value)
 
 
 @pytest.mark.parametrize("cond,args,expected", [
@@ -37,6 +70,13 @@ def test_translate_groups_and_vars():
     ("ipv6in", b"2001:db8::1;2001:db8::/32", True), ("ishigher", b"10;9", True), ("<=", b"3;3", True),
     ("isdir", b"/tmp", True), ("isfile", b"/tmp", False), ("exists", b"/nonexistent-x", False),
     ("regexp", b"${PATH_INFO};^/(x)$", True), ("equal", b"no-semicolon", False),
+    ("re", b"${PATH_INFO};x$", True), ("re", b"${PATH_INFO};^x", False), ("isequal", b"a;a", True),
+    ("==", b"${PATH_INFO};/y", False), ("contain", b"hello;lo", True), ("contains", b"hello;xx", False),
+    (">", b"10;9", True), (">", b"9;10", False), (">=", b"9;9", True), ("ishigherequal", b"8;9", False),
+    ("<", b"2;10", True), ("islower", b"10;2", False), ("islowerequal", b"2;2", True),
+    ("ishigher", b"12abc;9", True),     # strtol: the leading digits
+    ("isexec", b"/bin/sh", True), ("isexec", b"/nonexistent-x", False),
+    ("islink", b"/nonexistent-x", False), ("exists", b"/tmp", True),
 ])
 def test_conditions(cond, args, expected):
     ok, _groups = conditions.compile(cond, args)(Req(PATH_INFO="/x"))

@@ -18,11 +18,9 @@ sys.path.insert(0, str(HERE))
 import socket  # noqa: E402
 
 from helpers import Server, free_port, read_response, uwsgi_packet  # noqa: E402
-from routes_spec import REQUESTS, route_args, summary  # noqa: E402
+from routes_spec import PYTHON_ONLY, REQUESTS, route_args, summary  # noqa: E402
 
 RECORDED = json.loads((HERE / "data" / "uwsgi-2.0.21.json").read_text())["answers"]
-# the Lua app answers every path (no /status/N): these come from routes or the Python app only
-PYTHON_ONLY = {"error-route", "app-error-no-route"}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +73,7 @@ def _expected(name, runtime):
 @pytest.mark.parametrize("name,path,headers", REQUESTS, ids=[r[0] for r in REQUESTS])
 def test_same_answer_as_uwsgi(server, proto, runtime, name, path, headers):
     if runtime == "lua" and name in PYTHON_ONLY:
-        pytest.skip("the Lua app has no /status/N")
+        pytest.skip("a path only the Python app has")
     hdrs = dict(headers, **({"X-Runtime": "lua"} if runtime == "lua" else {}))
     got = _http(server.port, path, hdrs) if proto == "http" else _uwsgi(server.uwsgi_port, path, hdrs)
     exp = _expected(name, runtime)

@@ -139,15 +139,20 @@ _FMT = r"%\(([^)]+)\)"     # re is imported by compile_format: importing this mo
 PREFIXED: dict = {}
 
 
-def provide(prefix: str, fn) -> None:
-    """Serve %(PREFIX.name) in --log-format with fn(name) -> bytes."""
+WITH_REQUEST: set = set()   # the prefixes whose fn takes the request too: fn(name, req)
+
+
+def provide(prefix: str, fn, with_request: bool = False) -> None:
+    """Serve %(PREFIX.name) in --log-format with fn(name) -> bytes (fn(name, req) with_request)."""
     PREFIXED[prefix] = fn
+    if with_request:
+        WITH_REQUEST.add(prefix)
 
 
-def _prefixed(fn, name: str):
+def _prefixed(fn, name: str, with_request: bool = False):
     def get(req, w):
         try:
-            return fn(name)
+            return fn(name, req) if with_request else fn(name)
         except Exception:
             return b""
     return get
@@ -171,7 +176,7 @@ def chunk(name: str):
         return _var(name[4:].encode())
     prefix, dot, rest = name.partition(".")
     if dot and prefix in PREFIXED:
-        return _prefixed(PREFIXED[prefix], rest)
+        return _prefixed(PREFIXED[prefix], rest, prefix in WITH_REQUEST)
     return _logvar(name)
 
 

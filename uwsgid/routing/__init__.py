@@ -7,7 +7,9 @@ One concern per module:
     actions_core   core/routing.c's actions (break, return, log, addvar, addheader, setmodifier1...)
     actions_http   rewrite, redirect, basicauth (htpasswd.py), static/file/sendfile/fastfile
     actions_cache  cache, cachestore, cachevar, cacheset, cacheinc...; the incache condition
+    actions_code   python:, lua:, hook:, hooks: (code in every phase) and ${hook[NAME]}
     runtime        the State of a request and the Router the core calls
+    collect        --collect-header / --pull-header (response headers into request vars)
     doc            docs/ROUTING.md, generated from the declarations
 
 A new action (e.g. code of a language plugin) is one more `chains.action(...)` factory.
@@ -22,7 +24,7 @@ without routes the request path pays one attribute test.
 from __future__ import annotations
 
 from uwsgid.config.options import Option, declare
-from uwsgid.routing import chains
+from uwsgid.routing import chains, collect
 from uwsgid.util import hooks
 from uwsgid.util.log import log
 
@@ -69,23 +71,29 @@ def entries(opts) -> list[tuple[str, str]]:
 
 
 def setup(opts):
-    """The Router for these options, or None when no route is configured. Raises
-    chains.RouteError (one line) on a bad route."""
-    items = entries(opts)
-    if not items:
+    """The Router for these options, or None when no route (nor --collect-header/--pull-header)
+    is configured. Raises chains.RouteError (one line) on a bad route or header option."""
+    from uwsgid.routing import actions_code
+    items = actions_code.implicit_routes(opts) + entries(opts)    # --python-hooks / --lua-hooks
+    try:
+        collector = collect.from_options(opts)
+    except collect.CollectError as e:
+        raise chains.RouteError(str(e)) from None
+    if not items and collector is None:
         return None
     load_actions()
     compiled = chains.compile_chains(items)
-    from uwsgid.routing import translate
+    from uwsgid.routing import actions_http, translate
     from uwsgid.routing.runtime import Router
     translate.use_mime_table(_mime_table(opts))
-    return Router(compiled)
+    actions_http.use_static_safe(opts.get("static-safe", None) or ())
+    return Router(compiled, collector)
 
 
 def load_actions() -> None:
     """Register the actions (chains.ACTIONS): imported only when routes are configured or
     listed, so that an instance without routes carries none of their modules."""
-    from uwsgid.routing import actions_cache, actions_core, actions_http  # noqa: F401  (register)
+    from uwsgid.routing import actions_cache, actions_code, actions_core, actions_http  # noqa: F401  (register)
 
 
 def _mime_table(opts):
@@ -114,8 +122,16 @@ def _master_start(server) -> None:
     if router is not None:
         from uwsgid.server import core
         core.use_router(router)
+        from uwsgid.observe import reqlog
+        from uwsgid.routing import actions_code
+        reqlog.provide("hook", actions_code.log_value, with_request=True)     # %(hook.NAME)
         n = sum(len(c.routes) for c in (router.request_chain, router.error, router.response, router.final) if c)
         log(f"internal routing: {n} routes compiled")
+        c = router.collect
+        for name, var in (c.collect if c else ()):
+            log(f"collecting header {name.decode('latin-1')} to var {var.decode('latin-1')}")
+        for name, var in (c.pull if c else ()):
+            log(f"pulling header {name.decode('latin-1')} to var {var.decode('latin-1')}")
 
 
 def routers_list() -> list[str]:

@@ -9,7 +9,7 @@ env), as uWSGI's uwsgi_req_append makes them.
 from __future__ import annotations
 
 import os
-from http.client import responses
+from http import HTTPStatus
 
 from uwsgid.routing.chains import BREAK, CONTINUE, NEXT, REFUSED, action
 from uwsgid.routing.translate import Text, num
@@ -28,6 +28,9 @@ REFUSED.update({
     "httpconnect": "proxying from a route is not implemented here; proxy with nginx/haproxy in front",
     "proxyhttpconnect": "proxying from a route is not implemented here; proxy with nginx/haproxy in front",
 })
+
+# http.client's table without http.client (which imports email and ssl)
+responses = {s.value: s.phrase for s in HTTPStatus}
 
 
 def _plain(fn):
@@ -63,12 +66,12 @@ def _break(arg, chain):
 
     def run(state, req, groups):
         req.keepalive = False       # uWSGI adds Connection: close
-        state.answer(req, status if len(status) > 3 else status + b" " + _reason(status), [(b"Content-Type", b"text/plain")])
+        state.answer(req, status if len(status) > 3 else status + b" " + reason_phrase(status), [(b"Content-Type", b"text/plain")])
         return BREAK
     return run
 
 
-def _reason(status: bytes) -> bytes:
+def reason_phrase(status: bytes) -> bytes:
     return responses.get(int(status[:3]), "Unknown").encode()
 
 
@@ -265,6 +268,17 @@ for _op in "+-*/":
 # ---- response headers ---------------------------------------------------------------------------------
 @action("addheader", doc="add 'Name: value' to the response")
 def _addheader(arg, chain):
+    name, colon, value = arg.partition(b":")
+    if b"$" not in arg and colon and name.strip() and b"\r" not in arg and b"\n" not in arg:
+        item = (name.strip(), value.strip())     # a fixed header: checked and split once, here
+
+        def run(state, req, groups):
+            if state.add is None:
+                state.add = [item]
+            else:
+                state.add.append(item)
+            return NEXT
+        return run
     return _plain(lambda state, req, value: (state.add_header(value), NEXT)[1])(arg, chain)
 
 
@@ -278,7 +292,7 @@ def _clearheaders(arg, chain):
     def set_clear(state, req, value):
         value = value.strip()
         if len(value) == 3 and value.isdigit():
-            value += b" " + _reason(value)
+            value += b" " + reason_phrase(value)
         state.clear = value
         return NEXT
     return _plain(set_clear)(arg, chain)

@@ -19,8 +19,10 @@ from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import unquote_to_bytes
 
 from uwsgid.routing import htpasswd
+from uwsgid.routing.actions_core import reason_phrase
 from uwsgid.routing.chains import BREAK, CONTINUE, NEXT, action
 from uwsgid.routing.translate import Text, mime_type
+from uwsgid.util.log import log
 
 
 # ---- rewrite ------------------------------------------------------------------------------------
@@ -127,20 +129,46 @@ def _static(next_after: bool):
     return factory
 
 
-action("static", doc="serve the file at the path (MIME type, Last-Modified, If-Modified-Since); "
-                     "nothing is sent when it is missing")(_static(False))
+action("static", doc="serve the file at the path (GET/HEAD; MIME type, Last-Modified, If-Modified-Since); "
+                     "nothing is sent when it is missing or its real path is not under the path given "
+                     "(symlink, ..) nor a --static-safe one")(_static(False))
 action("static-next", doc="as static, then go on with the next route")(_static(True))
 
 
-def serve_file(state, req, path: bytes) -> bool:
-    """uwsgi_file_serve for a named file: False (nothing sent) when it is not a readable file."""
+_static_safe: tuple = ()     # --static-safe directories (set by uwsgid.routing.setup)
+
+
+def use_static_safe(dirs) -> None:
+    global _static_safe
+    _static_safe = tuple(os.fsencode(d) for d in dirs if d)
+
+
+def _real_path(fd: int, path: bytes) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return os.readlink(b"/proc/self/fd/%d" % fd)     # what was opened, symlinks resolved
+    except OSError:
+        return os.path.realpath(path)
+
+
+def serve_file(state, req, path: bytes) -> bool:
+    """uwsgi_file_serve for a named file (core/static.c): False (nothing sent) when it is not a
+    readable file, when the method is not GET or HEAD, or when its real path does not start with
+    the path as given (a symlink, `..`, a relative path) nor with a --static-safe prefix: uWSGI's
+    "security error", logged, the same string test."""
+    if req.method not in (b"GET", b"HEAD"):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return False
     try:
         st = os.fstat(fd)
         if not _stat.S_ISREG(st.st_mode):
+            return False
+        real = _real_path(fd, path)
+        if not real.startswith(path) and not any(real.startswith(d) for d in _static_safe):
+            log(f"[uwsgi-fileserve] security error: {real.decode('latin-1')} is not under "
+                f"{path.decode('latin-1')} or a safe path")
             return False
         mtime = int(st.st_mtime)
         ims = req.vars.get(b"HTTP_IF_MODIFIED_SINCE")
@@ -200,8 +228,7 @@ def _file(mode: str, next_on_missing: bool):
                 size = os.fstat(fd).st_size
                 st_line = status.render(req, groups).strip()
                 if len(st_line) == 3 and st_line.isdigit():
-                    from http.client import responses
-                    st_line += b" " + responses.get(int(st_line), "Unknown").encode()
+                    st_line += b" " + reason_phrase(st_line)
                 if no_headers:
                     state.answer(req, st_line, [])
                     state.noheaders = True

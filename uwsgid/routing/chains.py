@@ -19,6 +19,7 @@ from uwsgid.routing import conditions
 from uwsgid.util.log import log
 
 NEXT, CONTINUE, BREAK = 0, 1, 2
+SUSPEND = 3     # a code hook waits on I/O: state.resume_pc says where the chain goes on
 
 FAMILIES = ("route", "final-route", "error-route", "response-route")   # their chains' names
 CHAIN_OF = {"route": "request", "final-route": "final", "error-route": "error", "response-route": "response"}
@@ -82,9 +83,8 @@ class Chain:
     def __bool__(self) -> bool:
         return bool(self.routes)
 
-    def run(self, state, req) -> int:
+    def run(self, state, req, pc: int = 0) -> int:
         routes = self.routes
-        pc = 0
         n = len(routes)
         while pc < n:
             r = routes[pc]
@@ -94,6 +94,8 @@ class Chain:
                     state.jump = -1
                     code = r.run(state, req, groups)
                     if code:
+                        if code == SUSPEND:
+                            state.resume_pc = pc
                         return code
                     target = state.jump
                     if target >= 0:

@@ -8,6 +8,7 @@ condition answers (True/False, groups): groups are the `$N` values of a `regexp`
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 
@@ -31,24 +32,49 @@ def compile(name: str, args: bytes):
     return entry[0](args)
 
 
+_TRUE, _FALSE = (True, ()), (False, ())
+
+
 def _one(args: bytes, pred):
-    text = Text(args)
+    render = Text(args).render
 
     def test(req):
-        return pred(text.render(req)), ()
+        return _TRUE if pred(render(req)) else _FALSE
     return test
 
 
 def _two(args: bytes, pred):
     left, semi, right = args.partition(b";")
     if not semi:
-        return lambda req: (False, ())
-    a = Text(left)
+        return lambda req: _FALSE
+    a = Text(left).render
     b = Text(right)
+    if not b.dynamic:        # the common `equal:${VAR};value`: the right side is compiled once
+        fixed = b.raw
+
+        def test_fixed(req):
+            return _TRUE if pred(a(req), fixed) else _FALSE
+        return test_fixed
+    b = b.render
 
     def test(req):
-        return pred(a.render(req), b.render(req)), ()
+        return _TRUE if pred(a(req), b(req)) else _FALSE
     return test
+
+
+def _numeric(args: bytes, compare):
+    """A;B compared as numbers (strtol); a fixed B is read once, at start-up."""
+    left, semi, right = args.partition(b";")
+    if not semi:
+        return lambda req: _FALSE
+    if b"$" not in right:
+        a = Text(left).render
+        limit = num(right)
+
+        def test_fixed(req):
+            return _TRUE if compare(num(a(req)), limit) else _FALSE
+        return test_fixed
+    return _two(args, lambda x, y: compare(num(x), num(y)))
 
 
 @condition("exists", doc="the path exists")
@@ -83,42 +109,42 @@ def _empty(args):
 
 @condition("equal", "isequal", "eq", "==", doc="A;B: the two texts are equal")
 def _equal(args):
-    return _two(args, lambda a, b: a == b)
+    return _two(args, operator.eq)
 
 
 @condition("startswith", doc="A;B: A starts with B")
 def _startswith(args):
-    return _two(args, lambda a, b: a.startswith(b))
+    return _two(args, bytes.startswith)
 
 
 @condition("endswith", doc="A;B: A ends with B")
 def _endswith(args):
-    return _two(args, lambda a, b: a.endswith(b))
+    return _two(args, bytes.endswith)
 
 
 @condition("contains", "contain", doc="A;B: B occurs in A")
 def _contains(args):
-    return _two(args, lambda a, b: b in a)
+    return _two(args, operator.contains)
 
 
 @condition("ishigher", ">", doc="A;B: the number A is greater than B (strtol: leading digits)")
 def _higher(args):
-    return _two(args, lambda a, b: num(a) > num(b))
+    return _numeric(args, operator.gt)
 
 
 @condition("ishigherequal", ">=", doc="A;B: A >= B as numbers")
 def _higherequal(args):
-    return _two(args, lambda a, b: num(a) >= num(b))
+    return _numeric(args, operator.ge)
 
 
 @condition("islower", "<", doc="A;B: A < B as numbers")
 def _lower(args):
-    return _two(args, lambda a, b: num(a) < num(b))
+    return _numeric(args, operator.lt)
 
 
 @condition("islowerequal", "<=", doc="A;B: A <= B as numbers")
 def _lowerequal(args):
-    return _two(args, lambda a, b: num(a) <= num(b))
+    return _numeric(args, operator.le)
 
 
 def _in_network(version: int):

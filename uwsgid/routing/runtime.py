@@ -15,7 +15,7 @@ A request gets a State only when some chain exists (the core tests one attribute
 from __future__ import annotations
 
 from uwsgid.net.raw import RawRequest
-from uwsgid.routing.chains import BREAK
+from uwsgid.routing.chains import BREAK, SUSPEND
 from uwsgid.util.log import log
 
 
@@ -23,7 +23,7 @@ class State:
     """One request's routing: headers to add/remove, the flags the actions set."""
 
     __slots__ = ("router", "chain", "jump", "add", "remove", "clear", "noheaders", "donotlog",
-                 "hold", "forcecl", "stores", "headed", "answered")
+                 "hold", "forcecl", "stores", "headed", "answered", "pending", "resume_pc", "resumed")
 
     def __init__(self, router):
         self.router = router
@@ -39,6 +39,9 @@ class State:
         self.stores = None       # cachestore: [(put(body), status)] run on the whole body
         self.headed = False
         self.answered = False    # an action wrote its own response
+        self.pending = None      # a code hook waiting on I/O (uwsgid.routing.actions_code)
+        self.resume_pc = 0       # ... at this route
+        self.resumed = None      # set when the request chain ended after a wait (actions_code)
 
     # ---- what actions use --------------------------------------------------------------------
     def answer(self, req, status: bytes, headers: list, body: bytes = b"") -> None:
@@ -64,10 +67,36 @@ class State:
         self.remove.add(name.strip().lower())
 
     # ---- the head is about to go out ---------------------------------------------------------
+    def plain_headers(self, status: bytes, headers: list):
+        """For net.request's C response path (the whole response at once): the headers as the
+        request chain leaves them (addheader, delheader) when nothing else of the routing
+        applies to this response, else None (the Python path then runs before_head)."""
+        rt = self.router
+        if (rt.response is not None or rt.collect is not None or self.headed or self.clear is not None
+                or self.noheaders or self.hold):
+            return None
+        if rt.error is not None:
+            try:
+                if int(status[:3]) >= 400:
+                    return None
+            except ValueError:
+                return None
+        rm = self.remove
+        if rm:
+            headers = [h for h in headers if h[0].lower() not in rm]
+        add = self.add
+        if add:
+            if any(len(h[0]) == 14 for h in add):
+                return None         # maybe a Content-Length: the Python path sorts out the framing
+            headers = [*headers, *add]
+        return headers
+
     def before_head(self, req, final: bool):
         if not self.headed:
             self.headed = True
             rt = self.router
+            if rt.collect is not None:
+                rt.collect.apply(req)      # --collect-header / --pull-header, before the chains
             code = 0
             answered = self.answered = False
             if req.status >= 400 and rt.error:
@@ -108,11 +137,16 @@ class State:
             return
         headers = req.headers
         rm = self.remove
+        add = self.add
+        if not rm and add and not any(len(h[0]) == 14 for h in add):
+            # only headers added, none a Content-Length: the app's length (_app_cl) stands
+            req.headers = [*headers, *add]  # a plain list: HeaderBlock's cached blocks no longer apply
+            return
         if rm:
             headers = [h for h in headers if h[0].lower() not in rm]
-        if self.add:
-            headers = [*headers, *self.add]
-        req.headers = list(headers)        # a plain list: HeaderBlock's cached blocks no longer apply
+        if add:
+            headers = [*headers, *add]
+        req.headers = list(headers)
         cl = None
         for name, value in req.headers:
             if len(name) == 14 and name.lower() == b"content-length":
@@ -138,24 +172,31 @@ class State:
 class Router:
     """The compiled chains (uwsgid.routing.chains), shared by every core of the process."""
 
-    __slots__ = ("request_chain", "error", "response", "final", "needs_state")
+    __slots__ = ("request_chain", "error", "response", "final", "collect")
 
-    def __init__(self, chains: dict):
+    def __init__(self, chains: dict, collect=None):
         self.request_chain = chains["request"] or None
         self.error = chains["error"] or None
         self.response = chains["response"] or None
         self.final = chains["final"] or None
+        self.collect = collect      # uwsgid.routing.collect.Collector, or None
 
     def request(self, core, req) -> bool:
         if req.__class__ is RawRequest:
             return False        # a --raw-socket connection is not HTTP: no route applies
+        st = req.route
+        if st is not None and st.resumed is not None:
+            return resumed(core, req, st)   # the chain ran already, a hook waited in it
         st = State(self)
         req.route = st
         chain = self.request_chain
         if chain is None:
             st.chain = "response"
             return False
-        if chain.run(st, req) != BREAK:
+        code = chain.run(st, req)
+        if code == SUSPEND:
+            return suspend(core, req, st)   # a code hook waits: the core steps it (actions_code)
+        if code != BREAK:
             st.chain = "response"
             # the routes may have changed the vars: a plugin must not read the packet as received
             req.vars_block = None
@@ -179,3 +220,13 @@ class Router:
             except Exception as e:
                 log(f"[uwsgi-route] error in the final chain: {e!r}")
         return not st.donotlog
+
+
+def suspend(core, req, st) -> bool:
+    from uwsgid.routing.actions_code import suspend as run_suspended
+    return run_suspended(core, req, st)
+
+
+def resumed(core, req, st) -> bool:
+    from uwsgid.routing.actions_code import resumed as go_on
+    return go_on(core, req, st)

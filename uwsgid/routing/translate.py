@@ -15,6 +15,7 @@ common route argument costs nothing per request.
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from uwsgid.util.log import log
@@ -30,70 +31,104 @@ def route_var(name: str, doc: str):
 
 
 class Text:
-    """A compiled route argument: `render(req, groups)` -> bytes."""
+    """A compiled route argument: `render(req, groups)` -> bytes.
 
-    __slots__ = ("raw", "dynamic")
+    Compiled once, at start-up: a text with no `$` is returned as it is; one with `${...}` but
+    no `$N` is split into its literal parts and its keys (pass 1 cannot change it per request),
+    so a request only looks the keys up and joins; one with `$N` runs pass 1 with the match's
+    groups, then pass 2 on the result (a group's value may itself hold `${...}`, as in uWSGI)."""
+
+    __slots__ = ("raw", "dynamic", "_parts", "_key", "_var")
 
     def __init__(self, raw: bytes):
         self.raw = raw
         self.dynamic = b"$" in raw
+        self._parts = None      # pass 2 precompiled: bytes literals and (key,) lookups
+        self._key = None        # the whole text is one ${key} of a request var
+        self._var = None        # ... or of a route var: (fn, arg)
+        if self.dynamic and _GROUP_REF.search(raw) is None:
+            parts = _split_vars(groups_pass(raw, ()))
+            if len(parts) == 1 and parts[0].__class__ is tuple:
+                key = parts[0][0]
+                name, bracket, arg = key.partition(b"[")
+                if name and bracket and key.endswith(b"]") and name in VARS:
+                    self._var = (VARS[name][0], arg[:-1])
+                else:
+                    self._key = key
+            else:
+                self._parts = parts
 
     def render(self, req, groups=()) -> bytes:
         if not self.dynamic:
             return self.raw
-        return expand(self.raw, req, groups)
+        key = self._key
+        if key is not None:
+            return req.vars.get(key, b"") if not key.endswith(b"]") else lookup(req, req.vars, key)
+        var = self._var
+        if var is not None:
+            try:
+                return var[0](req, var[1]) or b""
+            except Exception as e:      # a route var never fails the request: uWSGI's NULL
+                log(f"[uwsgi-route] ${{{self.raw[2:-1].decode('latin-1')}}}: {e}")
+                return b""
+        parts = self._parts
+        if parts is None:
+            return expand(self.raw, req, groups)
+        v = req.vars
+        return b"".join([p if p.__class__ is bytes else lookup(req, v, p[0]) for p in parts])
 
     def __repr__(self) -> str:
         return f"Text({self.raw!r})"
 
 
-def groups_pass(text: bytes, groups) -> bytes:
-    """Pass 1: `$N` from the match's groups (groups[0] is the whole match)."""
-    if b"$" not in text:
-        return text
-    out = bytearray()
-    n = len(groups)
-    i = 0
-    end = len(text)
-    while i < end:
-        c = text[i]
-        if c == 36:     # $
-            if i + 1 >= end:
-                break           # a trailing $ is dropped, as uWSGI does
-            d = text[i + 1]
-            if 48 <= d <= 57:
-                pos = d - 48
-                if pos < n and groups[pos] is not None:
-                    out += groups[pos]
-            else:
-                out += b"$"
-                out.append(d)
-            i += 2
-            continue
-        out.append(c)
-        i += 1
-    return bytes(out)
+_GROUP_REF = re.compile(rb"\$[0-9]")
+_PASS1 = re.compile(rb"\$(.)|\$$", re.S)     # `$` and the next byte, left to right
 
 
-def expand(text: bytes, req, groups=()) -> bytes:
-    text = groups_pass(text, groups)
-    start = text.find(b"${")
-    if start < 0:
-        return text
-    out = bytearray()
+def _split_vars(text: bytes) -> list:
+    """Pass 2's pieces of a text: literal bytes and (key,) for each `${key}` (an unclosed `${`
+    stays literal)."""
+    parts: list = []
     pos = 0
-    v = req.vars
+    start = text.find(b"${")
     while start >= 0:
         close = text.find(b"}", start + 2)
         if close < 0:
             break
-        out += text[pos:start]
-        key = text[start + 2:close]
-        out += lookup(req, v, key)
+        if start > pos:
+            parts.append(text[pos:start])
+        parts.append((text[start + 2:close],))
         pos = close + 1
         start = text.find(b"${", pos)
-    out += text[pos:]
-    return bytes(out)
+    if pos < len(text):
+        parts.append(text[pos:])
+    return parts or [b""]
+
+
+def groups_pass(text: bytes, groups) -> bytes:
+    """Pass 1: `$N` from the match's groups (groups[0] is the whole match); `$` before anything
+    else stays, a trailing `$` is dropped (uwsgi_regexp_apply_ovec)."""
+    if b"$" not in text:
+        return text
+    n = len(groups)
+
+    def sub(m):
+        d = m.group(1)
+        if d is None:
+            return b""              # the trailing $
+        pos = d[0] - 48
+        if not 0 <= pos <= 9:
+            return m.group(0)       # `$x`: kept as it is
+        return (groups[pos] or b"") if pos < n else b""
+    return _PASS1.sub(sub, text)
+
+
+def expand(text: bytes, req, groups=()) -> bytes:
+    text = groups_pass(text, groups)
+    if b"${" not in text:
+        return text
+    v = req.vars
+    return b"".join([p if p.__class__ is bytes else lookup(req, v, p[0]) for p in _split_vars(text)])
 
 
 def lookup(req, v: dict, key: bytes) -> bytes:
@@ -186,14 +221,13 @@ def _time(req, key: bytes):
     return None
 
 
+_LEADING_INT = re.compile(rb"\s*([-+]?[0-9]+)")
+
+
 def _num(text: bytes) -> int:
     """uwsgi_str_num / strtol: the leading digits (with a sign), 0 when none."""
-    text = text.strip()
-    i = 1 if text[:1] in (b"-", b"+") else 0
-    j = i
-    while j < len(text) and 48 <= text[j] <= 57:
-        j += 1
-    return int(text[:j]) if j > i else 0
+    m = _LEADING_INT.match(text)
+    return int(m.group(1)) if m is not None else 0
 
 
 @route_var("httptime", "an HTTP date KEY seconds from now (for Expires)")
@@ -209,19 +243,19 @@ def _base64(req, key: bytes):
     return base64.b64encode(value) if value is not None else None
 
 
-@route_var("hex", "request var KEY, hex-encoded")
+@route_var("hex", "request var KEY, hex-encoded (upper case digits, as uwsgi_str_to_hex)")
 def _hex(req, key: bytes):
     value = req.vars.get(key)
-    return value.hex().encode() if value is not None else None
+    return value.hex().upper().encode() if value is not None else None
 
 
-@route_var("upper", "request var KEY in upper case")
+@route_var("upper", "request var KEY in upper case (uWSGI 2.0.22+)")
 def _upper(req, key: bytes):
     value = req.vars.get(key)
     return value.upper() if value is not None else None
 
 
-@route_var("lower", "request var KEY in lower case")
+@route_var("lower", "request var KEY in lower case (uWSGI 2.0.22+)")
 def _lower(req, key: bytes):
     value = req.vars.get(key)
     return value.lower() if value is not None else None

@@ -150,6 +150,13 @@ class CffiPlugin(Plugin):
             if engine is not None:
                 global Response
                 Response = engine       # request() builds GreenResponses from now on
+        from uwsgid.plugins import code
+        if self.module is not None or any(w[0] == "python" for w in code.WANTED):
+            if self.module is None:     # python: routes in front of a Lua app
+                _machinery()
+                self.module = uwsgi_module.install(self.server)
+            from . import hooks
+            hooks.configure(opts)       # the `python:` routes, --python-hooks (hooks.py)
 
     def setup(self) -> None:
         """Set the Python side up for the configured options: the `uwsgi` module, sys.path, the
@@ -353,6 +360,8 @@ class CffiPlugin(Plugin):
             req.write(b"503 Service Unavailable: no Python app loaded\n")
             return None
         env = build_environ(req, self.base_environ)
+        if req.ctx is not None:
+            env["uwsgi.ctx"] = req.ctx      # a code hook's per-request dict (hooks.py)
         app = self.apps.select(env)
         if app is None:
             req.start_response(b"503 Service Unavailable", [(b"Content-Type", b"text/plain")])

@@ -3,6 +3,9 @@ already have in their ini files (wsgi-file, module, callable, pythonpath, mount)
 is a core option: ./uwsgi reads it before Python starts, whichever plugins the build has."""
 
 from uwsgid.config.options import Option
+from uwsgid.plugins import code
+
+code.HOOK_OPTIONS.append("python-hooks")     # routing sets its hook chains up when it is given
 
 O = Option
 G = "cffi"
@@ -41,6 +44,10 @@ OPTIONS = [
     O("pyargv", kind="str", group=G, metavar="ARGS", help="sys.argv for the apps (split like a shell)"),
     O("py-autoreload", kind="int", default=0, group=G, aliases=("python-autoreload",), metavar="SECS",
       help="development: reload the instance when a loaded module's file changes (checked every SECS)"),
+    O("python-hooks", kind="str", multi=True, group=G, aliases=("pyhooks",), metavar="MODULE",
+      help="import MODULE, whose uwsgi_hooks decorators (@access, @response, @log, @hook(NAME), "
+           "@variable(NAME)) run Python code in the request phases, whatever the app's runtime "
+           "(docs/ROUTING.md)"),
     O("manage-script-name", kind="flag", group=G,
       help="pick the app by the longest mountpoint prefix of PATH_INFO and rewrite SCRIPT_NAME/PATH_INFO"),
 ]

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 from uwsgid.config.options import Option
+from uwsgid.plugins import code
+
+code.HOOK_OPTIONS.append("lua-hooks")     # routing sets its hook chains up when it is given
 
 # lupa engine modules by the names --lua-engine accepts.
 ENGINES = {
@@ -40,6 +43,9 @@ OPTIONS = [
       help="prepend to package.path (a directory, or a pattern with ?)"),
     O("lua-cpath", kind="str", multi=True, group="lua", metavar="PATH",
       help="prepend to package.cpath (a directory, or a pattern with ?)"),
+    O("lua-hooks", kind="str", multi=True, group="lua", metavar="FILE",
+      help="a Lua file returning a table of hooks (access, response, log, hooks = {NAME = f}, vars = "
+           "{NAME = f}) run in the request phases, whatever the app's runtime (docs/ROUTING.md)"),
     O("lua-max-memory", kind="int", default=0, group="lua", metavar="MB",
       help="cap each lua_State's memory at MB megabytes (0 = no cap); over it the request gets a 500"),
 ]

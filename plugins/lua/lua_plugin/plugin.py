@@ -90,12 +90,16 @@ class LuaPlugin(Plugin):
 
     def _active(self) -> bool:
         s = self.settings
-        return s is not None and bool(s.app or s.load or s.postload or s.postfork or s.shell)
+        return s is not None and bool(s.app or s.load or s.postload or s.postfork or s.shell
+                                      or getattr(self, "hooks_on", False))
 
     def configure(self, opts, server) -> None:
         self.server = server
         self.settings = settings_from(opts)
         self.raw = raw_tcp.configure(opts, self.settings)    # --lua-raw (None without it)
+        from uwsgid.plugins import code
+        # --lua-hooks or lua: routes (hooks.py): the states are made even without a Lua app
+        self.hooks_on = bool(opts.get("lua-hooks", None)) or any(w[0] == "lua" for w in code.WANTED)
         if not self._active():
             return
         s = self.settings
@@ -137,6 +141,8 @@ class LuaPlugin(Plugin):
                 st = None
                 gc.collect()
         self.startup_time = int(time.monotonic() - started)
+        from . import hooks
+        hooks.configure(self, opts)     # the "lua" hook provider, --lua-hooks, the lua: routes
         if s.app:
             log(f"[uwsgi-lua] WSAPI app {s.app} loaded (engine lupa.{s.engine})")
 

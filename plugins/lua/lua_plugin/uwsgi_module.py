@@ -19,6 +19,7 @@ from uwsgid.services import spooler as _spooler
 from uwsgid.util.log import log as _log
 
 from . import cosocket as _cosocket
+from . import hooks as _hooks
 
 
 def _version() -> bytes:
@@ -63,6 +64,7 @@ def _rpc_wrapper(name: bytes, fallback):
             _log(f"[uwsgi-lua] error in the Lua rpc function {name.decode(errors='replace')}:\n{detail}")
             raise RuntimeError(detail.splitlines()[0] if detail else "error")
         return res
+    lua_rpc.lua_rpc_name = name     # hook:NAME calls the Lua function itself (lua_plugin/hooks.py)
     return lua_rpc
 
 
@@ -92,6 +94,23 @@ def build(state) -> dict[bytes, object]:
     def log(*args):
         if args:
             _log(b" ".join(_text(a) for a in args))
+
+    # env.ctx / uwsgi hooks' r.ctx: the per-request dict code hooks share with the app, in
+    # either runtime (uwsgid.plugins.code; lua_plugin/hooks.py converts the values)
+    @export("ctx_get")
+    def ctx_get(key):
+        req = api.current_request()
+        ctx = req.ctx if req is not None else None
+        return _hooks.ctx_value(ctx.get(_hooks._str(key))) if ctx else None
+
+    @export("ctx_set")
+    def ctx_set(key, value=None):
+        req = api.current_request()
+        if req is None:
+            raise RuntimeError("ctx is per request: no request is running")
+        if req.ctx is None:
+            req.ctx = {}
+        _hooks.ctx_store(req.ctx, key, value)
 
     @export("mypid")
     def mypid():
