@@ -405,6 +405,17 @@ def granian_missing() -> str | None:
 
 
 ASGI_NOTE = f"--asgi, --async {ASGI_CORES}; the peers' workers are unbounded (one asyncio loop each)"
+
+
+def asgi_ws_client(port: int, label: str, duration: float) -> dict:
+    r = load.run_client(load.WSLOAD, port, "/ws", duration, "--connections", WS_CONNECTIONS, "--size", WS_SIZE)
+    return {"value": r["messages_per_s"], "problem": load.ws_problem(r), "count": r["messages"], **r}
+
+
+def uvicorn_ws_peer(port: int) -> ServerSpec:
+    spec = uvicorn_peer(port)
+    spec.argv[1:1] = ["--ws", "websockets"]
+    return spec
 SCENARIOS += [
     Scenario("asgi-hello-uvicorn", "ASGI hello, 2 workers, keep-alive, 64 connections",
              "uvicorn httptools+uvloop", "wrk", "rps", ">=", 1.2, [ASGI_APP], asgi_ours, uvicorn_peer,
@@ -418,6 +429,12 @@ SCENARIOS += [
     Scenario("asgi-sleep-granian", "ASGI app awaiting 10 ms (asyncio.sleep), 2 workers, 200 connections",
              "Granian ASGI", "wrk", "rps", ">=", 1.0, [ASGI_APP], asgi_ours, granian_peer,
              granian_missing, path="/sleep", connections=200, expect=b"slept 10ms", note=ASGI_NOTE),
+    Scenario("asgi-ws-echo", f"ASGI WebSocket echo, {WS_SIZE} B messages, {WS_CONNECTIONS} connections, 2 workers",
+             "uvicorn websockets+uvloop", "client", "msg_s", ">=", 1.2, [ASGI_APP], asgi_ours, uvicorn_ws_peer,
+             uvicorn_missing, expect=b"Hello World!", client=asgi_ws_client,
+             client_command=" ".join(load.client_command(load.WSLOAD, "PORT", "/ws", "SECONDS",
+                                                         "--connections", WS_CONNECTIONS, "--size", WS_SIZE)),
+             note="figure = echoed messages/s; server CPU per message beside it. " + ASGI_NOTE),
 ]
 
 # Raw TCP handlers (issue 22): the line-echo example against a plain asyncio echo server, both

@@ -343,6 +343,11 @@ class CffiPlugin(Plugin):
         if int(self.opts.threads or 1) > 1:
             raise OptionValueError("--threads: ASGI apps run on one asyncio loop per worker and cannot be "
                                    "served by several threads; use --processes N (and --async N cores)")
+        if int(getattr(self.opts, "gevent", 0) or 0) > 0:
+            # the asyncio loop is driven by the worker's loop, whose turns gevent's hub paces
+            raise OptionValueError(f"--gevent: {self.asgi_apps[0].name} is an ASGI app, served by asyncio "
+                                   f"(--async N), not by gevent's hub; run it without --gevent (WSGI apps "
+                                   f"that need gevent in an instance of their own)")
 
     # ---- the hot path -----------------------------------------------------------------------
 

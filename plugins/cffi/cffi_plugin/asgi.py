@@ -1,5 +1,6 @@
 """ASGI apps on the cffi plugin: which apps are ASGI, the asyncio loop of each worker, lifespan,
-and a request's way in (asgi_http) and the worker's way out (draining, lifespan shutdown).
+and a request's way in (asgi_http; asgi_ws for the websocket scope) and the worker's way out
+(draining, lifespan shutdown).
 
 An app is ASGI when given with --asgi MOD:APP, or when a --mount/--module callable is a coroutine
 function (async def app(scope, receive, send), or an object whose __call__ is one: Starlette,
@@ -23,6 +24,7 @@ from uwsgid.util.log import log
 
 from .asgi_http import build_scope, serve
 from .asgi_loop import Driver
+from .asgi_ws import going_away, is_websocket, serve_websocket, websocket_scope
 from .loader import is_asgi, user_traceback
 
 DRAIN_DEFAULT = 30.0     # seconds a graceful stop waits for the apps' tasks (--worker-reload-mercy)
@@ -63,7 +65,10 @@ class AsgiApp:
         driver = _drivers.get(req.core.loop)
         if driver is None:
             raise RuntimeError("ASGI request on a loop without an asyncio driver")
-        return serve(req, driver, self.record, build_scope(req, script_name, path_info, self.state))
+        scope = build_scope(req, script_name, path_info, self.state)
+        if is_websocket(req.vars):
+            return serve_websocket(req, driver, self.record, websocket_scope(scope, req.vars))
+        return serve(req, driver, self.record, scope)
 
 
 # ---- the worker's asyncio loop -----------------------------------------------------------------
@@ -83,7 +88,10 @@ def init_core(core, apps: list) -> None:
 
 def shutdown(apps: list, aborted: bool, mercy: float | None) -> None:
     """The worker is leaving: wait for the apps' tasks still running (the responses are out, a
-    background task may not be), then lifespan shutdown, then close the loops."""
+    background task may not be), then lifespan shutdown, then close the loops. Open WebSocket
+    sessions are closed first (1001), so that their apps return."""
+    if not aborted:
+        going_away()
     for driver in list(_drivers.values()):
         if not aborted and driver.inflight:
             pending = list(driver.inflight)

@@ -4,7 +4,9 @@ The request lives on a core like a WSGI one (scoreboard, harakiri, request log, 
 the app's coroutine on the worker's asyncio loop (asgi_loop.Driver). They meet here:
 
   * `serve()` starts the app's task and runs its first steps at once: a small response is
-    complete before serve() returns, and the core finishes it without one suspension;
+    complete before serve() returns, and the core finishes it without one suspension (the
+    head is held from http.response.start to the first body message, so that such a response
+    goes out in one send, serialised by the server's `req.respond()`);
   * otherwise the core steps `HttpCycle.steps()`, which parks the core (api.park) until the app
     sends something or ends (`_wake`, api.resume): each streamed body chunk is flushed, and the
     app's `send()` returns only when the client has taken it (back-pressure through the
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import http
 import io
+from asyncio import Task as _Task
 
 from uwsgid.plugins import api
 from uwsgid.util.log import log
@@ -53,52 +56,90 @@ def status_line(code) -> bytes:
     return line
 
 
-def _header_name(key: bytes) -> bytes:
-    name = _HEADER_NAMES.get(key)
-    if name is None:
-        name = (key[5:] if key.startswith(b"HTTP_") else key).lower().replace(b"_", b"-")
-        if len(_HEADER_NAMES) < 4096:
-            _HEADER_NAMES[key] = name
+def _header_name(key: bytes):
+    """The ASGI header name of a CGI var (HTTP_X_Y -> b"x-y"), or None for a var that is not a
+    header; cached (a bounded number of names)."""
+    if key[:5] == b"HTTP_":
+        name = key[5:].lower().replace(b"_", b"-")
+    elif key == b"CONTENT_TYPE" or key == b"CONTENT_LENGTH":
+        name = key.lower().replace(b"_", b"-")
+    else:
+        name = None
+    if len(_HEADER_NAMES) < 4096:
+        _HEADER_NAMES[key] = name
     return name
 
 
+_VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0", b"HTTP/2": "2", b"HTTP/2.0": "2"}
+_SERVERS: dict = {}     # (SERVER_NAME, SERVER_PORT) -> the scope's "server"
+_MISSING = object()
+
+
+def _server(name: bytes, port: bytes):
+    key = (name, port)
+    server = _SERVERS.get(key, _MISSING)
+    if server is _MISSING:
+        try:
+            server = (name.decode("latin-1"), int(port or 80))
+        except ValueError:
+            server = None
+        if len(_SERVERS) < 256:
+            _SERVERS[key] = server
+    return server
+
+
 def build_scope(req, script_name: str, path_info: str, state: dict) -> dict:
-    """The ASGI HTTP scope from the request's CGI vars (what uWSGI's front ends send)."""
+    """The ASGI HTTP scope from the request's CGI vars (what uWSGI's front ends send): one pass
+    over the vars, the names and the constant parts from caches."""
     v = req.vars
-    headers = [(_header_name(k), val) for k, val in v.items()
-               if k[:5] == b"HTTP_" or k == b"CONTENT_TYPE" or k == b"CONTENT_LENGTH"]
-    proto = v.get(b"SERVER_PROTOCOL", b"HTTP/1.1")
-    uri = v.get(b"REQUEST_URI", b"")
-    try:
-        client = (v[b"REMOTE_ADDR"].decode("latin-1"), int(v.get(b"REMOTE_PORT") or 0))
-    except (KeyError, ValueError):
+    names = _HEADER_NAMES
+    headers = []
+    for k, val in v.items():
+        n = names.get(k, _MISSING)
+        if n is _MISSING:
+            n = _header_name(k)
+        if n is not None:
+            headers.append((n, val))
+    get = v.get
+    proto = get(b"SERVER_PROTOCOL", b"HTTP/1.1")
+    version = _VERSIONS.get(proto)
+    if version is None:
+        version = proto[5:].decode("latin-1") if proto.startswith(b"HTTP/") else "1.1"
+    uri = get(b"REQUEST_URI", b"")
+    q = uri.find(b"?")
+    addr = get(b"REMOTE_ADDR")
+    if addr is None:
         client = None
-    try:
-        server = (v.get(b"SERVER_NAME", b"localhost").decode("latin-1"), int(v.get(b"SERVER_PORT") or 80))
-    except ValueError:
-        server = None
+    else:
+        port = get(b"REMOTE_PORT")
+        try:
+            client = (addr.decode("latin-1"), int(port) if port else 0)
+        except ValueError:
+            client = None
+    scheme = "http" if b"UWSGI_SCHEME" not in v and b"HTTPS" not in v else url_scheme(v)
     # PATH_INFO is percent-decoded bytes (CGI); ASGI wants text, UTF-8 as browsers send it
     path = script_name + path_info
     return {
         "type": "http",
         "asgi": ASGI,
-        "http_version": proto[5:].decode("latin-1") if proto.startswith(b"HTTP/") else "1.1",
+        "http_version": version,
         "method": req.method.decode("latin-1"),
-        "scheme": url_scheme(v),
-        "path": path.encode("latin-1").decode("utf-8", "surrogateescape"),
-        "raw_path": uri.partition(b"?")[0],
-        "query_string": v.get(b"QUERY_STRING", b""),
-        "root_path": script_name.encode("latin-1").decode("utf-8", "surrogateescape"),
+        "scheme": scheme,
+        "path": path if path.isascii() else path.encode("latin-1").decode("utf-8", "surrogateescape"),
+        "raw_path": uri if q < 0 else uri[:q],
+        "query_string": get(b"QUERY_STRING", b""),
+        "root_path": script_name if script_name.isascii() else
+        script_name.encode("latin-1").decode("utf-8", "surrogateescape"),
         "headers": headers,
         "client": client,
-        "server": server,
+        "server": _server(get(b"SERVER_NAME", b"localhost"), get(b"SERVER_PORT", b"")),
         "state": state.copy(),
     }
 
 
 class HttpCycle:
     __slots__ = ("req", "conn", "core", "driver", "app", "task", "active", "parked", "started",
-                 "complete", "gone", "body", "body_done", "flush_fut", "gone_fut", "reader", "where")
+                 "complete", "gone", "body", "body_done", "flush_fut", "gone_fut", "reader", "where", "head")
 
     def __init__(self, req, driver, app):
         self.req = req
@@ -110,6 +151,7 @@ class HttpCycle:
         self.active = True              # the core still runs this request
         self.parked = False             # the core is parked until _wake
         self.started = False
+        self.head = None                # (status line, headers) of http.response.start, not yet given
         self.complete = False
         self.gone = False               # the client went away
         self.body = None                # a file-like body, read in chunks by receive()
@@ -161,6 +203,21 @@ class HttpCycle:
                 raise ClientDisconnected("the client went away")
             body = message.get("body", b"")
             more = message.get("more_body", False)
+            head = self.head
+            if head is not None:
+                if not more and len(body) <= SEND_SLICE:
+                    # the whole response at once: head and body in one C-built send
+                    self.head = None
+                    respond = getattr(self.req, "respond", None)
+                    if respond is None or not respond(head[0], head[1], body):
+                        self._start(head)
+                        if body:
+                            self.req.write(body)
+                    self.complete = True
+                    self._wake()
+                    return
+                self.head = None
+                self._start(head)
             if len(body) > SEND_SLICE:      # the client takes a large body slice by slice
                 view = memoryview(body)
                 for i in range(0, len(body) - SEND_SLICE, SEND_SLICE):
@@ -180,14 +237,21 @@ class HttpCycle:
             if self.gone or self.conn.closed:
                 self._client_gone()
                 raise ClientDisconnected("the client went away")
-            headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
-            try:
-                self.req.start_response(status_line(message["status"]), headers)
-            except ValueError as e:
-                raise RuntimeError(f"ASGI http.response.start: {e}") from None
+            headers = message.get("headers", ())
+            if type(headers) is not list:
+                headers = list(headers)
+            # held until the first body message: a complete response goes out in one send
+            self.head = (status_line(message["status"]), headers)
             self.started = True
             return
         raise RuntimeError(f"ASGI: unexpected message {kind!r} on an HTTP connection")
+
+    def _start(self, head) -> None:
+        headers = [(bytes(n), bytes(v)) for n, v in head[1]]
+        try:
+            self.req.start_response(head[0], headers)
+        except ValueError as e:
+            raise RuntimeError(f"ASGI http.response.start: {e}") from None
 
     async def _flush(self, data: bytes) -> None:
         if data:
@@ -324,10 +388,25 @@ def serve(req, driver, app, scope: dict):
     """Run the ASGI app `app` (an App record whose .callable is ASGI 3) for req: None when the
     response is complete at once, else the generator the core steps."""
     cycle = HttpCycle(req, driver, app)
-    task = cycle.task = driver.aloop.create_task(app.callable(scope, cycle.receive, cycle.send))
+    return start(cycle, driver, app.callable(scope, cycle.receive, cycle.send))
+
+
+def start(cycle, driver, coro):
+    """Run the app's first steps now; None when the response is complete by then (and its task
+    too, mostly: then no done callback, no inflight entry), else the generator the core steps."""
+    aloop = driver.aloop
+    # asyncio.Task itself (C) unless the app set a task factory: create_task's Python layer
+    # costs a few percent of a small request
+    task = cycle.task = _Task(coro, loop=aloop) if aloop._task_factory is None else aloop.create_task(coro)
+    driver.run_ready()
+    if task.done():
+        if cycle.complete:
+            cycle.active = False
+            cycle.task_done(task)       # an error after the response: logged
+            return None
+        return cycle.steps()            # _ended: the app's error, or an incomplete response
     task.add_done_callback(cycle.task_done)
     driver.inflight.add(task)
-    driver.run_ready()      # the app's first steps now
     if cycle.complete:
         cycle.active = False
         return None

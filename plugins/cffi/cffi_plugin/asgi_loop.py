@@ -35,11 +35,16 @@ RUN_READY_ROUNDS = 4
 
 
 class _Selector(selectors.EpollSelector):
-    """Never blocks unless told to: the worker's loop does the waiting."""
+    """Never blocks unless told to: the worker's loop does the waiting. Not polled at all for a
+    kick that is not about I/O (`polling` false: a poke or a timer): an asyncio fd that is ready
+    keeps this epoll fd readable in the worker's loop, whose next turn kicks with polling."""
 
     blocking = False
+    polling = True
 
     def select(self, timeout=None):
+        if not self.polling:
+            return []
         return super().select(timeout if self.blocking else 0)
 
 
@@ -68,10 +73,11 @@ class Driver:
         """Something made asyncio callbacks ready: run them at the worker loop's next turn."""
         if not self._pending:
             self._pending = True
-            self.loop.ready.append(self.kick)
+            self.loop.ready.append(self._kick_timers)
 
     def kick(self) -> None:
-        """One asyncio iteration, now, in the worker loop's thread."""
+        """One asyncio iteration, now, in the worker loop's thread (asyncio's epoll fd is
+        readable: its I/O is polled)."""
         self._pending = False
         if self.closed:
             return
@@ -83,25 +89,37 @@ class Driver:
             _set_running_loop(None)
         self._follow()
 
+    def _kick_timers(self) -> None:
+        """kick() without polling asyncio's I/O (no epoll_wait): for ready callbacks and timers."""
+        selector = self.selector
+        selector.polling = False
+        try:
+            self.kick()
+        finally:
+            selector.polling = True
+
     def run_ready(self) -> None:
         """Run asyncio's ready callbacks now, without polling its I/O (a request's first steps)."""
-        ready = self._ready
         _set_running_loop(self.aloop)
         try:
-            # a few rounds: what the app's steps made ready (its task's done callbacks) runs now
-            # too, instead of costing a kick (and its epoll_wait) at the next turn
-            for _ in range(RUN_READY_ROUNDS):
-                n = len(ready)
-                if not n:
-                    break
-                while n:
-                    n -= 1
-                    handle = ready.popleft()
-                    if not handle._cancelled:
-                        handle._run()
+            self._rounds()
         finally:
             _set_running_loop(None)
         self._follow()
+
+    def _rounds(self) -> None:
+        """A few rounds of the ready callbacks: what the app's steps made ready (its task's done
+        callbacks, a wake-up) runs now too, instead of costing a kick at the next turn."""
+        ready = self._ready
+        for _ in range(RUN_READY_ROUNDS):
+            n = len(ready)
+            if not n:
+                break
+            while n:
+                n -= 1
+                handle = ready.popleft()
+                if not handle._cancelled:
+                    handle._run()
 
     def _follow(self) -> None:
         if self._ready:
@@ -121,7 +139,7 @@ class Driver:
 
     def _on_timer(self) -> None:
         self._timer = None
-        self.kick()
+        self._kick_timers()
 
     def run_blocking(self, coro, timeout: float | None = None):
         """Run coro to its end with asyncio blocking in its own selector (lifespan, shutdown,

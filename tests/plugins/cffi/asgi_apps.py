@@ -95,6 +95,18 @@ async def raw(scope, receive, send):
         except OSError as e:
             mark("send-error", type(e).__name__)
             raise
+    if path == "/flood":        # the client reads nothing: send() must wait, not buffer
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        n = 0
+        try:
+            while n < 2000:
+                await send({"type": "http.response.body", "body": b"f" * (1 << 20), "more_body": True})
+                n += 1
+                mark("http-flood", f"{n} {rss_kb()}")
+        except OSError:
+            mark("http-flood-end", f"OSError {n}")
+            raise
+        return await send({"type": "http.response.body", "body": b""})
     if path == "/boom":
         raise RuntimeError("boom in the app")
     if path.startswith("/scope") or path.startswith("/a/scope"):
@@ -104,7 +116,58 @@ async def raw(scope, receive, send):
         return await _text(send, json.dumps(out, default=lambda o: o.decode("latin-1")).encode())
     if path == "/pid":
         return await _text(send, str(os.getpid()).encode())
+    if path == "/stuck":        # blocks the worker's loop: only harakiri ends it
+        import time
+        time.sleep(60)
+    if path == "/hang":         # awaits for ever: harakiri ends it too (as for any request)
+        await asyncio.sleep(60)
     return await _text(send, b"hello from asgi " + path.encode())
+
+
+async def ws(scope, receive, send):
+    """A raw ASGI WebSocket app (mounted next to `raw`): echo, subprotocols, close codes, refusal."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send, {})
+    if scope["type"] == "http":
+        return await _text(send, b"plain http")
+    path = scope["path"]
+    assert (await receive())["type"] == "websocket.connect"
+    if path == "/refuse":
+        return await send({"type": "websocket.close"})
+    if path == "/deny":
+        await send({"type": "websocket.http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"text/plain"), (b"www-authenticate", b"Basic")]})
+        return await send({"type": "websocket.http.response.body", "body": b"who are you"})
+    protos = scope["subprotocols"]
+    await send({"type": "websocket.accept", "subprotocol": protos[-1] if protos else None,
+                "headers": [(b"x-ws", b"yes")]})
+    if path == "/scope":
+        out = {k: v for k, v in scope.items() if k not in ("state", "headers")}
+        return await send({"type": "websocket.send", "text": json.dumps(out, default=lambda o: o.decode())})
+    if path == "/close-4001":
+        return await send({"type": "websocket.close", "code": 4001, "reason": "bye"})
+    if path == "/flood":        # the client does not read: send() must wait, not buffer
+        n = 0
+        try:
+            while n < 4000:
+                await send({"type": "websocket.send", "bytes": b"f" * 65536})
+                n += 1
+                if n % 50 == 0:
+                    mark("flood", f"{n} {rss_kb()}")
+        except OSError:
+            mark("flood-end", f"OSError {n}")
+        return
+    while True:
+        msg = await receive()
+        if msg["type"] == "websocket.disconnect":
+            mark("ws-disconnect", str(msg["code"]))
+            return
+        if msg.get("text") == "boom":
+            raise RuntimeError("boom in the websocket app")
+        if msg.get("text") is not None:
+            await send({"type": "websocket.send", "text": "echo:" + msg["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": b"echo:" + msg["bytes"]})
 
 
 async def failing(scope, receive, send):

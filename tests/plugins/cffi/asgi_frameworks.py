@@ -11,9 +11,10 @@ from asgi_apps import mark
 
 def starlette_app():
     from starlette.applications import Starlette
+    from starlette.endpoints import WebSocketEndpoint
     from starlette.requests import Request
     from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
-    from starlette.routing import Route
+    from starlette.routing import Route, WebSocketRoute
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -49,12 +50,24 @@ def starlette_app():
             await asyncio.sleep(0.05)
         return PlainTextResponse("still there")
 
+    class Echo(WebSocketEndpoint):
+        encoding = "text"
+
+        async def on_connect(self, websocket):
+            await websocket.accept(subprotocol="chat" if "chat" in websocket.scope["subprotocols"] else None)
+
+        async def on_receive(self, websocket, data):
+            await websocket.send_text(f"starlette {websocket.state.greeting}: {data}")
+
+        async def on_disconnect(self, websocket, close_code):
+            mark("starlette-ws-closed", str(close_code))
+
     return Starlette(routes=[Route("/", home), Route("/stream", stream), Route("/upload", upload, methods=["POST"]),
-                             Route("/disconnect", disconnect)], lifespan=lifespan)
+                             Route("/disconnect", disconnect), WebSocketRoute("/ws", Echo)], lifespan=lifespan)
 
 
 def fastapi_app():
-    from fastapi import BackgroundTasks, FastAPI
+    from fastapi import BackgroundTasks, FastAPI, WebSocket, WebSocketDisconnect
     from fastapi.responses import StreamingResponse
 
     app = FastAPI()
@@ -79,6 +92,16 @@ def fastapi_app():
     async def bg(background_tasks: BackgroundTasks):
         background_tasks.add_task(later, "done")
         return {"queued": True}
+
+    @app.websocket("/ws/{room}")
+    async def ws(websocket: WebSocket, room: str):
+        await websocket.accept()
+        try:
+            while True:
+                data = await websocket.receive_json()
+                await websocket.send_json({"room": room, "got": data})
+        except WebSocketDisconnect as e:
+            mark("fastapi-ws-closed", str(e.code))
 
     return app
 

@@ -99,6 +99,20 @@ def test_large_response_with_back_pressure(srv):
     assert status == 200 and len(body) == 20 << 20
 
 
+def test_slow_reader_makes_send_wait(srv, marks):
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(b"GET /flood HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_file(marks / "http-flood")
+    time.sleep(1.5)
+    lines = (marks / "http-flood").read_text().split("\n")[:-1]
+    n, rss = map(int, lines[-1].split())
+    # 2000 x 1 MB if send() did not wait for the client; the kernel's buffers hold a few MB
+    assert n < 40, f"{n} MB sent to a client that reads nothing"
+    assert rss - int(lines[0].split()[1]) < 30 * 1024, lines
+    s.close()
+    assert wait_file(marks / "http-flood-end").startswith("OSError")
+
+
 def test_upload_50mb_at_flat_rss(srv):
     data = os.urandom(1 << 20) * 50
     import hashlib
@@ -200,6 +214,10 @@ def test_refusals_name_the_option():
     assert res.returncode == 1 and "give --async N" in res.stdout + res.stderr
     res = run_uwsgi(["--http-socket", f"127.0.0.1:{port}", "--asgi", "asgi_apps:raw", "--threads", "2", *BASE])
     assert res.returncode == 1 and "--threads: ASGI apps run on one asyncio loop" in res.stdout + res.stderr
+    pytest.importorskip("gevent")
+    res = run_uwsgi(["--http-socket", f"127.0.0.1:{port}", "--asgi", "asgi_apps:raw", "--gevent", "4", *BASE])
+    out = res.stdout + res.stderr
+    assert res.returncode == 1 and "--gevent: asgi_apps:raw" in out and "is an ASGI app" in out, out
 
 
 def test_max_requests_recycles_the_worker(tmp_path):

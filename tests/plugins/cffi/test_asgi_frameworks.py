@@ -117,3 +117,21 @@ def test_django_asgi_handler(srv):
     data, times = timed_chunks(srv.port, "/d/stream")
     assert b"dj 0" in data and b"dj 3" in data
     assert "the ASGI 'lifespan' protocol appears unsupported" in srv.log()
+
+
+def test_starlette_websocket_endpoint(srv, marks):
+    from websockets.sync.client import connect
+    with connect(f"ws://127.0.0.1:{srv.port}/s/ws", subprotocols=["chat"]) as ws:
+        assert ws.subprotocol == "chat"
+        ws.send("ping")
+        assert ws.recv() == "starlette hi from lifespan: ping"
+        ws.close(4100)
+    assert wait_file(marks / "starlette-ws-closed").strip() == "4100"
+
+
+def test_fastapi_websocket_route(srv, marks):
+    from websockets.sync.client import connect
+    with connect(f"ws://127.0.0.1:{srv.port}/f/ws/lobby") as ws:
+        ws.send(json.dumps({"n": 1}))
+        assert json.loads(ws.recv()) == {"room": "lobby", "got": {"n": 1}}
+    assert wait_file(marks / "fastapi-ws-closed").strip() == "1000"
