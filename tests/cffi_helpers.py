@@ -67,6 +67,7 @@ class FakeRequest:
         self.input_terminated = chunked
         self.core = FakeCore()
         self.logvars = {}
+        self.ctx = None      # the per-request hook context (uwsgid.plugins.code): none here
         self.fd = -1
         # what the plugin gave us
         self.status = None
@@ -108,8 +109,8 @@ class FakeRequest:
 
 def make_opts(**values) -> Options:
     """Options with the cffi plugin's declarations registered."""
-    from cffi_plugin.options import OPTIONS
-    declare(*OPTIONS)
+    from cffi_plugin.options import ENGINE_OPTIONS, OPTIONS
+    declare(*OPTIONS, *ENGINE_OPTIONS)
     opts = Options()
     for name, value in values.items():
         opt = lookup(name.replace("_", "-"))
