@@ -38,6 +38,7 @@ def server():
             "--route", "^/slow-py hook:py_slow",
             "--route", "^/slow-lua hook:lua_slow",
             "--route", "^/rpc hook:pygate",
+            "--route", "^/lrpc hook:luagate",
             "--route-if", "equal:${HTTP_X_RUNTIME};lua setmodifier1:6",
             "--log-format", "LOGLINE %(uri) %(status) %(size) md5=%(hook.md5) up=%(hook.upper_uri)"]
     with Server(args, port) as s:
@@ -79,6 +80,8 @@ def test_hooks_that_answer_deny_redirect(server):
     # a function registered with uwsgi.register_rpc, called by name
     assert http_get(server.port, "/rpc", headers={"X-Rpc": "deny"})[0] == 401
     assert http_get(server.port, "/rpc")[0] == 200
+    assert http_get(server.port, "/lrpc", headers={"X-Rpc": "deny"})[0] == 401     # a Lua one
+    assert http_get(server.port, "/lrpc")[0] == 200
     # the answers are the requests' outcomes in the request log
     log = server.wait_log("LOGLINE /named-lua 202")
     assert re.search(r"LOGLINE /py-deny 403 \d+ ", log) and "LOGLINE /rpc 401" in log, log

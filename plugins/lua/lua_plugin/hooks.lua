@@ -37,17 +37,9 @@ local function load_file(path)
   return res
 end
 
--- uwsgi.register_rpc's registry (uwsgi_table.lua keeps it in an upvalue of the function)
-local registry
+-- uwsgi.register_rpc's registry (uwsgi_table.lua publishes it in package.loaded)
 local function rpc_registry()
-  if registry then return registry end
-  local f = uwsgi and uwsgi.register_rpc
-  for i = 1, 64 do
-    local name, value = debug.getupvalue(f, i)
-    if name == nil then break end
-    if name == "rpc_registry" then registry = value; return value end
-  end
-  return {}
+  return package.loaded["uwsgi.rpc_registry"] or {}
 end
 
 local function as_list(v)

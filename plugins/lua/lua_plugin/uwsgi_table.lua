@@ -148,6 +148,8 @@ uwsgi.start_response = shared.start_response  -- the app then returns only the b
 
 -- ---- RPC and signal handlers: per-state registries -------------------------------------
 local rpc_registry, signal_registry = {}, {}
+-- hooks.lua calls Lua RPC functions by name (hook:NAME) from here
+package.loaded["uwsgi.rpc_registry"] = rpc_registry
 local py_register_rpc, py_register_signal = uwsgi.register_rpc, uwsgi.register_signal
 if py_register_rpc then
   function uwsgi.register_rpc(name, fn, argc)
