@@ -96,7 +96,7 @@ def _hooks(arg, chain):
 
 def _rpc_hook(name: str):
     from uwsgid.services import rpc  # below routing: the RPC table (no lookup function of its own)
-    fn = rpc._table.get(name.encode("utf-8", "surrogateescape"))
+    fn = rpc.lookup(name.encode("utf-8", "surrogateescape"))
     if fn is None:
         return None
     lua_name = getattr(fn, "lua_rpc_name", None)

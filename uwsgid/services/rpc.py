@@ -51,6 +51,11 @@ def register(name: bytes, fn) -> bool:
     return True
 
 
+def lookup(name: bytes):
+    """The function registered under name, or None (routing's hook:NAME calls it directly)."""
+    return _table.get(name)
+
+
 def names() -> list[bytes]:
     return list(_table)
 
