@@ -189,7 +189,8 @@ def test_lifespan_and_graceful_stop_drain_inflight_requests(tmp_path):
         s.signal(signal.SIGTERM)
         t.join(20)
         assert got and got[0][0] == 200 and got[0][2] == b"slept"
-        assert s.stop() == 0
+        # it exits by itself: a second SIGTERM (stop()'s) could land while Python finalizes
+        assert s.proc.wait(20) == 0
     pids = (tmp_path / "startup").read_text().split()
     assert len(pids) == 1 and (tmp_path / "shutdown").read_text().split() == pids
 
