@@ -17,39 +17,21 @@ The pieces, each in the shape the rest of the server already knows:
                   response size and the bytes received as %(cl); status 200, 500 when the
                   handler raised, 408 when it gave up on a silent peer (--socket-timeout);
   RawSocket       what the handler gets (req.sock): recv / recvline / recv_exactly / send /
-                  sendall / close / settimeout, `preread`, `peer`, fileno().
+                  sendall / flush / close / settimeout, `preread`, `peer`, fileno()
+                  (uwsgid/net/raw_socket.py).
 
-Waiting. A recv (or send) that cannot go on at once waits for the socket, in slices of at most
-a second (a graceful stop ends the wait as an end of stream, so that reloads are not held by
-idle connections), up to the socket's timeout (--socket-timeout by default; settimeout(None)
-waits forever), then raises TimeoutError. How it waits is the plugin's choice: `wait_readable`
-/ `wait_writable` (fd, timeout) -> ready, set by a plugin whose handler runs in a green thread
-(the core suspends on the loop: uwsgid.plugins.api.wait_readable), else poll in place, which
-holds the thread (a sync worker, a thread of --threads). The Lua plugin drives the same steps
-from a coroutine (wait_step / wait_slice / wait_over).
+How the handler's socket waits and writes: uwsgid/net/raw_socket.py.
 """
 
 from __future__ import annotations
 
 import errno
-import os
-import select
 import socket
-import threading
-import time
 
 from uwsgid.config.options import Option, declare
+from uwsgid.net.raw_socket import RawSocket
 from uwsgid.net.request import Request
 from uwsgid.util.log import log
-
-try:
-    # a read that answers -EAGAIN instead of raising (core/wsframe.c): half the reads before a
-    # wait find nothing, and an exception costs more than the syscall
-    from _uwsgi import ffi as _ffi
-    from _uwsgi import lib as _lib
-    _c_read = _lib.uwsgi_read_nb
-except (ImportError, AttributeError):   # plain python without the build
-    _c_read = None
 
 declare(
     Option("raw-socket", kind="str", multi=True, metavar="ADDR",
@@ -61,13 +43,6 @@ declare(
            help="the modifier2 of connections on --raw-socket"),
 )
 
-RECV = 65536
-PREREAD = 4096
-_EAGAIN = -errno.EAGAIN
-_EINTR = -errno.EINTR
-_buffers = threading.local()    # one C read buffer per thread: the bytes are copied out at once
-WAIT_SLICE = 1.0        # seconds a wait lasts before it looks at a graceful stop again
-_monotonic = time.monotonic
 _FOREVER = float("inf")
 _GONE = (errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ESHUTDOWN, errno.ETIMEDOUT)
 
@@ -185,8 +160,12 @@ class RawRequest(Request):
     def flush(self, final: bool = False) -> None:
         # what the handler sends is written at once; at the end (core.finish/_fail) only the
         # outcome is recorded: the connection is closed by request_done
-        if final and self.exception and self.status < 400:
-            self.status = 500
+        if final:
+            sock = self.sock
+            if sock.pending is not None and not sock.closed:
+                sock.flush_nb()   # the handler's end flushed it: only a last resort here
+            if self.exception and self.status < 400:
+                self.status = 500
 
     def error_response(self, code: int, reason: bytes, body: bytes) -> None:
         self.status = code
@@ -204,231 +183,3 @@ class RawRequest(Request):
             self.status = 499 if self.status < 400 else self.status
             return True
         return False
-
-
-class RawSocket:
-    """The connection as a raw handler sees it (Python gets it as is; Lua through its glue)."""
-
-    __slots__ = ("_req", "_conn", "_sock", "fd", "preread", "peer", "remote_addr", "remote_port", "timeout",
-                 "closed", "eof", "_buf", "wait_readable", "wait_writable", "_deadline")
-
-    def __init__(self, req: RawRequest, conn: RawConnection):
-        self._req = req
-        self._conn = conn
-        self._sock = conn.sock
-        self.fd = conn.fd
-        self.peer = conn.peer
-        self.remote_addr = req.vars[b"REMOTE_ADDR"].decode()
-        self.remote_port = int(req.vars[b"REMOTE_PORT"] or 0)
-        self.timeout = conn.thread_loop.limits.socket_timeout or None
-        self.closed = False
-        self.eof = False
-        self._buf = b""         # read ahead by recvline / recv_exactly
-        self.wait_readable = None
-        self.wait_writable = None
-        self._deadline = None
-        try:
-            # a peek: the bytes stay in the kernel, recv (or os.read on the fd) returns them
-            self.preread = conn.sock.recv(PREREAD, socket.MSG_PEEK)
-        except OSError:
-            self.preread = b""
-
-    def __repr__(self) -> str:
-        return f"<RawSocket fd={self.fd} peer={self.peer}{' closed' if self.closed else ''}>"
-
-    # ---- what uWSGI's --python-raw handlers get: a file descriptor ---------------------------
-    def fileno(self) -> int:
-        return self.fd
-
-    def __index__(self) -> int:
-        return self.fd
-
-    def settimeout(self, seconds) -> None:
-        """Seconds a recv/send may wait (None or 0: forever)."""
-        if seconds is None or float(seconds) <= 0:
-            self.timeout = None
-        else:
-            self.timeout = float(seconds)
-
-    def gettimeout(self):
-        return self.timeout
-
-    # ---- reading ------------------------------------------------------------------------------
-    def recv_nb(self, n: int = RECV):
-        """Up to n bytes if some are there, b"" at the end of the stream, None when nothing has
-        arrived yet (never waits). Raises OSError when the connection failed."""
-        self._check_open()
-        buf = self._buf
-        if buf:
-            self._buf = buf[n:]
-            return buf[:n]
-        if self.eof:
-            return b""
-        if _c_read is not None:
-            b = getattr(_buffers, "b", None)
-            if b is None:
-                b = _buffers.b = _ffi.new("char[]", RECV)
-            k = int(n)
-            got = _c_read(self.fd, b, k if 0 < k <= RECV else (RECV if k > RECV else 1))
-            if got < 0:
-                if got == _EAGAIN or got == _EINTR:
-                    return None
-                raise OSError(-got, os.strerror(-got))
-            data = _ffi.buffer(b, got)[:]
-        else:
-            try:
-                data = self._sock.recv(max(1, int(n)))
-            except (BlockingIOError, InterruptedError):
-                return None
-        if data:
-            self._req.post_cl += len(data)
-            self._deadline = None
-        else:
-            self.eof = True
-        return data
-
-    def recv(self, n: int = RECV) -> bytes:
-        """Up to n bytes (at least one), waiting for them; b"" at the end of the stream."""
-        while True:
-            data = self.recv_nb(n)
-            if data is not None:
-                return data
-            if not self._wait(False):
-                self.eof = True
-                return b""      # a graceful stop: the end of the stream
-
-    def recvline(self, limit: int = RECV) -> bytes:
-        """One line with its b"\\n"; at the end of the stream what is left (maybe b""). A line
-        longer than `limit` raises ValueError (the bytes stay unread)."""
-        while True:
-            buf = self._buf
-            i = buf.find(b"\n", 0, limit)
-            if i >= 0:
-                self._buf = buf[i + 1:]
-                return buf[:i + 1]
-            if len(buf) >= limit:
-                raise ValueError(f"raw socket: line longer than {limit} bytes from {self.peer}")
-            data = self._more()
-            if not data:
-                self._buf = b""
-                return buf
-
-    def recv_exactly(self, n: int) -> bytes:
-        """n bytes, waiting for them; fewer only at the end of the stream."""
-        n = int(n)
-        while len(self._buf) < n:
-            if not self._more():
-                break
-        buf = self._buf
-        self._buf = buf[n:]
-        return buf[:n]
-
-    def _more(self) -> bytes:
-        buf = self._buf
-        self._buf = b""
-        data = self.recv()
-        self._buf = buf + data
-        return data
-
-    # ---- writing ------------------------------------------------------------------------------
-    def send_nb(self, data) -> int:
-        """As much of data as the socket takes now: the count (0 when it is full; never waits)."""
-        self._check_open()
-        try:
-            n = self._sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            return 0
-        self._deadline = None
-        self._req.response_size += n
-        return n
-
-    def send(self, data) -> int:
-        """Some of data (at least one byte), waiting until the peer takes some: the count sent."""
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        if not data:
-            self._check_open()
-            return 0
-        while True:
-            n = self.send_nb(data)
-            if n:
-                return n
-            if not self._wait(True):
-                raise ConnectionAbortedError(errno.ECONNABORTED, "raw socket: the worker is stopping")
-
-    def sendall(self, data) -> None:
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        if data.__class__ is bytes and data and not self.closed:
-            try:
-                n = self._sock.send(data)   # most go out whole, at once
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            if n:
-                self._deadline = None
-                self._req.response_size += n
-                if n == len(data):
-                    return
-        else:
-            n = 0
-        view = memoryview(data).cast("B")[n:]
-        while view:
-            view = view[self.send(view):]
-
-    def close(self) -> None:
-        """End the connection now (FIN to the peer); the handler may still return later."""
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise OSError(errno.EBADF, "raw socket: closed by the handler")
-
-    # ---- waiting: one step at a time, so that a coroutine (the Lua glue) can drive it too ------
-    def wait_slice(self) -> float:
-        """Seconds the next wait may last: up to WAIT_SLICE, or to the timeout (started at the
-        first wait of a recv/send that could not go on at once)."""
-        if self._deadline is None:
-            self._deadline = _monotonic() + self.timeout if self.timeout else _FOREVER
-        return max(0.001, min(WAIT_SLICE, self._deadline - _monotonic()))
-
-    def wait_over(self, ready: bool) -> str:
-        """After a wait: "" (try the I/O again), "stop" (the worker is stopping) or "timeout"."""
-        if ready:
-            return ""
-        if self._conn.thread_loop.worker.stopping:
-            self._deadline = None
-            return "stop"
-        if self._deadline is not None and _monotonic() >= self._deadline:
-            self._deadline = None
-            return "timeout"
-        return ""
-
-    def _wait(self, write: bool) -> bool:
-        """Wait until the socket can go on: True; False when the worker is stopping; raises
-        TimeoutError past the timeout."""
-        self._check_open()
-        while True:
-            slice_ = self.wait_slice()
-            wait = self.wait_writable if write else self.wait_readable
-            if wait is not None:
-                ready = wait(self.fd, slice_)
-            else:
-                p = select.poll()
-                p.register(self.fd, select.POLLOUT if write else select.POLLIN)
-                ready = bool(p.poll(slice_ * 1000))
-            why = self.wait_over(ready)
-            if not why:
-                if ready:
-                    return True
-                continue
-            if why == "stop":
-                return False
-            raise TimeoutError(f"no {'progress sending to' if write else 'data from'} {self.peer} "
-                               f"in {self.timeout:g}s (--socket-timeout)")
-

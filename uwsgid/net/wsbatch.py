@@ -1,19 +1,21 @@
-"""WebSocket frames batched per loop turn (uwsgid/net/websocket.py Session.batch).
+"""Writes batched per loop turn: a green WebSocket session's frames (uwsgid/net/websocket.py
+Session.batch) and a green raw TCP handler's sendall (uwsgid/net/raw_socket.py batch_writes).
 
 On loopback most of what an echo costs is waking the client's process: written one by one, the
 frames of the green sessions a loop turn resumes wake it once each. A Batch writes them
 together at the end of the turn (a `ready` callback of the loop), or as soon as MAX sessions
 have some; a session's frames beyond BYTES go out at once, with the usual waits (back-pressure
 stays with the app). A frame waits at most for the other sessions of its batch to take their
-turn. The session's side (pending, _flush_pending, the loop's writer for a slow client, the
-last frames handed to the connection at the end of the request) is in Session.
+turn. The writer's side (pending, _flush_pending, the loop's writer for a slow client, what is
+left at the end of the request) is in Session and RawSocket: a Batch only calls
+_flush_pending() on each at the end of the turn.
 """
 
 from __future__ import annotations
 
 
 class Batch:
-    """The sessions of one loop with frames to write at the end of this turn."""
+    """The sessions (WebSocket or raw) of one loop with bytes to write at the end of this turn."""
 
     __slots__ = ("loop", "sessions", "_flush")
     MAX = 32                # sessions per batch: a frame waits for at most 31 others
@@ -41,7 +43,7 @@ class Batch:
 
 
 def batch_of(loop) -> Batch:
-    """The loop's Batch (one per loop, made at its first WebSocket session)."""
+    """The loop's Batch (one per loop, made at its first green WebSocket session or raw handler)."""
     b = getattr(loop, "ws_batch", None)
     if b is None:
         b = loop.ws_batch = Batch(loop)

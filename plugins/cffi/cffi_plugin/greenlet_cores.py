@@ -59,6 +59,13 @@ class _GreenRun:
             self.core.wait = None
             raise GreenletExit
         resp = self.response
+        if resp is None:        # a raw handler (raw_tcp.py): nothing to hand over at a wait
+            self.waiter = getcurrent()
+            try:
+                self.g.parent.switch()
+            finally:
+                self.waiter = None
+            return
         resp.park()
         self.waiter = getcurrent()
         try:

@@ -5,7 +5,7 @@ served by modifier1 0 (uwsgid/net/raw.py has the connection side).
     --python-raw FILE:NAME       or its callable NAME
     --python-raw MODULE:NAME     or a module's (MODULE alone: its --callable)
 
-The callable gets the connection's socket object (see uwsgid/net/raw.py RawSocket: recv,
+The callable gets the connection's socket object (see uwsgid/net/raw_socket.py RawSocket: recv,
 recvline, recv_exactly, send, sendall, close, settimeout, preread, peer, fileno). uWSGI gives
 its raw callable a file descriptor: the object is one too (fileno() and __index__), so that
 `os.read(fd, n)` / `os.write(fd, data)` handlers written for uWSGI work unchanged. As in uWSGI,
@@ -16,6 +16,8 @@ armed, so a generator handler is cooperative under --async without greenlets).
 With --greenlet (under --async N) each connection's handler runs in a greenlet: a recv or
 send that would block suspends only its core (uwsgid.plugins.api.wait_readable). Without it
 they wait in place (poll), holding the thread: fine for sync workers and --threads.
+Under --greenlet, sendall's bytes go out at the end of the loop turn, with those of the
+other connections it resumed (RawSocket.batch_writes; flush() writes them now).
 A handler that raises gets its traceback in the log and its connection closed; the peer
 leaving (ConnectionError) or going silent past the timeout (TimeoutError) is one log line.
 """
@@ -109,17 +111,6 @@ def _drive(req, res):
 
 # ---- --greenlet: the handler in a greenlet of its own -------------------------------------------
 
-class _NoPark:
-    """A raw handler batches nothing (it writes at once): nothing to hand the core at a wait."""
-    __slots__ = ()
-
-    def park(self) -> None:
-        pass
-
-    def unpark(self) -> None:
-        pass
-
-
 _GreenRaw = None
 
 
@@ -133,17 +124,26 @@ def _green_class():
             __slots__ = ()
 
             def _main(self, handler, req):
-                res = run(handler, req)
-                if res is None:
-                    return
-                for _ in res:
-                    self.g.parent.switch()    # a turn: the core waits on what was armed, if anything
+                try:
+                    res = run(handler, req)
+                    if res is None:
+                        return
+                    for _ in res:
+                        self.g.parent.switch()    # a turn: the core waits on what was armed, if anything
+                finally:
+                    _flush_end(req)
 
         _GreenRaw = GreenRaw
     return _GreenRaw
 
 
-_NO_PARK = _NoPark()
+def _flush_end(req) -> None:
+    """What sendall held for the end of the turn goes out before the connection is closed."""
+    try:
+        req.sock.flush()
+    except OSError as e:
+        if not req.ended_by(e):
+            raise
 
 
 def _green(core, handler, req):
@@ -151,7 +151,8 @@ def _green(core, handler, req):
     sock = req.sock
     sock.wait_readable = api.wait_readable
     sock.wait_writable = api.wait_writable
-    green = _green_class()(core, _NO_PARK)
+    sock.batch_writes()
+    green = _green_class()(core, None)     # no Response: nothing to park at a wait
     core.to_loop = green.to_loop
     try:
         green.g.switch(handler, req)

@@ -1,16 +1,17 @@
--- Raw TCP handlers in Lua (--lua-raw FILE): the Lua half, run once in each raw lua_State
--- (raw_tcp.py) with `py`, the Python functions acting on the connection being served:
---   py.recv_nb(n)      data | nil, "again" (nothing yet) | nil, "closed" | nil, error
---   py.send_nb(data)   bytes sent (0: the socket is full) | nil, "closed" | nil, error
---   py.arm(write)      arm the core's wait on the socket (one slice of the timeout)
---   py.after_wait()    "ready" | "again" (wait more) | "stop" (graceful stop) | "timeout"
---   py.close(), py.settimeout(seconds)
+-- Raw TCP handlers in Lua (--lua-raw FILE): the Lua half, run once in the thread's lua_State
+-- (raw_tcp.py) with `py`, the Python functions acting on the connection whose fd they get:
+--   py.recv_nb(fd, n)     data | nil, "again" (nothing yet) | nil, "closed" | nil, error
+--   py.send_nb(fd, data)  bytes sent (0: the socket is full) | nil, "closed" | nil, error
+--   py.arm(fd, write)     arm the core's wait on the socket (one slice of the timeout)
+--   py.after_wait(fd)     "ready" | "again" (wait more) | "stop" (graceful stop) | "timeout"
+--   py.close(fd), py.settimeout(fd, seconds)
 -- Returns M: M.load(path) -> true | false, error; M.start(fd, peer, addr, port, preread) and
--- M.resume() -> "done" | "wait" | "error", traceback.
+-- M.resume(fd) -> "done" | "wait" | "error", traceback; M.abandon(fd).
 --
--- The handler runs in a coroutine: a recv or send that cannot go on arms a wait and yields,
--- the core suspends until the socket is ready (under --async the other cores run meanwhile),
--- and M.resume() goes on. Socket methods follow LuaSocket / OpenResty: nil and an error
+-- Each connection's handler runs in a coroutine of its own (the thread's async cores share
+-- the state): a recv or send that cannot go on arms a wait and yields, the core suspends
+-- until the socket is ready (under --async the other cores run meanwhile), and M.resume(fd)
+-- goes on. Socket methods follow LuaSocket / OpenResty: nil and an error
 -- ("closed", "timeout", ...) instead of raising.
 local py = ...
 
@@ -22,13 +23,13 @@ local recv_nb, send_nb, arm, after_wait = py.recv_nb, py.send_nb, py.arm, py.aft
 
 local M = {}
 local handler
-local co            -- the coroutine of the connection being served
+local cos = {}      -- fd -> the coroutine serving that connection
 
-local function wait(write)
+local function wait(fd, write)
   while true do
-    arm(write)
+    arm(fd, write)
     co_yield()
-    local why = after_wait()
+    local why = after_wait(fd)
     if why == "ready" then return nil end
     if why == "stop" then return "closed" end
     if why == "timeout" then return "timeout" end
@@ -39,12 +40,12 @@ local Sock = {}
 Sock.__index = Sock
 
 -- up to n bytes from the socket itself, waiting for at least one
-local function recv_more(n)
+local function recv_more(fd, n)
   while true do
-    local data, err = recv_nb(n)
+    local data, err = recv_nb(fd, n)
     if data then return data end
     if err ~= "again" then return nil, err end
-    err = wait(false)
+    err = wait(fd, false)
     if err then return nil, err end
   end
 end
@@ -57,11 +58,11 @@ function Sock:recv(n)
     self._buf = sub(buf, n + 1)
     return sub(buf, 1, n)
   end
-  return recv_more(n)
+  return recv_more(self.fd, n)
 end
 
 local function more(self)
-  local data, err = recv_more(65536)
+  local data, err = recv_more(self.fd, 65536)
   if not data then return nil, err end
   self._buf = self._buf .. data
   return true
@@ -110,11 +111,12 @@ end
 function Sock:send(data)
   data = tostring(data)
   if data == "" then return 0 end
+  local fd = self.fd
   while true do
-    local n, err = send_nb(data)
+    local n, err = send_nb(fd, data)
     if not n then return nil, err end
     if n > 0 then return n end
-    err = wait(true)
+    err = wait(fd, true)
     if err then return nil, err end
   end
 end
@@ -131,8 +133,8 @@ function Sock:sendall(data)
   return true
 end
 
-function Sock:close() py.close() return true end
-function Sock:settimeout(seconds) py.settimeout(seconds) return true end
+function Sock:close() py.close(self.fd) return true end
+function Sock:settimeout(seconds) py.settimeout(self.fd, seconds) return true end
 
 function M.load(path)
   local chunk, err = loadfile(path)
@@ -155,15 +157,14 @@ function M.load(path)
   return true, nil
 end
 
-local function step(...)
+local function step(fd, co, ...)
   local ok, err = co_resume(co, ...)
   if not ok then
-    local tb = traceback(co, tostring(err))
-    co = nil
-    return "error", tb
+    cos[fd] = nil
+    return "error", traceback(co, tostring(err))
   end
   if co_status(co) == "dead" then
-    co = nil
+    cos[fd] = nil
     return "done"
   end
   return "wait"
@@ -172,16 +173,18 @@ end
 function M.start(fd, peer, addr, port, preread)
   local sock = setmetatable({ fd = fd, peer = peer, remote_addr = addr, remote_port = port,
                               preread = preread, _buf = "" }, Sock)
-  co = co_create(function(s) return handler(s) end)
-  return step(sock)
+  local co = co_create(function(s) return handler(s) end)    -- a callable table too
+  cos[fd] = co
+  return step(fd, co, sock)
 end
 
-function M.resume()
+function M.resume(fd)
+  local co = cos[fd]
   if co == nil then return "done" end
-  return step()
+  return step(fd, co)
 end
 
--- the connection was abandoned (the worker stopped): forget the coroutine
-function M.abandon() co = nil end
+-- the connection was abandoned (the worker stopped, the core closed it): forget its coroutine
+function M.abandon(fd) cos[fd] = nil end
 
 return M

@@ -8,11 +8,12 @@ settimeout(seconds) and the fields fd, peer, remote_addr, remote_port and prerea
 already there when the handler started; recv returns them too). The methods answer as
 LuaSocket's do: the data, or nil and "closed" / "timeout" / an error.
 
-Each core gets a lua_State of its own for its raw connections (the app's states are left
-alone), with the `uwsgi` table, the --lua-path/--lua-cpath paths and the --lua-load files, made
-at its first connection. The handler runs in a coroutine (raw_tcp.lua): a recv/send that cannot
-go on arms a wait on the core and yields, so under --async N the other cores go on, and under
---threads each thread serves its own connections. The same --socket-timeout bounds each wait
+The handler runs in the thread's lua_State (issue 20: one per thread, shared by its async
+cores): the --lua app's when there is one, else one made at the thread's first connection
+with the `uwsgi` table, the --lua-path/--lua-cpath paths and the --lua-load files. Each
+connection runs in a coroutine of its own (raw_tcp.lua): a recv/send that cannot go on arms a
+wait on its core and yields, so under --async N the other cores go on, and under --threads
+each thread serves its own connections in its own state. The same --socket-timeout bounds each wait
 (sock:settimeout changes it), and a graceful stop ends a wait as the peer closing would.
 An error in the handler is logged with its Lua traceback and the connection closed.
 """
@@ -71,11 +72,12 @@ def _glue() -> bytes:
 
 
 class LuaRaw:
-    """The --lua-raw handler of this instance: its states, one per core."""
+    """The --lua-raw handler of this instance: its glue, one per thread's state."""
 
     def __init__(self, path: str, settings):
         self.path = path
         self.settings = settings
+        self._states: dict[int, RawState] = {}     # id(thread loop) -> its RawState
 
     def new_state(self, check: bool = False, wid: int = 0, sid: int = 0, numproc: int = 1) -> "RawState":
         from .options import Settings
@@ -94,21 +96,34 @@ class LuaRaw:
         core = req.core
         rs = core.state.get("lua-raw")
         if rs is None:
-            w = core.worker
-            wid = int(getattr(w, "id", 0) or 0)
-            rs = core.state["lua-raw"] = self.new_state(wid=wid, sid=core.id, numproc=1)
+            rs = core.state["lua-raw"] = self._thread_state(core)
         return rs.serve(req)
+
+    def _thread_state(self, core) -> "RawState":
+        thread_loop = getattr(core, "thread_loop", None)
+        key = id(thread_loop) if thread_loop is not None else id(core)
+        rs = self._states.get(key)
+        if rs is None:
+            app_state = core.state.get("lua")     # the thread's --lua state (plugin.init_core)
+            if app_state is not None:
+                rs = RawState(app_state, self.path)
+            else:
+                w = core.worker
+                wid = int(getattr(w, "id", 0) or 0)
+                rs = self.new_state(wid=wid, sid=core.id, numproc=1)
+            self._states[key] = rs
+        return rs
 
 
 class RawState:
-    """One core's raw lua_State, serving one connection at a time."""
+    """The raw glue in one thread's lua_State, serving the connections of its cores (the
+    Lua functions name the connection by its fd)."""
 
     def __init__(self, st, path: str):
         from uwsgid.plugins import api
         self.st = st
         self.api = api
-        self.sock = None
-        self.req = None
+        self.reqs: dict[int, object] = {}     # fd -> the RawRequest of that connection
         self.connections = 0
         rt = st.rt
         py = rt.table_from({
@@ -130,63 +145,66 @@ class RawState:
     # ---- one connection -----------------------------------------------------------------
     def serve(self, req):
         sock = req.sock
-        self.req = req
-        self.sock = sock
-        self.st.req = req
+        fd = sock.fd
+        self.reqs[fd] = req
+        self.st.req = req      # the state is shared with the thread's other cores
         try:
-            outcome = self._start(sock.fd, sock.peer.encode(), sock.remote_addr.encode(), sock.remote_port,
+            outcome = self._start(fd, sock.peer.encode(), sock.remote_addr.encode(), sock.remote_port,
                                   sock.preread)
         except Exception:
-            self._end()
+            self._end(fd)
             raise
-        if self._ended(outcome):
+        if self._ended(req, outcome):
             return None
-        return self._drive()
+        return self._drive(req, fd)
 
-    def _drive(self):
+    def _drive(self, req, fd: int):
         done = False
+        st = self.st
+        resume = self._resume
         try:
             while True:
                 yield       # the core waits on what the handler armed
-                if self._ended(self._resume()):
+                st.req = req
+                if self._ended(req, resume(fd)):
                     done = True
                     return
         finally:
             if not done:
-                self.M.abandon()
-                self._end()
+                self.M.abandon(fd)
+                self._end(fd)
 
-    def _ended(self, outcome) -> bool:
+    def _ended(self, req, outcome) -> bool:
         if isinstance(outcome, tuple):
             what, detail = outcome[0], outcome[1] if len(outcome) > 1 else None
         else:
             what, detail = outcome, None
         if what == b"wait":
             return False
+        fd = req.sock.fd
         if what == b"error":
             from uwsgid.util.log import log
-            req = self.req
             req.exception = True
             req.status = 500
             self.st.errors += 1
             log(f"[uwsgi-lua] error in the raw handler (connection from {req.conn.peer}):\n{_s(detail)}")
-        self._end()
+        self._end(fd)
         return True
 
-    def _end(self) -> None:
-        self.sock = None
-        self.req = None
+    def _end(self, fd: int) -> None:
+        req = self.reqs.pop(fd, None)
         st = self.st
-        st.req = None
+        if st.req is req:
+            st.req = None
         self.connections += 1
         freq = st.settings.gc_freq
         if freq > 0 and self.connections % freq == 0:
             st.gc()
 
     # ---- called from Lua ------------------------------------------------------------------
-    def _recv_nb(self, n):
+    def _recv_nb(self, fd, n):
         try:
-            data = self.sock.recv_nb(int(n))
+            data = self.reqs[fd].sock.recv_nb(int(n))
         except OSError as exc:
             return None, _why(exc)
         if data is None:
@@ -195,34 +213,35 @@ class RawState:
             return None, b"closed"
         return data
 
-    def _send_nb(self, data):
+    def _send_nb(self, fd, data):
         try:
-            return self.sock.send_nb(data)
+            return self.reqs[fd].sock.send_nb(data)
         except OSError as exc:
             return None, _why(exc)
 
-    def _arm(self, write) -> None:
-        sock = self.sock
+    def _arm(self, fd, write) -> None:
+        sock = self.reqs[fd].sock
         if write:
             self.api.wait_fd_write(sock.fd, sock.wait_slice())
         else:
             self.api.wait_fd_read(sock.fd, sock.wait_slice())
 
-    def _after_wait(self):
+    def _after_wait(self, fd):
+        req = self.reqs[fd]
         ready = not self.api.is_timed_out()
-        why = self.sock.wait_over(ready)
+        why = req.sock.wait_over(ready)
         if why == "timeout":
-            self.req.status = 408
+            req.status = 408
             return b"timeout"
         if why == "stop":
             return b"stop"
         return b"ready" if ready else b"again"
 
-    def _close(self) -> None:
-        self.sock.close()
+    def _close(self, fd) -> None:
+        self.reqs[fd].sock.close()
 
-    def _settimeout(self, seconds) -> None:
-        self.sock.settimeout(seconds)
+    def _settimeout(self, fd, seconds) -> None:
+        self.reqs[fd].sock.settimeout(seconds)
 
 
 def _why(exc: OSError) -> bytes:
