@@ -64,6 +64,10 @@ declare(
       help="the --http router waits SECS for a client's request head (default --http-timeout)"),
     O("http-connect-timeout", kind="int", default=0, metavar="SECS",
       help="the --http router's timeout connecting to the workers (default --http-timeout), then 502"),
+    O("http-websockets", kind="flag",
+      help="the --http router relays WebSocket upgrades: the request and the workers' 101 pass unchanged, "
+           "then bytes are spliced both ways until a side closes (idle --http-timeout); without it, as in "
+           "uWSGI, an upgrade is answered and the connection closed"),
     O("http-auto-chunked", kind="flag",
       help="accepted for compatibility: always on here: the --http router chunks a response without Content-Length "
            "for an HTTP/1.1 keep-alive client (an HTTP/1.0 one gets it close-delimited)"),
@@ -104,6 +108,12 @@ declare(
       "blocks (I/O, slow client) or runs past 100 ms. Keeps CPU-heavy requests from time-slicing each "
       "other out of the CPU caches. Default: CPU cores / processes, at least 1; 0 = every idle thread "
       "accepts, as in uWSGI"),
+    O("thread-stacksize", kind="int", default=0, metavar="KB",
+      aliases=("threads-stacksize", "thread-stack-size", "threads-stack-size"),
+      help="the stack size of each worker's --threads loop threads, in KB (default: the system's, usually "
+      "8192; at least 32). Only the pages a thread touches cost memory, so this bounds address space "
+      "(--limit-as, --reload-on-as), not RSS; deep C recursion in a request (Python calling Lua calling "
+      "Python...) needs room"),
     O("enable-threads", "T", kind="flag", help="accepted for compatibility: the GIL is always managed (threads need no switch)"),
     O("async", kind="int", default=1, help="run N cooperative async cores per worker"),
     O("lazy-apps", kind="flag", help="load apps in each worker after fork instead of in the master"),

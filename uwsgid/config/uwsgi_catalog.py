@@ -60,8 +60,6 @@ REASONS = {
     "emperor": _EMPEROR,
     "https2": ("the HTTP/2 router is not implemented here; --https ADDR,CERT,KEY serves HTTPS/1.1 from the "
                "--http router; the router will not listen on this address"),
-    "http-websockets": ("the --http router does not detect websocket upgrades to switch to raw mode; serve "
-                        "websockets from the workers (--http-socket) or through a proxy in front"),
     "master-as-root": ("keeping the master as root is not implemented here: the master drops privileges "
                        "with the workers (--uid/--gid)"),
     "cheaper-algo": "only the spare cheaper algorithm is implemented here (--cheaper, --cheaper-step...)",

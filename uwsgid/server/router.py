@@ -20,6 +20,10 @@ client's requests). Where uWSGI's router just closes the client connection, this
 when nothing was sent yet: 408 to a client whose head does not come, 504 when the workers do
 not answer; a response stalled midway is cut (no last chunk), as in uWSGI.
 
+With --http-websockets (uWSGI's option; without it uWSGI's router does not relay either), a
+WebSocket upgrade answered 101 by the workers is passed through unchanged and the two
+connections are spliced (server/splice.py) until either side closes.
+
 The listening sockets are bound in the master (bind()) so that they survive reloads and router
 respawns: clients queue in the backlog meanwhile.
 """
@@ -42,6 +46,7 @@ from uwsgid.net.protocols import Limits, keepalive_seconds, reject, set_reject_t
 from uwsgid.net.protocols.http import HttpParser
 from uwsgid.net.request import Request
 from uwsgid.server import reexec
+from uwsgid.server.splice import is_websocket_upgrade, splice
 from uwsgid.util.log import log, log_exception
 
 MAX_HEAD = 65536         # a worker's response head (the requests' limits are the workers')
@@ -331,6 +336,8 @@ class ClientConnection:
             elif lname == b"transfer-encoding" and b"chunked" in value.lower():
                 chunked = True
             headers.append(line)
+        if status == 101:
+            return self._switch(req, head, rest, backend)
         no_body = req.method == b"HEAD" or status in (204, 304) or 100 <= status < 200
         keep = req.keepalive and not self.router.stopping
         reframe = False
@@ -379,6 +386,24 @@ class ClientConnection:
         return keep
 
 
+    def _switch(self, req: Request, head: bytes, rest: bytes, backend: socket.socket) -> bool:
+        """The workers switched protocols (101). With --http-websockets, a WebSocket upgrade is
+        relayed as uWSGI's router does in raw mode: the 101 unchanged, then the bytes both ways
+        until a side closes. Otherwise (uWSGI's default too) the session cannot go on: the 101
+        goes out, closing, and one line says which option is missing. False: never kept."""
+        if not (self.router.websockets and is_websocket_upgrade(req.vars)):
+            uri = req.vars[b"REQUEST_URI"].decode("latin-1")
+            log(f"[uwsgi-http] {self.peer}: the workers switched protocols for {uri}: the router relays "
+                f"WebSocket sessions only with --http-websockets; connection closed")
+            lines = [line for line in head.split(b"\r\n")
+                     if line.partition(b":")[0].strip().lower() not in (b"connection", b"keep-alive")]
+            self.sock.sendall(b"\r\n".join(lines) + b"\r\nConnection: close\r\n\r\n")
+            return False
+        self.sock.sendall(head + b"\r\n\r\n")
+        router = self.router
+        splice(self.sock, backend, self.parser.tail, rest, router.http_timeout, lambda: router.stopping)
+        return False
+
     def _backend_timeout(self, req: Request, what: str) -> None:
         uri = req.vars[b"REQUEST_URI"].decode("latin-1")
         reject(504, self.peer, f"{what} from the workers in {self.router.http_timeout:g}s (--http-timeout) "
@@ -403,6 +428,7 @@ class Router:
         self.connect_timeout = float(opts.http_connect_timeout or self.http_timeout)
         keep = keepalive_seconds(opts.http_keepalive)
         self.idle_timeout = float(keep) if keep > 1 else self.http_timeout
+        self.websockets = bool(opts.http_websockets)
         self.stopping = False
         self.clients: set[ClientConnection] = set()
         self.lock = threading.Lock()

@@ -37,7 +37,9 @@ from collections import deque
 
 from uwsgid.net.connection import Connection
 from uwsgid.net.loop import Loop
+from uwsgid.net.protocols import keepalive_seconds
 from uwsgid.net.raw import RawConnection
+from uwsgid.server import keepalive_watch
 from uwsgid.server.accept_gate import schedstat
 from uwsgid.server.core import Core
 from uwsgid.util.log import log, log_exception
@@ -56,7 +58,40 @@ _OUT_OF_FDS = (-errno.ENFILE, -errno.EMFILE)
 _ADDR_CAP = 128     # sizeof(struct sockaddr_storage)
 ACCEPT_BATCH = 16
 STOP_GRACE = 1.0    # seconds a graceful stop waits for a request still arriving
+def _keeps_http_alive(worker, listeners) -> bool:
+    """An HTTP listener with keep-alive on: only then can idle clients wait behind a slow request
+    (the uwsgi protocol closes after every response; behind nginx the watcher has nothing to do)."""
+    return (any(lst.proto == "http" for lst in listeners)
+            and keepalive_seconds(worker._opt("http_keepalive", "1")) > 0)
 
+
+MIN_STACK_KB = 32   # the smallest thread stack CPython accepts (threading.stack_size)
+# --thread-stacksize is declared with --threads in uwsgid.config.core_options: parsed before
+# this module is imported
+
+
+def thread_stack_bytes(kb: int, log_it: bool) -> int:
+    """--thread-stacksize KB, checked: the stack size in bytes for the loop threads (uWSGI's
+    threads_attr: only the core threads), or 0 for the default. A size CPython refuses is logged
+    in uWSGI's words and the default stays, as in uWSGI."""
+    if kb == 0:
+        return 0
+    why = f"is below {MIN_STACK_KB} (KB), the smallest stack Python runs on" if kb < MIN_STACK_KB else ""
+    if not why:
+        try:    # a thread started with it: CPython and pthread_create both must take the size
+            previous = threading.stack_size(kb * 1024)
+            try:
+                probe = threading.Thread(target=int, name="uwsgi-stack-probe")
+                probe.start()
+                probe.join()
+            finally:
+                threading.stack_size(previous)
+        except (ValueError, RuntimeError, OverflowError) as e:
+            why = f"({e})"
+    if log_it:
+        log(f"!!! unable to set requested threads stacksize: --thread-stacksize {kb} {why} !!!" if why
+            else f"threads stack size set to {kb}k")
+    return 0 if why else kb * 1024
 
 
 def connection_class(listener):
@@ -97,9 +132,13 @@ class ThreadLoop:
         self.schedstat_fd = -1  # /proc/thread-self/schedstat, for the gate's sleep measure
         self._cpu0 = None       # at the start of the running request: thread CPU time, schedstat
         self._stat0 = None
+        self.run_started = 0.0  # when the core took its running request (keepalive_watch's)
+        self.watch_lock = None
         engine = getattr(worker, "engine", None)
         if engine is not None:
             engine.adopt(self)  # --gevent (uwsgid.server.gevent_loop): this loop on the hub
+        elif self.single and _keeps_http_alive(worker, listeners):
+            keepalive_watch.watch(self)     # its idle keep-alive clients must not wait behind a slow request
 
     def init_cores(self) -> None:
         for core in self.cores:
@@ -249,10 +288,23 @@ class ThreadLoop:
                 self._measure_start()
                 if self.accepting and self.gate.engaged:
                     self.stop_accepting()   # the gate counts a thread busy from when it stops accepting
-            free.pop().run(conn, req)
+            self._run(free.pop(), conn, req)
         else:
             self.waiting.append((conn, req))
             self.stop_accepting()   # at most N requests in progress: let other workers take them
+
+    def _run(self, core, conn, req) -> None:
+        if self.watch_lock is None:
+            core.run(conn, req)
+            return
+        # the app runs in this thread: keepalive_watch may act on this loop's idle connections
+        # meanwhile (and only meanwhile: a generator's later steps run between loop turns)
+        self.run_started = _monotonic()
+        try:
+            core.run(conn, req)
+        finally:
+            with self.watch_lock:
+                self.run_started = 0.0
 
     def _measure_start(self) -> None:
         self._cpu0 = _thread_time()
@@ -280,7 +332,7 @@ class ThreadLoop:
             if conn.closed:
                 conn.busy = False
                 continue
-            self.loop.ready.append(lambda: core.run(conn, req))
+            self.loop.ready.append(lambda: self._run(core, conn, req))
             return
         self.free.append(core)
         if not self.accepting and not self.worker.stopping and self.listeners:
@@ -360,6 +412,8 @@ class ThreadLoop:
         self.stop_accepting()
 
     def close_all(self) -> None:
+        if self.watch_lock is not None:
+            keepalive_watch.unwatch(self)
         for conn in list(self.conns.values()):
             conn.close()
         if self.schedstat_fd >= 0:

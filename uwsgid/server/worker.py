@@ -40,7 +40,7 @@ from uwsgid.plugins.contract import AppLoadError
 from uwsgid.server import user_hooks
 from uwsgid.server.accept_gate import AcceptGate, default_slots
 from uwsgid.server.core import Core
-from uwsgid.server.thread_loop import ThreadLoop, connection_class
+from uwsgid.server.thread_loop import ThreadLoop, connection_class, thread_stack_bytes
 from uwsgid.util import hooks
 from uwsgid.util.log import log, log_exception
 from uwsgid.util.memory import rss_vsz
@@ -392,12 +392,16 @@ class Worker:
             log_exception(f"worker {self.id}: core initialisation failed:")
             return 1
         workers = []
+        stack = thread_stack_bytes(int(self._opt("thread_stacksize", 0) or 0), self.id <= 1)
         for i in range(1, threads):
             if self.stopping:   # a stop during start-up: start no more threads (no new files opened)
                 break
             started.clear()
             t = threading.Thread(target=thread_main, args=(i,), name=f"uwsgi-worker{self.id}-loop{i}", daemon=True)
+            previous = threading.stack_size(stack) if stack else None
             t.start()
+            if previous is not None:
+                threading.stack_size(previous)   # threads the loop's hooks start keep the default
             started.wait()
             if errors:
                 self.stop(graceful=False)

@@ -1,7 +1,15 @@
-"""The per-core cost of Lua under --async: the async cores of a thread share its lua_State, so
-64 cores cost about what 1 does. A generous bound on the worker's private memory (issue 20's
-figures, ~0.2 KB a core against ~230 KB when each core had a state of its own, live in
-bench/memory.py): a regression to a state per core adds ~14 MB here and fails."""
+"""The per-core and per-thread cost of Lua, from the worker's private memory (generous bounds,
+not timings; issue 20's precise figures live in bench/memory.py).
+
+--async: the async cores of a thread share its lua_State, so 64 cores cost about what 1 does
+(~0.2 KB a core against ~230 KB when each core had a state of its own): a regression to a state
+per core adds ~14 MB and fails.
+
+--threads: each thread has its own lua_State (as in uWSGI), so an extra thread costs its state
+plus the thread itself (its stack, malloc arena, loop). Measured on pippo.lua: ~360 KB a thread
+(the LuaJIT heap of the state ~250 KB of it, the rest as for a Python app); uWSGI's lua51 ~80.
+The bound catches a new per-thread cost of a few hundred KB (a buffer or a second state a
+thread)."""
 
 from __future__ import annotations
 
@@ -13,7 +21,8 @@ from helpers import EXAMPLES, UWSGI, Server, free_port, http_get
 pytestmark = pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built (make build)")
 
 PIPPO = EXAMPLES / "pippo.lua"
-BOUND_MB = 3.0      # 63 extra cores; one lua_State each would be ~14 MB
+ASYNC_BOUND_MB = 3.0            # 63 extra cores; one lua_State each would be ~14 MB
+THREAD_BOUND_KB = 560           # per extra thread; ~360 today
 
 
 def _private_dirty_mb(pid: int) -> float:
@@ -24,12 +33,12 @@ def _private_dirty_mb(pid: int) -> float:
     raise AssertionError("no Private_Dirty in smaps_rollup")
 
 
-def _worker_private_dirty(cores: int) -> float:
+def _worker_private_dirty(*mode) -> float:
     port = free_port()
-    args = ["--master", "-p", "1", "--async", cores, "--http-socket", f"127.0.0.1:{port}",
+    args = ["--master", "-p", "1", *mode, "--http-socket", f"127.0.0.1:{port}",
             "--http-socket-modifier1", "6", "--lua", PIPPO, "--disable-logging"]
     with Server(args, port) as srv:
-        # 64 requests at once, several rounds: every core serves (and its slot is used)
+        # 64 requests at once, several rounds: every core and thread serves (and its state is used)
         with ThreadPoolExecutor(64) as pool:
             for _ in range(4):
                 answers = list(pool.map(lambda _: http_get(port, "/"), range(64)))
@@ -41,6 +50,16 @@ def _worker_private_dirty(cores: int) -> float:
 
 
 def test_async_cores_share_the_threads_lua_state():
-    one = _worker_private_dirty(1)
-    many = _worker_private_dirty(64)
-    assert many - one < BOUND_MB, f"--async 64 worker: {many:.1f} MB private, --async 1: {one:.1f} MB"
+    one = _worker_private_dirty("--async", 1)
+    many = _worker_private_dirty("--async", 64)
+    assert many - one < ASYNC_BOUND_MB, f"--async 64 worker: {many:.1f} MB private, --async 1: {one:.1f} MB"
+
+
+def test_a_thread_costs_its_lua_state_and_little_more():
+    one = _worker_private_dirty("--threads", 1)
+    eight = _worker_private_dirty("--threads", 8)
+    per_thread_kb = (eight - one) * 1024 / 7
+    assert per_thread_kb < THREAD_BOUND_KB, (
+        f"{per_thread_kb:.0f} KB private memory per extra thread (--threads 8: {eight:.1f} MB, "
+        f"--threads 1: {one:.1f} MB)")
+    assert per_thread_kb > 20, f"{per_thread_kb:.0f} KB per thread: are the 8 threads serving at all?"
