@@ -170,6 +170,8 @@ class Connection:
         if not data:
             self.eof = True
             self.loop.remove_reader(self.fd)
+            if self.parser.stream is not None:  # a body being handed to the app (protocols.stream)
+                self.parser.stream.client_gone()
             if not self.busy and not self.queue:
                 if self.parser.partial and self.parser.error is None:
                     # rate-limited with the rejections: a slowloris attacker does this by the thousand
@@ -276,9 +278,11 @@ class Connection:
         (9.6) forbids serving them; the client learns it from the close and retries them. Close
         lingering, since closing with them unread would reset the connection and could drop the
         tail of the response still in the kernel's buffer."""
-        n = len(self.queue) + (1 if self.parser.partial else 0)
-        log(f"{self.peer}: {n} pipelined request{'s' if n != 1 else ''} not served: the response said "
-            f"Connection: close")
+        # a streamed body still arriving (protocols.stream) is the served request's, not another
+        n = len(self.queue) + (1 if self.parser.partial and self.parser.stream is None else 0)
+        if n:
+            log(f"{self.peer}: {n} pipelined request{'s' if n != 1 else ''} not served: the response said "
+                f"Connection: close")
         self.queue.clear()
         self.lingering = True
         if self.out:
@@ -417,7 +421,11 @@ class Connection:
         if self.out:
             log(f"socket timeout: {self.peer} stopped reading the response, dropped")
         elif self.busy:
-            return   # the app is running; harakiri is the master's business
+            stream = self.parser.stream
+            if stream is None or stream.held or self.queue:
+                return   # the app is running; harakiri is the master's business
+            # the running app waits for a body the client stopped sending (protocols.stream)
+            log(f"socket timeout: {self.peer} stopped sending the request body for {self.timeout:g}s, dropped")
         elif self.parser.partial and self.parser.req is None:
             self._head_timed_out()
             return
@@ -451,6 +459,8 @@ class Connection:
             _close(fd)
         except OSError:
             pass
+        if self.parser.stream is not None:      # a body being handed to the app (protocols.stream)
+            self.parser.stream.client_gone()
         # break the connection <-> parser cycle (a parser is fed only while open): refcounting
         # frees both now instead of the cyclic GC later
         self.parser.conn = None

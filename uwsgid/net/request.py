@@ -147,7 +147,7 @@ class Request:
         "headers_sent", "response_size", "headers_size", "header_cnt", "_buf", "_buflen",
         "_framing", "_app_cl", "_remaining", "start", "start_wall", "end", "switches", "_var_cnt",
         "_pktsize", "app_id", "exception", "broken", "post_cl", "finished", "packet", "vars_block",
-        "websocket", "route", "via", "ctx",
+        "websocket", "route", "via", "ctx", "stream",
     )
 
     def __init__(self, conn, vars: dict, modifier1: int = 0, modifier2: int = 0, method: bytes = b"GET",
@@ -194,6 +194,7 @@ class Request:
         self.route = None       # the internal routing's State (uwsgid.routing), only with --route*
         self.ctx = None         # a code hook's per-request dict (uwsgid.plugins.code), seen by the app
         self.via = 0            # VIA_*: a file body sent by sendfile or an offload thread
+        self.stream = None      # a protocols.stream.BodyStream: the body arrives while the app runs
 
     @property
     def logvars(self) -> dict:

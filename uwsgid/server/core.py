@@ -208,6 +208,10 @@ class Core:
     def finish(self) -> None:
         req = self.request
         if not req.status:
+            stream = req.stream
+            if stream is not None and stream.refused:
+                self._done()    # a streamed body refused mid-way: the connection answers the error
+                return
             log(f"error: the app returned without starting a response to {_desc(req)}")
             req.exception = True
             req.error_response(500, b"Internal Server Error", b"Internal Server Error\n")

@@ -81,9 +81,46 @@ def init_core(core, apps: list) -> None:
     if core.loop in _drivers:
         return
     driver = _drivers[core.loop] = Driver(core.loop)
+    install_stream_predicate(core.worker, apps)
     for app in apps:
         lifespan = Lifespan(app, driver)
         lifespan.startup()
+
+
+def install_stream_predicate(worker, apps: list) -> None:
+    """Tell the worker's parsers which requests are ASGI ones, to be dispatched at the end of
+    their head with the body streamed (uwsgid/net/protocols/stream.py); the others (WSGI,
+    Lua) keep theirs held until complete. Asked only of requests that have a body."""
+    limits = getattr(worker, "limits", None)
+    plugins = getattr(worker, "plugins", None) or {}
+    owner = next((p for p in plugins.values() if getattr(p, "asgi_apps", None) is apps), None)
+    if limits is None or owner is None or owner.apps is None:
+        return
+    modifiers = frozenset(m for m, p in plugins.items() if p is owner)
+    registry = owner.apps
+    if all(a.asgi is not None for a in registry.apps):
+        def streams(req) -> bool:       # only ASGI apps on these modifiers: the modifier decides
+            return req.modifier1 in modifiers
+    else:
+        def streams(req) -> bool:       # WSGI and ASGI apps side by side: the mount decides
+            if req.modifier1 not in modifiers:
+                return False
+            app = registry.select(_select_env(req.vars))
+            return app is not None and app.asgi is not None
+    limits.stream_body = streams
+
+
+_SELECT_VARS = ("SCRIPT_NAME", "PATH_INFO", "UWSGI_APPID", "HTTP_HOST", "SERVER_NAME")
+
+
+def _select_env(v: dict) -> dict:
+    """The few environ keys Apps.select looks at (mountpoint, --manage-script-name, vhost)."""
+    env = {}
+    for key in _SELECT_VARS:
+        val = v.get(key.encode())
+        if val is not None:
+            env[key] = val.decode("latin-1")
+    return env
 
 
 def shutdown(apps: list, aborted: bool, mercy: float | None) -> None:

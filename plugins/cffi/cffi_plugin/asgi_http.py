@@ -11,9 +11,11 @@ the app's coroutine on the worker's asyncio loop (asgi_loop.Driver). They meet h
     sends something or ends (`_wake`, api.resume): each streamed body chunk is flushed, and the
     app's `send()` returns only when the client has taken it (back-pressure through the
     connection's drain);
-  * `receive()` gives the body in chunks (the server holds it before dispatch: in memory, or in a
-    temp file over --post-buffering / 8 MB, so a large upload costs no memory), then waits for
-    the client to go (`http.disconnect`), watching the connection's reads;
+  * `receive()` gives the body in chunks: as they arrive when the request was dispatched at the
+    end of its head (`req.stream`, uwsgid/net/protocols/stream.py: the connection reads only
+    while the app takes the body, and `http.disconnect` comes when the client goes mid-body),
+    else from what the server held (in memory, or a temp file over --post-buffering / 8 MB);
+    then it waits for the client to go (`http.disconnect`), watching the connection's reads;
   * the response is complete at the last `http.response.body`: the request ends there, and the
     app's task may go on (Starlette's background tasks); receive() then says `http.disconnect`.
 """
@@ -139,7 +141,8 @@ def build_scope(req, script_name: str, path_info: str, state: dict) -> dict:
 
 class HttpCycle:
     __slots__ = ("req", "conn", "core", "driver", "app", "task", "active", "parked", "started",
-                 "complete", "gone", "body", "body_done", "flush_fut", "gone_fut", "reader", "where", "head")
+                 "complete", "gone", "body", "body_done", "flush_fut", "gone_fut", "reader", "where", "head",
+                 "body_fut")
 
     def __init__(self, req, driver, app):
         self.req = req
@@ -160,11 +163,20 @@ class HttpCycle:
         self.gone_fut = None            # the app's receive() waiting for the client to go
         self.reader = None              # our reader on the connection while receive() waits
         self.where = None
+        self.body_fut = None            # the app's receive() waiting for body bytes (req.stream)
 
     # ---- what the app calls ---------------------------------------------------------------
     async def receive(self):
         if not self.body_done:
-            return self._body_message()
+            stream = self.req.stream
+            if stream is None:
+                return self._body_message()
+            if self.active:
+                if stream.done:     # all of it in already (a small body): no wait
+                    self.body_done = True
+                    return {"type": "http.request", "body": stream.take(), "more_body": False}
+                return await self._stream_message(stream)
+            self.body_done = True       # the request ended: the rest of the body was dropped
         if self.complete or self.gone or not self.active:
             return _DISCONNECT
         fut = self.gone_fut
@@ -173,6 +185,58 @@ class HttpCycle:
             self.driver.loop.ready.append(self._watch)    # after the connection's own start()
         await fut
         return _DISCONNECT
+
+    async def _stream_message(self, stream):
+        """The next http.request of a body arriving while the app runs: what is there, else
+        wait for bytes, the body's end or the client going."""
+        read_ahead = False
+        while True:
+            if stream.chunks:
+                data = stream.take()
+                if stream.done and not stream.chunks:
+                    self.body_done = True
+                return {"type": "http.request", "body": data, "more_body": not self.body_done}
+            if stream.done:
+                self.body_done = True
+                return _EMPTY_BODY.copy()
+            if stream.gone or self.gone or not self.active:
+                self.body_done = True
+                self._client_gone()
+                return _DISCONNECT
+            conn = self.conn
+            if not read_ahead and not (conn.paused or conn.closed or conn.eof):
+                # what the kernel already holds, now: no round trip through the loop per read
+                read_ahead = True
+                conn.on_readable()
+                continue
+            read_ahead = False
+            fut = self.body_fut = self.driver.aloop.create_future()
+            stream.waiter = self._body_arrived
+            try:
+                await fut
+            finally:
+                self.body_fut = None
+                if stream.waiter is not None and stream.waiter == self._body_arrived:
+                    stream.waiter = None
+
+    def _body_arrived(self) -> None:
+        """The stream's waiter (called from the worker's loop): body bytes, its end, or the
+        client gone."""
+        fut = self.body_fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+            self.driver.poke()
+
+    def _drop_body(self) -> None:
+        """The request ends: a body still arriving is read and dropped, so that the connection
+        can parse what follows it."""
+        stream = self.req.stream
+        if stream is not None and not stream.done and not stream.discard:
+            stream.abandon()
+        fut = self.body_fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+            self.driver.poke()
 
     def _body_message(self) -> dict:
         body = self.body
@@ -305,6 +369,8 @@ class HttpCycle:
             raise RuntimeError("the ASGI app's task was cancelled before the response was complete")
         exc = task.exception()
         if exc is not None:
+            if self.gone:
+                return      # the app reacting to the client going (Starlette's ClientDisconnect)
             self._count_exception()
             raise exc
         if self.started:
@@ -317,6 +383,7 @@ class HttpCycle:
         if self.conn.closed:
             self._client_gone()
         self._unwatch()
+        self._drop_body()
 
     def task_done(self, task) -> None:
         """The app's coroutine ended (an asyncio done callback)."""
@@ -402,6 +469,7 @@ def start(cycle, driver, coro):
     if task.done():
         if cycle.complete:
             cycle.active = False
+            cycle._drop_body()
             cycle.task_done(task)       # an error after the response: logged
             return None
         return cycle.steps()            # _ended: the app's error, or an incomplete response
@@ -409,5 +477,6 @@ def start(cycle, driver, coro):
     driver.inflight.add(task)
     if cycle.complete:
         cycle.active = False
+        cycle._drop_body()
         return None
     return cycle.steps()

@@ -78,7 +78,8 @@ SPOOL_DEFAULT = 8 * 1024 * 1024
 class Limits:
     """The per-worker settings a parser needs, read once from the options."""
 
-    __slots__ = ("buffer_size", "max_vars", "limit_post", "post_buffering", "keepalive", "socket_timeout")
+    __slots__ = ("buffer_size", "max_vars", "limit_post", "post_buffering", "keepalive", "socket_timeout",
+                 "stream_body")
 
     def __init__(self, buffer_size=4096, max_vars=64, limit_post=0, post_buffering=0, keepalive=True,
                  socket_timeout=4):
@@ -90,6 +91,9 @@ class Limits:
         self.post_buffering = post_buffering or SPOOL_DEFAULT
         self.keepalive = keepalive
         self.socket_timeout = socket_timeout
+        # stream_body(req) -> True: the request is queued at the end of its head and its body
+        # handed over as it arrives (protocols.stream; set by the ASGI plugin), None: never
+        self.stream_body = None
 
     @classmethod
     def from_opts(cls, opts) -> "Limits":

@@ -32,6 +32,7 @@ import socket
 import httptools
 
 from uwsgid.net.protocols import BodyBuffer, ProtocolError, reject, unquote_to_bytes
+from uwsgid.net.protocols.stream import BodyStream
 from uwsgid.net.request import Request
 
 try:    # the CGI vars of a common head in one C call (core/cpython/native.h); absent: _vars
@@ -161,7 +162,7 @@ class HttpParser:
 
     __slots__ = ("conn", "limits", "base", "p", "error", "url", "headers", "hsize", "in_head",
                  "began", "body", "chunked", "expect", "req", "modifier1", "modifier2",
-                 "upgraded", "_reject", "prime", "exact", "xline", "switch", "tail")
+                 "upgraded", "_reject", "prime", "exact", "xline", "switch", "tail", "stream")
 
     def __init__(self, conn, listener, limits, remote_addr: bytes, remote_port: bytes):
         self.conn = conn
@@ -189,6 +190,7 @@ class HttpParser:
         self.exact = None     # an _Exact while this connection takes the exact path
         self.xline = None     # (method, SERVER_PROTOCOL) of a request line the exact path rewrote
         self.switch = False   # a chunked head is done: its body takes the exact path
+        self.stream = None    # the BodyStream of a request dispatched before its body (ASGI)
 
     @property
     def partial(self) -> bool:
@@ -231,6 +233,8 @@ class HttpParser:
             self.error = ProtocolError(status, "Bad Request")
             return
         self.error = reject(status, self.conn.peer, why)
+        if self.stream is not None:     # the app reading the body sees it end early
+            self.stream.refuse()
 
     def detach(self) -> bytes:
         """The app takes the connection (a WebSocket handshake): the bytes that followed the
@@ -400,6 +404,11 @@ class HttpParser:
                 self._fail(413, f"request body of {cl} bytes over --limit-post {limits.limit_post}")
         self.req = req
         self.body = None
+        stream_body = limits.stream_body
+        if stream_body is not None and (cl > 0 or self.chunked) and stream_body(req):
+            # dispatched now, its body handed over as it arrives (protocols.stream)
+            self.body = self.stream = req.stream = BodyStream(self.conn)
+            self.conn.queue.append(req)
         if self.chunked:
             self._chunked(req, v[b"HTTP_TRANSFER_ENCODING"], http11)
         elif self.expect and cl > 0 and http11:
@@ -516,10 +525,10 @@ class HttpParser:
         body = self.body
         if body is None:
             body = self.body = BodyBuffer(self.limits.post_buffering)
-        body.add(data)
         lp = self.limits.limit_post
-        if lp and body.size > lp:
+        if lp and body.size + len(data) > lp:     # checked first: a streamed body never passes it
             self._fail(413, f"request body over --limit-post {lp}")
+        body.add(data)
 
     def on_message_complete(self):
         req = self.req
@@ -527,6 +536,12 @@ class HttpParser:
             return
         self.req = None
         body = self.body
+        stream = self.stream
+        if stream is not None:       # already queued at its head
+            self.stream = self.body = None
+            req.post_cl = stream.size
+            stream.end()
+            return
         if body is not None:
             self.body = None
             req.set_body(body.result())

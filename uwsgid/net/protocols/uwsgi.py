@@ -13,6 +13,7 @@ import struct
 
 from uwsgid.net.packet import PacketError, parse_vars
 from uwsgid.net.protocols import BodyBuffer, ProtocolError, reject
+from uwsgid.net.protocols.stream import BodyStream
 from uwsgid.net.request import Request
 
 try:    # the vars dict built in one C call (core/cpython/native.h); an int: a bad packet
@@ -33,7 +34,7 @@ RAW_MODIFIERS = (110, 173)
 
 
 class UwsgiParser:
-    __slots__ = ("conn", "limits", "buf", "req", "body", "need", "error", "done")
+    __slots__ = ("conn", "limits", "buf", "req", "body", "need", "error", "done", "stream")
 
     def __init__(self, conn, limits):
         self.conn = conn
@@ -44,6 +45,7 @@ class UwsgiParser:
         self.need = 0
         self.error = None
         self.done = False
+        self.stream = None      # the BodyStream of a request dispatched before its body (ASGI)
 
     @property
     def partial(self) -> bool:
@@ -127,7 +129,13 @@ class UwsgiParser:
         req.post_cl = cl
         self.req = req
         self.need = cl
-        self.body = BodyBuffer(limits.post_buffering)
+        stream_body = limits.stream_body
+        if stream_body is not None and stream_body(req):
+            # dispatched now, its body handed over as it arrives (protocols.stream)
+            self.body = self.stream = req.stream = BodyStream(self.conn)
+            self.conn.queue.append(req)
+        else:
+            self.body = BodyBuffer(limits.post_buffering)
         self._body(buf[end:])
 
     def _body(self, data: bytes) -> None:
@@ -139,6 +147,12 @@ class UwsgiParser:
             need = self.need = need - len(data)
         if need == 0:
             req = self.req
+            stream = self.stream
+            if stream is not None:      # already queued at its packet
+                self.stream = self.req = self.body = None
+                self.done = True
+                stream.end()
+                return
             req.set_body(self.body.result())
             self.req = None
             self.body = None
