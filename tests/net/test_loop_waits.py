@@ -36,8 +36,8 @@ class CountingEpoll:
         self.calls.append(("del", fd))
         return self.ep.unregister(fd)
 
-    def poll(self, timeout):
-        return self.ep.poll(timeout)
+    def poll(self, timeout, maxevents=-1):
+        return self.ep.poll(timeout, maxevents)
 
     def close(self):
         self.ep.close()

@@ -105,13 +105,13 @@ class _HubEpoll:
             self.waiter = None
             w.switch()
 
-    def poll(self, timeout: float):
+    def poll(self, timeout: float, maxevents: int = -1):
         hub = self._hub
         if timeout <= 0:
             # callbacks are ready: one turn of the hub (the request greenlets) first
             hub.loop.run_callback(getcurrent().switch)
             hub.switch()
-            return self._poll(0)
+            return self._poll(0, maxevents)
         if self._engine.worker.stopping:
             timeout = min(timeout, STOPPING_TICK)
         timer = hub.loop.timer(timeout)
@@ -124,7 +124,7 @@ class _HubEpoll:
         finally:
             self.waiter = None
             timer.stop()
-        return self._poll(0)
+        return self._poll(0, maxevents)
 
     def stop(self) -> None:
         self._io.stop()
