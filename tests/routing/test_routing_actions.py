@@ -16,6 +16,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from helpers import Server, free_port, run_uwsgi, uwsgi_http_get  # noqa: E402
+from nginx import AVAILABLE as NGINX_AVAILABLE  # noqa: E402
+from nginx import Nginx, uwsgi_pass_conf  # noqa: E402
 
 from uwsgid.routing import htpasswd  # noqa: E402
 
@@ -131,6 +133,27 @@ def test_response_and_error_chains(server):
     assert r.status == 500 and r.read() == b"Internal Server Error"
     status, body = uwsgi_http_get(server.uwsgi_port, "/status/503", 0)
     assert status == 500
+
+
+@pytest.mark.skipif(not NGINX_AVAILABLE, reason="nginx is not installed")
+def test_routes_behind_nginx_uwsgi_pass(server, tmp_path):
+    """The same routes over nginx's uwsgi_pass (modifier1 0, Debian's uwsgi_params): a file
+    action, basicauth, a cache route, the response chain, and setmodifier1 to the Lua app."""
+    port = free_port()
+    conf = uwsgi_pass_conf(tmp_path / "nginx", port, server.uwsgi_port, {"/": 0})
+    with Nginx(tmp_path / "nginx", conf, port):
+        front = type("Front", (), {"port": port})()
+        r = get(front, "/file")
+        assert (r.status, r.read()) == (201, b"<p>static page</p>")
+        assert get(front, "/private").status == 401
+        auth = {"Authorization": "Basic " + base64.b64encode(b"alice:wonder").decode()}
+        assert b"REMOTE_USER=alice" in get(front, "/private", auth).read()
+        assert get(front, "/set/one").status == 204
+        assert b"CACHED=v-one" in get(front, "/getvar").read()
+        r = get(front, "/anything")
+        assert r.status == 200 and r.getheader("X-Response") == "200" and b"runtime=python" in r.read()
+        r = get(front, "/anything", {"X-Runtime": "lua"})
+        assert r.status == 200 and b"runtime=lua" in r.read()
 
 
 def test_fixcl_sends_a_length_for_a_streamed_body(server):
