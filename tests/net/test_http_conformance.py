@@ -352,15 +352,21 @@ def test_every_refusal_logs_one_line(servers, corpus_results, target):
     for name, t in servers.items():
         if t.server is srv:
             expected.update(corpus_results[name][1])
+    # Every expected line must be there as often as expected. One more of a line is tolerated for
+    # at most two lines: the router's own connections to the worker draw ephemeral ports from the
+    # same pool, so a worker-side line can collide with a client's (seen in CI twice, one line
+    # each time); a refusal logged twice by the server would repeat for every case of its kind.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         log = srv.log()[corpus_results["log_start"][target]:]
-        missing = [f"{line} (x{log.count(line + chr(10))}, expected x{n})" for line, n in expected.items()
-                   if log.count(line + "\n") != n]
-        if not missing:
+        counts = {line: log.count(line + "\n") for line in expected}
+        missing = [f"{line} (x{counts[line]}, expected x{n})" for line, n in expected.items() if counts[line] < n]
+        repeated = [f"{line} (x{counts[line]}, expected x{n})" for line, n in expected.items() if counts[line] > n]
+        if not missing and len(repeated) <= 2 and all(counts[line] <= n + 1 for line, n in expected.items()):
             break
         time.sleep(0.2)
-    assert lines and not missing, f"{len(missing)} of {sum(expected.values())} lines missing or repeated, e.g. {missing[:5]}"
+    assert lines and not missing, f"{len(missing)} of {sum(expected.values())} lines missing, e.g. {missing[:5]}"
+    assert len(repeated) <= 2 and all(counts[line] <= n + 1 for line, n in expected.items()), repeated
     assert "User callback error" not in log and "not logged in the last" not in log
     assert srv.proc.poll() is None
 
