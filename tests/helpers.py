@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -254,6 +255,37 @@ def raw(address: str, data: bytes, timeout: float = 10.0, half_close: bool = Tru
         return recv_all(s, timeout)
     finally:
         s.close()
+
+
+def wait_file(path, text: str = "", timeout: float = 20.0, count: int = 1) -> str:
+    """A file's text once it holds `text` `count` times (text "": once it is not empty)."""
+    deadline = time.monotonic() + timeout
+    data = ""
+    while time.monotonic() < deadline:
+        try:
+            data = path.read_text(errors="replace")
+        except FileNotFoundError:
+            data = ""
+        if data and data.count(text) >= count:
+            return data
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} x{count} not in {path} after {timeout}s:\n{data}")
+
+
+def parallel_get(port: int, paths, timeout: float = 20.0):
+    """GET each path at once, one HTTP/1.0 connection and thread each: (the raw responses, the
+    seconds until the last one)."""
+    results = [None] * len(paths)
+
+    def one(i, p):
+        results[i] = raw(f"127.0.0.1:{port}", b"GET %b HTTP/1.0\r\n\r\n" % p.encode(), timeout=timeout)
+    threads = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(paths)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, time.monotonic() - t0
 
 
 def read_response(f):

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import Server, free_port, http_get, run_uwsgi
+from helpers import Server, free_port, http_get, run_uwsgi, wait_file
 
 APP = '''
 def application(environ, start_response):
@@ -39,19 +39,6 @@ def app(tmp_path: Path) -> Path:
     path = tmp_path / "app.py"
     path.write_text(APP)
     return path
-
-
-def wait_file(path: Path, text: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            data = path.read_text(errors="replace")
-        except FileNotFoundError:
-            data = ""
-        if text in data:
-            return data
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} not in {path} after {timeout}s:\n{data}")
 
 
 def base(tmp_path, port, *extra):

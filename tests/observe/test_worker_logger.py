@@ -5,21 +5,8 @@ log thread runs in the one worker process itself, and the loggers get what --log
 from __future__ import annotations
 
 import os
-import time
-from pathlib import Path
 
-from helpers import Server, free_port, http_get
-
-
-def _wait(path: Path, text: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    data = ""
-    while time.monotonic() < deadline:
-        data = path.read_text(errors="replace") if path.exists() else ""
-        if text in data:
-            return data
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} not in {path}:\n{data}")
+from helpers import Server, free_port, http_get, wait_file
 
 
 def _children(pid: int) -> list[int]:
@@ -37,8 +24,8 @@ def test_worker_logger_without_master(tmp_path):
             "--worker-logger", f"file:{server_log}", "--worker-logger-req", f"file:{req_log}"]
     with Server(args, port) as s:
         assert http_get(port, "/hello")[0] == 200
-        req = _wait(req_log, "GET /hello")
-        text = _wait(server_log, "(and the only)")
+        req = wait_file(req_log, "GET /hello")
+        text = wait_file(server_log, "(and the only)")
         assert _children(s.proc.pid) == [], "no master: the worker is the only process"
         threads = os.listdir(f"/proc/{s.proc.pid}/task")
         assert len(threads) >= 2, "the log thread runs in the worker"
@@ -54,5 +41,5 @@ def test_worker_logger_with_master(tmp_path):
             "--processes", "2", "--worker-logger", f"file:{server_log}"]
     with Server(args, port):
         assert http_get(port, "/x")[0] == 200
-        text = _wait(server_log, "GET /x")
+        text = wait_file(server_log, "GET /x")
     assert "spawned uWSGI worker 2" in text

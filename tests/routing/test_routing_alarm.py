@@ -4,20 +4,7 @@ said once in the log."""
 
 from __future__ import annotations
 
-import time
-
-from helpers import Server, free_port, http_get
-
-
-def _wait_text(path, text: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    data = ""
-    while time.monotonic() < deadline:
-        data = path.read_text(errors="replace") if path.exists() else ""
-        if text in data:
-            return data
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} not in {path}:\n{data}")
+from helpers import Server, free_port, http_get, wait_file
 
 
 def test_route_alarm_action(tmp_path):
@@ -30,7 +17,7 @@ def test_route_alarm_action(tmp_path):
     with Server(args, port) as s:
         status, _h, body = http_get(port, "/admin/x")
         assert (status, body) == (200, b"Hello World")          # the request went on
-        assert _wait_text(out, "someone asked for /admin/x") == "someone asked for /admin/x"
+        assert wait_file(out, "someone asked for /admin/x") == "someone asked for /admin/x"
         for _ in range(2):
             assert http_get(port, "/typo")[0] == 200
         log = s.wait_log("no alarm named 'wbe'")

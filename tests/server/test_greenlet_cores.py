@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from helpers import Server, free_port, http_get, raw, run_uwsgi, uwsgi_http_get
+from helpers import Server, free_port, http_get, parallel_get, raw, run_uwsgi, uwsgi_http_get
 
 pytest.importorskip("greenlet")
 
@@ -148,24 +148,10 @@ def body(resp: bytes) -> bytes:
     return resp.split(b"\r\n\r\n", 1)[1]
 
 
-def parallel(port, paths, timeout=20):
-    results = [None] * len(paths)
-
-    def one(i, p):
-        results[i] = raw(f"127.0.0.1:{port}", b"GET %b HTTP/1.0\r\n\r\n" % p.encode(), timeout=timeout)
-    threads = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(paths)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results, time.monotonic() - t0
-
-
 def test_plain_app_waits_inside_async_sleep(app_dir):
     with server(app_dir, "--async", "8", "--greenlet") as s:
         http_get(s.port, "/")       # warm up
-        results, elapsed = parallel(s.port, ["/nap"] * 8)
+        results, elapsed = parallel_get(s.port, ["/nap"] * 8)
         assert all(r.startswith(b"HTTP/1.1 200") for r in results), results
         bodies = sorted(body(r) for r in results)
         assert bodies == sorted(b"core=%d in_call=1" % i for i in range(8)), bodies
@@ -176,7 +162,7 @@ def test_plain_app_waits_inside_async_sleep(app_dir):
 def test_without_greenlet_the_same_app_holds_the_worker(app_dir):
     with server(app_dir, "--async", "8") as s:
         http_get(s.port, "/")
-        results, elapsed = parallel(s.port, ["/nap"] * 8)
+        results, elapsed = parallel_get(s.port, ["/nap"] * 8)
         assert all(body(r).endswith(b"in_call=0") for r in results), results
         assert elapsed >= 1.4, elapsed  # async_sleep only armed a wait: each request blocked
 

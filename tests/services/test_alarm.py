@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from helpers import Server, free_port, http_get, run_uwsgi
+from helpers import Server, free_port, http_get, run_uwsgi, wait_file
 
 APP = '''
 import sys, uwsgi, time
@@ -43,17 +43,6 @@ def _app(tmp_path: Path) -> Path:
     return app
 
 
-def _wait_text(path: Path, text: str, timeout: float = 20.0, count: int = 1) -> str:
-    deadline = time.monotonic() + timeout
-    data = ""
-    while time.monotonic() < deadline:
-        data = path.read_text(errors="replace") if path.exists() else ""
-        if data.count(text) >= count:
-            return data
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} x{count} not in {path} after {timeout}s:\n{data}")
-
-
 def _base(tmp_path, port, *extra):
     return ["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", _app(tmp_path), "--processes", "1",
             "--master", *extra]
@@ -70,14 +59,14 @@ def test_log_alarm_cmd_freq_and_not_log_alarm(tmp_path):
                  "--alarm-freq", "30")
     with Server(args, port) as s:
         assert http_get(port, "/say?DISK-1+full")[0] == 200
-        text = _wait_text(out, "END")
+        text = wait_file(out, "END")
         assert text == "DISK-1 full\nEND\n"                 # the log line, on the command's stdin
         log = s.wait_log("ALARM: LOOK DISK-1 full")
         # the same line again within --alarm-freq: nothing; another line: the alarm runs
         assert http_get(port, "/say?DISK-1+full")[0] == 200
         assert http_get(port, "/say?DISK-2+full+IGNORE-ME")[0] == 200    # negated: no alarm
         assert http_get(port, "/say?DISK-3+full")[0] == 200
-        text = _wait_text(out, "END", count=2)
+        text = wait_file(out, "END", count=2)
         log = s.wait_log("ALARM: LOOK DISK-3 full")
         time.sleep(0.5)
         text = out.read_text()
@@ -97,7 +86,7 @@ def test_signal_action_and_alarm_fd(tmp_path):
         assert http_get(port, "/")[0] == 200
         s.proc.stdin.write(b"x")
         s.proc.stdin.flush()
-        _wait_text(tmp_path / "signals.txt", "signal 17")
+        wait_file(tmp_path / "signals.txt", "signal 17")
         log = s.wait_log("ALARM: from-stdin")
         assert "[uwsgi-alarm] added fd 0" in log
 
@@ -116,7 +105,7 @@ while True:
     args = _base(tmp_path, port, f"--mule={mule}", "--alarm", "m mule:1", "--log-alarm", r"m PING-\d+ now")
     with Server(args, port):
         assert http_get(port, "/say?PING-7+now")[0] == 200
-        assert _wait_text(out, "\n") == "mule 1 got PING-7 now\n"
+        assert wait_file(out, "\n") == "mule 1 got PING-7 now\n"
 
 
 def test_hook_alarm_action(tmp_path):
@@ -139,7 +128,7 @@ def test_alarm_backlog_on_a_full_listen_queue(tmp_path):
         time.sleep(0.5)
         waiting = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
         try:
-            text = _wait_text(out, "full !!!", timeout=15)
+            text = wait_file(out, "full !!!", timeout=15)
             log = s.wait_log("*** uWSGI listen queue of socket")
         finally:
             for c in [busy, *waiting]:
@@ -157,7 +146,7 @@ def test_alarm_segfault(tmp_path):
             http_get(port, "/crash")
         except OSError:
             pass        # the worker died under the request
-        text = _wait_text(out, "killed by signal 11")
+        text = wait_file(out, "killed by signal 11")
     assert text.startswith("DAMN ! worker 1 (pid: ") and text.endswith("trying respawn ...\n"), text
 
 

@@ -23,19 +23,11 @@ from helpers import (
     read_response,
     run_uwsgi,
     uwsgi_http_get,
+    wait_file,
 )
 
 APPS = Path(__file__).resolve().parent
 BASE = ["--pythonpath", APPS, "--async", "20"]
-
-
-def wait_file(path: Path, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text():
-            return path.read_text()
-        time.sleep(0.05)
-    raise AssertionError(f"{path.name} never appeared")
 
 
 @pytest.fixture(scope="module")

@@ -11,22 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import Server, free_port, http_get, http_request
+from helpers import Server, free_port, http_get, http_request, wait_file
 
 pytest.importorskip("starlette")
 pytest.importorskip("fastapi")
 pytest.importorskip("django")
 
 APPS = Path(__file__).resolve().parent
-
-
-def wait_file(path: Path, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            return path.read_text()
-        time.sleep(0.05)
-    raise AssertionError(f"{path.name} never appeared")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import Server, free_port, http_get
+from helpers import Server, free_port, http_get, wait_file
 from nginx import AVAILABLE as NGINX_AVAILABLE
 from nginx import Nginx, uwsgi_pass_conf
 
@@ -26,15 +26,6 @@ from websockets.sync.client import connect  # noqa: E402
 
 APPS = Path(__file__).resolve().parent
 BASE = ["--pythonpath", APPS, "--async", "20", "--asgi", "asgi_apps:ws", "--websocket-max-size", "64"]
-
-
-def wait_file(path: Path, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text():
-            return path.read_text()
-        time.sleep(0.05)
-    raise AssertionError(f"{path.name} never appeared")
 
 
 @pytest.fixture(scope="module")

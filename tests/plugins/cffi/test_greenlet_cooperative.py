@@ -15,7 +15,7 @@ import time
 import urllib.parse
 
 import pytest
-from helpers import Server, free_port, http_get, raw, run_uwsgi
+from helpers import Server, free_port, http_get, parallel_get, run_uwsgi
 
 pytest.importorskip("greenlet")
 
@@ -185,17 +185,9 @@ def env(tmp_path_factory):
 
 
 def _parallel(port, paths, timeout=20):
-    results = [None] * len(paths)
-
-    def one(i, p):
-        results[i] = raw(f"127.0.0.1:{port}", b"GET %b HTTP/1.0\r\n\r\n" % p.encode(), timeout=timeout)
-    threads = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(paths)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return [r.split(b"\r\n\r\n", 1)[1] for r in results], time.monotonic() - t0
+    """(the response bodies, the seconds until the last one) of parallel GETs."""
+    responses, elapsed = parallel_get(port, paths, timeout)
+    return [r.split(b"\r\n\r\n", 1)[1] for r in responses], elapsed
 
 
 def test_time_sleep_suspends_only_its_core(env):
