@@ -20,6 +20,11 @@ PyObject *uwsgi_native_http_vars(PyObject *self, PyObject *const *args, Py_ssize
 int uwsgi_native_http_init(void);
 /* response.c */
 PyObject *uwsgi_native_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+int uwsgi_native_status_code(const char *p, Py_ssize_t n);
+PyObject *uwsgi_native_build_response(PyObject *status, int code, PyObject *headers, PyObject *body,
+                                      long flags);
+/* lane.c */
+int uwsgi_native_lane_init(PyObject *module);
 
 /* p[0..len) is exactly the literal lit (litlen bytes). */
 static inline int bytes_is(const char *p, Py_ssize_t len, const char *lit, Py_ssize_t litlen) {

@@ -1,6 +1,6 @@
 /* The `_uwsgi_native` CPython extension: the C half of the Python request path (native.h says
  * what each function accepts and returns). This file: the module; vars.c, http.c, response.c:
- * the functions. */
+ * the functions; lane.c: the native lane. */
 #include "common.h"
 
 /* ---- the module ------------------------------------------------------------------------------ */
@@ -29,7 +29,7 @@ PyMODINIT_FUNC PyInit__uwsgi_native(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (uwsgi_native_vars_init() < 0 || uwsgi_native_http_init() < 0 ||
+    if (uwsgi_native_vars_init() < 0 || uwsgi_native_http_init() < 0 || uwsgi_native_lane_init(m) < 0 ||
         PyModule_AddIntConstant(m, "RESP_HTTP", UWSGI_RESP_HTTP) < 0 ||
         PyModule_AddIntConstant(m, "RESP_HTTP11", UWSGI_RESP_HTTP11) < 0 ||
         PyModule_AddIntConstant(m, "RESP_KEEPALIVE", UWSGI_RESP_KEEPALIVE) < 0 ||

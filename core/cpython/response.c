@@ -16,7 +16,7 @@ static int contains_close(const char *p, Py_ssize_t n) {
 }
 
 /* The status line's code, or -1 when it is not "NNN" / "NNN reason" without CR/LF. */
-static int status_code(const char *p, Py_ssize_t n) {
+int uwsgi_native_status_code(const char *p, Py_ssize_t n) {
     if (n < 3 || p[0] < '1' || p[0] > '9' || p[1] < '0' || p[1] > '9' || p[2] < '0' || p[2] > '9')
         return -1;
     if ((n > 3 && p[3] != ' ') || has_crlf(p, n))
@@ -38,8 +38,9 @@ static void put(struct out *o, const char *p, size_t n) {
 }
 
 /* The response of status (checked: code) with the headers and body tuples (body: or bytes),
- * which the caller holds: None (a new reference) when it is not for the C path. */
-static PyObject *build(PyObject *status, int code, PyObject *headers, PyObject *body, long flags) {
+ * which the caller holds: None (a new reference) when it is not for the C path. Also used by
+ * lane.c. */
+PyObject *uwsgi_native_build_response(PyObject *status, int code, PyObject *headers, PyObject *body, long flags) {
     int http = (flags & UWSGI_RESP_HTTP) != 0, http11 = (flags & UWSGI_RESP_HTTP11) != 0;
     int keepalive = (flags & UWSGI_RESP_KEEPALIVE) != 0, head_req = (flags & UWSGI_RESP_HEAD) != 0;
 
@@ -187,7 +188,7 @@ PyObject *uwsgi_native_response(PyObject *self, PyObject *const *args, Py_ssize_
     if (!PyBytes_CheckExact(status) || !(PyList_CheckExact(headers) || PyTuple_CheckExact(headers)) ||
         !(PyBytes_CheckExact(body) || PyList_CheckExact(body) || PyTuple_CheckExact(body)))
         Py_RETURN_NONE;
-    int code = status_code(PyBytes_AS_STRING(status), PyBytes_GET_SIZE(status));
+    int code = uwsgi_native_status_code(PyBytes_AS_STRING(status), PyBytes_GET_SIZE(status));
     if (code < 0)
         Py_RETURN_NONE;
     /* The app's lists are read as tuples of our own: nothing that runs during an allocation
@@ -202,7 +203,7 @@ PyObject *uwsgi_native_response(PyObject *self, PyObject *const *args, Py_ssize_
         Py_DECREF(h);
         return NULL;
     }
-    PyObject *r = build(status, code, h, b, flags);
+    PyObject *r = uwsgi_native_build_response(status, code, h, b, flags);
     Py_DECREF(h);
     Py_DECREF(b);
     return r;

@@ -84,7 +84,7 @@ def error_reply(status: int, reason: str, text: str = "") -> bytes:
 class Connection:
     __slots__ = ("fd", "addr", "thread_loop", "loop", "listener", "parser", "queue", "out", "busy", "closed",
                  "closing", "deadline", "is_http", "_peer", "served", "eof", "paused", "on_drain",
-                 "lingering", "timeout", "pending", "__weakref__")
+                 "lingering", "timeout", "pending", "lane", "__weakref__")
 
     def __init__(self, thread_loop, fd: int, addr, listener):
         """fd: an accepted non-blocking socket, owned (closed) by this connection from now on.
@@ -106,6 +106,7 @@ class Connection:
         self.lingering = False
         self.served = 0
         self.pending = False    # in the thread loop's pending (its first request still arriving)
+        self.lane = None        # the native lane's handle(conn, data) (uwsgid/server/native_lane.py)
         limits = thread_loop.limits
         self.timeout = limits.socket_timeout
         self.deadline = _monotonic() + self.timeout
@@ -133,10 +134,14 @@ class Connection:
             self._peer = p
         return p
 
-    def start(self) -> None:
-        """First read right away (the request usually arrives with the connection); register
-        with epoll only if more is needed, so a one-shot connection costs no epoll_ctl."""
-        self.on_readable()
+    def start(self, data: bytes = b"") -> None:
+        """First read right away (the request usually arrives with the connection; `data`: what
+        the native lane read already); register with epoll only if more is needed, so a
+        one-shot connection costs no epoll_ctl."""
+        if data:
+            self._received(data)
+        else:
+            self.on_readable()
         if not (self.closed or self.eof or self.paused or self.lingering):
             self.loop.add_reader(self.fd, self.on_readable)
 
@@ -180,6 +185,10 @@ class Connection:
             return
         parser = self.parser
         started = parser.partial
+        lane = self.lane
+        if (lane is not None and not started and not self.busy and not self.queue and not self.closing
+                and parser.error is None and lane(self, data)):
+            return      # the next request of a kept-alive connection, taken by the native lane
         parser.feed(data)
         if parser.req is not None:
             self.deadline = _monotonic() + self.timeout   # body upload progressing

@@ -247,6 +247,12 @@ class RequestLogger:
             names = [p[0] for p in self.parts if isinstance(p, tuple)] if self.parts else list(JSON_FIELDS)
             self.json_fields = [(n, _xff_addr if n == "addr" and self.xff else chunk(n)) for n in names]
 
+    @property
+    def silent(self) -> bool:
+        """No request is ever logged (--disable-logging and none of its exceptions)."""
+        return self.disabled and not (self.log_4xx or self.log_5xx or self.log_slow or self.log_zero
+                                      or self.log_big or self.log_ioerror or self.log_sendfile)
+
     def __call__(self, req) -> None:
         if self.disabled:
             st = req.status

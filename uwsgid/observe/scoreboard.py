@@ -138,6 +138,18 @@ class Scoreboard:
                 r, e = _A.unpack_from(mem, off)
                 _A.pack_into(mem, off, r + 1, e + 1 if exception else e)
 
+    def c_offsets(self, wid: int, core_id: int, modifier1: int, app_id: int) -> tuple | None:
+        """For a C writer of begin/end (uwsgid/server/native_lane.py): (memory address, begin's
+        offset, end's core offset, end's app offset or 0), or None without the C memory."""
+        if self._cmem is None or not (0 < wid <= self.numproc and 0 <= core_id < self.cores):
+            return None
+        core_off = self._core_off(wid, core_id)
+        app_off = 0
+        base = self.app_base.get(modifier1)
+        if base is not None and 0 <= app_id < APPS_PER_PLUGIN:
+            app_off = self._app_off(wid, base + app_id, core_id)
+        return int(_ffi.cast("uintptr_t", self._cmem)), core_off + _C_REQ_OFF, core_off, app_off
+
     def _app_off(self, wid: int, slot: int, core_id: int) -> int:
         return self._apps_base + (((wid - 1) * self.app_slots + slot) * self.cores + core_id) * _A.size
 

@@ -60,7 +60,14 @@ def current_core():
 
 def current_request():
     core = getattr(_local, "core", None)
-    return core.request if core is not None else None
+    if core is None:
+        return None
+    req = core.request
+    if req is None:
+        take = getattr(core, "take_request", None)
+        if take is not None:
+            req = take()   # an app on the native lane asks for its request: made now
+    return req
 
 
 # ---- waits: the core reads core.wait after request() and after each yield ----------------

@@ -64,6 +64,13 @@ fileno; wait_readable/wait_writable for a plugin that runs handlers in green thr
 connection is closed when the request ends; an exception is logged with its traceback
 (req.ended_by(exc) says whether it was only the peer leaving or timing out).
 
+The native lane (optional): lane_app(core) returns a LaneApp when the core's loop may call
+the plugin's app from C for the common request (uwsgid/server/native_lane.py, core/cpython/lane.c),
+or None (the default) when every request must go through request(). The lane never calls
+request() or after_request() for the requests it completes; LaneApp.resume takes over, on a
+Request the core then runs as any other, a request whose app the lane called but could not
+finish itself.
+
 Running a script file (optional): a plugin that lists file extensions in `script_extensions`
 (".py", ".lua") runs such a file with run_script(path), in the calling process (a mule, for
 --mule FILE), with its runtime's `uwsgi` API available. What the script registered (RPC
@@ -74,6 +81,8 @@ id, worker id, log), uwsgid.services (cache, rpc, signals, locks, metrics).
 """
 
 from __future__ import annotations
+
+from typing import Callable, NamedTuple
 
 from uwsgid.config.options import Option
 
@@ -86,6 +95,29 @@ class OptionValueError(Exception):
     """A plugin option has a value the plugin cannot use (an unknown --lua-engine, a negative
     count): a usage error like an unknown option, so one line and exit 1 (not 22, which says
     an app failed to load)."""
+
+
+class LaneApp(NamedTuple):
+    """What the native lane needs to call a plugin's app itself (see the module doc).
+
+    A WSGI app (base: a dict) is called as call(environ, start_response), the environ a copy of
+    base with the request's vars, start_response checked in C and by check(status, headers) ->
+    (status bytes, [(name bytes, value bytes)]) for the shapes C leaves to it, raising
+    error_class. A block app (base None) is called as call(vars_block: bytes) (an HTTP head is
+    encoded as a uwsgi vars block) and returns (status line, headers, body) of bytes when its
+    response is whole, anything else (or raises) for resume to go on with.
+    """
+    call: Callable
+    base: dict | None
+    check: Callable | None
+    error_class: type | None
+    after: Callable | None      # after(): once each response the lane completed is out
+    app_id: int                 # the app's slot in the scoreboard's per-app counters
+    count: Callable             # count(n): n more requests served by the lane (the plugin's stats)
+    # resume(req, arg, status, headers, written, result, exc) -> None or a generator, as
+    # request(): arg is what call got; status, headers, written: what a WSGI app gave its
+    # start_response and write (None for a block app); result: what call returned; exc: what it raised
+    resume: Callable
 
 
 class Plugin:
@@ -112,6 +144,10 @@ class Plugin:
         raise NotImplementedError
 
     after_request = None   # or a method after_request(req): see the module doc
+
+    def lane_app(self, core) -> LaneApp | None:
+        """The native lane's way to this plugin's app on `core` (see the module doc)."""
+        return None
 
     def has_raw(self) -> bool:
         """True when this plugin has a raw TCP handler (--python-raw, --lua-raw)."""

@@ -52,7 +52,7 @@ class Core:
 
     __slots__ = ("id", "worker", "thread_loop", "loop", "state", "request", "requests", "wait", "ready_fd",
                  "timed_out", "thread", "gen", "conn", "_timer", "_deadline", "_wait_fd", "_wait_prev", "_resume",
-                 "exceptions", "after", "static", "to_loop", "spawn", "routes")
+                 "exceptions", "after", "static", "to_loop", "spawn", "routes", "take_request")
 
     def __init__(self, cid: int, thread_loop):
         self.id = cid
@@ -83,6 +83,9 @@ class Core:
         # set by a loop engine (--gevent: uwsgid.server.gevent_loop): spawn(core, plugin, req) ->
         # True when it took the request into a greenlet of its own (which calls call_plugin)
         self.spawn = None
+        # set while the native lane serves this core's loop (uwsgid/server/native_lane.py): the
+        # request inside the app, made when the app asks for it (uwsgid.plugins.api.current_request)
+        self.take_request = None
 
     # ---- running a request ------------------------------------------------------------------
     def run(self, conn, req) -> None:
@@ -127,6 +130,21 @@ class Core:
             self._no_app(w.plugins.get(req.modifier1))
             return
         self.respond(res)
+
+    def adopt(self, conn, req) -> None:
+        """A request the native lane began (its app called, the scoreboard's begin set): this
+        core runs the rest, from respond() on, as if run() had started it."""
+        w = self.worker
+        self.conn = conn
+        self.request = req
+        req.core = self
+        req.start = _monotonic()
+        req.start_wall = _time()
+        req.switches = 1
+        self.requests += 1
+        w.requests += 1
+        conn.busy = True
+        set_current(self)
 
     def call_plugin(self, plugin, req) -> None:
         """The plugin's part of run(), for a loop engine that runs it elsewhere (a greenlet)."""

@@ -17,9 +17,9 @@ where none is idle. A connection with bytes already waiting is left alone (its r
 dropping it would lose it); TLS connections too (their plaintext may sit in the SSL object).
 
 The watcher acts only while the loop's thread is inside the app (ThreadLoop._run: the request
-call, and a generator's steps up to its first pause), when no loop code runs that could close
-or reuse an fd; `ThreadLoop.watch_lock` makes the check-then-shutdown atomic with the app
-returning. It only shuts a socket down: the fd stays the loop's, which reads the end and
+call, and a generator's steps up to its first pause; or the native lane's app call), when no
+loop code runs that could close or reuse an fd; `ThreadLoop.watch_lock` makes the
+check-then-shutdown atomic with the app returning. It only shuts a socket down: the fd stays the loop's, which reads the end and
 closes it when it runs again.
 
 Not covered: a client whose next request is already in the kernel buffer when the threshold
@@ -81,11 +81,20 @@ def _run() -> None:
         with _lock:
             loops = list(_loops)
         for tl in loops:
-            started = tl.run_started
+            started = _running_since(tl)
             if started and now - started >= SHED_AFTER and not tl.worker.stopping:
                 with tl.watch_lock:
-                    if tl.run_started == started:   # still the same request: the loop is not running
+                    if _running_since(tl) == started:   # still the same request: the loop is not running
                         shed(tl)
+
+
+def _running_since(tl) -> float:
+    """When the loop's app call began (0.0: none is running), on the Python path or the native
+    lane's (uwsgid/server/native_lane.py: it takes watch_lock as the app returns)."""
+    started = tl.run_started
+    if not started and tl.lane is not None:
+        started = tl.lane.busy_since
+    return started
 
 
 def shed(tl) -> int:

@@ -39,7 +39,7 @@ from uwsgid.net.connection import Connection
 from uwsgid.net.loop import Loop
 from uwsgid.net.protocols import keepalive_seconds
 from uwsgid.net.raw import RawConnection
-from uwsgid.server import keepalive_watch
+from uwsgid.server import keepalive_watch, native_lane
 from uwsgid.server.accept_gate import schedstat
 from uwsgid.server.core import Core
 from uwsgid.util.log import log, log_exception
@@ -133,6 +133,7 @@ class ThreadLoop:
         self._cpu0 = None       # at the start of the running request: thread CPU time, schedstat
         self._stat0 = None
         self.run_started = 0.0  # when the core took its running request (keepalive_watch's)
+        self.lane = None        # the native lane's C object, when it serves this loop (its busy_since)
         self.watch_lock = None
         engine = getattr(worker, "engine", None)
         if engine is not None:
@@ -180,11 +181,14 @@ class ThreadLoop:
             self.stop_accepting()
 
     def _acceptor(self, listener):
+        conn_class = connection_class(listener)
+        lane = native_lane.acceptor(self, listener, conn_class)
+        if lane is not None:
+            return lane
         if _c_accept is None:
             return self._py_acceptor(listener)
         lfd = listener.fd
         http = listener.proto != "uwsgi"    # http and raw: the peer's address comes from accept
-        conn_class = connection_class(listener)
         # uwsgi packets carry the client's address in their vars: ours is fetched only for a log line
         abuf = _ffi.new("char[]", _ADDR_CAP) if http else _ffi.NULL
         aview = _ffi.buffer(abuf) if http else None
@@ -226,10 +230,14 @@ class ThreadLoop:
                     return
         return accept
 
-    def _start_ends_batch(self, conn) -> bool:
-        """Start serving a just-accepted connection. True: this loop takes no more connections
-        in this accept batch (it stopped accepting, or has no free core for another)."""
-        conn.start()
+    def _start_ends_batch(self, conn, data: bytes = b"") -> bool:
+        """Start serving a just-accepted connection (`data`: what was read from it already).
+        True: this loop takes no more connections in this accept batch (it stopped accepting,
+        or has no free core for another)."""
+        if data:
+            conn.start(data)
+        else:
+            conn.start()
         if not (conn.busy or conn.closed or conn.queue or conn.served):
             self._add_pending(conn)     # its request is not in yet: wait for it, keep accepting
         if self.single:

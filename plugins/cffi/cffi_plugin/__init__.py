@@ -16,7 +16,7 @@ import importlib
 import sys
 
 from uwsgid.config.options import lookup
-from uwsgid.plugins.contract import AppLoadError, OptionValueError, Plugin
+from uwsgid.plugins.contract import AppLoadError, LaneApp, OptionValueError, Plugin
 from uwsgid.util.log import log
 
 from .options import ENGINE_OPTIONS, OPTIONS
@@ -377,6 +377,35 @@ class CffiPlugin(Plugin):
         if app.asgi is not None:
             return app.asgi.request(req, env["SCRIPT_NAME"], env["PATH_INFO"])
         return Response(req, app).run(app.callable, env)
+
+    # ---- the native lane (uwsgid/server/native_lane.py) ---------------------------------------
+
+    def lane_app(self, core):
+        """The native lane's way to the one WSGI app (uwsgid.plugins.contract.LaneApp), or None
+        when every request needs request(): several apps or a selection by path or host, ASGI,
+        the greenlet engine, code hooks (their ctx), or no app."""
+        apps = self.apps
+        if apps is None or len(apps.apps) != 1 or apps.manage_script_name or apps.vhost:
+            return None
+        from uwsgid.plugins import code
+
+        from .response import Response as PlainResponse
+        from .response import ResponseError, check_headers, check_status
+        app = apps.apps[0]
+        if app.asgi is not None or Response is not PlainResponse or code.WANTED:
+            return None
+
+        def check(status, headers):
+            return check_status(status), check_headers(headers)
+
+        def count(n):
+            app.requests += n
+
+        def resume(req, env, status, headers, written, result, exc):
+            app.requests += 1
+            req.app_id = app.id
+            return Response(req, app).resume(env, status, headers, written, result, exc)
+        return LaneApp(app.callable, self.base_environ, check, ResponseError, None, app.id, count, resume)
 
 
 plugin = CffiPlugin()

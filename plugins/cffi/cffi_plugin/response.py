@@ -215,9 +215,31 @@ class Response:
         try:
             result = app_callable(environ, self.start_response)
         except Exception:
-            if getattr(self.req, "websocket", None) is not None:
-                return self._websocket_end(None)
-            return self._fail()
+            return self._raised()
+        return self._returned(result)
+
+    def resume(self, environ, status, headers, written, result, exc):
+        """Go on with a request whose app the native lane called (uwsgid/server/native_lane.py):
+        what the app did through the lane's start_response and write is done again here, in
+        order, then its result or exception is taken as run() takes them."""
+        self.environ = environ
+        try:
+            if status is not None:
+                self.start_response(status, headers)    # checked by the lane already
+            for data in written or ():
+                self.write(data)
+            if exc is not None:
+                raise exc
+        except Exception:
+            return self._raised()
+        return self._returned(result)
+
+    def _raised(self):
+        if getattr(self.req, "websocket", None) is not None:
+            return self._websocket_end(None)
+        return self._fail()
+
+    def _returned(self, result):
         if getattr(self.req, "websocket", None) is not None:
             if result is None or isinstance(result, (list, tuple, bytes, str)):
                 return self._websocket_end(result)

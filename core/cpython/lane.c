@@ -1,0 +1,470 @@
+/* lane.c: the native lane of _uwsgi_native (issue 16; the design and the Python side:
+ * uwsgid/server/native_lane.py). A one-core loop's common request without a Python object per
+ * step: accept4, read, the environ straight from the bytes (lane_env.c), the WSGI callable
+ * called with the lane's start_response (lane_sr.c), a list or tuple body serialised with its
+ * head (uwsgi_native_build_response) and sent in one send (with the FIN when the connection
+ * ends), the scoreboard updated (core/scoreboard.c). Python runs the app and nothing else.
+ *
+ * Whatever the lane does not take goes back to the Python path at the point where it stopped,
+ * with what it has (the kinds in lane.h). It keeps no state between requests but its caches. */
+#include "lane.h"
+
+#include <errno.h>
+#include <time.h>
+#include <unistd.h>
+
+static double mono(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* the app returned: keepalive_watch may be acting on this loop's idle connections while the app
+ * ran (uwsgid/server/keepalive_watch.py); its lock makes its check and act atomic with this */
+static int app_returned(Lane *self) {
+    if (self->watch_lock == Py_None) {
+        self->busy_since = 0.0;
+        return 0;
+    }
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);    /* the app's error, if any, waits */
+    PyObject *r = PyObject_CallMethod(self->watch_lock, "acquire", NULL);
+    if (r == NULL) {
+        Py_XDECREF(exc_type);
+        Py_XDECREF(exc_value);
+        Py_XDECREF(exc_tb);
+        return -1;
+    }
+    Py_DECREF(r);
+    self->busy_since = 0.0;
+    r = PyObject_CallMethod(self->watch_lock, "release", NULL);
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+struct conn {
+    int fd;
+    int owned;              /* serve(): the lane closes it when done; handle(): its caller does */
+    PyObject *addr;         /* the peer's sockaddr (bytes) or None */
+    const struct sockaddr *sa;
+    socklen_t salen;
+};
+
+static PyObject *start(Py_ssize_t served, struct conn *c, const char *data, size_t n) {
+    return Py_BuildValue("(niiOy#)", served, LANE_START, c->fd, c->addr, data, (Py_ssize_t)n);
+}
+
+/* One request, its bytes in buf[0..n): the tuple for Python (a new reference), or NULL on an
+ * error (an fd the lane owns is closed then). */
+static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size_t n, Py_ssize_t served) {
+    struct reqinfo ri;
+    PyObject *env = self->proto == LANE_HTTP ? lane_http_request(self, buf, n, c->sa, c->salen, &ri)
+                                             : lane_uwsgi_request(self, buf, n, &ri);
+    if (env == NULL) {
+        if (PyErr_Occurred()) {
+            if (c->owned)
+                close(c->fd);
+            return NULL;
+        }
+        return start(served, c, buf, n);
+    }
+    struct lane_app *app = ri.app;
+    int wsgi = app->base != NULL;
+    double started = mono();
+    if (self->sb != NULL)
+        uwsgi_sb_begin(self->sb, (size_t)self->sb_start, ri.uri, ri.uri_len, 256);
+    LaneStartResponse *sr = lane_start_response(app->check, app->error_class);
+    if (sr == NULL) {
+        Py_DECREF(env);
+        if (c->owned)
+            close(c->fd);
+        return NULL;
+    }
+    self->cur_fd = c->fd;
+    self->cur_modifier1 = app->modifier1;
+    Py_INCREF(env);
+    self->cur_env = env;
+    Py_INCREF(c->addr);
+    self->cur_addr = c->addr;
+    self->taken = 0;
+    self->busy_since = started;
+    PyObject *result = wsgi ? PyObject_CallFunctionObjArgs(app->app, env, (PyObject *)sr, NULL)
+                            : PyObject_CallOneArg(app->app, env);
+    int lock_failed = app_returned(self) < 0;
+    self->cur_fd = -1;
+    Py_CLEAR(self->cur_env);
+    Py_CLEAR(self->cur_addr);
+    /* from here the fd is the Python path's once the app took its request (take()) */
+    int owned = c->owned && !self->taken;
+
+    PyObject *exc = NULL, *data = NULL, *answer = NULL;
+    if (lock_failed) {
+        Py_CLEAR(result);
+        goto error;
+    }
+    if (result == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception))    /* SystemExit and the like: not the app's error */
+            goto error;
+        PyObject *type, *tb;
+        PyErr_Fetch(&type, &exc, &tb);
+        PyErr_NormalizeException(&type, &exc, &tb);
+        if (exc != NULL && tb != NULL)
+            PyException_SetTraceback(exc, tb);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        goto resume;
+    }
+    PyObject *status, *headers, *body;
+    if (wsgi) {
+        if (self->taken || sr->written != NULL || sr->bstatus == NULL ||
+            !(PyList_CheckExact(result) || PyTuple_CheckExact(result)))
+            goto resume;
+        status = sr->bstatus;
+        headers = sr->bheaders;
+        Py_INCREF(status);
+        Py_INCREF(headers);
+        body = PySequence_Tuple(result);
+    } else {
+        /* (status line, headers, body) of bytes: the whole response; anything else goes on in Python */
+        if (self->taken || !PyTuple_CheckExact(result) || PyTuple_GET_SIZE(result) != 3 ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(result, 0)) || !PyBytes_CheckExact(PyTuple_GET_ITEM(result, 2)))
+            goto resume;
+        status = PyTuple_GET_ITEM(result, 0);
+        Py_INCREF(status);
+        headers = PySequence_Tuple(PyTuple_GET_ITEM(result, 1));
+        body = PyTuple_GET_ITEM(result, 2);
+        Py_INCREF(body);
+    }
+    if (headers == NULL || body == NULL) {
+        Py_DECREF(status);
+        Py_XDECREF(headers);
+        Py_XDECREF(body);
+        goto error;
+    }
+    long flags = (ri.http11 ? UWSGI_RESP_HTTP11 : 0) | (ri.head ? UWSGI_RESP_HEAD : 0) |
+                 (self->proto == LANE_HTTP ? UWSGI_RESP_HTTP : 0) | (ri.keepalive ? UWSGI_RESP_KEEPALIVE : 0);
+    int code = uwsgi_native_status_code(PyBytes_AS_STRING(status), PyBytes_GET_SIZE(status));
+    PyObject *built = code < 0 ? (Py_INCREF(Py_None), Py_None)
+                               : uwsgi_native_build_response(status, code, headers, body, flags);
+    Py_DECREF(status);
+    Py_DECREF(headers);
+    Py_DECREF(body);
+    if (built == NULL)
+        goto error;
+    if (built == Py_None) {     /* a shape for the Python path (a large body, a str item, ...) */
+        Py_DECREF(built);
+        goto resume;
+    }
+    data = PyTuple_GET_ITEM(built, 0);
+    Py_INCREF(data);
+    int keep = PyObject_IsTrue(PyTuple_GET_ITEM(built, 2));
+    size_t tx = (size_t)PyLong_AsSsize_t(PyTuple_GET_ITEM(built, 3)) + (size_t)PyLong_AsSsize_t(PyTuple_GET_ITEM(built, 5));
+    Py_DECREF(built);
+    size_t len = (size_t)PyBytes_GET_SIZE(data);
+    const char *out = PyBytes_AS_STRING(data);
+    int sent;
+    if (keep) {
+        ssize_t w = send(c->fd, out, len, MSG_NOSIGNAL);
+        sent = w < 0 ? -errno : (int)w;
+    } else {
+        sent = uwsgi_send_last(c->fd, out, len);    /* the FIN follows at once: close() below or the caller's */
+    }
+    if (self->sb != NULL)
+        uwsgi_sb_end(self->sb, (size_t)self->sb_core, (size_t)app->sb_app, (uint64_t)tx,
+                     (int64_t)((mono() - started) * 1e6), 0);
+    if (sent >= 0 && (size_t)sent == len) {
+        if (keep)
+            answer = Py_BuildValue("(niiO)", served + 1, LANE_KEEP, c->fd, c->addr);
+        else if (owned) {
+            close(c->fd);
+            Py_INCREF(Py_None);
+            answer = Py_None;   /* served and closed: the batch goes on */
+        } else
+            answer = Py_BuildValue("(ni)", served + 1, LANE_CLOSE);
+    } else if (sent >= 0 || sent == -EAGAIN || sent == -EINTR) {
+        size_t at = sent > 0 ? (size_t)sent : 0;
+        answer = Py_BuildValue("(niiOy#i)", served + 1, LANE_TAIL, c->fd, c->addr, out + at,
+                               (Py_ssize_t)(len - at), keep);
+        if (answer == NULL && owned)
+            close(c->fd);
+    } else {
+        if (owned)
+            close(c->fd);
+        answer = Py_BuildValue("(niiy#)", served + 1, LANE_GONE, -sent, ri.uri, (Py_ssize_t)ri.uri_len);
+    }
+    app->served++;
+    if (app->after != NULL) {   /* the app's per-request end, once its response is out */
+        PyObject *r = PyObject_CallNoArgs(app->after);
+        if (r == NULL)
+            PyErr_WriteUnraisable(app->after);
+        Py_XDECREF(r);
+    }
+    goto out;
+resume:
+    /* the Python path goes on with this request (the fd is its from now on) */
+    answer = Py_BuildValue("(niiOiOOOOOOi)", served, LANE_RESUME, c->fd, c->addr, app->modifier1, env,
+                           sr->status ? sr->status : Py_None, sr->headers ? sr->headers : Py_None,
+                           sr->written ? sr->written : Py_None, result ? result : Py_None,
+                           exc ? exc : Py_None, ri.keepalive);
+    if (answer == NULL && owned)
+        close(c->fd);
+    goto out;
+error:
+    if (owned)
+        close(c->fd);
+out:
+    Py_XDECREF(data);
+    Py_XDECREF(exc);
+    Py_XDECREF(result);
+    Py_DECREF(sr);
+    Py_DECREF(env);
+    return answer;
+}
+
+static PyObject *lane_serve(Lane *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "serve(lfd, batch) takes 2 arguments");
+        return NULL;
+    }
+    int lfd = _PyLong_AsInt(args[0]);
+    Py_ssize_t batch = PyLong_AsSsize_t(args[1]);
+    if ((lfd == -1 || batch == -1) && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t served = 0;
+    for (Py_ssize_t i = 0; i < batch; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sslen = sizeof ss;
+        int http = self->proto == LANE_HTTP;
+        int fd = accept4(lfd, http ? (struct sockaddr *)&ss : NULL, http ? &sslen : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR) {
+                if (PyErr_CheckSignals() < 0)
+                    return NULL;
+                continue;
+            }
+            if (errno == EAGAIN || errno == ECONNABORTED)
+                return Py_BuildValue("(ni)", served, LANE_IDLE);
+            return Py_BuildValue("(ni)", served, -errno);
+        }
+        ssize_t n = read(fd, self->buf, sizeof self->buf);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            close(fd);      /* gone before its request: nothing to answer (the Python path's way) */
+            continue;
+        }
+        PyObject *addr = http ? PyBytes_FromStringAndSize((const char *)&ss, sslen) : (Py_INCREF(Py_None), Py_None);
+        if (addr == NULL) {
+            close(fd);
+            return NULL;
+        }
+        struct conn c = {fd, 1, addr, (const struct sockaddr *)&ss, sslen};
+        PyObject *r;
+        if (n < 0 || (size_t)n == sizeof self->buf)
+            r = start(served, &c, self->buf, n < 0 ? 0 : (size_t)n);
+        else
+            r = serve_request(self, &c, self->buf, (size_t)n, served);
+        Py_DECREF(addr);
+        if (r != Py_None)
+            return r;
+        Py_DECREF(r);
+        served++;
+    }
+    return Py_BuildValue("(ni)", served, LANE_FULL);
+}
+
+static PyObject *lane_handle(Lane *self, PyObject *const *args, Py_ssize_t nargs) {
+    /* a kept-alive connection's next request, read by its Connection: data holds all of it */
+    if (nargs != 3 || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "handle(fd, data: bytes, addr: bytes) takes 3 arguments");
+        return NULL;
+    }
+    int fd = _PyLong_AsInt(args[0]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *data = args[1], *addr = args[2];
+    struct conn c = {fd, 0, addr, (const struct sockaddr *)PyBytes_AS_STRING(addr), (socklen_t)PyBytes_GET_SIZE(addr)};
+    if (self->proto != LANE_HTTP || (size_t)PyBytes_GET_SIZE(addr) < sizeof(sa_family_t))
+        return start(0, &c, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data));
+    /* the bytes object is held by our caller for the whole call: its buffer stays */
+    PyObject *r = serve_request(self, &c, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), 0);
+    if (r == Py_None) {     /* cannot happen: handle() does not own the fd */
+        Py_DECREF(r);
+        return Py_BuildValue("(ni)", (Py_ssize_t)1, LANE_CLOSE);
+    }
+    return r;
+}
+
+static PyObject *lane_counts(Lane *self, PyObject *unused) {
+    (void)unused;
+    /* the requests each app (in add_app's order) completed since the last call */
+    PyObject *t = PyTuple_New(self->napps);
+    if (t == NULL)
+        return NULL;
+    for (int i = 0; i < self->napps; i++) {
+        PyObject *n = PyLong_FromSsize_t(self->apps[i].served);
+        if (n == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, n);
+        self->apps[i].served = 0;
+    }
+    return t;
+}
+
+static PyObject *lane_take(Lane *self, PyObject *unused) {
+    (void)unused;
+    /* the app asked for its request object (uwsgid.plugins.api): the Python path takes the
+     * connection now, and the request when the app returns */
+    if (self->cur_env == NULL || self->taken)
+        Py_RETURN_NONE;
+    self->taken = 1;
+    return Py_BuildValue("(iOiO)", self->cur_fd, self->cur_addr, self->cur_modifier1, self->cur_env);
+}
+
+/* ---- the type ------------------------------------------------------------------------------- */
+
+static int lane_init(Lane *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"proto", "buffer_size", "max_vars", "keepalive", "watch_lock", "server_name",
+                             "server_port", "sb_addr", "sb_start", "sb_core", NULL};
+    PyObject *watch_lock = Py_None, *server_name = NULL, *server_port = NULL;
+    unsigned long long sb_addr = 0;
+    Py_ssize_t sb_start = 0, sb_core = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ili|pOSSKnn:Lane", kwlist, &self->proto, &self->buffer_size,
+                                     &self->max_vars, &self->keepalive, &watch_lock, &server_name, &server_port,
+                                     &sb_addr, &sb_start, &sb_core))
+        return -1;
+    if (self->proto != LANE_UWSGI && self->proto != LANE_HTTP) {
+        PyErr_SetString(PyExc_ValueError, "Lane: proto must be LANE_UWSGI or LANE_HTTP");
+        return -1;
+    }
+    Py_INCREF(watch_lock);
+    Py_XSETREF(self->watch_lock, watch_lock);
+    Py_XINCREF(server_name);
+    Py_XSETREF(self->server_name, server_name);
+    Py_XINCREF(server_port);
+    Py_XSETREF(self->server_port, server_port);
+    self->sb = (char *)(uintptr_t)sb_addr;
+    self->sb_start = sb_start;
+    self->sb_core = sb_core;
+    self->cur_fd = -1;
+    return 0;
+}
+
+static PyObject *lane_add_app(Lane *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"modifier1", "app", "base", "check", "error_class", "after", "sb_app", NULL};
+    int modifier1;
+    PyObject *app, *base = Py_None, *check = Py_None, *error_class = Py_None, *after = Py_None;
+    Py_ssize_t sb_app = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|OOOOn:add_app", kwlist, &modifier1, &app, &base, &check,
+                                     &error_class, &after, &sb_app))
+        return NULL;
+    if (self->napps == LANE_APPS || (self->proto == LANE_HTTP && self->napps == 1)) {
+        PyErr_SetString(PyExc_ValueError, "add_app: no room for another app on this lane");
+        return NULL;
+    }
+    if (base != Py_None && (!PyDict_Check(base) || !PyCallable_Check(check) || !PyExceptionClass_Check(error_class))) {
+        PyErr_SetString(PyExc_TypeError, "add_app: a WSGI app needs a dict base, a check and an error class");
+        return NULL;
+    }
+    struct lane_app *a = &self->apps[self->napps++];
+    a->modifier1 = modifier1;
+    a->sb_app = sb_app;
+    a->served = 0;
+    Py_INCREF(app);
+    a->app = app;
+#define KEEP(field, obj) do { a->field = (obj) == Py_None ? NULL : (Py_INCREF(obj), (obj)); } while (0)
+    KEEP(base, base);
+    KEEP(check, check);
+    KEEP(error_class, error_class);
+    KEEP(after, after);
+#undef KEEP
+    if (a->check == NULL) {     /* a block app: start_response is never called; any callable will do */
+        Py_INCREF(app);
+        a->check = app;
+        Py_INCREF(PyExc_RuntimeError);
+        a->error_class = PyExc_RuntimeError;
+    }
+    Py_RETURN_NONE;
+}
+
+static void lane_dealloc(Lane *self) {
+    for (int i = 0; i < self->napps; i++) {
+        struct lane_app *a = &self->apps[i];
+        Py_XDECREF(a->app);
+        Py_XDECREF(a->base);
+        Py_XDECREF(a->check);
+        Py_XDECREF(a->error_class);
+        Py_XDECREF(a->after);
+    }
+    Py_XDECREF(self->watch_lock);
+    Py_XDECREF(self->server_name);
+    Py_XDECREF(self->server_port);
+    Py_XDECREF(self->cur_env);
+    Py_XDECREF(self->cur_addr);
+    for (int i = 0; i < LANE_KEYS; i++) {
+        Py_XDECREF(self->keys[i].name);
+        Py_XDECREF(self->hkeys[i].name);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *lane_get_busy_since(Lane *self, void *unused) {
+    (void)unused;
+    return PyFloat_FromDouble(self->busy_since);
+}
+
+static PyMethodDef lane_methods[] = {
+    {"serve", (PyCFunction)(void (*)(void))lane_serve, METH_FASTCALL,
+     "serve(lfd, batch) -> (served, kind, ...): accept and serve up to batch connections (lane.h)"},
+    {"handle", (PyCFunction)(void (*)(void))lane_handle, METH_FASTCALL,
+     "handle(fd, data, addr) -> (served, kind, ...): a kept-alive HTTP connection's next request (lane.h)"},
+    {"add_app", (PyCFunction)(void (*)(void))lane_add_app, METH_VARARGS | METH_KEYWORDS,
+     "add_app(modifier1, app, base=None, check=None, error_class=None, after=None, sb_app=0): the app of "
+     "the requests of modifier1 (a WSGI app with a base environ, else a block app: lane.h)"},
+    {"counts", (PyCFunction)lane_counts, METH_NOARGS,
+     "counts() -> the requests each app completed since the last call (add_app's order)"},
+    {"take", (PyCFunction)lane_take, METH_NOARGS,
+     "take() -> (fd, addr, modifier1, environ or block) of the request inside the app, which the Python "
+     "path takes over; None outside"},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyGetSetDef lane_getset[] = {
+    {"busy_since", (getter)lane_get_busy_since, NULL,
+     "time.monotonic() when the app's call began, 0.0 while no app runs", NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
+
+static PyTypeObject LaneType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "_uwsgi_native.Lane",
+    .tp_basicsize = sizeof(Lane),
+    .tp_dealloc = (destructor)lane_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "the native lane of a one-core loop (core/cpython/lane.c, uwsgid/server/native_lane.py)",
+    .tp_methods = lane_methods,
+    .tp_getset = lane_getset,
+    .tp_init = (initproc)lane_init,
+    .tp_new = PyType_GenericNew,
+};
+
+int uwsgi_native_lane_init(PyObject *m) {
+    if (lane_env_init() < 0 || PyType_Ready(&LaneStartResponseType) < 0 || PyType_Ready(&LaneType) < 0)
+        return -1;
+    Py_INCREF(&LaneType);
+    if (PyModule_AddObject(m, "Lane", (PyObject *)&LaneType) < 0) {
+        Py_DECREF(&LaneType);
+        return -1;
+    }
+    static const struct { const char *name; int value; } consts[] = {
+        {"LANE_UWSGI", LANE_UWSGI}, {"LANE_HTTP", LANE_HTTP}, {"LANE_IDLE", LANE_IDLE}, {"LANE_FULL", LANE_FULL},
+        {"LANE_START", LANE_START}, {"LANE_RESUME", LANE_RESUME}, {"LANE_TAIL", LANE_TAIL},
+        {"LANE_GONE", LANE_GONE}, {"LANE_KEEP", LANE_KEEP}, {"LANE_CLOSE", LANE_CLOSE}};
+    for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
+        if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value) < 0)
+            return -1;
+    return 0;
+}

@@ -1,0 +1,107 @@
+/* lane.h: private to the native lane of _uwsgi_native (issue 16; the Python side and the whole
+ * design: uwsgid/server/native_lane.py). lane.c: serve() / handle() and the Lane type;
+ * lane_env.c: the environ straight from a uwsgi packet or an HTTP head; lane_sr.c: the
+ * start_response the app gets. */
+#ifndef UWSGI_LANE_H
+#define UWSGI_LANE_H
+
+#include "common.h"
+
+#include <sys/socket.h>
+
+/* LANE_BUF: the first read (a request the size of the buffer or more goes the Python way);
+ * LANE_VARS_MAX: a packet or head with more vars goes the Python way, which applies --max-vars
+ * itself, as a head with more than LANE_FIELDS_MAX fields; LANE_KEYS, LANE_KEY_MAX: the name
+ * caches' positions and longest raw name */
+enum { LANE_BUF = 16384, LANE_KEYS = 64, LANE_KEY_MAX = 40, LANE_VARS_MAX = 256, LANE_FIELDS_MAX = 128 };
+
+enum { LANE_UWSGI = 0, LANE_HTTP = 1 };
+
+/* serve() and handle() answer (served, kind, ...): served, the requests completed; a negative
+ * kind: accept() failed with -kind. addr: the peer's raw sockaddr (bytes) on an HTTP socket,
+ * None on a uwsgi socket (the client's address is in the packet). */
+enum lane_kind {
+    LANE_IDLE = 0,      /* nothing more to accept (EAGAIN) */
+    LANE_FULL = 1,      /* the batch is done */
+    LANE_START = 2,     /* (fd, addr, data): not the lane's; the Python path reads on after data */
+    LANE_RESUME = 3,    /* (fd, addr, env, status, headers, written, result, exc, keepalive): the app
+                         * ran; the Python path goes on from there */
+    LANE_TAIL = 4,      /* (fd, addr, rest, keepalive): the kernel did not take the whole response */
+    LANE_GONE = 5,      /* (errno, uri): the client went away during the response (fd closed by
+                         * serve; handle leaves it to its caller, which closes it) */
+    LANE_KEEP = 6,      /* (fd, addr): served, the connection kept alive for its next request */
+    LANE_CLOSE = 7      /* handle() only: served with its last bytes queued: close it now */
+};
+
+struct keyslot {
+    uint16_t len;
+    char raw[LANE_KEY_MAX];
+    PyObject *name;
+};
+
+/* An app the lane calls, by the modifier1 of its requests. A WSGI app (base: a dict) gets the
+ * environ (a copy of base with the request's vars) and the lane's start_response, and returns its
+ * body; a block app (base: NULL, the Lua plugin's) gets the request's uwsgi vars block (bytes: an
+ * HTTP head is encoded as one) and returns (status line, headers, body) when its response is
+ * whole, anything else for the Python path to go on with. after: NULL, or called with no
+ * argument after each response the lane sent (the Lua state's per-request end). */
+struct lane_app {
+    int modifier1;
+    PyObject *app, *base, *check, *error_class, *after;
+    Py_ssize_t sb_app;          /* the scoreboard's per-app counters (0: none) */
+    Py_ssize_t served;          /* requests it completed since counts() last asked */
+};
+
+enum { LANE_APPS = 2 };
+
+typedef struct {
+    PyObject_HEAD
+    int proto;                  /* LANE_UWSGI / LANE_HTTP */
+    int max_vars;
+    int keepalive;              /* HTTP keep-alive allowed (--http-keepalive) */
+    long buffer_size;
+    struct lane_app apps[LANE_APPS];
+    int napps;
+    PyObject *server_name, *server_port;    /* HTTP: SERVER_NAME, SERVER_PORT (bytes) of a block */
+    PyObject *watch_lock;       /* None, or keepalive_watch's lock, held while the app returns */
+    char *sb;                   /* the scoreboard's memory, NULL: none */
+    Py_ssize_t sb_start, sb_core;
+    /* the request inside the app, for take() */
+    int cur_fd, cur_modifier1;
+    PyObject *cur_env, *cur_addr;
+    int taken;
+    double busy_since;
+    char buf[LANE_BUF];
+    uint32_t offs[4 * LANE_VARS_MAX];
+    struct keyslot keys[LANE_KEYS];     /* uwsgi var names by position */
+    struct keyslot hkeys[LANE_KEYS];    /* HTTP header names by position -> their CGI names */
+} Lane;
+
+/* what the request builders tell about the request */
+struct reqinfo {
+    const char *uri;
+    size_t uri_len;
+    int head, http11, keepalive;
+    struct lane_app *app;       /* the app it goes to */
+};
+
+/* lane_env.c: the app's argument (the environ, or the vars block of a block app), or NULL: with
+ * an error set (a failure), or without (the Python path takes the connection). addr: the peer's
+ * sockaddr (HTTP). */
+PyObject *lane_uwsgi_request(Lane *self, const char *buf, size_t len, struct reqinfo *ri);
+PyObject *lane_http_request(Lane *self, const char *buf, size_t len, const struct sockaddr *addr,
+                            socklen_t addrlen, struct reqinfo *ri);
+int lane_env_init(void);
+
+/* lane_sr.c */
+extern PyTypeObject LaneStartResponseType;
+typedef struct {
+    PyObject_HEAD
+    PyObject *status, *headers;     /* what the app gave */
+    PyObject *bstatus, *bheaders;   /* checked: bytes, tuple of (bytes, bytes) */
+    PyObject *written;              /* write() data, NULL: none */
+    PyObject *check, *error_class;
+} LaneStartResponse;
+LaneStartResponse *lane_start_response(PyObject *check, PyObject *error_class);
+
+#endif

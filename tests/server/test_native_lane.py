@@ -1,0 +1,246 @@
+"""The native lane (core/cpython/lane.c, uwsgid/server/native_lane.py): a uwsgi-socket request
+served in C around the WSGI call answers exactly as the Python path does, hands every other
+shape back to it at the point it stopped, and keeps the counters, --max-requests, the scoreboard
+(stats, harakiri) and the error lines of the Python path."""
+
+from __future__ import annotations
+
+import json
+import socket
+import textwrap
+import time
+
+import pytest
+
+from tests.helpers import Server, free_port, uwsgi_packet, uwsgi_request
+from tests.master_helpers import read_stats
+
+native = pytest.importorskip("_uwsgi_native")
+if not hasattr(native, "Lane"):
+    pytest.skip("the native module has no lane (an old build)", allow_module_level=True)
+
+APP = textwrap.dedent('''
+    import os, sys, time
+    import uwsgi
+
+    def application(env, start_response):
+        p = env["PATH_INFO"]
+        if p == "/gen":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return (c for c in [b"a", b"b", b"c"])
+        if p == "/write":
+            w = start_response("200 OK", [("Content-Type", "text/plain")])
+            w(b"written-")
+            return [b"returned"]
+        if p == "/raise":
+            raise RuntimeError("boom in the lane app")
+        if p == "/badheader":
+            start_response("200 OK", [("X-Bad", "a\\nb")])
+            return [b"never"]
+        if p == "/twice":
+            start_response("200 OK", [])
+            start_response("200 OK", [])
+            return [b"never"]
+        if p == "/excinfo":
+            start_response("200 OK", [("X-First", "1")])
+            try:
+                1 / 0
+            except ZeroDivisionError:
+                start_response("503 Replaced", [("X-Second", "2")], sys.exc_info())
+            return [b"replaced"]
+        if p == "/str":
+            start_response("200 OK", [])
+            return ["a str item"]
+        if p == "/listheaders":
+            start_response("201 Created", [["X-List", "yes"]])
+            return (b"tuple body",)
+        if p == "/big":
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+            return [b"x" * 300000]
+        if p == "/file":
+            start_response("200 OK", [("Content-Type", "text/x-python")])
+            return env["wsgi.file_wrapper"](open(__file__, "rb"))
+        if p == "/empty":
+            start_response("204 No Content", [])
+            return []
+        if p == "/api":
+            uwsgi.set_logvar("lane", "taken")
+            start_response("200 OK", [])
+            return [uwsgi.get_logvar("lane").encode() if isinstance(uwsgi.get_logvar("lane"), str)
+                    else uwsgi.get_logvar("lane")]
+        if p == "/env":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            keep = sorted((k, v) for k, v in env.items() if type(v) is str)
+            return [repr(keep).encode()]
+        if p == "/pid":
+            start_response("200 OK", [])
+            return [str(os.getpid()).encode()]
+        if p == "/sleep":
+            time.sleep(float(env["QUERY_STRING"]))
+            start_response("200 OK", [])
+            return [b"slept"]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello " + p.encode("latin-1")]
+''')
+
+VARS = {"REQUEST_METHOD": "GET", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "5555", "HTTP_HOST": "example.org",
+        "QUERY_STRING": ""}
+
+
+def _vars(path: str, **more) -> dict:
+    v = dict(VARS, REQUEST_URI=path, PATH_INFO=path.split("?")[0], QUERY_STRING=path.partition("?")[2])
+    v.update(more)
+    return v
+
+
+@pytest.fixture(scope="module")
+def app_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lane") / "lane_app.py"
+    path.write_text(APP)
+    return path
+
+
+def _server(app_file, *extra, lane=True, port=None):
+    port = port or free_port()
+    env = {} if lane else {"UWSGI_NO_LANE": "1"}
+    return Server(["--master", "--processes", "1", "--disable-logging", "--socket", f"127.0.0.1:{port}",
+                   "--wsgi-file", app_file, *extra], port, env=env)
+
+
+@pytest.fixture(scope="module")
+def pair(app_file):
+    """The same app behind the lane and behind the Python path."""
+    with _server(app_file) as lane, _server(app_file, lane=False) as python:
+        yield lane, python
+
+
+SHAPES = ["/", "/gen", "/write", "/raise", "/badheader", "/twice", "/excinfo", "/str", "/listheaders", "/big",
+          "/file", "/empty", "/api", "/env", "/env?a=1&b=%20"]
+
+
+@pytest.mark.parametrize("path", SHAPES)
+def test_the_lane_answers_as_the_python_path(pair, path):
+    lane, python = pair
+    a = uwsgi_request(lane.port, _vars(path))
+    b = uwsgi_request(python.port, _vars(path))
+    assert a == b
+    assert a.startswith(b"HTTP/1.1 ")
+
+
+@pytest.mark.parametrize("more", [
+    {"SCRIPT_NAME": "/"}, {"SCRIPT_NAME": "/app//"}, {"HTTPS": "on"}, {"HTTPS": "off"}, {"UWSGI_SCHEME": "https"},
+    {"HTTP_CONTENT_TYPE": "text/x", "CONTENT_TYPE": "text/y"}, {"HTTP_CONTENT_LENGTH": "3", "CONTENT_LENGTH": ""},
+    {"HTTP_X_LATIN": "caf\xe9"}, {"SERVER_PROTOCOL": "HTTP/1.0"},
+])
+def test_the_environ_is_the_python_paths(pair, more):
+    lane, python = pair
+    v = _vars("/env", **more)
+    assert uwsgi_request(lane.port, v) == uwsgi_request(python.port, v)
+
+
+def test_head_and_http10_framing(pair):
+    lane, python = pair
+    for more in ({"REQUEST_METHOD": "HEAD"}, {"SERVER_PROTOCOL": "HTTP/1.0"}):
+        v = _vars("/", **more)
+        a = uwsgi_request(lane.port, v)
+        assert a == uwsgi_request(python.port, v)
+    assert uwsgi_request(lane.port, _vars("/", REQUEST_METHOD="HEAD")).endswith(b"\r\n\r\n")
+
+
+def test_shapes_the_lane_leaves_to_python(pair):
+    """A body, another modifier1, a ping, an HTTP request, a bad packet: the Python path's answers."""
+    lane, python = pair
+    body = uwsgi_packet(_vars("/", REQUEST_METHOD="POST", CONTENT_LENGTH="4"), body=b"abcd")
+    cases = [body, uwsgi_packet(_vars("/"), modifier1=6), b"\x64\x00\x00\x00",
+             b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x00\x08\x00\x00\x05\x00ab"]
+    for data in cases:
+        answers = []
+        for srv in (lane, python):
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+                out = b""
+                while chunk := s.recv(65536):
+                    out += chunk
+            answers.append(out)
+        assert answers[0] == answers[1], data
+
+
+def test_a_packet_in_pieces(pair):
+    """The first read has half a packet: the Python path reads the rest."""
+    lane, _ = pair
+    data = uwsgi_packet(_vars("/pieces"))
+    with socket.create_connection(("127.0.0.1", lane.port), timeout=10) as s:
+        s.sendall(data[:7])
+        time.sleep(0.2)
+        s.sendall(data[7:])
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    assert out.endswith(b"hello /pieces")
+
+
+def test_errors_are_logged_with_their_traceback(pair):
+    lane, _ = pair
+    uwsgi_request(lane.port, _vars("/raise"))
+    log = lane.wait_log("boom in the lane app")
+    assert "RuntimeError" in log and "lane_app.py" in log
+
+
+def test_counters_and_stats(app_file):
+    stats = free_port()
+    with _server(app_file, "--stats", f"127.0.0.1:{stats}") as srv:
+        for i in range(25):
+            assert uwsgi_request(srv.port, _vars(f"/n{i}")).endswith(b"hello /n%d" % i)
+        uwsgi_request(srv.port, _vars("/gen"))      # resumed in Python: counted once too
+        deadline = time.monotonic() + 10
+        while True:
+            doc = json.loads(read_stats(stats))
+            w = doc["workers"][0]
+            if w["requests"] == 26 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert w["requests"] == 26
+        assert w["apps"][0]["requests"] == 26
+        assert w["cores"][0]["requests"] == 26
+
+
+def test_max_requests_is_exact(app_file):
+    with _server(app_file, "--max-requests", "5", "--min-worker-lifetime", "0") as srv:
+        pids = []
+        for _ in range(12):
+            for _attempt in range(50):
+                answer = uwsgi_request(srv.port, _vars("/pid"))
+                if answer:
+                    break
+                time.sleep(0.1)     # between the old worker and the new one
+            pids.append(answer.rsplit(b"\r\n\r\n", 1)[1])
+        assert len(set(pids[:5])) == 1
+        assert pids[5] != pids[0]
+        assert len(set(pids[5:10])) == 1
+        srv.wait_log("max requests 5")
+
+
+def test_harakiri_sees_a_request_on_the_lane(app_file):
+    with _server(app_file, "--harakiri", "1") as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as s:
+            s.sendall(uwsgi_packet(_vars("/sleep?30")))
+            s.settimeout(20)
+            assert s.recv(100) == b""       # the worker was killed: closed without an answer
+        log = srv.wait_log("HARAKIRI ON WORKER 1")
+        assert "/sleep?30" in log
+        assert uwsgi_request(srv.port, _vars("/after")).endswith(b"hello /after")
+
+
+def test_the_switch_turns_it_off(app_file):
+    """UWSGI_NO_LANE=1: the Python path serves (the hook of take_request is never set)."""
+    with _server(app_file, lane=False) as srv:
+        assert uwsgi_request(srv.port, _vars("/x")).endswith(b"hello /x")
+
+
+def test_many_requests_in_a_row(pair):
+    lane, _ = pair
+    for i in range(300):
+        assert uwsgi_request(lane.port, _vars(f"/r{i}")).endswith(b"hello /r%d" % i)
+

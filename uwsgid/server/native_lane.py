@@ -1,0 +1,283 @@
+"""The native lane: a one-core loop's common request served in C, from accept to close or to
+the next request of a kept-alive connection (core/cpython/lane.c), with Python entered only to
+run the WSGI callable (issue 16).
+
+Where it runs: a --socket (uwsgi protocol) or plain --http-socket listener of a loop with one
+core (a sync worker, or each thread of --threads N), in front of a Python plugin with one WSGI
+app that it may call itself (CffiPlugin.lane_app), with nothing that must see each request in
+Python: no --route*, no static files, no --thread-slots gate, no loop engine (--gevent), no
+request log line (--disable-logging and none of its exceptions). Elsewhere the loop accepts as
+before. UWSGI_NO_LANE=1 in the environment turns it off (a comparison, or a suspected lane bug).
+
+What the lane hands back, and where the Python path takes over (each at the point the lane
+stopped, with what it had, so that nothing is done twice; lane.h lists the tuples):
+
+    LANE_START   a connection whose request is not all in, or not of the lane's shape (a body,
+                 another modifier1, a ping, an HTTP head the lane does not read, pipelined
+                 requests, a bad packet): its Connection is fed what was read
+    LANE_RESUME  the app ran but did not return a list or tuple of bytes (a generator, a file
+                 wrapper), used write(), raised, or asked for its request: a Connection and a
+                 Request are made (or were, by take_request), and the core goes on from there
+    LANE_TAIL    the kernel did not take the whole response: the Connection sends the rest
+    LANE_GONE    the client went away during the response: its log line
+    LANE_KEEP    an HTTP response went out and the connection stays: a Connection waits for its
+                 next request, which its reads hand to the lane again (Connection.lane)
+
+The requests the lane completes are counted here after each call (the worker's, the core's and
+the app's counters; the scoreboard is written by the lane itself), and --max-requests bounds the
+batch so that the worker still stops at exactly its count.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import time
+
+from uwsgid.net.packet import parse_vars
+from uwsgid.net.request import Request
+from uwsgid.plugins.api import set_current
+from uwsgid.util.log import log
+
+try:
+    from _uwsgi_native import (
+        LANE_CLOSE,
+        LANE_FULL,
+        LANE_GONE,
+        LANE_HTTP,
+        LANE_IDLE,
+        LANE_KEEP,
+        LANE_RESUME,
+        LANE_START,
+        LANE_TAIL,
+        LANE_UWSGI,
+        Lane,
+    )
+except ImportError:     # a tree without the C module (or an older build): the Python path only
+    Lane = None
+
+BATCH = 16          # connections per call, as the Python acceptor's ACCEPT_BATCH
+_OUT_OF_FDS = (errno.ENFILE, errno.EMFILE)
+_HOSTNAME = socket.gethostname()
+_monotonic = time.monotonic
+
+
+def acceptor(tl, listener, conn_class):
+    """The accept callable of `listener` on thread loop `tl` through the lane, or None where the
+    lane does not run (the module doc)."""
+    if Lane is None or os.environ.get("UWSGI_NO_LANE"):
+        return None
+    w = tl.worker
+    core = tl.cores[0]
+    if (listener.proto not in ("uwsgi", "http") or getattr(listener, "tls", None) is not None or not tl.single
+            or tl.gate is not None or getattr(w, "engine", None) is not None or core.spawn is not None
+            or core.routes is not None or core.static is not None or not w.reqlog.silent):
+        return None
+    http = listener.proto == "http"
+    # an HTTP socket's requests go to its --http-socket-modifier1; a uwsgi socket's lane takes
+    # the packets of every plugin that offers one (Python's 0, Lua's 6), the others go the Python way
+    if http:
+        wanted = [listener.modifier1] if not listener.modifier2 else []
+    else:
+        wanted = sorted(m for m in w.plugins if 0 <= m < 256)
+    apps = {}
+    for m in wanted:
+        plugin = w.plugins.get(m)
+        lane_app = getattr(plugin, "lane_app", None)
+        found = lane_app(core) if lane_app is not None else None
+        if found is not None and len(apps) < 2:
+            apps[m] = (plugin, found)
+    if not apps:
+        return None
+    limits = tl.limits
+    sb = w.scoreboard
+    offsets = {m: sb.c_offsets(w.id, core.id, m, found.app_id) if sb is not None else None
+               for m, (_, found) in apps.items()}
+    first = next(iter(offsets.values()))
+    lane = Lane(LANE_HTTP if http else LANE_UWSGI, limits.buffer_size, limits.max_vars, bool(limits.keepalive),
+                tl.watch_lock, _HOSTNAME.encode(), str(listener.port or 80).encode(), *(first[:3] if first else ()))
+    for m, (_, found) in apps.items():
+        base = None
+        if found.base is not None:
+            base = dict(found.base)
+            base["uwsgi.core"] = core.id
+            if http:    # the constant vars of uwsgid.net.protocols.http's HttpParser.base
+                base.update(SCRIPT_NAME="", SERVER_NAME=_HOSTNAME, SERVER_PORT=str(listener.port or 80))
+        off = offsets[m]
+        lane.add_app(m, found.call, base, found.check, found.error_class, found.after, off[3] if off else 0)
+    return _Driver(tl, listener, conn_class, lane, apps).accept
+
+
+class _Driver:
+    """The Python side of one listener's lane on one loop."""
+
+    def __init__(self, tl, listener, conn_class, lane, apps):
+        self.tl = tl
+        self.listener = listener
+        self.conn_class = conn_class
+        self.lane = lane
+        self.apps = apps            # modifier1 -> (plugin, LaneApp), in the lane's order
+        self.counters = [found.count for _, found in apps.values()]
+        self.core = tl.cores[0]
+        self.worker = tl.worker
+        self.core.take_request = self._take
+        set_current(self.core)      # the API finds the lane's request through the core (_take)
+        tl.lane = lane              # keepalive_watch sees the app running (lane.busy_since)
+
+    # ---- new connections ---------------------------------------------------------------------
+    def accept(self) -> None:
+        w = self.worker
+        if w.paused:
+            return
+        batch = BATCH
+        if w.max_requests:
+            batch = max(1, min(batch, w.max_requests - w.requests))
+        r = self.lane.serve(self.listener.fd, batch)
+        if r[0]:
+            self._count(r[0])
+        kind = r[1]
+        if kind == LANE_IDLE or kind == LANE_FULL:
+            return
+        if kind == LANE_START:
+            self.tl._start_ends_batch(self._connection(r[2], r[3]), r[4])
+        elif kind == LANE_KEEP:
+            conn = self._connection(r[2], r[3])
+            conn.served = 1
+            conn.loop.add_reader(conn.fd, conn.on_readable)
+        elif kind == LANE_RESUME:
+            self._resume(None, *r[2:])
+        elif kind == LANE_TAIL:
+            self._tail(self._connection(r[2], r[3]), r[4], r[5])
+        elif kind == LANE_GONE:
+            self._gone(r[2], r[3])
+        elif -kind in _OUT_OF_FDS:
+            self.tl._out_of_fds(self.listener, os.strerror(-kind))
+
+    def _connection(self, fd: int, addr):
+        conn = self.conn_class(self.tl, fd, addr, self.listener)
+        if addr is not None:
+            conn.lane = self.handle     # an HTTP connection's next requests come to the lane too
+        return conn
+
+    # ---- a kept-alive connection's next request -------------------------------------------------
+    def handle(self, conn, data: bytes) -> bool:
+        """Connection._received: True when the lane took (and answered or handed on) the request
+        in `data`; False: the Connection's parser reads it as before."""
+        tl = self.tl
+        addr = conn.addr
+        if not tl.free or self.worker.paused or type(addr) is not bytes:
+            return False
+        conn.busy = True    # keepalive_watch must not take it for idle while the app runs
+        try:
+            r = self.lane.handle(conn.fd, data, addr)
+        finally:
+            conn.busy = False
+        if r[0]:
+            self._count(r[0])
+            conn.served += 1
+        kind = r[1]
+        if kind == LANE_START:
+            return False
+        if kind == LANE_KEEP:
+            conn.deadline = _monotonic() + conn.timeout
+        elif kind == LANE_CLOSE:
+            conn.closing = True
+            conn.close()
+        elif kind == LANE_RESUME:
+            self._resume(conn, *r[2:])
+        elif kind == LANE_TAIL:
+            self._tail(conn, r[4], r[5])
+        elif kind == LANE_GONE:
+            self._gone(r[2], r[3])
+            conn.close()
+        return True
+
+    # ---- the Python path takes over ---------------------------------------------------------------
+    def _count(self, n: int) -> None:
+        w = self.worker
+        w.requests += n
+        self.core.requests += n
+        counters = self.counters
+        if len(counters) == 1:
+            counters[0](n)
+        else:
+            for count, k in zip(counters, self.lane.counts()):
+                if k:
+                    count(k)
+        if w.recycles:
+            w.after_request()
+
+    def _request(self, conn, fd: int, addr, modifier1: int, arg, keepalive: bool | None):
+        """A Request for the lane's request (arg: its environ, or its vars block) on conn (made
+        when None); the core runs it from now on."""
+        tl = self.tl
+        core = tl.free.pop()    # the lane runs only while the loop's one core is free
+        if conn is None:
+            conn = self._connection(fd, addr)
+            conn.loop.add_reader(fd, conn.on_readable)      # as Connection.start: its next bytes
+        if type(arg) is bytes:
+            v = parse_vars(arg, 1024)     # the lane took at most LANE_VARS_MAX (256)
+            block = arg
+        else:
+            v = {k.encode("latin-1"): val.encode("latin-1") for k, val in arg.items()
+                 if type(val) is str and k[:1].isupper()}
+            block = None
+        http11 = v.get(b"SERVER_PROTOCOL", b"HTTP/1.1") != b"HTTP/1.0"
+        if keepalive is None:   # asked for by the app (take): llhttp's rule on its plain head
+            keepalive = conn.is_http and bool(tl.limits.keepalive) and _keepalive(v, http11)
+        req = Request(conn, v, modifier1, 0, v.get(b"REQUEST_METHOD", b"GET"), http11, bool(keepalive))
+        req.vars_block = block
+        core.adopt(conn, req)
+        core.after = getattr(self.apps[modifier1][0], "after_request", None)
+        return req
+
+    def _take(self):
+        taken = self.lane.take()
+        if taken is None:
+            return None
+        fd, addr, modifier1, arg = taken
+        conn = self.tl.conns.get(fd)    # a kept-alive connection's (handle), else a new one
+        return self._request(conn, fd, addr, modifier1, arg, None)
+
+    def _resume(self, conn, fd, addr, modifier1, arg, status, headers, written, result, exc, keepalive) -> None:
+        core = self.core
+        req = core.request
+        if req is None:
+            req = self._request(conn, fd, addr, modifier1, arg, keepalive)
+        try:
+            res = self.apps[modifier1][1].resume(req, arg, status, headers, written, result, exc)
+        except Exception:
+            core._fail()
+            return
+        core.respond(res)
+        tl = self.tl
+        if not tl.free:
+            tl.stop_accepting()     # as _hold: the rest of the queue goes to idle workers
+
+    def _tail(self, conn, rest: bytes, keep: bool) -> None:
+        conn.send(rest)
+        if keep:
+            if not conn.closed and not conn.loop.has_reader(conn.fd):
+                conn.loop.add_reader(conn.fd, conn.on_readable)
+            return
+        conn.closing = True
+        if conn.out:
+            conn.on_drain = conn.close
+        else:
+            conn.close()
+
+    def _gone(self, err: int, uri: bytes) -> None:
+        w = self.worker
+        if not getattr(w, "ignore_write_errors", False):
+            log(f"client {self.listener.name} went away during the response to {uri.decode('latin-1')} "
+                f"({os.strerror(err)})")
+        sb = w.scoreboard
+        if sb is not None:
+            sb.add_error(w.id, self.core.id, "write")
+
+
+def _keepalive(v: dict, http11: bool) -> bool:
+    """llhttp's should_keep_alive for a head the lane read (its Connection header is plain)."""
+    conn = v.get(b"HTTP_CONNECTION", b"").lower()
+    return conn != b"close" if http11 else conn == b"keep-alive"
