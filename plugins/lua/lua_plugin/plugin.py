@@ -209,6 +209,11 @@ class LuaPlugin(Plugin):
         self.requests += 1
         return handle(st, req, self.app_path)
 
+    def lane_app(self, core):
+        """The native lane's way to the app on `core` (lane.py)."""
+        from .lane import lane_app
+        return lane_app(self, core)
+
     def has_raw(self) -> bool:
         return getattr(self, "raw", None) is not None
 

@@ -116,14 +116,29 @@ def handle(st, req, app_path: bytes):
         # costs more in Python (~2 us for 14 vars) than lupa's conversion (measured).
         block = req.vars_block
         res = st.call(block if block is not None else st.table_from(req.vars), app_path, slot)
-    except memory_error as exc:
+    except (memory_error, st.lupa.LuaError) as exc:
+        return call_failed(st, req, slot, exc)
+    return answered(st, req, slot, res)
+
+
+def call_failed(st, req, slot: int, exc: BaseException) -> None:
+    """st.call raised: the state's memory cap, or an error of the plugin's own Lua side (outside
+    the app's xpcall); anything else is not ours to word (re-raised for the core)."""
+    if isinstance(exc, st.lupa.LuaMemoryError):
         st.abandon(slot)
         _fail(st, req, f"Lua memory limit reached in the app ({_where(req)}): {exc}")
         return None
-    except st.lupa.LuaError as exc:  # outside the app's xpcall: the plugin's own Lua side
+    if isinstance(exc, st.lupa.LuaError):
         st.abandon(slot)
         _fail(st, req, f"Lua error serving {_where(req)}: {exc}")
         return None
+    raise exc
+
+
+def answered(st, req, slot: int, res):
+    """What st.call returned for req: the response's head and first slice written, then None
+    (done) or a generator for the rest of the body (see the module doc)."""
+    memory_error = st.lupa.LuaMemoryError
     code = res[0]
     if getattr(req, "websocket", None) is not None:
         if code == OK and res[4] != B_END:
