@@ -591,3 +591,41 @@ ROUTE_SCENARIOS = [
 SCENARIOS += ROUTE_SCENARIOS
 BY_ID.update({s.id: s for s in ROUTE_SCENARIOS})
 ALL_IDS[ALL_IDS.index("curve"):ALL_IDS.index("curve")] = [s.id for s in ROUTE_SCENARIOS]
+
+# The native request path (issue 16): WSGI hello over a kept-alive --http-socket (uWSGI closes
+# anyway), and over --socket with the C uwsgi-protocol client and no nginx (bench/uwsgi_load.c).
+SOCKET_CONNECTIONS = 32
+
+
+def socket_client(port: int, label: str, duration: float) -> dict:
+    from .uwsgiload import run
+    return run(port, duration, SOCKET_CONNECTIONS)
+
+
+def socket_preflight(port: int) -> str | None:
+    from .uwsgiload import check
+    return check(port)
+
+
+def socket_tool() -> str | None:
+    from .uwsgiload import missing
+    return missing()
+
+
+NATIVE_SCENARIOS = [
+    Scenario("wsgi-keepalive", "WSGI hello.py, --http-socket, 2 workers, the client keeps alive (uWSGI closes anyway)",
+             "uWSGI python3", "wrk", "rps", ">=", 1.5, [HELLO],
+             lambda p: ours(p, "--wsgi-file", HELLO),
+             lambda p: uwsgi_peer(p, "python3", "--wsgi-file", HELLO), python3),
+    Scenario("wsgi-socket", f"WSGI hello.py, --socket (uwsgi protocol, no nginx), 2 workers, {SOCKET_CONNECTIONS} "
+             "connections of bench/uwsgi_load.c, a new connection per request",
+             "uWSGI python3", "client", "rps", ">=", 1.5, [HELLO],
+             lambda p: ours(p, "--wsgi-file", HELLO, sock="--socket"),
+             lambda p: uwsgi_peer(p, "python3", "--wsgi-file", HELLO, sock="--socket"), python3,
+             client=socket_client, preflight=socket_preflight, tool_missing=socket_tool,
+             client_command=f"uwsgi_load -c {SOCKET_CONNECTIONS} -d SECONDS 127.0.0.1 PORT",
+             note="figure = requests/s of the C uwsgi-protocol client; server CPU per request beside it"),
+]
+SCENARIOS += NATIVE_SCENARIOS
+BY_ID.update({s.id: s for s in NATIVE_SCENARIOS})
+ALL_IDS[ALL_IDS.index("wsgi-hello") + 1:ALL_IDS.index("wsgi-hello") + 1] = [s.id for s in NATIVE_SCENARIOS]
