@@ -162,7 +162,7 @@ class Bench:
             routes = {label: free_port() for label in started}
             prefix = self.log_dir / f"nginx-{sc.id}"
             conf = servers.nginx_conf(prefix, [(routes[l], started[l].spec.port, sc.nginx_modifier1)
-                                               for l in started])
+                                               for l in started], sc.nginx_workers)
             spec = ServerSpec("nginx", ["nginx", "-p", str(prefix), "-c", str(conf)],
                               next(iter(routes.values())), signal.SIGTERM, http_ready=False)
             try:

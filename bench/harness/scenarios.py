@@ -60,6 +60,7 @@ class Scenario:
     headers: dict[str, str] = field(default_factory=dict)
     connections: int = 32
     nginx_modifier1: int | None = None   # load goes through nginx -> uwsgi_pass with this modifier1
+    nginx_workers: int = 1               # that nginx's worker_processes
     expect: bytes | None = None          # the preflight answer must contain this
     locust_user: str = ""
     locust_users: int = 0
@@ -625,6 +626,19 @@ NATIVE_SCENARIOS = [
              client=socket_client, preflight=socket_preflight, tool_missing=socket_tool,
              client_command=f"uwsgi_load -c {SOCKET_CONNECTIONS} -d SECONDS 127.0.0.1 PORT",
              note="figure = requests/s of the C uwsgi-protocol client; server CPU per request beside it"),
+]
+NATIVE_SCENARIOS += [
+    Scenario("nginx-lua-2w", "nginx (worker_processes 2) -> uwsgi_pass, modifier1 6, pippo.lua, 2 workers",
+             "uWSGI lua51", "wrk", "rps", ">=", 1.0, [PIPPO],
+             lambda p: ours(p, "--lua", PIPPO, sock="--socket"),
+             lambda p: uwsgi_peer(p, "lua51", "--lua", PIPPO, sock="--socket"), lua51,
+             nginx_modifier1=6, nginx_workers=2, expect=b"Hello Wsapi",
+             note="nginx-lua with nginx at worker_processes 2: nginx is no longer the ceiling alone"),
+    Scenario("nginx-wsgi-2w", "nginx (worker_processes 2) -> uwsgi_pass, modifier1 0, hello.py, 2 workers",
+             "uWSGI python3", "wrk", "rps", ">=", 1.0, [HELLO],
+             lambda p: ours(p, "--wsgi-file", HELLO, sock="--socket"),
+             lambda p: uwsgi_peer(p, "python3", "--wsgi-file", HELLO, sock="--socket"), python3,
+             nginx_modifier1=0, nginx_workers=2),
 ]
 SCENARIOS += NATIVE_SCENARIOS
 BY_ID.update({s.id: s for s in NATIVE_SCENARIOS})

@@ -226,7 +226,7 @@ def null_upstream(binary: Path, port: int, body: bytes) -> ServerSpec:
                       signal.SIGINT, http_ready=False)
 
 
-def nginx_conf(prefix: Path, routes: list[tuple[int, int, int]]) -> Path:
+def nginx_conf(prefix: Path, routes: list[tuple[int, int, int]], workers: int = 1) -> Path:
     """An nginx config in its own prefix: one server block per (listen port, uwsgi port, modifier1).
 
     Both sides go through the same nginx process with the same directives. Debian's uwsgi_params
@@ -248,7 +248,7 @@ def nginx_conf(prefix: Path, routes: list[tuple[int, int, int]]) -> Path:
     }}""")
     user = "user root;" if os.geteuid() == 0 else ""
     conf = f"""{user}
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/logs/error.log warn;
