@@ -45,6 +45,40 @@ static int app_returned(Lane *self) {
     return 0;
 }
 
+/* The request log line of uwsgid/observe/reqlog.py's default_line (uWSGI's), through the
+ * server's log_request; an error there is reported, not raised (the response is out). */
+static void log_line(Lane *self, const struct reqinfo *ri, double started, time_t wall, int code,
+                     size_t response_size, int header_cnt, size_t headers_size) {
+    char when[32];
+    struct tm tm;
+    localtime_r(&wall, &tm);
+    strftime(when, sizeof when, "%a %b %e %H:%M:%S %Y", &tm);    /* time.ctime's format */
+    unsigned long long total = self->sb != NULL ? 0 : (unsigned long long)self->requests;
+    if (self->sb != NULL)
+        memcpy(&total, self->sb, 8);
+    double took = mono() - started;
+    long long elapsed = (long long)(took * (self->log_micros ? 1e6 : 1e3));
+    char line[8192];
+    int n = snprintf(line, sizeof line,
+                     "[pid: %d|app: %d|req: %lld/%llu] %.*s (%.*s) {%zu vars in %zu bytes} [%s] %.*s %.*s => "
+                     "generated %zu bytes in %lld %s (%.*s %d) %d headers in %zu bytes (1 switches on core %d)\n",
+                     self->log_pid, ri->app->app_id, self->requests, total, (int)ri->remote_addr_len, ri->remote_addr,
+                     (int)ri->remote_user_len, ri->remote_user, ri->var_cnt, ri->pktsize, when, (int)ri->method_len,
+                     ri->method, (int)ri->uri_len, ri->uri, response_size, elapsed,
+                     self->log_micros ? "micros" : "msecs", (int)ri->protocol_len, ri->protocol, code, header_cnt,
+                     headers_size, self->core_id);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof line)
+        n = sizeof line - 1;
+    PyObject *data = PyBytes_FromStringAndSize(line, n);
+    PyObject *r = data != NULL ? PyObject_CallOneArg(self->log, data) : NULL;
+    if (r == NULL)
+        PyErr_WriteUnraisable(self->log);
+    Py_XDECREF(r);
+    Py_XDECREF(data);
+}
+
 struct conn {
     int fd;
     int owned;              /* serve(): the lane closes it when done; handle(): its caller does */
@@ -74,6 +108,8 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     struct lane_app *app = ri.app;
     int wsgi = app->base != NULL;
     double started = mono();
+    time_t wall = time(NULL);
+    self->requests++;           /* the worker's count, this request included, as Core.run counts it */
     if (self->sb != NULL)
         uwsgi_sb_begin(self->sb, (size_t)self->sb_start, ri.uri, ri.uri_len, 256);
     LaneStartResponse *sr = lane_start_response(app->check, app->error_class);
@@ -83,8 +119,18 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
             close(c->fd);
         return NULL;
     }
+    PyObject *raw = ri.block != NULL ? PyBytes_FromStringAndSize(ri.block, (Py_ssize_t)ri.pktsize)
+                                     : (Py_INCREF(Py_None), Py_None);
+    if (raw == NULL) {
+        Py_DECREF(sr);
+        Py_DECREF(env);
+        if (c->owned)
+            close(c->fd);
+        return NULL;
+    }
     self->cur_fd = c->fd;
     self->cur_modifier1 = app->modifier1;
+    self->cur_raw = raw;        /* the lane's reference, dropped below */
     Py_INCREF(env);
     self->cur_env = env;
     Py_INCREF(c->addr);
@@ -95,6 +141,7 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
                             : PyObject_CallOneArg(app->app, env);
     int lock_failed = app_returned(self) < 0;
     self->cur_fd = -1;
+    self->cur_raw = NULL;
     Py_CLEAR(self->cur_env);
     Py_CLEAR(self->cur_addr);
     /* from here the fd is the Python path's once the app took its request (take()) */
@@ -161,7 +208,10 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     data = PyTuple_GET_ITEM(built, 0);
     Py_INCREF(data);
     int keep = PyObject_IsTrue(PyTuple_GET_ITEM(built, 2));
-    size_t tx = (size_t)PyLong_AsSsize_t(PyTuple_GET_ITEM(built, 3)) + (size_t)PyLong_AsSsize_t(PyTuple_GET_ITEM(built, 5));
+    size_t headers_size = (size_t)PyLong_AsSsize_t(PyTuple_GET_ITEM(built, 3));
+    int header_cnt = (int)PyLong_AsLong(PyTuple_GET_ITEM(built, 4));
+    size_t response_size = (size_t)PyLong_AsSsize_t(PyTuple_GET_ITEM(built, 5));
+    size_t tx = headers_size + response_size;
     Py_DECREF(built);
     size_t len = (size_t)PyBytes_GET_SIZE(data);
     const char *out = PyBytes_AS_STRING(data);
@@ -202,10 +252,12 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
             PyErr_WriteUnraisable(app->after);
         Py_XDECREF(r);
     }
+    if (self->log != NULL)
+        log_line(self, &ri, started, wall, code, response_size, header_cnt, headers_size);
     goto out;
 resume:
     /* the Python path goes on with this request (the fd is its from now on) */
-    answer = Py_BuildValue("(niiOiOOOOOOi)", served, LANE_RESUME, c->fd, c->addr, app->modifier1, env,
+    answer = Py_BuildValue("(niiOiOOOOOOOi)", served, LANE_RESUME, c->fd, c->addr, app->modifier1, env, raw,
                            sr->status ? sr->status : Py_None, sr->headers ? sr->headers : Py_None,
                            sr->written ? sr->written : Py_None, result ? result : Py_None,
                            exc ? exc : Py_None, ri.keepalive);
@@ -216,6 +268,7 @@ error:
     if (owned)
         close(c->fd);
 out:
+    Py_DECREF(raw);
     Py_XDECREF(data);
     Py_XDECREF(exc);
     Py_XDECREF(result);
@@ -321,21 +374,29 @@ static PyObject *lane_take(Lane *self, PyObject *unused) {
     if (self->cur_env == NULL || self->taken)
         Py_RETURN_NONE;
     self->taken = 1;
-    return Py_BuildValue("(iOiO)", self->cur_fd, self->cur_addr, self->cur_modifier1, self->cur_env);
+    return Py_BuildValue("(iOiOO)", self->cur_fd, self->cur_addr, self->cur_modifier1, self->cur_env,
+                         self->cur_raw);
 }
 
 /* ---- the type ------------------------------------------------------------------------------- */
 
 static int lane_init(Lane *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"proto", "buffer_size", "max_vars", "keepalive", "watch_lock", "server_name",
-                             "server_port", "sb_addr", "sb_start", "sb_core", NULL};
-    PyObject *watch_lock = Py_None, *server_name = NULL, *server_port = NULL;
+                             "server_port", "sb_addr", "sb_start", "sb_core", "log", "log_pid", "log_micros",
+                             "core_id", NULL};
+    PyObject *watch_lock = Py_None, *server_name = NULL, *server_port = NULL, *log = Py_None;
     unsigned long long sb_addr = 0;
     Py_ssize_t sb_start = 0, sb_core = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ili|pOSSKnn:Lane", kwlist, &self->proto, &self->buffer_size,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ili|pOSSKnnOipi:Lane", kwlist, &self->proto, &self->buffer_size,
                                      &self->max_vars, &self->keepalive, &watch_lock, &server_name, &server_port,
-                                     &sb_addr, &sb_start, &sb_core))
+                                     &sb_addr, &sb_start, &sb_core, &log, &self->log_pid, &self->log_micros,
+                                     &self->core_id))
         return -1;
+    if (log != Py_None && !PyCallable_Check(log)) {
+        PyErr_SetString(PyExc_TypeError, "Lane: log must be None or a callable (log_request)");
+        return -1;
+    }
+    Py_XSETREF(self->log, log == Py_None ? NULL : (Py_INCREF(log), log));
     if (self->proto != LANE_UWSGI && self->proto != LANE_HTTP) {
         PyErr_SetString(PyExc_ValueError, "Lane: proto must be LANE_UWSGI or LANE_HTTP");
         return -1;
@@ -354,12 +415,12 @@ static int lane_init(Lane *self, PyObject *args, PyObject *kwargs) {
 }
 
 static PyObject *lane_add_app(Lane *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"modifier1", "app", "base", "check", "error_class", "after", "sb_app", NULL};
-    int modifier1;
+    static char *kwlist[] = {"modifier1", "app", "base", "check", "error_class", "after", "sb_app", "app_id", NULL};
+    int modifier1, app_id = 0;
     PyObject *app, *base = Py_None, *check = Py_None, *error_class = Py_None, *after = Py_None;
     Py_ssize_t sb_app = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|OOOOn:add_app", kwlist, &modifier1, &app, &base, &check,
-                                     &error_class, &after, &sb_app))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|OOOOni:add_app", kwlist, &modifier1, &app, &base, &check,
+                                     &error_class, &after, &sb_app, &app_id))
         return NULL;
     if (self->napps == LANE_APPS || (self->proto == LANE_HTTP && self->napps == 1)) {
         PyErr_SetString(PyExc_ValueError, "add_app: no room for another app on this lane");
@@ -371,6 +432,7 @@ static PyObject *lane_add_app(Lane *self, PyObject *args, PyObject *kwargs) {
     }
     struct lane_app *a = &self->apps[self->napps++];
     a->modifier1 = modifier1;
+    a->app_id = app_id;
     a->sb_app = sb_app;
     a->served = 0;
     Py_INCREF(app);
@@ -400,6 +462,7 @@ static void lane_dealloc(Lane *self) {
         Py_XDECREF(a->after);
     }
     Py_XDECREF(self->watch_lock);
+    Py_XDECREF(self->log);
     Py_XDECREF(self->server_name);
     Py_XDECREF(self->server_port);
     Py_XDECREF(self->cur_env);
@@ -427,12 +490,31 @@ static PyMethodDef lane_methods[] = {
     {"counts", (PyCFunction)lane_counts, METH_NOARGS,
      "counts() -> the requests each app completed since the last call (add_app's order)"},
     {"take", (PyCFunction)lane_take, METH_NOARGS,
-     "take() -> (fd, addr, modifier1, environ or block) of the request inside the app, which the Python "
+     "take() -> (fd, addr, modifier1, environ or block, raw) of the request inside the app, which the Python "
      "path takes over; None outside"},
     {NULL, NULL, 0, NULL}
 };
 
+static PyObject *lane_get_requests(Lane *self, void *unused) {
+    (void)unused;
+    return PyLong_FromLongLong(self->requests);
+}
+
+static int lane_set_requests(Lane *self, PyObject *value, void *unused) {
+    (void)unused;
+    long long n = value != NULL ? PyLong_AsLongLong(value) : -1;
+    if (n < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "requests: a count (0 or more)");
+        return -1;
+    }
+    self->requests = n;
+    return 0;
+}
+
 static PyGetSetDef lane_getset[] = {
+    {"requests", (getter)lane_get_requests, (setter)lane_set_requests,
+     "the worker's request count the next log line goes on from (the driver sets it before each call)", NULL},
     {"busy_since", (getter)lane_get_busy_since, NULL,
      "time.monotonic() when the app's call began, 0.0 while no app runs", NULL},
     {NULL, NULL, NULL, NULL, NULL}

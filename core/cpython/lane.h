@@ -24,8 +24,9 @@ enum lane_kind {
     LANE_IDLE = 0,      /* nothing more to accept (EAGAIN) */
     LANE_FULL = 1,      /* the batch is done */
     LANE_START = 2,     /* (fd, addr, data): not the lane's; the Python path reads on after data */
-    LANE_RESUME = 3,    /* (fd, addr, env, status, headers, written, result, exc, keepalive): the app
-                         * ran; the Python path goes on from there */
+    LANE_RESUME = 3,    /* (fd, addr, modifier1, arg, raw, status, headers, written, result, exc,
+                         * keepalive): the app ran; the Python path goes on from there. arg: what
+                         * the app got; raw: a uwsgi packet's vars block, None over HTTP */
     LANE_TAIL = 4,      /* (fd, addr, rest, keepalive): the kernel did not take the whole response */
     LANE_GONE = 5,      /* (errno, uri): the client went away during the response (fd closed by
                          * serve; handle leaves it to its caller, which closes it) */
@@ -46,7 +47,7 @@ struct keyslot {
  * whole, anything else for the Python path to go on with. after: NULL, or called with no
  * argument after each response the lane sent (the Lua state's per-request end). */
 struct lane_app {
-    int modifier1;
+    int modifier1, app_id;
     PyObject *app, *base, *check, *error_class, *after;
     Py_ssize_t sb_app;          /* the scoreboard's per-app counters (0: none) */
     Py_ssize_t served;          /* requests it completed since counts() last asked */
@@ -64,11 +65,14 @@ typedef struct {
     int napps;
     PyObject *server_name, *server_port;    /* HTTP: SERVER_NAME, SERVER_PORT (bytes) of a block */
     PyObject *watch_lock;       /* None, or keepalive_watch's lock, held while the app returns */
+    PyObject *log;              /* NULL, or log_request: the default request line is written */
+    int log_pid, log_micros, core_id;
+    long long requests;         /* the worker's, as its log line counts them (set before each call) */
     char *sb;                   /* the scoreboard's memory, NULL: none */
     Py_ssize_t sb_start, sb_core;
     /* the request inside the app, for take() */
     int cur_fd, cur_modifier1;
-    PyObject *cur_env, *cur_addr;
+    PyObject *cur_env, *cur_addr, *cur_raw;
     int taken;
     double busy_since;
     char buf[LANE_BUF];
@@ -83,6 +87,12 @@ struct reqinfo {
     size_t uri_len;
     int head, http11, keepalive;
     struct lane_app *app;       /* the app it goes to */
+    /* for the request log line (uwsgid/observe/reqlog.py default_line) */
+    const char *method, *protocol, *remote_addr, *remote_user;
+    size_t method_len, protocol_len, remote_addr_len, remote_user_len;
+    size_t var_cnt, pktsize;
+    const char *block;          /* a uwsgi packet's vars block (NULL over HTTP), for the Python path */
+    char addr_buf[48];          /* an HTTP peer's address as text (INET6_ADDRSTRLEN) */
 };
 
 /* lane_env.c: the app's argument (the environ, or the vars block of a block app), or NULL: with

@@ -75,14 +75,24 @@ PyObject *lane_uwsgi_request(Lane *self, const char *buf, size_t len, struct req
         return NULL;
     const char *scheme = NULL, *https = NULL;
     size_t scheme_len = 0, https_len = 0;
-    ri->uri = "";
-    ri->uri_len = 0;
+    int script_name = 0;
+    ri->uri = ri->method = ri->protocol = ri->remote_addr = ri->remote_user = "";
+    ri->uri_len = ri->method_len = ri->protocol_len = ri->remote_addr_len = ri->remote_user_len = 0;
     ri->head = 0;
     ri->http11 = 1;
     ri->keepalive = 0;
     for (int i = 0; i < n; i++) {
         const char *k = block + self->offs[4 * i], *v = block + self->offs[4 * i + 2];
         size_t kl = self->offs[4 * i + 1], vl = self->offs[4 * i + 3];
+        if (kl == 11 && memcmp(k, "REMOTE_ADDR", 11) == 0) {
+            ri->remote_addr = v;
+            ri->remote_addr_len = vl;
+        } else if (kl == 11 && memcmp(k, "REMOTE_USER", 11) == 0) {
+            ri->remote_user = v;
+            ri->remote_user_len = vl;
+        } else if (kl == 11 && memcmp(k, "SCRIPT_NAME", 11) == 0) {
+            script_name = 1;
+        }
         if (kl == 5 && memcmp(k, "HTTPS", 5) == 0) {
             https = v;
             https_len = vl;
@@ -97,9 +107,21 @@ PyObject *lane_uwsgi_request(Lane *self, const char *buf, size_t len, struct req
                 return NULL;    /* a body (nginx sends an empty one with every GET) */
         } else if (kl == 14 && memcmp(k, "REQUEST_METHOD", 14) == 0) {
             ri->head = vl == 4 && memcmp(v, "HEAD", 4) == 0;
+            ri->method = v;
+            ri->method_len = vl;
         } else if (kl == 15 && memcmp(k, "SERVER_PROTOCOL", 15) == 0) {
             ri->http11 = !(vl == 8 && memcmp(v, "HTTP/1.0", 8) == 0);
+            ri->protocol = v;
+            ri->protocol_len = vl;
         }
+    }
+    /* as the Python path counts them: its vars dict gains SCRIPT_NAME when nginx sent none */
+    ri->var_cnt = 2 * ((size_t)n + !script_name);
+    ri->pktsize = size;
+    ri->block = block;
+    if (ri->method_len == 0) {
+        ri->method = "GET";
+        ri->method_len = 3;
     }
     if (ri->app->base == NULL)      /* a block app reads the vars itself */
         return PyBytes_FromStringAndSize(block, size);
@@ -251,18 +273,25 @@ static int set_str(PyObject *env, PyObject *key, const char *p, size_t n) {
     return r;
 }
 
-static int set_remote(PyObject *env, const struct sockaddr *sa, socklen_t salen) {
-    char host[INET6_ADDRSTRLEN] = "";
-    char port[8] = "";
+/* the peer's address and port as text ("" for a unix socket's peer) */
+static void remote_text(const struct sockaddr *sa, socklen_t salen, char *host, size_t hcap, char *port,
+                        size_t pcap) {
+    host[0] = port[0] = '\0';
     if (sa->sa_family == AF_INET && salen >= (socklen_t)sizeof(struct sockaddr_in)) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        snprintf(port, sizeof port, "%u", (unsigned)ntohs(in->sin_port));
+        inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)hcap);
+        snprintf(port, pcap, "%u", (unsigned)ntohs(in->sin_port));
     } else if (sa->sa_family == AF_INET6 && salen >= (socklen_t)sizeof(struct sockaddr_in6)) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        snprintf(port, sizeof port, "%u", (unsigned)ntohs(in6->sin6_port));
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)hcap);
+        snprintf(port, pcap, "%u", (unsigned)ntohs(in6->sin6_port));
     }
+}
+
+static int set_remote(PyObject *env, const struct sockaddr *sa, socklen_t salen) {
+    char host[INET6_ADDRSTRLEN];
+    char port[8];
+    remote_text(sa, salen, host, sizeof host, port, sizeof port);
     if (set_str(env, s_remote_addr, host, strlen(host)) < 0)
         return -1;
     return set_str(env, s_remote_port, port, strlen(port));
@@ -382,12 +411,49 @@ static int parse_head(Lane *self, const char *buf, size_t len, struct head *h) {
     return p == end && hsize <= (size_t)self->buffer_size && 10 + h->nf <= self->max_vars && (has_host || !h->http11);
 }
 
-static void head_info(Lane *self, const struct head *h, struct reqinfo *ri) {
+/* the PATH_INFO length once percent-decoded (unquote_to_bytes) */
+static size_t decoded_len(const char *p, size_t n) {
+    size_t out = 0;
+    for (size_t i = 0; i < n; i++, out++)
+        if (p[i] == '%' && n - i >= 3 && hexval((unsigned char)p[i + 1]) >= 0 && hexval((unsigned char)p[i + 2]) >= 0)
+            i += 2;
+    return out;
+}
+
+static void head_info(Lane *self, const struct head *h, const struct sockaddr *sa, socklen_t salen,
+                      struct reqinfo *ri) {
     ri->uri = h->target;
     ri->uri_len = h->tlen;
     ri->head = h->mlen == 4 && memcmp(h->method, "HEAD", 4) == 0;
     ri->http11 = h->http11;
     ri->keepalive = self->keepalive && (h->http11 ? !h->conn_close : h->conn_keep);
+    ri->method = h->method;
+    ri->method_len = h->mlen;
+    ri->protocol = h->http11 ? "HTTP/1.1" : "HTTP/1.0";
+    ri->protocol_len = 8;
+    char port[8];
+    remote_text(sa, salen, ri->addr_buf, sizeof ri->addr_buf, port, sizeof port);
+    ri->remote_addr = ri->addr_buf;
+    ri->remote_addr_len = strlen(ri->addr_buf);
+    ri->remote_user = "";
+    ri->remote_user_len = 0;
+    ri->block = NULL;
+    /* the vars of HttpParser: its 5 constant ones, the request line's 5, one per field */
+    const char *path_end = h->query != NULL ? h->query : h->target + h->tlen;
+    size_t plen = (size_t)(path_end - h->target);
+    size_t qlen = h->query != NULL ? (size_t)(h->target + h->tlen - h->query - 1) : 0;
+    size_t sz = 11 + 0 + 11 + (self->server_name ? (size_t)PyBytes_GET_SIZE(self->server_name) : 0) +
+                11 + (self->server_port ? (size_t)PyBytes_GET_SIZE(self->server_port) : 0) +
+                11 + ri->remote_addr_len + 11 + strlen(port) + 15 + 8 + 14 + h->mlen + 11 + h->tlen + 12 + qlen +
+                9 + (h->pct ? decoded_len(h->target, plen) : plen);
+    for (int i = 0; i < h->nf; i++) {
+        const struct field *f = &h->f[i];
+        int special = uwsgi_strncaseeq(f->name, f->nlen, "content-type", 12) ||
+                      uwsgi_strncaseeq(f->name, f->nlen, "content-length", 14);
+        sz += (special ? 0 : 5) + f->nlen + f->vlen;
+    }
+    ri->var_cnt = 2 * (10 + (size_t)h->nf);
+    ri->pktsize = sz + 4 * (10 + (size_t)h->nf);
 }
 
 static PyObject *http_environ(Lane *self, struct head *h, const struct sockaddr *addr, socklen_t addrlen,
@@ -453,17 +519,9 @@ static void var_s(struct blk *b, const char *k, const char *v, size_t vl) {
 /* the vars of the Python path's HttpParser, in its order, as a block; NULL without an error
  * for a repeated field or a name with "_" (the Python path's) */
 static PyObject *http_block(Lane *self, struct head *h, const struct sockaddr *sa, socklen_t salen) {
-    char host[INET6_ADDRSTRLEN] = "";
-    char port[8] = "";
-    if (sa->sa_family == AF_INET && salen >= (socklen_t)sizeof(struct sockaddr_in)) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        snprintf(port, sizeof port, "%u", (unsigned)ntohs(in->sin_port));
-    } else if (sa->sa_family == AF_INET6 && salen >= (socklen_t)sizeof(struct sockaddr_in6)) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        snprintf(port, sizeof port, "%u", (unsigned)ntohs(in6->sin6_port));
-    }
+    char host[INET6_ADDRSTRLEN];
+    char port[8];
+    remote_text(sa, salen, host, sizeof host, port, sizeof port);
     /* every var's key and value fit in the head they come from, plus the constant ones */
     size_t cap = 2 * LANE_BUF + 512 + (size_t)PyBytes_GET_SIZE(self->server_name);
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
@@ -543,7 +601,7 @@ PyObject *lane_http_request(Lane *self, const char *buf, size_t len, const struc
     ri->app = self->napps > 0 ? &self->apps[0] : NULL;     /* the listener's modifier1 */
     if (ri->app == NULL || !parse_head(self, buf, len, &h))
         return NULL;
-    head_info(self, &h, ri);
+    head_info(self, &h, addr, addrlen, ri);
     if (ri->app->base == NULL)
         return self->server_name != NULL && self->server_port != NULL ? http_block(self, &h, addr, addrlen) : NULL;
     return http_environ(self, &h, addr, addrlen, ri->app->base);

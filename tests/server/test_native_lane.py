@@ -6,6 +6,7 @@ shape back to it at the point it stopped, and keeps the counters, --max-requests
 from __future__ import annotations
 
 import json
+import re
 import socket
 import textwrap
 import time
@@ -244,3 +245,47 @@ def test_many_requests_in_a_row(pair):
     for i in range(300):
         assert uwsgi_request(lane.port, _vars(f"/r{i}")).endswith(b"hello /r%d" % i)
 
+
+
+def _log_lines(srv, marker: str, count: int) -> list[str]:
+    deadline = time.monotonic() + 20
+    while True:     # the request lines only (an error's lines name the request too)
+        lines = [ln for ln in srv.log().splitlines() if ln.startswith("[pid: ") and marker in ln]
+        if len(lines) >= count or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    # what differs by construction: the pid, the time, the clients' ports, the duration
+    out = []
+    for ln in lines:
+        ln = re.sub(r"\[pid: \d+\|", "[pid: P|", ln)
+        ln = re.sub(r"\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\]", "[T]", ln)
+        ln = re.sub(r"in \d+ (msecs|micros)", r"in N \1", ln)
+        out.append(ln)
+    return out
+
+
+@pytest.mark.parametrize("sock", ["--socket", "--http-socket"])
+def test_the_request_log_line_is_the_python_paths(app_file, sock):
+    """Logging on: the lane writes uWSGI's default line itself, the same as the Python path's."""
+    servers = []
+    for env in ({}, {"UWSGI_NO_LANE": "1"}):
+        port = free_port()
+        servers.append(Server(["--master", "--processes", "1", sock, f"127.0.0.1:{port}", "--wsgi-file", app_file],
+                              port, env=env).start())
+    try:
+        paths = ["/logged-a", "/logged-b?q=1", "/gen?logged", "/empty?logged", "/raise?logged"]
+        for srv in servers:
+            for path in paths:
+                if sock == "--socket":
+                    uwsgi_request(srv.port, _vars(path, REMOTE_USER="bob"))
+                else:
+                    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                        s.sendall(b"GET %b HTTP/1.1\r\nHost: h\r\nX-A: b\r\nConnection: close\r\n\r\n" % path.encode())
+                        while s.recv(65536):
+                            pass
+        lane, python = (_log_lines(s, "logged", len(paths)) for s in servers)
+        assert lane == python
+        assert len(lane) == len(paths)
+    finally:
+        for s in servers:
+            s.stop()

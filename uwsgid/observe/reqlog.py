@@ -253,6 +253,11 @@ class RequestLogger:
         return self.disabled and not (self.log_4xx or self.log_5xx or self.log_slow or self.log_zero
                                       or self.log_big or self.log_ioerror or self.log_sendfile)
 
+    @property
+    def plain(self) -> bool:
+        """Every request gets default_line with nothing added (what the native lane writes itself)."""
+        return not (self.disabled or self.json or self.parts is not None or self.vhost or self.memory or self.xff)
+
     def __call__(self, req) -> None:
         if self.disabled:
             st = req.status

@@ -5,9 +5,10 @@ run the WSGI callable (issue 16).
 Where it runs: a --socket (uwsgi protocol) or plain --http-socket listener of a loop with one
 core (a sync worker, or each thread of --threads N), in front of a Python plugin with one WSGI
 app that it may call itself (CffiPlugin.lane_app), with nothing that must see each request in
-Python: no --route*, no static files, no --thread-slots gate, no loop engine (--gevent), no
-request log line (--disable-logging and none of its exceptions). Elsewhere the loop accepts as
-before. UWSGI_NO_LANE=1 in the environment turns it off (a comparison, or a suspected lane bug).
+Python: no --route*, no static files, no --thread-slots gate, no loop engine (--gevent), and a
+request log that is off (--disable-logging and none of its exceptions) or uWSGI's default line
+with nothing added (no --log-format, --log-x-forwarded-for, --vhost, --memory-report), which the
+lane writes itself. Elsewhere the loop accepts as before. UWSGI_NO_LANE=1 in the environment turns it off (a comparison, or a suspected lane bug).
 
 What the lane hands back, and where the Python path takes over (each at the point the lane
 stopped, with what it had, so that nothing is done twice; lane.h lists the tuples):
@@ -38,7 +39,7 @@ import time
 from uwsgid.net.packet import parse_vars
 from uwsgid.net.request import Request
 from uwsgid.plugins.api import set_current
-from uwsgid.util.log import log
+from uwsgid.util.log import log, log_request
 
 try:
     from _uwsgi_native import (
@@ -72,7 +73,7 @@ def acceptor(tl, listener, conn_class):
     core = tl.cores[0]
     if (listener.proto not in ("uwsgi", "http") or getattr(listener, "tls", None) is not None or not tl.single
             or tl.gate is not None or getattr(w, "engine", None) is not None or core.spawn is not None
-            or core.routes is not None or core.static is not None or not w.reqlog.silent):
+            or core.routes is not None or core.static is not None or not (w.reqlog.silent or w.reqlog.plain)):
         return None
     http = listener.proto == "http"
     # an HTTP socket's requests go to its --http-socket-modifier1; a uwsgi socket's lane takes
@@ -95,8 +96,11 @@ def acceptor(tl, listener, conn_class):
     offsets = {m: sb.c_offsets(w.id, core.id, m, found.app_id) if sb is not None else None
                for m, (_, found) in apps.items()}
     first = next(iter(offsets.values()))
+    sb_args = first[:3] if first else (0, 0, 0)
     lane = Lane(LANE_HTTP if http else LANE_UWSGI, limits.buffer_size, limits.max_vars, bool(limits.keepalive),
-                tl.watch_lock, _HOSTNAME.encode(), str(listener.port or 80).encode(), *(first[:3] if first else ()))
+                tl.watch_lock, _HOSTNAME.encode(), str(listener.port or 80).encode(), *sb_args,
+                log=None if w.reqlog.silent else log_request, log_pid=os.getpid(), log_micros=w.reqlog.micros,
+                core_id=core.id)
     for m, (_, found) in apps.items():
         base = None
         if found.base is not None:
@@ -105,7 +109,8 @@ def acceptor(tl, listener, conn_class):
             if http:    # the constant vars of uwsgid.net.protocols.http's HttpParser.base
                 base.update(SCRIPT_NAME="", SERVER_NAME=_HOSTNAME, SERVER_PORT=str(listener.port or 80))
         off = offsets[m]
-        lane.add_app(m, found.call, base, found.check, found.error_class, found.after, off[3] if off else 0)
+        lane.add_app(m, found.call, base, found.check, found.error_class, found.after, off[3] if off else 0,
+                     found.app_id)
     return _Driver(tl, listener, conn_class, lane, apps).accept
 
 
@@ -133,7 +138,9 @@ class _Driver:
         batch = BATCH
         if w.max_requests:
             batch = max(1, min(batch, w.max_requests - w.requests))
-        r = self.lane.serve(self.listener.fd, batch)
+        lane = self.lane
+        lane.requests = w.requests
+        r = lane.serve(self.listener.fd, batch)
         if r[0]:
             self._count(r[0])
         kind = r[1]
@@ -169,8 +176,10 @@ class _Driver:
         if not tl.free or self.worker.paused or type(addr) is not bytes:
             return False
         conn.busy = True    # keepalive_watch must not take it for idle while the app runs
+        lane = self.lane
+        lane.requests = self.worker.requests
         try:
-            r = self.lane.handle(conn.fd, data, addr)
+            r = lane.handle(conn.fd, data, addr)
         finally:
             conn.busy = False
         if r[0]:
@@ -208,17 +217,19 @@ class _Driver:
         if w.recycles:
             w.after_request()
 
-    def _request(self, conn, fd: int, addr, modifier1: int, arg, keepalive: bool | None):
-        """A Request for the lane's request (arg: its environ, or its vars block) on conn (made
-        when None); the core runs it from now on."""
+    def _request(self, conn, fd: int, addr, modifier1: int, arg, raw, keepalive: bool | None):
+        """A Request for the lane's request on conn (made when None): arg, its environ or its
+        vars block; raw, a uwsgi packet's vars block. The core runs it from now on."""
         tl = self.tl
         core = tl.free.pop()    # the lane runs only while the loop's one core is free
         if conn is None:
             conn = self._connection(fd, addr)
             conn.loop.add_reader(fd, conn.on_readable)      # as Connection.start: its next bytes
-        if type(arg) is bytes:
-            v = parse_vars(arg, 1024)     # the lane took at most LANE_VARS_MAX (256)
-            block = arg
+        block = raw if raw is not None else arg if type(arg) is bytes else None
+        if block is not None:
+            v = parse_vars(block, 1024)     # the lane took at most LANE_VARS_MAX (256)
+            if raw is not None and b"SCRIPT_NAME" not in v:
+                v[b"SCRIPT_NAME"] = b""     # as protocols.uwsgi: nginx's stock uwsgi_params sends none
         else:
             v = {k.encode("latin-1"): val.encode("latin-1") for k, val in arg.items()
                  if type(val) is str and k[:1].isupper()}
@@ -228,6 +239,8 @@ class _Driver:
             keepalive = conn.is_http and bool(tl.limits.keepalive) and _keepalive(v, http11)
         req = Request(conn, v, modifier1, 0, v.get(b"REQUEST_METHOD", b"GET"), http11, bool(keepalive))
         req.vars_block = block
+        if raw is not None:
+            req.pktsize = len(raw)
         core.adopt(conn, req)
         core.after = getattr(self.apps[modifier1][0], "after_request", None)
         return req
@@ -236,15 +249,16 @@ class _Driver:
         taken = self.lane.take()
         if taken is None:
             return None
-        fd, addr, modifier1, arg = taken
+        fd, addr, modifier1, arg, raw = taken
         conn = self.tl.conns.get(fd)    # a kept-alive connection's (handle), else a new one
-        return self._request(conn, fd, addr, modifier1, arg, None)
+        return self._request(conn, fd, addr, modifier1, arg, raw, None)
 
-    def _resume(self, conn, fd, addr, modifier1, arg, status, headers, written, result, exc, keepalive) -> None:
+    def _resume(self, conn, fd, addr, modifier1, arg, raw, status, headers, written, result, exc,
+                keepalive) -> None:
         core = self.core
         req = core.request
         if req is None:
-            req = self._request(conn, fd, addr, modifier1, arg, keepalive)
+            req = self._request(conn, fd, addr, modifier1, arg, raw, keepalive)
         try:
             res = self.apps[modifier1][1].resume(req, arg, status, headers, written, result, exc)
         except Exception:

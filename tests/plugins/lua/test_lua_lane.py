@@ -181,3 +181,27 @@ def test_errors_are_logged(uwsgi_pair):
     lane, _ = uwsgi_pair
     exchange(lane.port, uwsgi_packet(_vars("/err"), modifier1=6))
     lane.wait_log("boom in the lua lane app")
+
+
+@pytest.mark.parametrize("sock", ["--socket", "--http-socket"])
+def test_the_request_log_line_is_the_python_paths(app_file, sock):
+    from tests.server.test_native_lane import _log_lines
+    servers = []
+    for env in ({}, {"UWSGI_NO_LANE": "1"}):
+        port = free_port()
+        extra = ["--http-socket-modifier1", "6"] if sock == "--http-socket" else []
+        servers.append(Server(["--master", "--processes", "1", sock, f"127.0.0.1:{port}", *extra, "--lua", app_file],
+                              port, env=env).start())
+    try:
+        paths = ["/logged", "/co?logged", "/err?logged", "/empty?logged"]
+        for srv in servers:
+            for path in paths:
+                if sock == "--socket":
+                    exchange(srv.port, uwsgi_packet(_vars(path), modifier1=6))
+                else:
+                    exchange(srv.port, b"GET %b HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" % path.encode())
+        lane, python = (_log_lines(s, "logged", len(paths)) for s in servers)
+        assert lane == python and len(lane) == len(paths)
+    finally:
+        for s in servers:
+            s.stop()
