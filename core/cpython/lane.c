@@ -48,7 +48,8 @@ static int app_returned(Lane *self) {
 /* The request log line of uwsgid/observe/reqlog.py's default_line (uWSGI's), through the
  * server's log_request; an error there is reported, not raised (the response is out). */
 static void log_line(Lane *self, const struct reqinfo *ri, double started, time_t wall, int code,
-                     size_t response_size, int header_cnt, size_t headers_size) {
+                     size_t response_size, int header_cnt, size_t headers_size, int app_id, int switches,
+                     const char *via) {
     char when[32];
     struct tm tm;
     localtime_r(&wall, &tm);
@@ -61,12 +62,12 @@ static void log_line(Lane *self, const struct reqinfo *ri, double started, time_
     char line[8192];
     int n = snprintf(line, sizeof line,
                      "[pid: %d|app: %d|req: %lld/%llu] %.*s (%.*s) {%zu vars in %zu bytes} [%s] %.*s %.*s => "
-                     "generated %zu bytes in %lld %s (%.*s %d) %d headers in %zu bytes (1 switches on core %d)\n",
-                     self->log_pid, ri->app->app_id, self->requests, total, (int)ri->remote_addr_len, ri->remote_addr,
+                     "generated %zu bytes in %lld %s%s(%.*s %d) %d headers in %zu bytes (%d switches on core %d)\n",
+                     self->log_pid, app_id, self->requests, total, (int)ri->remote_addr_len, ri->remote_addr,
                      (int)ri->remote_user_len, ri->remote_user, ri->var_cnt, ri->pktsize, when, (int)ri->method_len,
                      ri->method, (int)ri->uri_len, ri->uri, response_size, elapsed,
-                     self->log_micros ? "micros" : "msecs", (int)ri->protocol_len, ri->protocol, code, header_cnt,
-                     headers_size, self->core_id);
+                     self->log_micros ? "micros" : "msecs", via, (int)ri->protocol_len, ri->protocol, code,
+                     header_cnt, headers_size, switches, self->core_id);
     if (n < 0)
         return;
     if ((size_t)n >= sizeof line)
@@ -91,6 +92,70 @@ static PyObject *start(Py_ssize_t served, struct conn *c, const char *data, size
     return Py_BuildValue("(niiOy#)", served, LANE_START, c->fd, c->addr, data, (Py_ssize_t)n);
 }
 
+/* Send a whole response (data): keep, the connection stays for its next request. The tuple for
+ * Python, or None (served and closed here), or NULL on an error. */
+static PyObject *deliver(struct conn *c, int owned, PyObject *data, int keep, Py_ssize_t served,
+                         const struct reqinfo *ri) {
+    size_t len = (size_t)PyBytes_GET_SIZE(data);
+    const char *out = PyBytes_AS_STRING(data);
+    int sent;
+    if (keep) {
+        ssize_t w = send(c->fd, out, len, MSG_NOSIGNAL);
+        sent = w < 0 ? -errno : (int)w;
+    } else {
+        sent = uwsgi_send_last(c->fd, out, len);    /* the FIN follows at once: close() below or the caller's */
+    }
+    PyObject *answer;
+    if (sent >= 0 && (size_t)sent == len) {
+        if (keep)
+            answer = Py_BuildValue("(niiO)", served + 1, LANE_KEEP, c->fd, c->addr);
+        else if (owned) {
+            close(c->fd);
+            Py_INCREF(Py_None);
+            answer = Py_None;   /* served and closed: the batch goes on */
+        } else
+            answer = Py_BuildValue("(ni)", served + 1, LANE_CLOSE);
+    } else if (sent >= 0 || sent == -EAGAIN || sent == -EINTR) {
+        size_t at = sent > 0 ? (size_t)sent : 0;
+        answer = Py_BuildValue("(niiOy#i)", served + 1, LANE_TAIL, c->fd, c->addr, out + at,
+                               (Py_ssize_t)(len - at), keep);
+        if (answer == NULL && owned)
+            close(c->fd);
+    } else {
+        if (owned)
+            close(c->fd);
+        answer = Py_BuildValue("(niiy#)", served + 1, LANE_GONE, -sent, ri->uri, (Py_ssize_t)ri->uri_len);
+    }
+    return answer;
+}
+
+/* A small static file's answer (lane_static.c), counted as serve.py counts it: static_requests,
+ * no app, no switch, " via sendfile() " in its log line (uWSGI's words for a static body). */
+static PyObject *serve_static(Lane *self, struct conn *c, struct reqinfo *ri, Py_ssize_t served) {
+    double started = mono();
+    time_t wall = time(NULL);
+    self->requests++;
+    if (self->sb != NULL) {
+        uwsgi_sb_begin(self->sb, (size_t)self->sb_start, ri->uri, ri->uri_len, 256);
+        uint64_t n;
+        memcpy(&n, self->sb + self->sb_static, 8);
+        n++;
+        memcpy(self->sb + self->sb_static, &n, 8);
+    }
+    PyObject *data = ri->answer;
+    ri->answer = NULL;
+    size_t len = (size_t)PyBytes_GET_SIZE(data);
+    PyObject *answer = deliver(c, c->owned, data, ri->keepalive, served, ri);
+    if (self->sb != NULL)
+        uwsgi_sb_end(self->sb, (size_t)self->sb_core, 0, (uint64_t)len, (int64_t)((mono() - started) * 1e6), 0);
+    self->static_served++;
+    if (self->log != NULL && answer != NULL)
+        log_line(self, ri, started, wall, 200, len - ri->answer_head, ri->answer_cnt, ri->answer_head, -1, 0,
+                 len > ri->answer_head ? " via sendfile() " : " ");
+    Py_DECREF(data);
+    return answer;
+}
+
 /* One request, its bytes in buf[0..n): the tuple for Python (a new reference), or NULL on an
  * error (an fd the lane owns is closed then). */
 static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size_t n, Py_ssize_t served) {
@@ -99,10 +164,13 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
                                              : lane_uwsgi_request(self, buf, n, &ri);
     if (env == NULL) {
         if (PyErr_Occurred()) {
+            Py_CLEAR(ri.answer);
             if (c->owned)
                 close(c->fd);
             return NULL;
         }
+        if (ri.answer != NULL)
+            return serve_static(self, c, &ri, served);
         return start(served, c, buf, n);
     }
     struct lane_app *app = ri.app;
@@ -213,38 +281,10 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     size_t response_size = (size_t)PyLong_AsSsize_t(PyTuple_GET_ITEM(built, 5));
     size_t tx = headers_size + response_size;
     Py_DECREF(built);
-    size_t len = (size_t)PyBytes_GET_SIZE(data);
-    const char *out = PyBytes_AS_STRING(data);
-    int sent;
-    if (keep) {
-        ssize_t w = send(c->fd, out, len, MSG_NOSIGNAL);
-        sent = w < 0 ? -errno : (int)w;
-    } else {
-        sent = uwsgi_send_last(c->fd, out, len);    /* the FIN follows at once: close() below or the caller's */
-    }
+    answer = deliver(c, owned, data, keep, served, &ri);
     if (self->sb != NULL)
         uwsgi_sb_end(self->sb, (size_t)self->sb_core, (size_t)app->sb_app, (uint64_t)tx,
                      (int64_t)((mono() - started) * 1e6), 0);
-    if (sent >= 0 && (size_t)sent == len) {
-        if (keep)
-            answer = Py_BuildValue("(niiO)", served + 1, LANE_KEEP, c->fd, c->addr);
-        else if (owned) {
-            close(c->fd);
-            Py_INCREF(Py_None);
-            answer = Py_None;   /* served and closed: the batch goes on */
-        } else
-            answer = Py_BuildValue("(ni)", served + 1, LANE_CLOSE);
-    } else if (sent >= 0 || sent == -EAGAIN || sent == -EINTR) {
-        size_t at = sent > 0 ? (size_t)sent : 0;
-        answer = Py_BuildValue("(niiOy#i)", served + 1, LANE_TAIL, c->fd, c->addr, out + at,
-                               (Py_ssize_t)(len - at), keep);
-        if (answer == NULL && owned)
-            close(c->fd);
-    } else {
-        if (owned)
-            close(c->fd);
-        answer = Py_BuildValue("(niiy#)", served + 1, LANE_GONE, -sent, ri.uri, (Py_ssize_t)ri.uri_len);
-    }
     app->served++;
     if (app->after != NULL) {   /* the app's per-request end, once its response is out */
         PyObject *r = PyObject_CallNoArgs(app->after);
@@ -253,7 +293,7 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
         Py_XDECREF(r);
     }
     if (self->log != NULL)
-        log_line(self, &ri, started, wall, code, response_size, header_cnt, headers_size);
+        log_line(self, &ri, started, wall, code, response_size, header_cnt, headers_size, app->app_id, 1, " ");
     goto out;
 resume:
     /* the Python path goes on with this request (the fd is its from now on) */
@@ -352,17 +392,18 @@ static PyObject *lane_handle(Lane *self, PyObject *const *args, Py_ssize_t nargs
 static PyObject *lane_counts(Lane *self, PyObject *unused) {
     (void)unused;
     /* the requests each app (in add_app's order) completed since the last call */
-    PyObject *t = PyTuple_New(self->napps);
+    PyObject *t = PyTuple_New(self->napps + 1);
     if (t == NULL)
         return NULL;
-    for (int i = 0; i < self->napps; i++) {
-        PyObject *n = PyLong_FromSsize_t(self->apps[i].served);
+    for (int i = 0; i <= self->napps; i++) {
+        Py_ssize_t *served = i < self->napps ? &self->apps[i].served : &self->static_served;
+        PyObject *n = PyLong_FromSsize_t(*served);
         if (n == NULL) {
             Py_DECREF(t);
             return NULL;
         }
         PyTuple_SET_ITEM(t, i, n);
-        self->apps[i].served = 0;
+        *served = 0;
     }
     return t;
 }
@@ -452,7 +493,32 @@ static PyObject *lane_add_app(Lane *self, PyObject *args, PyObject *kwargs) {
     Py_RETURN_NONE;
 }
 
+static PyObject *lane_set_static(Lane *self, PyObject *args) {
+    PyObject *entries, *prefixes;
+    Py_ssize_t sb_static;
+    if (!PyArg_ParseTuple(args, "O!On:set_static", &PyDict_Type, &entries, &prefixes, &sb_static))
+        return NULL;
+    if (prefixes != Py_None) {
+        if (!PyTuple_CheckExact(prefixes)) {
+            PyErr_SetString(PyExc_TypeError, "set_static: prefixes must be a tuple of bytes or None");
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(prefixes); i++)
+            if (!PyBytes_CheckExact(PyTuple_GET_ITEM(prefixes, i))) {
+                PyErr_SetString(PyExc_TypeError, "set_static: prefixes must be a tuple of bytes or None");
+                return NULL;
+            }
+    }
+    Py_INCREF(entries);
+    Py_XSETREF(self->static_entries, entries);
+    Py_XSETREF(self->static_prefixes, prefixes == Py_None ? NULL : (Py_INCREF(prefixes), prefixes));
+    self->sb_static = sb_static;
+    Py_RETURN_NONE;
+}
+
 static void lane_dealloc(Lane *self) {
+    Py_XDECREF(self->static_entries);
+    Py_XDECREF(self->static_prefixes);
     for (int i = 0; i < self->napps; i++) {
         struct lane_app *a = &self->apps[i];
         Py_XDECREF(a->app);
@@ -488,7 +554,9 @@ static PyMethodDef lane_methods[] = {
      "add_app(modifier1, app, base=None, check=None, error_class=None, after=None, sb_app=0): the app of "
      "the requests of modifier1 (a WSGI app with a base environ, else a block app: lane.h)"},
     {"counts", (PyCFunction)lane_counts, METH_NOARGS,
-     "counts() -> the requests each app completed since the last call (add_app's order)"},
+     "counts() -> the requests each app (add_app's order), then the static files, completed since the last call"},
+    {"set_static", (PyCFunction)lane_set_static, METH_VARARGS,
+     "set_static(entries, prefixes, sb_static): answer the small files of the worker's file cache (lane_static.c)"},
     {"take", (PyCFunction)lane_take, METH_NOARGS,
      "take() -> (fd, addr, modifier1, environ or block, raw) of the request inside the app, which the Python "
      "path takes over; None outside"},

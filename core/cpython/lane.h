@@ -70,6 +70,12 @@ typedef struct {
     long long requests;         /* the worker's, as its log line counts them (set before each call) */
     char *sb;                   /* the scoreboard's memory, NULL: none */
     Py_ssize_t sb_start, sb_core;
+    /* static files (lane_static.c): the worker's small-file answers, path -> (second, uwsgi head
+     * block, HTTP head block, header count, body) (uwsgid/static/filecache.py); the mountpoints a
+     * static path starts with (NULL: any path may be one); the core's static_requests counter */
+    PyObject *static_entries, *static_prefixes;
+    Py_ssize_t sb_static;
+    Py_ssize_t static_served;
     /* the request inside the app, for take() */
     int cur_fd, cur_modifier1;
     PyObject *cur_env, *cur_addr, *cur_raw;
@@ -92,6 +98,13 @@ struct reqinfo {
     size_t method_len, protocol_len, remote_addr_len, remote_user_len;
     size_t var_cnt, pktsize;
     const char *block;          /* a uwsgi packet's vars block (NULL over HTTP), for the Python path */
+    /* static files (lane_static.c) */
+    const char *path;           /* PATH_INFO as received (percent-encoded over HTTP: path_pct) */
+    size_t path_len;
+    int path_pct, get, conditional;
+    PyObject *answer;           /* a static file's whole response (a new reference), or NULL */
+    size_t answer_head;         /* its head's size */
+    int answer_cnt;             /* its header count */
     char addr_buf[48];          /* an HTTP peer's address as text (INET6_ADDRSTRLEN) */
 };
 
@@ -102,6 +115,11 @@ PyObject *lane_uwsgi_request(Lane *self, const char *buf, size_t len, struct req
 PyObject *lane_http_request(Lane *self, const char *buf, size_t len, const struct sockaddr *addr,
                             socklen_t addrlen, struct reqinfo *ri);
 int lane_env_init(void);
+
+/* lane_static.c: 0, not a static path (the app's); 1, a small file's answer, set in ri->answer;
+ * 2, a static path the lane leaves to the Python path (a file not in the cache this second, a
+ * conditional or ranged GET, HEAD); -1, an error. */
+int lane_static(Lane *self, struct reqinfo *ri, int http);
 
 /* lane_sr.c */
 extern PyTypeObject LaneStartResponseType;

@@ -60,13 +60,14 @@ static struct lane_app *app_for(Lane *self, int modifier1) {
 PyObject *lane_uwsgi_request(Lane *self, const char *buf, size_t len, struct reqinfo *ri) {
     uint8_t m1, m2;
     uint16_t size;
+    ri->answer = NULL;
     if (len < UWSGI_HEADER_SIZE)
         return NULL;
     uwsgi_parse_header(buf, len, &m1, &size, &m2);
     /* another modifier, a ping, an HTTP request on this socket, a block over --buffer-size or
      * not all here: the Python path, which answers or logs each as before */
     ri->app = app_for(self, m1);
-    if (ri->app == NULL || m2 != 0 || (long)size > self->buffer_size || len < (size_t)UWSGI_HEADER_SIZE + size)
+    if (m2 != 0 || (long)size > self->buffer_size || len < (size_t)UWSGI_HEADER_SIZE + size)
         return NULL;
     const char *block = buf + UWSGI_HEADER_SIZE;
     int max = self->max_vars < LANE_VARS_MAX ? self->max_vars : LANE_VARS_MAX;
@@ -76,8 +77,9 @@ PyObject *lane_uwsgi_request(Lane *self, const char *buf, size_t len, struct req
     const char *scheme = NULL, *https = NULL;
     size_t scheme_len = 0, https_len = 0;
     int script_name = 0;
-    ri->uri = ri->method = ri->protocol = ri->remote_addr = ri->remote_user = "";
-    ri->uri_len = ri->method_len = ri->protocol_len = ri->remote_addr_len = ri->remote_user_len = 0;
+    ri->uri = ri->method = ri->protocol = ri->remote_addr = ri->remote_user = ri->path = "";
+    ri->uri_len = ri->method_len = ri->protocol_len = ri->remote_addr_len = ri->remote_user_len = ri->path_len = 0;
+    ri->path_pct = ri->conditional = 0;
     ri->head = 0;
     ri->http11 = 1;
     ri->keepalive = 0;
@@ -92,6 +94,12 @@ PyObject *lane_uwsgi_request(Lane *self, const char *buf, size_t len, struct req
             ri->remote_user_len = vl;
         } else if (kl == 11 && memcmp(k, "SCRIPT_NAME", 11) == 0) {
             script_name = 1;
+        } else if (kl == 9 && memcmp(k, "PATH_INFO", 9) == 0) {
+            ri->path = v;
+            ri->path_len = vl;
+        } else if ((kl == 22 && memcmp(k, "HTTP_IF_MODIFIED_SINCE", 22) == 0) ||
+                   (kl == 10 && memcmp(k, "HTTP_RANGE", 10) == 0)) {
+            ri->conditional = 1;
         }
         if (kl == 5 && memcmp(k, "HTTPS", 5) == 0) {
             https = v;
@@ -123,6 +131,9 @@ PyObject *lane_uwsgi_request(Lane *self, const char *buf, size_t len, struct req
         ri->method = "GET";
         ri->method_len = 3;
     }
+    ri->get = ri->method_len == 3 && memcmp(ri->method, "GET", 3) == 0;
+    if (lane_static(self, ri, 0) != 0 || ri->app == NULL)
+        return NULL;    /* a static file answered (ri->answer), or the Python path's (or an error) */
     if (ri->app->base == NULL)      /* a block app reads the vars itself */
         return PyBytes_FromStringAndSize(block, size);
     PyObject *env = PyDict_Copy(ri->app->base);
@@ -438,6 +449,15 @@ static void head_info(Lane *self, const struct head *h, const struct sockaddr *s
     ri->remote_user = "";
     ri->remote_user_len = 0;
     ri->block = NULL;
+    ri->get = h->mlen == 3 && memcmp(h->method, "GET", 3) == 0;
+    ri->path = h->target;
+    ri->path_len = (size_t)((h->query != NULL ? h->query : h->target + h->tlen) - h->target);
+    ri->path_pct = h->pct;
+    ri->conditional = 0;
+    for (int i = 0; i < h->nf; i++)
+        if (uwsgi_strncaseeq(h->f[i].name, h->f[i].nlen, "if-modified-since", 17) ||
+            uwsgi_strncaseeq(h->f[i].name, h->f[i].nlen, "range", 5))
+            ri->conditional = 1;
     /* the vars of HttpParser: its 5 constant ones, the request line's 5, one per field */
     const char *path_end = h->query != NULL ? h->query : h->target + h->tlen;
     size_t plen = (size_t)(path_end - h->target);
@@ -599,9 +619,12 @@ PyObject *lane_http_request(Lane *self, const char *buf, size_t len, const struc
                             socklen_t addrlen, struct reqinfo *ri) {
     struct head h;
     ri->app = self->napps > 0 ? &self->apps[0] : NULL;     /* the listener's modifier1 */
-    if (ri->app == NULL || !parse_head(self, buf, len, &h))
+    ri->answer = NULL;
+    if (!parse_head(self, buf, len, &h))
         return NULL;
     head_info(self, &h, addr, addrlen, ri);
+    if (lane_static(self, ri, 1) != 0 || ri->app == NULL)
+        return NULL;    /* a static file answered (ri->answer), or the Python path's (or an error) */
     if (ri->app->base == NULL)
         return self->server_name != NULL && self->server_port != NULL ? http_block(self, &h, addr, addrlen) : NULL;
     return http_environ(self, &h, addr, addrlen, ri->app->base);

@@ -150,6 +150,10 @@ class Scoreboard:
             app_off = self._app_off(wid, base + app_id, core_id)
         return int(_ffi.cast("uintptr_t", self._cmem)), core_off + _C_REQ_OFF, core_off, app_off
 
+    def c_static_offset(self, wid: int, core_id: int) -> int:
+        """Where a C writer counts the core's static_requests (see add_error's "static")."""
+        return self._core_off(wid, core_id) + _C_EXTRA_OFF + 8 * _EXTRA_KINDS["static"]
+
     def _app_off(self, wid: int, slot: int, core_id: int) -> int:
         return self._apps_base + (((wid - 1) * self.app_slots + slot) * self.cores + core_id) * _A.size
 

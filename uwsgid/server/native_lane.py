@@ -5,10 +5,13 @@ run the WSGI callable (issue 16).
 Where it runs: a --socket (uwsgi protocol) or plain --http-socket listener of a loop with one
 core (a sync worker, or each thread of --threads N), in front of a Python plugin with one WSGI
 app that it may call itself (CffiPlugin.lane_app), with nothing that must see each request in
-Python: no --route*, no static files, no --thread-slots gate, no loop engine (--gevent), and a
+Python: no --route*, no --thread-slots gate, no loop engine (--gevent), and a
 request log that is off (--disable-logging and none of its exceptions) or uWSGI's default line
 with nothing added (no --log-format, --log-x-forwarded-for, --vhost, --memory-report), which the
-lane writes itself. Elsewhere the loop accepts as before. UWSGI_NO_LANE=1 in the environment turns it off (a comparison, or a suspected lane bug).
+lane writes itself. With static files (--static-map, --check-static), the lane answers a plain GET
+of a small file the worker's file cache holds this second (uwsgid/static/filecache.py), and gives
+every other request under a static mountpoint to the Python path (under --check-static, every
+request), which serves and caches it. Elsewhere the loop accepts as before. UWSGI_NO_LANE=1 in the environment turns it off (a comparison, or a suspected lane bug).
 
 What the lane hands back, and where the Python path takes over (each at the point the lane
 stopped, with what it had, so that nothing is done twice; lane.h lists the tuples):
@@ -73,8 +76,13 @@ def acceptor(tl, listener, conn_class):
     core = tl.cores[0]
     if (listener.proto not in ("uwsgi", "http") or getattr(listener, "tls", None) is not None or not tl.single
             or tl.gate is not None or getattr(w, "engine", None) is not None or core.spawn is not None
-            or core.routes is not None or core.static is not None or not (w.reqlog.silent or w.reqlog.plain)):
+            or core.routes is not None or not (w.reqlog.silent or w.reqlog.plain)):
         return None
+    files = None
+    if core.static is not None:
+        files = core.static.lane_files()
+        if files is None:
+            return None     # static answers that depend on more than the path: every request in Python
     http = listener.proto == "http"
     # an HTTP socket's requests go to its --http-socket-modifier1; a uwsgi socket's lane takes
     # the packets of every plugin that offers one (Python's 0, Lua's 6), the others go the Python way
@@ -89,13 +97,13 @@ def acceptor(tl, listener, conn_class):
         found = lane_app(core) if lane_app is not None else None
         if found is not None and len(apps) < 2:
             apps[m] = (plugin, found)
-    if not apps:
+    if not apps and files is None:
         return None
     limits = tl.limits
     sb = w.scoreboard
-    offsets = {m: sb.c_offsets(w.id, core.id, m, found.app_id) if sb is not None else None
+    first = sb.c_offsets(w.id, core.id, -1, -1) if sb is not None else None
+    offsets = {m: sb.c_offsets(w.id, core.id, m, found.app_id) if first else None
                for m, (_, found) in apps.items()}
-    first = next(iter(offsets.values()))
     sb_args = first[:3] if first else (0, 0, 0)
     lane = Lane(LANE_HTTP if http else LANE_UWSGI, limits.buffer_size, limits.max_vars, bool(limits.keepalive),
                 tl.watch_lock, _HOSTNAME.encode(), str(listener.port or 80).encode(), *sb_args,
@@ -111,6 +119,8 @@ def acceptor(tl, listener, conn_class):
         off = offsets[m]
         lane.add_app(m, found.call, base, found.check, found.error_class, found.after, off[3] if off else 0,
                      found.app_id)
+    if files is not None:
+        lane.set_static(files[0], files[1], sb.c_static_offset(w.id, core.id) if first else 0)
     return _Driver(tl, listener, conn_class, lane, apps).accept
 
 
@@ -207,13 +217,9 @@ class _Driver:
         w = self.worker
         w.requests += n
         self.core.requests += n
-        counters = self.counters
-        if len(counters) == 1:
-            counters[0](n)
-        else:
-            for count, k in zip(counters, self.lane.counts()):
-                if k:
-                    count(k)
+        for count, k in zip(self.counters, self.lane.counts()):     # the static files' last: no app's
+            if k:
+                count(k)
         if w.recycles:
             w.after_request()
 

@@ -57,6 +57,10 @@ class FileCache:
         self.by_encoding = by_encoding
         self.by_uri = by_uri
         self.plain = not (by_docroot or by_encoding or by_uri)
+        # the same answers for the native lane (core/cpython/lane_static.c), keyed by PATH_INFO
+        # when that is the whole key: path -> (second, uwsgi head block, HTTP head block, header
+        # count, body)
+        self.lane_entries: dict = {}
 
     def key(self, path: bytes, v: dict):
         """The request's key: what decides its answer besides the files themselves."""
@@ -90,6 +94,13 @@ class FileCache:
                 self.size -= len(oldest.body)
             entries[key] = e
             self.size += size
+            if self.plain:
+                lane = self.lane_entries
+                lane.pop(key, None)
+                while len(lane) >= len(entries):    # what the loop above dropped
+                    lane.pop(next(iter(lane)))
+                (ublock, _, _), (hblock, cnt, _) = e.ok.blocks
+                lane[key] = (e.second, ublock, hblock, cnt, body)
         return e
 
     def drop(self, key) -> None:
@@ -99,3 +110,4 @@ class FileCache:
                 old = self.entries.pop(key, None)
                 if old is not None:
                     self.size -= len(old.body)
+                self.lane_entries.pop(key, None)

@@ -95,6 +95,17 @@ class Static:
             by_docroot=self.mapper.docroot, by_encoding=rules.gzip_any,
             by_uri=any(field == 2 for field, _, _ in rules.regex_rules))
 
+    def lane_files(self):
+        """(file cache entries, mountpoints or None for any path) for the native lane, which
+        answers a plain GET of a small file cached this second (core/cpython/lane_static.c); None
+        when its answer may depend on more than PATH_INFO, or files are not sent by us (x-* modes)."""
+        files = self.files
+        if files is None or not files.plain or self.mapper.paths is not None:
+            return None
+        mapper = self.mapper
+        mounts = tuple(root.mount for root in mapper.roots)
+        return files.lane_entries, (None if mapper.docroot or b"" in mounts else mounts)
+
     def describe(self) -> list[str]:
         out = self.mapper.describe()
         if self.mapper.paths is not None:
