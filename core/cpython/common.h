@@ -52,4 +52,38 @@ static inline long long parse_length(const char *p, Py_ssize_t n) {
     return i == n ? v : -1;
 }
 
+/* A hex digit's value, -1 for any other byte (percent-decoding as urllib's unquote_to_bytes). */
+static inline int uwsgi_native_hexval(unsigned char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Percent-decoding as urllib.parse.unquote_to_bytes (%XX -> the byte, a bad escape stays) of
+ * p[0..n) into out (n bytes at least; out == p decodes in place): the decoded length. */
+static inline size_t uwsgi_native_unquote(const char *p, size_t n, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (p[i] == '%' && n - i >= 3 && (hi = uwsgi_native_hexval((unsigned char)p[i + 1])) >= 0 &&
+            (lo = uwsgi_native_hexval((unsigned char)p[i + 2])) >= 0) {
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[o++] = p[i];
+        }
+    }
+    return o;
+}
+
+/* uWSGI's HTTPS rule: "on" in any case as a prefix, a leading "1", or "true"/"yes". */
+static inline int uwsgi_native_https_on(const char *p, size_t n) {
+    if (n >= 2 && (p[0] | 0x20) == 'o' && (p[1] | 0x20) == 'n')
+        return 1;
+    if (n >= 1 && p[0] == '1')
+        return 1;
+    return uwsgi_strncaseeq(p, n, "true", 4) || uwsgi_strncaseeq(p, n, "yes", 3);
+}
+
 #endif

@@ -7,30 +7,12 @@ static PyObject *b_protocol, *b_method, *b_uri, *b_query, *b_path;
 
 /* ---- http_vars ------------------------------------------------------------------------------- */
 
-static int hexval(unsigned char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decoding as urllib.parse.unquote_to_bytes: %XX -> the byte, a bad escape stays. */
 static PyObject *unquote(const char *p, Py_ssize_t n) {
     PyObject *out = PyBytes_FromStringAndSize(NULL, n);   /* never longer than the input */
     if (out == NULL)
         return NULL;
-    char *d = PyBytes_AS_STRING(out);
-    Py_ssize_t j = 0;
-    for (Py_ssize_t i = 0; i < n;) {
-        int hi, lo;
-        if (p[i] == '%' && n - i >= 3 && (hi = hexval((unsigned char)p[i + 1])) >= 0 &&
-            (lo = hexval((unsigned char)p[i + 2])) >= 0) {
-            d[j++] = (char)(hi * 16 + lo);
-            i += 3;
-        } else {
-            d[j++] = p[i++];
-        }
-    }
+    Py_ssize_t j = (Py_ssize_t)uwsgi_native_unquote(p, (size_t)n, PyBytes_AS_STRING(out));
     if (_PyBytes_Resize(&out, j) < 0)
         return NULL;
     return out;

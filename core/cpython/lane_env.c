@@ -42,14 +42,6 @@ static PyObject *key_name(Lane *self, int i, const char *p, size_t n) {
     return name;
 }
 
-static int https_on(const char *p, size_t n) {
-    if (n >= 2 && (p[0] | 0x20) == 'o' && (p[1] | 0x20) == 'n')
-        return 1;
-    if (n >= 1 && p[0] == '1')
-        return 1;
-    return uwsgi_strncaseeq(p, n, "true", 4) || uwsgi_strncaseeq(p, n, "yes", 3);
-}
-
 static struct lane_app *app_for(Lane *self, int modifier1) {
     for (int i = 0; i < self->napps; i++)
         if (self->apps[i].modifier1 == modifier1)
@@ -176,7 +168,7 @@ PyObject *lane_uwsgi_request(Lane *self, const char *buf, size_t len, struct req
         if (scheme != NULL && scheme_len > 0)
             value = PyUnicode_DecodeLatin1(scheme, (Py_ssize_t)scheme_len, NULL);
         else {
-            value = https != NULL && https_on(https, https_len) ? s_https_str : s_http_str;
+            value = https != NULL && uwsgi_native_https_on(https, https_len) ? s_https_str : s_http_str;
             Py_INCREF(value);
         }
         int bad = value == NULL || PyDict_SetItem(env, s_url_scheme, value) < 0;
@@ -244,13 +236,6 @@ static PyObject *header_var(Lane *self, int i, const char *p, size_t n) {
     return name;
 }
 
-static int hexval(unsigned char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* PATH_INFO: the path percent-decoded as urllib.parse.unquote_to_bytes (a "%" not followed by
  * two hex digits stays as it is) */
 static PyObject *path_info(const char *p, size_t n, int pct) {
@@ -260,17 +245,7 @@ static PyObject *path_info(const char *p, size_t n, int pct) {
     char *tmp = n <= sizeof small ? small : PyMem_Malloc(n);
     if (tmp == NULL)
         return PyErr_NoMemory();
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (p[i] == '%' && n - i >= 3 && (hi = hexval((unsigned char)p[i + 1])) >= 0 &&
-            (lo = hexval((unsigned char)p[i + 2])) >= 0) {
-            tmp[o++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            tmp[o++] = p[i];
-        }
-    }
+    size_t o = uwsgi_native_unquote(p, n, tmp);
     PyObject *r = PyUnicode_DecodeLatin1(tmp, (Py_ssize_t)o, NULL);
     if (tmp != small)
         PyMem_Free(tmp);
@@ -422,15 +397,6 @@ static int parse_head(Lane *self, const char *buf, size_t len, struct head *h) {
     return p == end && hsize <= (size_t)self->buffer_size && 10 + h->nf <= self->max_vars && (has_host || !h->http11);
 }
 
-/* the PATH_INFO length once percent-decoded (unquote_to_bytes) */
-static size_t decoded_len(const char *p, size_t n) {
-    size_t out = 0;
-    for (size_t i = 0; i < n; i++, out++)
-        if (p[i] == '%' && n - i >= 3 && hexval((unsigned char)p[i + 1]) >= 0 && hexval((unsigned char)p[i + 2]) >= 0)
-            i += 2;
-    return out;
-}
-
 static void head_info(Lane *self, const struct head *h, const struct sockaddr *sa, socklen_t salen,
                       struct reqinfo *ri) {
     ri->uri = h->target;
@@ -465,12 +431,21 @@ static void head_info(Lane *self, const struct head *h, const struct sockaddr *s
     size_t sz = 11 + 0 + 11 + (self->server_name ? (size_t)PyBytes_GET_SIZE(self->server_name) : 0) +
                 11 + (self->server_port ? (size_t)PyBytes_GET_SIZE(self->server_port) : 0) +
                 11 + ri->remote_addr_len + 11 + strlen(port) + 15 + 8 + 14 + h->mlen + 11 + h->tlen + 12 + qlen +
-                9 + (h->pct ? decoded_len(h->target, plen) : plen);
+                9 + plen;
     for (int i = 0; i < h->nf; i++) {
         const struct field *f = &h->f[i];
         int special = uwsgi_strncaseeq(f->name, f->nlen, "content-type", 12) ||
                       uwsgi_strncaseeq(f->name, f->nlen, "content-length", 14);
         sz += (special ? 0 : 5) + f->nlen + f->vlen;
+    }
+    if (h->pct) {       /* PATH_INFO counts decoded */
+        char small[512];
+        char *tmp = plen <= sizeof small ? small : PyMem_Malloc(plen);
+        if (tmp != NULL) {
+            sz -= plen - uwsgi_native_unquote(h->target, plen, tmp);
+            if (tmp != small)
+                PyMem_Free(tmp);
+        }
     }
     ri->var_cnt = 2 * (10 + (size_t)h->nf);
     ri->pktsize = sz + 4 * (10 + (size_t)h->nf);
@@ -566,18 +541,8 @@ static PyObject *http_block(Lane *self, struct head *h, const struct sockaddr *s
         size_t at = b.len;
         var_s(&b, "PATH_INFO", h->target, plen);
         if (!b.bad) {
-            char *v = b.p + at + 2 + 9 + 2, *o = v;
-            for (size_t i = 0; i < plen; i++) {
-                int hi, lo;
-                if (v[i] == '%' && plen - i >= 3 && (hi = hexval((unsigned char)v[i + 1])) >= 0 &&
-                    (lo = hexval((unsigned char)v[i + 2])) >= 0) {
-                    *o++ = (char)(hi * 16 + lo);
-                    i += 2;
-                } else {
-                    *o++ = v[i];
-                }
-            }
-            size_t n = (size_t)(o - v);
+            char *v = b.p + at + 2 + 9 + 2;
+            size_t n = uwsgi_native_unquote(v, plen, v);
             b.p[at + 2 + 9] = (char)(n & 0xff);
             b.p[at + 2 + 9 + 1] = (char)(n >> 8);
             b.len = at + 2 + 9 + 2 + n;

@@ -7,13 +7,6 @@
 
 #include <time.h>
 
-static int hexval(unsigned char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* PATH_INFO as the Python path has it: percent-decoded (unquote_to_bytes) over HTTP */
 static PyObject *path_key(const struct reqinfo *ri) {
     if (!ri->path_pct)
@@ -21,19 +14,7 @@ static PyObject *path_key(const struct reqinfo *ri) {
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)ri->path_len);
     if (out == NULL)
         return NULL;
-    char *o = PyBytes_AS_STRING(out);
-    const char *p = ri->path;
-    size_t n = ri->path_len, k = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (p[i] == '%' && n - i >= 3 && (hi = hexval((unsigned char)p[i + 1])) >= 0 &&
-            (lo = hexval((unsigned char)p[i + 2])) >= 0) {
-            o[k++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            o[k++] = p[i];
-        }
-    }
+    size_t k = uwsgi_native_unquote(ri->path, ri->path_len, PyBytes_AS_STRING(out));
     if (_PyBytes_Resize(&out, (Py_ssize_t)k) < 0)
         return NULL;
     return out;

@@ -103,21 +103,12 @@ static PyObject *var_name(PyObject *k) {
     return name;
 }
 
-/* uWSGI's HTTPS rule: "on" in any case as a prefix, a leading "1", or "true"/"yes". */
-static int https_on(const char *p, Py_ssize_t n) {
-    if (n >= 2 && (p[0] | 0x20) == 'o' && (p[1] | 0x20) == 'n')
-        return 1;
-    if (n >= 1 && p[0] == '1')
-        return 1;
-    return uwsgi_strncaseeq(p, (size_t)n, "true", 4) || uwsgi_strncaseeq(p, (size_t)n, "yes", 3);
-}
-
 static int set_scheme(PyObject *env, PyObject *scheme, PyObject *https) {
     PyObject *value;
     if (scheme != NULL && PyBytes_GET_SIZE(scheme) > 0)
         value = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(scheme), PyBytes_GET_SIZE(scheme), NULL);
     else {
-        int on = https != NULL && https_on(PyBytes_AS_STRING(https), PyBytes_GET_SIZE(https));
+        int on = https != NULL && uwsgi_native_https_on(PyBytes_AS_STRING(https), (size_t)PyBytes_GET_SIZE(https));
         value = on ? s_https : s_http;
         Py_INCREF(value);
     }

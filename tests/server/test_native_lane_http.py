@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.helpers import Server, free_port
+from tests.helpers import Server, free_port, raw
 from tests.server.test_native_lane import APP
 
 native = pytest.importorskip("_uwsgi_native")
@@ -32,17 +32,8 @@ def pair(tmp_path_factory):
         s.stop()
 
 
-def exchange(port: int, data: bytes, settle: float = 0.0) -> bytes:
-    """Send data, half-close, read until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        if settle:
-            time.sleep(settle)
-        s.shutdown(socket.SHUT_WR)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out
+def exchange(port: int, data: bytes) -> bytes:
+    return raw(f"127.0.0.1:{port}", data)
 
 
 def same(pair, data: bytes) -> bytes:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.helpers import Server, free_port, uwsgi_packet
+from tests.helpers import Server, free_port, raw, uwsgi_packet
 from tests.master_helpers import read_stats
 from tests.server.test_native_lane import _log_lines
 
@@ -45,12 +45,7 @@ def _start(site, sock, lane: bool, *extra):
 
 
 def http(port, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out
+    return raw(f"127.0.0.1:{port}", data, half_close=False)
 
 
 REQS = [

@@ -88,8 +88,8 @@ class Core:
         self.take_request = None
 
     # ---- running a request ------------------------------------------------------------------
-    def run(self, conn, req) -> None:
-        w = self.worker
+    def _begin(self, conn, req) -> None:
+        """The request takes this core: its fields, its start, the counters."""
         self.conn = conn
         self.request = req
         req.core = self
@@ -97,7 +97,11 @@ class Core:
         req.start_wall = _time()
         req.switches = 1
         self.requests += 1
-        w.requests += 1
+        self.worker.requests += 1
+
+    def run(self, conn, req) -> None:
+        w = self.worker
+        self._begin(conn, req)
         # A wait belongs to the request that armed it: reset here and when it fires, so that
         # one armed inside request() is still there for the generator's first step.
         self.wait = None
@@ -134,15 +138,7 @@ class Core:
     def adopt(self, conn, req) -> None:
         """A request the native lane began (its app called, the scoreboard's begin set): this
         core runs the rest, from respond() on, as if run() had started it."""
-        w = self.worker
-        self.conn = conn
-        self.request = req
-        req.core = self
-        req.start = _monotonic()
-        req.start_wall = _time()
-        req.switches = 1
-        self.requests += 1
-        w.requests += 1
+        self._begin(conn, req)
         conn.busy = True
         set_current(self)
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.helpers import Server, free_port, uwsgi_packet
+from tests.helpers import Server, free_port, raw, uwsgi_packet
 
 native = pytest.importorskip("_uwsgi_native")
 if not hasattr(native, "LANE_HTTP"):
@@ -97,12 +97,7 @@ def http_pair(app_file):
 
 
 def exchange(port: int, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out
+    return raw(f"127.0.0.1:{port}", data, half_close=False)
 
 
 def _norm(answer: bytes) -> bytes:
