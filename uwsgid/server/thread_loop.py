@@ -376,7 +376,8 @@ class ThreadLoop:
 
     @property
     def busy(self) -> bool:
-        return len(self.free) < len(self.cores) or bool(self.waiting)
+        lane = self.lane    # an app running on the native lane holds the core without taking it
+        return len(self.free) < len(self.cores) or bool(self.waiting) or (lane is not None and lane.busy_since > 0)
 
     # ---- serving ------------------------------------------------------------------------------
     def _reap(self) -> None:
