@@ -22,6 +22,14 @@ from . import uwsgi_module
 from .options import Settings
 from .response import flush_now
 
+# The default GC (an incremental step after each request) completes every FULL_EVERY-th run's
+# cycle at once. Steps alone sweep a cycle's garbage while the next requests allocate, which
+# scatters the state's objects over its whole allocator segment: every page of it ends up
+# written, so private in a worker (~250 KB a state on pippo.lua). Freeing the garbage at once
+# lets the next requests reuse the same chunks: ~170 KB, for one full collection every 8 runs
+# (~25 us on pippo.lua's state, ~3 us a request). Every 4th: ~155 KB for twice the CPU.
+FULL_EVERY = 8
+
 
 class LuaLoadError(Exception):
     """A Lua file could not be loaded or run (message = the Lua error and traceback)."""
@@ -116,6 +124,7 @@ class LuaState:
         self.req = None               # the request being served
         self.requests = 0             # requests served (drives --lua-gc-freq)
         self.gc_runs = 0
+        self._steps = 0               # incremental GC runs (FULL_EVERY)
         self.errors = 0               # requests answered 500 or truncated
         self._out = b""               # io.write's partial line
         self.fallback = fallback_state
@@ -258,7 +267,14 @@ class LuaState:
         return self.rt.table_from(data)
 
     def gc(self, full: bool | None = None) -> None:
-        self._gc(self.settings.gc_full if full is None else full)
+        """One GC run: a full collection with --lua-gc-full (or when asked), else an
+        incremental step, every FULL_EVERY-th of which completes the cycle at once."""
+        if full is None:
+            full = self.settings.gc_full
+            if not full:
+                self._steps += 1
+                full = self._steps % FULL_EVERY == 0
+        self._gc(full)
         self.gc_runs += 1
 
     def after_request(self, req) -> None:

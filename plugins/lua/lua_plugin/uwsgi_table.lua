@@ -77,10 +77,18 @@ function uwsgi.websocket_recv()
 end
 
 -- ---- cosockets: uwsgi.tcp() (cosocket.lua over cosocket.py's operations; README "Cosockets")
+-- Loaded at the first uwsgi.tcp() of the state, not with the state: its code and the FFI back
+-- end weigh ~100 KB of a state's heap (LuaJIT), which an app without cosockets never pays.
 do
-  local code, ops = py.cosocket()
+  local cosocket, tcp = py.cosocket, nil
   uwsgi.cosocket = nil
-  uwsgi.tcp = assert((loadstring or load)(code, "@lua_plugin/cosocket.lua"))(ops, uwsgi)
+  uwsgi.tcp = function(...)
+    if tcp == nil then
+      local code, ops = cosocket()
+      tcp = assert((loadstring or load)(code, "@lua_plugin/cosocket.lua"))(ops, uwsgi)
+    end
+    return tcp(...)
+  end
 end
 
 -- ---- cache: table forms ---------------------------------------------------------------

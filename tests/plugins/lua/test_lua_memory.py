@@ -6,10 +6,12 @@ not timings; issue 20's precise figures live in bench/memory.py).
 per core adds ~14 MB and fails.
 
 --threads: each thread has its own lua_State (as in uWSGI), so an extra thread costs its state
-plus the thread itself (its stack, malloc arena, loop). Measured on pippo.lua: ~360 KB a thread
-(the LuaJIT heap of the state ~250 KB of it, the rest as for a Python app); uWSGI's lua51 ~80.
-The bound catches a new per-thread cost of a few hundred KB (a buffer or a second state a
-thread)."""
+plus the thread itself (its stack, malloc arena, loop). Measured on pippo.lua: ~250-290 KB a
+thread (the pages of the state's LuaJIT heap ~175 KB of it, the rest as for a Python app);
+uWSGI's lua51 ~80. It was ~350 when the GC only stepped (every page of the state's allocator
+segment ends up written) and ~310 with the cosocket code loaded in every state. The bound
+catches a new per-thread cost of ~100 KB (a buffer, a second state a thread);
+test_lua_state_heap.py checks those two causes in process, precisely."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built
 
 PIPPO = EXAMPLES / "pippo.lua"
 ASYNC_BOUND_MB = 3.0            # 63 extra cores; one lua_State each would be ~14 MB
-THREAD_BOUND_KB = 560           # per extra thread; ~360 today
+THREAD_BOUND_KB = 360           # per extra thread; ~250-290 today
 
 
 def _private_dirty_mb(pid: int) -> float:
