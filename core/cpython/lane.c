@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+static PyObject *s_uwsgi_core;
+
 static double mono(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -67,7 +69,7 @@ static void log_line(Lane *self, const struct reqinfo *ri, double started, time_
                      (int)ri->remote_user_len, ri->remote_user, ri->var_cnt, ri->pktsize, when, (int)ri->method_len,
                      ri->method, (int)ri->uri_len, ri->uri, response_size, elapsed,
                      self->log_micros ? "micros" : "msecs", via, (int)ri->protocol_len, ri->protocol, code,
-                     header_cnt, headers_size, switches, self->core_id);
+                     header_cnt, headers_size, switches, self->cores[self->cur].id);
     if (n < 0)
         return;
     if ((size_t)n >= sizeof line)
@@ -136,18 +138,20 @@ static PyObject *serve_static(Lane *self, struct conn *c, struct reqinfo *ri, Py
     time_t wall = time(NULL);
     self->requests++;
     if (self->sb != NULL) {
-        uwsgi_sb_begin(self->sb, (size_t)self->sb_start, ri->uri, ri->uri_len, 256);
+        struct lane_core *core = &self->cores[self->cur];
+        uwsgi_sb_begin(self->sb, (size_t)core->sb_start, ri->uri, ri->uri_len, 256);
         uint64_t n;
-        memcpy(&n, self->sb + self->sb_static, 8);
+        memcpy(&n, self->sb + core->sb_static, 8);
         n++;
-        memcpy(self->sb + self->sb_static, &n, 8);
+        memcpy(self->sb + core->sb_static, &n, 8);
     }
     PyObject *data = ri->answer;
     ri->answer = NULL;
     size_t len = (size_t)PyBytes_GET_SIZE(data);
     PyObject *answer = deliver(c, c->owned, data, ri->keepalive, served, ri);
     if (self->sb != NULL)
-        uwsgi_sb_end(self->sb, (size_t)self->sb_core, 0, (uint64_t)len, (int64_t)((mono() - started) * 1e6), 0);
+        uwsgi_sb_end(self->sb, (size_t)self->cores[self->cur].sb_core, 0, (uint64_t)len,
+                     (int64_t)((mono() - started) * 1e6), 0);
     self->static_served++;
     if (self->log != NULL && answer != NULL)
         log_line(self, ri, started, wall, 200, len - ri->answer_head, ri->answer_cnt, ri->answer_head, -1, 0,
@@ -175,11 +179,17 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     }
     struct lane_app *app = ri.app;
     int wsgi = app->base != NULL;
+    if (wsgi && PyDict_SetItem(env, s_uwsgi_core, self->cores[self->cur].id_obj) < 0) {
+        Py_DECREF(env);
+        if (c->owned)
+            close(c->fd);
+        return NULL;
+    }
     double started = mono();
     time_t wall = time(NULL);
     self->requests++;           /* the worker's count, this request included, as Core.run counts it */
     if (self->sb != NULL)
-        uwsgi_sb_begin(self->sb, (size_t)self->sb_start, ri.uri, ri.uri_len, 256);
+        uwsgi_sb_begin(self->sb, (size_t)self->cores[self->cur].sb_start, ri.uri, ri.uri_len, 256);
     LaneStartResponse *sr = lane_start_response(app->check, app->error_class);
     if (sr == NULL) {
         Py_DECREF(env);
@@ -283,7 +293,7 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     Py_DECREF(built);
     answer = deliver(c, owned, data, keep, served, &ri);
     if (self->sb != NULL)
-        uwsgi_sb_end(self->sb, (size_t)self->sb_core, (size_t)app->sb_app, (uint64_t)tx,
+        uwsgi_sb_end(self->sb, (size_t)self->cores[self->cur].sb_core, (size_t)app->sb_apps[self->cur], (uint64_t)tx,
                      (int64_t)((mono() - started) * 1e6), 0);
     app->served++;
     if (app->after != NULL) {   /* the app's per-request end, once its response is out */
@@ -317,14 +327,27 @@ out:
     return answer;
 }
 
+/* the core (an index of set_core's) the call's requests run on */
+static int use_core(Lane *self, PyObject *arg) {
+    long i = PyLong_AsLong(arg);
+    if (i == -1 && PyErr_Occurred())
+        return -1;
+    if (i < 0 || i >= self->ncores || self->cores[i].id_obj == NULL) {
+        PyErr_Format(PyExc_ValueError, "core %ld: not a core set_core described", i);
+        return -1;
+    }
+    self->cur = (int)i;
+    return 0;
+}
+
 static PyObject *lane_serve(Lane *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "serve(lfd, batch) takes 2 arguments");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "serve(lfd, batch, core) takes 3 arguments");
         return NULL;
     }
     int lfd = _PyLong_AsInt(args[0]);
     Py_ssize_t batch = PyLong_AsSsize_t(args[1]);
-    if ((lfd == -1 || batch == -1) && PyErr_Occurred())
+    if (((lfd == -1 || batch == -1) && PyErr_Occurred()) || use_core(self, args[2]) < 0)
         return NULL;
     Py_ssize_t served = 0;
     for (Py_ssize_t i = 0; i < batch; i++) {
@@ -369,12 +392,12 @@ static PyObject *lane_serve(Lane *self, PyObject *const *args, Py_ssize_t nargs)
 
 static PyObject *lane_handle(Lane *self, PyObject *const *args, Py_ssize_t nargs) {
     /* a kept-alive connection's next request, read by its Connection: data holds all of it */
-    if (nargs != 3 || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "handle(fd, data: bytes, addr: bytes) takes 3 arguments");
+    if (nargs != 4 || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "handle(fd, data: bytes, addr: bytes, core) takes 4 arguments");
         return NULL;
     }
     int fd = _PyLong_AsInt(args[0]);
-    if (fd == -1 && PyErr_Occurred())
+    if ((fd == -1 && PyErr_Occurred()) || use_core(self, args[3]) < 0)
         return NULL;
     PyObject *data = args[1], *addr = args[2];
     struct conn c = {fd, 0, addr, (const struct sockaddr *)PyBytes_AS_STRING(addr), (socklen_t)PyBytes_GET_SIZE(addr)};
@@ -423,16 +446,24 @@ static PyObject *lane_take(Lane *self, PyObject *unused) {
 
 static int lane_init(Lane *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"proto", "buffer_size", "max_vars", "keepalive", "watch_lock", "server_name",
-                             "server_port", "sb_addr", "sb_start", "sb_core", "log", "log_pid", "log_micros",
-                             "core_id", NULL};
+                             "server_port", "sb_addr", "log", "log_pid", "log_micros", "ncores", NULL};
     PyObject *watch_lock = Py_None, *server_name = NULL, *server_port = NULL, *log = Py_None;
     unsigned long long sb_addr = 0;
-    Py_ssize_t sb_start = 0, sb_core = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ili|pOSSKnnOipi:Lane", kwlist, &self->proto, &self->buffer_size,
+    int ncores = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ili|pOSSKOipi:Lane", kwlist, &self->proto, &self->buffer_size,
                                      &self->max_vars, &self->keepalive, &watch_lock, &server_name, &server_port,
-                                     &sb_addr, &sb_start, &sb_core, &log, &self->log_pid, &self->log_micros,
-                                     &self->core_id))
+                                     &sb_addr, &log, &self->log_pid, &self->log_micros, &ncores))
         return -1;
+    if (self->cores != NULL || ncores < 1 || ncores > 65536) {
+        PyErr_SetString(PyExc_ValueError, "Lane: ncores must be 1 to 65536 (and a lane is made once)");
+        return -1;
+    }
+    self->cores = PyMem_Calloc((size_t)ncores, sizeof *self->cores);
+    if (self->cores == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->ncores = ncores;
     if (log != Py_None && !PyCallable_Check(log)) {
         PyErr_SetString(PyExc_TypeError, "Lane: log must be None or a callable (log_request)");
         return -1;
@@ -449,32 +480,66 @@ static int lane_init(Lane *self, PyObject *args, PyObject *kwargs) {
     Py_XINCREF(server_port);
     Py_XSETREF(self->server_port, server_port);
     self->sb = (char *)(uintptr_t)sb_addr;
-    self->sb_start = sb_start;
-    self->sb_core = sb_core;
     self->cur_fd = -1;
     return 0;
 }
 
-static PyObject *lane_add_app(Lane *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"modifier1", "app", "base", "check", "error_class", "after", "sb_app", "app_id", NULL};
-    int modifier1, app_id = 0;
-    PyObject *app, *base = Py_None, *check = Py_None, *error_class = Py_None, *after = Py_None;
-    Py_ssize_t sb_app = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|OOOOni:add_app", kwlist, &modifier1, &app, &base, &check,
-                                     &error_class, &after, &sb_app, &app_id))
+static PyObject *lane_set_core(Lane *self, PyObject *args) {
+    int i, id;
+    Py_ssize_t sb_start = 0, sb_core = 0, sb_static = 0;
+    if (!PyArg_ParseTuple(args, "ii|nnn:set_core", &i, &id, &sb_start, &sb_core, &sb_static))
         return NULL;
+    if (i < 0 || i >= self->ncores) {
+        PyErr_Format(PyExc_ValueError, "set_core: index %d out of 0..%d", i, self->ncores - 1);
+        return NULL;
+    }
+    struct lane_core *c = &self->cores[i];
+    PyObject *id_obj = PyLong_FromLong(id);
+    if (id_obj == NULL)
+        return NULL;
+    Py_XSETREF(c->id_obj, id_obj);
+    c->id = id;
+    c->sb_start = sb_start;
+    c->sb_core = sb_core;
+    c->sb_static = sb_static;
+    Py_RETURN_NONE;
+}
+
+static PyObject *lane_add_app(Lane *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"modifier1", "app", "base", "check", "error_class", "after", "sb_apps", "app_id", NULL};
+    int modifier1, app_id = 0;
+    PyObject *app, *base = Py_None, *check = Py_None, *error_class = Py_None, *after = Py_None, *sb_apps = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|OOOOOi:add_app", kwlist, &modifier1, &app, &base, &check,
+                                     &error_class, &after, &sb_apps, &app_id))
+        return NULL;
+    if (sb_apps != Py_None && (!PyTuple_CheckExact(sb_apps) || PyTuple_GET_SIZE(sb_apps) != self->ncores)) {
+        PyErr_SetString(PyExc_TypeError, "add_app: sb_apps must be None or a tuple of one offset per core");
+        return NULL;
+    }
+    Py_ssize_t *offsets = PyMem_Calloc((size_t)self->ncores, sizeof *offsets);
+    if (offsets == NULL)
+        return PyErr_NoMemory();
+    for (int i = 0; sb_apps != Py_None && i < self->ncores; i++) {
+        offsets[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(sb_apps, i));
+        if (offsets[i] == -1 && PyErr_Occurred()) {
+            PyMem_Free(offsets);
+            return NULL;
+        }
+    }
     if (self->napps == LANE_APPS || (self->proto == LANE_HTTP && self->napps == 1)) {
+        PyMem_Free(offsets);
         PyErr_SetString(PyExc_ValueError, "add_app: no room for another app on this lane");
         return NULL;
     }
     if (base != Py_None && (!PyDict_Check(base) || !PyCallable_Check(check) || !PyExceptionClass_Check(error_class))) {
+        PyMem_Free(offsets);
         PyErr_SetString(PyExc_TypeError, "add_app: a WSGI app needs a dict base, a check and an error class");
         return NULL;
     }
     struct lane_app *a = &self->apps[self->napps++];
     a->modifier1 = modifier1;
     a->app_id = app_id;
-    a->sb_app = sb_app;
+    a->sb_apps = offsets;
     a->served = 0;
     Py_INCREF(app);
     a->app = app;
@@ -495,8 +560,7 @@ static PyObject *lane_add_app(Lane *self, PyObject *args, PyObject *kwargs) {
 
 static PyObject *lane_set_static(Lane *self, PyObject *args) {
     PyObject *entries, *prefixes;
-    Py_ssize_t sb_static;
-    if (!PyArg_ParseTuple(args, "O!On:set_static", &PyDict_Type, &entries, &prefixes, &sb_static))
+    if (!PyArg_ParseTuple(args, "O!O:set_static", &PyDict_Type, &entries, &prefixes))
         return NULL;
     if (prefixes != Py_None) {
         if (!PyTuple_CheckExact(prefixes)) {
@@ -512,7 +576,6 @@ static PyObject *lane_set_static(Lane *self, PyObject *args) {
     Py_INCREF(entries);
     Py_XSETREF(self->static_entries, entries);
     Py_XSETREF(self->static_prefixes, prefixes == Py_None ? NULL : (Py_INCREF(prefixes), prefixes));
-    self->sb_static = sb_static;
     Py_RETURN_NONE;
 }
 
@@ -526,7 +589,11 @@ static void lane_dealloc(Lane *self) {
         Py_XDECREF(a->check);
         Py_XDECREF(a->error_class);
         Py_XDECREF(a->after);
+        PyMem_Free(a->sb_apps);
     }
+    for (int i = 0; i < self->ncores; i++)
+        Py_XDECREF(self->cores[i].id_obj);
+    PyMem_Free(self->cores);
     Py_XDECREF(self->watch_lock);
     Py_XDECREF(self->log);
     Py_XDECREF(self->server_name);
@@ -547,16 +614,18 @@ static PyObject *lane_get_busy_since(Lane *self, void *unused) {
 
 static PyMethodDef lane_methods[] = {
     {"serve", (PyCFunction)(void (*)(void))lane_serve, METH_FASTCALL,
-     "serve(lfd, batch) -> (served, kind, ...): accept and serve up to batch connections (lane.h)"},
+     "serve(lfd, batch, core) -> (served, kind, ...): accept and serve up to batch connections on core (lane.h)"},
     {"handle", (PyCFunction)(void (*)(void))lane_handle, METH_FASTCALL,
-     "handle(fd, data, addr) -> (served, kind, ...): a kept-alive HTTP connection's next request (lane.h)"},
+     "handle(fd, data, addr, core) -> (served, kind, ...): a kept-alive HTTP connection's next request (lane.h)"},
     {"add_app", (PyCFunction)(void (*)(void))lane_add_app, METH_VARARGS | METH_KEYWORDS,
-     "add_app(modifier1, app, base=None, check=None, error_class=None, after=None, sb_app=0): the app of "
+     "add_app(modifier1, app, base=None, check=None, error_class=None, after=None, sb_apps=None, app_id=0): the app of "
      "the requests of modifier1 (a WSGI app with a base environ, else a block app: lane.h)"},
     {"counts", (PyCFunction)lane_counts, METH_NOARGS,
      "counts() -> the requests each app (add_app's order), then the static files, completed since the last call"},
     {"set_static", (PyCFunction)lane_set_static, METH_VARARGS,
-     "set_static(entries, prefixes, sb_static): answer the small files of the worker's file cache (lane_static.c)"},
+     "set_static(entries, prefixes): answer the small files of the worker's file cache (lane_static.c)"},
+    {"set_core", (PyCFunction)lane_set_core, METH_VARARGS,
+     "set_core(index, core_id, sb_start=0, sb_core=0, sb_static=0): a core requests may run on, with its scoreboard slots"},
     {"take", (PyCFunction)lane_take, METH_NOARGS,
      "take() -> (fd, addr, modifier1, environ or block, raw) of the request inside the app, which the Python "
      "path takes over; None outside"},
@@ -602,7 +671,8 @@ static PyTypeObject LaneType = {
 };
 
 int uwsgi_native_lane_init(PyObject *m) {
-    if (lane_env_init() < 0 || PyType_Ready(&LaneStartResponseType) < 0 || PyType_Ready(&LaneType) < 0)
+    s_uwsgi_core = PyUnicode_InternFromString("uwsgi.core");
+    if (s_uwsgi_core == NULL || lane_env_init() < 0 || PyType_Ready(&LaneStartResponseType) < 0 || PyType_Ready(&LaneType) < 0)
         return -1;
     Py_INCREF(&LaneType);
     if (PyModule_AddObject(m, "Lane", (PyObject *)&LaneType) < 0) {

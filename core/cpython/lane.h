@@ -49,11 +49,19 @@ struct keyslot {
 struct lane_app {
     int modifier1, app_id;
     PyObject *app, *base, *check, *error_class, *after;
-    Py_ssize_t sb_app;          /* the scoreboard's per-app counters (0: none) */
+    Py_ssize_t *sb_apps;        /* per core: the scoreboard's per-app counters (0: none) */
     Py_ssize_t served;          /* requests it completed since counts() last asked */
 };
 
 enum { LANE_APPS = 2 };
+
+/* One of the loop's cores (--async N: N of them): the lane runs each request on the one the
+ * driver names (a free one), with its scoreboard slots. */
+struct lane_core {
+    int id;
+    PyObject *id_obj;           /* the environ's uwsgi.core */
+    Py_ssize_t sb_start, sb_core, sb_static;
+};
 
 typedef struct {
     PyObject_HEAD
@@ -66,15 +74,15 @@ typedef struct {
     PyObject *server_name, *server_port;    /* HTTP: SERVER_NAME, SERVER_PORT (bytes) of a block */
     PyObject *watch_lock;       /* None, or keepalive_watch's lock, held while the app returns */
     PyObject *log;              /* NULL, or log_request: the default request line is written */
-    int log_pid, log_micros, core_id;
+    int log_pid, log_micros;
     long long requests;         /* the worker's, as its log line counts them (set before each call) */
     char *sb;                   /* the scoreboard's memory, NULL: none */
-    Py_ssize_t sb_start, sb_core;
+    struct lane_core *cores;
+    int ncores, cur;            /* cur: the core of the call in progress */
     /* static files (lane_static.c): the worker's small-file answers, path -> (second, uwsgi head
      * block, HTTP head block, header count, body) (uwsgid/static/filecache.py); the mountpoints a
-     * static path starts with (NULL: any path may be one); the core's static_requests counter */
+     * static path starts with (NULL: any path may be one) */
     PyObject *static_entries, *static_prefixes;
-    Py_ssize_t sb_static;
     Py_ssize_t static_served;
     /* the request inside the app, for take() */
     int cur_fd, cur_modifier1;

@@ -269,6 +269,7 @@ def fuzz_lane(native, seconds: float, seed: int = 0) -> int:
             http = rng.random() < 0.5
             lane = native.Lane(native.LANE_HTTP if http else native.LANE_UWSGI, rng.choice((64, 4096)),
                                rng.choice((1, 64)), rng.random() < 0.5, None, b"host", b"80")
+            lane.set_core(0, 0)
             if rng.random() < 0.5:
                 lane.add_app(0, random_app(rng), base, check, RuntimeError)
             else:
@@ -278,7 +279,7 @@ def fuzz_lane(native, seconds: float, seed: int = 0) -> int:
                 c.sendall(random_head(rng) if http else random_packet(rng))
                 time.sleep(0)
                 try:
-                    r = lane.serve(lst.fileno(), 1)
+                    r = lane.serve(lst.fileno(), 1, 0)
                 except RuntimeError:
                     r = None        # the check's error class, raised by start_response: the app's to see
                 if r is not None:

@@ -109,10 +109,10 @@ def _server(app_file, *extra, lane=True, port=None):
                    "--wsgi-file", app_file, *extra], port, env=env)
 
 
-@pytest.fixture(scope="module")
-def pair(app_file):
-    """The same app behind the lane and behind the Python path."""
-    with _server(app_file) as lane, _server(app_file, lane=False) as python:
+@pytest.fixture(scope="module", params=[(), ("--async", "4")], ids=["sync", "async"])
+def pair(app_file, request):
+    """The same app behind the lane and behind the Python path (one core, and --async cores)."""
+    with _server(app_file, *request.param) as lane, _server(app_file, *request.param, lane=False) as python:
         yield lane, python
 
 

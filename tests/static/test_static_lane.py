@@ -127,7 +127,8 @@ def test_the_lane_answers_a_cached_file_itself():
     port = lst.getsockname()[1]
     entries = {}
     lane = native.Lane(native.LANE_HTTP, 4096, 100, True, None, b"h", b"80")
-    lane.set_static(entries, (b"/s",), 0)
+    lane.set_core(0, 0)
+    lane.set_static(entries, (b"/s",))
     body = b"cached body"
     block = b"Content-Type: text/plain\r\nContent-Length: %d\r\n" % len(body)
     try:
@@ -136,7 +137,7 @@ def test_the_lane_answers_a_cached_file_itself():
             c = socket.create_connection(("127.0.0.1", port))
             c.sendall(b"GET /s/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
             time.sleep(0.05)
-            r = lane.serve(lst.fileno(), 1)
+            r = lane.serve(lst.fileno(), 1, 0)
             if want == "served":
                 assert r == (1, native.LANE_FULL)
                 assert c.recv(1000) == b"HTTP/1.1 200 OK\r\n" + block + b"Connection: close\r\n\r\n" + body

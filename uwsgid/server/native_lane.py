@@ -1,17 +1,20 @@
-"""The native lane: a one-core loop's common request served in C, from accept to close or to
+"""The native lane: a thread loop's common request served in C, from accept to close or to
 the next request of a kept-alive connection (core/cpython/lane.c), with Python entered only to
-run the WSGI callable (issue 16).
+run the app (issue 16).
 
-Where it runs: a --socket (uwsgi protocol) or plain --http-socket listener of a loop with one
-core (a sync worker, or each thread of --threads N), in front of a Python plugin with one WSGI
-app that it may call itself (CffiPlugin.lane_app), with nothing that must see each request in
-Python: no --route*, no --thread-slots gate, no loop engine (--gevent), and a
-request log that is off (--disable-logging and none of its exceptions) or uWSGI's default line
-with nothing added (no --log-format, --log-x-forwarded-for, --vhost, --memory-report), which the
-lane writes itself. With static files (--static-map, --check-static), the lane answers a plain GET
-of a small file the worker's file cache holds this second (uwsgid/static/filecache.py), and gives
-every other request under a static mountpoint to the Python path (under --check-static, every
-request), which serves and caches it. Elsewhere the loop accepts as before. UWSGI_NO_LANE=1 in the environment turns it off (a comparison, or a suspected lane bug).
+Where it runs: a --socket (uwsgi protocol) or plain --http-socket listener of a thread loop (a
+sync worker, each thread of --threads N, or a loop of --async N cores: a request runs on the
+last free core, and one the lane hands on keeps that core), in front of a plugin that offers
+its app (plugins.contract.LaneApp: the cffi plugin's one WSGI app, not ASGI, not --greenlet;
+the Lua plugin's), with nothing else that must see each request in Python: no --route*, no
+--thread-slots gate, no loop engine (--gevent), and a request log that is off (--disable-logging
+and none of its exceptions) or uWSGI's default line with nothing added (no --log-format,
+--log-x-forwarded-for, --vhost, --memory-report), which the lane writes itself. With static
+files (--static-map, --check-static) the lane answers a plain GET of a small file the worker's
+file cache holds this second (uwsgid/static/filecache.py) and gives every other request under a
+static mountpoint (under --check-static, every request) to the Python path, which serves and
+caches it. Elsewhere the loop accepts as before. UWSGI_NO_LANE=1 in the environment turns it off
+(a comparison, or a suspected lane bug).
 
 What the lane hands back, and where the Python path takes over (each at the point the lane
 stopped, with what it had, so that nothing is done twice; lane.h lists the tuples):
@@ -74,9 +77,9 @@ def acceptor(tl, listener, conn_class):
         return None
     w = tl.worker
     core = tl.cores[0]
-    if (listener.proto not in ("uwsgi", "http") or getattr(listener, "tls", None) is not None or not tl.single
+    if (listener.proto not in ("uwsgi", "http") or getattr(listener, "tls", None) is not None
             or tl.gate is not None or getattr(w, "engine", None) is not None or core.spawn is not None
-            or core.routes is not None or not (w.reqlog.silent or w.reqlog.plain)):
+            or core.to_loop is not None or core.routes is not None or not (w.reqlog.silent or w.reqlog.plain)):
         return None
     files = None
     if core.static is not None:
@@ -101,26 +104,29 @@ def acceptor(tl, listener, conn_class):
         return None
     limits = tl.limits
     sb = w.scoreboard
-    first = sb.c_offsets(w.id, core.id, -1, -1) if sb is not None else None
-    offsets = {m: sb.c_offsets(w.id, core.id, m, found.app_id) if first else None
-               for m, (_, found) in apps.items()}
-    sb_args = first[:3] if first else (0, 0, 0)
+    c_sb = sb is not None and sb.c_offsets(w.id, core.id, -1, -1) is not None
+    cores = tl.cores
     lane = Lane(LANE_HTTP if http else LANE_UWSGI, limits.buffer_size, limits.max_vars, bool(limits.keepalive),
-                tl.watch_lock, _HOSTNAME.encode(), str(listener.port or 80).encode(), *sb_args,
+                tl.watch_lock, _HOSTNAME.encode(), str(listener.port or 80).encode(),
+                sb.c_offsets(w.id, core.id, -1, -1)[0] if c_sb else 0,
                 log=None if w.reqlog.silent else log_request, log_pid=os.getpid(), log_micros=w.reqlog.micros,
-                core_id=core.id)
+                ncores=len(cores))
+    for i, c in enumerate(cores):
+        if c_sb:
+            _, start, core_off, _ = sb.c_offsets(w.id, c.id, -1, -1)
+            lane.set_core(i, c.id, start, core_off, sb.c_static_offset(w.id, c.id))
+        else:
+            lane.set_core(i, c.id)
     for m, (_, found) in apps.items():
         base = None
         if found.base is not None:
             base = dict(found.base)
-            base["uwsgi.core"] = core.id
             if http:    # the constant vars of uwsgid.net.protocols.http's HttpParser.base
                 base.update(SCRIPT_NAME="", SERVER_NAME=_HOSTNAME, SERVER_PORT=str(listener.port or 80))
-        off = offsets[m]
-        lane.add_app(m, found.call, base, found.check, found.error_class, found.after, off[3] if off else 0,
-                     found.app_id)
+        sb_apps = tuple(sb.c_offsets(w.id, c.id, m, found.app_id)[3] for c in cores) if c_sb else None
+        lane.add_app(m, found.call, base, found.check, found.error_class, found.after, sb_apps, found.app_id)
     if files is not None:
-        lane.set_static(files[0], files[1], sb.c_static_offset(w.id, core.id) if first else 0)
+        lane.set_static(files[0], files[1])
     return _Driver(tl, listener, conn_class, lane, apps).accept
 
 
@@ -134,25 +140,34 @@ class _Driver:
         self.lane = lane
         self.apps = apps            # modifier1 -> (plugin, LaneApp), in the lane's order
         self.counters = [found.count for _, found in apps.values()]
-        self.core = tl.cores[0]
+        self.index = {core: i for i, core in enumerate(tl.cores)}
+        self.current = tl.cores[0]  # the core of the lane's call in progress (or last)
         self.worker = tl.worker
-        self.core.take_request = self._take
-        set_current(self.core)      # the API finds the lane's request through the core (_take)
+        for core in tl.cores:
+            core.take_request = self._take  # the API asks the current core for its request
         tl.lane = lane              # keepalive_watch sees the app running (lane.busy_since)
+
+    def _core(self):
+        """The core the lane's next request runs on, made the current one (the uwsgi API and
+        take_request find it there): the one free.pop() gives the Python path if it takes over."""
+        core = self.current = self.tl.free[-1]
+        set_current(core)
+        return core
 
     # ---- new connections ---------------------------------------------------------------------
     def accept(self) -> None:
         w = self.worker
-        if w.paused:
+        if w.paused or not self.tl.free:
             return
         batch = BATCH
         if w.max_requests:
             batch = max(1, min(batch, w.max_requests - w.requests))
         lane = self.lane
         lane.requests = w.requests
-        r = lane.serve(self.listener.fd, batch)
+        core = self._core()
+        r = lane.serve(self.listener.fd, batch, self.index[core])
         if r[0]:
-            self._count(r[0])
+            self._count(r[0], core)
         kind = r[1]
         if kind == LANE_IDLE or kind == LANE_FULL:
             return
@@ -183,17 +198,19 @@ class _Driver:
         in `data`; False: the Connection's parser reads it as before."""
         tl = self.tl
         addr = conn.addr
-        if not tl.free or self.worker.paused or type(addr) is not bytes:
+        w = self.worker
+        if not tl.free or w.paused or w.stopping or type(addr) is not bytes:
             return False
         conn.busy = True    # keepalive_watch must not take it for idle while the app runs
         lane = self.lane
-        lane.requests = self.worker.requests
+        lane.requests = w.requests
+        core = self._core()
         try:
-            r = lane.handle(conn.fd, data, addr)
+            r = lane.handle(conn.fd, data, addr, self.index[core])
         finally:
             conn.busy = False
         if r[0]:
-            self._count(r[0])
+            self._count(r[0], core)
             conn.served += 1
         kind = r[1]
         if kind == LANE_START:
@@ -213,10 +230,10 @@ class _Driver:
         return True
 
     # ---- the Python path takes over ---------------------------------------------------------------
-    def _count(self, n: int) -> None:
+    def _count(self, n: int, core) -> None:
         w = self.worker
         w.requests += n
-        self.core.requests += n
+        core.requests += n
         for count, k in zip(self.counters, self.lane.counts()):     # the static files' last: no app's
             if k:
                 count(k)
@@ -227,7 +244,7 @@ class _Driver:
         """A Request for the lane's request on conn (made when None): arg, its environ or its
         vars block; raw, a uwsgi packet's vars block. The core runs it from now on."""
         tl = self.tl
-        core = tl.free.pop()    # the lane runs only while the loop's one core is free
+        core = tl.free.pop()    # the lane's request's core (_core: the last free one) is taken
         if conn is None:
             conn = self._connection(fd, addr)
             conn.loop.add_reader(fd, conn.on_readable)      # as Connection.start: its next bytes
@@ -261,9 +278,9 @@ class _Driver:
 
     def _resume(self, conn, fd, addr, modifier1, arg, raw, status, headers, written, result, exc,
                 keepalive) -> None:
-        core = self.core
+        core = self.current
         req = core.request
-        if req is None:
+        if req is None:     # else the app asked for it (take_request): made then
             req = self._request(conn, fd, addr, modifier1, arg, raw, keepalive)
         try:
             res = self.apps[modifier1][1].resume(req, arg, status, headers, written, result, exc)
@@ -294,7 +311,7 @@ class _Driver:
                 f"({os.strerror(err)})")
         sb = w.scoreboard
         if sb is not None:
-            sb.add_error(w.id, self.core.id, "write")
+            sb.add_error(w.id, self.current.id, "write")
 
 
 def _keepalive(v: dict, http11: bool) -> bool:

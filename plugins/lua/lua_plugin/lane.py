@@ -10,6 +10,7 @@ response is out, as after_request does on the Python path.
 
 from __future__ import annotations
 
+from uwsgid.plugins.api import current_core
 from uwsgid.plugins.contract import LaneApp
 
 from .response import B_END, OK, BadResponse, answered, call_failed, split_headers, status_line
@@ -22,8 +23,8 @@ class _PendingRequest:
 
     __slots__ = ("core", "st")
 
-    def __init__(self, core, st):
-        self.core = core
+    def __init__(self, st):
+        self.core = None    # the core of the request inside the app (set by call)
         self.st = st
 
     def __getattr__(self, name):
@@ -38,19 +39,21 @@ class _PendingRequest:
 
 
 def lane_app(plugin, core) -> LaneApp | None:
+    """The loop's cores share its lua_State (state.py); a request runs in the slot of the core
+    the lane names as the current one (uwsgid/server/native_lane.py)."""
     st = core.state.get("lua")
     if st is None or not plugin.has_app():
         return None
     app_path = plugin.app_path
-    slot = core.id
-    pending = _PendingRequest(core, st)
+    pending = _PendingRequest(st)
     run = st.call
 
     def call(block: bytes):
+        core = pending.core = current_core()
         st.req = pending
         if st.memory_near_cap():
             st.recover_memory()
-        res = run(block, app_path, slot)
+        res = run(block, app_path, core.id)
         if res[0] == OK and res[4] == B_END and st.req is pending:
             try:
                 line = status_line(res[1])
@@ -68,6 +71,7 @@ def lane_app(plugin, core) -> LaneApp | None:
 
     def resume(req, block, status, headers, written, result, exc):
         st.req = req
+        slot = req.core.id
         if exc is not None:
             return call_failed(st, req, slot, exc)
         return answered(st, req, slot, result)

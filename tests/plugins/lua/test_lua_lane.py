@@ -200,3 +200,33 @@ def test_the_request_log_line_is_the_python_paths(app_file, sock):
     finally:
         for s in servers:
             s.stop()
+
+
+def test_async_cores_share_the_lane(tmp_path):
+    """--async 8: eight concurrent sleeping requests (generators resumed on the Python path, each
+    on its own core) and plain requests on the lane meanwhile; every answer whole."""
+    from tests.helpers import parallel_get
+    app = tmp_path / "async.lua"
+    app.write_text(textwrap.dedent('''
+        return function(env)
+          if env.PATH_INFO == "/sleep" then
+            return 200, {}, coroutine.wrap(function()
+              coroutine.yield("core " .. uwsgi.async_id() .. " ")
+              uwsgi.async_sleep(0.5)
+              coroutine.yield()
+              coroutine.yield("woke")
+            end)
+          end
+          return 200, {}, "fast " .. env.PATH_INFO
+        end
+    '''))
+    port = free_port()
+    with Server(["--master", "--processes", "1", "--disable-logging", "--http-socket", f"127.0.0.1:{port}",
+                 "--http-socket-modifier1", "6", "--async", "8", "--lua", app], port):
+        answers, took = parallel_get(port, ["/sleep"] * 8 + [f"/f{i}" for i in range(8)])
+        bodies = [a.partition(b"\r\n\r\n")[2] for a in answers]
+        sleepers = [b for b in bodies if b.startswith(b"core ")]
+        assert len(sleepers) == 8 and all(b.endswith(b"woke") for b in sleepers)
+        assert len({b.split()[1] for b in sleepers}) == 8      # eight cores at once
+        assert sorted(b for b in bodies if b.startswith(b"fast")) == sorted(b"fast /f%d" % i for i in range(8))
+        assert took < 8 * 0.5       # not one after the other
