@@ -102,6 +102,11 @@ def configure(opts) -> None:
     _edit_headers = _header_editor(tuple(add), frozenset(remove)) if add or remove else None
 
 
+def headers_edited() -> bool:
+    """--add-header or --del-header is given: every response's headers pass through the editor."""
+    return _edit_headers is not None
+
+
 def _header_editor(add: tuple, remove: frozenset):
     if not remove:
         return lambda headers: [*headers, *add]

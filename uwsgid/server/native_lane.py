@@ -7,9 +7,10 @@ sync worker, each thread of --threads N, or a loop of --async N cores: a request
 last free core, and one the lane hands on keeps that core), in front of a plugin that offers
 its app (plugins.contract.LaneApp: the cffi plugin's one WSGI app, not ASGI, not --greenlet;
 the Lua plugin's), with nothing else that must see each request in Python: no --route*, no
---thread-slots gate, no loop engine (--gevent), and a request log that is off (--disable-logging
-and none of its exceptions) or uWSGI's default line with nothing added (no --log-format,
---log-x-forwarded-for, --vhost, --memory-report), which the lane writes itself. With static
+--add-header/--del-header, no --thread-slots gate, no loop engine (--gevent), and a request log
+that is off (--disable-logging and none of its exceptions) or uWSGI's default line with nothing
+added (no --log-format, --log-x-forwarded-for, --vhost, --memory-report), which the lane writes
+itself. With static
 files (--static-map, --check-static) the lane answers a plain GET of a small file the worker's
 file cache holds this second (uwsgid/static/filecache.py) and gives every other request under a
 static mountpoint (under --check-static, every request) to the Python path, which serves and
@@ -43,7 +44,7 @@ import socket
 import time
 
 from uwsgid.net.packet import parse_vars
-from uwsgid.net.request import Request
+from uwsgid.net.request import Request, headers_edited
 from uwsgid.plugins.api import set_current
 from uwsgid.util.log import log, log_request
 
@@ -79,7 +80,8 @@ def acceptor(tl, listener, conn_class):
     core = tl.cores[0]
     if (listener.proto not in ("uwsgi", "http") or getattr(listener, "tls", None) is not None
             or tl.gate is not None or getattr(w, "engine", None) is not None or core.spawn is not None
-            or core.to_loop is not None or core.routes is not None or not (w.reqlog.silent or w.reqlog.plain)):
+            or core.to_loop is not None or core.routes is not None or not (w.reqlog.silent or w.reqlog.plain)
+            or headers_edited()):
         return None
     files = None
     if core.static is not None:
@@ -143,14 +145,13 @@ class _Driver:
         self.index = {core: i for i, core in enumerate(tl.cores)}
         self.current = tl.cores[0]  # the core of the lane's call in progress (or last)
         self.worker = tl.worker
-        for core in tl.cores:
-            core.take_request = self._take  # the API asks the current core for its request
         tl.lane = lane              # keepalive_watch sees the app running (lane.busy_since)
 
     def _core(self):
         """The core the lane's next request runs on, made the current one (the uwsgi API and
         take_request find it there): the one free.pop() gives the Python path if it takes over."""
         core = self.current = self.tl.free[-1]
+        core.take_request = self._take      # this listener's lane (a loop may have several)
         set_current(core)
         return core
 
