@@ -102,6 +102,25 @@ void uwsgi_ws_unmask(char *buf, size_t len, const char *mask);
 /* recv() with MSG_DONTWAIT | flags (MSG_PEEK: is an idle pooled connection still fit?), answered
  * as uwsgi_read_nb. */
 long uwsgi_recv_nb(int fd, char *buf, size_t len, int flags);
+/* The RFC 6455 client frame at the start of buf: its header checked, its payload unmasked in
+ * place when the frame is whole. Returns (payload length << 9 | header length with the mask << 5
+ * | FIN << 4 | opcode), or one of these (a data frame over max_size bytes, counting message_size
+ * for a continuation, is refused as soon as its header is in): */
+enum uwsgi_ws_frame_error {
+    UWSGI_WS_MORE = -1, UWSGI_WS_RESERVED = -2, UWSGI_WS_OPCODE = -3, UWSGI_WS_UNMASKED = -4,
+    UWSGI_WS_CONTROL_SIZE = -5, UWSGI_WS_CONTROL_FRAGMENTED = -6, UWSGI_WS_TOO_BIG = -7
+};
+long uwsgi_ws_frame(char *buf, size_t len, uint64_t max_size, uint64_t message_size);
+/* The watchdog of batched WebSocket frames (uwsgid/net/wsbatch.py): a thread that writes a byte
+ * to fd when a slot (UWSGI_WS_WATCH_SLOTS doubles: a batch's start, time.monotonic(); 0: not
+ * waiting) is `late` seconds old; it ends after a second with none waiting (*running: 0).
+ * start returns 0 or an errno; forked resets the state in a child (the thread stayed in the
+ * parent). */
+enum uwsgi_ws_watch_const { UWSGI_WS_WATCH_SLOTS = 64 };
+double *uwsgi_ws_watch_slots(void);
+int *uwsgi_ws_watch_running(void);
+int uwsgi_ws_watch_start(int fd, double late);
+void uwsgi_ws_watch_forked(void);
 
 #ifdef UWSGI_EXECUTABLE
 /* Only in the ./uwsgi executable (core/main.c). */

@@ -242,13 +242,18 @@ WS_ECHO = APPS / "ws_echo.py"
 HELLO_TLS = APPS / "hello_tls.py"
 PACED_STREAM = APPS / "paced_stream.py"
 WS_CONNECTIONS, WS_SIZE = 64, 1024
-WS_PATHS = {"ours": "/ws", "peer": "/ws"}   # both: the blocking loop, suspended by green threads
+# each side's fastest form of the same app: ours the recv_nb + wait_fd_read loop on --async cores
+# (about 3 us of CPU per message less than the blocking loop on --greenlet), uWSGI the blocking
+# loop on ugreen (its /ws-async costs about twice as much)
+WS_PATHS = {"ours": "/ws-async", "peer": "/ws"}
 STREAMS = 16
 
 
+WS_CLIENT = ("--connections", WS_CONNECTIONS, "--size", WS_SIZE, "--client", "auto")   # C (bench/ws_load.c) if gcc
+
+
 def ws_client(port: int, label: str, duration: float) -> dict:
-    r = load.run_client(load.WSLOAD, port, WS_PATHS[label], duration,
-                        "--connections", WS_CONNECTIONS, "--size", WS_SIZE)
+    r = load.run_client(load.WSLOAD, port, WS_PATHS[label], duration, *WS_CLIENT)
     return {"value": r["messages_per_s"], "problem": load.ws_problem(r), "count": r["messages"], **r}
 
 
@@ -286,14 +291,15 @@ SCENARIOS += [
     Scenario("ws-echo", f"WebSocket echo, {WS_SIZE} B messages, {WS_CONNECTIONS} connections, uWSGI's "
              "websocket API, --async 64, 2 workers",
              "uWSGI python3 + ugreen", "client", "msg_s", ">=", 1.5, [WS_ECHO],
-             lambda p: ours(p, "--async", 64, "--greenlet", "--wsgi-file", WS_ECHO),
+             lambda p: ours(p, "--async", 64, "--wsgi-file", WS_ECHO),
              lambda p: uwsgi_peer(p, "python3,ugreen", "--async", 64, "--ugreen", "--wsgi-file", WS_ECHO),
              ugreen, expect=b"websocket echo", client=ws_client,
-             client_command=" ".join(load.client_command(load.WSLOAD, "PORT", "/ws", "SECONDS",
-                                                         "--connections", WS_CONNECTIONS, "--size", WS_SIZE)),
-             note="figure = echoed messages/s; server CPU per message beside it. Both sides run the blocking /ws "
-                  "loop on green threads: ours --async 64 --greenlet, the peer --async 64 --ugreen (uWSGI's fastest "
-                  "mode here; threads and the recv_nb loop are slower on it)"),
+             client_command=" ".join(load.client_command(load.WSLOAD, "PORT", "PATH", "SECONDS", *WS_CLIENT)),
+             note="figure = echoed messages/s; server CPU per message beside it; the client is bench/ws_load.c "
+                  "(the Python one when gcc is missing: the JSON's \"client\" says which). Each side runs its fastest "
+                  "form of the app (PATH): ours --async 64 with /ws-async (websocket_recv_nb, then yield "
+                  "uwsgi.wait_fd_read), the peer --async 64 --ugreen with the blocking /ws loop (threads and the "
+                  "recv_nb loop are slower on it)"),
     Scenario("https-hello", "HTTPS hello, --https-socket, 2 workers, keep-alive requested (the peer closes)",
              "uWSGI python3 (OpenSSL)", "wrk", "rps", ">=", 1.3, [HELLO_TLS],
              tls_ours, tls_peer, tls_peer_missing, prepare=tlscert.prepare,

@@ -2,6 +2,12 @@
 message and waiting for its echo before the next, for S seconds.
 
     python bench/harness/wsload.py HOST PORT PATH SECONDS [--connections 64] [--size 1024]
+                                   [--client python|c|auto]
+
+--client c runs bench/ws_load.c instead (built with gcc on first use, cached by the source's hash
+under the temp dir): the same protocol, checks and JSON, at a few microseconds of CPU per message
+where this one takes tens, so that a fast server's figure is not the client's. auto: C when gcc
+is there, else this one.
 
 Lean on purpose, so the client takes as little of the shared CPU as it can: raw non-blocking
 sockets and epoll in one thread, the masked client frame built once (RFC 6455 lets a client
@@ -15,13 +21,40 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
+import ipaddress
 import json
 import os
 import selectors
+import shutil
 import socket
 import struct
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+C_SOURCE = Path(__file__).resolve().parents[1] / "ws_load.c"
+
+
+def build_c_client() -> tuple[Path | None, str | None]:
+    """bench/ws_load.c compiled (once per version of the source): (binary, None) or (None, why not)."""
+    if shutil.which("gcc") is None:
+        return None, "gcc is not installed"
+    source = C_SOURCE.read_bytes() + C_SOURCE.with_name("ws_sha1.h").read_bytes()
+    out_dir = Path(tempfile.gettempdir()) / f"uwsgid-bench-ws_load-{os.getuid()}"
+    binary = out_dir / f"ws_load-{hashlib.sha256(source).hexdigest()[:16]}"
+    if binary.exists():
+        return binary, None
+    out_dir.mkdir(mode=0o700, exist_ok=True)
+    tmp = binary.with_name(f"{binary.name}.{os.getpid()}")
+    r = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(tmp), str(C_SOURCE)], capture_output=True, text=True,
+                       timeout=120)
+    if r.returncode != 0:
+        return None, f"gcc failed on {C_SOURCE}: {r.stderr.strip()[-300:]}"
+    os.replace(tmp, binary)         # atomic: a concurrent run finds it whole or not at all
+    return binary, None
 
 
 def client_frame(payload: bytes, mask: bytes, b0: int = 0x81) -> bytes:
@@ -163,7 +196,7 @@ def run(host: str, port: int, path: str, seconds: float, connections: int, size:
             pass
         s.close()
     rtts.sort()
-    return {"connections": connections, "opened": connections - errors["connect"], "size": size,
+    return {"client": "python", "connections": connections, "opened": connections - errors["connect"], "size": size,
             "messages": messages, "pings_answered": pings, "errors": errors, "error_sample": sample, "duration_s": elapsed,
             "messages_per_s": messages / elapsed if elapsed > 0 else 0.0,
             "rtt_ms": {k: (None if v is None else v * 1000) for k, v in
@@ -180,9 +213,23 @@ def main(argv=None) -> int:
     p.add_argument("seconds", type=float)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--client", choices=("python", "c", "auto"), default="python",
+                   help="c: bench/ws_load.c (built with gcc); auto: c when gcc is there")
     a = p.parse_args(argv)
     if not 1 <= a.size <= 65535:
         p.error("--size must be 1..65535 bytes")
+    if a.client != "python":
+        try:
+            ipaddress.IPv4Address(a.host)
+            binary, why = build_c_client()
+        except ValueError:
+            binary, why = None, f"{a.host} is not an IPv4 address (ws_load.c takes only those)"
+        if binary is not None:
+            sys.stdout.flush()
+            os.execv(binary, [str(binary), "-c", str(a.connections), "-d", f"{a.seconds:g}", "-s", str(a.size),
+                              "-p", a.path, a.host, str(a.port)])
+        if a.client == "c":
+            p.error(f"--client c: {why}")
     r = run(a.host, a.port, a.path, a.seconds, a.connections, a.size)
     print("BENCHJSON " + json.dumps(r), flush=True)
     return 0

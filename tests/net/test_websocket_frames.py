@@ -1,14 +1,17 @@
-"""The WebSocket frame codec and session (uwsgid/net/websocket.py) against RFC 6455's own
-examples (section 5.7 and 1.3) and its rules for bad frames, over a socketpair."""
+"""The WebSocket frame codec (uwsgid/net/wsframes.py: core/wsframe.c and its pure-Python
+fallback, every test runs with each) and session (uwsgid/net/websocket.py) against RFC 6455's
+own examples (section 5.7 and 1.3) and its rules for bad frames, over a socketpair."""
 
 from __future__ import annotations
 
+import random
 import socket
 import struct
 
 import pytest
 
 from uwsgid.net import websocket as ws
+from uwsgid.net import wsframes
 
 MASK = bytes.fromhex("37fa213d")
 
@@ -23,6 +26,18 @@ def masked(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> bytes
     else:
         head = struct.pack("!BBQ", b0, 0x80 | 127, n)
     return head + MASK + bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def codec(request, monkeypatch):
+    """Each test with the C codec (the build's _uwsgi) and with the pure-Python fallback."""
+    if request.param == "c":
+        if wsframes._c_frame is None or ws._c_read is None:
+            pytest.skip("the _uwsgi module (core/wsframe.c) is not built")
+    else:
+        monkeypatch.setattr(wsframes, "_c_frame", None)
+        monkeypatch.setattr(ws, "_c_read", None)
+    return request.param
 
 
 def test_accept_key_is_the_rfc_example():
@@ -54,21 +69,21 @@ def test_server_frames_are_the_rfc_unmasked_examples():
     assert ws.frame(ws.OP_BINARY, bytes(65536))[:10] == bytes.fromhex("827f0000000000010000")
 
 
-@pytest.mark.parametrize("data, code", [
-    (bytes.fromhex("810548656c6c6f"), ws.CLOSE_PROTOCOL),              # 5.7's unmasked frame, from a client
-    (masked(0x3, b"x"), ws.CLOSE_PROTOCOL),                              # reserved opcode
-    (masked(0xB, b"x"), ws.CLOSE_PROTOCOL),                              # reserved control opcode
-    (masked(ws.OP_TEXT, b"x", rsv=0x40), ws.CLOSE_PROTOCOL),             # RSV1 without an extension
-    (masked(ws.OP_PING, b"x", fin=False), ws.CLOSE_PROTOCOL),            # fragmented control frame
-    (masked(ws.OP_PING, b"x" * 126), ws.CLOSE_PROTOCOL),                 # control frame over 125 bytes
-    (masked(ws.OP_BINARY, b"x" * 2000), ws.CLOSE_TOO_BIG),               # over max_size (1000)
+@pytest.mark.parametrize("data, code, why", [
+    (bytes.fromhex("810548656c6c6f"), ws.CLOSE_PROTOCOL, "unmasked"),    # 5.7's unmasked frame, from a client
+    (masked(0x3, b"x"), ws.CLOSE_PROTOCOL, "unknown opcode 0x3"),        # reserved opcode
+    (masked(0xB, b"x"), ws.CLOSE_PROTOCOL, "unknown opcode 0xb"),        # reserved control opcode
+    (masked(ws.OP_TEXT, b"x", rsv=0x40), ws.CLOSE_PROTOCOL, "reserved bits"),   # RSV1 without an extension
+    (masked(ws.OP_PING, b"x", fin=False), ws.CLOSE_PROTOCOL, "fragmented control"),
+    (masked(ws.OP_PING, b"x" * 126), ws.CLOSE_PROTOCOL, "control frame over 125"),
+    (masked(ws.OP_BINARY, b"x" * 2000), ws.CLOSE_TOO_BIG, "over 1000 bytes (--websocket-max-size)"),
 ])
-def test_bad_frames_raise_the_close_code(data, code):
+def test_bad_frames_raise_the_close_code(data, code, why):
     r = ws.FrameReader(1000)
     r.feed(data)
     with pytest.raises(ws.Violation) as e:
         r.next_frame()
-    assert e.value.code == code
+    assert e.value.code == code and why in str(e.value)     # the log line's reason, C or Python
 
 
 def test_oversized_frame_is_refused_from_its_header_alone():
@@ -159,3 +174,93 @@ def test_client_gone_ends_the_session(pair):
     client.close()
     with pytest.raises(OSError):
         session.recv()
+
+
+def test_a_stream_cut_anywhere_gives_the_same_frames():
+    rnd = random.Random(7)
+    frames = [(rnd.random() < 0.8, rnd.choice((ws.OP_TEXT, ws.OP_BINARY, ws.OP_CONT)),
+               bytes(rnd.randrange(256) for _ in range(rnd.choice((0, 1, 7, 125, 126, 127, 300, 70000)))))
+              for _ in range(40)]
+    frames += [(True, ws.OP_PING, b"ping"), (True, ws.OP_CLOSE, b"\x03\xe8")]
+    stream = b"".join(masked(op, p, fin) for fin, op, p in frames)
+    r = ws.FrameReader(1 << 20)
+    got, pos = [], 0
+    while pos < len(stream):
+        step = rnd.choice((1, 2, 3, 13, 1000, 65536))
+        r.feed(stream[pos:pos + step])
+        pos += step
+        while (f := r.next_frame()) is not None:
+            got.append(f)
+    assert got == frames and not r.buf
+
+
+def _read_into(b, data):
+    wsframes._ffi.memmove(b, data, len(data))
+    return len(data)
+
+
+@pytest.mark.parametrize("codec", ["c"], indirect=True)      # take_read is the C read's path
+def test_a_read_holding_one_whole_frame_is_cut_in_place(codec):
+    b = wsframes.read_buffer()
+    r = ws.FrameReader(1000)
+    r.take_read(b, _read_into(b, masked(ws.OP_TEXT, b"Hello")))
+    assert r.ready == (True, ws.OP_TEXT, b"Hello") and not r.buf      # no copy into buf
+    assert r.pending() and r.next_frame() == (True, ws.OP_TEXT, b"Hello") and not r.pending()
+    # a whole frame and the start of the next: the rest waits in buf, masked as it came
+    second = masked(ws.OP_BINARY, b"x" * 300)
+    r.take_read(b, _read_into(b, masked(ws.OP_PING, b"p") + second[:5]))
+    assert r.ready == (True, ws.OP_PING, b"p") and bytes(r.buf) == second[:5]
+    r.take_read(b, _read_into(b, second[5:]))       # bytes pending: appended, cut by next_frame
+    assert r.next_frame() == (True, ws.OP_PING, b"p")
+    assert r.next_frame() == (True, ws.OP_BINARY, b"x" * 300) and not r.pending()
+
+
+@pytest.mark.parametrize("codec", ["c"], indirect=True)
+@pytest.mark.parametrize("data, code", [
+    (masked(ws.OP_BINARY, b"x" * 2000), ws.CLOSE_TOO_BIG),
+    (bytes.fromhex("810548656c6c6f"), ws.CLOSE_PROTOCOL),
+    (masked(0x3, b"x"), ws.CLOSE_PROTOCOL),
+])
+def test_a_bad_frame_read_whole_still_raises_at_next_frame(codec, data, code):
+    b = wsframes.read_buffer()
+    r = ws.FrameReader(1000)
+    r.take_read(b, _read_into(b, data))
+    assert r.ready is None
+    with pytest.raises(ws.Violation) as e:
+        r.next_frame()
+    assert e.value.code == code
+
+
+def test_a_drained_socket_is_not_read_again_before_the_wait(pair):
+    session, client = pair
+    reads, waits = [], []
+    real_read = session._read
+
+    def counting_read():
+        got = real_read()
+        reads.append(got)
+        return got
+
+    def wait_readable(fd, timeout):
+        waits.append(timeout)
+        client.sendall(masked(ws.OP_TEXT, b"second"))      # arrives while the session waits
+        return True
+
+    session._read = counting_read
+    session.wait_readable = wait_readable
+    client.sendall(masked(ws.OP_TEXT, b"first"))
+    assert session.recv() == b"first"
+    assert session.recv() == b"second"
+    # one read per message: none that finds nothing before the wait
+    assert reads == [True, True] and len(waits) == 1
+
+
+def test_bytes_that_came_while_nobody_waited_are_received(pair):
+    session, client = pair
+    client.sendall(masked(ws.OP_TEXT, b"first"))
+    assert session.recv() == b"first"
+    client.sendall(masked(ws.OP_TEXT, b"second"))      # the session is not reading now
+    assert session.recv() == b"second"                  # poll says readable at once
+    assert session.recv(block=False) is None            # recv_nb always reads
+    client.sendall(masked(ws.OP_BINARY, b"third"))
+    assert session.recv(block=False) == b"third"

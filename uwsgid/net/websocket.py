@@ -17,10 +17,13 @@ messages. The server's part of the protocol is done here, not by the app:
 A session that ended makes recv/send raise OSError (uWSGI raises IOError: "unable to receive
 websocket message"), which is how an app's receive loop learns that the client left.
 
+Frames themselves (the codec, the close codes, Violation) are uwsgid.net.wsframes'.
+
 I/O is done on the connection's fd directly: the thread loop stopped reading it at the
 handshake (Connection.take_over), so the bytes the client sends reach only this session.
 recv() waits with poll (a worker without greenlets blocks there, as uWSGI's does without a
 suspend engine); recv_nb() never waits, for async apps that wait with uwsgi.wait_fd_read.
+recv() does not read again before waiting once a read drained the socket (see `unread`).
 A session run in a green thread (--greenlet) is given `wait_readable`/`wait_writable`
 (fd, timeout) -> ready by the plugin API: those suspend only its core, on the loop, whose
 epoll keeps the fd registered from one wait to the next (uwsgid.net.loop keep). Its frames
@@ -35,142 +38,46 @@ import errno
 import os
 import select
 import struct
-import threading
 import time
 
 from uwsgid.net.request import F_NOBODY
 from uwsgid.net.wsbatch import Batch
+from uwsgid.net.wsframes import (  # noqa: F401  (the codec's names, re-exported)
+    CLOSE_BAD_DATA,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL,
+    CLOSE_TOO_BIG,
+    GUID,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    RECV,
+    FrameReader,
+    Violation,
+    accept_key,
+    close_frame,
+    frame,
+    read_buffer,
+)
 from uwsgid.util.log import log
 
 try:
-    # the read that answers -EAGAIN instead of raising, and unmasking in C (core/wsframe.c)
-    from _uwsgi import ffi as _ffi
+    # the read that answers -EAGAIN instead of raising (core/wsframe.c)
     from _uwsgi import lib as _lib
     _c_read = _lib.uwsgi_read_nb
-    _c_unmask = _lib.uwsgi_ws_unmask
 except (ImportError, AttributeError):   # plain python without the build
-    _c_read = _c_unmask = None
+    _c_read = None
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_DATA_OPS = (OP_CONT, OP_TEXT, OP_BINARY)
-_CONTROL_OPS = (OP_CLOSE, OP_PING, OP_PONG)
-
-CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_BAD_DATA, CLOSE_TOO_BIG = 1000, 1002, 1007, 1009
 # close codes a peer may send (RFC 6455 7.4.1; 1005, 1006 and 1015 are never on the wire)
 _VALID_CLOSE = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
 
-RECV = 65536
 _monotonic = time.monotonic
+PROBE = 8           # see recv: one wait in PROBE reads first when reads before waits find nothing
 _EAGAIN = -errno.EAGAIN
 _INTR = -errno.EINTR
-_head2 = struct.Struct("!BB").pack
-_head4 = struct.Struct("!BBH").pack
-_head10 = struct.Struct("!BBQ").pack
-_buffers = threading.local()    # one read buffer per thread (C reads; the bytes are copied out at once)
-
-
-def _read_buffer():
-    b = getattr(_buffers, "b", None)
-    if b is None:
-        b = _buffers.b = _ffi.new("char[]", RECV)
-    return b
-
-
-class Violation(Exception):
-    """The client broke the protocol: the session closes with `code`."""
-
-    def __init__(self, code: int, why: str):
-        super().__init__(why)
-        self.code = code
-
-
-def accept_key(key: bytes) -> bytes:
-    import base64
-    import hashlib  # here: OpenSSL's hashlib costs ~3 ms of every start-up otherwise
-    return base64.b64encode(hashlib.sha1(key.strip() + GUID).digest())
-
-
-def frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
-    """A server frame (never masked)."""
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | opcode
-    if n < 126:
-        return _head2(b0, n) + payload
-    if n <= 0xFFFF:
-        return _head4(b0, 126, n) + payload
-    return _head10(b0, 127, n) + payload
-
-
-def close_frame(code: int, reason: str = "") -> bytes:
-    return frame(OP_CLOSE, struct.pack("!H", code) + reason.encode()[:120])
-
-
-def _unmask(payload: bytes, mask: bytes) -> bytes:
-    # XOR by whole 8-byte words through int arithmetic: ~50x a per-byte loop
-    n = len(payload)
-    if not n:
-        return payload
-    m = int.from_bytes((mask * ((n + 3) // 4))[:n], "little")
-    return (int.from_bytes(payload, "little") ^ m).to_bytes(n, "little")
-
-
-class FrameReader:
-    """Client frames from a byte stream: feed() bytes, next_frame() -> (fin, opcode, payload) or
-    None when more bytes are needed. Raises Violation on a frame the RFC forbids."""
-
-    def __init__(self, max_size: int):
-        self.buf = bytearray()
-        self.max_size = max_size
-        self.message_size = 0       # of the fragmented message in progress (for max_size)
-
-    def feed(self, data: bytes) -> None:
-        self.buf += data
-
-    def next_frame(self):
-        buf = self.buf
-        if len(buf) < 2:
-            return None
-        b0, b1 = buf[0], buf[1]
-        if b0 & 0x70:
-            raise Violation(CLOSE_PROTOCOL, "reserved bits set (no extension was negotiated)")
-        fin, opcode = bool(b0 & 0x80), b0 & 0x0F
-        if opcode not in _DATA_OPS and opcode not in _CONTROL_OPS:
-            raise Violation(CLOSE_PROTOCOL, f"unknown opcode {opcode:#x}")
-        if not b1 & 0x80:
-            raise Violation(CLOSE_PROTOCOL, "unmasked client frame")
-        n = b1 & 0x7F
-        pos = 2
-        if n == 126:
-            if len(buf) < 4:
-                return None
-            n = struct.unpack_from("!H", buf, 2)[0]
-            pos = 4
-        elif n == 127:
-            if len(buf) < 10:
-                return None
-            n = struct.unpack_from("!Q", buf, 2)[0]
-            pos = 10
-        if opcode in _CONTROL_OPS:
-            if n > 125:
-                raise Violation(CLOSE_PROTOCOL, "control frame over 125 bytes")
-            if not fin:
-                raise Violation(CLOSE_PROTOCOL, "fragmented control frame")
-        elif (self.message_size if opcode == OP_CONT else 0) + n > self.max_size:
-            raise Violation(CLOSE_TOO_BIG, f"message over {self.max_size} bytes (--websocket-max-size)")
-        end = pos + 4 + n
-        if len(buf) < end:
-            return None
-        if _c_unmask is not None:
-            if n:
-                p = _ffi.from_buffer(buf)       # in place: the mask stays before the payload
-                _c_unmask(p + (pos + 4), n, p + pos)
-                _ffi.release(p)                 # (an exported buffer cannot be resized)
-            payload = bytes(buf[pos + 4:end])
-        else:
-            payload = _unmask(bytes(buf[pos + 4:end]), bytes(buf[pos:pos + 4]))
-        del buf[:end]
-        return fin, opcode, payload
 
 
 class Session:
@@ -199,6 +106,10 @@ class Session:
         self.batch = None       # a Batch: frames are written at the end of the loop turn (green sessions)
         self.pending = None     # bytes sent and not written yet (see Batch; take_pending)
         self.loop_writer = None     # the loop whose writer finishes a batch's rest (_drain)
+        # may the socket hold bytes not read yet? (False after a read that drained it; TLS:
+        # always, the TLS object may hold decrypted bytes the socket's readiness does not show)
+        self.unread = True
+        self.skips = 0          # waits without a read before them since one found nothing (recv)
 
     # ---- receiving ---------------------------------------------------------------------
     def recv(self, block: bool = True) -> bytes | None:
@@ -206,9 +117,9 @@ class Session:
         None when `block` is false and no whole message has arrived yet."""
         if self.closed:
             raise OSError(errno.EPIPE, "unable to receive websocket message")
-        buf = self.reader.buf
+        reader = self.reader
         while True:
-            if len(buf) >= 2:       # a frame header at least (the buffer is emptied by frames)
+            if reader.ready is not None or len(reader.buf) >= 2:    # a frame header at least
                 try:
                     msg = self._next_message()
                 except Violation as v:
@@ -219,18 +130,31 @@ class Session:
                     return msg
                 if self.closed:
                     raise OSError(errno.ECONNRESET, "unable to receive websocket message")
-            if self._read():
-                continue
-            if self.closed:
-                raise OSError(errno.ECONNRESET, "unable to receive websocket message")
-            left = self._check_ping()
-            if self.closed:
-                raise OSError(errno.ETIMEDOUT, "unable to receive websocket message")
+            # Once a read drained the socket and a read before a wait found nothing (the client
+            # waits for our answer), the next waits go straight on: the loop's epoll (level-
+            # triggered) or poll says at once when more is there. Every PROBE-th wait reads
+            # first anyway: when that finds bytes (a client ahead of us) reads come first again.
+            if self.unread or not block or self.skips >= PROBE:
+                if self._read():
+                    continue
+                if self.closed:
+                    raise OSError(errno.ECONNRESET, "unable to receive websocket message")
+                self.skips = 0
+            else:
+                self.skips += 1
+            now = _monotonic()
+            if self.last_ping or now - self.last_activity >= self.ping_freq:
+                left = self._check_ping(now)
+                if self.closed:
+                    raise OSError(errno.ETIMEDOUT, "unable to receive websocket message")
+            else:                           # (the common case, without a call)
+                left = self.last_activity + self.ping_freq - now
             if self.pending is not None:
                 self._push()
             if not block:
                 return None
             self._wait_readable(left)
+            self.unread = True
 
     def _next_message(self) -> bytes | None:
         reader = self.reader
@@ -264,8 +188,9 @@ class Session:
                 reader.message_size = len(payload)
 
     def _message(self, opcode: int, data: bytes) -> bytes:
-        self.fragments = []
-        self.reader.message_size = 0
+        if self.fragments:
+            self.fragments = []
+            self.reader.message_size = 0
         self.last_opcode = opcode
         if opcode == OP_TEXT and not data.isascii():     # ASCII is UTF-8: no decoding
             try:
@@ -302,17 +227,21 @@ class Session:
             self.reader.feed(data)
             return True
         if _c_read is not None:
-            b = _read_buffer()
+            b = read_buffer()
             n = _c_read(self.fd, b, RECV)
             if n > 0:
-                self.reader.buf += _ffi.buffer(b, n)
+                self.unread = n == RECV
+                self.reader.take_read(b, n)
                 return True
-            if n != _EAGAIN and n != _INTR:
+            if n == _EAGAIN:
+                self.unread = False
+            elif n != _INTR:
                 self.closed = True      # the end of the stream, or an error
             return False
         try:
             data = os.read(self.fd, RECV)
         except (BlockingIOError, InterruptedError):
+            self.unread = False
             return False
         except OSError:
             self.closed = True
@@ -320,6 +249,7 @@ class Session:
         if not data:
             self.closed = True
             return False
+        self.unread = len(data) == RECV
         self.reader.feed(data)
         return True
 
@@ -339,10 +269,9 @@ class Session:
             return self.last_ping + self.pong_tolerance
         return self.last_activity + self.ping_freq
 
-    def _check_ping(self) -> float:
+    def _check_ping(self, now: float) -> float:
         """Ping when the client has been silent for ping_freq, end the session when our ping got
-        no pong in pong_tolerance; the seconds until the next check are due."""
-        now = _monotonic()
+        no pong in pong_tolerance (`now`: time.monotonic()); the seconds until the next check."""
         if self.last_ping:
             if now - self.last_ping > self.pong_tolerance:
                 log(f"[uwsgi-websocket] {self.where}: no PONG received in {self.pong_tolerance:g} seconds")
@@ -371,16 +300,25 @@ class Session:
             except OSError:
                 self.closed = True
                 return
-        pending = self.pending
-        if pending is not None:
-            data = pending + data
-            self.pending = None
         batch = self.batch
-        if batch is not None and len(data) <= Batch.BYTES:
-            self.pending = data
-            if pending is None:
-                batch.add(self)
-            return
+        if batch is not None:
+            with batch.lock:    # the batch's watchdog may be writing our pending bytes (see wsbatch)
+                pending = self.pending
+                if pending is not None:
+                    data = pending + data
+                    self.pending = None
+                small = len(data) <= Batch.BYTES
+                if small:
+                    self.pending = data
+            if small:
+                if pending is None:
+                    batch.add(self)
+                return
+        else:
+            pending = self.pending
+            if pending is not None:
+                data = pending + data
+                self.pending = None
         if not self.closed:
             try:
                 n = os.write(self.fd, data)     # most writes go out whole, at once
@@ -440,6 +378,21 @@ class Session:
                 self.loop_writer = batch.loop
                 batch.loop.add_writer(self.fd, self._drain)
 
+    def write_now(self) -> None:
+        """The batch watchdog's write of what waits for a late turn's end (Batch._flush_late,
+        under the batch's lock): what the socket takes now; the rest waits for the turn."""
+        data = self.pending
+        if data is None or self.closed:
+            return
+        try:
+            n = os.write(self.fd, data)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            n = len(data)       # the client is gone: the app's next send or recv says so
+            self.closed = True
+        self.pending = data[n:] if n < len(data) else None
+
     def _drain(self) -> None:
         """The loop's writer while a batch's rest is pending (see _flush_pending)."""
         data = self.pending
@@ -467,8 +420,14 @@ class Session:
     def take_pending(self) -> bytes | None:
         """At the end of the request: what is still to be written (the connection sends it
         before it closes)."""
-        data = self.pending
-        self.pending = None
+        batch = self.batch
+        if batch is not None:
+            with batch.lock:
+                data = self.pending
+                self.pending = None
+        else:
+            data = self.pending
+            self.pending = None
         self.batch = None
         self._drain()           # (only unregisters the loop's writer, if any)
         return data

@@ -346,7 +346,8 @@ def _opt(opts, attr: str, default):
 
 
 def _session(what: str):
-    req = current_request()
+    core = getattr(_local, "core", None)     # current_request(), inline: once or twice per message
+    req = core.request if core is not None else None
     session = req.websocket if req is not None else None
     if session is None:
         raise OSError(f"unable to {what}: no websocket (call uwsgi.websocket_handshake() first)")
@@ -371,8 +372,8 @@ def websocket_recv_nb() -> bytes:
 
 
 def websocket_send(msg) -> None:
-    _session("send websocket message").send(_payload(msg))
+    _session("send websocket message").send(msg if msg.__class__ is bytes else _payload(msg))
 
 
 def websocket_send_binary(msg) -> None:
-    _session("send websocket binary message").send(_payload(msg), binary=True)
+    _session("send websocket binary message").send(msg if msg.__class__ is bytes else _payload(msg), binary=True)
