@@ -17,12 +17,25 @@ from helpers import ROOT, Server, free_port, http_get, run_uwsgi
 pytest.importorskip("gevent")
 
 APP = textwrap.dedent('''
-    import os, time
+    import contextvars, os, time
     import uwsgi
+
+    SEEN = contextvars.ContextVar("seen")
 
     def application(env, start_response):
         path = env["PATH_INFO"]
-        if path == "/tsleep":       # time.sleep: cooperative only once monkey-patched
+        if path == "/ctx":          # a request starts with empty contextvars, as in a new greenlet
+            import gevent
+            seen = SEEN.get("unset")
+            SEEN.set("set by an earlier request")
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"%s greenlet=%d" % (seen.encode(), id(gevent.getcurrent()))]
+        elif path == "/armed":      # a gevent.Timeout left armed: it fires once the core is idle
+            import gevent
+            gevent.Timeout(0.05).start()
+        elif path == "/raise":
+            raise RuntimeError("boom")
+        elif path == "/tsleep":     # time.sleep: cooperative only once monkey-patched
             time.sleep(0.2)
         elif path == "/gsleep":
             import gevent
@@ -124,6 +137,24 @@ def test_requests_to_a_local_server_concurrently(app, tmp_path):
             elapsed, bodies = _concurrent(port, f"/fetch?{bport}")
             assert bodies == [b"backend"] * 8
             assert elapsed < 1.0, elapsed
+
+
+def test_a_core_runs_its_requests_in_one_greenlet_each_starting_afresh(app):
+    """The core's greenlet is kept between requests (no new frame stack per request): it starts
+    each with empty contextvars, and survives an app error and a stray gevent.Timeout."""
+    srv, port = _serve(app, "--gevent", 1, "--gevent-monkey-patch")
+    with srv:
+        first = http_get(port, "/ctx")[2]
+        assert first.startswith(b"unset greenlet="), first
+        assert http_get(port, "/ctx")[2] == first
+        assert http_get(port, "/armed")[0] == 200
+        srv.wait_log("a stray Timeout reached an idle gevent core: ignored")
+        assert http_get(port, "/ctx")[2] == first
+        assert http_get(port, "/raise")[0] == 500
+        assert http_get(port, "/ctx")[2] == first
+        elapsed, bodies = _concurrent(port, "/gsleep", 3)     # one core: one request at a time
+        assert elapsed >= 0.55, elapsed
+    assert "Traceback" in srv.log()     # the /raise one, logged
 
 
 def test_streamed_body_and_request_log(app):

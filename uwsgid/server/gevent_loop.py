@@ -9,12 +9,17 @@ Connection and its parsers, the cores, pending heads, graceful stop) and runs it
     the hub one turn before polling. A prepare watcher wakes it early when a greenlet queued
     work for the loop (a core freed with a request waiting) or an earlier timer.
   - A request of a plugin that sets `gevent_greenlets` (the Python plugin) runs in a greenlet
-    of its own, as uWSGI spawns one per request: the app may block on anything gevent patches
-    (time.sleep, socket, ssl, requests, redis...) and only its greenlet waits. The core's api
-    waits (uwsgi.async_sleep, wait_fd_read/_write, suspend, a WebSocket recv) wait on gevent
-    watchers inside the call; a body suspended on a slow client or giving the other cores a
-    turn goes on in a new greenlet. Lua requests stay on the loop (their coroutines step in
-    the main greenlet, their waits on the loop's epoll, which the hub watches).
+    (uWSGI spawns one per request): the app may block on anything gevent patches (time.sleep,
+    socket, ssl, requests, redis...) and only its greenlet waits. The core's api waits
+    (uwsgi.async_sleep, wait_fd_read/_write, suspend, a WebSocket recv) wait on gevent watchers
+    inside the call; a body suspended on a slow client or giving the other cores a turn goes
+    on in the same greenlet later. Each core keeps its greenlet and runs its requests in it
+    one after another (parked on the hub in between, its contextvars emptied for each request,
+    as a new greenlet's): a new greenlet per request costs CPython 3.11+ a frame stack of its
+    own, mapped and unmapped (two syscalls and a page fault per request). Like a thread of
+    --threads, it keeps its gevent.local values from one request to the next. Lua requests stay
+    on the loop (their coroutines step in the main greenlet, their waits on the loop's epoll,
+    which the hub watches).
   - The current core is greenlet-local (uwsgid.plugins.api.use_local).
   - --gevent-monkey-patch: gevent.monkey.patch_all() in the worker before it serves (the
     cffi plugin does --gevent-early-monkey-patch before the apps load). --gevent-wait-for-hub:
@@ -33,6 +38,7 @@ import gevent
 import gevent.local
 from gevent import getcurrent
 from gevent.hub import get_hub
+from greenlet import GreenletExit, greenlet
 
 from uwsgid.plugins import api
 from uwsgid.plugins.api import Wait, set_current
@@ -40,6 +46,7 @@ from uwsgid.util.log import log, log_exception
 
 _monotonic = time.monotonic
 STOPPING_TICK = 0.1     # a stopping loop looks at its requests this often (their ends do not wake it)
+_RUN, _STEP = "run", "step"     # the jobs of a core's greenlet: a new request, or its body's next step
 
 
 class _GreenletLocal:
@@ -156,11 +163,24 @@ class Engine:
             self._init_core(core)
 
     def _init_core(self, core) -> None:
+        run_callback = self.hub.loop.run_callback
+        green = None    # the core's greenlet (made again if it died)
+
+        def start(job) -> None:
+            # the core is idle (its greenlet parked) whenever a job is given; should a job ever
+            # come while its greenlet is busy, it gets a greenlet of its own (the core's now)
+            nonlocal green
+            g = green
+            if g is None or g.dead or not g._uwsgi_idle:
+                g = green = greenlet(self._serve_core, self.hub)
+            g._uwsgi_idle = False
+            run_callback(g.switch, job)
+
         def to_loop():
             self._wait(core)
 
         def resume():
-            gevent.spawn_raw(self._step, core)
+            start((_STEP, core, None, None))
 
         def spawn(core, plugin, req) -> bool:
             if not getattr(plugin, "gevent_greenlets", False):
@@ -169,7 +189,7 @@ class Engine:
                 return False
             core.to_loop = to_loop
             core._resume = resume
-            gevent.spawn_raw(self._request, core, plugin, req)
+            start((_RUN, core, plugin, req))
             return True
 
         core.spawn = spawn
@@ -182,20 +202,48 @@ class Engine:
             from gevent import monkey
             monkey.patch_all(aggressive=False)
 
-    # ---- in the request greenlets -------------------------------------------------------------
-    def _request(self, core, plugin, req) -> None:
-        set_current(core)
-        try:
-            core.call_plugin(plugin, req)
-        except BaseException:
-            log_exception("error in a gevent request greenlet:")
+    # ---- in the cores' greenlets ---------------------------------------------------------------
+    def _serve_core(self, job) -> None:
+        """A core's greenlet: its jobs one after another, parked on the hub in between."""
+        me = getcurrent()
+        contexts = hasattr(me, "gr_context")    # greenlet >= 1.0
+        while True:
+            kind, core, plugin, req = job
+            job = None
+            set_current(core)
+            try:
+                if kind is _RUN:
+                    if contexts:
+                        me.gr_context = None    # an empty contextvars context, as a new greenlet's
+                    core.call_plugin(plugin, req)
+                else:
+                    core.step()
+            except GreenletExit:
+                log(f"core {core.id}: its request greenlet was killed")
+                return
+            except BaseException:
+                log_exception("error in a gevent request greenlet:")
+            plugin = req = core = None          # nothing of the request kept while parked
+            job = self._park()
+            if job is None:
+                return
 
-    def _step(self, core) -> None:
-        set_current(core)
-        try:
-            core.step()
-        except BaseException:
-            log_exception("error in a gevent request greenlet:")
+    def _park(self):
+        """Wait on the hub for the next job. Anything else that switches in (a timer or a
+        gevent.Timeout the app left armed) is ignored; GreenletExit ends the greenlet."""
+        hub = self.hub
+        me = getcurrent()
+        me._uwsgi_idle = True
+        while True:
+            try:
+                job = hub.switch()
+            except GreenletExit:
+                return None
+            except BaseException as e:
+                log(f"a stray {type(e).__name__} reached an idle gevent core: ignored")
+                continue
+            if type(job) is tuple and len(job) == 4 and (job[0] is _RUN or job[0] is _STEP):
+                return job
 
     def _wait(self, core) -> None:
         """A core's api wait (uwsgid.plugins.api._arm armed core.wait): wait for it on the hub,

@@ -7,15 +7,21 @@
 -- socket and yields: the trampoline suspends this core until the socket is ready or the
 -- operation's time is up, then the operation goes on where it stopped. Anywhere else (the app
 -- function itself, --threads, no --async) it waits in place, blocking only its thread.
-local ops, uwsgi = ...
+--
+-- Two back ends behind the same methods (this file checks the arguments):
+--   cosocket_ffi.lua (LuaJIT): the socket I/O, the buffer and the keepalive pool in Lua over
+--     libc through the FFI; Python only opens new connections (name resolution, the loop's
+--     kept fd) and closes them: a pooled request crosses to Python twice (uwsgi.tcp()'s core,
+--     the read wait), not once per call;
+--   the Python operations of cosocket.py (other engines), below: one crossing per call.
+local ops, uwsgi, slot_calls = ...     -- slot_calls: runtime.lua's requests begun per core
+slot_calls = slot_calls or {}
 
 local type, tostring, tonumber, error = type, tostring, tonumber, error
 local setmetatable, getmetatable = setmetatable, getmetatable
 local concat = table.concat
 local co_running, co_yield = coroutine.running, coroutine.yield
 local wait_read, wait_write = uwsgi.wait_fd_read, uwsgi.wait_fd_write
-local op_new, op_connect, op_send, op_receive, op_resume = ops.new, ops.connect, ops.send, ops.receive, ops.resume
-local op_settimeouts, op_close, op_keepalive, op_reused = ops.settimeouts, ops.close, ops.setkeepalive, ops.getreusedtimes
 local op_yieldable = ops.yieldable
 
 local LINE, ALL, COUNT = 0, 1, 2
@@ -30,35 +36,69 @@ local function cooperative()
   return multi_core
 end
 
--- Python answers (false, fd, writing, seconds left) when the operation would block.
-local function finish(id, coop, r1, r2, r3, r4)
-  while r1 == false do
-    if r3 then wait_write(r2, r4) else wait_read(r2, r4) end
-    co_yield()
-    r1, r2, r3, r4 = op_resume(id, coop)
+-- ---- the back end ------------------------------------------------------------------------------
+local B
+if ops.ffi_code then
+  local load_chunk = loadstring or load
+  local ok, backend = pcall(function()
+    return assert(load_chunk(ops.ffi_code, "@lua_plugin/cosocket_ffi.lua"))(ops, uwsgi, cooperative, slot_calls)
+  end)
+  if ok and backend then
+    B = backend
+  elseif jit then   -- LuaJIT without its FFI back end: slower, and worth a line in the log
+    uwsgi.log("[uwsgi-lua] cosockets: the FFI back end did not load (" .. tostring(backend) ..
+              "): Python serves every call")
   end
-  if r1 ~= nil then return r1 end     -- LuaSocket's: the result alone, or nil, err[, partial]
-  if r3 == nil then return nil, r2 end
-  return nil, r2, r3
 end
 
-local function result(r1, r2)
-  if r1 ~= nil then return r1 end
-  return nil, r2
+if B == nil then
+  -- Python's operations: a would-block answers (false, fd, writing, seconds left).
+  local op_new, op_connect, op_send, op_receive, op_resume = ops.new, ops.connect, ops.send, ops.receive, ops.resume
+  local op_core = ops.core
+  local op_settimeouts, op_close, op_keepalive, op_reused = ops.settimeouts, ops.close, ops.setkeepalive, ops.getreusedtimes
+
+  local function finish(id, coop, r1, r2, r3, r4)
+    while r1 == false do
+      if r3 then wait_write(r2, r4) else wait_read(r2, r4) end
+      co_yield()
+      r1, r2, r3, r4 = op_resume(id, coop)
+    end
+    if r1 ~= nil then return r1 end     -- LuaSocket's: the result alone, or nil, err[, partial]
+    if r3 == nil then return nil, r2 end
+    return nil, r2, r3
+  end
+
+  local function result(r1, r2)
+    if r1 ~= nil then return r1 end
+    return nil, r2
+  end
+
+  B = {
+    new = function() local core = op_core(); return { op_new(core, slot_calls[core] or 0) } end,
+    connect = function(s, host, port) local id = s[1]; local coop = cooperative(); return finish(id, coop, op_connect(id, host, port, coop)) end,
+    send = function(s, data) local id = s[1]; local coop = cooperative(); return finish(id, coop, op_send(id, data, coop)) end,
+    receive = function(s, kind, n) local id = s[1]; local coop = cooperative(); return finish(id, coop, op_receive(id, kind, n, coop)) end,
+    settimeouts = function(s, c, w, r) op_settimeouts(s[1], c, w, r) end,
+    close = function(s) return result(op_close(s[1])) end,
+    setkeepalive = function(s, timeout, size) return result(op_keepalive(s[1], timeout, size)) end,
+    getreusedtimes = function(s) return result(op_reused(s[1])) end,
+  }
 end
 
+local b_connect, b_send, b_receive, b_new = B.connect, B.send, B.receive, B.new
+
+-- ---- the methods ----------------------------------------------------------------------------
 local sock = {}
 sock.__index = sock
 
-local function id_of(self)
+local function check(self)
   if type(self) ~= "table" or getmetatable(self) ~= sock then
     error("bad cosocket object (use sock:method(...))", 3)
   end
-  return self[1]
 end
 
 function sock:connect(host, port)
-  local id = id_of(self)
+  check(self)
   if type(host) ~= "string" then error("bad argument #1 to 'connect' (string expected)", 2) end
   if port ~= nil then
     port = tonumber(port)
@@ -66,12 +106,11 @@ function sock:connect(host, port)
       error("bad argument #2 to 'connect' (port number expected)", 2)
     end
   end
-  local coop = cooperative()
-  return finish(id, coop, op_connect(id, host, port, coop))
+  return b_connect(self, host, port)
 end
 
 function sock:send(data)
-  local id = id_of(self)
+  check(self)
   local t = type(data)
   if t == "table" then
     data = concat(data)
@@ -80,12 +119,11 @@ function sock:send(data)
   elseif t ~= "string" then
     error("bad argument #1 to 'send' (string, number or array of strings expected, got " .. t .. ")", 2)
   end
-  local coop = cooperative()
-  return finish(id, coop, op_send(id, data, coop))
+  return b_send(self, data)
 end
 
 function sock:receive(pattern)
-  local id = id_of(self)
+  check(self)
   local kind, n = LINE, 0
   local size = tonumber(pattern)
   if size ~= nil then
@@ -98,8 +136,7 @@ function sock:receive(pattern)
   else
     error("bad argument #1 to 'receive' (invalid pattern " .. tostring(pattern) .. ")", 2)
   end
-  local coop = cooperative()
-  return finish(id, coop, op_receive(id, kind, n, coop))
+  return b_receive(self, kind, n)
 end
 
 local function ms(v, what)
@@ -111,34 +148,38 @@ end
 
 -- milliseconds, as OpenResty's; 0 (or nil) = no limit
 function sock:settimeout(t)
+  check(self)
   local v = ms(t, "settimeout")
-  op_settimeouts(id_of(self), v, v, v)
+  B.settimeouts(self, v, v, v)
   return 1
 end
 
 function sock:settimeouts(connect_t, send_t, read_t)
-  op_settimeouts(id_of(self), ms(connect_t, "settimeouts"), ms(send_t, "settimeouts"), ms(read_t, "settimeouts"))
+  check(self)
+  B.settimeouts(self, ms(connect_t, "settimeouts"), ms(send_t, "settimeouts"), ms(read_t, "settimeouts"))
   return 1
 end
 
 function sock:close()
-  return result(op_close(id_of(self)))
+  check(self)
+  return B.close(self)
 end
 
 function sock:setkeepalive(timeout, size)
-  local id = id_of(self)
+  check(self)
   if timeout ~= nil then timeout = ms(timeout, "setkeepalive") end
   if size ~= nil then
     size = tonumber(size)
     if size == nil or size < 1 then error("bad argument #2 to 'setkeepalive' (pool size must be positive)", 2) end
   end
-  return result(op_keepalive(id, timeout, size))
+  return B.setkeepalive(self, timeout, size)
 end
 
 function sock:getreusedtimes()
-  return result(op_reused(id_of(self)))
+  check(self)
+  return B.getreusedtimes(self)
 end
 
 return function()
-  return setmetatable({ op_new() }, sock)
+  return setmetatable(b_new(), sock)
 end

@@ -1,12 +1,17 @@
 """Cosockets for Lua, the Python half: uwsgi.tcp() (cosocket.lua) drives these operations.
 
+Under LuaJIT, cosocket_ffi.lua does the I/O, the buffer and the pool itself (libc through the
+FFI: no crossing per call) and uses only open() (a new connection, resolved and connected here,
+its fd handed over to Lua), release() (a handed-over fd unregistered and closed) and core().
+Other engines use every operation below.
+
 OpenResty's ngx.socket.tcp() shape with LuaSocket's names: connect, send, receive ("*l", "*a",
 a byte count), settimeout(s), close, setkeepalive (a pool), getreusedtimes; errors as
 `nil, err[, partial]`. Each operation is a generator over a non-blocking socket that yields
 (fd, writing) where it would block. cosocket.lua calls an operation with `coop`:
   - true (the body's coroutine under --async): a would-block returns (False, fd, writing,
     seconds left or 0) and keeps the generator; Lua arms uwsgi.wait_fd_read/write, yields (only
-    this core suspends), and calls again with `again` = true to resume it;
+    this core suspends), and calls resume(id, coop) to go on;
   - false (elsewhere, --threads, no --async): the generator is run to its end here, waiting in
     poll (only this thread blocks).
 A timeout (60 s by default, as OpenResty's lua_socket_*_timeout) covers one operation.
@@ -26,6 +31,7 @@ import errno
 import os
 import select
 import threading
+import time
 from collections import deque
 from time import monotonic
 
@@ -160,7 +166,7 @@ def _resolve(host: str, port: int):
 
 # ---- the operations ---------------------------------------------------------------------------
 
-def _connect(conn: _Conn, host: str, port):
+def _connect(conn: _Conn, host: str, port, pooled: bool = True):
     if host.startswith("unix:"):
         key = host
         infos = [(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, "", host[5:])]
@@ -170,9 +176,9 @@ def _connect(conn: _Conn, host: str, port):
         port = int(port)
         key = f"{host}:{port}"
         infos = None
-    pooled = _checkout(key)
-    if pooled is not None:
-        conn.sock, reused, conn.loop = pooled
+    idle = _checkout(key) if pooled else None
+    if idle is not None:
+        conn.sock, reused, conn.loop = idle
         conn.key, conn.reused = key, reused + 1
         return 1, None
     if infos is None:
@@ -294,8 +300,10 @@ class Cosockets:
         self.by_core: dict[int, list[int]] = {}     # core id -> the numbers it made (some closed since)
         self.next_id = 0
 
-    def new(self) -> int:
-        owner = _owner()
+    def new(self, core=None, serial=None) -> int:
+        """A socket number. `core`, `serial`: the calling core and its request (runtime.lua's
+        count of the requests begun on it: core.requests lags behind on the native lane)."""
+        owner = _owner() if core is None else (int(core), serial)
         conns = self.conns
         ids = self.by_core.get(owner[0])
         if ids is None:
@@ -404,11 +412,71 @@ class Cosockets:
         conn.loop = None
         return 1, None
 
+    # ---- the LuaJIT back end's (cosocket_ffi.lua): new connections handed over as fds ----------
+    def open(self, host: bytes, port, connect_s, coop: bool):
+        """A new connection's fd, which Lua owns from then on (it gives it back to release());
+        or (False, fd, writing, seconds left, id): wait, then resume(id)."""
+        cid = self.new()
+        conn = self.conns[cid]
+        conn.timeouts[0] = float(connect_s) if connect_s and connect_s > 0 else None
+        res = self._start(conn, self._handover(cid, conn, host.decode("utf-8", "replace"), port), 0, coop)
+        if res[0] is False:
+            return (*res, cid)
+        return res
+
+    def _handover(self, cid: int, conn: _Conn, host: str, port):
+        res = yield from _connect(conn, host, port, pooled=False)
+        self.conns.pop(cid, None)
+        if res[0] != 1:
+            return res
+        sock, loop = conn.sock, conn.loop
+        conn.sock = conn.loop = None
+        fd = sock.detach()
+        _handed().setdefault(fd, loop)
+        return fd, None
+
     def getreusedtimes(self, cid: int):
         conn = self.conns.get(cid)
         if conn is None or conn.sock is None:
             return None, b"closed"
         return conn.reused, None
+
+
+def _handed() -> dict:
+    """This thread's fds handed over to Lua -> the loop that keeps each registered (or None)."""
+    h = getattr(_pools, "handed", None)
+    if h is None:
+        h = _pools.handed = {}
+    return h
+
+
+def release(fd: int) -> None:
+    """A handed-over fd back from Lua: out of its loop, closed. Only fds handed over and not
+    released yet are closed (a number given twice is not some other file's)."""
+    handed = _handed()
+    if fd not in handed:
+        return
+    loop = handed.pop(fd)
+    if loop is not None:
+        loop.forget(fd)
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def core_id() -> int:
+    """The calling core's id (its slot in the lua_State), -1 outside a request."""
+    core = api.current_core()
+    return core.id if core is not None else -1
+
+
+CONSTS = {
+    b"EAGAIN": errno.EAGAIN, b"EWOULDBLOCK": errno.EWOULDBLOCK, b"EINTR": errno.EINTR,
+    b"MSG_PEEK": _socket.MSG_PEEK, b"MSG_DONTWAIT": _socket.MSG_DONTWAIT,
+    b"MSG_NOSIGNAL": _socket.MSG_NOSIGNAL, b"POLLIN": select.POLLIN, b"POLLOUT": select.POLLOUT,
+    b"CLOCK_MONOTONIC": time.CLOCK_MONOTONIC,
+}
 
 
 def yieldable() -> bool:
@@ -422,24 +490,29 @@ def lua_side(state):
     """For uwsgi_table.lua: () -> the Lua code of cosocket.lua and the operations it drives."""
     def cosocket():
         socks = Cosockets()
-        ops = state.rt.table_from({
+        rt = state.rt
+        ops = rt.table_from({
             b"new": socks.new, b"connect": socks.connect, b"send": socks.send,
             b"receive": socks.receive, b"resume": socks.resume, b"settimeouts": socks.settimeouts,
             b"close": socks.close, b"setkeepalive": socks.setkeepalive,
             b"getreusedtimes": socks.getreusedtimes, b"yieldable": yieldable,
+            b"open": socks.open, b"release": release, b"core": core_id,
+            b"consts": rt.table_from(CONSTS),
         })
-        return _lua_code(), ops
+        ops[b"ffi_code"] = _lua_code("cosocket_ffi.lua")      # LuaJIT's: other engines keep the ops
+        return _lua_code("cosocket.lua"), ops
     return cosocket
 
 
-_code: list = []
+_code: dict = {}
 
 
-def _lua_code() -> bytes:
-    if not _code:
+def _lua_code(name: str) -> bytes:
+    code = _code.get(name)
+    if code is None:
         # the package's loader (a directory or the build's baked loader), as state.py reads
         # the plugin's other Lua files
         import sys
         pkg = sys.modules[__package__]
-        _code.append(pkg.__spec__.loader.get_data(os.path.join(os.path.dirname(pkg.__file__), "cosocket.lua")))
-    return _code[0]
+        code = _code[name] = pkg.__spec__.loader.get_data(os.path.join(os.path.dirname(pkg.__file__), name))
+    return code

@@ -9,7 +9,8 @@
 --   shared  the table the files hand each other things through (never globals):
 --             output.lua       sets error_write (env.error:write)
 --             runtime.lua      sets arm_wait, start_response, add_headers (the writers of its
---                              per-request state) and XPCALL_ARGS
+--                              per-request state), XPCALL_ARGS and slot_calls (requests begun
+--                              per slot, for uwsgi.tcp())
 --             uwsgi_table.lua  reads them into the `uwsgi` table
 -- This file returns the table M that Python drives:
 --   M.run_file(path)        run a --lua-load / --lua-postload file
@@ -76,6 +77,10 @@ local app               -- the WSAPI app (M.load_app)
 local cur_iter          -- the body iterator of the request running on this state
 -- Between slices a streamed body waits in its core's slot: iterator, status, flat headers.
 local slot_iter, slot_status, slot_hdrs = {}, {}, {}
+-- Requests begun per slot (M.call): uwsgi.tcp() tells a core's new request by it (the native
+-- lane counts a core's requests only after them).
+local slot_calls = {}
+shared.slot_calls = slot_calls
 local pending = false   -- a wait was armed: the body's next yield (even nil) suspends the core
 local extra_headers, started_status, started_headers  -- set from inside the app
 
@@ -339,6 +344,7 @@ local native_headers = native and native.headers
 
 function M.call(env, app_path, slot)
   if app == nil then return BAD_RESPONSE, "no WSAPI app loaded" end
+  slot_calls[slot] = (slot_calls[slot] or 0) + 1
   pending = false
   extra_headers, started_status, started_headers = nil, nil, nil
   cur_iter = nil

@@ -64,6 +64,20 @@ APP = textwrap.dedent('''
         say(s:receive())
         say(s:setkeepalive(10000, 4))
         say(s:send("x"))                         -- the object is closed now
+      elseif path == "/big" then               -- MBs both ways: partial sends, reads in parts
+        local s = uwsgi.tcp()
+        assert(s:connect("127.0.0.1", port))
+        local n = 8 * 1024 * 1024 + 7
+        say(s:send("SINK " .. n .. "\\n" .. string.rep("s", n)))
+        say(s:receive())
+        s:send("BIG " .. n .. "\\n")
+        local data = s:receive(n)
+        say(#data, data == string.rep("b", n))
+        say(s:receive(0), s:receive())
+        s:send("BIG 1000000\\nQUIT\\n")
+        data = s:receive("*a")
+        say(#data, data:sub(-3, -2))
+        say(s:receive())
       elseif path == "/dubious" then
         local s = uwsgi.tcp()
         assert(s:connect("127.0.0.1", port))
@@ -122,6 +136,7 @@ class Backend:
 
     def __init__(self):
         self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)   # big sends meet a full buffer
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
@@ -139,7 +154,8 @@ class Backend:
 
     def _serve(self, c):
         try:
-            for line in c.makefile("rb"):
+            f = c.makefile("rb")
+            for line in f:
                 cmd, _, arg = line.strip().partition(b" ")
                 if cmd == b"SLOW":
                     time.sleep(float(arg))
@@ -148,6 +164,23 @@ class Backend:
                     c.sendall(b"echo " + arg + b"\n")
                 elif cmd == b"MULTI":
                     c.sendall(b"line1\r\nli\rne2\nABCDEFGHIJtail-until-close")
+                    break
+                elif cmd == b"SINK":
+                    n = int(arg)
+                    got = 0
+                    while got < n:
+                        chunk = f.read1(min(65536, n - got))
+                        if not chunk:
+                            break
+                        got += len(chunk)
+                        time.sleep(0.001)       # a slow reader: the sender meets a full buffer
+                    c.sendall(b"got %d\n" % got)
+                    for line in f:              # the rest of the session on the same buffer
+                        cmd2, _, arg2 = line.strip().partition(b" ")
+                        if cmd2 == b"BIG":
+                            c.sendall(b"b" * int(arg2) + b"\n")
+                        elif cmd2 == b"QUIT":
+                            break
                     break
                 elif cmd == b"PARTIAL":
                     c.sendall(b"abc")
@@ -177,10 +210,20 @@ def app_dir(tmp_path_factory):
     return d
 
 
-def lua_server(app, *extra):
+# the two back ends of cosocket.lua: LuaJIT's (cosocket_ffi.lua: the I/O and the pool in Lua over
+# the FFI) and every other engine's (cosocket.py's operations)
+ENGINES = ["luajit21", "lua54"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    return request.param
+
+
+def lua_server(app, *extra, engine="luajit21"):
     port = free_port()
     return Server(["--http-socket", f"127.0.0.1:{port}", "--http-socket-modifier1", "6", "--lua", app,
-                   *extra], port)
+                   "--lua-engine", engine, *extra], port)
 
 
 def get(port, path):
@@ -203,8 +246,8 @@ def parallel(port, paths):
     return [r.split(b"\r\n\r\n", 1)[1] for r in results], time.monotonic() - t0
 
 
-def test_async_cores_wait_on_the_backend_together(app_dir, backend):
-    with lua_server(app_dir / "app.lua", "--async", "8") as s:
+def test_async_cores_wait_on_the_backend_together(app_dir, backend, engine):
+    with lua_server(app_dir / "app.lua", "--async", "8", engine=engine) as s:
         get(s.port, f"/slow?port={backend.port}")
         bodies, elapsed = parallel(s.port, [f"/slow?port={backend.port}"] * 8)
         assert bodies == [b"slow done"] * 8, bodies
@@ -213,8 +256,8 @@ def test_async_cores_wait_on_the_backend_together(app_dir, backend):
         assert get(s.port, f"/inline?port={backend.port}") == "echo inline"
 
 
-def test_patterns_timeouts_pool_and_errors(app_dir, backend):
-    with lua_server(app_dir / "app.lua", "--async", "4") as s:
+def test_patterns_timeouts_pool_and_errors(app_dir, backend, engine):
+    with lua_server(app_dir / "app.lua", "--async", "4", engine=engine) as s:
         assert get(s.port, f"/patterns?port={backend.port}") == \
             "6|line1|line2|ABCD|EFGHIJ|tail-until-close|nil,closed|nil,closed"
         assert get(s.port, f"/timeout?port={backend.port}") == "nil,timeout,abc,2|echo again"
@@ -223,6 +266,9 @@ def test_patterns_timeouts_pool_and_errors(app_dir, backend):
         assert results == ["0|echo ka|1|nil,closed", "1|echo ka|1|nil,closed", "2|echo ka|1|nil,closed"]
         assert backend.accepts == before + 1        # one connection, reused from the pool
         assert get(s.port, f"/dubious?port={backend.port}") == "nil,connection in dubious state"
+        n = 8 * 1024 * 1024 + 7
+        assert get(s.port, f"/big?port={backend.port}") == \
+            f"{n + len(f'SINK {n}') + 1}|got {n}|{n},true|,|1000001,bb|nil,closed"
         out = get(s.port, f"/errors?dead={free_port()}").split("|")
         assert out[:5] == ["nil,connection refused", "nil,closed", "nil,closed", "nil,closed", "true"], out
         assert out[5].startswith("false,") and "invalid pattern *x" in out[5], out
@@ -230,14 +276,14 @@ def test_patterns_timeouts_pool_and_errors(app_dir, backend):
     assert "Traceback" not in s.log()
 
 
-def test_threads_block_only_their_thread(app_dir, backend):
-    with lua_server(app_dir / "app.lua", "--threads", "4") as s:
+def test_threads_block_only_their_thread(app_dir, backend, engine):
+    with lua_server(app_dir / "app.lua", "--threads", "4", engine=engine) as s:
         bodies, elapsed = parallel(s.port, [f"/slow?port={backend.port}"] * 4)
         assert bodies == [b"slow done"] * 4, bodies
         assert elapsed < 0.75, elapsed      # four threads, each waiting on its own call
 
 
-def test_redis_get_through_the_cosocket(app_dir):
+def test_redis_get_through_the_cosocket(app_dir, engine):
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
     from services_helpers import RedisServer
@@ -245,6 +291,6 @@ def test_redis_get_through_the_cosocket(app_dir):
         with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as c:
             c.sendall(b"*3\r\n$3\r\nSET\r\n$5\r\ngreet\r\n$5\r\nhallo\r\n")
             assert c.recv(100) == b"+OK\r\n"
-        with lua_server(app_dir / "redis.lua", "--async", "4") as s:
+        with lua_server(app_dir / "redis.lua", "--async", "4", engine=engine) as s:
             assert get(s.port, f"/?port={redis.port}") == "$5 hallo reused=0"
             assert get(s.port, f"/?port={redis.port}") == "$5 hallo reused=1"
