@@ -22,7 +22,7 @@
 -- A state serves all the async cores of one thread (uWSGI's async "threads" in one lua_State):
 -- `slot` (the core's id) keeps each core's body apart. Only one core runs Lua at a time, so the
 -- rest of the per-request state below is the running core's.
---   M.gc(full)              one GC step or a full collection
+--   M.gc(full, under_kb)    one GC step, or a full collection (full, or a heap under under_kb)
 -- Everything crosses to Python as strings and numbers: the status, the headers flattened to
 -- "name\0value\0...", and coalesced body slices (lupa bugs #294/#84: no long-lived tables).
 -- What a request reads (the app, the wait flag, the response extras) lives in upvalues here,
@@ -443,8 +443,12 @@ function M.abandon(slot)
   extra_headers, started_status, started_headers = nil, nil, nil
 end
 
-function M.gc(full)
-  if full then collectgarbage("collect") else collectgarbage("step", 0) end
+function M.gc(full, full_under_kb)
+  if full or (full_under_kb and collectgarbage("count") < full_under_kb) then
+    collectgarbage("collect")
+  else
+    collectgarbage("step", 0)
+  end
 end
 
 function M.memory_kb() return collectgarbage("count") end

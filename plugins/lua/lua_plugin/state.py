@@ -28,7 +28,10 @@ from .response import flush_now
 # written, so private in a worker (~250 KB a state on pippo.lua). Freeing the garbage at once
 # lets the next requests reuse the same chunks: ~170 KB, for one full collection every 8 runs
 # (~25 us on pippo.lua's state, ~3 us a request). Every 4th: ~155 KB for twice the CPU.
+# A full collection costs in proportion to the live heap: a state over FULL_UNDER_KB (a large
+# app: Sputnik's is megabytes) keeps to steps, where the pages written are its heap anyway.
 FULL_EVERY = 8
+FULL_UNDER_KB = 256
 
 
 class LuaLoadError(Exception):
@@ -273,7 +276,10 @@ class LuaState:
             full = self.settings.gc_full
             if not full:
                 self._steps += 1
-                full = self._steps % FULL_EVERY == 0
+                if self._steps % FULL_EVERY == 0:
+                    self._gc(False, FULL_UNDER_KB)     # completes the cycle if the heap is small
+                    self.gc_runs += 1
+                    return
         self._gc(full)
         self.gc_runs += 1
 

@@ -107,3 +107,22 @@ def test_gc_runs_count_every_run_whatever_its_kind(tmp_path, full):
     for _ in range(state.FULL_EVERY + 1):
         run_request(p, core, FakeRequest(core))
     assert st.gc_runs - before == state.FULL_EVERY + 1
+
+
+def test_a_large_heap_keeps_to_steps(tmp_path, monkeypatch):
+    """A state over FULL_UNDER_KB (a large app) is not fully collected every FULL_EVERY runs: its
+    cost grows with the live heap, and its pages are written anyway."""
+    app = tmp_path / "garbage.lua"
+    app.write_text(GARBAGE_APP)
+    monkeypatch.setattr(state, "FULL_UNDER_KB", 1)     # every heap is "large"
+    p = _plugin(str(app))
+    core = FakeCore()
+    p.init_core(core)
+    st = core.state["lua"]
+    live = _count_kb(st.rt)
+    counts = []
+    for _ in range(3 * state.FULL_EVERY):
+        assert run_request(p, core, FakeRequest(core)).status == b"200 OK"
+        counts.append(st.rt.eval("collectgarbage('count')"))
+    ends = counts[state.FULL_EVERY - 1::state.FULL_EVERY]
+    assert any(c > live + 8 for c in ends), (live, counts)     # garbage left at a cycle's end
