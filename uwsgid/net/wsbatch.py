@@ -66,7 +66,7 @@ class Batch:
         sessions = self.sessions
         if not sessions:
             self.loop.ready.append(self._flush)
-        if not self.since:
+        if not self.since and hasattr(session, "write_now"):   # raw sockets wait for the turn's end
             _since[self.slot] = self.since = _monotonic()
             if not _running[0]:
                 _watchdog.start()
