@@ -158,7 +158,10 @@ class _Driver:
     # ---- new connections ---------------------------------------------------------------------
     def accept(self) -> None:
         w = self.worker
-        if w.paused or not self.tl.free:
+        if w.paused:
+            return
+        if not self.tl.free:
+            self.tl.stop_accepting()    # core_done starts it again (else a ready listener spins the loop)
             return
         batch = BATCH
         if w.max_requests:
