@@ -270,6 +270,11 @@ def fuzz_lane(native, seconds: float, seed: int = 0) -> int:
             lane = native.Lane(native.LANE_HTTP if http else native.LANE_UWSGI, rng.choice((64, 4096)),
                                rng.choice((1, 64)), rng.random() < 0.5, None, b"host", b"80")
             lane.set_core(0, 0)
+            if rng.random() < 0.3:      # small static files (lane_static.c): one cached, now or stale
+                block = b"Content-Type: text/plain\r\nContent-Length: 3\r\n"
+                entries = {rng.choice((b"/", b"/x", b"/aA%zz")): (int(time.time()) - rng.choice((0, 0, 5)), block,
+                                                                  block, 2, b"abc")}
+                lane.set_static(entries, rng.choice((None, (b"/",), (b"/s", b"/a"))))
             if rng.random() < 0.5:
                 lane.add_app(0, random_app(rng), base, check, RuntimeError)
             else:
