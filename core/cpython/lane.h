@@ -114,6 +114,7 @@ struct reqinfo {
     size_t answer_head;         /* its head's size */
     int answer_cnt;             /* its header count */
     char addr_buf[48];          /* an HTTP peer's address as text (INET6_ADDRSTRLEN) */
+    char port_buf[8];           /* and its port */
 };
 
 /* lane_env.c: the app's argument (the environ, or the vars block of a block app), or NULL: with

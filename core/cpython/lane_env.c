@@ -274,14 +274,6 @@ static void remote_text(const struct sockaddr *sa, socklen_t salen, char *host, 
     }
 }
 
-static int set_remote(PyObject *env, const struct sockaddr *sa, socklen_t salen) {
-    char host[INET6_ADDRSTRLEN];
-    char port[8];
-    remote_text(sa, salen, host, sizeof host, port, sizeof port);
-    if (set_str(env, s_remote_addr, host, strlen(host)) < 0)
-        return -1;
-    return set_str(env, s_remote_port, port, strlen(port));
-}
 
 struct field {
     const char *name, *value;
@@ -408,8 +400,7 @@ static void head_info(Lane *self, const struct head *h, const struct sockaddr *s
     ri->method_len = h->mlen;
     ri->protocol = h->http11 ? "HTTP/1.1" : "HTTP/1.0";
     ri->protocol_len = 8;
-    char port[8];
-    remote_text(sa, salen, ri->addr_buf, sizeof ri->addr_buf, port, sizeof port);
+    remote_text(sa, salen, ri->addr_buf, sizeof ri->addr_buf, ri->port_buf, sizeof ri->port_buf);
     ri->remote_addr = ri->addr_buf;
     ri->remote_addr_len = strlen(ri->addr_buf);
     ri->remote_user = "";
@@ -430,7 +421,7 @@ static void head_info(Lane *self, const struct head *h, const struct sockaddr *s
     size_t qlen = h->query != NULL ? (size_t)(h->target + h->tlen - h->query - 1) : 0;
     size_t sz = 11 + 0 + 11 + (self->server_name ? (size_t)PyBytes_GET_SIZE(self->server_name) : 0) +
                 11 + (self->server_port ? (size_t)PyBytes_GET_SIZE(self->server_port) : 0) +
-                11 + ri->remote_addr_len + 11 + strlen(port) + 15 + 8 + 14 + h->mlen + 11 + h->tlen + 12 + qlen +
+                11 + ri->remote_addr_len + 11 + strlen(ri->port_buf) + 15 + 8 + 14 + h->mlen + 11 + h->tlen + 12 + qlen +
                 9 + plen;
     for (int i = 0; i < h->nf; i++) {
         const struct field *f = &h->f[i];
@@ -451,8 +442,7 @@ static void head_info(Lane *self, const struct head *h, const struct sockaddr *s
     ri->pktsize = sz + 4 * (10 + (size_t)h->nf);
 }
 
-static PyObject *http_environ(Lane *self, struct head *h, const struct sockaddr *addr, socklen_t addrlen,
-                              PyObject *base) {
+static PyObject *http_environ(Lane *self, struct head *h, const struct reqinfo *ri, PyObject *base) {
     PyObject *env = PyDict_Copy(base);
     if (env == NULL)
         return NULL;
@@ -460,7 +450,9 @@ static PyObject *http_environ(Lane *self, struct head *h, const struct sockaddr 
                       ? (Py_INCREF(s_get), s_get) : PyUnicode_DecodeLatin1(h->method, (Py_ssize_t)h->mlen, NULL);
     const char *path_end = h->query != NULL ? h->query : h->target + h->tlen;
     PyObject *path = path_info(h->target, (size_t)(path_end - h->target), h->pct);
-    int bad = m == NULL || path == NULL || set_remote(env, addr, addrlen) < 0 ||
+    int bad = m == NULL || path == NULL ||
+              set_str(env, s_remote_addr, ri->remote_addr, ri->remote_addr_len) < 0 ||
+              set_str(env, s_remote_port, ri->port_buf, strlen(ri->port_buf)) < 0 ||
               PyDict_SetItem(env, s_server_protocol, h->http11 ? s_http11 : s_http10) < 0 ||
               PyDict_SetItem(env, s_request_method, m) < 0 || set_str(env, s_request_uri, h->target, h->tlen) < 0 ||
               (h->query != NULL ? set_str(env, s_query_string, h->query + 1,
@@ -513,10 +505,7 @@ static void var_s(struct blk *b, const char *k, const char *v, size_t vl) {
 
 /* the vars of the Python path's HttpParser, in its order, as a block; NULL without an error
  * for a repeated field or a name with "_" (the Python path's) */
-static PyObject *http_block(Lane *self, struct head *h, const struct sockaddr *sa, socklen_t salen) {
-    char host[INET6_ADDRSTRLEN];
-    char port[8];
-    remote_text(sa, salen, host, sizeof host, port, sizeof port);
+static PyObject *http_block(Lane *self, struct head *h, const struct reqinfo *ri) {
     /* every var's key and value fit in the head they come from, plus the constant ones */
     size_t cap = 2 * LANE_BUF + 512 + (size_t)PyBytes_GET_SIZE(self->server_name);
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
@@ -526,8 +515,8 @@ static PyObject *http_block(Lane *self, struct head *h, const struct sockaddr *s
     var_s(&b, "SCRIPT_NAME", "", 0);
     var_s(&b, "SERVER_NAME", PyBytes_AS_STRING(self->server_name), (size_t)PyBytes_GET_SIZE(self->server_name));
     var_s(&b, "SERVER_PORT", PyBytes_AS_STRING(self->server_port), (size_t)PyBytes_GET_SIZE(self->server_port));
-    var_s(&b, "REMOTE_ADDR", host, strlen(host));
-    var_s(&b, "REMOTE_PORT", port, strlen(port));
+    var_s(&b, "REMOTE_ADDR", ri->remote_addr, ri->remote_addr_len);
+    var_s(&b, "REMOTE_PORT", ri->port_buf, strlen(ri->port_buf));
     var_s(&b, "SERVER_PROTOCOL", h->http11 ? "HTTP/1.1" : "HTTP/1.0", 8);
     var_s(&b, "REQUEST_METHOD", h->method, h->mlen);
     var_s(&b, "REQUEST_URI", h->target, h->tlen);
@@ -591,8 +580,8 @@ PyObject *lane_http_request(Lane *self, const char *buf, size_t len, const struc
     if (lane_static(self, ri, 1) != 0 || ri->app == NULL)
         return NULL;    /* a static file answered (ri->answer), or the Python path's (or an error) */
     if (ri->app->base == NULL)
-        return self->server_name != NULL && self->server_port != NULL ? http_block(self, &h, addr, addrlen) : NULL;
-    return http_environ(self, &h, addr, addrlen, ri->app->base);
+        return self->server_name != NULL && self->server_port != NULL ? http_block(self, &h, ri) : NULL;
+    return http_environ(self, &h, ri, ri->app->base);
 }
 
 int lane_env_init(void) {
