@@ -257,6 +257,20 @@ def raw(address: str, data: bytes, timeout: float = 10.0, half_close: bool = Tru
         s.close()
 
 
+def send_paced(port: int, pieces, pause: float = 0.05, timeout: float = 10.0) -> bytes:
+    """Send each piece with `pause` seconds after it (one read each on the server's side: a
+    request in parts, or requests one after another, not a pipeline), then read the whole
+    answer until the server closes."""
+    s = connect(f"127.0.0.1:{port}", timeout)
+    try:
+        for data in pieces:
+            s.sendall(data)
+            time.sleep(pause)
+        return recv_all(s, timeout)
+    finally:
+        s.close()
+
+
 def wait_file(path, text: str = "", timeout: float = 20.0, count: int = 1) -> str:
     """A file's text once it holds `text` `count` times (text "": once it is not empty)."""
     deadline = time.monotonic() + timeout

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.helpers import Server, free_port, uwsgi_packet, uwsgi_request
+from tests.helpers import Server, free_port, send_paced, uwsgi_packet, uwsgi_request
 from tests.master_helpers import read_stats
 
 native = pytest.importorskip("_uwsgi_native")
@@ -172,13 +172,7 @@ def test_a_packet_in_pieces(pair):
     """The first read has half a packet: the Python path reads the rest."""
     lane, _ = pair
     data = uwsgi_packet(_vars("/pieces"))
-    with socket.create_connection(("127.0.0.1", lane.port), timeout=10) as s:
-        s.sendall(data[:7])
-        time.sleep(0.2)
-        s.sendall(data[7:])
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
+    out = send_paced(lane.port, (data[:7], data[7:]), 0.2)
     assert out.endswith(b"hello /pieces")
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 
 import pytest
 
-from tests.helpers import Server, free_port, raw
+from tests.helpers import Server, free_port, raw, send_paced
 from tests.server.test_native_lane import APP
 
 native = pytest.importorskip("_uwsgi_native")
@@ -101,29 +100,14 @@ def test_each_app_shape_on_a_kept_alive_connection(pair, path):
     """Two requests on one connection (the second through handle()), then close."""
     req = b"GET %b HTTP/1.1\r\n" % path.encode() + H + b"\r\n"
     last = b"GET /last HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n"
-    answers = []
-    for srv in pair:
-        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-            for data in (req, req, last):
-                s.sendall(data)
-                time.sleep(0.05)    # one request per read: the lane's, not a pipeline
-            out = b""
-            while chunk := s.recv(65536):
-                out += chunk
-        answers.append(out)
+    answers = [send_paced(srv.port, (req, req, last)) for srv in pair]
     assert answers[0] == answers[1]
     assert answers[0].endswith(b"hello /last")
 
 
 def test_a_head_in_pieces(pair):
     lane, _ = pair
-    with socket.create_connection(("127.0.0.1", lane.port), timeout=10) as s:
-        s.sendall(b"GET /pieces HTTP/1.1\r\nHo")
-        time.sleep(0.2)
-        s.sendall(b"st: x\r\nConnection: close\r\n\r\n")
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
+    out = send_paced(lane.port, (b"GET /pieces HTTP/1.1\r\nHo", b"st: x\r\nConnection: close\r\n\r\n"), 0.2)
     assert out.endswith(b"hello /pieces")
 
 

@@ -5,13 +5,11 @@ kept-alive connections, with the request handed to the Python path when the app 
 from __future__ import annotations
 
 import re
-import socket
 import textwrap
-import time
 
 import pytest
 
-from tests.helpers import Server, free_port, raw, uwsgi_packet
+from tests.helpers import Server, free_port, raw, send_paced, uwsgi_packet
 
 native = pytest.importorskip("_uwsgi_native")
 if not hasattr(native, "LANE_HTTP"):
@@ -144,16 +142,7 @@ def test_head_and_http10(http_pair):
 def test_kept_alive_connection(http_pair, path):
     req = b"GET %b HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode()
     last = b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    answers = []
-    for srv in http_pair:
-        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-            for data in (req, req, last):
-                s.sendall(data)
-                time.sleep(0.3 if path == "/slow" else 0.05)
-            out = b""
-            while chunk := s.recv(65536):
-                out += chunk
-        answers.append(out)
+    answers = [send_paced(srv.port, (req, req, last), 0.3 if path == "/slow" else 0.05) for srv in http_pair]
     assert answers[0] == answers[1]
     assert answers[0].endswith(b"hello /last")
 
