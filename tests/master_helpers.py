@@ -11,6 +11,7 @@ Endpoints (PATH_INFO): /            "hello"
                        /echo       echoes the request body and some vars
 MASTERTEST_FAIL=1 in the environment makes configure() raise AppLoadError (exit 22 test);
 MASTERTEST_FAIL_POSTFORK=1 makes post_fork() raise it (an app failing in the worker, --lazy-apps).
+MASTERTEST_POSTFORK_SLEEP=S makes post_fork() take S seconds (a worker slow to start accepting).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class MasterTestPlugin(Plugin):
     def post_fork(self, worker) -> None:
         if os.environ.get("MASTERTEST_FAIL_POSTFORK"):
             raise AppLoadError("mastertest: unable to load app in the worker (lazy-apps)")
+        time.sleep(float(os.environ.get("MASTERTEST_POSTFORK_SLEEP", "0")))
 
     def has_app(self) -> bool:
         return True

@@ -157,6 +157,22 @@ def test_c_chain_reloads_one_worker_after_the_other(tmp_path):
         assert get(port) == (200, b"hello")
 
 
+def test_c_chain_waits_for_a_worker_still_starting(tmp_path):
+    """A worker not accepting yet is waited for, not skipped (it would keep the old code)."""
+    port = free_port()
+    fifo = tmp_path / "master.fifo"
+    srv = launch(["--master", "--http-socket", f"127.0.0.1:{port}", *M1, "--master-fifo", fifo, "-p", "2"],
+                 tmp_path / "server.log", env={"MASTERTEST_POSTFORK_SLEEP": "2"})
+    with srv:
+        srv.wait_log("spawned uWSGI worker 2")
+        _send(fifo, "c")            # both workers are still in post_fork
+        log = srv.wait_log("chain reloading complete", timeout=60)
+        assert "chain is still waiting for worker 1" in log
+        assert log.index("chain next victim is worker 1") < log.index("Respawned uWSGI worker 1") \
+            < log.index("chain next victim is worker 2") < log.index("Respawned uWSGI worker 2")
+        assert get(port) == (200, b"hello")
+
+
 def test_C_goes_cheap_until_the_next_connection(tmp_path):
     srv, port, fifo = _start(tmp_path, "-p", "2")
     with srv:

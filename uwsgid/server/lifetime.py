@@ -319,8 +319,13 @@ class Lifetime:
                 log("chain reloading complete")
                 return
             victim = by_wid.get(self.chain)
-            if victim is not None and victim.wid not in cheaped and sb.worker(victim.wid)["accepting"]:
-                if victim.cursed_at is None:
+            if victim is not None and victim.wid not in cheaped:
+                if not sb.worker(victim.wid)["accepting"]:
+                    # still loading: it would be skipped and keep the old code, so wait for it
+                    if time.monotonic() - self._chain_waited >= 1:
+                        log(f"chain is still waiting for worker {victim.wid}...")
+                        self._chain_waited = time.monotonic()
+                elif victim.cursed_at is None:
                     log(f"chain next victim is worker {victim.wid}")
                     master._curse(victim, signal.SIGHUP)
                     self.victim_pid = victim.pid
