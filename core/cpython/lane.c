@@ -307,10 +307,10 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     goto out;
 resume:
     /* the Python path goes on with this request (the fd is its from now on) */
-    answer = Py_BuildValue("(niiOiOOOOOOOi)", served, LANE_RESUME, c->fd, c->addr, app->modifier1, env, raw,
+    answer = Py_BuildValue("(niiOiOOOOOOOiO)", served, LANE_RESUME, c->fd, c->addr, app->modifier1, env, raw,
                            sr->status ? sr->status : Py_None, sr->headers ? sr->headers : Py_None,
                            sr->written ? sr->written : Py_None, result ? result : Py_None,
-                           exc ? exc : Py_None, ri.keepalive);
+                           exc ? exc : Py_None, ri.keepalive, wsgi ? (PyObject *)sr : Py_None);
     if (answer == NULL && owned)
         close(c->fd);
     goto out;

@@ -112,9 +112,32 @@ fail:
     return -1;
 }
 
+/* The Python path's method `name`, once it took the request over (forward: a weak reference, as
+ * the app's generator holds this object and the Python path's response holds the generator). */
+static PyObject *forwarded(LaneStartResponse *sr, const char *name) {
+    PyObject *target = PyWeakref_GetObject(sr->forward);
+    if (target == NULL)
+        return NULL;
+    if (target == Py_None) {
+        PyErr_SetString(sr->error_class, "start_response or write called after the response ended");
+        return NULL;
+    }
+    return PyObject_GetAttrString(target, name);
+}
+
 static PyObject *sr_call(LaneStartResponse *sr, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"status", "headers", "exc_info", NULL};
     PyObject *status, *headers, *exc_info = Py_None;
+    if (sr->forward != NULL) {
+        /* the app kept start_response (a generator calling it on its first step) and the Python
+         * path now runs the request: the call is its */
+        PyObject *f = forwarded(sr, "start_response");
+        if (f == NULL)
+            return NULL;
+        PyObject *r = PyObject_Call(f, args, kwargs);
+        Py_DECREF(f);
+        return r;
+    }
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:start_response", kwlist, &status, &headers, &exc_info))
         return NULL;
     /* nothing is sent while the app runs on the lane: exc_info may always replace the head */
@@ -154,6 +177,14 @@ static PyObject *sr_call(LaneStartResponse *sr, PyObject *args, PyObject *kwargs
 
 static PyObject *sr_write(LaneStartResponse *sr, PyObject *data) {
     /* kept in order for the Python path, which sends them as the app's write() calls */
+    if (sr->forward != NULL) {  /* the Python path runs the request now (sr_call) */
+        PyObject *f = forwarded(sr, "write");
+        if (f == NULL)
+            return NULL;
+        PyObject *r = PyObject_CallOneArg(f, data);
+        Py_DECREF(f);
+        return r;
+    }
     if (PyBytes_CheckExact(data) && PyBytes_GET_SIZE(data) == 0)
         Py_RETURN_NONE;
     if (sr->status == NULL) {
@@ -175,8 +206,27 @@ static void sr_dealloc(LaneStartResponse *sr) {
     Py_XDECREF(sr->written);
     Py_XDECREF(sr->check);
     Py_XDECREF(sr->error_class);
+    Py_XDECREF(sr->forward);
     PyObject_Free(sr);
 }
+
+static int sr_set_forward(LaneStartResponse *sr, PyObject *value, void *unused) {
+    (void)unused;
+    PyObject *ref = value != NULL ? PyWeakref_NewRef(value, NULL) : NULL;
+    if (ref == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_AttributeError, "forward cannot be deleted");
+        return -1;
+    }
+    Py_XSETREF(sr->forward, ref);
+    return 0;
+}
+
+static PyGetSetDef sr_getset[] = {
+    {"forward", NULL, (setter)sr_set_forward,
+     "the Python path's response (its start_response and write), once it took the request over", NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
 
 static PyMethodDef sr_methods[] = {
     {"write", (PyCFunction)sr_write, METH_O, "the WSGI write callable"},
@@ -192,13 +242,14 @@ PyTypeObject LaneStartResponseType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "start_response of a request on the native lane",
     .tp_methods = sr_methods,
+    .tp_getset = sr_getset,
 };
 
 LaneStartResponse *lane_start_response(PyObject *check, PyObject *error_class) {
     LaneStartResponse *sr = PyObject_New(LaneStartResponse, &LaneStartResponseType);
     if (sr == NULL)
         return NULL;
-    sr->status = sr->headers = sr->bstatus = sr->bheaders = sr->written = NULL;
+    sr->status = sr->headers = sr->bstatus = sr->bheaders = sr->written = sr->forward = NULL;
     Py_INCREF(check);
     sr->check = check;
     Py_INCREF(error_class);

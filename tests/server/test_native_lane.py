@@ -24,11 +24,26 @@ APP = textwrap.dedent('''
     import os, sys, time
     import uwsgi
 
+    def lazy(start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"lazy "
+        yield b"body"
+
+    def lazy_write(start_response):
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b""
+        write(b"written later ")
+        yield b"then yielded"
+
     def application(env, start_response):
         p = env["PATH_INFO"]
         if p == "/gen":
             start_response("200 OK", [("Content-Type", "text/plain")])
             return (c for c in [b"a", b"b", b"c"])
+        if p == "/lazygen":     # start_response on the generator's first step (PEP 3333 allows it)
+            return lazy(start_response)
+        if p == "/lazywrite":   # write() kept and called while the Python path iterates
+            return lazy_write(start_response)
         if p == "/write":
             w = start_response("200 OK", [("Content-Type", "text/plain")])
             w(b"written-")
@@ -116,7 +131,8 @@ def pair(app_file, request):
         yield lane, python
 
 
-SHAPES = ["/", "/gen", "/write", "/raise", "/badheader", "/twice", "/excinfo", "/str", "/listheaders", "/big",
+SHAPES = ["/", "/gen", "/lazygen", "/lazywrite", "/write", "/raise", "/badheader", "/twice", "/excinfo", "/str",
+          "/listheaders", "/big",
           "/file", "/empty", "/api", "/env", "/env?a=1&b=%20"]
 
 

@@ -114,9 +114,11 @@ class LaneApp(NamedTuple):
     after: Callable | None      # after(): once each response the lane completed is out
     app_id: int                 # the app's slot in the scoreboard's per-app counters
     count: Callable             # count(n): n more requests served by the lane (the plugin's stats)
-    # resume(req, arg, status, headers, written, result, exc) -> None or a generator, as
-    # request(): arg is what call got; status, headers, written: what a WSGI app gave its
-    # start_response and write (None for a block app); result: what call returned; exc: what it raised
+    # resume(req, arg, status, headers, written, result, exc, start_response) -> None or a
+    # generator, as request(): arg is what call got; status, headers, written: what a WSGI app
+    # gave its start_response and write (None for a block app); result: what call returned; exc:
+    # what it raised; start_response: the lane's (None for a block app), whose `forward` must be
+    # set to an object with start_response and write before the result is iterated
     resume: Callable
 
 

@@ -281,13 +281,13 @@ class _Driver:
         return self._request(conn, fd, addr, modifier1, arg, raw, None)
 
     def _resume(self, conn, fd, addr, modifier1, arg, raw, status, headers, written, result, exc,
-                keepalive) -> None:
+                keepalive, start_response) -> None:
         core = self.current
         req = core.request
         if req is None:     # else the app asked for it (take_request): made then
             req = self._request(conn, fd, addr, modifier1, arg, raw, keepalive)
         try:
-            res = self.apps[modifier1][1].resume(req, arg, status, headers, written, result, exc)
+            res = self.apps[modifier1][1].resume(req, arg, status, headers, written, result, exc, start_response)
         except Exception:
             core._fail()
             return

@@ -401,10 +401,10 @@ class CffiPlugin(Plugin):
         def count(n):
             app.requests += n
 
-        def resume(req, env, status, headers, written, result, exc):
+        def resume(req, env, status, headers, written, result, exc, start_response):
             app.requests += 1
             req.app_id = app.id
-            return Response(req, app).resume(env, status, headers, written, result, exc)
+            return Response(req, app).resume(env, status, headers, written, result, exc, start_response)
         return LaneApp(app.callable, self.base_environ, check, ResponseError, None, app.id, count, resume)
 
 

@@ -153,7 +153,8 @@ class Response:
     """One request's response state. `run(app, environ)` returns None (complete) or a
     generator the core iterates (see uwsgid/plugins/contract.py)."""
 
-    __slots__ = ("req", "app", "status", "headers", "committed", "environ", "pending", "stepping")
+    # __weakref__: the native lane's start_response forwards to it (resume)
+    __slots__ = ("req", "app", "status", "headers", "committed", "environ", "pending", "stepping", "__weakref__")
 
     def __init__(self, req, app):
         self.req = req
@@ -218,11 +219,14 @@ class Response:
             return self._raised()
         return self._returned(result)
 
-    def resume(self, environ, status, headers, written, result, exc):
+    def resume(self, environ, status, headers, written, result, exc, lane_start_response):
         """Go on with a request whose app the native lane called (uwsgid/server/native_lane.py):
         what the app did through the lane's start_response and write is done again here, in
-        order, then its result or exception is taken as run() takes them."""
+        order, then its result or exception is taken as run() takes them. The lane's
+        start_response (which a generator may call on its first step, or whose write it may keep)
+        forwards to this response from now on."""
         self.environ = environ
+        lane_start_response.forward = self
         try:
             if status is not None:
                 self.start_response(status, headers)    # checked by the lane already

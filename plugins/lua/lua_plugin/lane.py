@@ -69,7 +69,7 @@ def lane_app(plugin, core) -> LaneApp | None:
     def count(n: int) -> None:
         plugin.requests += n
 
-    def resume(req, block, status, headers, written, result, exc):
+    def resume(req, block, status, headers, written, result, exc, start_response):
         st.req = req
         slot = req.core.id
         if exc is not None:
