@@ -134,6 +134,7 @@ class ThreadLoop:
         self._stat0 = None
         self.run_started = 0.0  # when the core took its running request (keepalive_watch's)
         self.lane = None        # the native lane's C object, when it serves this loop (its busy_since)
+        self._acceptors: dict = {}  # listener fd -> its accept callable, made on first start_accepting
         self.watch_lock = None
         engine = getattr(worker, "engine", None)
         if engine is not None:
@@ -155,8 +156,12 @@ class ThreadLoop:
         if gate is not None and (not self.free or not gate.admit(self)):
             return   # busy (core_done calls again), or parked until the gate grants a slot
         self.accepting = True
+        acceptors = self._acceptors
         for lst in self.listeners:
-            self.loop.add_reader(lst.fd, self._acceptor(lst), exclusive=True)
+            accept = acceptors.get(lst.fd)
+            if accept is None:      # made once: a sync worker stops and starts accepting around each Python-path request
+                accept = acceptors[lst.fd] = self._acceptor(lst)
+            self.loop.add_reader(lst.fd, accept, exclusive=True)
 
     def stop_accepting(self) -> None:
         if not self.accepting:
