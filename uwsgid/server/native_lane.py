@@ -43,7 +43,6 @@ import os
 import socket
 import time
 
-from uwsgid.net.packet import parse_vars
 from uwsgid.net.request import Request, headers_edited
 from uwsgid.plugins.api import set_current
 from uwsgid.util.log import log, log_request
@@ -61,6 +60,7 @@ try:
         LANE_TAIL,
         LANE_UWSGI,
         Lane,
+        parse_vars,
     )
 except ImportError:     # a tree without the C module (or an older build): the Python path only
     Lane = None
@@ -244,17 +244,20 @@ class _Driver:
         if w.recycles:
             w.after_request()
 
-    def _request(self, conn, fd: int, addr, modifier1: int, arg, raw, keepalive: bool | None):
+    def _request(self, conn, fd: int, addr, modifier1: int, arg, raw, keepalive: bool | None,
+                 listen: bool = True):
         """A Request for the lane's request on conn (made when None): arg, its environ or its
-        vars block; raw, a uwsgi packet's vars block. The core runs it from now on."""
+        vars block; raw, a uwsgi packet's vars block. The core runs it from now on. listen:
+        a new conn waits for its next bytes now (else: the caller, after the response)."""
         tl = self.tl
         core = tl.free.pop()    # the lane's request's core (_core: the last free one) is taken
         if conn is None:
             conn = self._connection(fd, addr)
-            conn.loop.add_reader(fd, conn.on_readable)      # as Connection.start: its next bytes
+            if listen:
+                conn.loop.add_reader(fd, conn.on_readable)      # as Connection.start: its next bytes
         block = raw if raw is not None else arg if type(arg) is bytes else None
         if block is not None:
-            v = parse_vars(block, 1024)     # the lane took at most LANE_VARS_MAX (256)
+            v = parse_vars(block, 1024)     # the lane read it: well formed, at most LANE_VARS_MAX (256)
             if raw is not None and b"SCRIPT_NAME" not in v:
                 v[b"SCRIPT_NAME"] = b""     # as protocols.uwsgi: nginx's stock uwsgi_params sends none
         else:
@@ -285,13 +288,19 @@ class _Driver:
         core = self.current
         req = core.request
         if req is None:     # else the app asked for it (take_request): made then
-            req = self._request(conn, fd, addr, modifier1, arg, raw, keepalive)
+            req = self._request(conn, fd, addr, modifier1, arg, raw, keepalive, listen=False)
         try:
             res = self.apps[modifier1][1].resume(req, arg, status, headers, written, result, exc, start_response)
         except Exception:
             core._fail()
-            return
-        core.respond(res)
+            res = None
+        else:
+            core.respond(res)
+        c = req.conn
+        if not (c.closed or c.eof or c.paused or c.lingering) and not c.loop.has_reader(c.fd):
+            # as Connection.start: a connection still open after its response was started waits
+            # for its next bytes; a one-shot one (answered and closed by now) costs no epoll_ctl
+            c.loop.add_reader(c.fd, c.on_readable)
         tl = self.tl
         if not tl.free:
             tl.stop_accepting()     # as _hold: the rest of the queue goes to idle workers
