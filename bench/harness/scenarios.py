@@ -8,6 +8,7 @@ by config) and the same client. Only the server differs.
 from __future__ import annotations
 
 import signal
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,12 @@ def python3() -> str | None:
     return peer_plugin_missing("python3")
 
 
+def flask_missing() -> str | None:
+    if not (VENV_SITE / "flask").is_dir():
+        return f"Flask is not installed in {VENV_SITE} (`make bench` installs the test extras)"
+    return python3()
+
+
 def gunicorn_missing() -> str | None:
     return binary_missing(VENV_BIN / "gunicorn", "pip install gunicorn; `make bench` does it")
 
@@ -114,6 +121,9 @@ HELLO = EX / "hello.py"
 STREAM = EX / "stream.py"
 SPUTNIK = EX / "sputnik.ws"
 SHOP = APPS / "shop.py"
+FLASK_HELLO = APPS / "flask_hello.py"
+# our venv's packages (Flask), for the peer's --pythonpath: Debian's uWSGI embeds the same Python minor
+VENV_SITE = ROOT / ".venv" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
 SLEEP = APPS / "sleep.lua"
 LUA6 = ("--http-socket-modifier1", "6")
 PACED_RATE = 2000   # req/s offered in p99-paced: ~15% of real uWSGI's pippo throughput here
@@ -145,6 +155,13 @@ SCENARIOS: list[Scenario] = [
              lambda p: ours(p, "--wsgi-file", HELLO),
              lambda p: gunicorn_peer(p, "hello:application", EX), gunicorn_missing, headers=CLOSE,
              note="gunicorn's sync workers close every connection; the client asks for close on both"),
+    Scenario("wsgi-flask", "WSGI Flask hello (bench/apps/flask_hello.py), --http-socket, 2 workers, new connection "
+             "per request", "uWSGI python3", "wrk", "rps", ">=", 1.0, [FLASK_HELLO],
+             lambda p: ours(p, "--wsgi-file", FLASK_HELLO),
+             lambda p: uwsgi_peer(p, "python3", "--pythonpath", VENV_SITE, "--wsgi-file", FLASK_HELLO), flask_missing,
+             headers=CLOSE, expect=b"Hello World!",
+             note="a framework app returns an iterable (werkzeug's ClosingIterator), not a list: the Python "
+                  "path runs it (the native lane hands it on); the peer imports Flask from our venv"),
     Scenario("wsgi-stream", "WSGI stream.py (10001 chunks), --http-socket, 2 workers",
              "uWSGI python3", "wrk", "rps", ">=", 3.0, [STREAM],
              lambda p: ours(p, "--wsgi-file", STREAM),
