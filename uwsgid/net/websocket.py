@@ -65,6 +65,12 @@ from uwsgid.net.wsframes import (  # noqa: F401  (the codec's names, re-exported
 from uwsgid.util.log import log
 
 try:
+    # a read cut into its first frame, and a frame written, one C call each (core/cpython/ws.c)
+    from _uwsgi_native import ws_recv as _ws_recv
+    from _uwsgi_native import ws_send as _ws_send
+except ImportError:     # plain python without the build
+    _ws_recv = _ws_send = None
+try:
     # the read that answers -EAGAIN instead of raising (core/wsframe.c)
     from _uwsgi import lib as _lib
     _c_read = _lib.uwsgi_read_nb
@@ -226,6 +232,22 @@ class Session:
                 return False
             self.reader.feed(data)
             return True
+        if _ws_recv is not None:
+            reader = self.reader
+            got = _ws_recv(self.fd, reader.max_size, reader.message_size,
+                           reader.ready is None and not reader.buf)
+            if got.__class__ is int:
+                if got == _EAGAIN:
+                    self.unread = False
+                elif got != _INTR:
+                    self.closed = True      # the end of the stream (0), or an error
+                return False
+            info, payload, rest, self.unread = got
+            if info >= 0:
+                reader.ready = (bool(info & 16), info & 15, payload)
+            if rest:
+                reader.buf += rest
+            return True
         if _c_read is not None:
             b = read_buffer()
             n = _c_read(self.fd, b, RECV)
@@ -287,7 +309,18 @@ class Session:
     def send(self, data: bytes, binary: bool = False) -> None:
         if self.closed:
             raise OSError(errno.EPIPE, "unable to send websocket message")
-        self._send_raw(frame(OP_BINARY if binary else OP_TEXT, data))
+        opcode = OP_BINARY if binary else OP_TEXT
+        if _ws_send is not None and self.batch is None and self.pending is None and self.tls is None:
+            left = _ws_send(self.fd, 0x80 | opcode, data)     # the frame in one writev
+            if left == 0:
+                return
+            if left > 0:    # the client is slow: the rest, waiting for it as usual
+                whole = frame(opcode, data)
+                self._send_raw(whole[len(whole) - left:])
+            else:
+                self.closed = True
+        else:
+            self._send_raw(frame(opcode, data))
         if self.closed:
             raise OSError(errno.EPIPE, "unable to send websocket message")
 
