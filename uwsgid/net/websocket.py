@@ -83,6 +83,7 @@ _VALID_CLOSE = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 
 _monotonic = time.monotonic
 PROBE = 8           # see recv: one wait in PROBE reads first when reads before waits find nothing
 _EAGAIN = -errno.EAGAIN
+_WHOLE = (0x10 | OP_TEXT, 0x10 | OP_BINARY)     # ws_recv's info & 0x1F of a one-frame message
 _INTR = -errno.EINTR
 
 
@@ -116,8 +117,42 @@ class Session:
         # always, the TLS object may hold decrypted bytes the socket's readiness does not show)
         self.unread = True
         self.skips = 0          # waits without a read before them since one found nothing (recv)
+        self.drained_step = -1  # the app's step in which recv_nb's read drained the socket (recv_nb)
 
     # ---- receiving ---------------------------------------------------------------------
+    def recv_nb(self, step: int = -1) -> bytes | None:
+        """recv(block=False), with the common case (one whole text or binary frame per read,
+        nothing pending) in one C call. `step`: the async core's step of the app (-1: not on
+        one): a call in the step whose read gave a message and drained the socket answers None
+        without reading (the client had nothing more a moment ago; an app that then waits on
+        the fd is woken at once by the level-triggered loop if something came since), once."""
+        reader = self.reader
+        if (_ws_recv is None or self.closed or self.tls is not None or reader.ready is not None or reader.buf
+                or self.fragments or self.pending is not None or self.last_ping):
+            return self.recv(block=False)
+        if step >= 0 and step == self.drained_step:
+            self.drained_step = -1
+            return None
+        got = _ws_recv(self.fd, reader.max_size, 0, True)
+        if got.__class__ is int:
+            if got == _EAGAIN:
+                self.unread = False
+                if _monotonic() - self.last_activity < self.ping_freq:
+                    return None
+            return self.recv(block=False)       # the end of the stream, an error, a ping due
+        info, payload, rest, self.unread = got
+        if not rest and (info & 0x1F) in _WHOLE and ((info & 15) == OP_BINARY or payload.isascii()):
+            self.last_activity = _monotonic()   # a whole text (ASCII) or binary message
+            self.last_opcode = info & 15
+            if step >= 0 and not self.unread:
+                self.drained_step = step
+            return payload
+        if info >= 0:
+            reader.ready = (bool(info & 16), info & 15, payload)
+        if rest:
+            reader.buf += rest
+        return self.recv(block=False)           # the general path takes what was read
+
     def recv(self, block: bool = True) -> bytes | None:
         """The next whole message (text and binary alike, as bytes, as uWSGI gives them);
         None when `block` is false and no whole message has arrived yet."""

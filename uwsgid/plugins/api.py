@@ -367,7 +367,12 @@ def websocket_recv() -> bytes:
 
 def websocket_recv_nb() -> bytes:
     """The next message if one has arrived, else b"" (never waits)."""
-    msg = _session("receive websocket message").recv(block=False)
+    core = getattr(_local, "core", None)     # _session(), inline, and the core's step for the session
+    req = core.request if core is not None else None
+    session = req.websocket if req is not None else None
+    if session is None:
+        _session("receive websocket message")   # (raises)
+    msg = session.recv_nb(req.switches if getattr(core, "gen", None) is not None else -1)
     return b"" if msg is None else msg
 
 
