@@ -360,12 +360,15 @@ def _payload(msg) -> bytes:
     return bytes(msg)
 
 
-def websocket_recv() -> bytes:
+# request_context: uWSGI's (for gevent), accepted and unused, so that the Python module binds
+# these functions directly (one call less per message)
+
+def websocket_recv(request_context=None) -> bytes:
     """The next message; waits for it (pinging the client while it waits)."""
     return _session("receive websocket message").recv()
 
 
-def websocket_recv_nb() -> bytes:
+def websocket_recv_nb(request_context=None) -> bytes:
     """The next message if one has arrived, else b"" (never waits)."""
     core = getattr(_local, "core", None)     # _session(), inline, and the core's step for the session
     req = core.request if core is not None else None
@@ -376,9 +379,14 @@ def websocket_recv_nb() -> bytes:
     return b"" if msg is None else msg
 
 
-def websocket_send(msg) -> None:
-    _session("send websocket message").send(msg if msg.__class__ is bytes else _payload(msg))
+def websocket_send(msg, request_context=None) -> None:
+    core = getattr(_local, "core", None)     # _session(), inline
+    req = core.request if core is not None else None
+    session = req.websocket if req is not None else None
+    if session is None:
+        _session("send websocket message")      # (raises)
+    session.send(msg if msg.__class__ is bytes else _payload(msg))
 
 
-def websocket_send_binary(msg) -> None:
+def websocket_send_binary(msg, request_context=None) -> None:
     _session("send websocket binary message").send(msg if msg.__class__ is bytes else _payload(msg), binary=True)
