@@ -22,7 +22,9 @@ Frames themselves (the codec, the close codes, Violation) are uwsgid.net.wsframe
 I/O is done on the connection's fd directly: the thread loop stopped reading it at the
 handshake (Connection.take_over), so the bytes the client sends reach only this session.
 recv() waits with poll (a worker without greenlets blocks there, as uWSGI's does without a
-suspend engine); recv_nb() never waits, for async apps that wait with uwsgi.wait_fd_read.
+suspend engine); recv_nb() never waits, for async apps that wait with uwsgi.wait_fd_read: its
+common case (a read that holds one whole message) is one C call (core/cpython/ws.c), as is a
+send's frame when nothing is batched or pending (one writev).
 recv() does not read again before waiting once a read drained the socket (see `unread`).
 A session run in a green thread (--greenlet) is given `wait_readable`/`wait_writable`
 (fd, timeout) -> ready by the plugin API: those suspend only its core, on the loop, whose
