@@ -316,14 +316,14 @@ def get_logvar(name):
 
 def websocket_handshake(key=None, origin=None, proto=None, headers=None, req=None):
     """uWSGI's handshake for the current request; an ASGI app's websocket.accept gives its
-    request (it runs outside the core) and its extra `headers` (see net/websocket.handshake).
+    request (it runs outside the core) and its extra `headers` (see net/wshandshake.handshake).
     Returns the session."""
     req = req or current_request()
     if req is None:
         raise OSError("unable to complete websocket handshake: not in a request")
-    from uwsgid.net import websocket  # only an app that takes WebSockets loads it
+    from uwsgid.net import wshandshake  # only an app that takes WebSockets loads it
     opts = server.opts if server is not None else None
-    session = websocket.handshake(
+    session = wshandshake.handshake(
         req, key, origin, proto,
         ping_freq=_opt(opts, "websocket_ping_freq", 30), pong_tolerance=_opt(opts, "websocket_pong_tolerance", 3),
         max_size=_opt(opts, "websocket_max_size", 1024) * 1024, send_timeout=_opt(opts, "socket_timeout", 4),
