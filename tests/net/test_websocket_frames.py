@@ -5,6 +5,7 @@ own examples (section 5.7 and 1.3) and its rules for bad frames, over a socketpa
 from __future__ import annotations
 
 import random
+import threading
 import socket
 import struct
 
@@ -334,3 +335,21 @@ def test_recv_nb_skips_one_read_in_the_step_that_drained_the_socket(pair, codec)
     assert session.recv_nb(step=8) == b"third"          # a later step reads
     client.sendall(masked(ws.OP_TEXT, b"fourth"))
     assert session.recv_nb(step=-1) == b"fourth"        # not on an async core: never skips
+
+
+def test_a_message_bigger_than_the_socket_takes_goes_out_whole(pair):
+    session, client = pair
+    payload = bytes(range(256)) * 8192          # 2 MB: the first write takes part of it
+    got = []
+
+    def read_all():         # (MSG_WAITALL gives up early on a socket with a timeout)
+        data = b""
+        while len(data) < 10 + len(payload):
+            data += client.recv(1 << 16)
+        got.append((data[0] & 0x0F, data[10:]) if data[1] == 127 else None)
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    session.send(payload, binary=True)
+    reader.join(10)
+    assert got == [(ws.OP_BINARY, payload)]
