@@ -18,6 +18,7 @@ def session_blocking():
 
 
 def session_async():
+    fd = uwsgi.connection_fd()      # once, as uWSGI's own async examples do
     while True:
         try:
             msg = uwsgi.websocket_recv_nb()
@@ -26,7 +27,7 @@ def session_async():
                 continue
         except OSError:
             return      # the client closed
-        yield uwsgi.wait_fd_read(uwsgi.connection_fd(), 30)
+        yield uwsgi.wait_fd_read(fd, 30)
 
 
 def application(environ, start_response):

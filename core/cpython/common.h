@@ -23,6 +23,9 @@ PyObject *uwsgi_native_response(PyObject *self, PyObject *const *args, Py_ssize_
 int uwsgi_native_status_code(const char *p, Py_ssize_t n);
 PyObject *uwsgi_native_build_response(PyObject *status, int code, PyObject *headers, PyObject *body,
                                       long flags);
+/* ws.c */
+PyObject *uwsgi_native_ws_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *uwsgi_native_ws_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* lane.c */
 int uwsgi_native_lane_init(PyObject *module);
 

@@ -1,6 +1,6 @@
 /* The `_uwsgi_native` CPython extension: the C half of the Python request path (native.h says
  * what each function accepts and returns). This file: the module; vars.c, http.c, response.c:
- * the functions; lane.c: the native lane. */
+ * the functions; ws.c: a WebSocket session's reads and writes; lane.c: the native lane. */
 #include "common.h"
 
 /* ---- the module ------------------------------------------------------------------------------ */
@@ -16,6 +16,10 @@ static PyMethodDef methods[] = {
     {"http_vars", (PyCFunction)(void (*)(void))uwsgi_native_http_vars, METH_FASTCALL,
      "http_vars(base, method, protocol, url, headers, keys) -> (vars, content_length, host), or None "
      "to take the Python path"},
+    {"ws_recv", (PyCFunction)(void (*)(void))uwsgi_native_ws_recv, METH_FASTCALL,
+     "ws_recv(fd, max_size, message_size, cut) -> (info, payload, rest, filled), or 0 / -errno"},
+    {"ws_send", (PyCFunction)(void (*)(void))uwsgi_native_ws_send, METH_FASTCALL,
+     "ws_send(fd, first_byte, payload) -> bytes of the frame not written, or -errno"},
     {NULL, NULL, 0, NULL}
 };
 
@@ -31,6 +35,7 @@ PyMODINIT_FUNC PyInit__uwsgi_native(void) {
         return NULL;
     if (uwsgi_native_vars_init() < 0 || uwsgi_native_http_init() < 0 || uwsgi_native_lane_init(m) < 0 ||
         PyModule_AddIntConstant(m, "RESP_HTTP", UWSGI_RESP_HTTP) < 0 ||
+        PyModule_AddIntConstant(m, "WS_RECV", UWSGI_NATIVE_WS_RECV) < 0 ||
         PyModule_AddIntConstant(m, "RESP_HTTP11", UWSGI_RESP_HTTP11) < 0 ||
         PyModule_AddIntConstant(m, "RESP_KEEPALIVE", UWSGI_RESP_KEEPALIVE) < 0 ||
         PyModule_AddIntConstant(m, "RESP_HEAD", UWSGI_RESP_HEAD) < 0 ||

@@ -46,6 +46,22 @@
  *       must judge: a target that is not /path or has a fragment, a header name not in `keys`
  *       yet, a repeated field (or a name with "_"), Transfer-Encoding, Expect, a Content-Length
  *       with leading zeros or blanks or over 15 digits.
+ *
+ *   ws_recv(fd: int, max_size: int, message_size: int, cut: bool)
+ *       -> (info: int, payload: bytes | None, rest: bytes, filled: bool) | int
+ *       One read(fd) of up to WS_RECV bytes for a WebSocket session (uwsgid/net/websocket.py).
+ *       With `cut`, a whole client frame at its start is checked and unmasked by core/wsframe.c
+ *       (uwsgi_ws_frame, with max_size and message_size as there): info is that function's
+ *       answer (>= 0: fin, opcode, header and payload lengths), payload the frame's unmasked
+ *       payload, rest the bytes read after it. info < 0 (more bytes needed, a violation, or
+ *       `cut` false): payload None and rest every byte read, untouched. filled: the read took
+ *       WS_RECV bytes (more may wait). An int when nothing was read: 0 at the end of the
+ *       stream, else -errno (-EAGAIN: nothing there).
+ *
+ *   ws_send(fd: int, first_byte: int, payload: bytes-like) -> int
+ *       One unmasked server frame (first_byte: FIN, RSV and opcode) written with one writev:
+ *       the number of its bytes not written (0: all; the whole frame on EAGAIN or EINTR; the
+ *       caller writes the rest), or -errno on another error.
  */
 #ifndef UWSGI_NATIVE_H
 #define UWSGI_NATIVE_H
@@ -66,5 +82,8 @@ enum { UWSGI_NATIVE_NAMES_MAX = 1024 };
  * BODY_MAX bytes or more: uwsgid.net.request flushes the body it buffers at that size (its
  * SLICE), so such a body goes out chunked, a slice at a time, under back-pressure. */
 enum { UWSGI_NATIVE_HEAD_MAX = 65536, UWSGI_NATIVE_BODY_MAX = 65536 };
+
+/* ws_recv()'s read size: a session's bytes per read (uwsgid/net/wsframes.RECV). */
+enum { UWSGI_NATIVE_WS_RECV = 65536 };
 
 #endif

@@ -206,7 +206,7 @@ def test_wait_times_out_while_its_fd_stays_registered(loop):
         assert spin(loop, lambda: core.woken)
         assert core.woken == [(-1, True)]
         assert time.monotonic() - started >= 0.04
-        assert fd in loop._masks and fd not in loop._readers    # still registered, nobody waits
+        assert fd in loop._masks and core._idle_fd == fd    # still registered, the core's idle reader
         # the next wait on it is served at once, without an epoll_ctl
         n = len(loop.ep.calls)
         arm(core, Wait(fd, Wait.READ, 5))
@@ -214,6 +214,40 @@ def test_wait_times_out_while_its_fd_stays_registered(loop):
         assert spin(loop, lambda: len(core.woken) == 2)
         assert core.woken[1] == (fd, False)
         assert len(loop.ep.calls) == n
+
+
+def test_a_kept_fd_keeps_the_cores_reader_between_its_waits(loop):
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    with a, b, c, d:
+        a.setblocking(False)
+        fd = a.fileno()
+        loop.keep(fd)
+        core = make_core(loop)
+        for i in range(3):      # wait, wake, wait again: the reader is set once
+            arm(core, Wait(fd, Wait.READ, 5))
+            b.send(b"x")
+            assert spin(loop, lambda: len(core.woken) == i + 1)
+            assert core.woken[i] == (fd, False) and core._idle_fd == fd
+            a.recv(10)
+        # an event while the core does not wait on it: no wake-up, and the reader goes
+        b.send(b"y")
+        loop.run_once(block=True)
+        assert len(core.woken) == 3 and core._idle_fd == -1 and fd not in loop._readers
+        loop.run_once(block=True)               # the event again: nobody waits, the loop unregisters it
+        assert fd not in loop._masks and len(core.woken) == 3
+        a.recv(10)
+        # a wait on another fd drops the idle reader first (its events must not wake this wait)
+        arm(core, Wait(fd, Wait.READ, 5))
+        b.send(b"z")
+        assert spin(loop, lambda: len(core.woken) == 4) and core._idle_fd == fd
+        arm(core, Wait(c.fileno(), Wait.READ, 5))
+        assert core._idle_fd == -1 and fd not in loop._readers
+        b.send(b"w")
+        loop.run_once(block=False)
+        assert len(core.woken) == 4             # not woken by the first fd
+        d.send(b"v")
+        assert spin(loop, lambda: len(core.woken) == 5) and core.woken[4] == (c.fileno(), False)
 
 
 def test_a_core_reuses_its_timer_entry_from_wait_to_wait(loop):

@@ -5,6 +5,7 @@ own examples (section 5.7 and 1.3) and its rules for bad frames, over a socketpa
 from __future__ import annotations
 
 import random
+import threading
 import socket
 import struct
 
@@ -28,9 +29,17 @@ def masked(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> bytes
     return head + MASK + bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
 
 
-@pytest.fixture(autouse=True, params=["c", "python"])
+@pytest.fixture(autouse=True, params=["native", "c", "python"])
 def codec(request, monkeypatch):
-    """Each test with the C codec (the build's _uwsgi) and with the pure-Python fallback."""
+    """Each test with the session's one-call reads and writes (_uwsgi_native: core/cpython/ws.c),
+    with the cffi codec alone (the build's _uwsgi: core/wsframe.c) and with the pure-Python
+    fallback."""
+    if request.param == "native":
+        if ws._ws_recv is None or wsframes._c_frame is None:
+            pytest.skip("the _uwsgi_native module (core/cpython/ws.c) is not built")
+        return request.param
+    monkeypatch.setattr(ws, "_ws_recv", None)
+    monkeypatch.setattr(ws, "_ws_send", None)
     if request.param == "c":
         if wsframes._c_frame is None or ws._c_read is None:
             pytest.skip("the _uwsgi module (core/wsframe.c) is not built")
@@ -199,7 +208,7 @@ def _read_into(b, data):
     return len(data)
 
 
-@pytest.mark.parametrize("codec", ["c"], indirect=True)      # take_read is the C read's path
+@pytest.mark.parametrize("codec", ["c"], indirect=True)      # take_read is the cffi read's path
 def test_a_read_holding_one_whole_frame_is_cut_in_place(codec):
     b = wsframes.read_buffer()
     r = ws.FrameReader(1000)
@@ -264,3 +273,83 @@ def test_bytes_that_came_while_nobody_waited_are_received(pair):
     assert session.recv(block=False) is None            # recv_nb always reads
     client.sendall(masked(ws.OP_BINARY, b"third"))
     assert session.recv(block=False) == b"third"
+
+
+# ---- recv_nb: uWSGI's websocket_recv_nb, the async cores' receive ------------------------------
+
+def test_recv_nb_gives_each_message_and_leaves_the_rest_to_the_session(pair):
+    session, client = pair
+    assert session.recv_nb() is None                    # nothing yet
+    client.sendall(masked(ws.OP_TEXT, b"one"))
+    assert session.recv_nb() == b"one" and session.last_opcode == ws.OP_TEXT
+    client.sendall(masked(ws.OP_BINARY, bytes(range(256)) * 2))
+    assert session.recv_nb() == bytes(range(256)) * 2 and session.last_opcode == ws.OP_BINARY
+    # a ping, two messages in one read, a fragmented one and UTF-8 text: the general path
+    client.sendall(masked(ws.OP_PING, b"hi") + masked(ws.OP_TEXT, b"two") + masked(ws.OP_TEXT, b"three"))
+    assert session.recv_nb() == b"two"
+    assert _read_frame(client) == (ws.OP_PONG, b"hi")
+    assert session.recv_nb() == b"three"
+    client.sendall(masked(ws.OP_TEXT, b"fo", fin=False) + masked(ws.OP_CONT, b"ur"))
+    assert session.recv_nb() == b"four"
+    client.sendall(masked(ws.OP_TEXT, "héllo".encode()))
+    assert session.recv_nb() == "héllo".encode()
+    assert session.recv_nb() is None
+
+
+@pytest.mark.parametrize("data, code", [
+    (masked(ws.OP_TEXT, b"\xff\xfe"), ws.CLOSE_BAD_DATA),
+    (bytes.fromhex("810548656c6c6f"), ws.CLOSE_PROTOCOL),      # unmasked
+    (masked(ws.OP_BINARY, b"x" * 2000), ws.CLOSE_TOO_BIG),
+])
+def test_recv_nb_closes_on_a_bad_frame(pair, data, code):
+    session, client = pair
+    client.sendall(data)
+    with pytest.raises(OSError):
+        session.recv_nb()
+    assert session.close_code == code
+    assert _read_frame(client) == (ws.OP_CLOSE, struct.pack("!H", code))
+    with pytest.raises(OSError):
+        session.recv_nb()
+
+
+def test_recv_nb_ends_when_the_client_leaves(pair):
+    session, client = pair
+    client.sendall(masked(ws.OP_TEXT, b"last"))
+    client.shutdown(socket.SHUT_WR)
+    assert session.recv_nb() == b"last"
+    with pytest.raises(OSError):
+        session.recv_nb()
+
+
+def test_recv_nb_skips_one_read_in_the_step_that_drained_the_socket(pair, codec):
+    session, client = pair
+    client.sendall(masked(ws.OP_TEXT, b"first"))
+    assert session.recv_nb(step=7) == b"first"
+    client.sendall(masked(ws.OP_TEXT, b"second"))
+    if codec == "native":
+        # the same step: the socket was empty a moment ago, so no read (the app waits next,
+        # and the level-triggered loop wakes it at once); once only
+        assert session.recv_nb(step=7) is None
+    assert session.recv_nb(step=7) == b"second"
+    client.sendall(masked(ws.OP_TEXT, b"third"))
+    assert session.recv_nb(step=8) == b"third"          # a later step reads
+    client.sendall(masked(ws.OP_TEXT, b"fourth"))
+    assert session.recv_nb(step=-1) == b"fourth"        # not on an async core: never skips
+
+
+def test_a_message_bigger_than_the_socket_takes_goes_out_whole(pair):
+    session, client = pair
+    payload = bytes(range(256)) * 8192          # 2 MB: the first write takes part of it
+    got = []
+
+    def read_all():         # (MSG_WAITALL gives up early on a socket with a timeout)
+        data = b""
+        while len(data) < 10 + len(payload):
+            data += client.recv(1 << 16)
+        got.append((data[0] & 0x0F, data[10:]) if data[1] == 127 else None)
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    session.send(payload, binary=True)
+    reader.join(10)
+    assert got == [(ws.OP_BINARY, payload)]

@@ -1,6 +1,6 @@
 """WebSockets (RFC 6455) on a request's connection, behind uWSGI's API (uwsgi.websocket_*).
 
-`handshake(req, ...)` answers the Upgrade request with 101 and turns the request into a
+uwsgid/net/wshandshake.py answers the Upgrade request with 101 and turns the request into a
 `Session`: from then on the connection belongs to the app, which receives and sends whole
 messages. The server's part of the protocol is done here, not by the app:
 
@@ -22,7 +22,9 @@ Frames themselves (the codec, the close codes, Violation) are uwsgid.net.wsframe
 I/O is done on the connection's fd directly: the thread loop stopped reading it at the
 handshake (Connection.take_over), so the bytes the client sends reach only this session.
 recv() waits with poll (a worker without greenlets blocks there, as uWSGI's does without a
-suspend engine); recv_nb() never waits, for async apps that wait with uwsgi.wait_fd_read.
+suspend engine); recv_nb() never waits, for async apps that wait with uwsgi.wait_fd_read: its
+common case (a read that holds one whole message) is one C call (core/cpython/ws.c), as is a
+send's frame when nothing is batched or pending (one writev).
 recv() does not read again before waiting once a read drained the socket (see `unread`).
 A session run in a green thread (--greenlet) is given `wait_readable`/`wait_writable`
 (fd, timeout) -> ready by the plugin API: those suspend only its core, on the loop, whose
@@ -40,7 +42,6 @@ import select
 import struct
 import time
 
-from uwsgid.net.request import F_NOBODY
 from uwsgid.net.wsbatch import Batch
 from uwsgid.net.wsframes import (  # noqa: F401  (the codec's names, re-exported)
     CLOSE_BAD_DATA,
@@ -65,6 +66,12 @@ from uwsgid.net.wsframes import (  # noqa: F401  (the codec's names, re-exported
 from uwsgid.util.log import log
 
 try:
+    # a read cut into its first frame, and a frame written, one C call each (core/cpython/ws.c)
+    from _uwsgi_native import ws_recv as _ws_recv
+    from _uwsgi_native import ws_send as _ws_send
+except ImportError:     # plain python without the build
+    _ws_recv = _ws_send = None
+try:
     # the read that answers -EAGAIN instead of raising (core/wsframe.c)
     from _uwsgi import lib as _lib
     _c_read = _lib.uwsgi_read_nb
@@ -77,6 +84,7 @@ _VALID_CLOSE = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 
 _monotonic = time.monotonic
 PROBE = 8           # see recv: one wait in PROBE reads first when reads before waits find nothing
 _EAGAIN = -errno.EAGAIN
+_WHOLE = (0x10 | OP_TEXT, 0x10 | OP_BINARY)     # ws_recv's info & 0x1F of a one-frame message
 _INTR = -errno.EINTR
 
 
@@ -110,8 +118,42 @@ class Session:
         # always, the TLS object may hold decrypted bytes the socket's readiness does not show)
         self.unread = True
         self.skips = 0          # waits without a read before them since one found nothing (recv)
+        self.drained_step = -1  # the app's step in which recv_nb's read drained the socket (recv_nb)
 
     # ---- receiving ---------------------------------------------------------------------
+    def recv_nb(self, step: int = -1) -> bytes | None:
+        """recv(block=False), with the common case (one whole text or binary frame per read,
+        nothing pending) in one C call. `step`: the async core's step of the app (-1: not on
+        one): a call in the step whose read gave a message and drained the socket answers None
+        without reading (the client had nothing more a moment ago; an app that then waits on
+        the fd is woken at once by the level-triggered loop if something came since), once."""
+        reader = self.reader
+        if (_ws_recv is None or self.closed or self.tls is not None or reader.ready is not None or reader.buf
+                or self.fragments or self.pending is not None or self.last_ping):
+            return self.recv(block=False)
+        if step >= 0 and step == self.drained_step:
+            self.drained_step = -1
+            return None
+        got = _ws_recv(self.fd, reader.max_size, 0, True)
+        if got.__class__ is int:
+            if got == _EAGAIN:
+                self.unread = False
+                if _monotonic() - self.last_activity < self.ping_freq:
+                    return None
+            return self.recv(block=False)       # the end of the stream, an error, a ping due
+        info, payload, rest, self.unread = got
+        if not rest and (info & 0x1F) in _WHOLE and ((info & 15) == OP_BINARY or payload.isascii()):
+            self.last_activity = _monotonic()   # a whole text (ASCII) or binary message
+            self.last_opcode = info & 15
+            if step >= 0 and not self.unread:
+                self.drained_step = step
+            return payload
+        if info >= 0:
+            reader.ready = (bool(info & 16), info & 15, payload)
+        if rest:
+            reader.buf += rest
+        return self.recv(block=False)           # the general path takes what was read
+
     def recv(self, block: bool = True) -> bytes | None:
         """The next whole message (text and binary alike, as bytes, as uWSGI gives them);
         None when `block` is false and no whole message has arrived yet."""
@@ -226,6 +268,22 @@ class Session:
                 return False
             self.reader.feed(data)
             return True
+        if _ws_recv is not None:
+            reader = self.reader
+            got = _ws_recv(self.fd, reader.max_size, reader.message_size,
+                           reader.ready is None and not reader.buf)
+            if got.__class__ is int:
+                if got == _EAGAIN:
+                    self.unread = False
+                elif got != _INTR:
+                    self.closed = True      # the end of the stream (0), or an error
+                return False
+            info, payload, rest, self.unread = got
+            if info >= 0:
+                reader.ready = (bool(info & 16), info & 15, payload)
+            if rest:
+                reader.buf += rest
+            return True
         if _c_read is not None:
             b = read_buffer()
             n = _c_read(self.fd, b, RECV)
@@ -287,7 +345,18 @@ class Session:
     def send(self, data: bytes, binary: bool = False) -> None:
         if self.closed:
             raise OSError(errno.EPIPE, "unable to send websocket message")
-        self._send_raw(frame(OP_BINARY if binary else OP_TEXT, data))
+        opcode = OP_BINARY if binary else OP_TEXT
+        if _ws_send is not None and self.batch is None and self.pending is None and self.tls is None:
+            left = _ws_send(self.fd, 0x80 | opcode, data)     # the frame in one writev
+            if left == 0:
+                return
+            if left > 0:    # the client is slow: the rest, waiting for it as usual
+                whole = frame(opcode, data)
+                self._send_raw(whole[len(whole) - left:])
+            else:
+                self.closed = True
+        else:
+            self._send_raw(frame(opcode, data))
         if self.closed:
             raise OSError(errno.EPIPE, "unable to send websocket message")
 
@@ -438,63 +507,3 @@ class Session:
         if not self.closed and send:
             self._send_raw(close_frame(code))
         self.closed = True
-
-
-def handshake(req, key=None, origin=None, proto=None, ping_freq: float = 30, pong_tolerance: float = 3,
-              max_size: int = 1024 * 1024, send_timeout: float = 4, headers=None) -> Session:
-    """Answer req (an Upgrade: websocket request) with 101 and hand its connection to a Session
-    (stored in req.websocket). key/origin/proto default to the request's headers, as uWSGI's
-    (Sec-WebSocket-Origin: the client's Origin or *; Sec-WebSocket-Protocol: the one given, or the
-    first the client offered). `headers` (an ASGI websocket.accept's): extra (name, value) header
-    lines, and `proto` is then exactly the app's choice (none when not given).
-    Raises OSError as uWSGI does when it cannot be done."""
-    if req.websocket is not None:
-        return req.websocket
-    v = req.vars
-    key = _b(key) or v.get(b"HTTP_SEC_WEBSOCKET_KEY", b"")
-    if not key or req.headers_sent or req.conn is None or req.conn.closed:
-        raise OSError(errno.EINVAL, "unable to complete websocket handshake")
-    origin = _b(origin) or v.get(b"HTTP_ORIGIN") or b"*"
-    if headers is None:
-        proto = _b(proto) or v.get(b"HTTP_SEC_WEBSOCKET_PROTOCOL", b"").split(b",")[0].strip()
-    else:
-        proto = _b(proto)
-    lines = [b"HTTP/1.1 101 Web Socket Protocol Handshake", b"Upgrade: WebSocket", b"Connection: Upgrade",
-             b"Sec-WebSocket-Origin: " + origin]
-    if proto:
-        lines.append(b"Sec-WebSocket-Protocol: " + proto)
-    lines.append(b"Sec-WebSocket-Accept: " + accept_key(key))
-    extra = [_b(n) + b": " + _b(val) for n, val in headers or ()]
-    lines.extend(extra)
-    head = b"\r\n".join(lines) + b"\r\n\r\n"
-    if any(b"\r" in x or b"\n" in x for x in (key, origin, proto, *extra)):
-        raise OSError(errno.EINVAL, "unable to complete websocket handshake (CR/LF in a header)")
-    conn = req.conn
-    if conn.out:
-        conn._drain_blocking()      # what the connection still owes goes first (TLS: in order)
-    conn.loop.keep(conn.fd)         # registered with epoll between the session's waits
-    leftover = conn.take_over()
-    where = (f"{req.method.decode('latin-1')} {req.vars.get(b'REQUEST_URI', b'/').decode('latin-1')} "
-             f"({conn.peer})")
-    tls = conn if hasattr(conn, "encrypt") else None
-    session = Session(conn.fd, leftover, where, ping_freq, pong_tolerance, max_size, send_timeout, tls)
-    session._send_raw(head)
-    if session.closed:
-        raise OSError(errno.EPIPE, "unable to complete websocket handshake")
-    # the response is the 101 head: nothing more goes out for this request, and the
-    # connection closes after it (the request log says 101)
-    req.status = 101
-    req.status_line = b"101 Web Socket Protocol Handshake"
-    req.headers = []
-    req.headers_sent = True
-    req.headers_size = len(head)
-    req._framing = F_NOBODY
-    req.keepalive = False
-    req.websocket = session
-    return session
-
-
-def _b(value) -> bytes:
-    if value is None:
-        return b""
-    return value.encode("latin-1") if isinstance(value, str) else bytes(value)

@@ -316,14 +316,14 @@ def get_logvar(name):
 
 def websocket_handshake(key=None, origin=None, proto=None, headers=None, req=None):
     """uWSGI's handshake for the current request; an ASGI app's websocket.accept gives its
-    request (it runs outside the core) and its extra `headers` (see net/websocket.handshake).
+    request (it runs outside the core) and its extra `headers` (see net/wshandshake.handshake).
     Returns the session."""
     req = req or current_request()
     if req is None:
         raise OSError("unable to complete websocket handshake: not in a request")
-    from uwsgid.net import websocket  # only an app that takes WebSockets loads it
+    from uwsgid.net import wshandshake  # only an app that takes WebSockets loads it
     opts = server.opts if server is not None else None
-    session = websocket.handshake(
+    session = wshandshake.handshake(
         req, key, origin, proto,
         ping_freq=_opt(opts, "websocket_ping_freq", 30), pong_tolerance=_opt(opts, "websocket_pong_tolerance", 3),
         max_size=_opt(opts, "websocket_max_size", 1024) * 1024, send_timeout=_opt(opts, "socket_timeout", 4),
@@ -360,20 +360,33 @@ def _payload(msg) -> bytes:
     return bytes(msg)
 
 
-def websocket_recv() -> bytes:
+# request_context: uWSGI's (for gevent), accepted and unused, so that the Python module binds
+# these functions directly (one call less per message)
+
+def websocket_recv(request_context=None) -> bytes:
     """The next message; waits for it (pinging the client while it waits)."""
     return _session("receive websocket message").recv()
 
 
-def websocket_recv_nb() -> bytes:
+def websocket_recv_nb(request_context=None) -> bytes:
     """The next message if one has arrived, else b"" (never waits)."""
-    msg = _session("receive websocket message").recv(block=False)
+    core = getattr(_local, "core", None)     # _session(), inline, and the core's step for the session
+    req = core.request if core is not None else None
+    session = req.websocket if req is not None else None
+    if session is None:
+        _session("receive websocket message")   # (raises)
+    msg = session.recv_nb(req.switches if getattr(core, "gen", None) is not None else -1)
     return b"" if msg is None else msg
 
 
-def websocket_send(msg) -> None:
-    _session("send websocket message").send(msg if msg.__class__ is bytes else _payload(msg))
+def websocket_send(msg, request_context=None) -> None:
+    core = getattr(_local, "core", None)     # _session(), inline
+    req = core.request if core is not None else None
+    session = req.websocket if req is not None else None
+    if session is None:
+        _session("send websocket message")      # (raises)
+    session.send(msg if msg.__class__ is bytes else _payload(msg))
 
 
-def websocket_send_binary(msg) -> None:
+def websocket_send_binary(msg, request_context=None) -> None:
     _session("send websocket binary message").send(msg if msg.__class__ is bytes else _payload(msg), binary=True)

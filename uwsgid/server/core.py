@@ -51,7 +51,7 @@ class Core:
     """One request slot: an async core or a thread's core. Fields are read by plugins and api."""
 
     __slots__ = ("id", "worker", "thread_loop", "loop", "state", "request", "requests", "wait", "ready_fd",
-                 "timed_out", "thread", "gen", "conn", "_timer", "_deadline", "_wait_fd", "_wait_prev", "_resume",
+                 "timed_out", "thread", "gen", "conn", "_timer", "_deadline", "_wait_fd", "_wait_prev", "_idle_fd", "_resume",
                  "exceptions", "after", "static", "to_loop", "spawn", "routes", "take_request")
 
     def __init__(self, cid: int, thread_loop):
@@ -73,6 +73,7 @@ class Core:
         self._deadline = None   # when the armed wait times out (None: it does not)
         self._wait_fd = -1
         self._wait_prev = None
+        self._idle_fd = -1      # a kept fd whose reader stays ours between two waits on it (_cancel_wait)
         self._resume = self.step
         self.after = None       # the serving plugin's after_request, for _done
         self.static = static.handler    # None unless a static option is given
@@ -305,6 +306,8 @@ class Core:
                 log_exception("error while closing the response generator:")
 
     def _done(self) -> None:
+        if self._idle_fd >= 0:
+            self._drop_idle()
         req = self.request
         conn = self.conn
         w = self.worker
@@ -340,8 +343,18 @@ class Core:
     # ---- waits --------------------------------------------------------------------------------
     def _arm(self, w: Wait) -> None:
         loop = self.loop
-        if w.fd >= 0:
-            fd = w.fd
+        fd = w.fd
+        idle = self._idle_fd
+        if idle >= 0 and fd >= 0:
+            if idle == fd and not w.events & Wait.WRITE and loop._readers.get(fd) == self._fd_ready:
+                # the same fd again (a WebSocket's next message): still registered, ours
+                self._idle_fd = -1
+                self._wait_prev = None
+                self._wait_fd = fd
+                fd = -1         # (nothing to register)
+            else:
+                self._drop_idle()
+        if fd >= 0:
             try:
                 if w.events & Wait.WRITE:
                     self._wait_prev = loop._writers.get(fd)
@@ -401,13 +414,29 @@ class Core:
                     loop.remove_writer(fd)
             elif prev is not None:
                 loop.add_reader(fd, prev)
+            elif fd in loop._kept:
+                # a kept fd (a WebSocket, a raw socket) is mostly waited on again by the next
+                # step: its reader stays until then, or until an event comes while we do not
+                # wait on it (_fd_ready) or another wait is armed (_arm)
+                self._idle_fd = fd
             else:
                 loop.remove_reader(fd)
+
+    def _drop_idle(self) -> None:
+        fd = self._idle_fd
+        self._idle_fd = -1
+        loop = self.loop
+        if loop._readers.get(fd) == self._fd_ready:     # (not if another took the fd since)
+            loop.remove_reader(fd)
 
     def _fd_ready(self) -> None:
         fd = self._wait_fd
         if fd < 0:
-            return      # a late call (the loop's forget of a kept fd): this wait already ended
+            # an event on the idle fd (see _cancel_wait), or a late call (the loop's forget of
+            # a kept fd): this wait already ended
+            if self._idle_fd >= 0:
+                self._drop_idle()
+            return
         self._cancel_wait()
         self.ready_fd = fd
         self.timed_out = False

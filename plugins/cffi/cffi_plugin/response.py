@@ -249,7 +249,7 @@ class Response:
                 return self._websocket_end(result)
             # a generator goes on with the session (--async: recv_nb, wait_fd_read, yield)
             self.committed = True
-            return self._start_stream(result)
+            return self._websocket_session(result)
         rtype = type(result)
         if rtype is list or rtype is tuple:
             respond = getattr(self.req, "respond", None)
@@ -379,6 +379,19 @@ class Response:
         finally:
             if watch is not None:
                 watch.close()
+            self._close(result)
+
+    def _websocket_session(self, result):
+        """A WebSocket session that goes on in the app's generator: the core resumes it at each
+        yield (one per message: no chunk batching, what it yields is not sent, the 101 was the
+        response), and its end is _websocket_end's."""
+        try:
+            yield from result
+        except GeneratorExit:
+            raise                   # the core abandoned it (the client is gone)
+        except Exception:
+            self._websocket_end(None)
+        finally:
             self._close(result)
 
     def _websocket_end(self, result):

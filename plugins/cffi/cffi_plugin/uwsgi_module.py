@@ -178,19 +178,11 @@ def build(server) -> types.ModuleType:
         api.websocket_handshake(key, origin, proto)
         return None
 
-    def websocket_recv(request_context=None):
-        return api.websocket_recv()
-
-    def websocket_recv_nb(request_context=None):
-        return api.websocket_recv_nb()
-
-    def websocket_send(message, request_context=None):
-        api.websocket_send(message)
-        return None
-
-    def websocket_send_binary(message, request_context=None):
-        api.websocket_send_binary(message)
-        return None
+    # bound directly (called once or twice per message): they take request_context too
+    websocket_recv = api.websocket_recv
+    websocket_recv_nb = api.websocket_recv_nb
+    websocket_send = api.websocket_send
+    websocket_send_binary = api.websocket_send_binary
 
     for fn in (worker_id, mule_id, masterpid, request_id, async_id, connection_fd,
                in_farm, workers, total_requests, log, set_logvar, get_logvar, setprocname, reload,
