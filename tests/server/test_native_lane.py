@@ -6,7 +6,6 @@ shape back to it at the point it stopped, and keeps the counters, --max-requests
 from __future__ import annotations
 
 import json
-import re
 import socket
 import textwrap
 import time
@@ -14,6 +13,7 @@ import time
 import pytest
 
 from tests.helpers import Server, free_port, send_paced, uwsgi_packet, uwsgi_request
+from tests.lane_helpers import lane_env, log_lines, start_pair
 from tests.master_helpers import read_stats
 
 native = pytest.importorskip("_uwsgi_native")
@@ -119,7 +119,7 @@ def app_file(tmp_path_factory):
 
 def _server(app_file, *extra, lane=True, port=None):
     port = port or free_port()
-    env = {} if lane else {"UWSGI_NO_LANE": "1"}
+    env = lane_env(lane)
     return Server(["--master", "--processes", "1", "--disable-logging", "--socket", f"127.0.0.1:{port}",
                    "--wsgi-file", app_file, *extra], port, env=env)
 
@@ -257,31 +257,11 @@ def test_many_requests_in_a_row(pair):
 
 
 
-def _log_lines(srv, marker: str, count: int) -> list[str]:
-    deadline = time.monotonic() + 20
-    while True:     # the request lines only (an error's lines name the request too)
-        lines = [ln for ln in srv.log().splitlines() if ln.startswith("[pid: ") and marker in ln]
-        if len(lines) >= count or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    # what differs by construction: the pid, the time, the clients' ports, the duration
-    out = []
-    for ln in lines:
-        ln = re.sub(r"\[pid: \d+\|", "[pid: P|", ln)
-        ln = re.sub(r"\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\]", "[T]", ln)
-        ln = re.sub(r"in \d+ (msecs|micros)", r"in N \1", ln)
-        out.append(ln)
-    return out
-
-
 @pytest.mark.parametrize("sock", ["--socket", "--http-socket"])
 def test_the_request_log_line_is_the_python_paths(app_file, sock):
     """Logging on: the lane writes uWSGI's default line itself, the same as the Python path's."""
-    servers = []
-    for env in ({}, {"UWSGI_NO_LANE": "1"}):
-        port = free_port()
-        servers.append(Server(["--master", "--processes", "1", sock, f"127.0.0.1:{port}", "--wsgi-file", app_file],
-                              port, env=env).start())
+    servers = start_pair(lambda port: ["--master", "--processes", "1", sock, f"127.0.0.1:{port}",
+                                       "--wsgi-file", app_file])
     try:
         paths = ["/logged-a", "/logged-b?q=1", "/gen?logged", "/empty?logged", "/raise?logged"]
         for srv in servers:
@@ -293,7 +273,7 @@ def test_the_request_log_line_is_the_python_paths(app_file, sock):
                         s.sendall(b"GET %b HTTP/1.1\r\nHost: h\r\nX-A: b\r\nConnection: close\r\n\r\n" % path.encode())
                         while s.recv(65536):
                             pass
-        lane, python = (_log_lines(s, "logged", len(paths)) for s in servers)
+        lane, python = (log_lines(s, "logged", len(paths)) for s in servers)
         assert lane == python
         assert len(lane) == len(paths)
     finally:

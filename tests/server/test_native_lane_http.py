@@ -9,7 +9,8 @@ import socket
 
 import pytest
 
-from tests.helpers import Server, free_port, raw, send_paced
+from tests.helpers import raw, send_paced
+from tests.lane_helpers import start_pair
 from tests.server.test_native_lane import APP
 
 native = pytest.importorskip("_uwsgi_native")
@@ -21,11 +22,8 @@ if not hasattr(native, "LANE_HTTP"):
 def pair(tmp_path_factory):
     app = tmp_path_factory.mktemp("lane_http") / "lane_app.py"
     app.write_text(APP)
-    servers = []
-    for env in ({}, {"UWSGI_NO_LANE": "1"}):
-        port = free_port()
-        servers.append(Server(["--master", "--processes", "1", "--disable-logging", "--http-socket",
-                               f"127.0.0.1:{port}", "--wsgi-file", app], port, env=env).start())
+    servers = start_pair(lambda port: ["--master", "--processes", "1", "--disable-logging", "--http-socket",
+                                       f"127.0.0.1:{port}", "--wsgi-file", app])
     yield servers
     for s in servers:
         s.stop()

@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import Server, free_port, raw, uwsgi_packet
 from tests.master_helpers import read_stats
-from tests.server.test_native_lane import _log_lines
+from tests.lane_helpers import lane_env, log_lines
 
 native = pytest.importorskip("_uwsgi_native")
 if not hasattr(native, "Lane") or not hasattr(native.Lane, "set_static"):
@@ -41,7 +41,7 @@ def site(tmp_path_factory):
 def _start(site, sock, lane: bool, *extra):
     port = free_port()
     return Server(["--master", "--processes", "1", sock, f"127.0.0.1:{port}", "--static-map",
-                   f"/static={site / 'files'}", *extra], port, env={} if lane else {"UWSGI_NO_LANE": "1"}).start()
+                   f"/static={site / 'files'}", *extra], port, env=lane_env(lane)).start()
 
 
 def http(port, data: bytes) -> bytes:
@@ -73,7 +73,7 @@ def test_http_answers_as_the_python_path(site, with_app):
                 a, b = http(lane.port, data), http(python.port, data)
                 assert a == b, data
         marker = "/static/a.txt"
-        assert _log_lines(lane, marker, 9) == _log_lines(python, marker, 9)
+        assert log_lines(lane, marker, 9) == log_lines(python, marker, 9)
     finally:
         lane.stop()
         python.stop()

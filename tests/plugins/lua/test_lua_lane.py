@@ -10,6 +10,7 @@ import textwrap
 import pytest
 
 from tests.helpers import Server, free_port, raw, send_paced, uwsgi_packet
+from tests.lane_helpers import log_lines, start_pair
 
 native = pytest.importorskip("_uwsgi_native")
 if not hasattr(native, "LANE_HTTP"):
@@ -70,12 +71,8 @@ def app_file(tmp_path_factory):
 
 
 def _servers(app_file, sock, *extra):
-    out = []
-    for env in ({}, {"UWSGI_NO_LANE": "1"}):
-        port = free_port()
-        out.append(Server(["--master", "--processes", "1", "--disable-logging", sock, f"127.0.0.1:{port}",
-                           *extra, "--lua", app_file], port, env=env).start())
-    return out
+    return start_pair(lambda port: ["--master", "--processes", "1", "--disable-logging", sock, f"127.0.0.1:{port}",
+                                    *extra, "--lua", app_file])
 
 
 @pytest.fixture(scope="module")
@@ -169,13 +166,9 @@ def test_errors_are_logged(uwsgi_pair):
 
 @pytest.mark.parametrize("sock", ["--socket", "--http-socket"])
 def test_the_request_log_line_is_the_python_paths(app_file, sock):
-    from tests.server.test_native_lane import _log_lines
-    servers = []
-    for env in ({}, {"UWSGI_NO_LANE": "1"}):
-        port = free_port()
-        extra = ["--http-socket-modifier1", "6"] if sock == "--http-socket" else []
-        servers.append(Server(["--master", "--processes", "1", sock, f"127.0.0.1:{port}", *extra, "--lua", app_file],
-                              port, env=env).start())
+    extra = ["--http-socket-modifier1", "6"] if sock == "--http-socket" else []
+    servers = start_pair(lambda port: ["--master", "--processes", "1", sock, f"127.0.0.1:{port}", *extra,
+                                       "--lua", app_file])
     try:
         paths = ["/logged", "/co?logged", "/err?logged", "/empty?logged"]
         for srv in servers:
@@ -184,7 +177,7 @@ def test_the_request_log_line_is_the_python_paths(app_file, sock):
                     exchange(srv.port, uwsgi_packet(_vars(path), modifier1=6))
                 else:
                     exchange(srv.port, b"GET %b HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" % path.encode())
-        lane, python = (_log_lines(s, "logged", len(paths)) for s in servers)
+        lane, python = (log_lines(s, "logged", len(paths)) for s in servers)
         assert lane == python and len(lane) == len(paths)
     finally:
         for s in servers:
