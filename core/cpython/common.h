@@ -26,7 +26,7 @@ PyObject *uwsgi_native_build_response(PyObject *status, int code, PyObject *head
 /* ws.c */
 PyObject *uwsgi_native_ws_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *uwsgi_native_ws_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
-/* lane.c */
+/* lane_type.c */
 int uwsgi_native_lane_init(PyObject *module);
 
 /* p[0..len) is exactly the literal lit (litlen bytes). */

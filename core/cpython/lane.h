@@ -1,5 +1,5 @@
 /* lane.h: private to the native lane of _uwsgi_native (issue 16; the Python side and the whole
- * design: uwsgid/server/native_lane.py). lane.c: serve() / handle() and the Lane type;
+ * design: uwsgid/server/native_lane.py). lane.c: serve() / handle(); lane_type.c: the Lane type;
  * lane_env.c: the environ straight from a uwsgi packet or an HTTP head; lane_sr.c: the
  * start_response the app gets. */
 #ifndef UWSGI_LANE_H
@@ -130,6 +130,11 @@ int lane_env_init(void);
  * 2, a static path the lane leaves to the Python path (a file not in the cache this second, a
  * conditional or ranged GET, HEAD); -1, an error. */
 int lane_static(Lane *self, struct reqinfo *ri, int http);
+
+/* lane.c: the methods that serve (lane_type.c has the type) */
+PyObject *lane_serve(Lane *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *lane_handle(Lane *self, PyObject *const *args, Py_ssize_t nargs);
+int lane_serve_init(void);
 
 /* lane_sr.c */
 extern PyTypeObject LaneStartResponseType;
