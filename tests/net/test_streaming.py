@@ -24,9 +24,20 @@ LATE = 0.25
 
 WSGI_APP = textwrap.dedent('''
     import time
+    from uwsgid.net import flusher
 
     def application(environ, start_response):
         path = environ["PATH_INFO"]
+        if path == "/flushes":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"%d" % flusher.flushes()]
+        if path == "/declared":     # a framework's shape: Content-Length, the body, then more steps
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+            def declared():
+                yield b"whole"
+                yield b" body"
+                time.sleep(%(pause)s)
+            return declared()
         if path == "/fast":
             start_response("200 OK", [("Content-Type", "text/plain")])
             return (b"%d," % i for i in range(20000))
@@ -147,6 +158,33 @@ def test_wsgi_fast_producer_is_still_coalesced_and_short_body_gets_length(apps):
         s.close()
         assert b"Content-Length: 3\r\n" in head and head.endswith(b"abc")
         assert "Traceback" not in srv.log()
+
+
+def test_wsgi_declared_body_leaves_once_whole_without_a_deadline_flush(apps):
+    """An app that declared its Content-Length (frameworks do): the body goes out as soon as
+    that many bytes came, so the steps after it (here a pause) have nothing batched to flush."""
+    port = free_port()
+    with Server(["--master", "--processes", "1", "--http-socket", f"127.0.0.1:{port}", "--wsgi-file",
+                 apps / "app.py"], port):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /declared HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.settimeout(10)
+        data = b""
+        while not data.endswith(b"whole body"):
+            b = s.recv(4096)
+            assert b, data
+            data += b
+        rest = s.recv(4096)     # EOF once the app's last step (the pause) ended
+        s.close()
+        assert b"Content-Length: 10\r\n" in data and rest == b""
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /flushes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.settimeout(10)
+        answer = b""
+        while b := s.recv(4096):
+            answer += b
+        s.close()
+        assert answer.endswith(b"\r\n\r\n0"), answer
 
 
 def test_wsgi_chunks_leave_as_yielded_over_uwsgi_protocol(apps):

@@ -44,6 +44,14 @@ class ResponseError(Exception):
     """The app broke the WSGI response protocol; the message names the problem."""
 
 
+def declared_length(headers) -> int:
+    """The Content-Length the app declared in its (checked) headers, -1 without one."""
+    for name, value in headers or ():
+        if len(name) == 14 and name.lower() == b"content-length":
+            return int(value) if value.isdigit() else -1
+    return -1
+
+
 def check_status(status) -> bytes:
     b = _statuses.get(status) if type(status) is str else None
     if b is not None:
@@ -323,8 +331,11 @@ class Response:
             has_wait = core is not None and hasattr(core, "wait")
             pending = self.pending = []
             append = pending.append
-            size = n = 0
+            size = n = total = 0
             committed = self.committed
+            # the body's length when the app declared it (frameworks do): once that much came,
+            # it goes out at once, and the steps left run with nothing batched (no flush deadline)
+            declared = declared_length(self.headers) if committed else -1
             step = it.__next__
             while True:
                 if pending:
@@ -356,10 +367,16 @@ class Response:
                         # no longer replace them) even though it has not been sent yet.
                         self._commit()
                         committed = True
+                        declared = declared_length(self.headers)
                     append(chunk)
                     size += len(chunk)
                     n += 1
-                    if size >= YIELD_BYTES or n >= YIELD_CHUNKS or (has_wait and core.wait is not None):
+                    total += len(chunk)
+                    if total == declared:
+                        self._emit()
+                        self.req.flush()
+                        size = n = 0
+                    elif size >= YIELD_BYTES or n >= YIELD_CHUNKS or (has_wait and core.wait is not None):
                         self._emit()
                         size = n = 0
                         yield
