@@ -13,7 +13,7 @@ segment ends up written) and ~310 with the cosocket code loaded in every state. 
 catches a new per-thread cost of ~100 KB (a buffer, a second state a thread);
 test_lua_state_heap.py checks those two causes in process, precisely.
 
-A module a worker imports after fork costs it ~300 KB of private memory (the import machinery
+A module a worker imports after fork costs it ~250 KB of private memory (the import machinery
 writes to pages all over the master's heap): what the request path needs is imported by the
 master when the plugin is configured."""
 
