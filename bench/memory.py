@@ -6,7 +6,9 @@
 Every server runs under `--master`, `--disable-logging`, on a free loopback port; after a short
 wrk load (-t1 -c64, Connection: close, 3 s; 1 s in quick mode) each worker's Rss, Pss and
 Private_Dirty are read from /proc/PID/smaps_rollup (MB; the figure of a case is the median of
-its workers). The sides run one after the other (ours, then uWSGI's, for each setting).
+its workers). They are also read once before the load, when the server has answered its
+readiness request (`at_start` in the JSON, "priv at start" in the table): what a worker's
+start-up costs, apart from what serving adds. The sides run one after the other (ours, then uWSGI's, for each setting).
   lua-cores    pippo.lua, 1 worker, --async 1/8/64 and --threads 1/8: the private memory each core
                costs (KB per core: (async64 - async1) / 63 and (threads8 - threads1) / 7); target
                ours/uWSGI <= 2 for each, the case passes only if both do
@@ -234,6 +236,8 @@ def measure_setting(case_id: str, s: Setting, seconds: float, log_dir: Path) -> 
         try:
             with Running(argv_of, s.workers, s.expect, log) as srv:
                 side["command"] = srv.command
+                start = srv.memory()
+                side["at_start"] = {k: start[k] for k in ("rss_mb", "pss_mb", "private_dirty_mb")}
                 side["requests"] = srv.load(seconds)["requests"]
                 time.sleep(0.2)
                 side.update(srv.memory())
@@ -419,10 +423,11 @@ def _mem(side: dict) -> str:
 def table(results: list[dict]) -> str:
     """Per setting: RSS/PSS/private dirty of a worker on each side; per target: the verdict; the GC
     series. Then what could not be measured."""
-    rows = [("case", "setting", "ours RSS/PSS/priv MB", "uWSGI RSS/PSS/priv MB")]
+    rows = [("case", "setting", "ours RSS/PSS/priv MB", "uWSGI RSS/PSS/priv MB", "priv at start ours/uWSGI")]
     for r in results:
         for label, s in (r.get("settings") or {}).items():
-            rows.append((r["id"].removeprefix("memory-"), label, _mem(s["ours"]), _mem(s["peer"])))
+            at_start = "/".join(_f(s[side].get("at_start", {}).get("private_dirty_mb")) for side in ("ours", "peer"))
+            rows.append((r["id"].removeprefix("memory-"), label, _mem(s["ours"]), _mem(s["peer"]), at_start))
     lines = _grid(rows) + [""] if len(rows) > 1 else []
     rows = [("case", "figure", "ours", "uWSGI", "ours/uWSGI", "target", "verdict")]
     for r in results:

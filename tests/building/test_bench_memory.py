@@ -21,6 +21,8 @@ def _check_side(side: dict, workers: int) -> None:
         return
     assert "PORT" in side["command"] and "--disable-logging" in side["command"]
     assert len(side["workers"]) == workers and side["requests"] > 0
+    start = side["at_start"]       # before the load: what the start-up costs
+    assert start["rss_mb"] >= start["pss_mb"] > 0 and start["rss_mb"] >= start["private_dirty_mb"] > 0, start
     for w in side["workers"] + [side["master"]]:
         assert w["pid"] > 0 and w["rss_mb"] >= w["pss_mb"] > 0 and w["rss_mb"] >= w["private_dirty_mb"] > 0, w
 

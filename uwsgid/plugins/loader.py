@@ -87,12 +87,16 @@ _keep = []                                    # dlopen handles: code in them may
 
 # --- called by uwsgid.embed -------------------------------------------------------------------
 
-def read_table(ffi, table) -> dict[str, bytes]:
-    """A C `struct uwsgi_baked_file[]` (NULL-path terminated) as {relative path: bytes}."""
-    files: dict[str, bytes] = {}
+def read_table(ffi, table) -> dict[str, memoryview]:
+    """A C `struct uwsgi_baked_file[]` (NULL-path terminated) as {relative path: a read-only view
+    of its bytes}. Views, not copies: the files (~800 KB with both plugins) stay in the binary's
+    read-only pages, read only when imported, instead of being copied into the heap of the
+    master and so into every worker's RSS. (The library stays loaded: the executable, or a
+    NAME_plugin.so kept in _keep.)"""
+    files: dict[str, memoryview] = {}
     i = 0
     while table[i].path != ffi.NULL:
-        files[ffi.string(table[i].path).decode()] = bytes(ffi.buffer(table[i].data, table[i].len))
+        files[ffi.string(table[i].path).decode()] = memoryview(ffi.buffer(table[i].data, table[i].len))
         i += 1
     return files
 
@@ -178,7 +182,7 @@ class BakedImporter:
         return found[0]
 
     def get_source(self, fullname):
-        return self.files[self._rel_of(fullname)].decode("utf-8")
+        return str(self.files[self._rel_of(fullname)], "utf-8")
 
     def get_code(self, fullname):
         rel = self._rel_of(fullname)
@@ -192,7 +196,7 @@ class BakedImporter:
             if code is not None:
                 _imp._fix_co_filename(code, path)    # tracebacks name the file as the source does
                 return code
-        return compile(self.files[rel], path, "exec", dont_inherit=True)
+        return compile(bytes(self.files[rel]), path, "exec", dont_inherit=True)
 
     def is_package(self, fullname):
         return self._rel_of(fullname).endswith("/__init__.py")
@@ -207,7 +211,7 @@ class BakedImporter:
         if path.startswith(prefix):
             rel = os.path.normpath(path[len(prefix):])
             if rel in self.files:
-                return self.files[rel]
+                return bytes(self.files[rel])
         raise FileNotFoundError(f"{path} is not in {self.origin}")
 
     def get_resource_reader(self, fullname):

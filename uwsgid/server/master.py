@@ -31,7 +31,7 @@ import signal
 import time
 
 from uwsgid.net.loop import Timer
-from uwsgid.server import procname, reexec, user_hooks
+from uwsgid.server import prefork, procname, reexec, user_hooks
 from uwsgid.server.instance import cleanup
 from uwsgid.server.lifetime import Lifetime
 from uwsgid.server.master_actions import KILLING, RELOADING, RUNNING, STOPPING, reload_workers
@@ -520,6 +520,7 @@ class Master:
                 return 1
         if self.opts.hook_touch:
             self.touch_hooks = user_hooks.TouchHooks(self.opts, server)
+        prefork.prepare()
         for wid in self.lifetime.initial_wids(self._initial_wids()):
             self.spawn_worker(wid)
         if server.router_sockets:

@@ -24,6 +24,7 @@ LuaLoadError = LuaState = handle = None
 def _runtime() -> None:
     global LuaLoadError, LuaState, handle
     if handle is None:
+        from . import lane  # noqa: F401  (the native lane's way in: imported before fork, not by each worker)
         from .response import handle
         from .state import LuaLoadError, LuaState
 

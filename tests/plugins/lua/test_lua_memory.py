@@ -11,10 +11,17 @@ thread (the pages of the state's LuaJIT heap ~175 KB of it, the rest as for a Py
 uWSGI's lua51 ~80. It was ~350 when the GC only stepped (every page of the state's allocator
 segment ends up written) and ~310 with the cosocket code loaded in every state. The bound
 catches a new per-thread cost of ~100 KB (a buffer, a second state a thread);
-test_lua_state_heap.py checks those two causes in process, precisely."""
+test_lua_state_heap.py checks those two causes in process, precisely.
+
+A module a worker imports after fork costs it ~250 KB of private memory (the import machinery
+writes to pages all over the master's heap): what the request path needs is imported by the
+master when the plugin is configured."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -65,3 +72,16 @@ def test_a_thread_costs_its_lua_state_and_little_more():
         f"{per_thread_kb:.0f} KB private memory per extra thread (--threads 8: {eight:.1f} MB, "
         f"--threads 1: {one:.1f} MB)")
     assert per_thread_kb > 20, f"{per_thread_kb:.0f} KB per thread: are the 8 threads serving at all?"
+
+
+def test_the_request_paths_modules_are_imported_before_fork():
+    """The plugin's runtime (imported by configure, in the master) includes the native lane's
+    way to the app (lane.py): a worker imported it at its first request (private memory of a
+    Lua-only worker 3.5 -> 3.2 MB, bench/memory.py lua-workers)."""
+    code = ("import importlib, sys; importlib.import_module('lua_plugin.plugin')._runtime(); "
+            "print(sorted(m for m in ('lua_plugin.lane', 'lua_plugin.response', 'lua_plugin.state') "
+            "if m not in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"not imported by the plugin's runtime: {out.stdout.strip()}"
