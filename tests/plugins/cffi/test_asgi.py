@@ -133,6 +133,19 @@ def test_send_after_disconnect_raises_oserror(srv, marks):
     assert wait_file(marks / "send-error").strip() == "ClientDisconnected"
 
 
+def test_core_serves_again_after_a_client_left_a_parked_request(srv):
+    """The client leaves while the request is parked on its core (a streamed response): the
+    core's next requests (given by the native lane, which starts them without Core.run) answer."""
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        s.sendall(b"GET /stream-forever HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"tick" in s.recv(4096)
+        s.close()
+        time.sleep(0.2)
+        for path in ("/boom", "/again", "/sleep"):
+            assert http_get(srv.port, path, timeout=5)[0] in (200, 500), path
+
+
 def test_app_error_is_a_500_with_the_traceback_logged(srv):
     status, _, body = http_get(srv.port, "/boom")
     assert status == 500
