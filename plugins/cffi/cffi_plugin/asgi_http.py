@@ -146,7 +146,7 @@ def scope_from_vars(v: dict, method: bytes, script_name: str, path_info: str, st
 class HttpCycle:
     __slots__ = ("req", "conn", "core", "driver", "app", "task", "active", "parked", "started",
                  "complete", "gone", "body", "body_done", "flush_fut", "gone_fut", "reader", "where", "head",
-                 "body_fut", "lane_vars", "lane_result", "run")
+                 "body_fut", "lane_scope", "lane_result", "run")
 
     def __init__(self, req, driver, app, core=None):
         # req None: a request the native lane read (asgi_lane.py), no Request made yet; core is
@@ -170,7 +170,7 @@ class HttpCycle:
         self.reader = None              # our reader on the connection while receive() waits
         self.where = None
         self.body_fut = None            # the app's receive() waiting for body bytes (req.stream)
-        self.lane_vars = None           # the lane's request: its vars (no Request yet)
+        self.lane_scope = None          # the lane's request: its scope (no Request yet)
         self.lane_result = None         # the lane's request: (status line, headers, body) when complete
         self.run = None                 # the lane's request: what start() returned
 
@@ -450,8 +450,13 @@ class HttpCycle:
             self.req.exception = True
 
     def _where(self) -> str:
-        v = self.req.vars if self.req is not None else self.lane_vars
-        return f"{v.get(b'REQUEST_METHOD', b'').decode('latin-1')} {v.get(b'REQUEST_URI', b'').decode('latin-1')}"
+        if self.req is None:
+            scope = self.lane_scope
+            query = scope["query_string"]
+            uri = scope["raw_path"] + (b"?" + query if query else b"")
+            return f"{scope['method']} {uri.decode('latin-1')}"
+        v = self.req.vars
+        return f"{self.req.method.decode('latin-1')} {v.get(b'REQUEST_URI', b'').decode('latin-1')}"
 
     # ---- the client going away --------------------------------------------------------------
     def _client_gone(self) -> None:

@@ -13,16 +13,28 @@ streaming within the first steps takes its Request at once (core.take_request, H
 
 from __future__ import annotations
 
-# the vars dict in one C call (core/cpython/vars.c): built with the lane, the only caller here
-from _uwsgi_native import parse_vars
+# core/cpython/asgi_scope.c and vars.c: built with the lane, the only caller here
+from _uwsgi_native import asgi_scope, parse_vars
 
 from uwsgid.plugins.api import current_core
 from uwsgid.plugins.contract import LaneApp
 
-from .asgi_http import HttpCycle, scope_from_vars, start
+from .asgi_http import ASGI, HttpCycle, scope_from_vars, start
 
 _PYTHON_PATH = object()     # call's answer for a request it leaves to asgi.AsgiApp.request
 MAX_VARS = 1024     # the lane passes at most its --max-vars (as native_lane's _request)
+
+
+def _python_scope(block: bytes, state: dict):
+    """The scope as scope_from_vars builds it, or None for a request the Python path must take
+    whole: a WebSocket, a body (a uwsgi packet's)."""
+    v = parse_vars(block, MAX_VARS)
+    if (type(v) is not dict or b"HTTP_UPGRADE" in v or b"HTTP_TRANSFER_ENCODING" in v
+            or v.get(b"CONTENT_LENGTH", b"0") not in (b"0", b"")):
+        return None
+    return scope_from_vars(v, v.get(b"REQUEST_METHOD", b"GET"),
+                           v.get(b"SCRIPT_NAME", b"").decode("latin-1").rstrip("/"),
+                           v.get(b"PATH_INFO", b"").decode("latin-1"), state)
 
 
 def lane_app(asgi_app, core, drivers: dict) -> LaneApp | None:
@@ -34,14 +46,13 @@ def lane_app(asgi_app, core, drivers: dict) -> LaneApp | None:
 
     def call(block: bytes):
         driver = drivers[loop]
-        v = parse_vars(block, MAX_VARS)
-        if type(v) is not dict or b"HTTP_UPGRADE" in v or v.get(b"CONTENT_LENGTH", b"0") not in (b"0", b""):
-            return _PYTHON_PATH     # a WebSocket, a body (a uwsgi packet's): the whole request in Python
-        script_name = v.get(b"SCRIPT_NAME", b"").decode("latin-1").rstrip("/")
-        path_info = v.get(b"PATH_INFO", b"").decode("latin-1")
-        scope = scope_from_vars(v, v.get(b"REQUEST_METHOD", b"GET"), script_name, path_info, state)
+        scope = asgi_scope(block, state, ASGI)
+        if scope is None:       # a shape C leaves to Python
+            scope = _python_scope(block, state)
+            if scope is None:
+                return _PYTHON_PATH
         cycle = HttpCycle(None, driver, record, current_core())
-        cycle.lane_vars = v
+        cycle.lane_scope = scope
         cycle.run = start(cycle, driver, record.callable(scope, cycle.receive, cycle.send))
         result = cycle.lane_result
         return result if result is not None else cycle
