@@ -399,7 +399,7 @@ class HttpCycle:
     def _wake(self) -> None:
         if self.parked and self.active:
             self.parked = False
-            api.resume(self.core)
+            self.driver.wake(self.core)
 
     def _ended(self, task) -> None:
         """The app returned before completing the response: its error goes to the core (500 or

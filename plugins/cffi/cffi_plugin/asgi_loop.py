@@ -30,6 +30,8 @@ import selectors
 import sys
 from asyncio import events
 
+from uwsgid.plugins import api
+
 _set_running_loop = events._set_running_loop
 RUN_READY_ROUNDS = 4
 
@@ -67,6 +69,8 @@ class Driver:
         self._timer_when = 0.0
         self.closed = False
         self.inflight: set = set()        # the apps' request tasks, awaited by a graceful stop
+        self.kicking = False              # an asyncio iteration of kick() is running
+        self.woken: list = []             # cores woken during it, stepped right after it
         loop.add_reader(self.selector.fileno(), self.kick)
 
     def poke(self) -> None:
@@ -83,11 +87,38 @@ class Driver:
             return
         aloop = self.aloop
         _set_running_loop(aloop)
+        self.kicking = True
         try:
             aloop._run_once()
+            if self._ready:
+                # what that made ready (a timer's future resolved: its task's wake-up) runs now,
+                # not at another kick one loop turn later
+                self._rounds()
         finally:
+            self.kicking = False
             _set_running_loop(None)
         self._follow()
+        woken = self.woken
+        if woken:
+            self._step_woken(woken)
+
+    def wake(self, core) -> None:
+        """A parked core's request can go on (the app sent something, or ended). Inside kick()
+        it steps right after the asyncio iteration, outside the app's task: the request ends
+        before the loop reads the client's next request, which the native lane can then take
+        (a core still busy with it would leave it to the Python parser). Elsewhere: at the loop's
+        next turn (api.resume)."""
+        if self.kicking:
+            self.woken.append(core)
+        else:
+            api.resume(core)
+
+    def _step_woken(self, woken: list) -> None:
+        self.woken = []
+        for core in woken:
+            if core.wait is api._PARKED:    # still parked for this request (not ended meanwhile)
+                core.wait = None
+                core._resume()
 
     def _kick_timers(self) -> None:
         """kick() without polling asyncio's I/O (no epoll_wait): for ready callbacks and timers."""
