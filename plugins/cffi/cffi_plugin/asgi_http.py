@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import http
 import io
-from asyncio import Task as _Task
 
 from uwsgid.plugins import api
 from uwsgid.util.log import log
@@ -512,11 +511,7 @@ def serve(req, driver, app, scope: dict):
 def start(cycle, driver, coro):
     """Run the app's first steps now; None when the response is complete by then (and its task
     too, mostly: then no done callback, no inflight entry), else the generator the core steps."""
-    aloop = driver.aloop
-    # asyncio.Task itself (C) unless the app set a task factory: create_task's Python layer
-    # costs a few percent of a small request
-    task = cycle.task = _Task(coro, loop=aloop) if aloop._task_factory is None else aloop.create_task(coro)
-    driver.run_ready()
+    task = cycle.task = driver.start_task(coro)
     if task.done():
         if cycle.complete:
             cycle.active = False

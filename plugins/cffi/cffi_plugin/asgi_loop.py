@@ -33,6 +33,7 @@ from asyncio import events
 from uwsgid.plugins import api
 
 _set_running_loop = events._set_running_loop
+_Task = asyncio.Task
 RUN_READY_ROUNDS = 4
 
 
@@ -50,13 +51,27 @@ class _Selector(selectors.EpollSelector):
         return super().select(timeout if self.blocking else 0)
 
 
+class _EventLoop(asyncio.SelectorEventLoop):
+    """asyncio's loop, whose call_soon can hand the callback back instead of queueing it: how
+    Driver.start_task runs a new task's first step at once (Python 3.12's eager tasks)."""
+
+    _taken = None       # a list while Driver.start_task creates a task
+
+    def call_soon(self, callback, *args, context=None):
+        taken = self._taken
+        if taken is not None and not taken:
+            taken.append((callback, args, context))
+            return None     # the C Task ignores the handle of its first step
+        return super().call_soon(callback, *args, context=context)
+
+
 class Driver:
     """One asyncio loop driven by one worker loop (see the module doc)."""
 
     def __init__(self, loop):
         self.loop = loop                  # the worker's uwsgid.net.loop.Loop
         self.selector = _Selector()
-        self.aloop = asyncio.SelectorEventLoop(self.selector)
+        self.aloop = _EventLoop(self.selector)
         asyncio.set_event_loop(self.aloop)
         # what run_forever would install: an abandoned async generator (a streaming response's
         # body after the client left) is closed on this loop, its finally blocks run
@@ -128,6 +143,32 @@ class Driver:
             self.kick()
         finally:
             selector.polling = True
+
+    def start_task(self, coro):
+        """An asyncio.Task for coro, its first step run now (no handle queued, no loop turn),
+        then what that made ready (run_ready). asyncio.current_task() is the task from the
+        first step on, as anyio's cancel scopes (Starlette, FastAPI) need."""
+        aloop = self.aloop
+        if aloop._task_factory is not None:     # the app's own factory: asyncio's way
+            task = aloop.create_task(coro)
+            self.run_ready()
+            return task
+        taken = aloop._taken = []
+        try:
+            task = _Task(coro, loop=aloop)
+        finally:
+            aloop._taken = None
+        _set_running_loop(aloop)
+        try:
+            if taken:
+                callback, args, context = taken[0]
+                context.run(callback, *args)
+            if self._ready:
+                self._rounds()
+        finally:
+            _set_running_loop(None)
+        self._follow()
+        return task
 
     def run_ready(self) -> None:
         """Run asyncio's ready callbacks now, without polling its I/O (a request's first steps)."""

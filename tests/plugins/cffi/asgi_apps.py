@@ -107,6 +107,11 @@ async def raw(scope, receive, send):
             mark("http-flood-end", f"OSError {n}")
             raise
         return await send({"type": "http.response.body", "body": b""})
+    if path == "/task":         # the request's task, from its first step (anyio's cancel scopes need it)
+        first = asyncio.current_task()
+        await asyncio.sleep(0)
+        again = asyncio.current_task()
+        return await _text(send, b"%r %r" % (first is not None, first is again))
     if path == "/boom":
         raise RuntimeError("boom in the app")
     if path.startswith("/scope") or path.startswith("/a/scope"):

@@ -153,6 +153,10 @@ def test_app_error_is_a_500_with_the_traceback_logged(srv):
     assert http_get(srv.port, "/after")[0] == 200    # the worker goes on
 
 
+def test_current_task_from_the_first_step(srv):
+    assert http_get(srv.port, "/task")[2] == b"True True"
+
+
 def test_scope(srv):
     status, _, body = http_get(srv.port, "/scope/a%20b?q=1&r=%2F", headers={"X-Custom": "yes"})
     scope = json.loads(body)
