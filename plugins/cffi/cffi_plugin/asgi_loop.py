@@ -84,6 +84,7 @@ class Driver:
         self._timer_when = 0.0
         self.closed = False
         self.inflight: set = set()        # the apps' request tasks, awaited by a graceful stop
+        self.pinned = False               # asyncio stays the thread's running loop (pin())
         self.kicking = False              # an asyncio iteration of kick() is running
         self.woken: list = []             # cores woken during it, stepped right after it
         loop.add_reader(self.selector.fileno(), self.kick)
@@ -101,7 +102,9 @@ class Driver:
         if self.closed:
             return
         aloop = self.aloop
-        _set_running_loop(aloop)
+        pinned = self.pinned
+        if not pinned:
+            _set_running_loop(aloop)
         self.kicking = True
         try:
             aloop._run_once()
@@ -111,7 +114,8 @@ class Driver:
                 self._rounds()
         finally:
             self.kicking = False
-            _set_running_loop(None)
+            if not pinned:
+                _set_running_loop(None)
         self._follow()
         woken = self.woken
         if woken:
@@ -158,7 +162,9 @@ class Driver:
             task = _Task(coro, loop=aloop)
         finally:
             aloop._taken = None
-        _set_running_loop(aloop)
+        pinned = self.pinned
+        if not pinned:
+            _set_running_loop(aloop)
         try:
             if taken:
                 callback, args, context = taken[0]
@@ -166,17 +172,21 @@ class Driver:
             if self._ready:
                 self._rounds()
         finally:
-            _set_running_loop(None)
+            if not pinned:
+                _set_running_loop(None)
         self._follow()
         return task
 
     def run_ready(self) -> None:
         """Run asyncio's ready callbacks now, without polling its I/O (a request's first steps)."""
-        _set_running_loop(self.aloop)
+        pinned = self.pinned
+        if not pinned:
+            _set_running_loop(self.aloop)
         try:
             self._rounds()
         finally:
-            _set_running_loop(None)
+            if not pinned:
+                _set_running_loop(None)
         self._follow()
 
     def _rounds(self) -> None:
@@ -213,9 +223,23 @@ class Driver:
         self._timer = None
         self._kick_timers()
 
+    def pin(self) -> None:
+        """asyncio stays the thread's running loop between iterations: for a worker whose
+        Python apps are all ASGI (nothing else in the thread would call asyncio.run()), this
+        saves two _set_running_loop calls per request and kick, each a getpid() system call."""
+        self.pinned = True
+        _set_running_loop(self.aloop)
+
+    def unpin(self) -> None:
+        self.pinned = False
+        _set_running_loop(None)
+
     def run_blocking(self, coro, timeout: float | None = None):
         """Run coro to its end with asyncio blocking in its own selector (lifespan, shutdown,
         outside the worker loop's serving). Raises asyncio.TimeoutError after `timeout`."""
+        pinned = self.pinned
+        if pinned:
+            self.unpin()    # run_until_complete refuses to run inside a running loop
         self.selector.blocking = True
         try:
             if timeout is not None:
@@ -223,11 +247,15 @@ class Driver:
             return self.aloop.run_until_complete(coro)
         finally:
             self.selector.blocking = False
+            if pinned:
+                self.pin()
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        if self.pinned:
+            self.unpin()
         if self._timer is not None:
             self._timer.cancel()
         try:

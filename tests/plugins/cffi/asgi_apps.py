@@ -207,4 +207,11 @@ class Asgi2:
 def wsgi(environ, start_response):
     """A WSGI app to mount next to the ASGI ones."""
     start_response("200 OK", [("Content-Type", "text/plain")])
+    if environ["PATH_INFO"] == "/asyncio-run":     # its own event loop, in the ASGI worker's thread
+        return [asyncio.run(_answer(b"asyncio.run in wsgi"))]
     return [b"hello from wsgi " + environ["PATH_INFO"].encode()]
+
+
+async def _answer(text: bytes) -> bytes:
+    await asyncio.sleep(0)
+    return text

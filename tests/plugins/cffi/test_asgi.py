@@ -262,6 +262,10 @@ def test_http_router_and_side_by_side_with_wsgi_and_lua(tmp_path):
         s.wait_port(uwsgi_port)
         assert http_get(http_port, "/a/x")[2] == b"hello from asgi /a/x"   # ASGI's path is the full path
         assert http_get(http_port, "/w/y")[2] == b"hello from wsgi /y"
+        # the ASGI apps' loop is not left running in the thread while a WSGI app may run there
+        assert http_get(http_port, "/w/asyncio-run")[2] == b"asyncio.run in wsgi"
+        assert http_get(http_port, "/a/z")[2] == b"hello from asgi /a/z"
+        assert http_get(http_port, "/w/asyncio-run")[2] == b"asyncio.run in wsgi"
         scope = json.loads(http_get(http_port, "/a/scope")[2])
         assert scope["root_path"] == "/a" and scope["path"] == "/a/scope"
         status, body = uwsgi_http_get(uwsgi_port, "/", 6)
