@@ -44,6 +44,11 @@ async def _text(send, body: bytes, status: int = 200):
     await send({"type": "http.response.body", "body": body})
 
 
+async def _bad_header(send):
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"x-bad", b"a\r\nInjected: 1")]})
+    await send({"type": "http.response.body", "body": b"never"})
+
+
 async def _read_all(receive) -> tuple[int, str, int]:
     size, chunks, h = 0, 0, hashlib.md5()
     while True:
@@ -112,6 +117,11 @@ async def raw(scope, receive, send):
         await asyncio.sleep(0)
         again = asyncio.current_task()
         return await _text(send, b"%r %r" % (first is not None, first is again))
+    if path == "/boom-after":   # fails once its response is out (the request log shows 200)
+        await _text(send, b"sent")
+        raise RuntimeError("boom after the response")
+    if path == "/bad-header":
+        return await _bad_header(send)
     if path == "/boom":
         raise RuntimeError("boom in the app")
     if path.startswith("/scope") or path.startswith("/a/scope"):

@@ -153,6 +153,42 @@ def test_app_error_is_a_500_with_the_traceback_logged(srv):
     assert http_get(srv.port, "/after")[0] == 200    # the worker goes on
 
 
+def test_plain_requests_answered_by_the_native_lane(srv):
+    """What the lane reads and answers itself (asgi_lane.py): HEAD, HTTP/1.0, a non-ASCII path
+    (its scope built in Python), an app error after a complete response, a bad header."""
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    f = s.makefile("rb")
+    s.sendall(b"HEAD /head HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, _ = read_head_only(f)
+    assert status == 200 and headers["content-length"] == "21"
+    s.sendall(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")      # the same connection goes on
+    assert read_response(f)[2] == b"hello from asgi /again"
+    s.close()
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(b"GET /ten HTTP/1.0\r\n\r\n")
+    data = b""
+    while chunk := s.recv(65536):       # HTTP/1.0 without keep-alive: closed after the response
+        data += chunk
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"hello from asgi /ten")
+    scope = json.loads(http_get(srv.port, "/scope/%C3%A9")[2])
+    assert scope["path"] == "/scope/\u00e9" and scope["raw_path"] == "/scope/%C3%A9"
+    assert http_get(srv.port, "/boom-after")[:3:2] == (200, b"sent")
+    srv.wait_log("error in the app after its response (GET /boom-after)")
+    assert http_get(srv.port, "/bad-header")[0] == 500
+    assert http_get(srv.port, "/after-bad")[0] == 200
+
+
+def read_head_only(f):
+    line = f.readline()
+    status = int(line.split()[1])
+    headers = {}
+    while (line := f.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, None
+
+
 def test_current_task_from_the_first_step(srv):
     assert http_get(srv.port, "/task")[2] == b"True True"
 
