@@ -78,7 +78,6 @@ class Driver:
         sys.set_asyncgen_hooks(firstiter=self.aloop._asyncgen_firstiter_hook,
                                finalizer=self.aloop._asyncgen_finalizer_hook)
         self._ready = self.aloop._ready
-        self._scheduled = self.aloop._scheduled
         self._pending = False             # a kick is queued on the worker's loop
         self._timer = None                # the worker loop's timer for asyncio's first timer
         self._timer_when = 0.0
@@ -207,7 +206,7 @@ class Driver:
         if self._ready:
             self.poke()
             return
-        scheduled = self._scheduled
+        scheduled = self.aloop._scheduled     # read each time: asyncio replaces the list when it prunes it
         if not scheduled:
             return
         when = scheduled[0].when()

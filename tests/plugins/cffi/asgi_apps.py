@@ -129,6 +129,16 @@ async def raw(scope, receive, send):
         out["headers"] = [[n.decode(), v.decode()] for n, v in scope["headers"]]
         out["state"] = dict(scope["state"])
         return await _text(send, json.dumps(out, default=lambda o: o.decode("latin-1")).encode())
+    if path == "/prune":        # many cancelled timers: asyncio prunes its timer heap (a new list)
+        loop = asyncio.get_running_loop()
+        handles = [loop.call_later(100, lambda: None) for _ in range(300)]
+        for h in handles[:250]:
+            h.cancel()
+        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)
+        for h in handles[250:]:
+            h.cancel()
+        return await _text(send, str(os.getpid()).encode())
     if path == "/pid":
         return await _text(send, str(os.getpid()).encode())
     if path == "/stuck":        # blocks the worker's loop: only harakiri ends it

@@ -189,6 +189,21 @@ def read_head_only(f):
     return status, headers, None
 
 
+def test_idle_after_asyncio_prunes_its_timers(srv):
+    """asyncio replaces its timer heap when most of it is cancelled: the worker's loop must
+    follow the new one (following the old one, it kicked asyncio at once, again and again)."""
+    pid = int(http_get(srv.port, "/prune")[2])
+    time.sleep(0.3)
+    before = worker_cpu(pid)
+    time.sleep(1.0)
+    assert worker_cpu(pid) - before < 0.5, "the idle worker spins"
+
+
+def worker_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_current_task_from_the_first_step(srv):
     assert http_get(srv.port, "/task")[2] == b"True True"
 
