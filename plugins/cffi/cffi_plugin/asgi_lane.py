@@ -60,7 +60,7 @@ def lane_app(asgi_app, core, drivers: dict) -> LaneApp | None:
     def count(n: int) -> None:
         record.requests += n
 
-    def resume(req, block, status, headers, written, result, exc):
+    def resume(req, block, status, headers, written, result, exc, start_response):
         record.requests += 1
         req.app_id = record.id      # the request log's "app: N"
         if exc is not None:
