@@ -26,6 +26,9 @@ PyObject *uwsgi_native_build_response(PyObject *status, int code, PyObject *head
 /* ws.c */
 PyObject *uwsgi_native_ws_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *uwsgi_native_ws_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+/* asgi_scope.c */
+PyObject *uwsgi_native_asgi_scope(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+int uwsgi_native_asgi_init(void);
 /* lane_type.c */
 int uwsgi_native_lane_init(PyObject *module);
 

@@ -1,6 +1,7 @@
 /* The `_uwsgi_native` CPython extension: the C half of the Python request path (native.h says
  * what each function accepts and returns). This file: the module; vars.c, http.c, response.c:
- * the functions; ws.c: a WebSocket session's reads and writes; lane.c: the native lane. */
+ * the functions; ws.c: a WebSocket session's reads and writes; asgi_scope.c: the ASGI scope;
+ * lane.c: the native lane. */
 #include "common.h"
 
 /* ---- the module ------------------------------------------------------------------------------ */
@@ -20,6 +21,9 @@ static PyMethodDef methods[] = {
      "ws_recv(fd, max_size, message_size, cut) -> (info, payload, rest, filled), or 0 / -errno"},
     {"ws_send", (PyCFunction)(void (*)(void))uwsgi_native_ws_send, METH_FASTCALL,
      "ws_send(fd, first_byte, payload) -> bytes of the frame not written, or -errno"},
+    {"asgi_scope", (PyCFunction)(void (*)(void))uwsgi_native_asgi_scope, METH_FASTCALL,
+     "asgi_scope(block, state, asgi) -> the ASGI HTTP scope of a uwsgi vars block, or None to take "
+     "the Python path"},
     {NULL, NULL, 0, NULL}
 };
 
@@ -33,7 +37,8 @@ PyMODINIT_FUNC PyInit__uwsgi_native(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (uwsgi_native_vars_init() < 0 || uwsgi_native_http_init() < 0 || uwsgi_native_lane_init(m) < 0 ||
+    if (uwsgi_native_vars_init() < 0 || uwsgi_native_http_init() < 0 || uwsgi_native_asgi_init() < 0 ||
+        uwsgi_native_lane_init(m) < 0 ||
         PyModule_AddIntConstant(m, "RESP_HTTP", UWSGI_RESP_HTTP) < 0 ||
         PyModule_AddIntConstant(m, "WS_RECV", UWSGI_NATIVE_WS_RECV) < 0 ||
         PyModule_AddIntConstant(m, "RESP_HTTP11", UWSGI_RESP_HTTP11) < 0 ||

@@ -62,6 +62,14 @@
  *       One unmasked server frame (first_byte: FIN, RSV and opcode) written with one writev:
  *       the number of its bytes not written (0: all; the whole frame on EAGAIN or EINTR; the
  *       caller writes the rest), or -errno on another error.
+ *
+ *   asgi_scope(block: bytes, state: dict, asgi) -> dict | None
+ *       The ASGI HTTP scope of a uwsgi vars block (the native lane's for an ASGI app,
+ *       cffi_plugin/asgi_lane.py), as cffi_plugin.asgi_http.scope_from_vars builds it from the
+ *       vars: headers lower-cased from HTTP_* (and CONTENT_TYPE/CONTENT_LENGTH), `state`
+ *       copied, `asgi` the scope's "asgi" entry. None for what the Python builder must word: a
+ *       malformed block, a body or an upgrade, HTTPS or UWSGI_SCHEME, a path that is not ASCII,
+ *       a protocol other than HTTP/1.0 and 1.1, a port that is not 1-5 digits.
  */
 #ifndef UWSGI_NATIVE_H
 #define UWSGI_NATIVE_H

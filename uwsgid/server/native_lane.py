@@ -5,7 +5,7 @@ run the app (issue 16).
 Where it runs: a --socket (uwsgi protocol) or plain --http-socket listener of a thread loop (a
 sync worker, each thread of --threads N, or a loop of --async N cores: a request runs on the
 last free core, and one the lane hands on keeps that core), in front of a plugin that offers
-its app (plugins.contract.LaneApp: the cffi plugin's one WSGI app, not ASGI, not --greenlet;
+its app (plugins.contract.LaneApp: the cffi plugin's one WSGI app (not --greenlet) or ASGI app;
 the Lua plugin's), with nothing else that must see each request in Python: no --route*, no
 --add-header/--del-header, no --thread-slots gate, no loop engine (--gevent), and a request log
 that is off (--disable-logging and none of its exceptions) or uWSGI's default line with nothing

@@ -381,9 +381,13 @@ class CffiPlugin(Plugin):
     # ---- the native lane (uwsgid/server/native_lane.py) ---------------------------------------
 
     def lane_app(self, core):
-        """The native lane's way to the one WSGI app (uwsgid.plugins.contract.LaneApp), or None
-        when every request needs request(): several apps or a selection by path or host, ASGI,
-        the greenlet engine, code hooks (their ctx), or no app."""
+        """The native lane's way to the one WSGI or ASGI app (uwsgid.plugins.contract.LaneApp; an
+        ASGI app's: asgi_lane.py), or None when every request needs request(): several apps or a
+        selection by path or host, the greenlet engine, code hooks (their ctx), or no app."""
+        if self._asgi_only is not None:
+            from .asgi import _drivers
+            from .asgi_lane import lane_app
+            return lane_app(self._asgi_only, core, _drivers)
         apps = self.apps
         if apps is None or len(apps.apps) != 1 or apps.manage_script_name or apps.vhost:
             return None

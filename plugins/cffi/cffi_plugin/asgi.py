@@ -85,6 +85,9 @@ def init_core(core, apps: list) -> None:
     for app in apps:
         lifespan = Lifespan(app, driver)
         lifespan.startup()
+    owner = _owner(core.worker, apps)
+    if owner is not None and owner.raw is None and all(a.asgi is not None for a in owner.apps.apps):
+        driver.pin()    # no WSGI app in this thread: asyncio may stay its running loop
 
 
 def install_stream_predicate(worker, apps: list) -> None:
@@ -92,9 +95,9 @@ def install_stream_predicate(worker, apps: list) -> None:
     their head with the body streamed (uwsgid/net/protocols/stream.py); the others (WSGI,
     Lua) keep theirs held until complete. Asked only of requests that have a body."""
     limits = getattr(worker, "limits", None)
+    owner = _owner(worker, apps)
     plugins = getattr(worker, "plugins", None) or {}
-    owner = next((p for p in plugins.values() if getattr(p, "asgi_apps", None) is apps), None)
-    if limits is None or owner is None or owner.apps is None:
+    if limits is None or owner is None:
         return
     modifiers = frozenset(m for m, p in plugins.items() if p is owner)
     registry = owner.apps
@@ -108,6 +111,13 @@ def install_stream_predicate(worker, apps: list) -> None:
             app = registry.select(_select_env(req.vars))
             return app is not None and app.asgi is not None
     limits.stream_body = streams
+
+
+def _owner(worker, apps: list):
+    """The plugin whose ASGI apps are `apps` (with its app registry), or None."""
+    plugins = getattr(worker, "plugins", None) or {}
+    owner = next((p for p in plugins.values() if getattr(p, "asgi_apps", None) is apps), None)
+    return owner if owner is not None and owner.apps is not None else None
 
 
 _SELECT_VARS = ("SCRIPT_NAME", "PATH_INFO", "UWSGI_APPID", "HTTP_HOST", "SERVER_NAME")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import http
 import io
-from asyncio import Task as _Task
 
 from uwsgid.plugins import api
 from uwsgid.util.log import log
@@ -91,9 +90,13 @@ def _server(name: bytes, port: bytes):
 
 
 def build_scope(req, script_name: str, path_info: str, state: dict) -> dict:
-    """The ASGI HTTP scope from the request's CGI vars (what uWSGI's front ends send): one pass
-    over the vars, the names and the constant parts from caches."""
-    v = req.vars
+    """The ASGI HTTP scope of a request (its CGI vars: what uWSGI's front ends send)."""
+    return scope_from_vars(req.vars, req.method, script_name, path_info, state)
+
+
+def scope_from_vars(v: dict, method: bytes, script_name: str, path_info: str, state: dict) -> dict:
+    """The ASGI HTTP scope from CGI vars: one pass over them, the names and the constant parts
+    from caches."""
     names = _HEADER_NAMES
     headers = []
     for k, val in v.items():
@@ -125,7 +128,7 @@ def build_scope(req, script_name: str, path_info: str, state: dict) -> dict:
         "type": "http",
         "asgi": ASGI,
         "http_version": version,
-        "method": req.method.decode("latin-1"),
+        "method": method.decode("latin-1"),
         "scheme": scheme,
         "path": path if path.isascii() else path.encode("latin-1").decode("utf-8", "surrogateescape"),
         "raw_path": uri if q < 0 else uri[:q],
@@ -142,12 +145,14 @@ def build_scope(req, script_name: str, path_info: str, state: dict) -> dict:
 class HttpCycle:
     __slots__ = ("req", "conn", "core", "driver", "app", "task", "active", "parked", "started",
                  "complete", "gone", "body", "body_done", "flush_fut", "gone_fut", "reader", "where", "head",
-                 "body_fut")
+                 "body_fut", "lane_scope", "lane_result", "run")
 
-    def __init__(self, req, driver, app):
+    def __init__(self, req, driver, app, core=None):
+        # req None: a request the native lane read (asgi_lane.py), no Request made yet; core is
+        # then its core, and attach() gives the Request when the Python path takes it over
         self.req = req
-        self.conn = req.conn
-        self.core = req.core
+        self.conn = req.conn if req is not None else None
+        self.core = req.core if req is not None else core
         self.driver = driver
         self.app = app                  # the loader's App record: requests, exceptions
         self.task = None
@@ -164,11 +169,36 @@ class HttpCycle:
         self.reader = None              # our reader on the connection while receive() waits
         self.where = None
         self.body_fut = None            # the app's receive() waiting for body bytes (req.stream)
+        self.lane_scope = None          # the lane's request: its scope (no Request yet)
+        self.lane_result = None         # the lane's request: (status line, headers, body) when complete
+        self.run = None                 # the lane's request: what start() returned
+
+    def attach(self, req) -> None:
+        """The Python path takes over the lane's request: its Request from now on."""
+        self.req = req
+        self.conn = req.conn
+        self.core = req.core
+
+    def _take(self):
+        """The lane's request, made a Request now (the response is streamed: the Python path
+        sends it); else self.req."""
+        req = self.req
+        if req is None:
+            take = self.core.take_request
+            req = take() if take is not None else None
+            if req is None:
+                raise RuntimeError("ASGI: the request could not be taken from the native lane")
+            self.attach(req)
+        return req
 
     # ---- what the app calls ---------------------------------------------------------------
     async def receive(self):
         if not self.body_done:
-            stream = self.req.stream
+            req = self.req
+            if req is None:     # the lane's request: no body (the lane takes none)
+                self.body_done = True
+                return _EMPTY_BODY.copy()
+            stream = req.stream
             if stream is None:
                 return self._body_message()
             if self.active:
@@ -230,7 +260,8 @@ class HttpCycle:
     def _drop_body(self) -> None:
         """The request ends: a body still arriving is read and dropped, so that the connection
         can parse what follows it."""
-        stream = self.req.stream
+        req = self.req
+        stream = req.stream if req is not None else None
         if stream is not None and not stream.done and not stream.discard:
             stream.abandon()
         fut = self.body_fut
@@ -262,7 +293,8 @@ class HttpCycle:
                 raise RuntimeError("ASGI: http.response.body sent before http.response.start")
             if self.complete:
                 raise RuntimeError("ASGI: http.response.body sent after the response was complete")
-            if self.gone or self.conn.closed:
+            conn = self.conn
+            if self.gone or (conn is not None and conn.closed):
                 self._client_gone()
                 raise ClientDisconnected("the client went away")
             body = message.get("body", b"")
@@ -272,7 +304,12 @@ class HttpCycle:
                 if not more and len(body) <= SEND_SLICE:
                     # the whole response at once: head and body in one C-built send
                     self.head = None
-                    respond = getattr(self.req, "respond", None)
+                    req = self.req
+                    if req is None:     # the lane's request: the lane sends it
+                        self.lane_result = (head[0], head[1], body)
+                        self.complete = True
+                        return
+                    respond = getattr(req, "respond", None)
                     if respond is None or not respond(head[0], head[1], body):
                         self._start(head)
                         if body:
@@ -298,7 +335,8 @@ class HttpCycle:
         if kind == "http.response.start":
             if self.started:
                 raise RuntimeError("ASGI: http.response.start sent twice")
-            if self.gone or self.conn.closed:
+            conn = self.conn
+            if self.gone or (conn is not None and conn.closed):
                 self._client_gone()
                 raise ClientDisconnected("the client went away")
             headers = message.get("headers", ())
@@ -313,7 +351,7 @@ class HttpCycle:
     def _start(self, head) -> None:
         headers = [(bytes(n), bytes(v)) for n, v in head[1]]
         try:
-            self.req.start_response(head[0], headers)
+            self._take().start_response(head[0], headers)
         except ValueError as e:
             raise RuntimeError(f"ASGI http.response.start: {e}") from None
 
@@ -360,7 +398,7 @@ class HttpCycle:
     def _wake(self) -> None:
         if self.parked and self.active:
             self.parked = False
-            api.resume(self.core)
+            self.driver.wake(self.core)
 
     def _ended(self, task) -> None:
         """The app returned before completing the response: its error goes to the core (500 or
@@ -379,7 +417,13 @@ class HttpCycle:
     def _end(self) -> None:
         """The request ends on the core (complete, failed or the client gone)."""
         self.active = False
-        self.parked = False
+        if self.parked:
+            self.parked = False
+            core = self.core
+            if core.wait is api._PARKED:
+                # the request ended while parked (the client went away): no stale park for the
+                # core's next request, which the native lane may give it without Core.run's reset
+                core.wait = None
         if self.conn.closed:
             self._client_gone()
         self._unwatch()
@@ -401,9 +445,15 @@ class HttpCycle:
 
     def _count_exception(self) -> None:
         self.app.exceptions += 1
-        self.req.exception = True
+        if self.req is not None:
+            self.req.exception = True
 
     def _where(self) -> str:
+        if self.req is None:
+            scope = self.lane_scope
+            query = scope["query_string"]
+            uri = scope["raw_path"] + (b"?" + query if query else b"")
+            return f"{scope['method']} {uri.decode('latin-1')}"
         v = self.req.vars
         return f"{self.req.method.decode('latin-1')} {v.get(b'REQUEST_URI', b'').decode('latin-1')}"
 
@@ -461,11 +511,7 @@ def serve(req, driver, app, scope: dict):
 def start(cycle, driver, coro):
     """Run the app's first steps now; None when the response is complete by then (and its task
     too, mostly: then no done callback, no inflight entry), else the generator the core steps."""
-    aloop = driver.aloop
-    # asyncio.Task itself (C) unless the app set a task factory: create_task's Python layer
-    # costs a few percent of a small request
-    task = cycle.task = _Task(coro, loop=aloop) if aloop._task_factory is None else aloop.create_task(coro)
-    driver.run_ready()
+    task = cycle.task = driver.start_task(coro)
     if task.done():
         if cycle.complete:
             cycle.active = False

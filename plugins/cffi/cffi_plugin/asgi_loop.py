@@ -30,7 +30,10 @@ import selectors
 import sys
 from asyncio import events
 
+from uwsgid.plugins import api
+
 _set_running_loop = events._set_running_loop
+_Task = asyncio.Task
 RUN_READY_ROUNDS = 4
 
 
@@ -48,25 +51,41 @@ class _Selector(selectors.EpollSelector):
         return super().select(timeout if self.blocking else 0)
 
 
+class _EventLoop(asyncio.SelectorEventLoop):
+    """asyncio's loop, whose call_soon can hand the callback back instead of queueing it: how
+    Driver.start_task runs a new task's first step at once (Python 3.12's eager tasks)."""
+
+    _taken = None       # a list while Driver.start_task creates a task
+
+    def call_soon(self, callback, *args, context=None):
+        taken = self._taken
+        if taken is not None and not taken:
+            taken.append((callback, args, context))
+            return None     # the C Task ignores the handle of its first step
+        return super().call_soon(callback, *args, context=context)
+
+
 class Driver:
     """One asyncio loop driven by one worker loop (see the module doc)."""
 
     def __init__(self, loop):
         self.loop = loop                  # the worker's uwsgid.net.loop.Loop
         self.selector = _Selector()
-        self.aloop = asyncio.SelectorEventLoop(self.selector)
+        self.aloop = _EventLoop(self.selector)
         asyncio.set_event_loop(self.aloop)
         # what run_forever would install: an abandoned async generator (a streaming response's
         # body after the client left) is closed on this loop, its finally blocks run
         sys.set_asyncgen_hooks(firstiter=self.aloop._asyncgen_firstiter_hook,
                                finalizer=self.aloop._asyncgen_finalizer_hook)
         self._ready = self.aloop._ready
-        self._scheduled = self.aloop._scheduled
         self._pending = False             # a kick is queued on the worker's loop
         self._timer = None                # the worker loop's timer for asyncio's first timer
         self._timer_when = 0.0
         self.closed = False
         self.inflight: set = set()        # the apps' request tasks, awaited by a graceful stop
+        self.pinned = False               # asyncio stays the thread's running loop (pin())
+        self.kicking = False              # an asyncio iteration of kick() is running
+        self.woken: list = []             # cores woken during it, stepped right after it
         loop.add_reader(self.selector.fileno(), self.kick)
 
     def poke(self) -> None:
@@ -82,12 +101,42 @@ class Driver:
         if self.closed:
             return
         aloop = self.aloop
-        _set_running_loop(aloop)
+        pinned = self.pinned
+        if not pinned:
+            _set_running_loop(aloop)
+        self.kicking = True
         try:
             aloop._run_once()
+            if self._ready:
+                # what that made ready (a timer's future resolved: its task's wake-up) runs now,
+                # not at another kick one loop turn later
+                self._rounds()
         finally:
-            _set_running_loop(None)
+            self.kicking = False
+            if not pinned:
+                _set_running_loop(None)
         self._follow()
+        woken = self.woken
+        if woken:
+            self._step_woken(woken)
+
+    def wake(self, core) -> None:
+        """A parked core's request can go on (the app sent something, or ended). Inside kick()
+        it steps right after the asyncio iteration, outside the app's task: the request ends
+        before the loop reads the client's next request, which the native lane can then take
+        (a core still busy with it would leave it to the Python parser). Elsewhere: at the loop's
+        next turn (api.resume)."""
+        if self.kicking:
+            self.woken.append(core)
+        else:
+            api.resume(core)
+
+    def _step_woken(self, woken: list) -> None:
+        self.woken = []
+        for core in woken:
+            if core.wait is api._PARKED:    # still parked for this request (not ended meanwhile)
+                core.wait = None
+                core._resume()
 
     def _kick_timers(self) -> None:
         """kick() without polling asyncio's I/O (no epoll_wait): for ready callbacks and timers."""
@@ -98,13 +147,45 @@ class Driver:
         finally:
             selector.polling = True
 
+    def start_task(self, coro):
+        """An asyncio.Task for coro, its first step run now (no handle queued, no loop turn),
+        then what that made ready (run_ready). asyncio.current_task() is the task from the
+        first step on, as anyio's cancel scopes (Starlette, FastAPI) need."""
+        aloop = self.aloop
+        if aloop._task_factory is not None:     # the app's own factory: asyncio's way
+            task = aloop.create_task(coro)
+            self.run_ready()
+            return task
+        taken = aloop._taken = []
+        try:
+            task = _Task(coro, loop=aloop)
+        finally:
+            aloop._taken = None
+        pinned = self.pinned
+        if not pinned:
+            _set_running_loop(aloop)
+        try:
+            if taken:
+                callback, args, context = taken[0]
+                context.run(callback, *args)
+            if self._ready:
+                self._rounds()
+        finally:
+            if not pinned:
+                _set_running_loop(None)
+        self._follow()
+        return task
+
     def run_ready(self) -> None:
         """Run asyncio's ready callbacks now, without polling its I/O (a request's first steps)."""
-        _set_running_loop(self.aloop)
+        pinned = self.pinned
+        if not pinned:
+            _set_running_loop(self.aloop)
         try:
             self._rounds()
         finally:
-            _set_running_loop(None)
+            if not pinned:
+                _set_running_loop(None)
         self._follow()
 
     def _rounds(self) -> None:
@@ -125,7 +206,7 @@ class Driver:
         if self._ready:
             self.poke()
             return
-        scheduled = self._scheduled
+        scheduled = self.aloop._scheduled     # read each time: asyncio replaces the list when it prunes it
         if not scheduled:
             return
         when = scheduled[0].when()
@@ -141,9 +222,23 @@ class Driver:
         self._timer = None
         self._kick_timers()
 
+    def pin(self) -> None:
+        """asyncio stays the thread's running loop between iterations: for a worker whose
+        Python apps are all ASGI (nothing else in the thread would call asyncio.run()), this
+        saves two _set_running_loop calls per request and kick, each a getpid() system call."""
+        self.pinned = True
+        _set_running_loop(self.aloop)
+
+    def unpin(self) -> None:
+        self.pinned = False
+        _set_running_loop(None)
+
     def run_blocking(self, coro, timeout: float | None = None):
         """Run coro to its end with asyncio blocking in its own selector (lifespan, shutdown,
         outside the worker loop's serving). Raises asyncio.TimeoutError after `timeout`."""
+        pinned = self.pinned
+        if pinned:
+            self.unpin()    # run_until_complete refuses to run inside a running loop
         self.selector.blocking = True
         try:
             if timeout is not None:
@@ -151,11 +246,15 @@ class Driver:
             return self.aloop.run_until_complete(coro)
         finally:
             self.selector.blocking = False
+            if pinned:
+                self.pin()
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        if self.pinned:
+            self.unpin()
         if self._timer is not None:
             self._timer.cancel()
         try:

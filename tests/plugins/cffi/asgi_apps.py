@@ -44,6 +44,11 @@ async def _text(send, body: bytes, status: int = 200):
     await send({"type": "http.response.body", "body": body})
 
 
+async def _bad_header(send):
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"x-bad", b"a\r\nInjected: 1")]})
+    await send({"type": "http.response.body", "body": b"never"})
+
+
 async def _read_all(receive) -> tuple[int, str, int]:
     size, chunks, h = 0, 0, hashlib.md5()
     while True:
@@ -107,6 +112,16 @@ async def raw(scope, receive, send):
             mark("http-flood-end", f"OSError {n}")
             raise
         return await send({"type": "http.response.body", "body": b""})
+    if path == "/task":         # the request's task, from its first step (anyio's cancel scopes need it)
+        first = asyncio.current_task()
+        await asyncio.sleep(0)
+        again = asyncio.current_task()
+        return await _text(send, b"%r %r" % (first is not None, first is again))
+    if path == "/boom-after":   # fails once its response is out (the request log shows 200)
+        await _text(send, b"sent")
+        raise RuntimeError("boom after the response")
+    if path == "/bad-header":
+        return await _bad_header(send)
     if path == "/boom":
         raise RuntimeError("boom in the app")
     if path.startswith("/scope") or path.startswith("/a/scope"):
@@ -114,6 +129,16 @@ async def raw(scope, receive, send):
         out["headers"] = [[n.decode(), v.decode()] for n, v in scope["headers"]]
         out["state"] = dict(scope["state"])
         return await _text(send, json.dumps(out, default=lambda o: o.decode("latin-1")).encode())
+    if path == "/prune":        # many cancelled timers: asyncio prunes its timer heap (a new list)
+        loop = asyncio.get_running_loop()
+        handles = [loop.call_later(100, lambda: None) for _ in range(300)]
+        for h in handles[:250]:
+            h.cancel()
+        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)
+        for h in handles[250:]:
+            h.cancel()
+        return await _text(send, str(os.getpid()).encode())
     if path == "/pid":
         return await _text(send, str(os.getpid()).encode())
     if path == "/stuck":        # blocks the worker's loop: only harakiri ends it
@@ -202,4 +227,11 @@ class Asgi2:
 def wsgi(environ, start_response):
     """A WSGI app to mount next to the ASGI ones."""
     start_response("200 OK", [("Content-Type", "text/plain")])
+    if environ["PATH_INFO"] == "/asyncio-run":     # its own event loop, in the ASGI worker's thread
+        return [asyncio.run(_answer(b"asyncio.run in wsgi"))]
     return [b"hello from wsgi " + environ["PATH_INFO"].encode()]
+
+
+async def _answer(text: bytes) -> bytes:
+    await asyncio.sleep(0)
+    return text

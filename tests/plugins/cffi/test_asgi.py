@@ -133,11 +133,79 @@ def test_send_after_disconnect_raises_oserror(srv, marks):
     assert wait_file(marks / "send-error").strip() == "ClientDisconnected"
 
 
+def test_core_serves_again_after_a_client_left_a_parked_request(srv):
+    """The client leaves while the request is parked on its core (a streamed response): the
+    core's next requests (given by the native lane, which starts them without Core.run) answer."""
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        s.sendall(b"GET /stream-forever HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"tick" in s.recv(4096)
+        s.close()
+        time.sleep(0.2)
+        for path in ("/boom", "/again", "/sleep"):
+            assert http_get(srv.port, path, timeout=5)[0] in (200, 500), path
+
+
 def test_app_error_is_a_500_with_the_traceback_logged(srv):
     status, _, body = http_get(srv.port, "/boom")
     assert status == 500
     srv.wait_log("RuntimeError: boom in the app")
     assert http_get(srv.port, "/after")[0] == 200    # the worker goes on
+
+
+def test_plain_requests_answered_by_the_native_lane(srv):
+    """What the lane reads and answers itself (asgi_lane.py): HEAD, HTTP/1.0, a non-ASCII path
+    (its scope built in Python), an app error after a complete response, a bad header."""
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    f = s.makefile("rb")
+    s.sendall(b"HEAD /head HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, _ = read_head_only(f)
+    assert status == 200 and headers["content-length"] == "21"
+    s.sendall(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")      # the same connection goes on
+    assert read_response(f)[2] == b"hello from asgi /again"
+    s.close()
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(b"GET /ten HTTP/1.0\r\n\r\n")
+    data = b""
+    while chunk := s.recv(65536):       # HTTP/1.0 without keep-alive: closed after the response
+        data += chunk
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"hello from asgi /ten")
+    scope = json.loads(http_get(srv.port, "/scope/%C3%A9")[2])
+    assert scope["path"] == "/scope/\u00e9" and scope["raw_path"] == "/scope/%C3%A9"
+    assert http_get(srv.port, "/boom-after")[:3:2] == (200, b"sent")
+    srv.wait_log("error in the app after its response (GET /boom-after)")
+    assert http_get(srv.port, "/bad-header")[0] == 500
+    assert http_get(srv.port, "/after-bad")[0] == 200
+
+
+def read_head_only(f):
+    line = f.readline()
+    status = int(line.split()[1])
+    headers = {}
+    while (line := f.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, None
+
+
+def test_idle_after_asyncio_prunes_its_timers(srv):
+    """asyncio replaces its timer heap when most of it is cancelled: the worker's loop must
+    follow the new one (following the old one, it kicked asyncio at once, again and again)."""
+    pid = int(http_get(srv.port, "/prune")[2])
+    time.sleep(0.3)
+    before = worker_cpu(pid)
+    time.sleep(1.0)
+    assert worker_cpu(pid) - before < 0.5, "the idle worker spins"
+
+
+def worker_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_current_task_from_the_first_step(srv):
+    assert http_get(srv.port, "/task")[2] == b"True True"
 
 
 def test_scope(srv):
@@ -245,6 +313,10 @@ def test_http_router_and_side_by_side_with_wsgi_and_lua(tmp_path):
         s.wait_port(uwsgi_port)
         assert http_get(http_port, "/a/x")[2] == b"hello from asgi /a/x"   # ASGI's path is the full path
         assert http_get(http_port, "/w/y")[2] == b"hello from wsgi /y"
+        # the ASGI apps' loop is not left running in the thread while a WSGI app may run there
+        assert http_get(http_port, "/w/asyncio-run")[2] == b"asyncio.run in wsgi"
+        assert http_get(http_port, "/a/z")[2] == b"hello from asgi /a/z"
+        assert http_get(http_port, "/w/asyncio-run")[2] == b"asyncio.run in wsgi"
         scope = json.loads(http_get(http_port, "/a/scope")[2])
         assert scope["root_path"] == "/a" and scope["path"] == "/a/scope"
         status, body = uwsgi_http_get(uwsgi_port, "/", 6)
