@@ -497,6 +497,7 @@ def lua_side(state):
             b"close": socks.close, b"setkeepalive": socks.setkeepalive,
             b"getreusedtimes": socks.getreusedtimes, b"yieldable": yieldable,
             b"open": socks.open, b"release": release, b"core": core_id,
+            b"wait_read": api.wait_fd_read, b"wait_write": api.wait_fd_write,
             b"consts": rt.table_from(CONSTS),
         })
         ops[b"ffi_code"] = _lua_code("cosocket_ffi.lua")      # LuaJIT's: other engines keep the ops
