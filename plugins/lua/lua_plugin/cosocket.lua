@@ -1,7 +1,7 @@
 -- uwsgi.tcp(): cosockets (OpenResty's ngx.socket.tcp shape, LuaSocket's method names), the Lua
--- half. Run once per lua_State by uwsgi_table.lua with the operations of cosocket.py (`ops`)
--- and the `uwsgi` table (its wait_fd_read/wait_fd_write arm a wait and the trampoline's flag);
--- returns the function uwsgi.tcp.
+-- half. Run once per lua_State by uwsgi_table.lua with the operations of cosocket.py (`ops`),
+-- the `uwsgi` table, runtime.lua's slot_calls and arm_wait (the trampoline's flag: the body's
+-- next yield suspends the core); returns the function uwsgi.tcp.
 --
 -- Inside the body's coroutine under --async, an operation that would block arms a wait on the
 -- socket and yields: the trampoline suspends this core until the socket is ready or the
@@ -11,18 +11,17 @@
 -- Two back ends behind the same methods (this file checks the arguments):
 --   cosocket_ffi.lua (LuaJIT): the socket I/O, the buffer and the keepalive pool in Lua over
 --     libc through the FFI; Python only opens new connections (name resolution, the loop's
---     kept fd) and closes them: a pooled request crosses to Python twice (uwsgi.tcp()'s core,
---     the read wait), not once per call;
+--     kept fd) and closes them: a pooled request crosses to Python once (the read wait, which
+--     arms it in one call), not once per method;
 --   the Python operations of cosocket.py (other engines), below: one crossing per call.
-local ops, uwsgi, slot_calls = ...     -- slot_calls: runtime.lua's requests begun per core
-slot_calls = slot_calls or {}
+local ops, uwsgi, slot_calls, arm_wait = ...
 
 local type, tostring, tonumber, error = type, tostring, tonumber, error
 local setmetatable, getmetatable = setmetatable, getmetatable
 local concat = table.concat
 local co_running, co_yield = coroutine.running, coroutine.yield
-local wait_read, wait_write = uwsgi.wait_fd_read, uwsgi.wait_fd_write
-local op_yieldable = ops.yieldable
+local op_yieldable, op_core = ops.yieldable, ops.core
+local op_wait_read, op_wait_write = ops.wait_read, ops.wait_write
 
 local LINE, ALL, COUNT = 0, 1, 2
 
@@ -36,12 +35,26 @@ local function cooperative()
   return multi_core
 end
 
+-- The core of the running request: runtime.lua's slot (no crossing), else Python's answer
+-- (-1 outside a request).
+local function core_id()
+  local slot = slot_calls.running
+  if slot == nil then return op_core() end
+  return slot
+end
+
+-- A wait on fd for the calling core, armed in Python by one call; the caller then yields.
+local function arm(fd, writing, seconds)
+  if writing then op_wait_write(fd, seconds) else op_wait_read(fd, seconds) end
+  arm_wait()
+end
+
 -- ---- the back end ------------------------------------------------------------------------------
 local B
 if ops.ffi_code then
   local load_chunk = loadstring or load
   local ok, backend = pcall(function()
-    return assert(load_chunk(ops.ffi_code, "@lua_plugin/cosocket_ffi.lua"))(ops, uwsgi, cooperative, slot_calls)
+    return assert(load_chunk(ops.ffi_code, "@lua_plugin/cosocket_ffi.lua"))(ops, arm, cooperative, slot_calls, core_id)
   end)
   if ok and backend then
     B = backend
@@ -54,12 +67,11 @@ end
 if B == nil then
   -- Python's operations: a would-block answers (false, fd, writing, seconds left).
   local op_new, op_connect, op_send, op_receive, op_resume = ops.new, ops.connect, ops.send, ops.receive, ops.resume
-  local op_core = ops.core
   local op_settimeouts, op_close, op_keepalive, op_reused = ops.settimeouts, ops.close, ops.setkeepalive, ops.getreusedtimes
 
   local function finish(id, coop, r1, r2, r3, r4)
     while r1 == false do
-      if r3 then wait_write(r2, r4) else wait_read(r2, r4) end
+      arm(r2, r3, r4)
       co_yield()
       r1, r2, r3, r4 = op_resume(id, coop)
     end
@@ -74,7 +86,7 @@ if B == nil then
   end
 
   B = {
-    new = function() local core = op_core(); return { op_new(core, slot_calls[core] or 0) } end,
+    new = function() local core = core_id(); return { op_new(core, slot_calls[core] or 0) } end,
     connect = function(s, host, port) local id = s[1]; local coop = cooperative(); return finish(id, coop, op_connect(id, host, port, coop)) end,
     send = function(s, data) local id = s[1]; local coop = cooperative(); return finish(id, coop, op_send(id, data, coop)) end,
     receive = function(s, kind, n) local id = s[1]; local coop = cooperative(); return finish(id, coop, op_receive(id, kind, n, coop)) end,

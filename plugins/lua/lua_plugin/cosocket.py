@@ -2,8 +2,8 @@
 
 Under LuaJIT, cosocket_ffi.lua does the I/O, the buffer and the pool itself (libc through the
 FFI: no crossing per call) and uses only open() (a new connection, resolved and connected here,
-its fd handed over to Lua), release() (a handed-over fd unregistered and closed) and core().
-Other engines use every operation below.
+its fd handed over to Lua), release() (a handed-over fd unregistered and closed), the waits
+(api's) and core() (outside a request's Lua only). Other engines use every operation below.
 
 OpenResty's ngx.socket.tcp() shape with LuaSocket's names: connect, send, receive ("*l", "*a",
 a byte count), settimeout(s), close, setkeepalive (a pool), getreusedtimes; errors as
@@ -494,9 +494,9 @@ def lua_side(state):
         ops = rt.table_from({
             b"new": socks.new, b"connect": socks.connect, b"send": socks.send,
             b"receive": socks.receive, b"resume": socks.resume, b"settimeouts": socks.settimeouts,
-            b"close": socks.close, b"setkeepalive": socks.setkeepalive,
-            b"getreusedtimes": socks.getreusedtimes, b"yieldable": yieldable,
-            b"open": socks.open, b"release": release, b"core": core_id,
+            b"close": socks.close, b"setkeepalive": socks.setkeepalive, b"getreusedtimes": socks.getreusedtimes,
+            b"yieldable": yieldable, b"open": socks.open, b"release": release, b"core": core_id,
+            b"wait_read": api.wait_fd_read, b"wait_write": api.wait_fd_write,     # cosocket.lua's arm()
             b"consts": rt.table_from(CONSTS),
         })
         ops[b"ffi_code"] = _lua_code("cosocket_ffi.lua")      # LuaJIT's: other engines keep the ops

@@ -1,13 +1,13 @@
 -- The LuaJIT back end of uwsgi.tcp() (see cosocket.lua): send, receive, the read buffer and the
 -- keepalive pool in Lua over libc (the FFI), on non-blocking fds that cosocket.py opened.
--- Run by cosocket.lua with (ops, uwsgi, cooperative, slot_calls); returns its back-end table, or raises
+-- Run by cosocket.lua with (ops, arm, cooperative, slot_calls, core_id); returns its back-end table, or raises
 -- (no FFI, a declaration refused) and cosocket.lua keeps the Python operations.
 --
 -- Python still does, once per new connection: the name resolution (in a thread, the core
 -- waiting), the non-blocking connect, registering the fd with the core's loop (kept between
 -- waits: no epoll_ctl per wait); and, once per closed connection, unregistering and closing it
--- (ops.release). What a request does with a pooled connection crosses to Python twice: its
--- core (uwsgi.tcp(); which request of it: runtime.lua's slot_calls) and the read wait.
+-- (ops.release). What a request does with a pooled connection crosses to Python once: the read
+-- wait (its core and which request of it are runtime.lua's slot_calls, read in Lua).
 --
 -- Lifetimes: a socket a request leaves open is closed when its core's next request calls
 -- uwsgi.tcp() (the sockets are listed per core). Pooled connections wait here, one pool per
@@ -15,7 +15,7 @@
 -- "unix:PATH", at most `size` idle ones per key (the least recently used closed to make room),
 -- each for at most `timeout` ms (0 = no limit); one the peer closed or wrote to is dropped when
 -- it would be taken (a MSG_PEEK).
-local ops, uwsgi, cooperative, slot_calls = ...
+local ops, arm, cooperative, slot_calls, core_id = ...
 
 local ffi = require("ffi")
 local C = ffi.C
@@ -24,8 +24,7 @@ local find, sub, gsub, lower = string.find, string.sub, string.gsub, string.lowe
 local concat = table.concat
 local ceil = math.ceil
 local co_yield = coroutine.yield
-local wait_read, wait_write = uwsgi.wait_fd_read, uwsgi.wait_fd_write
-local op_core, op_open, op_resume, op_release = ops.core, ops.open, ops.resume, ops.release
+local op_open, op_resume, op_release = ops.open, ops.resume, ops.release
 
 -- Private names (asm labels): an app's own cdef of recv or poll cannot clash with these.
 ffi.cdef [[
@@ -80,7 +79,7 @@ local function wait(fd, writing, deadline)
     if left < 0.001 then left = 0.001 end
   end
   if cooperative() then
-    if writing then wait_write(fd, left) else wait_read(fd, left) end
+    arm(fd, writing, left)
     co_yield()
   else
     local p = pfd[0]
@@ -108,7 +107,7 @@ local function drop(s)
 end
 
 local function new()
-  local core = op_core()
+  local core = core_id()
   local seq = slot_calls[core] or 0
   local list = by_core[core]
   if list == nil then
@@ -231,7 +230,7 @@ function B.connect(s, host, port)
   local coop = cooperative()
   local r1, r2, r3, r4, id = op_open(host, port, s.ct or 0, coop)
   while r1 == false do
-    if r3 then wait_write(r2, r4) else wait_read(r2, r4) end
+    arm(r2, r3, r4)
     co_yield()
     r1, r2, r3, r4 = op_resume(id, coop)
   end

@@ -10,7 +10,9 @@
 --             output.lua       sets error_write (env.error:write)
 --             runtime.lua      sets arm_wait, start_response, add_headers (the writers of its
 --                              per-request state), XPCALL_ARGS and slot_calls (requests begun
---                              per slot, for uwsgi.tcp())
+--                              per slot, and .running: the slot whose Lua runs now, nil
+--                              outside M.call/M.resume; for uwsgi.tcp(), which then asks
+--                              Python for no core id)
 --             uwsgi_table.lua  reads them into the `uwsgi` table
 -- This file returns the table M that Python drives:
 --   M.run_file(path)        run a --lua-load / --lua-postload file
@@ -342,9 +344,8 @@ end
 -- Returns OK, status, headers, slice, body state [, error] or APP_ERROR/BAD_RESPONSE/BODY_ERROR, message.
 local native_headers = native and native.headers
 
-function M.call(env, app_path, slot)
+local function call(env, app_path, slot)
   if app == nil then return BAD_RESPONSE, "no WSAPI app loaded" end
-  slot_calls[slot] = (slot_calls[slot] or 0) + 1
   pending = false
   extra_headers, started_status, started_headers = nil, nil, nil
   cur_iter = nil
@@ -424,10 +425,24 @@ function M.call(env, app_path, slot)
   return OK, status, hdrs, slice, state
 end
 
+-- the results of a call or resume, once no slot's Lua runs any more
+local function ran(...)
+  slot_calls.running = nil
+  return ...
+end
+
+function M.call(env, app_path, slot)
+  slot_calls[slot] = (slot_calls[slot] or 0) + 1
+  slot_calls.running = slot
+  return ran(call(env, app_path, slot))
+end
+
 function M.resume(slot)
   cur_iter, cur_status, cur_hdrs = slot_iter[slot], slot_status[slot], slot_hdrs[slot]
   if cur_iter == nil then return "", B_END end
+  slot_calls.running = slot
   local slice, state, berr = drive()
+  slot_calls.running = nil
   if state ~= B_MORE and state ~= B_WAIT then
     cur_status, cur_hdrs = nil, nil
     slot_iter[slot], slot_status[slot], slot_hdrs[slot] = nil, nil, nil
