@@ -52,7 +52,7 @@ class Core:
 
     __slots__ = ("id", "worker", "thread_loop", "loop", "state", "request", "requests", "wait", "ready_fd",
                  "timed_out", "thread", "gen", "conn", "_timer", "_deadline", "_wait_fd", "_wait_prev", "_idle_fd", "_resume",
-                 "exceptions", "after", "static", "to_loop", "spawn", "routes", "take_request")
+                 "exceptions", "after", "static", "to_loop", "spawn", "routes", "take_request", "lane_replay")
 
     def __init__(self, cid: int, thread_loop):
         self.id = cid
@@ -76,6 +76,7 @@ class Core:
         self._idle_fd = -1      # a kept fd whose reader stays ours between two waits on it (_cancel_wait)
         self._resume = self.step
         self.after = None       # the serving plugin's after_request, for _done
+        self.lane_replay = None     # the native lane's requests held for a free core (native_lane._Driver)
         self.static = static.handler    # None unless a static option is given
         self.routes = router            # None unless a --route* option is given (uwsgid.routing)
         # set by a suspend engine (--greenlet) while its green thread runs this core's request:
@@ -337,6 +338,9 @@ class Core:
         except Exception:
             log_exception("error while logging a request:")
         self.thread_loop.core_done(self)
+        replay = self.lane_replay
+        if replay is not None:
+            replay()
         if w.recycles:
             w.after_request()
 

@@ -31,6 +31,11 @@ stopped, with what it had, so that nothing is done twice; lane.h lists the tuple
     LANE_KEEP    an HTTP response went out and the connection stays: a Connection waits for its
                  next request, which its reads hand to the lane again (Connection.lane)
 
+A kept-alive connection's next request that comes while every core of the loop is busy (--async
+N with N requests running: an ASGI app's awaits) waits for a free core in _Held, its bytes as
+read, and then goes to the lane as if it had just come; the Python parser's queue would else
+give it the whole Python path.
+
 The requests the lane completes are counted here after each call (the worker's, the core's and
 the app's counters; the scoreboard is written by the lane itself), and --max-requests bounds the
 batch so that the worker still stops at exactly its count.
@@ -42,6 +47,7 @@ import errno
 import os
 import socket
 import time
+from collections import deque
 
 from uwsgid.net.request import Request, headers_edited
 from uwsgid.plugins.api import set_current
@@ -145,6 +151,7 @@ class _Driver:
         self.index = {core: i for i, core in enumerate(tl.cores)}
         self.current = tl.cores[0]  # the core of the lane's call in progress (or last)
         self.worker = tl.worker
+        self.held = tl.cores[0].lane_replay or _Held(tl)    # one per loop, whatever the listener
         tl.lane = lane              # keepalive_watch sees the app running (lane.busy_since)
 
     def _core(self):
@@ -203,8 +210,11 @@ class _Driver:
         tl = self.tl
         addr = conn.addr
         w = self.worker
-        if not tl.free or w.paused or w.stopping or type(addr) is not bytes:
+        if w.paused or w.stopping or type(addr) is not bytes:
             return False
+        if not tl.free:
+            self.held.hold(conn, data)
+            return True
         conn.busy = True    # keepalive_watch must not take it for idle while the app runs
         lane = self.lane
         lane.requests = w.requests
@@ -325,6 +335,45 @@ class _Driver:
         sb = w.scoreboard
         if sb is not None:
             sb.add_error(w.id, self.current.id, "write")
+
+
+class _Held:
+    """A loop's kept-alive requests that came while every core was busy (--async N, N busy),
+    kept for the lane until a core frees, instead of the Python parser's queue
+    (ThreadLoop.waiting): under a full loop every request would else take the whole Python
+    path. Called by Core._done (each core's lane_replay)."""
+
+    def __init__(self, tl):
+        self.tl = tl
+        self.queue = deque()        # (conn, data)
+        self.queued = False         # a replay is on the loop's ready list
+        for core in tl.cores:
+            core.lane_replay = self
+
+    def hold(self, conn, data: bytes) -> None:
+        """conn reads nothing more meanwhile, so that what follows stays behind this request;
+        busy: keepalive_watch, the reaper and a graceful stop's drain leave it alone."""
+        conn.busy = True
+        conn.loop.remove_reader(conn.fd)
+        self.queue.append((conn, data))
+
+    def __call__(self) -> None:
+        """A core freed: the held requests go on at the loop's next turn, while cores are free."""
+        if self.queue and not self.queued:
+            self.queued = True
+            self.tl.loop.ready.append(self._replay)
+
+    def _replay(self) -> None:
+        self.queued = False
+        queue = self.queue
+        free = self.tl.free
+        while queue and free:
+            conn, data = queue.popleft()
+            conn.busy = False
+            if conn.closed:
+                continue
+            conn.loop.add_reader(conn.fd, conn.on_readable)
+            conn._received(data)    # the lane again (a core is free), or the Python parser
 
 
 def _keepalive(v: dict, http11: bool) -> bool:
