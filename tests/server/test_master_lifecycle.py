@@ -155,6 +155,24 @@ def test_sigterm_answers_the_pipelined_requests_already_received(tmp_path):
         assert srv.proc.wait(20) == 0
 
 
+def test_a_stop_signal_sent_again_while_exiting_keeps_the_exit_status(tmp_path):
+    """SIGTERM again and again until the master is gone (a service manager repeating its stop):
+    it still exits 0, also in the last moments of its exit, where Python's finalization has put
+    the default handlers back."""
+    srv, port = _start(tmp_path, "-p", "1")
+    with srv:
+        srv.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while srv.proc.poll() is None and time.monotonic() < deadline:
+            try:
+                os.kill(srv.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                break
+            time.sleep(0.0005)
+        assert srv.proc.wait(20) == 0
+        assert "goodbye to uWSGI." in srv.log()
+
+
 def test_sigint_stops_immediately(tmp_path):
     srv, port = _start(tmp_path, "-p", "2")
     with srv:

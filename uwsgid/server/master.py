@@ -612,6 +612,9 @@ class Master:
             self.stats.close()
         cleanup(server)
         log("goodbye to uWSGI.")
+        # Python's finalization puts back the default handlers: a stop signal sent again in that
+        # window (a second SIGTERM) would end the process by the signal, not with exit_code
+        signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
         return self.exit_code
 
     def _restore_signals(self) -> None:
