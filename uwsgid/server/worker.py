@@ -25,6 +25,7 @@ For services and custom loops, a Worker offers:
 
 from __future__ import annotations
 
+import _signal  # the C functions: see _install_signals
 import os
 import resource  # here, not where it is used: a worker may run after --uid dropped read access
 import signal
@@ -251,14 +252,16 @@ class Worker:
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        signal.signal(signal.SIGHUP, self._on_graceful)
-        signal.signal(signal.SIGTERM, self._on_graceful)
-        signal.signal(signal.SIGINT, self._on_immediate)
-        signal.signal(signal.SIGQUIT, self._on_immediate)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        signal.signal(signal.SIGTSTP, self._on_pause)
+        # _signal: signal's wrappers would turn each previous handler and the old mask into
+        # enums, code a forked worker would run only to dirty pages shared with the master
+        _signal.signal(_signal.SIGHUP, self._on_graceful)
+        _signal.signal(_signal.SIGTERM, self._on_graceful)
+        _signal.signal(_signal.SIGINT, self._on_immediate)
+        _signal.signal(_signal.SIGQUIT, self._on_immediate)
+        _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
+        _signal.signal(_signal.SIGTSTP, self._on_pause)
         # without a master, main held these back since the bind: they reach our handlers now
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _CONTROL)
 
     def after_request(self) -> None:
         if self.reaper:
