@@ -524,7 +524,7 @@ class Master:
                 return 1
         if self.opts.hook_touch:
             self.touch_hooks = user_hooks.TouchHooks(self.opts, server)
-        prefork.prepare()
+        prefork.prepare(server)
         for wid in self.lifetime.initial_wids(self._initial_wids()):
             self.spawn_worker(wid)
         if server.router_sockets:
