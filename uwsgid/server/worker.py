@@ -305,7 +305,9 @@ class Worker:
                 plugin.post_fork(self)
             if lazy:
                 user_hooks.run("post-app", self.opts, self.server, self)
-            if self.scoreboard is not None:
+            if lazy and self.scoreboard is not None:
+                # only --lazy-apps workers have apps the master has not: without it the stats
+                # read the master's own list, the same (publishing it costs ~100 KB per worker)
                 from uwsgid.observe import stats
                 stats.publish_apps(self.server, self.id)
         except AppLoadError as e:
