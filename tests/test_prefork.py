@@ -5,6 +5,7 @@ each of its two effects."""
 from __future__ import annotations
 
 import gc
+from types import SimpleNamespace
 
 import pytest
 from helpers import UWSGI, Server, free_port, http_get
@@ -21,10 +22,19 @@ def test_prepare_freezes_what_was_made_since_the_last_freeze():
     made = [[i] for i in range(1000)]     # tracked by the cyclic GC
     before = gc.get_freeze_count()
     try:
-        prefork.prepare()
+        prefork.prepare(SimpleNamespace(opts=SimpleNamespace()))
         assert gc.get_freeze_count() >= before + len(made)
     finally:
         gc.unfreeze()
+
+
+def test_prepare_makes_the_workers_settings():
+    server = SimpleNamespace(opts=SimpleNamespace(threads=3))
+    try:
+        prefork.prepare(server)
+    finally:
+        gc.unfreeze()
+    assert server.worker_settings.threads == 3
 
 
 def test_prepare_gives_mallocs_free_heap_back():
@@ -36,7 +46,7 @@ def test_prepare_gives_mallocs_free_heap_back():
     gc.collect()
     held = _rss_kb()
     try:
-        prefork.prepare()
+        prefork.prepare(SimpleNamespace(opts=SimpleNamespace()))
         assert held - _rss_kb() > 16 * 1024, "malloc's free memory is still resident after prepare()"
     finally:
         gc.unfreeze()

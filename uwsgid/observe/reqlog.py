@@ -247,6 +247,14 @@ class RequestLogger:
             names = [p[0] for p in self.parts if isinstance(p, tuple)] if self.parts else list(JSON_FIELDS)
             self.json_fields = [(n, _xff_addr if n == "addr" and self.xff else chunk(n)) for n in names]
 
+    def for_worker(self, worker) -> "RequestLogger":
+        """The same settings for `worker`: a copy, not a new reading of the options (the
+        master makes the first one before it forks: uwsgid.server.worker_settings)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin.worker = worker
+        return twin
+
     @property
     def silent(self) -> bool:
         """No request is ever logged (--disable-logging and none of its exceptions)."""

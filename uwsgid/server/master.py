@@ -24,6 +24,7 @@ signal; --master-fifo (uwsgid.server.master_fifo) gives the same actions by lett
 
 from __future__ import annotations
 
+import _signal  # the C functions, no enum conversions: see _fork
 import heapq
 import os
 import selectors
@@ -241,26 +242,29 @@ class Master:
 
     def _fork(self, target) -> int:
         master_pid = os.getpid()
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+        # _signal, not signal: the latter's wrappers turn every result into enums (the previous
+        # handler, each signal of a mask), running enum.py's code in the child; each function
+        # a new worker runs writes pages it shared with the master (issue 20: ~180 KB here)
+        old = _signal.pthread_sigmask(_signal.SIG_BLOCK, _HANDLED)
         try:
             pid = os.fork()
         except OSError as e:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
             log(f"fork(): {e.strerror}")
             return -1
         if pid:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
             return pid
         # child: forget the master's signal plumbing before anything can arrive
         rc = 1
         try:
-            signal.set_wakeup_fd(-1)
+            _signal.set_wakeup_fd(-1)
             for sig in _HANDLED:
-                signal.signal(sig, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+                _signal.signal(sig, _signal.SIG_DFL)
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
             # not stopped by a pause meant for the workers (a worker installs its handler)
-            signal.signal(signal.SIGTSTP, signal.SIG_IGN)
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            _signal.signal(_signal.SIGTSTP, _signal.SIG_IGN)
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
             self._close_master_fds()
             if self.opts.no_orphans:
                 _die_with_parent(master_pid)
@@ -520,7 +524,7 @@ class Master:
                 return 1
         if self.opts.hook_touch:
             self.touch_hooks = user_hooks.TouchHooks(self.opts, server)
-        prefork.prepare()
+        prefork.prepare(server)
         for wid in self.lifetime.initial_wids(self._initial_wids()):
             self.spawn_worker(wid)
         if server.router_sockets:

@@ -3,6 +3,8 @@
 nothing (free malloc memory) is in every worker's RSS, and each one a worker writes becomes its
 private copy.
 
+- server.worker_settings: what every worker derives from the options alone
+  (uwsgid.server.worker_settings), made here once instead of in each new worker.
 - gc.freeze() again: what the master made since uwsgid.main froze the start-up (the plugins'
   states, the Master itself) is not walked by a worker's collections either.
 - malloc_trim(0): the free memory of malloc's heap (what the start-up and the apps' load freed:
@@ -35,10 +37,12 @@ def _c_function(name: str, args: tuple[str, ...], result: str = "int"):
         return None
 
 
-def prepare() -> None:
+def prepare(server) -> None:
     """Called by the master right before it forks its first workers (a few hundred microseconds).
     A respawned worker forks from a master that has not done this again: its free memory since
     is the master loop's own, small."""
+    from uwsgid.server.worker_settings import WorkerSettings
+    server.worker_settings = WorkerSettings(server.opts)
     gc.freeze()
     trim = _c_function("malloc_trim", ("size_t",))
     if trim is not None:

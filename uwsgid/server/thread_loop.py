@@ -37,7 +37,6 @@ from collections import deque
 
 from uwsgid.net.connection import Connection
 from uwsgid.net.loop import Loop
-from uwsgid.net.protocols import keepalive_seconds
 from uwsgid.net.raw import RawConnection
 from uwsgid.server import keepalive_watch, native_lane
 from uwsgid.server.accept_gate import schedstat
@@ -61,8 +60,7 @@ STOP_GRACE = 1.0    # seconds a graceful stop waits for a request still arriving
 def _keeps_http_alive(worker, listeners) -> bool:
     """An HTTP listener with keep-alive on: only then can idle clients wait behind a slow request
     (the uwsgi protocol closes after every response; behind nginx the watcher has nothing to do)."""
-    return (any(lst.proto == "http" for lst in listeners)
-            and keepalive_seconds(worker._opt("http_keepalive", "1")) > 0)
+    return worker.settings.http_keepalive and any(lst.proto == "http" for lst in listeners)
 
 
 MIN_STACK_KB = 32   # the smallest thread stack CPython accepts (threading.stack_size)
@@ -114,7 +112,7 @@ class ThreadLoop:
         self.free = list(reversed(self.cores))
         self.single = len(self.cores) == 1
         # see _shed_idle; not for serve_connection's loops (they run only per connection)
-        self.shed = self.single and bool(listeners) and int(worker._opt("threads", 1) or 1) > 1
+        self.shed = self.single and bool(listeners) and worker.settings.threads > 1
         self.incoming = 0
         self.waiting: deque = deque()
         self.conns: dict[int, Connection] = {}
@@ -123,7 +121,7 @@ class ThreadLoop:
         # connections whose first request is still arriving, oldest first (see the module doc)
         self.pending: dict[int, Connection] = {}
         self.max_pending = worker.max_pending_per_loop
-        self.head_timeout = float(worker._opt("http_header_timeout", 5) or 5)
+        self.head_timeout = worker.settings.head_timeout
         self._reaper = None
         self.gate = None        # --thread-slots (uwsgid.server.accept_gate): may this thread accept now?
         self.busy_since = 0.0   # the gate's: when this thread last stopped accepting

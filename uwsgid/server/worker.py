@@ -25,22 +25,21 @@ For services and custom loops, a Worker offers:
 
 from __future__ import annotations
 
+import _signal  # the C functions: see _install_signals
 import os
-import resource  # here, not where it is used: a worker may run after --uid dropped read access
 import signal
 import socket
 import threading
 import time
 
 from uwsgid.net.loop import Loop
-from uwsgid.net.protocols import Limits
-from uwsgid.observe.reqlog import RequestLogger
 from uwsgid.plugins import api
 from uwsgid.plugins.contract import AppLoadError
 from uwsgid.server import user_hooks
 from uwsgid.server.accept_gate import AcceptGate, default_slots
 from uwsgid.server.core import Core
 from uwsgid.server.thread_loop import ThreadLoop, connection_class, thread_stack_bytes
+from uwsgid.server.worker_settings import WorkerSettings, option
 from uwsgid.util import hooks
 from uwsgid.util.log import log, log_exception
 from uwsgid.util.memory import rss_vsz
@@ -55,12 +54,6 @@ def _reap_children() -> None:
     stay zombies."""
     for _ in reaped():
         pass
-
-
-def _default_max_pending() -> int:
-    """Half the open-files limit: the other half stays for the requests being served."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return max(16, (soft if soft != resource.RLIM_INFINITY else 65536) // 2)
 
 
 _CONTROL = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)
@@ -86,8 +79,11 @@ class Worker:
         self.thread_loops: list[ThreadLoop] = []
         self.engine = None      # --gevent: uwsgid.server.gevent_loop.Engine, made in run()
         self.cores: list[Core] = []
-        self.limits = Limits.from_opts(self.opts)
-        self.reqlog = RequestLogger(self.opts, self)
+        # the master's, made before fork (uwsgid.server.worker_settings: why)
+        settings = getattr(server, "worker_settings", None) or WorkerSettings(self.opts)
+        self.settings = settings
+        self.limits = settings.limits
+        self.reqlog = settings.reqlog.for_worker(self)
         self._local = threading.local()
         self._next_core = 0
         self._id_lock = threading.Lock()
@@ -95,20 +91,19 @@ class Worker:
         for plugin in self.plugins.values():
             seen.setdefault(id(plugin), plugin)
         self.unique_plugins = list(seen.values())
-        self.max_requests = int(self._opt("max_requests", 0) or 0)
-        self.reload_on_rss = int(self._opt("reload_on_rss", 0) or 0) * 1024 * 1024
-        self.reload_on_as = int(self._opt("reload_on_as", 0) or 0) * 1024 * 1024
-        self.reaper = bool(self._opt("reaper", False))
+        self.max_requests = settings.max_requests
+        self.reload_on_rss = settings.reload_on_rss
+        self.reload_on_as = settings.reload_on_as
+        self.reaper = settings.reaper
         # after_request has work
         self.recycles = bool(self.max_requests or self.reload_on_rss or self.reload_on_as or self.reaper)
         # --ignore-write-errors: a client gone during its response is not logged (net.connection, core)
-        self.ignore_write_errors = bool(self._opt("ignore_write_errors", False))
+        self.ignore_write_errors = settings.ignore_write_errors
         # --min-worker-lifetime: no recycling (max-requests, reload-on-rss/-as) before this age
-        self.recycle_after = _monotonic() + int(self._opt("min_worker_lifetime", 10) or 0)
+        self.recycle_after = _monotonic() + settings.min_worker_lifetime
         # connections whose request is still arriving (uwsgid.server.thread_loop: pending)
-        self.max_pending = int(self._opt("max_pending_heads", 0) or 0) or _default_max_pending()
-        threads = max(1, int(self._opt("threads", 1) or 1))
-        self.max_pending_per_loop = max(1, self.max_pending // threads)
+        self.max_pending = settings.max_pending
+        self.max_pending_per_loop = max(1, self.max_pending // settings.threads)
         self._pending_lock = threading.Lock()
         self._dropped_burst = 0        # dropped since the last log line
         self._dropped_logged = 0.0
@@ -140,11 +135,7 @@ class Worker:
             f"oldest {n} (--max-pending-heads {self.max_pending})")
 
     def _opt(self, name, default):
-        try:
-            v = getattr(self.opts, name)
-        except AttributeError:
-            return default
-        return default if v is None else v
+        return option(self.opts, name, default)
 
     @property
     def loops(self) -> list[Loop]:
@@ -251,14 +242,16 @@ class Worker:
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        signal.signal(signal.SIGHUP, self._on_graceful)
-        signal.signal(signal.SIGTERM, self._on_graceful)
-        signal.signal(signal.SIGINT, self._on_immediate)
-        signal.signal(signal.SIGQUIT, self._on_immediate)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        signal.signal(signal.SIGTSTP, self._on_pause)
+        # _signal: signal's wrappers would turn each previous handler and the old mask into
+        # enums, code a forked worker would run only to dirty pages shared with the master
+        _signal.signal(_signal.SIGHUP, self._on_graceful)
+        _signal.signal(_signal.SIGTERM, self._on_graceful)
+        _signal.signal(_signal.SIGINT, self._on_immediate)
+        _signal.signal(_signal.SIGQUIT, self._on_immediate)
+        _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
+        _signal.signal(_signal.SIGTSTP, self._on_pause)
         # without a master, main held these back since the bind: they reach our handlers now
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _CONTROL)
 
     def after_request(self) -> None:
         if self.reaper:
@@ -292,10 +285,9 @@ class Worker:
         self._install_signals()
         if self._under_master() and self.scoreboard.paused():
             self.pause(True)    # spawned while the instance is paused: no accepting until resumed
-        threads = max(1, int(self._opt("threads", 1) or 1))
-        ncores = max(1, int(self._opt("async", 1) or 1))
+        threads, ncores = self.settings.threads, self.settings.async_cores
         custom = getattr(api, "loop_hook", None)
-        if int(self._opt("gevent", 0) or 0) > 0 and custom is None:
+        if self.settings.gevent and custom is None:
             from uwsgid.server.gevent_loop import Engine  # only under --gevent: gevent's import
             self.engine = Engine(self)
         # loop 0 exists before the hooks so that services can add readers from worker_start
@@ -303,7 +295,7 @@ class Worker:
                            [] if custom else self.listeners)
         self.thread_loops.append(first)
         self.cores.extend(first.cores)
-        lazy = bool(self._opt("lazy_apps", False) or self._opt("lazy", False))
+        lazy = self.settings.lazy
         try:
             hooks.run("worker_start", self)
             user_hooks.run("post-fork", self.opts, self.server, self)
@@ -313,7 +305,9 @@ class Worker:
                 plugin.post_fork(self)
             if lazy:
                 user_hooks.run("post-app", self.opts, self.server, self)
-            if self.scoreboard is not None:
+            if lazy and self.scoreboard is not None:
+                # only --lazy-apps workers have apps the master has not: without it the stats
+                # read the master's own list, the same (publishing it costs ~100 KB per worker)
                 from uwsgid.observe import stats
                 stats.publish_apps(self.server, self.id)
         except AppLoadError as e:
