@@ -287,9 +287,10 @@ def test_uwsgidecorators(tmp_path):
         assert (tmp_path / "postfork-1").exists() and (tmp_path / "postfork-2").exists()
         assert get(port, "/signal").content == b"raised"
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (tmp_path / "signal-17").exists():
+        probe = tmp_path / "signal-17"     # opened by the handler, then written: wait for its text
+        while time.monotonic() < deadline and not (probe.exists() and probe.read_text().strip()):
             time.sleep(0.1)
-        assert (tmp_path / "signal-17").read_text().strip() in ("1", "2"), s.log()
+        assert probe.read_text().strip() in ("1", "2"), s.log()
 
 
 # ---- behind nginx (uwsgi protocol, modifier1 0) -------------------------------------------------------
