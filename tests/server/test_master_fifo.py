@@ -202,7 +202,8 @@ def test_P_rewrites_the_pidfile(tmp_path):
         pidfile.unlink()
         _send(fifo, "P")
         deadline = time.monotonic() + 10
-        while not pidfile.exists() and time.monotonic() < deadline:
+        # opened, then written (as uWSGI writes it): wait for its text, not just the file
+        while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert pidfile.read_text().strip() == str(srv.pid)
 
