@@ -76,7 +76,9 @@ end
 """
 
 
-def test_the_default_gc_completes_a_cycle_every_full_every_runs(tmp_path):
+def _heap_per_run(tmp_path) -> tuple[float, list[float]]:
+    """GARBAGE_APP's state: its live heap (KB) after a full collection, then its heap after
+    each of 3 * FULL_EVERY requests."""
     app = tmp_path / "garbage.lua"
     app.write_text(GARBAGE_APP)
     p = _plugin(str(app))
@@ -88,6 +90,11 @@ def test_the_default_gc_completes_a_cycle_every_full_every_runs(tmp_path):
     for _ in range(3 * state.FULL_EVERY):
         assert run_request(p, core, FakeRequest(core)).status == b"200 OK"
         counts.append(st.rt.eval("collectgarbage('count')"))
+    return live, counts
+
+
+def test_the_default_gc_completes_a_cycle_every_full_every_runs(tmp_path):
+    live, counts = _heap_per_run(tmp_path)
     # each request leaves ~25 KB of garbage: steps alone let it pile up between cycles; every
     # FULL_EVERY-th run frees it all at once
     ends = counts[state.FULL_EVERY - 1::state.FULL_EVERY]
@@ -112,17 +119,7 @@ def test_gc_runs_count_every_run_whatever_its_kind(tmp_path, full):
 def test_a_large_heap_keeps_to_steps(tmp_path, monkeypatch):
     """A state over FULL_UNDER_KB (a large app) is not fully collected every FULL_EVERY runs: its
     cost grows with the live heap, and its pages are written anyway."""
-    app = tmp_path / "garbage.lua"
-    app.write_text(GARBAGE_APP)
     monkeypatch.setattr(state, "FULL_UNDER_KB", 1)     # every heap is "large"
-    p = _plugin(str(app))
-    core = FakeCore()
-    p.init_core(core)
-    st = core.state["lua"]
-    live = _count_kb(st.rt)
-    counts = []
-    for _ in range(3 * state.FULL_EVERY):
-        assert run_request(p, core, FakeRequest(core)).status == b"200 OK"
-        counts.append(st.rt.eval("collectgarbage('count')"))
+    live, counts = _heap_per_run(tmp_path)
     ends = counts[state.FULL_EVERY - 1::state.FULL_EVERY]
     assert any(c > live + 8 for c in ends), (live, counts)     # garbage left at a cycle's end
