@@ -75,6 +75,7 @@ class FakeRequest:
         self.chunks: list[bytes] = []
         self.sendfiles: list[tuple] = []
         self.headers_sent = False
+        self.app_length = None
         self.start_calls = 0
         self.yields = 0
 
@@ -85,6 +86,11 @@ class FakeRequest:
         self.start_calls += 1
         self.status = status
         self.headers = list(headers)
+        cl = self.header(b"content-length")
+        self.app_length = int(cl) if cl is not None else None   # as net.request.Request reads it
+
+    def flush(self):
+        pass    # what write() got is already "sent"
 
     def write(self, data):
         assert isinstance(data, bytes)

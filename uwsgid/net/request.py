@@ -283,6 +283,11 @@ class Request:
         self._buf = []
         self._buflen = 0
 
+    @property
+    def app_length(self) -> int | None:
+        """The Content-Length the response's headers declare (start_response read it), or None."""
+        return self._app_cl
+
     def write(self, data: bytes) -> None:
         if not data:
             return

@@ -44,14 +44,6 @@ class ResponseError(Exception):
     """The app broke the WSGI response protocol; the message names the problem."""
 
 
-def declared_length(headers) -> int:
-    """The Content-Length the app declared in its (checked) headers, -1 without one."""
-    for name, value in headers or ():
-        if len(name) == 14 and name.lower() == b"content-length":
-            return int(value) if value.isdigit() else -1
-    return -1
-
-
 def check_status(status) -> bytes:
     b = _statuses.get(status) if type(status) is str else None
     if b is not None:
@@ -335,7 +327,7 @@ class Response:
             committed = self.committed
             # the body's length when the app declared it (frameworks do): once that much came,
             # it goes out at once, and the steps left run with nothing batched (no flush deadline)
-            declared = declared_length(self.headers) if committed else -1
+            declared = self.req.app_length if committed else None
             step = it.__next__
             while True:
                 if pending:
@@ -367,7 +359,7 @@ class Response:
                         # no longer replace them) even though it has not been sent yet.
                         self._commit()
                         committed = True
-                        declared = declared_length(self.headers)
+                        declared = self.req.app_length     # read by the core's start_response
                     append(chunk)
                     size += len(chunk)
                     n += 1
