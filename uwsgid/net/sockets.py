@@ -12,6 +12,8 @@ import os
 import socket
 import stat
 
+from uwsgid.config.options import value as option_value
+
 ENV_FDS = "UWSGI_LISTEN_FDS"
 
 
@@ -151,7 +153,7 @@ def _owner_ids(spec: str) -> tuple[int, int]:
 def bind_address(addr: str, opts=None, proto: str = "uwsgi", modifier1: int = 0, modifier2: int = 0,
                  internal: bool = False) -> Listener:
     """Bind and listen on one ADDR (non-blocking). Raises BindError with a one-line message."""
-    backlog = int(_opt(opts, "listen", 100) or 100)
+    backlog = int(option_value(opts, "listen", 100) or 100)
     if addr.startswith("fd://"):
         try:
             fd = int(addr[5:])
@@ -159,7 +161,7 @@ def bind_address(addr: str, opts=None, proto: str = "uwsgi", modifier1: int = 0,
         except (ValueError, OSError) as e:
             raise BindError(f"cannot use inherited socket {addr}: {getattr(e, 'strerror', None) or e}") from None
     family, sockaddr, path = parse_address(addr)
-    if family == socket.AF_UNIX and path and _opt(opts, "abstract_socket", False):
+    if family == socket.AF_UNIX and path and option_value(opts, "abstract_socket", False):
         sockaddr, path = "\0" + path, None
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -168,26 +170,27 @@ def bind_address(addr: str, opts=None, proto: str = "uwsgi", modifier1: int = 0,
             # Inherited by accepted sockets on Linux: streamed chunks are not held back by Nagle.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # not on a raw socket (uWSGI's --raw-socket neither): its server may speak first
-            if not _opt(opts, "no_defer_accept", False) and proto != "raw" and hasattr(socket, "TCP_DEFER_ACCEPT"):
+            defer = not option_value(opts, "no_defer_accept", False) and proto != "raw"
+            if defer and hasattr(socket, "TCP_DEFER_ACCEPT"):
                 # A worker wakes for a connection with its request already there: the first read
                 # succeeds, no failed read and epoll round trip (uWSGI's default, on every TCP
                 # socket). Behind nginx it saves CPU; for direct HTTP clients opening a connection
                 # per request, the p99 at 2000 req/s was ~10% lower (4 of 5 paired runs).
-                timeout = int(_opt(opts, "socket_timeout", 4) or 4)
+                timeout = int(option_value(opts, "socket_timeout", 4) or 4)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, max(1, timeout))
-            if _opt(opts, "reuse_port", False):
+            if option_value(opts, "reuse_port", False):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if _opt(opts, "so_keepalive", False):
+            if option_value(opts, "so_keepalive", False):
                 # inherited by accepted connections: the kernel probes idle peers (uWSGI sets it here too)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         elif path:
             _unlink_stale(path)
         sock.bind(sockaddr)
         if path:
-            mode = _chmod_mode(_opt(opts, "chmod_socket", None))
+            mode = _chmod_mode(option_value(opts, "chmod_socket", None))
             if mode is not None:
                 os.chmod(path, mode)
-            owner = _opt(opts, "chown_socket", None)
+            owner = option_value(opts, "chown_socket", None)
             if owner:
                 os.chown(path, *_owner_ids(str(owner)))
         sock.listen(backlog)
@@ -231,22 +234,12 @@ def _unlink_stale(path: str) -> None:
     raise OSError(98, "Address already in use (another process is listening)")
 
 
-def _opt(opts, name: str, default):
-    if opts is None:
-        return default
-    try:
-        value = getattr(opts, name)
-    except AttributeError:
-        return default
-    return default if value is None else value
-
-
 def resolve_shared(addr: str, opts) -> str:
     """uWSGI's `=N`: the address of the Nth --shared-socket (from 0). Every socket here is bound
     by the master before privileges drop, which is what a shared socket is for."""
     if not addr.startswith("="):
         return addr
-    shared = _opt(opts, "shared_socket", []) or []
+    shared = option_value(opts, "shared_socket", []) or []
     try:
         return shared[int(addr[1:])]
     except (ValueError, IndexError):
@@ -262,7 +255,7 @@ _UNSUPPORTED_PROTOCOLS = ("puwsgi", "suwsgi", "https", "fastcgi", "fastcgi-nph",
 
 def default_protocol(opts) -> str:
     """The protocol of --socket (uWSGI's "default sockets"): --protocol, else uwsgi."""
-    name = str(_opt(opts, "protocol", "") or "uwsgi").strip().lower()
+    name = str(option_value(opts, "protocol", "") or "uwsgi").strip().lower()
     proto = PROTOCOLS.get(name)
     if proto is None:
         if name in _UNSUPPORTED_PROTOCOLS:
@@ -275,22 +268,22 @@ def default_protocol(opts) -> str:
 def _wanted(opts) -> list[tuple[str, str, int, int, bool]]:
     """(addr, proto, modifier1, modifier2, internal) for every socket the workers serve."""
     wanted = []
-    m1 = int(_opt(opts, "http_socket_modifier1", 0))
-    m2 = int(_opt(opts, "http_socket_modifier2", 0))
+    m1 = int(option_value(opts, "http_socket_modifier1", 0))
+    m2 = int(option_value(opts, "http_socket_modifier2", 0))
     proto = default_protocol(opts)
-    raw_mods = (int(_opt(opts, "raw_modifier1", 0)), int(_opt(opts, "raw_modifier2", 0)))
-    for addr in _opt(opts, "socket", []) or []:
+    raw_mods = (int(option_value(opts, "raw_modifier1", 0)), int(option_value(opts, "raw_modifier2", 0)))
+    for addr in option_value(opts, "socket", []) or []:
         mods = (m1, m2) if proto == "http" else raw_mods if proto == "raw" else (0, 0)
         wanted.append((resolve_shared(addr, opts), proto, *mods, False))
-    for addr in _opt(opts, "raw_socket", []) or []:
+    for addr in option_value(opts, "raw_socket", []) or []:
         wanted.append((resolve_shared(addr, opts), "raw", *raw_mods, False))
-    for addr in _opt(opts, "uwsgi_socket", []) or []:
+    for addr in option_value(opts, "uwsgi_socket", []) or []:
         wanted.append((resolve_shared(addr, opts), "uwsgi", 0, 0, False))
-    for addr in [*(_opt(opts, "http_socket", []) or []), *(_opt(opts, "http11_socket", []) or [])]:
+    for addr in [*(option_value(opts, "http_socket", []) or []), *(option_value(opts, "http11_socket", []) or [])]:
         wanted.append((resolve_shared(addr, opts), "http", m1, m2, False))
-    for spec in _opt(opts, "https_socket", []) or []:
+    for spec in option_value(opts, "https_socket", []) or []:
         wanted.append((resolve_shared(str(spec).split(",")[0].strip(), opts), "http", m1, m2, False))
-    if (_opt(opts, "http", []) or _opt(opts, "https", [])) and not any(w[1] == "uwsgi" for w in wanted):
+    if (option_value(opts, "http", []) or option_value(opts, "https", [])) and not any(w[1] == "uwsgi" for w in wanted):
         # The --http router (uwsgid/server/router.py) forwards to this uwsgi socket.
         wanted.append(("127.0.0.1:0", "uwsgi", 0, 0, True))
     return wanted
@@ -309,10 +302,10 @@ def bind_all(opts) -> list[Listener]:
     from uwsgid.net.protocols import keepalive_seconds
     try:
         request.configure(opts)
-        keepalive_seconds(_opt(opts, "http_keepalive", "1"))
+        keepalive_seconds(option_value(opts, "http_keepalive", "1"))
     except ValueError as e:
         raise BindError(str(e)) from None
-    backlog = int(_opt(opts, "listen", 100) or 100)
+    backlog = int(option_value(opts, "listen", 100) or 100)
     maxconn = _somaxconn()
     if maxconn and backlog > maxconn:
         # as uWSGI: a queue the kernel would silently cut is a configuration error
@@ -346,14 +339,14 @@ def bind_all(opts) -> list[Listener]:
 def _attach_tls(listeners: list[Listener], opts) -> None:
     """The --https-socket listeners get their certificates (and --sni's), loaded here in the
     master before fork: a bad file stops the start with one line."""
-    specs = _opt(opts, "https_socket", []) or []
+    specs = option_value(opts, "https_socket", []) or []
     if not specs:
-        if _opt(opts, "sni", []) and not _opt(opts, "https", []):
+        if option_value(opts, "sni", []) and not option_value(opts, "https", []):
             raise BindError("--sni: no --https-socket or --https to serve its certificates on")
         return
     from uwsgid.net import tls  # ssl is imported only by an instance that serves TLS
     try:
-        sni = tls.Sni(_opt(opts, "sni", []))
+        sni = tls.Sni(option_value(opts, "sni", []))
         by_addr = {}
         for spec in specs:
             addr, cert, key, ciphers, ca = tls.parse_spec(spec, "https-socket")

@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 
+from uwsgid.config.options import value as option_value
 from uwsgid.net.flusher import watch as stream_watch  # noqa: F401  (see uwsgid/net/flusher.py)
 from uwsgid.observe import stats
 from uwsgid.util import binary, memory
@@ -325,8 +326,10 @@ def websocket_handshake(key=None, origin=None, proto=None, headers=None, req=Non
     opts = server.opts if server is not None else None
     session = wshandshake.handshake(
         req, key, origin, proto,
-        ping_freq=_opt(opts, "websocket_ping_freq", 30), pong_tolerance=_opt(opts, "websocket_pong_tolerance", 3),
-        max_size=_opt(opts, "websocket_max_size", 1024) * 1024, send_timeout=_opt(opts, "socket_timeout", 4),
+        ping_freq=option_value(opts, "websocket_ping_freq", 30),
+        pong_tolerance=option_value(opts, "websocket_pong_tolerance", 3),
+        max_size=option_value(opts, "websocket_max_size", 1024) * 1024,
+        send_timeout=option_value(opts, "socket_timeout", 4),
         headers=headers)
     if green_core() and req is current_request():
         # a green thread: recv/send wait on the loop (this core suspends), not in poll
@@ -338,11 +341,6 @@ def websocket_handshake(key=None, origin=None, proto=None, headers=None, req=Non
             from uwsgid.net.wsbatch import batch_of
             session.batch = batch_of(core.loop)
     return session
-
-
-def _opt(opts, attr: str, default):
-    v = getattr(opts, attr, None) if opts is not None else None
-    return default if v is None else v
 
 
 def _session(what: str):

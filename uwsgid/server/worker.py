@@ -32,6 +32,7 @@ import socket
 import threading
 import time
 
+from uwsgid.config.options import value as option_value
 from uwsgid.net.loop import Loop
 from uwsgid.plugins import api
 from uwsgid.plugins.contract import AppLoadError
@@ -39,7 +40,7 @@ from uwsgid.server import user_hooks
 from uwsgid.server.accept_gate import AcceptGate, default_slots
 from uwsgid.server.core import Core
 from uwsgid.server.thread_loop import ThreadLoop, connection_class, thread_stack_bytes
-from uwsgid.server.worker_settings import WorkerSettings, option
+from uwsgid.server.worker_settings import WorkerSettings
 from uwsgid.util import hooks
 from uwsgid.util.log import log, log_exception
 from uwsgid.util.memory import rss_vsz
@@ -135,7 +136,7 @@ class Worker:
             f"oldest {n} (--max-pending-heads {self.max_pending})")
 
     def _opt(self, name, default):
-        return option(self.opts, name, default)
+        return option_value(self.opts, name, default)
 
     @property
     def loops(self) -> list[Loop]:

@@ -17,17 +17,9 @@ from __future__ import annotations
 
 import resource  # here, not where it is used: a worker may run after --uid dropped read access
 
+from uwsgid.config.options import value as option_value
 from uwsgid.net.protocols import Limits, keepalive_seconds
 from uwsgid.observe.reqlog import RequestLogger
-
-
-def option(opts, name: str, default):
-    """opts.name, or default when the option is unknown or unset (None)."""
-    try:
-        v = getattr(opts, name)
-    except AttributeError:
-        return default
-    return default if v is None else v
 
 
 def _default_max_pending() -> int:
@@ -41,7 +33,7 @@ class WorkerSettings:
 
     def __init__(self, opts):
         def get(name, default):
-            return option(opts, name, default)
+            return option_value(opts, name, default)
         self.limits = Limits.from_opts(opts)
         self.reqlog = RequestLogger(opts, None)     # each worker takes a copy: for_worker()
         self.threads = max(1, int(get("threads", 1) or 1))
