@@ -94,6 +94,20 @@ class Loop:
                 self.ep.register(fd, mask)
         self._masks[fd] = mask
 
+    def requeue(self, fd: int) -> None:
+        """Register an exclusive fd (a listener) again. The kernel wakes the first idle epoll in a
+        listener's queue, so without this the worker registered first takes every connection
+        while it is idle between events; this puts this loop last in the queue. Nothing is lost:
+        a connection that came in between is found by the new registration."""
+        mask = self._masks.get(fd)
+        if mask is None:
+            return
+        try:
+            self.ep.unregister(fd)
+            self.ep.register(fd, mask | EPOLLEXCLUSIVE)
+        except (OSError, ValueError):   # a closed listener (stopping): the loop drops it later
+            pass
+
     def keep(self, fd: int) -> None:
         """fd stays registered between its waits (see the module doc); forget(fd) before closing it."""
         self._kept.add(fd)

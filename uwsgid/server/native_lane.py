@@ -188,10 +188,13 @@ class _Driver:
             conn = self._connection(r[2], r[3])
             conn.served = 1
             conn.loop.add_reader(conn.fd, conn.on_readable)
+            self.tl.kept_open()
         elif kind == LANE_RESUME:
             self._resume(None, *r[2:])
+            self.tl.kept_open()
         elif kind == LANE_TAIL:
             self._tail(self._connection(r[2], r[3]), r[4], r[5])
+            self.tl.kept_open()
         elif kind == LANE_GONE:
             self._gone(r[2], r[3])
         elif -kind in _OUT_OF_FDS:

@@ -133,6 +133,7 @@ class ThreadLoop:
         self.run_started = 0.0  # when the core took its running request (keepalive_watch's)
         self.lane = None        # the native lane's C object, when it serves this loop (its busy_since)
         self._acceptors: dict = {}  # listener fd -> its accept callable, made on first start_accepting
+        self._requeue_due = False   # kept_open's: a requeue is queued for the next turn
         self.watch_lock = None
         engine = getattr(worker, "engine", None)
         if engine is not None:
@@ -169,6 +170,21 @@ class ThreadLoop:
             self.loop.remove_reader(lst.fd)
         if self.gate is not None and self.gate.engaged:
             self.gate.busy(self)
+
+    def kept_open(self) -> None:
+        """A connection this loop accepted stays open after its first turn (kept alive, a
+        WebSocket, a request still running): before the next turn this loop goes to the back of
+        its listeners' queues, so that long-lived connections spread over the idle workers and
+        threads instead of all going to the first one (once per turn, whatever the count)."""
+        if not self._requeue_due:
+            self._requeue_due = True
+            self.loop.ready.append(self._requeue)
+
+    def _requeue(self) -> None:
+        self._requeue_due = False
+        if self.accepting:
+            for lst in self.listeners:
+                self.loop.requeue(lst.fd)
 
     def grant(self) -> None:
         """The gate gave this thread a slot (called from the gate's monitor thread)."""
@@ -243,6 +259,8 @@ class ThreadLoop:
             conn.start()
         if not (conn.busy or conn.closed or conn.queue or conn.served):
             self._add_pending(conn)     # its request is not in yet: wait for it, keep accepting
+        if not conn.closed:
+            self.kept_open()
         if self.single:
             return self._hold(conn)
         return not self.accepting or not self.free
