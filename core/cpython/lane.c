@@ -391,18 +391,27 @@ PyObject *lane_serve(Lane *self, PyObject *const *args, Py_ssize_t nargs) {
 }
 
 PyObject *lane_handle(Lane *self, PyObject *const *args, Py_ssize_t nargs) {
-    /* a kept-alive connection's next request, read by its Connection: data holds all of it */
-    if (nargs != 4 || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "handle(fd, data: bytes, addr: bytes, core) takes 4 arguments");
+    /* a request its Connection read: the next one of a kept-alive HTTP connection, or the packet
+     * of a uwsgi connection that was accepted before it came (a unix socket has no
+     * TCP_DEFER_ACCEPT); data holds all of it. addr: the peer's sockaddr (HTTP), None (uwsgi) */
+    if (nargs != 4 || !PyBytes_Check(args[1]) || !(PyBytes_Check(args[2]) || args[2] == Py_None)) {
+        PyErr_SetString(PyExc_TypeError, "handle(fd, data: bytes, addr: bytes | None, core) takes 4 arguments");
         return NULL;
     }
     int fd = _PyLong_AsInt(args[0]);
     if ((fd == -1 && PyErr_Occurred()) || use_core(self, args[3]) < 0)
         return NULL;
     PyObject *data = args[1], *addr = args[2];
-    struct conn c = {fd, 0, addr, (const struct sockaddr *)PyBytes_AS_STRING(addr), (socklen_t)PyBytes_GET_SIZE(addr)};
-    if (self->proto != LANE_HTTP || (size_t)PyBytes_GET_SIZE(addr) < sizeof(sa_family_t))
+    int http = self->proto == LANE_HTTP;
+    struct conn c = {fd, 0, addr, NULL, 0};
+    if (http) {
+        if (addr == Py_None || (size_t)PyBytes_GET_SIZE(addr) < sizeof(sa_family_t))
+            return start(0, &c, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data));
+        c.sa = (const struct sockaddr *)PyBytes_AS_STRING(addr);
+        c.salen = (socklen_t)PyBytes_GET_SIZE(addr);
+    } else if (addr != Py_None) {
         return start(0, &c, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data));
+    }
     /* the bytes object is held by our caller for the whole call: its buffer stays */
     PyObject *r = serve_request(self, &c, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), 0);
     if (r == Py_None) {     /* cannot happen: handle() does not own the fd */

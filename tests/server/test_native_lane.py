@@ -6,6 +6,7 @@ shape back to it at the point it stopped, and keeps the counters, --max-requests
 from __future__ import annotations
 
 import json
+import os
 import socket
 import textwrap
 import time
@@ -279,3 +280,38 @@ def test_the_request_log_line_is_the_python_paths(app_file, sock):
     finally:
         for s in servers:
             s.stop()
+
+
+CALLER_APP = textwrap.dedent('''
+    import sys
+    def application(env, start_response):
+        # who called the app: the lane's C is no Python frame, so its caller is the lane driver
+        body = sys._getframe(1).f_code.co_filename.encode()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+''')
+
+
+def test_a_packet_that_comes_after_the_accept_is_served_by_the_lane(tmp_path):
+    """A unix socket has no TCP_DEFER_ACCEPT: the worker often accepts before the packet is in
+    (nginx connects, then writes). That packet goes to the lane when it comes, not to the
+    Python path."""
+    app = tmp_path / "caller.py"
+    app.write_text(CALLER_APP)
+    path = str(tmp_path / "lane.sock")
+    with Server(["--master", "--processes", "1", "--socket", path, "--wsgi-file", app]) as srv:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(path):
+            assert time.monotonic() < deadline and srv.proc.poll() is None, srv.log()
+            time.sleep(0.05)
+        answers = []
+        for late in (False, True):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(10)
+                s.connect(path)
+                if late:
+                    time.sleep(0.2)     # accepted, and its read found nothing
+                s.sendall(uwsgi_packet(_vars("/")))
+                answers.append(b"".join(iter(lambda: s.recv(65536), b"")))
+    assert all(a.startswith(b"HTTP/1.1 200") for a in answers), answers
+    assert answers[0].endswith(b"native_lane.py") and answers[1].endswith(b"native_lane.py"), answers

@@ -201,9 +201,10 @@ class _Driver:
             self.tl._out_of_fds(self.listener, os.strerror(-kind))
 
     def _connection(self, fd: int, addr):
+        # an HTTP connection's next requests come to the lane too, and so does the packet of a
+        # uwsgi connection accepted before it came (a unix socket: no TCP_DEFER_ACCEPT there)
         conn = self.conn_class(self.tl, fd, addr, self.listener)
-        if addr is not None:
-            conn.lane = self.handle     # an HTTP connection's next requests come to the lane too
+        conn.lane = self.handle
         return conn
 
     # ---- a kept-alive connection's next request -------------------------------------------------
@@ -213,7 +214,7 @@ class _Driver:
         tl = self.tl
         addr = conn.addr
         w = self.worker
-        if w.paused or w.stopping or type(addr) is not bytes:
+        if w.paused or w.stopping:
             return False
         if not tl.free:
             self.held.hold(conn, data)
