@@ -4,6 +4,7 @@
  *
  *     cc -O2 -o uwsgi_load bench/uwsgi_load.c
  *     uwsgi_load [-c CONNS] [-d SECONDS] [-m MODIFIER1] [-p PATH] HOST PORT
+ *     uwsgi_load [-c CONNS] [-d SECONDS] [-m MODIFIER1] [-p PATH] UNIX-SOCKET-PATH
  *
  * Prints one JSON line: requests (responses that began with "HTTP/1.x 2"), errors (connect,
  * read, status: a response that was not 2xx or was empty), duration_us, rps.
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +35,8 @@ struct conn {
 static char packet[PACKET_CAP];
 static size_t packet_len;
 static struct sockaddr_in target;
+static struct sockaddr_un target_unix;      /* used when the address is a path */
+static int use_unix;
 static int ep;
 static unsigned long n_ok, n_connect_err, n_read_err, n_status_err;
 
@@ -78,12 +82,14 @@ static int build_packet(int modifier1, const char *path, const char *host, int p
 
 static void start(struct conn *c) {
     c->sent = c->got = 0;
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    c->fd = socket(use_unix ? AF_UNIX : AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (c->fd < 0) {
         perror("uwsgi_load: socket");
         exit(1);
     }
-    if (connect(c->fd, (struct sockaddr *)&target, sizeof target) < 0 && errno != EINPROGRESS) {
+    int r = use_unix ? connect(c->fd, (struct sockaddr *)&target_unix, sizeof target_unix)
+                     : connect(c->fd, (struct sockaddr *)&target, sizeof target);
+    if (r < 0 && errno != EINPROGRESS) {
         n_connect_err++;
         close(c->fd);
         c->fd = -1;
@@ -164,18 +170,29 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (argc - optind != 2 || conns < 1 || conns > MAX_CONNS || seconds <= 0 ||
+    use_unix = argc - optind == 1 && argv[optind][0] == '/';
+    if ((argc - optind != 2 && !use_unix) || conns < 1 || conns > MAX_CONNS || seconds <= 0 ||
         modifier1 < 0 || modifier1 > 255) {
-        fprintf(stderr, "usage: %s [-c 1-%d] [-d SECONDS>0] [-m 0-255] [-p PATH] HOST PORT\n", argv[0], MAX_CONNS);
+        fprintf(stderr, "usage: %s [-c 1-%d] [-d SECONDS>0] [-m 0-255] [-p PATH] HOST PORT | /UNIX/PATH\n",
+                argv[0], MAX_CONNS);
         return 2;
     }
-    const char *host = argv[optind];
-    int port = atoi(argv[optind + 1]);
-    target.sin_family = AF_INET;
-    target.sin_port = htons((uint16_t)port);
-    if (port <= 0 || port > 65535 || inet_pton(AF_INET, host, &target.sin_addr) != 1) {
-        fprintf(stderr, "uwsgi_load: %s:%s is not an IPv4 address and port\n", host, argv[optind + 1]);
-        return 2;
+    const char *host = use_unix ? "localhost" : argv[optind];
+    int port = use_unix ? 80 : atoi(argv[optind + 1]);
+    if (use_unix) {
+        if (strlen(argv[optind]) >= sizeof target_unix.sun_path) {
+            fprintf(stderr, "uwsgi_load: %s: socket path too long\n", argv[optind]);
+            return 2;
+        }
+        target_unix.sun_family = AF_UNIX;
+        strcpy(target_unix.sun_path, argv[optind]);
+    } else {
+        target.sin_family = AF_INET;
+        target.sin_port = htons((uint16_t)port);
+        if (port <= 0 || port > 65535 || inet_pton(AF_INET, host, &target.sin_addr) != 1) {
+            fprintf(stderr, "uwsgi_load: %s:%s is not an IPv4 address and port\n", host, argv[optind + 1]);
+            return 2;
+        }
     }
     if (build_packet(modifier1, path, host, port)) {
         fprintf(stderr, "uwsgi_load: path too long\n");
