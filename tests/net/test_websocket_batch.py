@@ -84,14 +84,17 @@ def test_a_turn_that_ends_in_time_writes_its_frames_itself(loop):
         assert got == want and wsbatch.late_writes() == before
 
 
-def test_a_green_app_that_blocks_after_each_send_still_streams(tmp_path):
+# under --master the worker is forked from a master that never used the watchdog (it skips the
+# after-fork reset then): the worker starts it at its first batch all the same
+@pytest.mark.parametrize("master", [[], ["--master", "--processes", "1"]], ids=["single", "master"])
+def test_a_green_app_that_blocks_after_each_send_still_streams(tmp_path, master):
     pytest.importorskip("greenlet")
     from websockets.sync.client import connect
     app = tmp_path / "push.py"
     app.write_text(PUSH_APP)
     port = free_port()
     with Server(["--http-socket", f"127.0.0.1:{port}", "--async", "4", "--greenlet", "--wsgi-file", app,
-                 "--disable-logging"], port):
+                 "--disable-logging", *master], port):
         with connect(f"ws://127.0.0.1:{port}/", open_timeout=20) as ws:
             arrivals = []
             for i in range(4):

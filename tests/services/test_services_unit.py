@@ -209,6 +209,35 @@ def test_lock_is_locked_and_errors(svc):
         api.lock(3)
 
 
+def test_lock_held_by_another_thread_at_fork_is_free_in_the_child(svc):
+    """The child resets each lock's thread lock in place after fork: one that a thread of the
+    parent held at that moment (that thread does not exist in the child) can be taken there."""
+    held, done = threading.Event(), threading.Event()
+
+    def holder():
+        api.lock(1)
+        held.set()
+        done.wait(10)
+        api.unlock(1)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert held.wait(5)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        # the parent's thread holds the fcntl lock too: only the thread-level state is checked
+        from uwsgid.services import locks
+        lk = locks._user[1]
+        ok = lk._t.acquire(timeout=2)
+        os.write(w, b"1" if ok else b"0")
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    done.set()
+    t.join(5)
+    assert os.read(r, 1) == b"1" and status == 0
+
+
 def test_lock_released_when_holder_dies(svc):
     pid = os.fork()
     if pid == 0:

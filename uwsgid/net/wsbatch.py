@@ -143,6 +143,8 @@ class _Watchdog:
     def forked(self) -> None:
         """In a child: no thread, the parent's pipe closed; the batches (and their slots) stay,
         each with a new lock (a thread of the parent may have held one)."""
+        if self.thread is None and not self.batches:
+            return      # never used in the parent (the usual master): nothing to reset, no code run
         _lib.uwsgi_ws_watch_forked()
         for fd in (self.rfd, self.wfd):
             if fd >= 0:

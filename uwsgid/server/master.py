@@ -301,7 +301,10 @@ class Master:
             return
         self._child_cleaned = True
         try:
-            self.sel.close()
+            # the epoll fd only (select.epoll.close, in C): the selector's own close() also
+            # empties its map, freeing a key per registered fd, each free a write to a page the
+            # child shares with the master (issue 20); the child never uses this selector
+            getattr(self.sel, "_selector", self.sel).close()
         except Exception:
             pass
         for fd in (self.pipe_r, self.pipe_w):

@@ -99,8 +99,9 @@ class ProcessLock:
 
     def _after_fork(self) -> None:
         # fcntl locks are not inherited: a thread lock copied in the held state (another
-        # thread of the parent held it at fork time) would never be released here.
-        self._t = threading.Lock()
+        # thread of the parent held it at fork time) would never be released here. Reset in
+        # place (threading's own way): no new object written into the worker's pages.
+        self._t._at_fork_reinit()
 
 
 def _after_fork_in_child() -> None:
