@@ -52,7 +52,8 @@ class Core:
 
     __slots__ = ("id", "worker", "thread_loop", "loop", "state", "request", "requests", "wait", "ready_fd",
                  "timed_out", "thread", "gen", "conn", "_timer", "_deadline", "_wait_fd", "_wait_prev", "_idle_fd", "_resume",
-                 "exceptions", "after", "static", "to_loop", "spawn", "routes", "take_request", "lane_replay")
+                 "exceptions", "after", "static", "to_loop", "spawn", "routes", "take_request", "defer_request",
+                 "lane_replay")
 
     def __init__(self, cid: int, thread_loop):
         self.id = cid
@@ -88,6 +89,8 @@ class Core:
         # set while the native lane serves this core's loop (uwsgid/server/native_lane.py): the
         # request inside the app, made when the app asks for it (uwsgid.plugins.api.current_request)
         self.take_request = None
+        # and the lane's way to answer that request later (native_lane._Driver.defer): its token
+        self.defer_request = None
 
     # ---- running a request ------------------------------------------------------------------
     def _begin(self, conn, req) -> None:
