@@ -102,6 +102,8 @@ async def raw(scope, receive, send):
             return
         if path == "/later-none":       # returns without a response
             return
+        if path == "/later-pid":
+            return await _text(send, str(os.getpid()).encode())
         return await _text(send, b"later " + path.encode())
     if path == "/wait-disconnect":
         await _read_all(receive)

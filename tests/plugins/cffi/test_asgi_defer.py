@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import Server, free_port, http_get, read_response, wait_file
+from helpers import Server, free_port, http_get, read_response, uwsgi_http_get, wait_file
 
 from tests.lane_helpers import log_lines
 from tests.master_helpers import read_stats
@@ -42,7 +42,9 @@ def _server(marks, *extra, defer=True, stats=None):
 
 @pytest.fixture(scope="module")
 def srv(marks):
-    with _server(marks) as s:
+    uwsgi_port = free_port()
+    with _server(marks, "--socket", f"127.0.0.1:{uwsgi_port}") as s:
+        s.uwsgi_port = uwsgi_port
         s.wait_log("lifespan startup complete")
         yield s
 
@@ -63,6 +65,12 @@ def test_deferred_responses_over_keep_alive(srv):
         status, headers, body = _get(f, s, "/later/last", close=True)
         assert body == b"later /later/last" and headers["connection"] == "close"
         assert f.read() == b""      # closed after it
+
+
+def test_deferred_over_the_uwsgi_protocol(srv):
+    """A uwsgi packet (nginx's uwsgi_pass): the lane's own fd, closed after the response."""
+    for i in range(3):
+        assert uwsgi_http_get(srv.uwsgi_port, f"/later/u{i}", 0) == (200, b"later /later/u%d" % i)
 
 
 def test_deferred_requests_run_side_by_side(srv):
@@ -138,6 +146,21 @@ def test_the_log_line_and_counters_are_the_python_paths(marks):
                          w["exceptions"]))
     assert lines[0] == lines[1] and len(lines[0]) == len(paths)
     assert docs[0] == docs[1] == (len(paths), len(paths), len(paths), 0)
+
+
+def test_max_requests_counts_deferred_requests_exactly(marks):
+    with _server(marks, "--max-requests", "3", "--min-worker-lifetime", "0") as s:
+        pids = []
+        for _ in range(7):
+            for _attempt in range(50):
+                try:
+                    status, _, body = http_get(s.port, "/later-pid", timeout=5)
+                    break
+                except OSError:
+                    time.sleep(0.1)     # between the old worker and the new one
+            assert status == 200
+            pids.append(body)
+        assert len(set(pids[:3])) == 1 and pids[3] != pids[0] and len(set(pids[3:6])) == 1 and pids[6] != pids[3]
 
 
 def test_graceful_stop_answers_the_deferred_requests(marks):
