@@ -30,9 +30,10 @@ stopped, with what it had, so that nothing is done twice; lane.h lists the tuple
     LANE_GONE    the client went away during the response: its log line
     LANE_KEEP    an HTTP response went out and the connection stays: a Connection waits for its
                  next request, which its reads hand to the lane again (Connection.lane)
-    LANE_DEFER   the app answers later (an ASGI task awaiting): the request keeps its core, and
-                 its token (core/cpython/lane_defer.c) sends the response from C when the app
-                 is done (complete), or gives the request to the Python path (take_deferred)
+    LANE_DEFER   the app answers later (an ASGI task awaiting, a Lua body on a cosocket): the
+                 request keeps its core, and its token (core/cpython/lane_defer.c) sends the
+                 response from C when the app is done (complete), or gives the request to the
+                 Python path (take_deferred)
 
 A kept-alive connection's next request that comes while every core of the loop is busy (--async
 N with N requests running: an ASGI app's awaits) waits for a free core in _Held, its bytes as
