@@ -49,14 +49,14 @@ static int app_returned(Lane *self) {
 
 /* The request log line of uwsgid/observe/reqlog.py's default_line (uWSGI's), through the
  * server's log_request; an error there is reported, not raised (the response is out). */
-static void log_line(Lane *self, const struct reqinfo *ri, double started, time_t wall, int code,
-                     size_t response_size, int header_cnt, size_t headers_size, int app_id, int switches,
-                     const char *via) {
+void lane_log_line(Lane *self, const struct reqinfo *ri, int core, long long requests, double started, time_t wall,
+                   int code, size_t response_size, int header_cnt, size_t headers_size, int app_id, int switches,
+                   const char *via) {
     char when[32];
     struct tm tm;
     localtime_r(&wall, &tm);
     strftime(when, sizeof when, "%a %b %e %H:%M:%S %Y", &tm);    /* time.ctime's format */
-    unsigned long long total = self->sb != NULL ? 0 : (unsigned long long)self->requests;
+    unsigned long long total = self->sb != NULL ? 0 : (unsigned long long)requests;
     if (self->sb != NULL)
         memcpy(&total, self->sb, 8);
     double took = mono() - started;
@@ -65,11 +65,11 @@ static void log_line(Lane *self, const struct reqinfo *ri, double started, time_
     int n = snprintf(line, sizeof line,
                      "[pid: %d|app: %d|req: %lld/%llu] %.*s (%.*s) {%zu vars in %zu bytes} [%s] %.*s %.*s => "
                      "generated %zu bytes in %lld %s%s(%.*s %d) %d headers in %zu bytes (%d switches on core %d)\n",
-                     self->log_pid, app_id, self->requests, total, (int)ri->remote_addr_len, ri->remote_addr,
+                     self->log_pid, app_id, requests, total, (int)ri->remote_addr_len, ri->remote_addr,
                      (int)ri->remote_user_len, ri->remote_user, ri->var_cnt, ri->pktsize, when, (int)ri->method_len,
                      ri->method, (int)ri->uri_len, ri->uri, response_size, elapsed,
                      self->log_micros ? "micros" : "msecs", via, (int)ri->protocol_len, ri->protocol, code,
-                     header_cnt, headers_size, switches, self->cores[self->cur].id);
+                     header_cnt, headers_size, switches, self->cores[core].id);
     if (n < 0)
         return;
     if ((size_t)n >= sizeof line)
@@ -82,22 +82,14 @@ static void log_line(Lane *self, const struct reqinfo *ri, double started, time_
     Py_XDECREF(data);
 }
 
-struct conn {
-    int fd;
-    int owned;              /* serve(): the lane closes it when done; handle(): its caller does */
-    PyObject *addr;         /* the peer's sockaddr (bytes) or None */
-    const struct sockaddr *sa;
-    socklen_t salen;
-};
-
 static PyObject *start(Py_ssize_t served, struct conn *c, const char *data, size_t n) {
     return Py_BuildValue("(niiOy#)", served, LANE_START, c->fd, c->addr, data, (Py_ssize_t)n);
 }
 
 /* Send a whole response (data): keep, the connection stays for its next request. The tuple for
  * Python, or None (served and closed here), or NULL on an error. */
-static PyObject *deliver(struct conn *c, int owned, PyObject *data, int keep, Py_ssize_t served,
-                         const struct reqinfo *ri) {
+PyObject *lane_deliver(struct conn *c, int owned, PyObject *data, int keep, Py_ssize_t served,
+                       const struct reqinfo *ri) {
     size_t len = (size_t)PyBytes_GET_SIZE(data);
     const char *out = PyBytes_AS_STRING(data);
     int sent;
@@ -148,13 +140,13 @@ static PyObject *serve_static(Lane *self, struct conn *c, struct reqinfo *ri, Py
     PyObject *data = ri->answer;
     ri->answer = NULL;
     size_t len = (size_t)PyBytes_GET_SIZE(data);
-    PyObject *answer = deliver(c, c->owned, data, ri->keepalive, served, ri);
+    PyObject *answer = lane_deliver(c, c->owned, data, ri->keepalive, served, ri);
     if (self->sb != NULL)
         uwsgi_sb_end(self->sb, (size_t)self->cores[self->cur].sb_core, 0, (uint64_t)len,
                      (int64_t)((mono() - started) * 1e6), 0);
     self->static_served++;
     if (self->log != NULL && answer != NULL)
-        log_line(self, ri, started, wall, 200, len - ri->answer_head, ri->answer_cnt, ri->answer_head, -1, 0,
+        lane_log_line(self, ri, self->cur, self->requests, started, wall, 200, len - ri->answer_head, ri->answer_cnt, ri->answer_head, -1, 0,
                  len > ri->answer_head ? " via sendfile() " : " ");
     Py_DECREF(data);
     return answer;
@@ -185,8 +177,8 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
             close(c->fd);
         return NULL;
     }
-    double started = mono();
-    time_t wall = time(NULL);
+    double started = ri.started = mono();
+    time_t wall = ri.wall = time(NULL);
     self->requests++;           /* the worker's count, this request included, as Core.run counts it */
     if (self->sb != NULL)
         uwsgi_sb_begin(self->sb, (size_t)self->cores[self->cur].sb_start, ri.uri, ri.uri_len, 256);
@@ -214,18 +206,31 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     Py_INCREF(c->addr);
     self->cur_addr = c->addr;
     self->taken = 0;
+    self->cur_ri = &ri;
     self->busy_since = started;
     PyObject *result = wsgi ? PyObject_CallFunctionObjArgs(app->app, env, (PyObject *)sr, NULL)
                             : PyObject_CallOneArg(app->app, env);
     int lock_failed = app_returned(self) < 0;
     self->cur_fd = -1;
     self->cur_raw = NULL;
+    self->cur_ri = NULL;
     Py_CLEAR(self->cur_env);
     Py_CLEAR(self->cur_addr);
     /* from here the fd is the Python path's once the app took its request (take()) */
     int owned = c->owned && !self->taken;
 
     PyObject *exc = NULL, *data = NULL, *answer = NULL;
+    if (self->deferred != NULL) {   /* the app answers later through its token (lane_defer.c) */
+        PyObject *token = self->deferred;
+        self->deferred = NULL;
+        int ok = !lock_failed && result != NULL;    /* else the token is void: as if not deferred */
+        answer = lane_defer_settle(self, token, ok, owned, served);
+        if (ok) {
+            if (answer == NULL)
+                goto error;     /* the token is void: the fd is still the lane's to close */
+            goto out;
+        }
+    }
     if (lock_failed) {
         Py_CLEAR(result);
         goto error;
@@ -291,7 +296,7 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     size_t response_size = (size_t)PyLong_AsSsize_t(PyTuple_GET_ITEM(built, 5));
     size_t tx = headers_size + response_size;
     Py_DECREF(built);
-    answer = deliver(c, owned, data, keep, served, &ri);
+    answer = lane_deliver(c, owned, data, keep, served, &ri);
     if (self->sb != NULL)
         uwsgi_sb_end(self->sb, (size_t)self->cores[self->cur].sb_core, (size_t)app->sb_apps[self->cur], (uint64_t)tx,
                      (int64_t)((mono() - started) * 1e6), 0);
@@ -303,7 +308,7 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
         Py_XDECREF(r);
     }
     if (self->log != NULL)
-        log_line(self, &ri, started, wall, code, response_size, header_cnt, headers_size, app->app_id, 1, " ");
+        lane_log_line(self, &ri, self->cur, self->requests, started, wall, code, response_size, header_cnt, headers_size, app->app_id, 1, " ");
     goto out;
 resume:
     /* the Python path goes on with this request (the fd is its from now on) */

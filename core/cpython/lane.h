@@ -8,6 +8,7 @@
 #include "common.h"
 
 #include <sys/socket.h>
+#include <time.h>
 
 /* LANE_BUF: the first read (a request the size of the buffer or more goes the Python way);
  * LANE_VARS_MAX: a packet or head with more vars goes the Python way, which applies --max-vars
@@ -32,7 +33,9 @@ enum lane_kind {
     LANE_GONE = 5,      /* (errno, uri): the client went away during the response (fd closed by
                          * serve; handle leaves it to its caller, which closes it) */
     LANE_KEEP = 6,      /* (fd, addr): served, the connection kept alive for its next request */
-    LANE_CLOSE = 7      /* handle() only: served with its last bytes queued: close it now */
+    LANE_CLOSE = 7,     /* handle() only: served with its last bytes queued: close it now */
+    LANE_DEFER = 8      /* (token): the app answers later, through the token (lane_defer.c); the
+                         * fd is the token's until then */
 };
 
 struct keyslot {
@@ -55,6 +58,8 @@ struct lane_app {
 };
 
 enum { LANE_APPS = 2 };
+
+struct reqinfo;
 
 /* One of the loop's cores (--async N: N of them): the lane runs each request on the one the
  * driver names (a free one), with its scoreboard slots. */
@@ -89,6 +94,8 @@ typedef struct {
     int cur_fd, cur_modifier1;
     PyObject *cur_env, *cur_addr, *cur_raw;
     int taken;
+    struct reqinfo *cur_ri;     /* the request inside the app, for defer() */
+    PyObject *deferred;         /* its token once the app called defer() (lane_defer.c) */
     double busy_since;
     char buf[LANE_BUF];
     uint32_t offs[4 * LANE_VARS_MAX];
@@ -114,6 +121,8 @@ struct reqinfo {
     PyObject *answer;           /* a static file's whole response (a new reference), or NULL */
     size_t answer_head;         /* its head's size */
     int answer_cnt;             /* its header count */
+    double started;             /* when the app was called (monotonic), and the wall clock then */
+    time_t wall;
     char addr_buf[48];          /* an HTTP peer's address as text (INET6_ADDRSTRLEN) */
     char port_buf[8];           /* and its port */
 };
@@ -131,10 +140,28 @@ int lane_env_init(void);
  * conditional or ranged GET, HEAD); -1, an error. */
 int lane_static(Lane *self, struct reqinfo *ri, int http);
 
-/* lane.c: the methods that serve (lane_type.c has the type) */
+/* lane.c: the methods that serve (lane_type.c has the type); the request log line and the
+ * sending of a whole response, which a deferred request's completion shares (lane_defer.c) */
 PyObject *lane_serve(Lane *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *lane_handle(Lane *self, PyObject *const *args, Py_ssize_t nargs);
 int lane_serve_init(void);
+struct conn {
+    int fd;
+    int owned;              /* serve(): the lane closes it when done; handle(): its caller does */
+    PyObject *addr;         /* the peer's sockaddr (bytes) or None */
+    const struct sockaddr *sa;
+    socklen_t salen;
+};
+void lane_log_line(Lane *self, const struct reqinfo *ri, int core, long long requests, double started, time_t wall,
+                   int code, size_t response_size, int header_cnt, size_t headers_size, int app_id, int switches,
+                   const char *via);
+PyObject *lane_deliver(struct conn *c, int owned, PyObject *data, int keep, Py_ssize_t served,
+                       const struct reqinfo *ri);
+
+/* lane_defer.c: a request whose app answers later (LANE_DEFER) */
+extern PyTypeObject LaneDeferredType;
+PyObject *lane_defer(Lane *self, PyObject *owner);
+PyObject *lane_defer_settle(Lane *self, PyObject *token, int ok, int owned, Py_ssize_t served);
 
 /* lane_sr.c */
 extern PyTypeObject LaneStartResponseType;

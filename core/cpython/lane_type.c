@@ -26,7 +26,7 @@ static PyObject *lane_take(Lane *self, PyObject *unused) {
     (void)unused;
     /* the app asked for its request object (uwsgid.plugins.api): the Python path takes the
      * connection now, and the request when the app returns */
-    if (self->cur_env == NULL || self->taken)
+    if (self->cur_env == NULL || self->taken || self->deferred != NULL)
         Py_RETURN_NONE;
     self->taken = 1;
     return Py_BuildValue("(iOiOO)", self->cur_fd, self->cur_addr, self->cur_modifier1, self->cur_env,
@@ -217,6 +217,8 @@ static PyMethodDef lane_methods[] = {
      "set_static(entries, prefixes): answer the small files of the worker's file cache (lane_static.c)"},
     {"set_core", (PyCFunction)lane_set_core, METH_VARARGS,
      "set_core(index, core_id, sb_start=0, sb_core=0, sb_static=0): a core requests may run on, with its scoreboard slots"},
+    {"defer", (PyCFunction)lane_defer, METH_O,
+     "defer(owner) -> a token: the block app inside the lane answers its request later (lane_defer.c)"},
     {"take", (PyCFunction)lane_take, METH_NOARGS,
      "take() -> (fd, addr, modifier1, environ or block, raw) of the request inside the app, which the Python "
      "path takes over; None outside"},
@@ -262,7 +264,8 @@ static PyTypeObject LaneType = {
 };
 
 int uwsgi_native_lane_init(PyObject *m) {
-    if (lane_serve_init() < 0 || lane_env_init() < 0 || PyType_Ready(&LaneStartResponseType) < 0 || PyType_Ready(&LaneType) < 0)
+    if (lane_serve_init() < 0 || lane_env_init() < 0 || PyType_Ready(&LaneStartResponseType) < 0 ||
+        PyType_Ready(&LaneDeferredType) < 0 || PyType_Ready(&LaneType) < 0)
         return -1;
     Py_INCREF(&LaneType);
     if (PyModule_AddObject(m, "Lane", (PyObject *)&LaneType) < 0) {
@@ -272,7 +275,8 @@ int uwsgi_native_lane_init(PyObject *m) {
     static const struct { const char *name; int value; } consts[] = {
         {"LANE_UWSGI", LANE_UWSGI}, {"LANE_HTTP", LANE_HTTP}, {"LANE_IDLE", LANE_IDLE}, {"LANE_FULL", LANE_FULL},
         {"LANE_START", LANE_START}, {"LANE_RESUME", LANE_RESUME}, {"LANE_TAIL", LANE_TAIL},
-        {"LANE_GONE", LANE_GONE}, {"LANE_KEEP", LANE_KEEP}, {"LANE_CLOSE", LANE_CLOSE}};
+        {"LANE_GONE", LANE_GONE}, {"LANE_KEEP", LANE_KEEP}, {"LANE_CLOSE", LANE_CLOSE},
+        {"LANE_DEFER", LANE_DEFER}};
     for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
         if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value) < 0)
             return -1;

@@ -52,7 +52,9 @@ class Core:
 
     __slots__ = ("id", "worker", "thread_loop", "loop", "state", "request", "requests", "wait", "ready_fd",
                  "timed_out", "thread", "gen", "conn", "_timer", "_deadline", "_wait_fd", "_wait_prev", "_idle_fd", "_resume",
-                 "exceptions", "after", "static", "to_loop", "spawn", "routes", "take_request", "lane_replay")
+                 "_woken",
+                 "exceptions", "after", "static", "to_loop", "spawn", "routes", "take_request", "defer_request",
+                 "lane_replay")
 
     def __init__(self, cid: int, thread_loop):
         self.id = cid
@@ -75,6 +77,9 @@ class Core:
         self._wait_prev = None
         self._idle_fd = -1      # a kept fd whose reader stays ours between two waits on it (_cancel_wait)
         self._resume = self.step
+        # what a fired wait calls: step(), or the stepper of a request the native lane deferred
+        # (a Lua core waiting on a cosocket: plugins/lua/lua_plugin/lane.py), which has no Request
+        self._woken = self.step
         self.after = None       # the serving plugin's after_request, for _done
         self.lane_replay = None     # the native lane's requests held for a free core (native_lane._Driver)
         self.static = static.handler    # None unless a static option is given
@@ -88,6 +93,8 @@ class Core:
         # set while the native lane serves this core's loop (uwsgid/server/native_lane.py): the
         # request inside the app, made when the app asks for it (uwsgid.plugins.api.current_request)
         self.take_request = None
+        # and the lane's way to answer that request later (native_lane._Driver.defer): its token
+        self.defer_request = None
 
     # ---- running a request ------------------------------------------------------------------
     def _begin(self, conn, req) -> None:
@@ -377,7 +384,7 @@ class Core:
                 self.wait = None
                 self.ready_fd = -1
                 self.timed_out = True
-                loop.ready.append(self._resume)
+                loop.ready.append(self._resume if self.request is not None else self._woken)
                 return
             self._wait_fd = fd
         if w.timeout is not None:
@@ -445,14 +452,14 @@ class Core:
         self.ready_fd = fd
         self.timed_out = False
         self.wait = None
-        self.step()
+        self._woken()
 
     def _wait_timeout(self) -> None:
         self._cancel_wait()
         self.ready_fd = -1
         self.timed_out = True
         self.wait = None
-        self.step()
+        self._woken()
 
 
 class _Parked:

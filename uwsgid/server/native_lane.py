@@ -30,6 +30,10 @@ stopped, with what it had, so that nothing is done twice; lane.h lists the tuple
     LANE_GONE    the client went away during the response: its log line
     LANE_KEEP    an HTTP response went out and the connection stays: a Connection waits for its
                  next request, which its reads hand to the lane again (Connection.lane)
+    LANE_DEFER   the app answers later (an ASGI task awaiting, a Lua body on a cosocket): the
+                 request keeps its core, and its token (core/cpython/lane_defer.c) sends the
+                 response from C when the app is done (complete), or gives the request to the
+                 Python path (take_deferred)
 
 A kept-alive connection's next request that comes while every core of the loop is busy (--async
 N with N requests running: an ASGI app's awaits) waits for a free core in _Held, its bytes as
@@ -56,6 +60,7 @@ from uwsgid.util.log import log, log_request
 try:
     from _uwsgi_native import (
         LANE_CLOSE,
+        LANE_DEFER,
         LANE_FULL,
         LANE_GONE,
         LANE_HTTP,
@@ -159,6 +164,7 @@ class _Driver:
         take_request find it there): the one free.pop() gives the Python path if it takes over."""
         core = self.current = self.tl.free[-1]
         core.take_request = self._take      # this listener's lane (a loop may have several)
+        core.defer_request = self._defer
         set_current(core)
         return core
 
@@ -188,6 +194,9 @@ class _Driver:
             conn = self._connection(r[2], r[3])
             conn.served = 1
             conn.loop.add_reader(conn.fd, conn.on_readable)
+            self.tl.kept_open()
+        elif kind == LANE_DEFER:
+            self._deferred(None, r[2])
             self.tl.kept_open()
         elif kind == LANE_RESUME:
             self._resume(None, *r[2:])
@@ -238,6 +247,8 @@ class _Driver:
         elif kind == LANE_CLOSE:
             conn.closing = True
             conn.close()
+        elif kind == LANE_DEFER:
+            self._deferred(conn, r[2])
         elif kind == LANE_RESUME:
             self._resume(conn, *r[2:])
         elif kind == LANE_TAIL:
@@ -259,12 +270,15 @@ class _Driver:
             w.after_request()
 
     def _request(self, conn, fd: int, addr, modifier1: int, arg, raw, keepalive: bool | None,
-                 listen: bool = True):
+                 listen: bool = True, core=None):
         """A Request for the lane's request on conn (made when None): arg, its environ or its
         vars block; raw, a uwsgi packet's vars block. The core runs it from now on. listen:
-        a new conn waits for its next bytes now (else: the caller, after the response)."""
+        a new conn waits for its next bytes now (else: the caller, after the response). core:
+        a deferred request's, already taken."""
         tl = self.tl
-        core = tl.free.pop()    # the lane's request's core (_core: the last free one) is taken
+        if core is None:
+            core = self.current     # the lane's request's core (_core: the last free one) is taken
+            _take_core(tl.free, core)
         if conn is None:
             conn = self._connection(fd, addr)
             if listen:
@@ -296,6 +310,86 @@ class _Driver:
         fd, addr, modifier1, arg, raw = taken
         conn = self.tl.conns.get(fd)    # a kept-alive connection's (handle), else a new one
         return self._request(conn, fd, addr, modifier1, arg, raw, None)
+
+    # ---- a request the app answers later (LANE_DEFER, core/cpython/lane_defer.c) ------------------
+    def _defer(self):
+        """core.defer_request, inside the lane's call of a block app: the request is answered
+        later through the token this returns (complete / take_deferred)."""
+        return self.lane.defer(self)
+
+    def _deferred(self, conn, token) -> None:
+        """The lane handed the request back deferred: it keeps its core (counted as Core._begin
+        counts) until the token is answered; a kept-alive connection stays busy meanwhile (what
+        the client sends is queued by its parser)."""
+        tl = self.tl
+        core = tl.cores[token.core]
+        _take_core(tl.free, core)
+        w = self.worker
+        w.requests += 1
+        core.requests += 1
+        if conn is not None:
+            conn.busy = True
+            token.conn = conn   # its closing voids the fd (complete() checks)
+        if not tl.free:
+            tl.stop_accepting()     # as _resume
+
+    def complete(self, token, status: bytes, headers, body: bytes) -> bool:
+        """The app's whole response to a deferred request, sent from C (the same framing, log
+        line and counters as an answer at once). False: a shape the lane leaves to the Python
+        path (the caller takes the request: take_deferred)."""
+        r = token.complete(status, headers, body)
+        if r is False:
+            return False
+        core = self.tl.cores[token.core]
+        conn = token.conn
+        if conn is not None:
+            conn.busy = False
+            conn.served += 1
+        if r is not None:
+            kind = r[1]
+            if kind == LANE_KEEP:
+                if conn is None:
+                    conn = self._connection(r[2], r[3])
+                    conn.served = 1
+                    conn.loop.add_reader(conn.fd, conn.on_readable)
+                elif conn.queue or conn.eof or conn.paused:
+                    conn.pump()     # what came meanwhile, or the client's end
+                else:
+                    conn.deadline = _monotonic() + conn.timeout
+            elif kind == LANE_CLOSE:
+                conn.closing = True
+                conn.close()
+            elif kind == LANE_TAIL:
+                self._tail(conn if conn is not None else self._connection(r[2], r[3]), r[4], r[5])
+            elif kind == LANE_GONE:
+                self._gone(r[2], r[3], core)
+                if conn is not None:
+                    conn.close()
+        self._release(core)
+        return True
+
+    def take_deferred(self, token):
+        """The Python path answers a deferred request from now on (a streamed body, a wait for
+        the client to go, an error): its Request, adopted by its core, as for LANE_RESUME."""
+        fd, addr, modifier1, arg, raw, keepalive = token.take()
+        conn = token.conn
+        if conn is not None:
+            conn.busy = False   # core.adopt sets it again
+        return self._request(conn, fd, addr, modifier1, arg, raw, keepalive, core=self.tl.cores[token.core])
+
+    def _release(self, core) -> None:
+        """A deferred request answered: its app's counters, then its core is free (Core._done's
+        end)."""
+        for count, k in zip(self.counters, self.lane.counts()):
+            if k:
+                count(k)
+        self.tl.core_done(core)
+        replay = core.lane_replay
+        if replay is not None:
+            replay()
+        w = self.worker
+        if w.recycles:
+            w.after_request()
 
     def _resume(self, conn, fd, addr, modifier1, arg, raw, status, headers, written, result, exc,
                 keepalive, start_response) -> None:
@@ -331,14 +425,14 @@ class _Driver:
         else:
             conn.close()
 
-    def _gone(self, err: int, uri: bytes) -> None:
+    def _gone(self, err: int, uri: bytes, core=None) -> None:
         w = self.worker
         if not getattr(w, "ignore_write_errors", False):
             log(f"client {self.listener.name} went away during the response to {uri.decode('latin-1')} "
                 f"({os.strerror(err)})")
         sb = w.scoreboard
         if sb is not None:
-            sb.add_error(w.id, self.current.id, "write")
+            sb.add_error(w.id, (core or self.current).id, "write")
 
 
 class _Held:
@@ -378,6 +472,16 @@ class _Held:
                 continue
             conn.loop.add_reader(conn.fd, conn.on_readable)
             conn._received(data)    # the lane again (a core is free), or the Python parser
+
+
+def _take_core(free: list, core) -> None:
+    """core leaves the loop's free list: the last one mostly (_core took it), but a deferred
+    request answered during the app's call (asyncio's ready callbacks) may have put another
+    after it."""
+    if free and free[-1] is core:
+        free.pop()
+    else:
+        free.remove(core)
 
 
 def _keepalive(v: dict, http11: bool) -> bool:

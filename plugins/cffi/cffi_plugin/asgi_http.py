@@ -145,7 +145,7 @@ def scope_from_vars(v: dict, method: bytes, script_name: str, path_info: str, st
 class HttpCycle:
     __slots__ = ("req", "conn", "core", "driver", "app", "task", "active", "parked", "started",
                  "complete", "gone", "body", "body_done", "flush_fut", "gone_fut", "reader", "where", "head",
-                 "body_fut", "lane_scope", "lane_result", "run")
+                 "body_fut", "lane_scope", "lane_result", "run", "token")
 
     def __init__(self, req, driver, app, core=None):
         # req None: a request the native lane read (asgi_lane.py), no Request made yet; core is
@@ -172,6 +172,7 @@ class HttpCycle:
         self.lane_scope = None          # the lane's request: its scope (no Request yet)
         self.lane_result = None         # the lane's request: (status line, headers, body) when complete
         self.run = None                 # the lane's request: what start() returned
+        self.token = None               # the lane's request, deferred: its token (lane_defer.c)
 
     def attach(self, req) -> None:
         """The Python path takes over the lane's request: its Request from now on."""
@@ -184,11 +185,29 @@ class HttpCycle:
         sends it); else self.req."""
         req = self.req
         if req is None:
+            if self.token is not None:
+                return self._take_deferred()
             take = self.core.take_request
             req = take() if take is not None else None
             if req is None:
                 raise RuntimeError("ASGI: the request could not be taken from the native lane")
             self.attach(req)
+        return req
+
+    def _take_deferred(self):
+        """A deferred lane request goes the Python way (a streamed body, a wait for the client to
+        go, an error): its Request now, and the core steps the cycle from the loop's next turn,
+        as for a request the lane resumed (asgi_lane.resume)."""
+        token = self.token
+        self.token = None
+        req = token.owner.take_deferred(token)
+        record = self.app
+        record.requests += 1
+        req.app_id = record.id
+        self.attach(req)
+        core = self.core
+        run = self.run
+        self.driver.loop.ready.append(lambda: core.respond(run))
         return req
 
     # ---- what the app calls ---------------------------------------------------------------
@@ -209,6 +228,8 @@ class HttpCycle:
             self.body_done = True       # the request ended: the rest of the body was dropped
         if self.complete or self.gone or not self.active:
             return _DISCONNECT
+        if self.token is not None:
+            self._take_deferred()   # the connection is watched by the Python path's Connection
         fut = self.gone_fut
         if fut is None:
             fut = self.gone_fut = self.driver.aloop.create_future()
@@ -305,10 +326,19 @@ class HttpCycle:
                     # the whole response at once: head and body in one C-built send
                     self.head = None
                     req = self.req
-                    if req is None:     # the lane's request: the lane sends it
-                        self.lane_result = (head[0], head[1], body)
-                        self.complete = True
-                        return
+                    if req is None:
+                        token = self.token
+                        if token is None:   # the lane's request, in its first steps: the lane sends it
+                            self.lane_result = (head[0], head[1], body)
+                            self.complete = True
+                            return
+                        self.token = None
+                        if token.owner.complete(token, head[0], head[1], body):    # sent from C
+                            self.complete = True
+                            self.active = False
+                            return
+                        self.token = token  # a shape the lane leaves to the Python path
+                        req = self._take()
                     respond = getattr(req, "respond", None)
                     if respond is None or not respond(head[0], head[1], body):
                         self._start(head)
@@ -433,7 +463,10 @@ class HttpCycle:
         """The app's coroutine ended (an asyncio done callback)."""
         self.driver.inflight.discard(task)
         if self.active:
-            self._wake()
+            if self.token is not None:
+                self._take_deferred()   # ended before completing: the core's steps say how (_ended)
+            else:
+                self._wake()
             return
         if task.cancelled():
             return

@@ -5,13 +5,20 @@ The lane reads a plain request (no body, no upgrade, no pipelining: lane_env.c s
 hands `call` its vars block; `call` builds the scope, starts the app's task and runs its first
 steps (asgi_http.start). A response complete by then goes back to the lane as (status line,
 headers, body), which the lane serialises, sends, logs and counts without a Request or a
-Connection in Python. Otherwise (the app awaits something, streams its body, or fails) the lane
-hands the request to the Python path, and `resume` attaches the Request it made to the running
-cycle, whose steps the core goes on with as for a request read in Python. A response that starts
-streaming within the first steps takes its Request at once (core.take_request, HttpCycle._take).
+Connection in Python. An app still awaiting (asyncio.sleep, a database) defers its request
+(core.defer_request, core/cpython/lane_defer.c): the core stays its own, and its whole response
+is sent from C when the app sends it (HttpCycle.send: token.owner.complete), again without a
+Request. Otherwise (the app streams its body, waits for the client to go, or fails; a deferred
+request the same, later: HttpCycle._take_deferred) the lane hands the request to the Python
+path, and `resume` attaches the Request it made to the running cycle, whose steps the core goes
+on with as for a request read in Python. A response that starts streaming within the first steps
+takes its Request at once (core.take_request, HttpCycle._take). UWSGI_LANE_NO_DEFER=1 in the
+environment turns deferring off (a comparison, or a suspected bug).
 """
 
 from __future__ import annotations
+
+import os
 
 # core/cpython/asgi_scope.c and vars.c: built with the lane, the only caller here
 from _uwsgi_native import asgi_scope, parse_vars
@@ -43,6 +50,7 @@ def lane_app(asgi_app, core, drivers: dict) -> LaneApp | None:
     record = asgi_app.record
     state = asgi_app.state
     loop = core.loop
+    defers = not os.environ.get("UWSGI_LANE_NO_DEFER")
 
     def call(block: bytes):
         driver = drivers[loop]
@@ -53,9 +61,16 @@ def lane_app(asgi_app, core, drivers: dict) -> LaneApp | None:
                 return _PYTHON_PATH
         cycle = HttpCycle(None, driver, record, current_core())
         cycle.lane_scope = scope
-        cycle.run = start(cycle, driver, record.callable(scope, cycle.receive, cycle.send))
+        cycle.run = run = start(cycle, driver, record.callable(scope, cycle.receive, cycle.send))
         result = cycle.lane_result
-        return result if result is not None else cycle
+        if result is not None:
+            return result
+        # not when it waits for the client to go already (receive(): the Python path watches)
+        if run is not None and defers and cycle.req is None and cycle.gone_fut is None and not cycle.task.done():
+            defer = cycle.core.defer_request
+            if defer is not None:   # the app awaits: the lane hands back the request's token
+                cycle.token = defer()
+        return cycle
 
     def count(n: int) -> None:
         record.requests += n

@@ -6,14 +6,34 @@ as (status line, headers, body), which sends it; anything else (a streamed body,
 WebSocket) goes on in response.answered on a Request the lane's driver makes. The state's
 per-request end (io.write's partial line, the GC step of --lua-gc-freq) runs once the lane's
 response is out, as after_request does on the Python path.
+
+A body that waits in its first slice (a cosocket's read under --async: uwsgi.wait_fd_read) is
+deferred (core.defer_request, core/cpython/lane_defer.c): the core keeps the request, its waits
+wake _Deferred.step (core._woken) instead of a Request's steps, the body's slices are collected,
+and the whole response goes out from C at the body's end (token.owner.complete), without a
+Request or a Connection in Python. Anything else on the way (Python asks for the request, a body
+error, a shape the lane does not send) takes the request to the Python path (_Deferred.take),
+which goes on with the same body iterator. UWSGI_LANE_NO_DEFER=1 turns deferring off.
 """
 
 from __future__ import annotations
 
-from uwsgid.plugins.api import current_core
+import os
+
+from uwsgid.plugins.api import current_core, set_current
 from uwsgid.plugins.contract import LaneApp
 
-from .response import B_END, OK, BadResponse, answered, call_failed, split_headers, status_line
+from .response import (
+    B_END,
+    B_WAIT,
+    OK,
+    BadResponse,
+    _stream,
+    answered,
+    call_failed,
+    split_headers,
+    status_line,
+)
 
 
 class _PendingRequest:
@@ -38,6 +58,98 @@ class _PendingRequest:
         return getattr(req, name)
 
 
+class _Deferred:
+    """A deferred request's body (its collector, and state.req while it runs): _stream drives
+    the body as for a Request, its writes are kept here until the body ends. The first
+    attribute Python asks for that is not here takes the request (take)."""
+
+    __slots__ = ("st", "core", "token", "line", "headers", "chunks", "gen", "req")
+
+    def __init__(self, st, core, token, line: bytes, headers: list, chunk: bytes):
+        self.st = st
+        self.core = core
+        self.token = token
+        self.line = line
+        self.headers = headers
+        self.chunks = [chunk] if chunk else []
+        self.req = None     # the Request, once taken
+        self.gen = _stream(st, self, core.id, st.lupa.LuaMemoryError)
+        next(self.gen)      # to its first yield: each next() from now on resumes the body once
+
+    websocket = None
+
+    def write(self, data: bytes) -> None:
+        req = self.req
+        if req is None:
+            self.chunks.append(data)
+        else:
+            req.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.take(), name)
+
+    def step(self) -> None:
+        """core._woken: the body's wait fired; one more slice of it."""
+        core = self.core
+        set_current(core)
+        try:
+            next(self.gen)
+        except StopIteration:
+            self._end()
+            return
+        except Exception as exc:
+            self._failed(exc)
+            return
+        if self.req is not None:        # taken during the slice: the core steps it from now on
+            self._handover()
+        elif core.wait is not None:
+            core._arm(core.wait)
+        else:
+            core.loop.ready.append(self.step)   # a slice without a wait: a turn for the others
+
+    def _end(self) -> None:
+        core = self.core
+        core._woken = core.step
+        if self.req is None:
+            token = self.token
+            if token.owner.complete(token, self.line, self.headers, b"".join(self.chunks)):
+                return
+            self.take()     # a shape the lane leaves to the Python path
+        core.respond(None)  # the body is done: the core finishes the Request
+
+    def _failed(self, exc) -> None:
+        """The body failed (logged by _stream): nothing was sent, the core answers 500."""
+        self.core._woken = self.core.step
+        req = self.req if self.req is not None else self.take(head=False)
+        req.core.respond(_raising(exc))
+
+    def take(self, head: bool = True):
+        """The Python path takes the request: its Request, the head and what the body wrote."""
+        req = self.req
+        if req is not None:
+            return req
+        token = self.token
+        req = self.req = token.owner.take_deferred(token)
+        self.st.req = req
+        if head:
+            req.start_response(self.line, self.headers)
+            for chunk in self.chunks:
+                req.write(chunk)
+        self.chunks = []
+        return req
+
+    def _handover(self) -> None:
+        core = self.core
+        core._woken = core.step
+        core.respond(self.gen)
+
+
+def _raising(exc):
+    """A body that raises exc at its first step: the core's _fail answers (a 500, logged)."""
+    raise exc
+    yield
+
+
 def lane_app(plugin, core) -> LaneApp | None:
     """The loop's cores share its lua_State (state.py); a request runs in the slot of the core
     the lane names as the current one (uwsgid/server/native_lane.py)."""
@@ -47,6 +159,7 @@ def lane_app(plugin, core) -> LaneApp | None:
     app_path = plugin.app_path
     pending = _PendingRequest(st)
     run = st.call
+    defers = not os.environ.get("UWSGI_LANE_NO_DEFER")
 
     def call(block: bytes):
         core = pending.core = current_core()
@@ -61,6 +174,18 @@ def lane_app(plugin, core) -> LaneApp | None:
                 return res      # answered() words it
             chunk = res[3]
             return line, split_headers(res[2]), chunk if chunk else b""
+        if (res[0] == OK and res[4] == B_WAIT and defers and st.req is pending and core.wait is not None
+                and core.defer_request is not None):
+            try:
+                line = status_line(res[1])
+            except BadResponse:
+                return res
+            # the body waits (a cosocket): the lane hands back the request's token
+            d = _Deferred(st, core, core.defer_request(), line, split_headers(res[2]), res[3])
+            st.req = d
+            core._woken = d.step
+            core._arm(core.wait)
+            return None
         return res
 
     def after() -> None:

@@ -86,6 +86,25 @@ async def raw(scope, receive, send):
         body = json.dumps({"size": size, "md5": digest, "chunks": chunks, "rss_before": before,
                            "rss_after": rss_kb()}).encode()
         return await _text(send, body)
+    if path.startswith("/later"):     # answered after an await: the lane defers it (lane_defer.c)
+        await asyncio.sleep(0.05)
+        if path == "/later-stream":     # then streams: the Python path takes it
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"one,", "more_body": True})
+            await asyncio.sleep(0.02)
+            return await send({"type": "http.response.body", "body": b"two"})
+        if path == "/later-boom":
+            raise RuntimeError("boom after an await")
+        if path == "/later-disconnect":     # then waits for the client to go
+            msg = await receive()
+            msg = await receive()
+            mark("later-disconnect", msg["type"])
+            return
+        if path == "/later-none":       # returns without a response
+            return
+        if path == "/later-pid":
+            return await _text(send, str(os.getpid()).encode())
+        return await _text(send, b"later " + path.encode())
     if path == "/wait-disconnect":
         await _read_all(receive)
         msg = await receive()
