@@ -37,6 +37,11 @@ from uwsgid.routing.runtime import State
 from uwsgid.routing.translate import Text
 from uwsgid.util.log import log
 
+try:
+    from _uwsgi_native import parse_vars
+except ImportError:     # no C module: no lane either (uwsgid.server.native_lane)
+    parse_vars = None
+
 # the conditions of conditions.py: pure functions of the request's vars (and of files)
 CONDITIONS = frozenset((
     "exists", "isfile", "isdir", "islink", "isexec", "empty", "equal", "isequal", "eq", "==",
@@ -205,7 +210,6 @@ class Routing:
         if wsgi:
             vars_ = _EnvVars(arg)
         else:
-            from _uwsgi_native import parse_vars
             vars_ = parse_vars(arg, 1024)
         req = LaneRequest(vars_, self.core)
         st = LaneState(req)
