@@ -319,7 +319,7 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
             PyErr_WriteUnraisable(app->after);
         Py_XDECREF(r);
     }
-    if ((rstate == NULL || lane_route_post(self, rstate, code, response_size)) && self->log != NULL)
+    if ((rstate == NULL || answer == NULL || lane_route_post(self, rstate, code, response_size)) && self->log != NULL)
         log_line(self, &ri, started, wall, code, response_size, header_cnt, headers_size, app->app_id, 1, " ");
     goto out;
 resume:

@@ -24,7 +24,7 @@ APP = textwrap.dedent('''
         # where: the lane's start_response is _uwsgi_native's (masked when the answers are compared)
         where = "L" if type(start_response).__module__ == "_uwsgi_native" else "P"    # one length: the same framing
         p = env["PATH_INFO"]
-        if p == "/gen":
+        if p.startswith("/gen"):
             start_response("200 OK", [("Content-Type", "text/plain")])
             return (c for c in [b"g", b"e", b"n"])
         keys = ("PATH_INFO", "MY_VAR", "OTHER_VAR", "REQUEST_URI")
@@ -55,6 +55,8 @@ ROUTES = [
     "--route", "^/cl addheader:Content-Length: 3",
     "--route", "^/logme log:LOGGED ${REQUEST_URI} ${qs[a]}",
     "--route", "^/quiet donotlog:",
+    "--route", "^/genvar addvar:MY_VAR=gv",
+    "--final-route", "^/genvar log:GENVAR ${MY_VAR} ${uwsgi[status]}",
     "--final-route", "^/quietfinal donotlog:",
     "--final-route-if", "ishigherequal:${uwsgi[status]};200 log:FINAL ${REQUEST_URI} ${uwsgi[status]} ${uwsgi[rsize]}",
 ]
@@ -239,6 +241,27 @@ def test_a_lua_app(tmp_path, sock):
             answers[path] = a
         assert b"MY_VAR=v-lua\n" in answers["/var/lua"]
         assert b"X-Got: x i\r\n" in answers["/hdr/x"]
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def test_a_uwsgi_socket(app_file):
+    """Over --socket (the vars come in a packet): a var set by a route reaches the app, and the
+    final chain of a request the Python path goes on with (a generator) reads it too."""
+    servers = start_pair(lambda port: ["--master", "--processes", "1", "--socket", f"127.0.0.1:{port}",
+                                       "--wsgi-file", app_file, *ROUTES])
+    try:
+        for path in ("/var/sock", "/genvar", "/old/x", "/jump"):
+            v = {"REQUEST_METHOD": "GET", "REQUEST_URI": path, "PATH_INFO": path, "QUERY_STRING": "",
+                 "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "localhost", "SERVER_PORT": "80",
+                 "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "example.org", "SCRIPT_NAME": ""}
+            a, b = (raw(f"127.0.0.1:{s.port}", uwsgi_packet(v)) for s in servers)
+            assert _masked(a) == _masked(b), path
+            if path == "/var/sock":
+                assert b"MY_VAR=v-sock\n" in a and b"where=L" in a
+        for srv in servers:
+            srv.wait_log("GENVAR gv 200")
     finally:
         for s in servers:
             s.stop()
