@@ -265,3 +265,24 @@ def test_a_uwsgi_socket(app_file):
     finally:
         for s in servers:
             s.stop()
+
+
+def test_which_chains_run_on_the_lane():
+    """lane.plan: None (the lane stays off) for what the lane cannot run, or would hand on for
+    every request."""
+    from uwsgid.routing import chains, lane, load_actions
+    from uwsgid.routing.runtime import Router
+    load_actions()
+
+    def plan(*items):
+        return lane.plan(Router(chains.compile_chains([(items[i], items[i + 1]) for i in range(0, len(items), 2)])))
+
+    assert plan("route-run", "addheader:X: 1", "final-route-run", "log:${REQUEST_URI}") is not None
+    assert plan("route", "^/x redirect:/y", "route-if", "equal:${HTTP_HOST};a break:403") is not None
+    assert plan("route-run", "rewrite:/other") is None                  # every request handed on
+    assert plan("route", "^/x last:", "route-run", "rewrite:/other") is not None    # not every one
+    assert plan("response-route-run", "addheader:X: 1") is None
+    assert plan("error-route-status", "404 addheader:X: 1") is None
+    assert plan("final-route-run", "addheader:X: 1") is None           # only what needs no Request
+    assert plan("route-if", "equal:${hook[x]};1 log:x") is None          # code runs there
+    assert plan("route", "^/x log:${HTTP_CONTENT_TYPE}") is None         # not in a WSGI environ

@@ -116,10 +116,14 @@ def plan(router):
     if router.error is not None or router.response is not None or router.collect is not None:
         return None
     ops = []
+    diverts = False     # a route before may end the chain or jump (continue, last, goto)
     for r in (router.request_chain.routes if router.request_chain is not None else ()):
         if r.label is None and not _reads_ok(r):
             return None
         op, payload = _request_op(r)
+        if op == _HAND and r.kind == "run" and not diverts:
+            return None     # every request would be handed on: the lane would only add work
+        diverts = diverts or r.action in ("continue", "last", "goto")
         ops.append((r.test, op, payload))
     final = router.final
     if final is not None:
