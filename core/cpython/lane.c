@@ -187,7 +187,7 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     }
     PyObject *radd = NULL, *rstate = NULL;     /* the routes' headers and state (lane_route.c) */
     if (self->route_pre != NULL) {
-        int go = lane_route_pre(self, env, &radd, &rstate);
+        int go = lane_route_pre(self, env, ri.block, ri.pktsize, &radd, &rstate);
         if (go <= 0) {
             Py_DECREF(env);
             if (go == 0)

@@ -133,12 +133,14 @@ int lane_env_init(void);
  * conditional or ranged GET, HEAD); -1, an error. */
 int lane_static(Lane *self, struct reqinfo *ri, int http);
 
-/* lane_route.c: set_routes(pre, post); pre: 1, the request goes on (add: headers to append,
+/* lane_route.c: set_routes(pre, post); pre (block: a uwsgi packet's vars block, NULL over
+ * HTTP): 1, the request goes on (add: headers to append,
  * state: post's argument, each NULL or a new reference), 0, the Python path takes it, -1, an
  * error; lane_route_headers: headers (a reference it takes) with add appended; post: 0 when the
  * routes said `donotlog`. */
 PyObject *lane_set_routes(Lane *self, PyObject *args);
-int lane_route_pre(Lane *self, PyObject *arg, PyObject **add, PyObject **state);
+int lane_route_pre(Lane *self, PyObject *arg, const char *block, size_t block_len, PyObject **add,
+                   PyObject **state);
 PyObject *lane_route_headers(PyObject *headers, PyObject *add);
 int lane_route_post(Lane *self, PyObject *state, int code, size_t body_size);
 

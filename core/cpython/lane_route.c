@@ -19,9 +19,17 @@ PyObject *lane_set_routes(Lane *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-int lane_route_pre(Lane *self, PyObject *arg, PyObject **add, PyObject **state) {
+int lane_route_pre(Lane *self, PyObject *arg, const char *block, size_t block_len, PyObject **add,
+                   PyObject **state) {
     *add = *state = NULL;
-    PyObject *r = PyObject_CallOneArg(self->route_pre, arg);
+    /* a packet's vars as received: the routes read them as the Python path does (an environ
+     * holds defaults for the vars a packet lacks) */
+    PyObject *raw = block != NULL ? PyBytes_FromStringAndSize(block, (Py_ssize_t)block_len)
+                                  : (Py_INCREF(Py_None), Py_None);
+    if (raw == NULL)
+        return -1;
+    PyObject *r = PyObject_CallFunctionObjArgs(self->route_pre, arg, raw, NULL);
+    Py_DECREF(raw);
     if (r == NULL)
         return -1;
     if (r == Py_None) {         /* the chain did nothing the lane must carry */

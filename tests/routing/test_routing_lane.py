@@ -55,6 +55,7 @@ ROUTES = [
     "--route", "^/cl addheader:Content-Length: 3",
     "--route", "^/logme log:LOGGED ${REQUEST_URI} ${qs[a]}",
     "--route", "^/quiet donotlog:",
+    "--route-if", "equal:${SERVER_NAME};localhost addheader:X-Server-Name: localhost",
     "--route", "^/genvar addvar:MY_VAR=gv",
     "--final-route", "^/genvar log:GENVAR ${MY_VAR} ${uwsgi[status]}",
     "--final-route", "^/quietfinal donotlog:",
@@ -260,6 +261,12 @@ def test_a_uwsgi_socket(app_file):
             assert _masked(a) == _masked(b), path
             if path == "/var/sock":
                 assert b"MY_VAR=v-sock\n" in a and b"where=L" in a
+                assert b"X-Server-Name" in a
+        # a packet without SERVER_NAME: the routes read it missing (the environ has a default)
+        v = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/var/n", "PATH_INFO": "/var/n", "HTTP_HOST": "h"}
+        a, b = (raw(f"127.0.0.1:{s.port}", uwsgi_packet(v)) for s in servers)
+        assert _masked(a) == _masked(b)
+        assert b"where=L" in a and b"MY_VAR=v-n\n" in a and b"X-Server-Name" not in a
         for srv in servers:
             srv.wait_log("GENVAR gv 200")
     finally:

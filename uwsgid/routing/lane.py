@@ -8,8 +8,8 @@ and every route of the request and final chains reads only what the lane has (re
 the route vars but ${hook[...]}, the conditions of conditions.py). Per request, through one
 Python call each:
 
-    pre(arg)     before the app, arg being the environ (a WSGI app) or the vars block (a block
-                 app, Lua): the request chain runs. False: a matched route needs the Python path
+    pre(arg, raw)  before the app, arg being the environ (a WSGI app) or the vars block (a block
+                 app, Lua), raw a uwsgi packet's vars block (None over HTTP): the request chain runs. False: a matched route needs the Python path
                  (a redirect, break, rewrite, delheader, a var a block app cannot get...), which
                  then parses the request anew as if the lane had never seen it; nothing the
                  routes did here leaves a trace (its `log` lines are written only once the chain
@@ -22,9 +22,9 @@ When the app's response is not the lane's (a generator, write(), take_request), 
 goes on with a runtime.State made from the lane's (state_for): the same headers, the final
 chain run by the core.
 
-The lane's vars differ from the Python path's in one respect: a WSGI environ holds defaults
-(SERVER_NAME "localhost"...) for the vars a uwsgi packet lacks; over HTTP and from nginx's
-uwsgi_params every one is sent, so a route reads the same values.
+The routes read the vars the Python path would: a uwsgi packet's (pre gets its vars block: a
+WSGI environ holds defaults, SERVER_NAME "localhost"..., for the vars a packet lacks), over HTTP
+the environ's (every var with a default is in the head's) or the vars block a block app gets.
 """
 
 from __future__ import annotations
@@ -208,10 +208,17 @@ class Routing:
         self.core = core        # ${uwsgi[wid]}: the lane's worker
         self.last = None        # the state of the lane's last request (state_for)
 
-    def pre(self, arg):
+    def pre(self, arg, raw):
         self.last = None
         wsgi = arg.__class__ is dict
-        if wsgi:
+        env = None      # a WSGI environ that a var set by a route must reach too
+        if raw is not None:     # a uwsgi packet's vars, read as protocols.uwsgi reads them
+            vars_ = parse_vars(raw, 1024)
+            if b"SCRIPT_NAME" not in vars_:
+                vars_[b"SCRIPT_NAME"] = b""
+            if wsgi:
+                env = arg
+        elif wsgi:
             vars_ = _EnvVars(arg)
         else:
             vars_ = parse_vars(arg, 1024)
@@ -246,6 +253,9 @@ class Routing:
                     payload = payload[0]
                 st.jump = -1
                 code = payload(st, req, groups)
+                if env is not None and op == _VAR:
+                    key = st.set[-1]
+                    env[key.decode("latin-1")] = vars_[key].decode("latin-1")
                 if code == CONTINUE:
                     break
                 if code != NEXT:
@@ -272,8 +282,8 @@ class Routing:
                 return None
             self.last = st
             return tuple(add), None
-        if wsgi:    # the final chain reads the vars as the routes left them, not as the app may
-            req.vars = _EnvVars(arg.copy())
+        if vars_.__class__ is _EnvVars:     # the final chain reads the vars as the routes left them
+            req.vars = _EnvVars(arg.copy())     # (not as the app may change its environ)
         self.last = st
         return (tuple(add) if add else ()), st
 
