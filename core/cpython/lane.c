@@ -177,6 +177,18 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
             close(c->fd);
         return NULL;
     }
+    PyObject *radd = NULL, *rstate = NULL;     /* the routes' headers and state (lane_route.c) */
+    if (self->route_pre != NULL) {
+        int go = lane_route_pre(self, env, ri.block, ri.pktsize, &radd, &rstate);
+        if (go <= 0) {
+            Py_DECREF(env);
+            if (go == 0)
+                return start(served, c, buf, n);    /* as a request not of the lane's shape */
+            if (c->owned)
+                close(c->fd);
+            return NULL;
+        }
+    }
     double started = ri.started = mono();
     time_t wall = ri.wall = time(NULL);
     self->requests++;           /* the worker's count, this request included, as Core.run counts it */
@@ -184,6 +196,8 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
         uwsgi_sb_begin(self->sb, (size_t)self->cores[self->cur].sb_start, ri.uri, ri.uri_len, 256);
     LaneStartResponse *sr = lane_start_response(app->check, app->error_class);
     if (sr == NULL) {
+        Py_XDECREF(radd);
+        Py_XDECREF(rstate);
         Py_DECREF(env);
         if (c->owned)
             close(c->fd);
@@ -192,6 +206,8 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     PyObject *raw = ri.block != NULL ? PyBytes_FromStringAndSize(ri.block, (Py_ssize_t)ri.pktsize)
                                      : (Py_INCREF(Py_None), Py_None);
     if (raw == NULL) {
+        Py_XDECREF(radd);
+        Py_XDECREF(rstate);
         Py_DECREF(sr);
         Py_DECREF(env);
         if (c->owned)
@@ -268,6 +284,7 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
         body = PyTuple_GET_ITEM(result, 2);
         Py_INCREF(body);
     }
+    headers = lane_route_headers(headers, radd);
     if (headers == NULL || body == NULL) {
         Py_DECREF(status);
         Py_XDECREF(headers);
@@ -307,8 +324,9 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
             PyErr_WriteUnraisable(app->after);
         Py_XDECREF(r);
     }
-    if (self->log != NULL)
-        lane_log_line(self, &ri, self->cur, self->requests, started, wall, code, response_size, header_cnt, headers_size, app->app_id, 1, " ");
+    if ((rstate == NULL || answer == NULL || lane_route_post(self, rstate, code, response_size)) && self->log != NULL)
+        lane_log_line(self, &ri, self->cur, self->requests, started, wall, code, response_size, header_cnt,
+                      headers_size, app->app_id, 1, " ");
     goto out;
 resume:
     /* the Python path goes on with this request (the fd is its from now on) */
@@ -323,6 +341,8 @@ error:
     if (owned)
         close(c->fd);
 out:
+    Py_XDECREF(radd);
+    Py_XDECREF(rstate);
     Py_DECREF(raw);
     Py_XDECREF(data);
     Py_XDECREF(exc);

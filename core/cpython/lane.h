@@ -90,6 +90,8 @@ typedef struct {
      * static path starts with (NULL: any path may be one) */
     PyObject *static_entries, *static_prefixes;
     Py_ssize_t static_served;
+    /* the internal routing's calls (lane_route.c), NULL: no routes */
+    PyObject *route_pre, *route_post;
     /* the request inside the app, for take() */
     int cur_fd, cur_modifier1;
     PyObject *cur_env, *cur_addr, *cur_raw;
@@ -139,6 +141,17 @@ int lane_env_init(void);
  * 2, a static path the lane leaves to the Python path (a file not in the cache this second, a
  * conditional or ranged GET, HEAD); -1, an error. */
 int lane_static(Lane *self, struct reqinfo *ri, int http);
+
+/* lane_route.c: set_routes(pre, post); pre (block: a uwsgi packet's vars block, NULL over
+ * HTTP): 1, the request goes on (add: headers to append,
+ * state: post's argument, each NULL or a new reference), 0, the Python path takes it, -1, an
+ * error; lane_route_headers: headers (a reference it takes) with add appended; post: 0 when the
+ * routes said `donotlog`. */
+PyObject *lane_set_routes(Lane *self, PyObject *args);
+int lane_route_pre(Lane *self, PyObject *arg, const char *block, size_t block_len, PyObject **add,
+                   PyObject **state);
+PyObject *lane_route_headers(PyObject *headers, PyObject *add);
+int lane_route_post(Lane *self, PyObject *state, int code, size_t body_size);
 
 /* lane.c: the methods that serve (lane_type.c has the type); the request log line and the
  * sending of a whole response, which a deferred request's completion shares (lane_defer.c) */

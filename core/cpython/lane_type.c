@@ -171,6 +171,8 @@ static PyObject *lane_set_static(Lane *self, PyObject *args) {
 }
 
 static void lane_dealloc(Lane *self) {
+    Py_XDECREF(self->route_pre);
+    Py_XDECREF(self->route_post);
     Py_XDECREF(self->static_entries);
     Py_XDECREF(self->static_prefixes);
     for (int i = 0; i < self->napps; i++) {
@@ -215,6 +217,8 @@ static PyMethodDef lane_methods[] = {
      "counts() -> the requests each app (add_app's order), then the static files, completed since the last call"},
     {"set_static", (PyCFunction)lane_set_static, METH_VARARGS,
      "set_static(entries, prefixes): answer the small files of the worker's file cache (lane_static.c)"},
+    {"set_routes", (PyCFunction)lane_set_routes, METH_VARARGS,
+     "set_routes(pre, post): run the internal routing's chains around each request (lane_route.c)"},
     {"set_core", (PyCFunction)lane_set_core, METH_VARARGS,
      "set_core(index, core_id, sb_start=0, sb_core=0, sb_static=0): a core requests may run on, with its scoreboard slots"},
     {"defer", (PyCFunction)lane_defer, METH_O,

@@ -9,6 +9,7 @@ One concern per module:
     actions_cache  cache, cachestore, cachevar, cacheset, cacheinc...; the incache condition
     actions_code   python:, lua:, hook:, hooks: (code in every phase) and ${hook[NAME]}
     runtime        the State of a request and the Router the core calls
+    lane           the request and final chains on the native lane (core/cpython/lane_route.c)
     collect        --collect-header / --pull-header (response headers into request vars)
     doc            docs/ROUTING.md, generated from the declarations
 
@@ -83,11 +84,13 @@ def setup(opts):
         return None
     load_actions()
     compiled = chains.compile_chains(items)
-    from uwsgid.routing import actions_http, translate
+    from uwsgid.routing import actions_http, lane, translate
     from uwsgid.routing.runtime import Router
     translate.use_mime_table(_mime_table(opts))
     actions_http.use_static_safe(opts.get("static-safe", None) or ())
-    return Router(compiled, collector)
+    rt = Router(compiled, collector)
+    rt.lane_plan = lane.plan(rt)      # checked once, here: the lanes of every loop share it
+    return rt
 
 
 def load_actions() -> None:

@@ -60,14 +60,20 @@ class RouteError(ValueError):
 
 
 class Route:
-    __slots__ = ("pos", "label", "test", "run", "text")
+    __slots__ = ("pos", "label", "test", "run", "text", "kind", "cond", "action", "arg")
 
-    def __init__(self, pos: int, text: str, label: bytes | None = None, test=None, run=None):
+    def __init__(self, pos: int, text: str, label: bytes | None = None, test=None, run=None,
+                 kind: str = "label", cond: str | None = None, action: str | None = None, arg: bytes = b""):
         self.pos = pos
         self.text = text
         self.label = label
         self.test = test        # req -> (matched, groups); None for a label
         self.run = run          # (state, req, groups) -> NEXT / CONTINUE / BREAK
+        # what the route was compiled from, for the native lane's check (uwsgid.routing.lane)
+        self.kind = kind        # the option's kind: "" (PATH_INFO), "host", "if", "run", "status"...
+        self.cond = cond        # an -if / -if-not route's condition name
+        self.action = action    # the action's name, and its argument (untranslated)
+        self.arg = arg
 
 
 class Chain:
@@ -146,6 +152,7 @@ def compile_route(chain: Chain, pos: int, kind: str, value: str) -> Route:
         label = raw.strip()
         chain.labels.setdefault(label, pos)
         return Route(pos, value, label=label)
+    cond = None
     if kind == "run":
         test = _always
         command = raw
@@ -158,11 +165,12 @@ def compile_route(chain: Chain, pos: int, kind: str, value: str) -> Route:
             name, colon, args = head.partition(b":")
             if not colon:
                 raise RouteError("invalid route condition syntax (expected NAME:ARGS)")
+            cond = name.decode("latin-1")
             try:
-                cond = conditions.compile(name.decode("latin-1"), args)
+                check = conditions.compile(cond, args)
             except ValueError as e:
                 raise RouteError(str(e)) from None
-            test = cond if kind == "if" else _negate(cond)
+            test = check if kind == "if" else _negate(check)
         elif kind == "status":
             test = _status(_atoi(head))
         elif kind in SUBJECTS:
@@ -187,7 +195,7 @@ def compile_route(chain: Chain, pos: int, kind: str, value: str) -> Route:
         run = entry[0](args, chain)
     except ValueError as e:
         raise RouteError(f"{name.decode('latin-1')}: {e}") from None
-    return Route(pos, value, test=test, run=run)
+    return Route(pos, value, test=test, run=run, kind=kind, cond=cond, action=name.decode("latin-1"), arg=args)
 
 
 def _always(req):

@@ -172,7 +172,7 @@ class State:
 class Router:
     """The compiled chains (uwsgid.routing.chains), shared by every core of the process."""
 
-    __slots__ = ("request_chain", "error", "response", "final", "collect")
+    __slots__ = ("request_chain", "error", "response", "final", "collect", "lane_plan")
 
     def __init__(self, chains: dict, collect=None):
         self.request_chain = chains["request"] or None
@@ -180,6 +180,9 @@ class Router:
         self.response = chains["response"] or None
         self.final = chains["final"] or None
         self.collect = collect      # uwsgid.routing.collect.Collector, or None
+        # the chains on the native lane (uwsgid.routing.lane.Plan, set by setup), None: every
+        # request takes the Python path
+        self.lane_plan = None
 
     def request(self, core, req) -> bool:
         if req.__class__ is RawRequest:

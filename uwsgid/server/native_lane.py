@@ -6,7 +6,8 @@ Where it runs: a --socket (uwsgi protocol) or plain --http-socket listener of a 
 sync worker, each thread of --threads N, or a loop of --async N cores: a request runs on the
 last free core, and one the lane hands on keeps that core), in front of a plugin that offers
 its app (plugins.contract.LaneApp: the cffi plugin's one WSGI app (not --greenlet) or ASGI app;
-the Lua plugin's), with nothing else that must see each request in Python: no --route*, no
+the Lua plugin's), with nothing else that must see each request in Python: no --route* the lane
+cannot run (uwsgid.routing.lane: a response or error chain, static files beside routes...), no
 --add-header/--del-header, no --thread-slots gate, no loop engine (--gevent), and a request log
 that is off (--disable-logging and none of its exceptions) or uWSGI's default line with nothing
 added (no --log-format, --log-x-forwarded-for, --vhost, --memory-report), which the lane writes
@@ -91,9 +92,15 @@ def acceptor(tl, listener, conn_class):
     core = tl.cores[0]
     if (listener.proto not in ("uwsgi", "http") or getattr(listener, "tls", None) is not None
             or tl.gate is not None or getattr(w, "engine", None) is not None or core.spawn is not None
-            or core.to_loop is not None or core.routes is not None or not (w.reqlog.silent or w.reqlog.plain)
+            or core.to_loop is not None or not (w.reqlog.silent or w.reqlog.plain)
             or headers_edited()):
         return None
+    routing = None
+    if core.routes is not None:     # the chains on the lane (uwsgid.routing.lane), when they can run there
+        plan = core.routes.lane_plan
+        if plan is None or core.static is not None:
+            return None
+        routing = plan.routing(core)
     files = None
     if core.static is not None:
         files = core.static.lane_files()
@@ -140,14 +147,17 @@ def acceptor(tl, listener, conn_class):
         lane.add_app(m, found.call, base, found.check, found.error_class, found.after, sb_apps, found.app_id)
     if files is not None:
         lane.set_static(files[0], files[1])
-    return _Driver(tl, listener, conn_class, lane, apps).accept
+    if routing is not None:
+        lane.set_routes(routing.pre, routing.post)
+    return _Driver(tl, listener, conn_class, lane, apps, routing).accept
 
 
 class _Driver:
     """The Python side of one listener's lane on one loop."""
 
-    def __init__(self, tl, listener, conn_class, lane, apps):
+    def __init__(self, tl, listener, conn_class, lane, apps, routing=None):
         self.tl = tl
+        self.routing = routing      # the lane's routes (uwsgid.routing.lane.Routing), or None
         self.listener = listener
         self.conn_class = conn_class
         self.lane = lane
@@ -164,7 +174,8 @@ class _Driver:
         take_request find it there): the one free.pop() gives the Python path if it takes over."""
         core = self.current = self.tl.free[-1]
         core.take_request = self._take      # this listener's lane (a loop may have several)
-        core.defer_request = self._defer
+        # no deferring beside routes: a deferred answer would miss their headers and final chain
+        core.defer_request = self._defer if self.routing is None else None
         set_current(core)
         return core
 
@@ -297,6 +308,8 @@ class _Driver:
             keepalive = conn.is_http and bool(tl.limits.keepalive) and _keepalive(v, http11)
         req = Request(conn, v, modifier1, 0, v.get(b"REQUEST_METHOD", b"GET"), http11, bool(keepalive))
         req.vars_block = block
+        if self.routing is not None:
+            req.route = self.routing.state_for(req)     # the routes' headers, the final chain
         if raw is not None:
             req.pktsize = len(raw)
         core.adopt(conn, req)

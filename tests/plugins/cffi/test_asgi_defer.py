@@ -179,3 +179,18 @@ def test_graceful_stop_answers_the_deferred_requests(marks):
             t.join(20)
         assert [(st, b) for st, _, b in got] == [(200, b"slept")] * 8
         assert s.proc.wait(20) == 0
+
+
+def test_a_routed_request_is_not_deferred_and_keeps_the_routes_headers(marks):
+    """Routes on the lane (uwsgid/routing/lane.py) add their headers to the lane's answer and
+    run the final chain after it; a deferred answer would miss both, so beside routes the app's
+    later answer goes the Python way, with the route's header and its log line."""
+    with _server(marks, "--route", "^/later addheader:X-Routed: yes",
+                 "--final-route", "^/later log:final ${PATH_INFO}") as s:
+        s.wait_log("lifespan startup complete")
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+            f = c.makefile("rb")
+            status, headers, body = _get(f, c, "/later/routed")
+        assert (status, body) == (200, b"later /later/routed")
+        assert headers["x-routed"] == "yes" and headers["x-app"] == "raw"
+        s.wait_log("final /later/routed")
