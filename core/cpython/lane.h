@@ -50,6 +50,7 @@ struct keyslot {
 struct lane_app {
     int modifier1, app_id;
     PyObject *app, *base, *check, *error_class, *after;
+    PyObject *fail;             /* NULL, or fail(exc, environ, closing): an app error after its response went out */
     Py_ssize_t *sb_apps;        /* per core: the scoreboard's per-app counters (0: none) */
     Py_ssize_t served;          /* requests it completed since counts() last asked */
 };
@@ -61,6 +62,7 @@ enum { LANE_APPS = 2 };
 struct lane_core {
     int id;
     PyObject *id_obj;           /* the environ's uwsgi.core */
+    PyObject *core;             /* NULL, or the Python core (its `wait`: uwsgid.plugins.api) */
     Py_ssize_t sb_start, sb_core, sb_static;
 };
 
@@ -147,5 +149,23 @@ typedef struct {
     PyObject *forward;              /* set by the Python path that took the request over: calls go there */
 } LaneStartResponse;
 LaneStartResponse *lane_start_response(PyObject *check, PyObject *error_class);
+/* lane_iter.c: a WSGI body that is an iterable, stepped once by the lane (LANE_STEP_NONE: not
+ * stepped; ITEM: it yielded first; END: it stopped; RAISED: it raised exc, an Exception) */
+enum { LANE_STEP_NONE = 0, LANE_STEP_ITEM, LANE_STEP_END, LANE_STEP_RAISED };
+struct lane_body {
+    PyObject *it, *first, *exc;     /* iter(result), its first item, its error: owned */
+    int state;
+};
+/* 1: stepped (b set); 0: not a body the lane steps (nothing consumed); -1: a BaseException
+ * that is no Exception was raised (the caller closes result) */
+int lane_iter_first(struct lane_body *b, PyObject *result, PyObject *env, PyObject *core);
+/* 1 when the app armed a wait on core (the core runs the body's steps once it fires) */
+int lane_iter_waiting(PyObject *core);
+/* the Content-Length of checked headers (a tuple of bytes pairs), -1: none or not a length */
+long long lane_iter_declared(PyObject *bheaders);
+/* once the body is out: the steps left and close(): 0, 1 (a step's error, reported through fail:
+ * the connection closes; close()'s error is reported only), -1 (a BaseException that is no Exception) */
+int lane_iter_finish(struct lane_body *b, PyObject *result, PyObject *env, PyObject *fail, PyObject *error_class);
+void lane_body_clear(struct lane_body *b);
 
 #endif

@@ -122,9 +122,9 @@ def acceptor(tl, listener, conn_class):
     for i, c in enumerate(cores):
         if c_sb:
             _, start, core_off, _ = sb.c_offsets(w.id, c.id, -1, -1)
-            lane.set_core(i, c.id, start, core_off, sb.c_static_offset(w.id, c.id))
+            lane.set_core(i, c.id, start, core_off, sb.c_static_offset(w.id, c.id), c)
         else:
-            lane.set_core(i, c.id)
+            lane.set_core(i, c.id, 0, 0, 0, c)
     for m, (_, found) in apps.items():
         base = None
         if found.base is not None:
@@ -132,7 +132,8 @@ def acceptor(tl, listener, conn_class):
             if http:    # the constant vars of uwsgid.net.protocols.http's HttpParser.base
                 base.update(SCRIPT_NAME="", SERVER_NAME=_HOSTNAME, SERVER_PORT=str(listener.port or 80))
         sb_apps = tuple(sb.c_offsets(w.id, c.id, m, found.app_id)[3] for c in cores) if c_sb else None
-        lane.add_app(m, found.call, base, found.check, found.error_class, found.after, sb_apps, found.app_id)
+        lane.add_app(m, found.call, base, found.check, found.error_class, found.after, sb_apps, found.app_id,
+                     found.fail)
     if files is not None:
         lane.set_static(files[0], files[1])
     return _Driver(tl, listener, conn_class, lane, apps).accept
@@ -294,7 +295,9 @@ class _Driver:
         return self._request(conn, fd, addr, modifier1, arg, raw, None)
 
     def _resume(self, conn, fd, addr, modifier1, arg, raw, status, headers, written, result, exc,
-                keepalive, start_response) -> None:
+                keepalive, start_response, stepped) -> None:
+        if stepped is not None:
+            result = _Stepped(result, *stepped)
         core = self.current
         req = core.request
         if req is None:     # else the app asked for it (take_request): made then
@@ -335,6 +338,47 @@ class _Driver:
         sb = w.scoreboard
         if sb is not None:
             sb.add_error(w.id, self.current.id, "write")
+
+
+class _Stepped:
+    """A WSGI body the lane stepped once (core/cpython/lane_iter.c) and hands on: that step's
+    outcome (state: LANE_STEP_ITEM, its item first; LANE_STEP_RAISED, its error), then the rest
+    of the iterator. close() is the body's own, so the Python path closes it once, as it would."""
+
+    __slots__ = ("result", "it", "state", "first", "exc")
+
+    def __init__(self, result, state: int, it, first, exc):
+        self.result = result
+        self.it = it
+        self.state = state
+        self.first = first
+        self.exc = exc
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        state = self.state
+        if state:
+            self.state = 0
+            if state == _STEP_ITEM:
+                first = self.first
+                self.first = None
+                return first
+            if state == _STEP_RAISED:
+                exc = self.exc
+                self.exc = None
+                raise exc
+            raise StopIteration     # the body ended at its first step: the iterator is done
+        return next(self.it)
+
+    def close(self) -> None:
+        close = getattr(self.result, "close", None)
+        if close is not None:
+            close()
+
+
+_STEP_ITEM, _STEP_END, _STEP_RAISED = 1, 2, 3      # lane.h's LANE_STEP_*
 
 
 class _Held:
