@@ -266,7 +266,7 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     /* an iterable body's first step, still the app's call (lane_iter.c) */
     struct lane_body b = {NULL, NULL, NULL, LANE_STEP_NONE};
     int stepped = wsgi && result != NULL && !self->taken && sr->written == NULL
-                      ? lane_iter_first(&b, result, env, self->cores[self->cur].core) : 0;
+                      ? lane_iter_first(&b, result, env, self->cores[self->cur].core, sr->bheaders) : 0;
     if (stepped < 0) {
         close_body(result);
         Py_CLEAR(result);       /* raised as the app's own SystemExit would be, below */

@@ -157,8 +157,9 @@ struct lane_body {
     int state;
 };
 /* 1: stepped (b set); 0: not a body the lane steps (nothing consumed); -1: a BaseException
- * that is no Exception was raised (the caller closes result) */
-int lane_iter_first(struct lane_body *b, PyObject *result, PyObject *env, PyObject *core);
+ * that is no Exception was raised (the caller closes result). bheaders: start_response's checked
+ * headers, NULL before it was called */
+int lane_iter_first(struct lane_body *b, PyObject *result, PyObject *env, PyObject *core, PyObject *bheaders);
 /* 1 when the app armed a wait on core (the core runs the body's steps once it fires) */
 int lane_iter_waiting(PyObject *core);
 /* the Content-Length of checked headers (a tuple of bytes pairs), -1: none or not a length */

@@ -1,8 +1,9 @@
 /* lane_iter.c: a WSGI body that is an iterable other than a list or tuple (a framework's:
  * werkzeug's ClosingIterator, Django's response) on the native lane (lane.h, lane.c).
  *
- * The lane steps it once. When that step ends the body (StopIteration), or yields bytes of the
- * very length the app declared (Content-Length: what frameworks send), the whole body is known
+ * The lane steps a body whose length the app declared (Content-Length: what frameworks send), or
+ * whose headers are not known yet, once. When that step ends the body (StopIteration), or yields
+ * bytes of the very length declared, the whole body is known
  * before the first byte: lane.c sends head and body in one send, as for a list. The steps left
  * then run with nothing held back (lane_iter_finish), so no flush deadline is needed: the rule of
  * the Python path's _stream (plugins/cffi/cffi_plugin/response.py), which takes every other
@@ -13,9 +14,14 @@
 
 /* Whether the lane may step result: an iterable that is not a str/bytes (an app bug the Python
  * path names), nor wsgi.file_wrapper's (sent with sendfile there), nor a body behind a wait the
- * app armed (uwsgi.async_sleep & co: the core runs the first step once it fires). */
-static int steppable(PyObject *result, PyObject *env, PyObject *core) {
+ * app armed (uwsgi.async_sleep & co: the core runs the first step once it fires), nor a stream
+ * (its headers given, no length declared: the Python path's from its first step on, at no cost
+ * here). bheaders: the checked headers, NULL before start_response (a generator calling it on
+ * its first step). */
+static int steppable(PyObject *result, PyObject *env, PyObject *core, PyObject *bheaders) {
     if (PyBytes_Check(result) || PyUnicode_Check(result) || PyList_CheckExact(result) || PyTuple_CheckExact(result))
+        return 0;
+    if (bheaders != NULL && lane_iter_declared(bheaders) <= 0)
         return 0;
     if (Py_TYPE(result)->tp_iter == NULL && !PySequence_Check(result))
         return 0;
@@ -50,10 +56,10 @@ static PyObject *fetch_exc(void) {
     return exc;
 }
 
-int lane_iter_first(struct lane_body *b, PyObject *result, PyObject *env, PyObject *core) {
+int lane_iter_first(struct lane_body *b, PyObject *result, PyObject *env, PyObject *core, PyObject *bheaders) {
     b->it = b->first = b->exc = NULL;
     b->state = LANE_STEP_NONE;
-    if (!steppable(result, env, core))
+    if (!steppable(result, env, core, bheaders))
         return 0;
     PyObject *it = PyObject_GetIter(result);
     if (it == NULL) {

@@ -79,6 +79,13 @@ APP = textwrap.dedent('''
         if p == "/it-end":      # no length declared, and no item: the body is known (empty)
             start_response("200 OK", [("Content-Type", "text/plain")])
             return Body([])
+        if p == "/it-paced":    # declared, in two chunks with a pause: the first must not wait
+            def paced():
+                yield b"first "
+                time.sleep(0.5)
+                yield b"second"
+            start_response("200 OK", [("Content-Length", "12")])
+            return Body(paced())
         if p == "/lazydeclared":
             return lazy_declared(start_response)
         if p == "/closed":

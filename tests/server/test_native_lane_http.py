@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 
 import pytest
 
@@ -124,3 +125,19 @@ def test_many_keepalive_requests_then_close(pair):
                 head += f.read(1)
             n = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
             assert f.read(n) == b"hello /k%d" % i
+
+
+def test_a_declared_body_in_paced_chunks_follows_its_producer(pair):
+    """The lane steps a declared body once; a first chunk shorter than the length goes on in the
+    Python path, whose flush deadline sends it while the app sleeps before the next one."""
+    for srv in pair:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            t0 = time.monotonic()
+            s.sendall(b"GET /it-paced HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")
+            got = b""
+            while not got.endswith(b"first "):
+                got += s.recv(65536)
+            assert time.monotonic() - t0 < 0.4, "the first chunk waited for the second"
+            while chunk := s.recv(65536):
+                got += chunk
+        assert got.endswith(b"\r\n\r\nfirst second")

@@ -48,6 +48,7 @@ import os
 import socket
 import time
 from collections import deque
+from itertools import chain
 
 from uwsgid.net.request import Request, headers_edited
 from uwsgid.plugins.api import set_current
@@ -342,40 +343,33 @@ class _Driver:
 
 class _Stepped:
     """A WSGI body the lane stepped once (core/cpython/lane_iter.c) and hands on: that step's
-    outcome (state: LANE_STEP_ITEM, its item first; LANE_STEP_RAISED, its error), then the rest
-    of the iterator. close() is the body's own, so the Python path closes it once, as it would."""
+    outcome (LANE_STEP_ITEM: its item comes first; LANE_STEP_RAISED: its error is raised), then
+    the rest of the iterator, stepped in C (itertools.chain: a long stream pays nothing per chunk
+    here). close() is the body's own, so the Python path closes it once, as it would."""
 
-    __slots__ = ("result", "it", "state", "first", "exc")
+    __slots__ = ("result", "rest")
 
     def __init__(self, result, state: int, it, first, exc):
         self.result = result
-        self.it = it
-        self.state = state
-        self.first = first
-        self.exc = exc
+        if state == _STEP_ITEM:
+            self.rest = chain((first,), it)
+        elif state == _STEP_RAISED:
+            self.rest = _raising(exc)
+        else:
+            self.rest = iter(())    # the body ended at its first step
 
     def __iter__(self):
-        return self
-
-    def __next__(self):
-        state = self.state
-        if state:
-            self.state = 0
-            if state == _STEP_ITEM:
-                first = self.first
-                self.first = None
-                return first
-            if state == _STEP_RAISED:
-                exc = self.exc
-                self.exc = None
-                raise exc
-            raise StopIteration     # the body ended at its first step: the iterator is done
-        return next(self.it)
+        return self.rest
 
     def close(self) -> None:
         close = getattr(self.result, "close", None)
         if close is not None:
             close()
+
+
+def _raising(exc):
+    raise exc
+    yield   # a generator: the error comes at its first step, as from the app's
 
 
 _STEP_ITEM, _STEP_END, _STEP_RAISED = 1, 2, 3      # lane.h's LANE_STEP_*
