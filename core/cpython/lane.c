@@ -281,12 +281,8 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     int owned = c->owned && !self->taken;
 
     PyObject *exc = NULL, *data = NULL, *answer = NULL, *stepped_as = NULL;
-    if (lock_failed) {
-        if (stepped)
-            close_body(result);
-        Py_CLEAR(result);
-        goto error;
-    }
+    if (lock_failed)
+        goto error;             /* (a stepped body is closed there; result released at out) */
     if (result == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_Exception))    /* SystemExit and the like: not the app's error */
             goto error;
@@ -367,6 +363,7 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
         /* the body is out: its steps left and close() (lane_iter.c); an app error there ends the
          * connection, as the Python path's cut body does */
         failed = lane_iter_finish(&b, result, env, app->fail, app->error_class);
+        stepped = 0;        /* closed */
         if (failed < 0) {   /* a BaseException on its way up: the connection ends here */
             if (owned && holds_fd(answer))
                 close(c->fd);
@@ -394,10 +391,8 @@ resume:
      * stepped goes with its step's outcome: (LANE_STEP_*, iterator, item or None, error or None) */
     if (stepped && b.state != LANE_STEP_NONE)
         stepped_as = Py_BuildValue("(iOOO)", b.state, b.it, b.first ? b.first : Py_None, b.exc ? b.exc : Py_None);
-    if (stepped && stepped_as == NULL) {
-        close_body(result);
+    if (stepped && stepped_as == NULL)
         goto error;
-    }
     answer = Py_BuildValue("(niiOiOOOOOOOiOO)", served, LANE_RESUME, c->fd, c->addr, app->modifier1, env, raw,
                            sr->status ? sr->status : Py_None, sr->headers ? sr->headers : Py_None,
                            sr->written ? sr->written : Py_None, result ? result : Py_None,
@@ -407,6 +402,8 @@ resume:
         close(c->fd);
     goto out;
 error:
+    if (stepped && result != NULL)
+        close_body(result);     /* nobody else will: the Python path does not get it */
     if (owned)
         close(c->fd);
 out:

@@ -25,8 +25,9 @@ enum lane_kind {
     LANE_FULL = 1,      /* the batch is done */
     LANE_START = 2,     /* (fd, addr, data): not the lane's; the Python path reads on after data */
     LANE_RESUME = 3,    /* (fd, addr, modifier1, arg, raw, status, headers, written, result, exc,
-                         * keepalive, start_response): the app ran; the Python path goes on from
-                         * there. arg: what the app got; raw: a uwsgi packet's vars block, None over
+                         * keepalive, start_response, stepped): the app ran; the Python path goes on
+                         * from there; stepped: None, or a body's first step done by the lane
+                         * (state, iterator, item, error: lane_iter.c). arg: what the app got; raw: a uwsgi packet's vars block, None over
                          * HTTP; start_response: the WSGI app's (its forward is set), None for a block app */
     LANE_TAIL = 4,      /* (fd, addr, rest, keepalive): the kernel did not take the whole response */
     LANE_GONE = 5,      /* (errno, uri): the client went away during the response (fd closed by

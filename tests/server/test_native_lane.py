@@ -216,10 +216,11 @@ def test_the_environ_is_the_python_paths(pair, more):
 
 def test_head_and_http10_framing(pair):
     lane, python = pair
-    for more in ({"REQUEST_METHOD": "HEAD"}, {"SERVER_PROTOCOL": "HTTP/1.0"}):
-        v = _vars("/", **more)
-        a = uwsgi_request(lane.port, v)
-        assert a == uwsgi_request(python.port, v)
+    for path in ("/", "/it", "/it-short", "/lazydeclared"):
+        for more in ({"REQUEST_METHOD": "HEAD"}, {"SERVER_PROTOCOL": "HTTP/1.0"}):
+            v = _vars(path, **more)
+            a = uwsgi_request(lane.port, v)
+            assert a == uwsgi_request(python.port, v)
     assert uwsgi_request(lane.port, _vars("/", REQUEST_METHOD="HEAD")).endswith(b"\r\n\r\n")
 
 
