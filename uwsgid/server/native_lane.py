@@ -23,9 +23,16 @@ stopped, with what it had, so that nothing is done twice; lane.h lists the tuple
     LANE_START   a connection whose request is not all in, or not of the lane's shape (a body,
                  another modifier1, a ping, an HTTP head the lane does not read, pipelined
                  requests, a bad packet): its Connection is fed what was read
-    LANE_RESUME  the app ran but did not return a list or tuple of bytes (a generator, a file
-                 wrapper), used write(), raised, or asked for its request: a Connection and a
-                 Request are made (or were, by take_request), and the core goes on from there
+    LANE_RESUME  the app ran but its body is not one the lane sends (a stream, a file wrapper,
+                 an iterable whose first step did not bring the whole body), used write(),
+                 raised, or asked for its request: a Connection and a Request are made (or were,
+                 by take_request), and the core goes on from there; a body the lane stepped
+                 comes with that step's outcome (_Stepped)
+
+An iterable body (a framework's: werkzeug's ClosingIterator, Django's response) is sent by the
+lane when its first step brings the whole of it: the length it declared, or its end
+(core/cpython/lane_iter.c); its remaining steps and close() run after the send, and an error
+there is logged through the plugin's LaneApp.fail.
     LANE_TAIL    the kernel did not take the whole response: the Connection sends the rest
     LANE_GONE    the client went away during the response: its log line
     LANE_KEEP    an HTTP response went out and the connection stays: a Connection waits for its
