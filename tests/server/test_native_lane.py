@@ -86,6 +86,9 @@ APP = textwrap.dedent('''
                 yield b"second"
             start_response("200 OK", [("Content-Length", "12")])
             return Body(paced())
+        if p == "/it-wait":     # a wait armed before the body: the core steps it once it fired
+            uwsgi.async_sleep(0.05)
+            return declared(start_response, [b"waited"], 6)
         if p == "/lazydeclared":
             return lazy_declared(start_response)
         if p == "/closed":
@@ -188,7 +191,7 @@ def pair(app_file, request):
 SHAPES = ["/", "/gen", "/lazygen", "/lazywrite", "/write", "/raise", "/badheader", "/twice", "/excinfo", "/str",
           "/listheaders", "/big",
           "/file", "/empty", "/api", "/env", "/env?a=1&b=%20"]
-ITER_SHAPES = ["/it", "/it-short", "/it-two", "/it-extra", "/it-raise-first", "/it-raise-after", "/it-str", "/it-none",
+ITER_SHAPES = ["/it", "/it-wait", "/it-short", "/it-two", "/it-extra", "/it-raise-first", "/it-raise-after", "/it-str", "/it-none",
                "/it-empty-first", "/it-bytearray", "/it-zero", "/it-missing", "/it-close-raises", "/it-end",
                "/lazydeclared"]
 SHAPES += ITER_SHAPES
