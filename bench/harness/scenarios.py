@@ -160,8 +160,9 @@ SCENARIOS: list[Scenario] = [
              lambda p: ours(p, "--wsgi-file", FLASK_HELLO),
              lambda p: uwsgi_peer(p, "python3", "--pythonpath", VENV_SITE, "--wsgi-file", FLASK_HELLO), flask_missing,
              headers=CLOSE, expect=b"Hello World!",
-             note="a framework app returns an iterable (werkzeug's ClosingIterator), not a list: the Python "
-                  "path runs it (the native lane hands it on); the peer imports Flask from our venv"),
+             note="a framework app returns an iterable (werkzeug's ClosingIterator), not a list, with its "
+                  "length declared: the native lane steps it once and sends it (lane_iter.c); the peer "
+                  "imports Flask from our venv"),
     Scenario("wsgi-stream", "WSGI stream.py (10001 chunks), --http-socket, 2 workers",
              "uWSGI python3", "wrk", "rps", ">=", 3.0, [STREAM],
              lambda p: ours(p, "--wsgi-file", STREAM),

@@ -123,6 +123,52 @@ PyObject *lane_deliver(struct conn *c, int owned, PyObject *data, int keep, Py_s
     return answer;
 }
 
+/* close() of a body the lane stepped, on a way that sends nothing more (a BaseException on its
+ * way up, or no memory for the hand-off): the error being raised is kept */
+static void close_body(PyObject *result) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *r = PyObject_CallMethod(result, "close", NULL);
+    if (r == NULL && !PyErr_ExceptionMatches(PyExc_AttributeError))
+        PyErr_WriteUnraisable(result);
+    PyErr_Clear();
+    Py_XDECREF(r);
+    PyErr_Restore(type, value, tb);
+}
+
+/* whether lane_deliver()'s answer leaves the fd open for Python (LANE_KEEP, LANE_TAIL) */
+static int holds_fd(PyObject *answer) {
+    if (!PyTuple_Check(answer) || PyTuple_GET_SIZE(answer) < 3)
+        return 0;
+    long kind = PyLong_AsLong(PyTuple_GET_ITEM(answer, 1));
+    return kind == LANE_KEEP || kind == LANE_TAIL;
+}
+
+/* lane_deliver()'s answer for a connection that must close after all (an app error once its body
+ * was out): NULL on an error */
+static PyObject *unkeep(PyObject *answer, struct conn *c, int owned) {
+    if (!holds_fd(answer))
+        return answer;      /* closed already, LANE_CLOSE or LANE_GONE */
+    long kind = PyLong_AsLong(PyTuple_GET_ITEM(answer, 1));
+    Py_ssize_t served = PyLong_AsSsize_t(PyTuple_GET_ITEM(answer, 0));
+    PyObject *r;
+    if (kind == LANE_KEEP) {
+        if (owned) {
+            close(c->fd);
+            Py_INCREF(Py_None);
+            r = Py_None;
+        } else {
+            r = Py_BuildValue("(ni)", served, LANE_CLOSE);
+        }
+    } else {                /* LANE_TAIL: its rest is sent, then the connection closes */
+        r = Py_BuildValue("(niiOOi)", served, LANE_TAIL, c->fd, c->addr, PyTuple_GET_ITEM(answer, 4), 0);
+        if (r == NULL && owned)
+            close(c->fd);
+    }
+    Py_DECREF(answer);
+    return r;
+}
+
 /* A small static file's answer (lane_static.c), counted as serve.py counts it: static_requests,
  * no app, no switch, " via sendfile() " in its log line (uWSGI's words for a static body). */
 static PyObject *serve_static(Lane *self, struct conn *c, struct reqinfo *ri, Py_ssize_t served) {
@@ -226,6 +272,15 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     self->busy_since = started;
     PyObject *result = wsgi ? PyObject_CallFunctionObjArgs(app->app, env, (PyObject *)sr, NULL)
                             : PyObject_CallOneArg(app->app, env);
+    /* an iterable body's first step, still the app's call (lane_iter.c) */
+    struct lane_body b = {NULL, NULL, NULL, LANE_STEP_NONE};
+    int stepped = wsgi && result != NULL && !self->taken && sr->written == NULL
+                      ? lane_iter_first(&b, result, env, self->cores[self->cur].core, sr->bheaders) : 0;
+    if (stepped < 0) {
+        close_body(result);
+        Py_CLEAR(result);       /* raised as the app's own SystemExit would be, below */
+        stepped = 0;
+    }
     int lock_failed = app_returned(self) < 0;
     self->cur_fd = -1;
     self->cur_raw = NULL;
@@ -235,7 +290,7 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     /* from here the fd is the Python path's once the app took its request (take()) */
     int owned = c->owned && !self->taken;
 
-    PyObject *exc = NULL, *data = NULL, *answer = NULL;
+    PyObject *exc = NULL, *data = NULL, *answer = NULL, *stepped_as = NULL;
     if (self->deferred != NULL) {   /* the app answers later through its token (lane_defer.c) */
         PyObject *token = self->deferred;
         self->deferred = NULL;
@@ -247,10 +302,8 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
             goto out;
         }
     }
-    if (lock_failed) {
-        Py_CLEAR(result);
-        goto error;
-    }
+    if (lock_failed)
+        goto error;             /* (a stepped body is closed there; result released at out) */
     if (result == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_Exception))    /* SystemExit and the like: not the app's error */
             goto error;
@@ -265,14 +318,27 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     }
     PyObject *status, *headers, *body;
     if (wsgi) {
-        if (self->taken || sr->written != NULL || sr->bstatus == NULL ||
-            !(PyList_CheckExact(result) || PyTuple_CheckExact(result)))
+        if (self->taken || sr->written != NULL || sr->bstatus == NULL)
             goto resume;
+        if (stepped) {
+            /* whole before the first byte: it ended, or yielded the length it declared */
+            if (b.state == LANE_STEP_ITEM && PyBytes_CheckExact(b.first) && PyBytes_GET_SIZE(b.first) > 0 &&
+                PyBytes_GET_SIZE(b.first) == lane_iter_declared(sr->bheaders) &&
+                !lane_iter_waiting(self->cores[self->cur].core))
+                body = PyTuple_Pack(1, b.first);
+            else if (b.state == LANE_STEP_END)
+                body = PyTuple_New(0);
+            else
+                goto resume;
+        } else if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
+            body = PySequence_Tuple(result);
+        } else {
+            goto resume;
+        }
         status = sr->bstatus;
         headers = sr->bheaders;
         Py_INCREF(status);
         Py_INCREF(headers);
-        body = PySequence_Tuple(result);
     } else {
         /* (status line, headers, body) of bytes: the whole response; anything else goes on in Python */
         if (self->taken || !PyTuple_CheckExact(result) || PyTuple_GET_SIZE(result) != 3 ||
@@ -314,9 +380,24 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     size_t tx = headers_size + response_size;
     Py_DECREF(built);
     answer = lane_deliver(c, owned, data, keep, served, &ri);
+    int failed = 0;
+    if (stepped && answer != NULL) {
+        /* the body is out: its steps left and close() (lane_iter.c); an app error there ends the
+         * connection, as the Python path's cut body does */
+        failed = lane_iter_finish(&b, result, env, app->fail, app->error_class);
+        stepped = 0;        /* closed */
+        if (failed < 0) {   /* a BaseException on its way up: the connection ends here */
+            if (owned && holds_fd(answer))
+                close(c->fd);
+            Py_CLEAR(answer);
+            goto out;
+        }
+        if (failed && (answer = unkeep(answer, c, owned)) == NULL)
+            goto out;       /* unkeep closed what it owned */
+    }
     if (self->sb != NULL)
         uwsgi_sb_end(self->sb, (size_t)self->cores[self->cur].sb_core, (size_t)app->sb_apps[self->cur], (uint64_t)tx,
-                     (int64_t)((mono() - started) * 1e6), 0);
+                     (int64_t)((mono() - started) * 1e6), failed);
     app->served++;
     if (app->after != NULL) {   /* the app's per-request end, once its response is out */
         PyObject *r = PyObject_CallNoArgs(app->after);
@@ -329,20 +410,30 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
                       headers_size, app->app_id, 1, " ");
     goto out;
 resume:
-    /* the Python path goes on with this request (the fd is its from now on) */
-    answer = Py_BuildValue("(niiOiOOOOOOOiO)", served, LANE_RESUME, c->fd, c->addr, app->modifier1, env, raw,
+    /* the Python path goes on with this request (the fd is its from now on); a body the lane
+     * stepped goes with its step's outcome: (LANE_STEP_*, iterator, item or None, error or None) */
+    if (stepped && b.state != LANE_STEP_NONE)
+        stepped_as = Py_BuildValue("(iOOO)", b.state, b.it, b.first ? b.first : Py_None, b.exc ? b.exc : Py_None);
+    if (stepped && stepped_as == NULL)
+        goto error;
+    answer = Py_BuildValue("(niiOiOOOOOOOiOO)", served, LANE_RESUME, c->fd, c->addr, app->modifier1, env, raw,
                            sr->status ? sr->status : Py_None, sr->headers ? sr->headers : Py_None,
                            sr->written ? sr->written : Py_None, result ? result : Py_None,
-                           exc ? exc : Py_None, ri.keepalive, wsgi ? (PyObject *)sr : Py_None);
+                           exc ? exc : Py_None, ri.keepalive, wsgi ? (PyObject *)sr : Py_None,
+                           stepped_as ? stepped_as : Py_None);
     if (answer == NULL && owned)
         close(c->fd);
     goto out;
 error:
+    if (stepped && result != NULL)
+        close_body(result);     /* nobody else will: the Python path does not get it */
     if (owned)
         close(c->fd);
 out:
     Py_XDECREF(radd);
     Py_XDECREF(rstate);
+    lane_body_clear(&b);
+    Py_XDECREF(stepped_as);
     Py_DECREF(raw);
     Py_XDECREF(data);
     Py_XDECREF(exc);

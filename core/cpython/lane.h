@@ -26,8 +26,9 @@ enum lane_kind {
     LANE_FULL = 1,      /* the batch is done */
     LANE_START = 2,     /* (fd, addr, data): not the lane's; the Python path reads on after data */
     LANE_RESUME = 3,    /* (fd, addr, modifier1, arg, raw, status, headers, written, result, exc,
-                         * keepalive, start_response): the app ran; the Python path goes on from
-                         * there. arg: what the app got; raw: a uwsgi packet's vars block, None over
+                         * keepalive, start_response, stepped): the app ran; the Python path goes on
+                         * from there; stepped: None, or a body's first step done by the lane
+                         * (state, iterator, item, error: lane_iter.c). arg: what the app got; raw: a uwsgi packet's vars block, None over
                          * HTTP; start_response: the WSGI app's (its forward is set), None for a block app */
     LANE_TAIL = 4,      /* (fd, addr, rest, keepalive): the kernel did not take the whole response */
     LANE_GONE = 5,      /* (errno, uri): the client went away during the response (fd closed by
@@ -53,6 +54,7 @@ struct keyslot {
 struct lane_app {
     int modifier1, app_id;
     PyObject *app, *base, *check, *error_class, *after;
+    PyObject *fail;             /* NULL, or fail(exc, environ, closing): an app error after its response went out */
     Py_ssize_t *sb_apps;        /* per core: the scoreboard's per-app counters (0: none) */
     Py_ssize_t served;          /* requests it completed since counts() last asked */
 };
@@ -66,6 +68,7 @@ struct reqinfo;
 struct lane_core {
     int id;
     PyObject *id_obj;           /* the environ's uwsgi.core */
+    PyObject *core;             /* NULL, or the Python core (its `wait`: uwsgid.plugins.api) */
     Py_ssize_t sb_start, sb_core, sb_static;
 };
 
@@ -187,5 +190,24 @@ typedef struct {
     PyObject *forward;              /* set by the Python path that took the request over: calls go there */
 } LaneStartResponse;
 LaneStartResponse *lane_start_response(PyObject *check, PyObject *error_class);
+/* lane_iter.c: a WSGI body that is an iterable, stepped once by the lane (LANE_STEP_NONE: not
+ * stepped; ITEM: it yielded first; END: it stopped; RAISED: it raised exc, an Exception) */
+enum { LANE_STEP_NONE = 0, LANE_STEP_ITEM, LANE_STEP_END, LANE_STEP_RAISED };
+struct lane_body {
+    PyObject *it, *first, *exc;     /* iter(result), its first item, its error: owned */
+    int state;
+};
+/* 1: stepped (b set); 0: not a body the lane steps (nothing consumed); -1: a BaseException
+ * that is no Exception was raised (the caller closes result). bheaders: start_response's checked
+ * headers, NULL before it was called */
+int lane_iter_first(struct lane_body *b, PyObject *result, PyObject *env, PyObject *core, PyObject *bheaders);
+/* 1 when the app armed a wait on core (the core runs the body's steps once it fires) */
+int lane_iter_waiting(PyObject *core);
+/* the Content-Length of checked headers (a tuple of bytes pairs), -1: none or not a length */
+long long lane_iter_declared(PyObject *bheaders);
+/* once the body is out: the steps left and close(): 0, 1 (a step's error, reported through fail:
+ * the connection closes; close()'s error is reported only), -1 (a BaseException that is no Exception) */
+int lane_iter_finish(struct lane_body *b, PyObject *result, PyObject *env, PyObject *fail, PyObject *error_class);
+void lane_body_clear(struct lane_body *b);
 
 #endif

@@ -78,7 +78,8 @@ static int lane_init(Lane *self, PyObject *args, PyObject *kwargs) {
 static PyObject *lane_set_core(Lane *self, PyObject *args) {
     int i, id;
     Py_ssize_t sb_start = 0, sb_core = 0, sb_static = 0;
-    if (!PyArg_ParseTuple(args, "ii|nnn:set_core", &i, &id, &sb_start, &sb_core, &sb_static))
+    PyObject *core = Py_None;
+    if (!PyArg_ParseTuple(args, "ii|nnnO:set_core", &i, &id, &sb_start, &sb_core, &sb_static, &core))
         return NULL;
     if (i < 0 || i >= self->ncores) {
         PyErr_Format(PyExc_ValueError, "set_core: index %d out of 0..%d", i, self->ncores - 1);
@@ -89,6 +90,7 @@ static PyObject *lane_set_core(Lane *self, PyObject *args) {
     if (id_obj == NULL)
         return NULL;
     Py_XSETREF(c->id_obj, id_obj);
+    Py_XSETREF(c->core, core == Py_None ? NULL : (Py_INCREF(core), core));
     c->id = id;
     c->sb_start = sb_start;
     c->sb_core = sb_core;
@@ -97,11 +99,13 @@ static PyObject *lane_set_core(Lane *self, PyObject *args) {
 }
 
 static PyObject *lane_add_app(Lane *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"modifier1", "app", "base", "check", "error_class", "after", "sb_apps", "app_id", NULL};
+    static char *kwlist[] = {"modifier1", "app", "base", "check", "error_class", "after", "sb_apps", "app_id",
+                             "fail", NULL};
     int modifier1, app_id = 0;
     PyObject *app, *base = Py_None, *check = Py_None, *error_class = Py_None, *after = Py_None, *sb_apps = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|OOOOOi:add_app", kwlist, &modifier1, &app, &base, &check,
-                                     &error_class, &after, &sb_apps, &app_id))
+    PyObject *fail = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|OOOOOiO:add_app", kwlist, &modifier1, &app, &base, &check,
+                                     &error_class, &after, &sb_apps, &app_id, &fail))
         return NULL;
     if (sb_apps != Py_None && (!PyTuple_CheckExact(sb_apps) || PyTuple_GET_SIZE(sb_apps) != self->ncores)) {
         PyErr_SetString(PyExc_TypeError, "add_app: sb_apps must be None or a tuple of one offset per core");
@@ -139,6 +143,7 @@ static PyObject *lane_add_app(Lane *self, PyObject *args, PyObject *kwargs) {
     KEEP(check, check);
     KEEP(error_class, error_class);
     KEEP(after, after);
+    KEEP(fail, fail);
 #undef KEEP
     if (a->check == NULL) {     /* a block app: start_response is never called; any callable will do */
         Py_INCREF(app);
@@ -182,10 +187,13 @@ static void lane_dealloc(Lane *self) {
         Py_XDECREF(a->check);
         Py_XDECREF(a->error_class);
         Py_XDECREF(a->after);
+        Py_XDECREF(a->fail);
         PyMem_Free(a->sb_apps);
     }
-    for (int i = 0; i < self->ncores; i++)
+    for (int i = 0; i < self->ncores; i++) {
         Py_XDECREF(self->cores[i].id_obj);
+        Py_XDECREF(self->cores[i].core);
+    }
     PyMem_Free(self->cores);
     Py_XDECREF(self->watch_lock);
     Py_XDECREF(self->log);
@@ -211,8 +219,8 @@ static PyMethodDef lane_methods[] = {
     {"handle", (PyCFunction)(void (*)(void))lane_handle, METH_FASTCALL,
      "handle(fd, data, addr, core) -> (served, kind, ...): a kept-alive HTTP connection's next request (lane.h)"},
     {"add_app", (PyCFunction)(void (*)(void))lane_add_app, METH_VARARGS | METH_KEYWORDS,
-     "add_app(modifier1, app, base=None, check=None, error_class=None, after=None, sb_apps=None, app_id=0): the app of "
-     "the requests of modifier1 (a WSGI app with a base environ, else a block app: lane.h)"},
+     "add_app(modifier1, app, base=None, check=None, error_class=None, after=None, sb_apps=None, app_id=0, fail=None): "
+     "the app of the requests of modifier1 (a WSGI app with a base environ, else a block app: lane.h)"},
     {"counts", (PyCFunction)lane_counts, METH_NOARGS,
      "counts() -> the requests each app (add_app's order), then the static files, completed since the last call"},
     {"set_static", (PyCFunction)lane_set_static, METH_VARARGS,
@@ -220,7 +228,8 @@ static PyMethodDef lane_methods[] = {
     {"set_routes", (PyCFunction)lane_set_routes, METH_VARARGS,
      "set_routes(pre, post): run the internal routing's chains around each request (lane_route.c)"},
     {"set_core", (PyCFunction)lane_set_core, METH_VARARGS,
-     "set_core(index, core_id, sb_start=0, sb_core=0, sb_static=0): a core requests may run on, with its scoreboard slots"},
+     "set_core(index, core_id, sb_start=0, sb_core=0, sb_static=0, core=None): a core requests may run on, with its "
+     "scoreboard slots and its Python object (whose wait the lane reads)"},
     {"defer", (PyCFunction)lane_defer, METH_O,
      "defer(owner) -> a token: the block app inside the lane answers its request later (lane_defer.c)"},
     {"take", (PyCFunction)lane_take, METH_NOARGS,

@@ -27,6 +27,10 @@ APP = textwrap.dedent('''
         if p.startswith("/gen"):
             start_response("200 OK", [("Content-Type", "text/plain")])
             return (c for c in [b"g", b"e", b"n"])
+        if p.startswith("/declared"):   # a framework's shape: an iterable of the length it declares
+            body = f"where={where}\\n".encode()
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+            return (c for c in [body])
         keys = ("PATH_INFO", "MY_VAR", "OTHER_VAR", "REQUEST_URI")
         body = "".join(f"{k}={env.get(k, '')}\\n" for k in keys) + f"where={where}\\n"
         start_response("200 OK", [("Content-Type", "text/plain"), ("X-App", "1")])
@@ -117,6 +121,7 @@ CASES = [
     ("/bad", b"X-Bad: no colon\r\n", "P"),                # an invalid header: the Python path says so
     ("/cl", b"", None),                                   # a Content-Length: the Python path frames it (3 bytes)
     ("/gen", b"", None),                                    # a generator: the Python path goes on
+    ("/declared", b"", "L"),                                # an iterable of its declared length: the lane
     ("/logme?a=5", b"", "L"),
     ("/quiet", b"", "L"),
     ("/quietfinal", b"", "L"),

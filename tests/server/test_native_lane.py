@@ -36,8 +36,65 @@ APP = textwrap.dedent('''
         write(b"written later ")
         yield b"then yielded"
 
+    closed = []
+
+    class Body:
+        """a framework's body (werkzeug's ClosingIterator): an iterator with close()"""
+        def __init__(self, items, close_raises=False):
+            self.items = iter(items)
+            self.close_raises = close_raises
+        def __iter__(self):
+            return self
+        def __next__(self):
+            item = next(self.items)
+            if isinstance(item, Exception):
+                raise item
+            return item
+        def close(self):
+            closed.append(1)
+            if self.close_raises:
+                raise ValueError("boom in close")
+
+    def declared(start_response, items, length, **kw):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(length))])
+        return Body(items, **kw)
+
+    def lazy_declared(start_response):
+        start_response("200 OK", [("Content-Length", "4")])
+        yield b"lazy"
+
+    ITERS = {
+        "/it": ([b"framework"], 9), "/it-short": ([b"abcd"], 10), "/it-two": ([b"ab", b"cd"], 4),
+        "/it-extra": ([b"abc", b"def"], 3), "/it-raise-first": ([RuntimeError("boom first")], 5),
+        "/it-raise-after": ([b"abc", RuntimeError("boom after")], 3), "/it-str": (["abc"], 3),
+        "/it-none": ([None], 3), "/it-empty-first": ([b"", b"abc"], 3), "/it-bytearray": ([bytearray(b"abc")], 3),
+        "/it-zero": ([], 0), "/it-missing": ([], 5),
+    }
+
     def application(env, start_response):
         p = env["PATH_INFO"]
+        if p in ITERS:
+            return declared(start_response, *ITERS[p])
+        if p == "/it-close-raises":
+            return declared(start_response, [b"abc"], 3, close_raises=True)
+        if p == "/it-end":      # no length declared, and no item: the body is known (empty)
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return Body([])
+        if p == "/it-paced":    # declared, in two chunks with a pause: the first must not wait
+            def paced():
+                yield b"first "
+                time.sleep(0.5)
+                yield b"second"
+            start_response("200 OK", [("Content-Length", "12")])
+            return Body(paced())
+        if p == "/it-wait":     # a wait armed before the body: the core steps it once it fired
+            uwsgi.async_sleep(0.05)
+            return declared(start_response, [b"waited"], 6)
+        if p == "/lazydeclared":
+            return lazy_declared(start_response)
+        if p == "/closed":
+            start_response("200 OK", [])
+            return [str(len(closed)).encode()]
         if p == "/gen":
             start_response("200 OK", [("Content-Type", "text/plain")])
             return (c for c in [b"a", b"b", b"c"])
@@ -135,6 +192,10 @@ def pair(app_file, request):
 SHAPES = ["/", "/gen", "/lazygen", "/lazywrite", "/write", "/raise", "/badheader", "/twice", "/excinfo", "/str",
           "/listheaders", "/big",
           "/file", "/empty", "/api", "/env", "/env?a=1&b=%20"]
+ITER_SHAPES = ["/it", "/it-wait", "/it-short", "/it-two", "/it-extra", "/it-raise-first", "/it-raise-after", "/it-str", "/it-none",
+               "/it-empty-first", "/it-bytearray", "/it-zero", "/it-missing", "/it-close-raises", "/it-end",
+               "/lazydeclared"]
+SHAPES += ITER_SHAPES
 
 
 @pytest.mark.parametrize("path", SHAPES)
@@ -159,11 +220,38 @@ def test_the_environ_is_the_python_paths(pair, more):
 
 def test_head_and_http10_framing(pair):
     lane, python = pair
-    for more in ({"REQUEST_METHOD": "HEAD"}, {"SERVER_PROTOCOL": "HTTP/1.0"}):
-        v = _vars("/", **more)
-        a = uwsgi_request(lane.port, v)
-        assert a == uwsgi_request(python.port, v)
+    for path in ("/", "/it", "/it-short", "/lazydeclared"):
+        for more in ({"REQUEST_METHOD": "HEAD"}, {"SERVER_PROTOCOL": "HTTP/1.0"}):
+            v = _vars(path, **more)
+            a = uwsgi_request(lane.port, v)
+            assert a == uwsgi_request(python.port, v)
     assert uwsgi_request(lane.port, _vars("/", REQUEST_METHOD="HEAD")).endswith(b"\r\n\r\n")
+
+
+def test_iterable_bodies_are_closed_once(pair):
+    """Whether the lane sends an iterable body itself (lane_iter.c) or hands it on after its
+    first step, the body's close() is called once, as on the Python path."""
+    closes = []
+    for srv in pair:
+        before = int(uwsgi_request(srv.port, _vars("/closed")).rsplit(b"\r\n\r\n", 1)[1])
+        body_paths = [p for p in ITER_SHAPES if p != "/lazydeclared"]
+        for path in body_paths:
+            for method in ("GET", "HEAD"):
+                uwsgi_request(srv.port, _vars(path, REQUEST_METHOD=method))
+        after = int(uwsgi_request(srv.port, _vars("/closed")).rsplit(b"\r\n\r\n", 1)[1])
+        closes.append(after - before)
+    assert closes == [2 * len(body_paths)] * 2
+
+
+def test_errors_after_an_iterable_body_went_out(pair):
+    """A step after the declared length, or close(), raising: logged as the Python path logs it."""
+    for srv in pair:
+        assert uwsgi_request(srv.port, _vars("/it-raise-after")).endswith(b"\r\n\r\nabc")
+        log = srv.wait_log("boom after")
+        assert "error while serving GET /it-raise-after (modifier1 0):" in log and "RuntimeError" in log
+        assert uwsgi_request(srv.port, _vars("/it-close-raises")).endswith(b"\r\n\r\nabc")
+        log = srv.wait_log("boom in close")
+        assert "[cffi] error in the response's close()" in log and "ValueError" in log
 
 
 def test_shapes_the_lane_leaves_to_python(pair):
@@ -264,7 +352,8 @@ def test_the_request_log_line_is_the_python_paths(app_file, sock):
     servers = start_pair(lambda port: ["--master", "--processes", "1", sock, f"127.0.0.1:{port}",
                                        "--wsgi-file", app_file])
     try:
-        paths = ["/logged-a", "/logged-b?q=1", "/gen?logged", "/empty?logged", "/raise?logged"]
+        paths = ["/logged-a", "/logged-b?q=1", "/gen?logged", "/empty?logged", "/raise?logged", "/it?logged",
+                 "/it-two?logged"]
         for srv in servers:
             for path in paths:
                 if sock == "--socket":

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 
 import pytest
 
 from tests.helpers import raw, send_paced
 from tests.lane_helpers import start_pair
-from tests.server.test_native_lane import APP
+from tests.server.test_native_lane import APP, ITER_SHAPES
 
 native = pytest.importorskip("_uwsgi_native")
 if not hasattr(native, "LANE_HTTP"):
@@ -93,14 +94,18 @@ def test_each_head_answers_as_on_the_python_path(pair, data):
 
 
 @pytest.mark.parametrize("path", ["/", "/gen", "/write", "/raise", "/badheader", "/twice", "/excinfo", "/str",
-                                  "/listheaders", "/big", "/file", "/empty", "/api"])
+                                  "/listheaders", "/big", "/file", "/empty", "/api", *ITER_SHAPES])
 def test_each_app_shape_on_a_kept_alive_connection(pair, path):
-    """Two requests on one connection (the second through handle()), then close."""
+    """Two requests on one connection (the second through handle()), then close. A body cut
+    short (shorter than declared, or an error once it went out) closes the connection."""
     req = b"GET %b HTTP/1.1\r\n" % path.encode() + H + b"\r\n"
     last = b"GET /last HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n"
-    answers = [send_paced(srv.port, (req, req, last)) for srv in pair]
+    cut = path in ("/it-short", "/it-missing", "/it-raise-after")
+    answers = [send_paced(srv.port, (req,) if cut else (req, req, last)) for srv in pair]
     assert answers[0] == answers[1]
-    assert answers[0].endswith(b"hello /last")
+    assert answers[0].startswith(b"HTTP/1.1 ")
+    if not cut:
+        assert answers[0].endswith(b"hello /last")
 
 
 def test_a_head_in_pieces(pair):
@@ -120,3 +125,19 @@ def test_many_keepalive_requests_then_close(pair):
                 head += f.read(1)
             n = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
             assert f.read(n) == b"hello /k%d" % i
+
+
+def test_a_declared_body_in_paced_chunks_follows_its_producer(pair):
+    """The lane steps a declared body once; a first chunk shorter than the length goes on in the
+    Python path, whose flush deadline sends it while the app sleeps before the next one."""
+    for srv in pair:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            t0 = time.monotonic()
+            s.sendall(b"GET /it-paced HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")
+            got = b""
+            while not got.endswith(b"first "):
+                got += s.recv(65536)
+            assert time.monotonic() - t0 < 0.4, "the first chunk waited for the second"
+            while chunk := s.recv(65536):
+                got += chunk
+        assert got.endswith(b"\r\n\r\nfirst second")

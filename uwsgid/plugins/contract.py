@@ -118,8 +118,14 @@ class LaneApp(NamedTuple):
     # generator, as request(): arg is what call got; status, headers, written: what a WSGI app
     # gave its start_response and write (None for a block app); result: what call returned; exc:
     # what it raised; start_response: the lane's (None for a block app), whose `forward` must be
-    # set to an object with start_response and write before the result is iterated
+    # set to an object with start_response and write before the result is iterated. A WSGI
+    # result the lane stepped (an iterable other than a list: lane_iter.c) comes back whole
+    # (native_lane's _Stepped: its first step's outcome, then the rest)
     resume: Callable
+    # fail(exc, environ, closing): an error of a WSGI app's body once the lane sent its response
+    # (a step after a declared length came, or close() when closing), for the plugin to log and
+    # count as its Python path does; None: Python's unraisable hook
+    fail: Callable | None = None
 
 
 class Plugin:

@@ -24,9 +24,16 @@ stopped, with what it had, so that nothing is done twice; lane.h lists the tuple
     LANE_START   a connection whose request is not all in, or not of the lane's shape (a body,
                  another modifier1, a ping, an HTTP head the lane does not read, pipelined
                  requests, a bad packet): its Connection is fed what was read
-    LANE_RESUME  the app ran but did not return a list or tuple of bytes (a generator, a file
-                 wrapper), used write(), raised, or asked for its request: a Connection and a
-                 Request are made (or were, by take_request), and the core goes on from there
+    LANE_RESUME  the app ran but its body is not one the lane sends (a stream, a file wrapper,
+                 an iterable whose first step did not bring the whole body), used write(),
+                 raised, or asked for its request: a Connection and a Request are made (or were,
+                 by take_request), and the core goes on from there; a body the lane stepped
+                 comes with that step's outcome (_Stepped)
+
+An iterable body (a framework's: werkzeug's ClosingIterator, Django's response) is sent by the
+lane when its first step brings the whole of it: the length it declared, or its end
+(core/cpython/lane_iter.c); its remaining steps and close() run after the send, and an error
+there is logged through the plugin's LaneApp.fail.
     LANE_TAIL    the kernel did not take the whole response: the Connection sends the rest
     LANE_GONE    the client went away during the response: its log line
     LANE_KEEP    an HTTP response went out and the connection stays: a Connection waits for its
@@ -53,6 +60,7 @@ import os
 import socket
 import time
 from collections import deque
+from itertools import chain
 
 from uwsgid.net.request import Request, headers_edited
 from uwsgid.plugins.api import set_current
@@ -134,9 +142,9 @@ def acceptor(tl, listener, conn_class):
     for i, c in enumerate(cores):
         if c_sb:
             _, start, core_off, _ = sb.c_offsets(w.id, c.id, -1, -1)
-            lane.set_core(i, c.id, start, core_off, sb.c_static_offset(w.id, c.id))
+            lane.set_core(i, c.id, start, core_off, sb.c_static_offset(w.id, c.id), c)
         else:
-            lane.set_core(i, c.id)
+            lane.set_core(i, c.id, 0, 0, 0, c)
     for m, (_, found) in apps.items():
         base = None
         if found.base is not None:
@@ -144,7 +152,8 @@ def acceptor(tl, listener, conn_class):
             if http:    # the constant vars of uwsgid.net.protocols.http's HttpParser.base
                 base.update(SCRIPT_NAME="", SERVER_NAME=_HOSTNAME, SERVER_PORT=str(listener.port or 80))
         sb_apps = tuple(sb.c_offsets(w.id, c.id, m, found.app_id)[3] for c in cores) if c_sb else None
-        lane.add_app(m, found.call, base, found.check, found.error_class, found.after, sb_apps, found.app_id)
+        lane.add_app(m, found.call, base, found.check, found.error_class, found.after, sb_apps, found.app_id,
+                     found.fail)
     if files is not None:
         lane.set_static(files[0], files[1])
     if routing is not None:
@@ -405,7 +414,9 @@ class _Driver:
             w.after_request()
 
     def _resume(self, conn, fd, addr, modifier1, arg, raw, status, headers, written, result, exc,
-                keepalive, start_response) -> None:
+                keepalive, start_response, stepped) -> None:
+        if stepped is not None:
+            result = _Stepped(result, *stepped)
         core = self.current
         req = core.request
         if req is None:     # else the app asked for it (take_request): made then
@@ -446,6 +457,40 @@ class _Driver:
         sb = w.scoreboard
         if sb is not None:
             sb.add_error(w.id, (core or self.current).id, "write")
+
+
+class _Stepped:
+    """A WSGI body the lane stepped once (core/cpython/lane_iter.c) and hands on: that step's
+    outcome (LANE_STEP_ITEM: its item comes first; LANE_STEP_RAISED: its error is raised), then
+    the rest of the iterator, stepped in C (itertools.chain: a long stream pays nothing per chunk
+    here). close() is the body's own, so the Python path closes it once, as it would."""
+
+    __slots__ = ("result", "rest")
+
+    def __init__(self, result, state: int, it, first, exc):
+        self.result = result
+        if state == _STEP_ITEM:
+            self.rest = chain((first,), it)
+        elif state == _STEP_RAISED:
+            self.rest = _raising(exc)
+        else:
+            self.rest = iter(())    # the body ended at its first step
+
+    def __iter__(self):
+        return self.rest
+
+    def close(self) -> None:
+        close = getattr(self.result, "close", None)
+        if close is not None:
+            close()
+
+
+def _raising(exc):
+    raise exc
+    yield   # a generator: the error comes at its first step, as from the app's
+
+
+_STEP_ITEM, _STEP_END, _STEP_RAISED = 1, 2, 3      # lane.h's LANE_STEP_*
 
 
 class _Held:

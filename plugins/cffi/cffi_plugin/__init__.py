@@ -409,7 +409,25 @@ class CffiPlugin(Plugin):
             app.requests += 1
             req.app_id = app.id
             return Response(req, app).resume(env, status, headers, written, result, exc, start_response)
-        return LaneApp(app.callable, self.base_environ, check, ResponseError, None, app.id, count, resume)
+
+        from uwsgid.plugins import api
+        modifier1 = self.modifier1
+
+        def fail(exc, environ, closing):
+            # the lane sent the whole body: the error is logged as Response._close (closing) or
+            # the core's _fail (a step after the declared length) log it, and counted
+            import traceback
+            app.exceptions += 1
+            text = "".join(traceback.format_exception(exc))
+            if closing:
+                log("[cffi] error in the response's close()\n" + text)
+                return
+            current = api.current_core()
+            if current is not None and hasattr(current, "exceptions"):
+                current.exceptions += 1
+            desc = f"{environ.get('REQUEST_METHOD', '')} {environ.get('REQUEST_URI', '')[:200]}"
+            log(f"error while serving {desc} (modifier1 {modifier1}):\n{text}")
+        return LaneApp(app.callable, self.base_environ, check, ResponseError, None, app.id, count, resume, fail)
 
 
 plugin = CffiPlugin()
