@@ -11,11 +11,10 @@ cannot run (uwsgid.routing.lane: a response or error chain, static files beside 
 --add-header/--del-header, no --thread-slots gate, no loop engine (--gevent), and a request log
 that is off (--disable-logging and none of its exceptions) or uWSGI's default line with nothing
 added (no --log-format, --log-x-forwarded-for, --vhost, --memory-report), which the lane writes
-itself. With static
-files (--static-map, --check-static) the lane answers a plain GET of a small file the worker's
-file cache holds this second (uwsgid/static/filecache.py) and gives every other request under a
-static mountpoint (under --check-static, every request) to the Python path, which serves and
-caches it. Elsewhere the loop accepts as before. UWSGI_NO_LANE=1 in the environment turns it off
+itself. With static files (--static-map, --check-static) the lane answers a plain GET of a small
+file the worker's file cache holds this second (uwsgid/static/filecache.py) and gives every
+other request under a static mountpoint (under --check-static, every request) to the Python
+path, which serves and caches it. Elsewhere the loop accepts as before. UWSGI_NO_LANE=1 in the environment turns it off
 (a comparison, or a suspected lane bug).
 
 What the lane hands back, and where the Python path takes over (each at the point the lane
@@ -29,11 +28,6 @@ stopped, with what it had, so that nothing is done twice; lane.h lists the tuple
                  raised, or asked for its request: a Connection and a Request are made (or were,
                  by take_request), and the core goes on from there; a body the lane stepped
                  comes with that step's outcome (_Stepped)
-
-An iterable body (a framework's: werkzeug's ClosingIterator, Django's response) is sent by the
-lane when its first step brings the whole of it: the length it declared, or its end
-(core/cpython/lane_iter.c); its remaining steps and close() run after the send, and an error
-there is logged through the plugin's LaneApp.fail.
     LANE_TAIL    the kernel did not take the whole response: the Connection sends the rest
     LANE_GONE    the client went away during the response: its log line
     LANE_KEEP    an HTTP response went out and the connection stays: a Connection waits for its
@@ -42,6 +36,11 @@ there is logged through the plugin's LaneApp.fail.
                  request keeps its core, and its token (core/cpython/lane_defer.c) sends the
                  response from C when the app is done (complete), or gives the request to the
                  Python path (take_deferred)
+
+An iterable body (a framework's: werkzeug's ClosingIterator, Django's response) is sent by the
+lane when its first step brings the whole of it: the length it declared, or its end
+(core/cpython/lane_iter.c); its remaining steps and close() run after the send, and an error
+there is logged through the plugin's LaneApp.fail.
 
 A kept-alive connection's next request that comes while every core of the loop is busy (--async
 N with N requests running: an ASGI app's awaits) waits for a free core in _Held, its bytes as
