@@ -14,7 +14,7 @@ from uwsgid.server.thread_loop import ThreadLoop
 native = pytest.importorskip("_uwsgi_native")
 if not hasattr(native, "Lane"):
     pytest.skip("the native module has no lane (an old build)", allow_module_level=True)
-from _uwsgi_native import LANE_IDLE, LANE_KEEP, LANE_RESUME  # noqa: E402
+from _uwsgi_native import LANE_IDLE, LANE_KEEP  # noqa: E402
 
 
 def burn(seconds: float) -> None:
@@ -122,8 +122,12 @@ def test_engaged_a_call_is_one_request_with_accepting_stopped_around_it(always):
     assert len(gate.records) == 2
 
 
-def test_a_request_handed_on_to_the_python_path_is_measured_by_core_done(always):
-    gate, tl, lane, serve, _ = make(True, lambda: burn(0.01), (0, LANE_RESUME))
+GOES_ON = [k for k in ("LANE_RESUME", "LANE_DEFER") if hasattr(native, k)]
+
+
+@pytest.mark.parametrize("kind", GOES_ON)
+def test_a_request_that_goes_on_after_the_call_is_measured_by_core_done(always, kind):
+    gate, tl, lane, serve, _ = make(True, lambda: burn(0.01), (0, getattr(native, kind)))
     serve(3, 16, 0)
     assert gate.records == []
     assert tl._cpu0 is not None and time.thread_time() - tl._cpu0 >= 0.009   # the lane's part counts

@@ -9,8 +9,8 @@ connections; lane.handle: a kept-alive connection's next request), so the same i
 the call:
 
 - the thread's CPU time over the call is shared out among the requests the call ran: those it
-  completed, and one it handed on to the Python path while running (LANE_RESUME), whose measure
-  stays open for ThreadLoop.core_done to close with the rest of its run;
+  completed, and one that goes on after it (LANE_RESUME: handed to the Python path; LANE_DEFER:
+  answered later), whose measure stays open for ThreadLoop.core_done to close at its end;
 - while the gate is engaged, a call takes one connection (batch 1) and the thread stops accepting
   around it: the call is one request to the monitor, its time asleep is measured as on the
   Python path, and a thread whose slot was handed on meanwhile is parked when it asks again
@@ -30,9 +30,12 @@ import time
 from uwsgid.server.accept_gate import schedstat
 
 try:
-    from _uwsgi_native import LANE_RESUME
+    import _uwsgi_native as _native
 except ImportError:     # no lane in this build: native_lane never wraps
-    LANE_RESUME = None
+    _native = None
+# the outcomes whose request goes on after the call (the Python path's rest, or an app that
+# answers later), ended by ThreadLoop.core_done: LANE_DEFER where the lane has it
+_GOES_ON = tuple(getattr(_native, k) for k in ("LANE_RESUME", "LANE_DEFER") if hasattr(_native, k))
 
 _monotonic = time.monotonic
 _thread_time = time.thread_time
@@ -70,7 +73,7 @@ def wrap(tl, lane):
     def after(r) -> None:
         cpu = _thread_time() - tl._cpu0
         done = r[0]
-        resumed = r[1] == LANE_RESUME
+        resumed = r[1] in _GOES_ON
         ran = done + resumed
         if done:
             now = _monotonic()
@@ -84,8 +87,9 @@ def wrap(tl, lane):
             for _ in range(done):
                 gate.record(share, sleep, now)
         if resumed:
-            # the Python path runs the rest of this request: core_done measures it from here,
-            # with its share of the call, and starts accepting again as after any request
+            # the request goes on (the Python path runs its rest, or the app answers later):
+            # core_done measures it from here, with its share of the call, and starts
+            # accepting again as after any request
             tl._cpu0 = _thread_time() - cpu / ran
             if done:
                 tl._stat0 = None
