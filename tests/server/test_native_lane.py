@@ -182,9 +182,10 @@ def _server(app_file, *extra, lane=True, port=None):
                    "--wsgi-file", app_file, *extra], port, env=env)
 
 
-@pytest.fixture(scope="module", params=[(), ("--async", "4")], ids=["sync", "async"])
+@pytest.fixture(scope="module", params=[(), ("--async", "4"), ("--threads", "4")], ids=["sync", "async", "threads"])
 def pair(app_file, request):
-    """The same app behind the lane and behind the Python path (one core, and --async cores)."""
+    """The same app behind the lane and behind the Python path (one core, --async cores, and
+    --threads under the default --thread-slots gate)."""
     with _server(app_file, *request.param) as lane, _server(app_file, *request.param, lane=False) as python:
         yield lane, python
 

@@ -19,12 +19,14 @@ if not hasattr(native, "LANE_HTTP"):
     pytest.skip("the native module has no HTTP lane (an old build)", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
+@pytest.fixture(scope="module", params=[(), ("--threads", "4")], ids=["sync", "threads"])
+def pair(tmp_path_factory, request):
+    """The lane and the Python path; and both with --threads (the lane under the default
+    --thread-slots gate)."""
     app = tmp_path_factory.mktemp("lane_http") / "lane_app.py"
     app.write_text(APP)
     servers = start_pair(lambda port: ["--master", "--processes", "1", "--disable-logging", "--http-socket",
-                                       f"127.0.0.1:{port}", "--wsgi-file", app])
+                                       f"127.0.0.1:{port}", "--wsgi-file", app, *request.param])
     yield servers
     for s in servers:
         s.stop()

@@ -8,14 +8,15 @@ last free core, and one the lane hands on keeps that core), in front of a plugin
 its app (plugins.contract.LaneApp: the cffi plugin's one WSGI app (not --greenlet) or ASGI app;
 the Lua plugin's), with nothing else that must see each request in Python: no --route* the lane
 cannot run (uwsgid.routing.lane: a response or error chain, static files beside routes...), no
---add-header/--del-header, no --thread-slots gate, no loop engine (--gevent), and a request log
-that is off (--disable-logging and none of its exceptions) or uWSGI's default line with nothing
-added (no --log-format, --log-x-forwarded-for, --vhost, --memory-report), which the lane writes
-itself. With static files (--static-map, --check-static) the lane answers a plain GET of a small
-file the worker's file cache holds this second (uwsgid/static/filecache.py) and gives every
-other request under a static mountpoint (under --check-static, every request) to the Python
-path, which serves and caches it. Elsewhere the loop accepts as before. UWSGI_NO_LANE=1 in the environment turns it off
-(a comparison, or a suspected lane bug).
+--add-header/--del-header, no loop engine (--gevent), and a request log that is off
+(--disable-logging and none of its exceptions) or uWSGI's default line with nothing added (no
+--log-format, --log-x-forwarded-for, --vhost, --memory-report), which the lane writes itself.
+With static files (--static-map, --check-static) the lane answers a plain GET of a small file
+the worker's file cache holds this second (uwsgid/static/filecache.py) and gives every other
+request under a static mountpoint (under --check-static, every request) to the Python path,
+which serves and caches it. Under a --thread-slots gate the lane's calls are measured and gated
+as the Python path's requests are (uwsgid.server.lane_gate). Elsewhere the loop accepts as
+before. UWSGI_NO_LANE=1 in the environment turns it off (a comparison, or a suspected lane bug).
 
 What the lane hands back, and where the Python path takes over (each at the point the lane
 stopped, with what it had, so that nothing is done twice; lane.h lists the tuples):
@@ -63,6 +64,7 @@ from itertools import chain
 
 from uwsgid.net.request import Request, headers_edited
 from uwsgid.plugins.api import set_current
+from uwsgid.server import lane_gate
 from uwsgid.util.log import log, log_request
 
 try:
@@ -98,7 +100,7 @@ def acceptor(tl, listener, conn_class):
     w = tl.worker
     core = tl.cores[0]
     if (listener.proto not in ("uwsgi", "http") or getattr(listener, "tls", None) is not None
-            or tl.gate is not None or getattr(w, "engine", None) is not None or core.spawn is not None
+            or getattr(w, "engine", None) is not None or core.spawn is not None
             or core.to_loop is not None or not (w.reqlog.silent or w.reqlog.plain)
             or headers_edited()):
         return None
@@ -176,6 +178,8 @@ class _Driver:
         self.worker = tl.worker
         self.held = tl.cores[0].lane_replay or _Held(tl)    # one per loop, whatever the listener
         tl.lane = lane              # keepalive_watch sees the app running (lane.busy_since)
+        # the C calls that run apps; with --thread-slots, measured and gated for the gate
+        self.serve, self.handle_one = lane_gate.wrap(tl, lane) if tl.gate is not None else (lane.serve, lane.handle)
 
     def _core(self):
         """The core the lane's next request runs on, made the current one (the uwsgi API and
@@ -201,7 +205,7 @@ class _Driver:
         lane = self.lane
         lane.requests = w.requests
         core = self._core()
-        r = lane.serve(self.listener.fd, batch, self.index[core])
+        r = self.serve(self.listener.fd, batch, self.index[core])
         if r[0]:
             self._count(r[0], core)
         kind = r[1]
@@ -252,7 +256,7 @@ class _Driver:
         lane.requests = w.requests
         core = self._core()
         try:
-            r = lane.handle(conn.fd, data, addr, self.index[core])
+            r = self.handle_one(conn.fd, data, addr, self.index[core])
         finally:
             conn.busy = False
         if r[0]:

@@ -83,9 +83,9 @@ def uwsgi_pair(app_file):
         s.stop()
 
 
-@pytest.fixture(scope="module")
-def http_pair(app_file):
-    servers = _servers(app_file, "--http-socket", "--http-socket-modifier1", "6")
+@pytest.fixture(scope="module", params=[(), ("--threads", "4")], ids=["sync", "threads"])
+def http_pair(app_file, request):
+    servers = _servers(app_file, "--http-socket", "--http-socket-modifier1", "6", *request.param)
     yield servers
     for s in servers:
         s.stop()
