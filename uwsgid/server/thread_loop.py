@@ -259,8 +259,8 @@ class ThreadLoop:
             conn.start()
         if not (conn.busy or conn.closed or conn.queue or conn.served):
             self._add_pending(conn)     # its request is not in yet: wait for it, keep accepting
-        if not conn.closed:
-            self.kept_open()
+        elif not conn.closed:
+            self.kept_open()            # served and kept alive, or its request still running
         if self.single:
             return self._hold(conn)
         return not self.accepting or not self.free
