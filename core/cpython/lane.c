@@ -307,13 +307,7 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
     if (result == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_Exception))    /* SystemExit and the like: not the app's error */
             goto error;
-        PyObject *type, *tb;
-        PyErr_Fetch(&type, &exc, &tb);
-        PyErr_NormalizeException(&type, &exc, &tb);
-        if (exc != NULL && tb != NULL)
-            PyException_SetTraceback(exc, tb);
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
+        exc = lane_fetch_exc();
         goto resume;
     }
     PyObject *status, *headers, *body;

@@ -208,6 +208,8 @@ long long lane_iter_declared(PyObject *bheaders);
 /* once the body is out: the steps left and close(): 0, 1 (a step's error, reported through fail:
  * the connection closes; close()'s error is reported only), -1 (a BaseException that is no Exception) */
 int lane_iter_finish(struct lane_body *b, PyObject *result, PyObject *env, PyObject *fail, PyObject *error_class);
+/* the error being raised, normalized, with its traceback on it (a new reference); cleared */
+PyObject *lane_fetch_exc(void);
 void lane_body_clear(struct lane_body *b);
 
 #endif

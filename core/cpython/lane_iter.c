@@ -45,7 +45,7 @@ int lane_iter_waiting(PyObject *core) {
 }
 
 /* the error being raised, normalized, with its traceback on it (a new reference) */
-static PyObject *fetch_exc(void) {
+PyObject *lane_fetch_exc(void) {
     PyObject *type, *exc, *tb;
     PyErr_Fetch(&type, &exc, &tb);
     PyErr_NormalizeException(&type, &exc, &tb);
@@ -76,7 +76,7 @@ int lane_iter_first(struct lane_body *b, PyObject *result, PyObject *env, PyObje
     } else if (!PyErr_Occurred()) {
         b->state = LANE_STEP_END;
     } else if (PyErr_ExceptionMatches(PyExc_Exception)) {
-        b->exc = fetch_exc();
+        b->exc = lane_fetch_exc();
         b->state = LANE_STEP_RAISED;
     } else {
         return -1;              /* SystemExit and the like: the caller closes the body and stops */
@@ -106,7 +106,7 @@ static void report(PyObject *fail, PyObject *env, int closing) {
         PyErr_WriteUnraisable(NULL);
         return;
     }
-    PyObject *exc = fetch_exc();
+    PyObject *exc = lane_fetch_exc();
     if (exc == NULL)
         return;
     PyObject *r = PyObject_CallFunctionObjArgs(fail, exc, env, closing ? Py_True : Py_False, NULL);
