@@ -168,6 +168,9 @@ class _Driver:
     def __init__(self, tl, listener, conn_class, lane, apps, routing=None):
         self.tl = tl
         self.routing = routing      # the lane's routes (uwsgid.routing.lane.Routing), or None
+        # core.defer_request while this lane runs an app; none beside routes: a deferred answer
+        # would miss their headers and final chain
+        self.defer_request = self._defer if routing is None else None
         self.listener = listener
         self.conn_class = conn_class
         self.lane = lane
@@ -186,8 +189,7 @@ class _Driver:
         take_request find it there): the one free.pop() gives the Python path if it takes over."""
         core = self.current = self.tl.free[-1]
         core.take_request = self._take      # this listener's lane (a loop may have several)
-        # no deferring beside routes: a deferred answer would miss their headers and final chain
-        core.defer_request = self._defer if self.routing is None else None
+        core.defer_request = self.defer_request
         set_current(core)
         return core
 
