@@ -10,7 +10,8 @@ of its runs and the verdict compares ours/peer with the issue's target. A side t
 line; the other side is still measured. Misses are printed plainly.
 
 Outputs: the table on stdout, DIR/latest.json (machine, date, commands, every run, medians, ratios,
-targets, verdicts) and DIR/ratios.png. Exit status: 0 when the harness ran (whatever the
+targets, verdicts) and DIR/ratios.png; DIR is bench/results for a full run, bench/results/partial
+for --only and --quick (untracked). Exit status: 0 when the harness ran (whatever the
 verdicts), 2 on a usage error.
 """
 
@@ -45,6 +46,7 @@ from harness.scenarios import (  # noqa: E402
 from harness.servers import ROOT, Server, ServerSpec, StartError, free_port  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PARTIAL = RESULTS / "partial"   # where --only and --quick runs write unless --out says: not tracked
 CHOICES = [*ALL_IDS, *startup.IDS, *memory.IDS]     # load scenarios, curve, start-up, memory (bench/*.py)
 FRONT_SATURATED = 0.95   # nginx's share of a core from which it, not the upstream, sets the pace
 
@@ -55,7 +57,9 @@ def parse_args(argv):
     p.add_argument("--only", nargs="+", metavar="SCENARIO", help=f"run only these: {', '.join(CHOICES)}")
     p.add_argument("--duration", type=float, help="seconds per wrk run (default 5, quick 2)")
     p.add_argument("--runs", type=int, help="runs per side (default 3, quick 1)")
-    p.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and ratios.png go")
+    p.add_argument("--out", type=Path, help=f"where latest.json and ratios.png go (default: {RESULTS} "
+                   f"for a full run, {PARTIAL} for --only or --quick, so a partial run never replaces "
+                   f"the figures the README quotes)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     a = p.parse_args(argv)
     if a.only:
@@ -64,6 +68,7 @@ def parse_args(argv):
             p.error(f"unknown scenario {', '.join(bad)} (choose from {', '.join(CHOICES)})")
     a.duration = a.duration or (2.0 if a.quick else 5.0)
     a.runs = a.runs or (1 if a.quick else 3)
+    a.out = a.out or (PARTIAL if a.only or a.quick else RESULTS)
     if a.duration < 1 or a.runs < 1:
         p.error("--duration must be >= 1 and --runs >= 1")
     return a
@@ -524,6 +529,7 @@ def main(argv=None) -> int:
            "method": ("both servers up at once on loopback, runs alternate ours/peer; figure per side = "
                       "median of its runs; ratio = ours/peer; wrk -t2 -c32 unless said; "
                       "both sides --disable-logging (gunicorn/nginx: no access log)")}
+    args.out.mkdir(parents=True, exist_ok=True)
     out_json, out_png = args.out / "latest.json", args.out / "ratios.png"
     print(f"bench: {doc['mode']} mode, {args.runs} run(s) of {args.duration:g}s per side; "
           f"server logs in {bench.log_dir}", flush=True)

@@ -123,7 +123,9 @@ class Server:
             return []
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server's processes (master and every child) so far."""
+        """User + system CPU time of the server's processes (master and every child) so far,
+        those reaped included: a worker that exits mid-run (max-requests, a respawn) leaves its
+        time in its parent's children times, so the sum never drops between two readings."""
         try:
             root = psutil.Process(self.proc.pid)
             procs = [root, *root.children(recursive=True)]
@@ -133,7 +135,7 @@ class Server:
         for p in procs:
             try:
                 t = p.cpu_times()
-                total += t.user + t.system
+                total += t.user + t.system + t.children_user + t.children_system
             except psutil.Error:
                 pass
         return total
