@@ -9,7 +9,7 @@ Two paths, one result:
   of a server and llhttp leaves to it (Host, Transfer-Encoding codings, request-target forms,
   repeated fields) and the server's limits (--buffer-size -> 414/431, --max-vars -> 431,
   --limit-post -> 413), and answers `Expect: 100-continue`.
-- **The exact path** (`_Exact`), for what llhttp refuses although the RFCs allow it: a method
+- **The exact path** (`Exact`, in http_exact.py), for what llhttp refuses although the RFCs allow it: a method
   that is a token llhttp does not know (`-BLARGH`), a raw non-ASCII byte in the request target
   (passed through as latin-1, like nginx and gunicorn), HTTP/1.x with x > 1 (read as 1.1, RFC
   9112 2.3), empty elements in the Transfer-Encoding list (RFC 9110 5.6.1), and every chunked
@@ -17,7 +17,7 @@ Two paths, one result:
   stream itself, line by line, validates what llhttp would not see, and feeds llhttp only
   normalised heads (llhttp still checks every header line). A connection takes it when llhttp
   refuses one of those requests (the request is re-read from its first byte: `prime` keeps the
-  bytes of a request in progress across reads, `_skip` finds where in this read it began) or
+  bytes of a request in progress across reads, `skip` finds where in this read it began) or
   when a chunked request's head is done, and leaves it at the next request boundary that ends
   a read.
 
@@ -32,6 +32,8 @@ import socket
 import httptools
 
 from uwsgid.net.protocols import BodyBuffer, ProtocolError, reject, unquote_to_bytes
+from uwsgid.net.protocols.http_exact import CHUNK_SIZE, Exact, head_end, skip
+from uwsgid.net.protocols.http_reasons import NO_CONNECT, REASONS, RECOVER, TE_LAST, TE_TWICE, Reject, reason
 from uwsgid.net.protocols.stream import BodyStream
 from uwsgid.net.request import Request
 
@@ -45,7 +47,6 @@ _Upgrade = httptools.HttpParserUpgrade
 UPGRADE_TAIL_MAX = 1 << 20   # bytes kept after an Upgrade request until the app takes them
 _ParserError = httptools.HttpParserError
 _RequestParser = httptools.HttpRequestParser
-_NO_CONNECT = "CONNECT (a tunnel) is not supported by an application server"
 
 # Header name -> CGI var name, cached: the same few names come on every request. A name with
 # "_" is dropped: in CGI "X_Forwarded_For" and "X-Forwarded-For" would both be
@@ -62,80 +63,6 @@ _SPECIAL = {b"CONTENT_TYPE", b"CONTENT_LENGTH"}
 _HOSTS: set = set()
 _HOST = re.compile(rb"(?:\[[0-9A-Za-z:.\-_~!$&'()*+,;=]+\]|[0-9A-Za-z\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
 
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_IS_TOKEN = re.compile(_TOKEN)
-_VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])")
-# RFC 9112 7.1 / 7.1.1: chunk-size [ chunk-ext ] CRLF, chunk-ext = *( BWS ";" BWS chunk-ext-name
-# [ BWS "=" BWS chunk-ext-val ] ), chunk-ext-val = token / quoted-string.
-_QUOTED = rb'"(?:[\t !\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]+)(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
-                         + rb"|" + _QUOTED + rb"))?)*\r\n")
-_SIZE_THEN_WS = re.compile(rb"[0-9A-Fa-f]+[ \t]+\r\n")
-_TRAILER_LINE = re.compile(_TOKEN + rb":[\t \x21-\x7e\x80-\xff]*\r\n")
-_HIGH_BYTE = re.compile(rb"[\x80-\xff]")
-
-# llhttp's reasons (str(HttpParserError)) in words a log reader can act on.
-_REASONS = {
-    "Invalid method encountered": "method is not a token",
-    "Expected space after method": "method not followed by a single space",
-    "Invalid method for HTTP/x.x request": "method is not a token",
-    "Unexpected start char in url": "request target is not /path, an http(s) URL or *",
-    "Unexpected char in url schema": "request target is not /path, an http(s) URL or *",
-    "Unexpected char in url server": "invalid authority in the request target",
-    "Invalid characters in url": "invalid request target (not /path, an http(s) URL or *, or a character "
-                                 "not allowed in it)",
-    "Invalid char in url path": "invalid character in the request target",
-    "Invalid char in url query": "invalid character in the request target",
-    "Invalid char in url fragment start": "invalid character in the request target",
-    "Expected HTTP/, RTSP/ or ICE/": "invalid HTTP version in the request line",
-    "Expected SOURCE method for ICE/x.x request": "invalid HTTP version in the request line",
-    "Invalid HTTP version": "invalid HTTP version in the request line",
-    "Invalid major version": "invalid HTTP version in the request line",
-    "Invalid minor version": "invalid HTTP version in the request line",
-    "Expected dot": "invalid HTTP version in the request line",
-    "Expected CRLF after version": "request line does not end with CRLF after the version",
-    "Unexpected space after start line": "whitespace at the start of a header line (obs-fold)",
-    "Unexpected whitespace after header value": "whitespace at the start of a header line (obs-fold)",
-    "Invalid header token": "invalid header field name (a character outside token, or whitespace "
-                            "before the colon)",
-    "Invalid header field char": "invalid header field name (a character outside token, or whitespace "
-                                 "before the colon)",
-    "Invalid header value char": "control character in a header value",
-    "Missing expected CR after header value": "header line does not end with CRLF",
-    "Missing expected LF after header value": "header line does not end with CRLF",
-    "Expected LF after headers": "header section does not end with CRLF",
-    "Expected LF after CR": "bare CR in the request",
-    "Expected CRLF": "line does not end with CRLF",
-    "Content-Length can't be present with Transfer-Encoding": "both Content-Length and Transfer-Encoding",
-    "Transfer-Encoding can't be present with Content-Length": "both Content-Length and Transfer-Encoding",
-    "Duplicate Content-Length": "more than one Content-Length",
-    "Invalid character in Content-Length": "Content-Length is not a decimal number",
-    "Empty Content-Length": "Content-Length is not a decimal number",
-    "Content-Length overflow": "Content-Length is too large",
-    "Invalid `Transfer-Encoding` header value": "invalid Transfer-Encoding (chunked more than once, or "
-                                                "not last)",
-    "Empty Transfer-Encoding": "invalid Transfer-Encoding (empty)",
-    "Request has invalid `Transfer-Encoding`": "Transfer-Encoding does not end with chunked",
-    "Data after `Connection: close`": "data after a request with Connection: close",
-    "Expected HTTP/2 Connection Preface": "HTTP/2 connection preface on an HTTP/1.1 socket",
-    "Pause on PRI/Upgrade": "HTTP/2 connection preface on an HTTP/1.1 socket",
-}
-_TE_LAST = "Transfer-Encoding does not end with chunked"
-_TE_TWICE = "invalid Transfer-Encoding (chunked more than once)"
-# The refusals the exact path may overturn: the request is re-read there.
-_RECOVER = frozenset(("Invalid method encountered", "Invalid method for HTTP/x.x request",
-                      "Expected space after method",
-                      "Invalid HTTP version", "Invalid char in url path", "Invalid char in url query",
-                      "Invalid char in url fragment start", "Invalid `Transfer-Encoding` header value"))
-
-
-def _reason(e: Exception, data: bytes = b"") -> str:
-    text = str(e)
-    if text.startswith("Invalid header") and (b"\r\n " in data or b"\r\n\t" in data):
-        return _REASONS["Unexpected whitespace after header value"]   # llhttp's word for some obs-folds
-    return _REASONS.get(text) or f"malformed request ({text[:80]})"
-
-
 def header_key(name: bytes) -> bytes:
     key = _KEYS.get(name)
     if key is None:
@@ -147,10 +74,6 @@ def header_key(name: bytes) -> bytes:
         if len(_KEYS) < 4096:
             _KEYS[name] = key
     return key
-
-
-class _Reject(Exception):
-    pass
 
 
 class _ToExact(Exception):
@@ -187,7 +110,7 @@ class HttpParser:
         self.tail = b""       # after an Upgrade request: what the client sent next (a WebSocket's frames)
         self._reject = None
         self.prime = None     # the request in progress at the end of the last read (see _partial)
-        self.exact = None     # an _Exact while this connection takes the exact path
+        self.exact = None     # an Exact (http_exact.py) while this connection takes the exact path
         self.xline = None     # (method, SERVER_PROTOCOL) of a request line the exact path rewrote
         self.switch = False   # a chunked head is done: its body takes the exact path
         self.stream = None    # the BodyStream of a request dispatched before its body (ASGI)
@@ -225,10 +148,10 @@ class HttpParser:
     def _fail(self, status: int, why: str):
         """From a callback: refuse the request (raises into llhttp, which stops)."""
         self._reject = (status, why)
-        raise _Reject(why)
+        raise Reject(why)
 
     def _refuse(self, status: int, why: str) -> None:
-        if why == _REASONS["Data after `Connection: close`"]:
+        if why == REASONS["Data after `Connection: close`"]:
             # never answered: the connection closes after the request that said close
             self.error = ProtocolError(status, "Bad Request")
             return
@@ -252,7 +175,7 @@ class HttpParser:
         queue = self.conn.queue
         if queue and queue[-1].method == b"CONNECT":   # llhttp takes every CONNECT as an upgrade
             queue.pop()
-            self._refuse(501, _NO_CONNECT)
+            self._refuse(501, NO_CONNECT)
         elif queue:
             queue[-1].keepalive = False   # the upgrade request: those before it are served as usual
 
@@ -264,10 +187,10 @@ class HttpParser:
         elif self.switch:
             self.switch = False
             self._to_exact(data, True)
-        elif str(e) in _RECOVER:
+        elif str(e) in RECOVER:
             self._to_exact(data, False)
         else:
-            self._refuse(400, _reason(e, self._stream(data)[0]))
+            self._refuse(400, reason(e, self._stream(data)[0]))
 
     def _partial(self, data: bytes) -> None:
         """After a read that ends inside a request: keep where that request stands, so that the
@@ -287,7 +210,7 @@ class HttpParser:
             prime = data                   # the head started with this read
         else:
             stream, at = self._stream(data)
-            at = _skip(stream, at, began - 1 + (prime is not None) - (type(prime) is int))
+            at = skip(stream, at, began - 1 + (prime is not None) - (type(prime) is int))
             if at is None:
                 self._refuse(400, "malformed request (cannot find where the request starts)")
                 return
@@ -317,18 +240,18 @@ class HttpParser:
         if type(prime) is int:
             done_before -= 1     # the body in progress counts as `at`
         self.prime = None
-        at = _skip(stream, at, done_before)
+        at = skip(stream, at, done_before)
         if at is None:
             self._refuse(400, "malformed request (cannot find where the request starts)")
             return
-        ex = self.exact = _Exact(self)
+        ex = self.exact = Exact(self)
         if head_done:
-            end = _head_end(stream, at)
+            end = head_end(stream, at)
             if end is None:
                 self._refuse(400, "malformed request (cannot find the end of the head)")
                 return
             at = end
-            ex.state = _CHUNK_SIZE
+            ex.state = CHUNK_SIZE
         else:
             # the refused request starts over (on_message_begin resets the rest)
             self.in_head = False
@@ -482,7 +405,7 @@ class HttpParser:
                 self._fail(400, "invalid authority in the request target")
             return (rest[slash:] if slash >= 0 else b"/"), authority
         if method == b"CONNECT":
-            self._fail(501, _NO_CONNECT)
+            self._fail(501, NO_CONNECT)
         self._fail(400, "request target is not /path, an http(s) URL or *")
 
     def _repeated(self, v: dict, key: bytes, value: bytes) -> None:
@@ -509,9 +432,9 @@ class HttpParser:
         codings = [c for c in (c.strip(b" \t").lower() for c in value.split(b",")) if c]
         if codings != [b"chunked"]:
             if not codings or codings[-1] != b"chunked":
-                self._fail(400, _TE_LAST)     # RFC 9112 6.3: the length cannot be known
+                self._fail(400, TE_LAST)     # RFC 9112 6.3: the length cannot be known
             if codings.count(b"chunked") > 1:
-                self._fail(400, _TE_TWICE)    # RFC 9112 6.1: chunked at most once
+                self._fail(400, TE_TWICE)    # RFC 9112 6.1: chunked at most once
             other = b", ".join(codings[:-1]).decode("latin-1")
             self._fail(501, f"transfer coding {other!r} is not supported (only chunked)")
         req.input_terminated = True
@@ -555,264 +478,3 @@ def _check_host(parser: HttpParser, host: bytes) -> None:
         parser._fail(400, "invalid Host header")
     if len(_HOSTS) < 1024:
         _HOSTS.add(host)
-
-
-def _head_end(stream: bytes, at: int):
-    """Where the head starting at `at` ends (after its empty line), or None. The head was
-    accepted by llhttp in strict mode: CRLF line ends, so its end is the first CRLF CRLF."""
-    while True:
-        if stream.startswith(b"\r\n", at):
-            at += 2
-        elif stream.startswith(b"\n", at):
-            at += 1
-        else:
-            break
-    end = stream.find(b"\r\n\r\n", at)
-    return None if end < 0 else end + 4
-
-
-def _skip(stream: bytes, at: int, n: int):
-    """Past `n` whole requests from `at` (each accepted by llhttp, each with no body or a
-    Content-Length one: a chunked body takes the exact path): where the next one starts."""
-    for _ in range(n):
-        end = _head_end(stream, at)
-        if end is None:
-            return None
-        cl = 0
-        for line in stream[at:end].split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.lower() == b"content-length":
-                cl = int(value.strip(b" \t"))
-        at = end + cl
-    return at
-
-
-# The exact path's states: the stream is between requests, in a head, in a body of `need`
-# bytes, at a chunk-size line, in a chunk's data, at the CRLF after it, in the trailer section.
-_START, _HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS = range(7)
-
-
-class _Exact:
-    """The exact path of one connection (see the module's docstring): frames the requests
-    itself, so that it knows where each line is, and feeds llhttp normalised heads only. Bodies
-    go to the parser's on_body / on_message_complete without llhttp."""
-
-    __slots__ = ("parser", "buf", "state", "need", "head", "fresh", "tsize", "codings")
-
-    def __init__(self, parser: HttpParser):
-        self.parser = parser
-        self.buf = b""
-        self.state = _START
-        self.need = 0
-        self.head = []        # head lines waiting to be fed to llhttp
-        self.fresh = True     # llhttp must start over at the next request
-        self.tsize = 0        # bytes of trailer section so far
-        self.codings = []     # the transfer codings of the head so far
-
-    @property
-    def partial(self) -> bool:
-        return self.state != _START or bool(self.buf)
-
-    def feed(self, data: bytes) -> None:
-        parser = self.parser
-        buf = self.buf + data if self.buf else data
-        try:
-            pos = self._run(buf)
-        except _Reject:
-            rej = parser._reject
-            parser._reject = None
-            parser._refuse(*rej)
-            return
-        except _Upgrade:
-            parser._upgrade()
-            return
-        except _ParserError as e:
-            rej = parser._reject
-            parser._reject = None
-            if rej is not None:
-                parser._refuse(*rej)
-            else:
-                parser._refuse(400, _reason(e, buf))
-            return
-        self.buf = buf[pos:]
-        if self.state == _START and not self.buf and parser.error is None:
-            # a request boundary that ends a read: back to the fast path
-            parser.exact = None
-            if self.fresh:
-                parser.p = _RequestParser(parser)
-
-    def _run(self, buf: bytes) -> int:
-        parser = self.parser
-        limit = parser.limits.buffer_size
-        pos = 0
-        end = len(buf)
-        while parser.error is None:
-            state = self.state
-            if state == _BODY or state == _CHUNK_DATA:
-                n = min(self.need, end - pos)
-                if n <= 0:
-                    break
-                parser.on_body(buf[pos:pos + n])
-                pos += n
-                self.need -= n
-                if self.need:
-                    break
-                if state == _BODY:
-                    self._done()
-                else:
-                    self.state = _CHUNK_END
-                continue
-            if state == _CHUNK_END:
-                if end - pos < 2:
-                    if buf[pos:pos + 1] not in (b"", b"\r"):
-                        raise self._bad("chunk data not followed by CRLF")
-                    break
-                if buf[pos:pos + 2] != b"\r\n":
-                    raise self._bad("chunk data not followed by CRLF")
-                pos += 2
-                self.state = _CHUNK_SIZE
-                continue
-            nl = buf.find(b"\n", pos)
-            if nl < 0:
-                if end - pos > limit:
-                    self._too_long(state, limit)
-                if self.head:
-                    self._feed_head()      # llhttp sees the complete lines now
-                break
-            if nl - pos >= limit:
-                self._too_long(state, limit)
-            line = buf[pos:nl + 1]
-            pos = nl + 1
-            if state == _START:
-                if line == b"\r\n" or line == b"\n":
-                    continue               # RFC 9112 2.2: empty lines before a request
-                self._request_line(line)
-            elif state == _HEAD:
-                if line[:18].lower() == b"transfer-encoding:":
-                    line = self._te_line(line)
-                self.head.append(line)
-                if line == b"\r\n" or line == b"\n":
-                    self._feed_head()
-                    self._after_head()
-            elif state == _CHUNK_SIZE:
-                self._chunk_size(line)
-            else:   # _TRAILERS
-                self.tsize += len(line)
-                if line == b"\r\n":
-                    self._done()
-                elif _TRAILER_LINE.fullmatch(line) is None:
-                    raise self._bad("invalid trailer field line" if line.endswith(b"\r\n")
-                                    else "trailer line does not end with CRLF")
-                elif self.tsize > limit:
-                    raise self._bad(f"trailer section over --buffer-size {limit}", 431)
-        return pos
-
-    def _bad(self, why: str, status: int = 400) -> _Reject:
-        self.parser._reject = (status, why)
-        return _Reject(why)
-
-    def _too_long(self, state: int, limit: int) -> None:
-        if state == _START:
-            raise self._bad(f"request target over --buffer-size {limit}", 414)
-        if state == _HEAD:
-            raise self._bad(f"request header section over --buffer-size {limit}", 431)
-        if state == _CHUNK_SIZE:
-            raise self._bad(f"chunk size line over --buffer-size {limit}")
-        raise self._bad(f"trailer section over --buffer-size {limit}", 431)
-
-    def _request_line(self, line: bytes) -> None:
-        """Rewrite a request line for llhttp: its method as GET, raw bytes >= 0x80 of the
-        target %-encoded, HTTP/1.x as HTTP/1.1; the real ones go to the CGI vars (xline, url)."""
-        parser = self.parser
-        if not line.endswith(b"\r\n"):
-            raise self._bad("request line does not end with CRLF")
-        words = line[:-2].split(b" ")
-        if not words[0] or not words[-1]:
-            raise self._bad("whitespace at the start or end of the request line")
-        words = [w for w in words if w]        # several SP between words: as llhttp (RFC 9112 3)
-        if len(words) == 2 and _IS_TOKEN.fullmatch(words[0]):
-            raise self._bad("no HTTP version in the request line (HTTP/0.9)")
-        if len(words) != 3:
-            raise self._bad("request line is not METHOD SP TARGET SP HTTP-VERSION")
-        method, target, version = words
-        if _IS_TOKEN.fullmatch(method) is None:
-            raise self._bad("method is not a token")
-        if method == b"CONNECT":        # llhttp would see GET: as on the fast path
-            raise self._bad(_NO_CONNECT, 501)
-        m = _VERSION.fullmatch(version)
-        if m is None:
-            raise self._bad("invalid HTTP version in the request line")
-        if m.group(1) != b"1":
-            raise self._bad(f"unsupported HTTP version {version[5:].decode()}", 505)
-        sent = target
-        if _HIGH_BYTE.search(target):
-            sent = _HIGH_BYTE.sub(lambda b: b"%%%02X" % b.group()[0], target)
-        if self.fresh:
-            parser.p = _RequestParser(parser)
-            self.fresh = False
-        parser.xline = (method, version)     # SERVER_PROTOCOL: the version the client sent
-        self.head = [b"GET " + sent + (b" HTTP/1.0\r\n" if m.group(2) == b"0" else b" HTTP/1.1\r\n")]
-        self.codings = []
-        self._feed_head()
-        parser.url = target
-        self.state = _HEAD
-
-    def _feed_head(self) -> None:
-        data = b"".join(self.head)
-        self.head = []
-        self.parser.p.feed_data(data)
-
-    def _te_line(self, line: bytes) -> bytes:
-        """A Transfer-Encoding line, checked (RFC 9112 6.1, 6.3) and given to llhttp without the
-        empty list elements that RFC 9110 5.6.1 allows and llhttp does not."""
-        if not line.endswith(b"\r\n"):
-            return line
-        codings = [c for c in (c.strip(b" \t") for c in line[18:-2].split(b",")) if c]
-        seen = self.codings
-        for c in codings:
-            if seen and seen[-1].lower() == b"chunked":
-                raise self._bad(_TE_TWICE if c.lower() == b"chunked" else _TE_LAST)
-            seen.append(c)
-        return b"Transfer-Encoding: " + b", ".join(codings) + b"\r\n"
-
-    def _after_head(self) -> None:
-        parser = self.parser
-        if parser.in_head:      # llhttp took a line as the empty line it was not (bare LF)
-            raise self._bad("header section does not end with CRLF")
-        req = parser.req
-        if req is None:         # no body: llhttp completed the request itself
-            self.state = _START
-        elif parser.chunked:
-            self.fresh = True
-            self.state = _CHUNK_SIZE
-        else:
-            self.fresh = True
-            self.need = req.post_cl
-            self.state = _BODY
-
-    def _chunk_size(self, line: bytes) -> None:
-        m = _CHUNK_LINE.fullmatch(line)
-        if m is None:
-            if not line.endswith(b"\r\n"):
-                raise self._bad("chunk size line does not end with CRLF")
-            if line[:1] not in b"0123456789abcdefABCDEF" or not line[:1]:
-                raise self._bad("chunk size line is not hex")
-            if _SIZE_THEN_WS.fullmatch(line):
-                raise self._bad("whitespace after the chunk size without an extension")
-            raise self._bad("invalid chunk size or chunk extension")
-        digits = m.group(1).lstrip(b"0")
-        if len(digits) > 16:
-            raise self._bad("chunk size is too large")
-        size = int(digits or b"0", 16)
-        if size:
-            self.need = size
-            self.state = _CHUNK_DATA
-        else:
-            self.tsize = 0
-            self.state = _TRAILERS   # trailer fields are checked, not passed on (RFC 9112 7.1.2)
-
-    def _done(self) -> None:
-        self.state = _START
-        self.parser.on_message_complete()
-
-
