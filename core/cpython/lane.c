@@ -1,6 +1,7 @@
 /* lane.c: the native lane of _uwsgi_native (issue 16; the design and the Python side:
- * uwsgid/server/native_lane.py): serve() and handle(); the Lane type is in lane_type.c. A one-core loop's common request without a Python object per
- * step: accept4, read, the environ straight from the bytes (lane_env.c), the WSGI callable
+ * uwsgid/server/native_lane.py): serve() and handle(); the Lane type is in lane_type.c. A
+ * one-core loop's common request without a Python object per step: accept4, read, the environ
+ * straight from the bytes (lane_env.c, lane_env_http.c), the WSGI callable
  * called with the lane's start_response (lane_sr.c), a list or tuple body serialised with its
  * head (uwsgi_native_build_response) and sent in one send (with the FIN when the connection
  * ends), the scoreboard updated (core/scoreboard.c). Python runs the app and nothing else.

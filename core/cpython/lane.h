@@ -1,6 +1,6 @@
 /* lane.h: private to the native lane of _uwsgi_native (issue 16; the Python side and the whole
  * design: uwsgid/server/native_lane.py). lane.c: serve() / handle(); lane_type.c: the Lane type;
- * lane_env.c: the environ straight from a uwsgi packet or an HTTP head; lane_sr.c: the
+ * lane_env.c, lane_env_http.c: the environ straight from a uwsgi packet, an HTTP head; lane_sr.c: the
  * start_response the app gets. */
 #ifndef UWSGI_LANE_H
 #define UWSGI_LANE_H
@@ -132,13 +132,14 @@ struct reqinfo {
     char port_buf[8];           /* and its port */
 };
 
-/* lane_env.c: the app's argument (the environ, or the vars block of a block app), or NULL: with
- * an error set (a failure), or without (the Python path takes the connection). addr: the peer's
- * sockaddr (HTTP). */
+/* lane_env.c (a uwsgi packet), lane_env_http.c (an HTTP head): the app's argument (the environ,
+ * or the vars block of a block app), or NULL: with an error set (a failure), or without (the
+ * Python path takes the connection). addr: the peer's sockaddr (HTTP). */
 PyObject *lane_uwsgi_request(Lane *self, const char *buf, size_t len, struct reqinfo *ri);
 PyObject *lane_http_request(Lane *self, const char *buf, size_t len, const struct sockaddr *addr,
                             socklen_t addrlen, struct reqinfo *ri);
 int lane_env_init(void);
+int lane_env_http_init(void);   /* lane_env_http.c: the HTTP head reader's tables, called by lane_env_init */
 
 /* lane_static.c: 0, not a static path (the app's); 1, a small file's answer, set in ri->answer;
  * 2, a static path the lane leaves to the Python path (a file not in the cache this second, a

@@ -1,4 +1,4 @@
-"""The native lane on an --http-socket (core/cpython/lane_env.c reads the head): every request
+"""The native lane on an --http-socket (core/cpython/lane_env_http.c reads the head): every request
 answers byte for byte as on the Python path (llhttp), the heads the lane does not read included,
 over new and kept-alive connections."""
 

@@ -1,7 +1,7 @@
 """The one ASGI app of a worker on the native lane (uwsgid/server/native_lane.py,
 core/cpython/lane.c), as a block app (uwsgid.plugins.contract.LaneApp).
 
-The lane reads a plain request (no body, no upgrade, no pipelining: lane_env.c says which) and
+The lane reads a plain request (no body, no upgrade, no pipelining: lane_env_http.c says which) and
 hands `call` its vars block; `call` builds the scope, starts the app's task and runs its first
 steps (asgi_http.start). A response complete by then goes back to the lane as (status line,
 headers, body), which the lane serialises, sends, logs and counts without a Request or a

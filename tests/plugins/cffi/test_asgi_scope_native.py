@@ -16,7 +16,7 @@ from cffi_plugin.asgi_http import ASGI, scope_from_vars  # noqa: E402
 from uwsgid.net.packet import parse_vars  # noqa: E402
 
 N = load_native()
-# what the lane's HTTP reader encodes (lane_env.c http_block: the Python HttpParser's vars)
+# what the lane's HTTP reader encodes (lane_env_http.c http_block: the Python HttpParser's vars)
 LANE_HTTP = [
     (b"SERVER_PROTOCOL", b"HTTP/1.1"), (b"REQUEST_METHOD", b"GET"), (b"REQUEST_URI", b"/a%20b?x=1&y=%2F"),
     (b"QUERY_STRING", b"x=1&y=%2F"), (b"PATH_INFO", b"/a b"), (b"SCRIPT_NAME", b""), (b"SERVER_NAME", b"vm"),
