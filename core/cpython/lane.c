@@ -199,6 +199,61 @@ static PyObject *serve_static(Lane *self, struct conn *c, struct reqinfo *ri, Py
     return answer;
 }
 
+/* The app's whole response as (status line, headers, body) new references, with the routes'
+ * headers added (radd): 1; 0, a shape the Python path goes on with (a stream, a str body, a
+ * request the app took, ...); -1, an error. A WSGI app's answer is what start_response got and a
+ * list or tuple body, or a stepped body that is whole (lane_iter.c); a block app's a tuple of
+ * (status line, headers, body) of bytes. */
+static int response_parts(Lane *self, int wsgi, LaneStartResponse *sr, PyObject *result, int stepped,
+                          const struct lane_body *b, PyObject *radd, PyObject **status_out,
+                          PyObject **headers_out, PyObject **body_out) {
+    PyObject *status, *headers, *body;
+    if (wsgi) {
+        if (self->taken || sr->written != NULL || sr->bstatus == NULL)
+            return 0;
+        if (stepped) {
+            /* whole before the first byte: it ended, or yielded the length it declared */
+            if (b->state == LANE_STEP_ITEM && PyBytes_CheckExact(b->first) && PyBytes_GET_SIZE(b->first) > 0 &&
+                PyBytes_GET_SIZE(b->first) == lane_iter_declared(sr->bheaders) &&
+                !lane_iter_waiting(self->cores[self->cur].core))
+                body = PyTuple_Pack(1, b->first);
+            else if (b->state == LANE_STEP_END)
+                body = PyTuple_New(0);
+            else
+                return 0;
+        } else if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
+            body = PySequence_Tuple(result);
+        } else {
+            return 0;
+        }
+        status = sr->bstatus;
+        headers = sr->bheaders;
+        Py_INCREF(status);
+        Py_INCREF(headers);
+    } else {
+        /* (status line, headers, body) of bytes: the whole response; anything else goes on in Python */
+        if (self->taken || !PyTuple_CheckExact(result) || PyTuple_GET_SIZE(result) != 3 ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(result, 0)) || !PyBytes_CheckExact(PyTuple_GET_ITEM(result, 2)))
+            return 0;
+        status = PyTuple_GET_ITEM(result, 0);
+        Py_INCREF(status);
+        headers = PySequence_Tuple(PyTuple_GET_ITEM(result, 1));
+        body = PyTuple_GET_ITEM(result, 2);
+        Py_INCREF(body);
+    }
+    headers = lane_route_headers(headers, radd);
+    if (headers == NULL || body == NULL) {
+        Py_DECREF(status);
+        Py_XDECREF(headers);
+        Py_XDECREF(body);
+        return -1;
+    }
+    *status_out = status;
+    *headers_out = headers;
+    *body_out = body;
+    return 1;
+}
+
 /* One request, its bytes in buf[0..n): the tuple for Python (a new reference), or NULL on an
  * error (an fd the lane owns is closed then). */
 static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size_t n, Py_ssize_t served) {
@@ -312,46 +367,11 @@ static PyObject *serve_request(Lane *self, struct conn *c, const char *buf, size
         goto resume;
     }
     PyObject *status, *headers, *body;
-    if (wsgi) {
-        if (self->taken || sr->written != NULL || sr->bstatus == NULL)
-            goto resume;
-        if (stepped) {
-            /* whole before the first byte: it ended, or yielded the length it declared */
-            if (b.state == LANE_STEP_ITEM && PyBytes_CheckExact(b.first) && PyBytes_GET_SIZE(b.first) > 0 &&
-                PyBytes_GET_SIZE(b.first) == lane_iter_declared(sr->bheaders) &&
-                !lane_iter_waiting(self->cores[self->cur].core))
-                body = PyTuple_Pack(1, b.first);
-            else if (b.state == LANE_STEP_END)
-                body = PyTuple_New(0);
-            else
-                goto resume;
-        } else if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
-            body = PySequence_Tuple(result);
-        } else {
-            goto resume;
-        }
-        status = sr->bstatus;
-        headers = sr->bheaders;
-        Py_INCREF(status);
-        Py_INCREF(headers);
-    } else {
-        /* (status line, headers, body) of bytes: the whole response; anything else goes on in Python */
-        if (self->taken || !PyTuple_CheckExact(result) || PyTuple_GET_SIZE(result) != 3 ||
-            !PyBytes_CheckExact(PyTuple_GET_ITEM(result, 0)) || !PyBytes_CheckExact(PyTuple_GET_ITEM(result, 2)))
-            goto resume;
-        status = PyTuple_GET_ITEM(result, 0);
-        Py_INCREF(status);
-        headers = PySequence_Tuple(PyTuple_GET_ITEM(result, 1));
-        body = PyTuple_GET_ITEM(result, 2);
-        Py_INCREF(body);
-    }
-    headers = lane_route_headers(headers, radd);
-    if (headers == NULL || body == NULL) {
-        Py_DECREF(status);
-        Py_XDECREF(headers);
-        Py_XDECREF(body);
+    int whole = response_parts(self, wsgi, sr, result, stepped, &b, radd, &status, &headers, &body);
+    if (whole < 0)
         goto error;
-    }
+    if (whole == 0)
+        goto resume;
     long flags = (ri.http11 ? UWSGI_RESP_HTTP11 : 0) | (ri.head ? UWSGI_RESP_HEAD : 0) |
                  (self->proto == LANE_HTTP ? UWSGI_RESP_HTTP : 0) | (ri.keepalive ? UWSGI_RESP_KEEPALIVE : 0);
     int code = uwsgi_native_status_code(PyBytes_AS_STRING(status), PyBytes_GET_SIZE(status));
