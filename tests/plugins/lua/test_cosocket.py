@@ -132,7 +132,7 @@ REDIS_APP = textwrap.dedent('''
 
 
 class Backend:
-    """A line protocol server in threads: SLOW s, ECHO x, MULTI, PARTIAL; counts accepts."""
+    """A line protocol server in threads: SLOW s, ECHO x, MULTI, PARTIAL; counts accepts and SLOWs."""
 
     def __init__(self):
         self.sock = socket.socket()
@@ -141,6 +141,7 @@ class Backend:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.accepts = 0
+        self.slow_started = 0   # SLOW commands begun: requests waiting on this backend
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -158,6 +159,7 @@ class Backend:
             for line in f:
                 cmd, _, arg = line.strip().partition(b" ")
                 if cmd == b"SLOW":
+                    self.slow_started += 1
                     time.sleep(float(arg))
                     c.sendall(b"slow done\r\n")
                 elif cmd == b"ECHO":

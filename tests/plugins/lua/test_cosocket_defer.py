@@ -157,10 +157,13 @@ def test_graceful_stop_answers_the_deferred_requests(app, backend):
         def one(i):
             with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
                 got.append(_get(s.makefile("rb"), s, f"/slow?port={backend.port}&{i}")[2])
+        began = backend.slow_started
         threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
         for t in threads:
             t.start()
-        time.sleep(0.1)     # all waiting on the backend: deferred
+        deadline = time.monotonic() + 20
+        while backend.slow_started < began + 6 and time.monotonic() < deadline:
+            time.sleep(0.01)    # until all six wait on the backend: deferred (a loaded machine is slow)
         srv.signal(signal.SIGTERM)
         for t in threads:
             t.join(20)
