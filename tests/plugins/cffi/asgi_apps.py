@@ -67,6 +67,7 @@ async def raw(scope, receive, send):
         return await _lifespan(receive, send, scope["state"])
     path = scope["path"]
     if path == "/sleep":
+        mark("sleeping")        # a test stops or reloads once every request is in here
         await asyncio.sleep(0.2)
         return await _text(send, b"slept")
     if path == "/stream":

@@ -245,7 +245,7 @@ def test_lifespan_and_graceful_stop_drain_inflight_requests(tmp_path):
         got = []
         t = threading.Thread(target=lambda: got.append(http_get(port, "/sleep")))
         t.start()
-        time.sleep(0.08)
+        wait_file(tmp_path / "sleeping")    # in the app's asyncio.sleep(0.2)
         s.signal(signal.SIGTERM)
         t.join(20)
         assert got and got[0][0] == 200 and got[0][2] == b"slept"

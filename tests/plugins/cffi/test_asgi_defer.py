@@ -169,11 +169,13 @@ def test_graceful_stop_answers_the_deferred_requests(marks):
                 stop_signal=signal.SIGTERM) as s:
         s.wait_log("lifespan startup complete")
         got = []
+        sleeping = marks / "sleeping"
+        before = sleeping.read_text().count("\n") if sleeping.exists() else 0
         threads = [threading.Thread(target=lambda i=i: got.append(http_get(port, f"/sleep?{i}")))
                    for i in range(8)]
         for t in threads:
             t.start()
-        time.sleep(0.08)    # all in the app's asyncio.sleep(0.2): deferred
+        wait_file(sleeping, "\n", count=before + 8)     # all in the app's asyncio.sleep(0.2): deferred
         s.signal(signal.SIGTERM)
         for t in threads:
             t.join(20)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import Server, free_port, http_get
+from helpers import Server, free_port, http_get, wait_file
 
 APPS = Path(__file__).resolve().parent
 BASE = ["--pythonpath", APPS, "--async", "20", "--asgi", "asgi_apps:raw"]
@@ -58,7 +58,7 @@ def test_sighup_drains_inflight_requests(tmp_path):
                    for _ in range(5)]
         for t in threads:
             t.start()
-        time.sleep(0.08)
+        wait_file(tmp_path / "sleeping", "\n", count=5)    # all in the app's asyncio.sleep(0.2)
         s.signal(signal.SIGHUP)
         for t in threads:
             t.join(20)
