@@ -32,6 +32,7 @@ from uwsgid.plugins.contract import AppLoadError, OptionValueError
 # these declare options too (master_fifo, procname, rlimits...): imported here for that
 from uwsgid.server import daemon, hook_actions, lifetime, master_fifo, procname, reexec, rlimits, user_hooks, waits  # noqa: F401
 from uwsgid.server.instance import Server, cleanup
+from uwsgid.services import touch_actions
 from uwsgid.util import hooks
 from uwsgid.util.log import forget_early, log, log_exception, set_date_format
 
@@ -110,11 +111,12 @@ hook_actions.register("retryrpc", lambda arg, ctx: _rpc_hook(arg, ctx, retry=Tru
 
 
 def _check_hooks(opts) -> None:
-    """Hook lines and lifetime options checked before anything runs (StartupError: exit 1)."""
+    """Hook lines, lifetime and touch options checked before anything runs (StartupError: exit 1)."""
     try:
         warnings = user_hooks.check(opts)
         lifetime.check(opts)
-    except (user_hooks.HookFailed, lifetime.LifetimeError) as e:
+        touch_actions.check(opts)
+    except (user_hooks.HookFailed, lifetime.LifetimeError, touch_actions.TouchError) as e:
         raise StartupError(str(e)) from None
     for line in warnings:
         if opts.strict:

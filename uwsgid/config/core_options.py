@@ -165,6 +165,8 @@ declare(
     O("touch-reload", needs_master=True, kind="str", multi=True, help="gracefully reload when FILE is modified or touched"),
     O("touch-workers-reload", needs_master=True, kind="str", multi=True, metavar="FILE",
       help="gracefully reload only the workers (the master fifo's `w`) when FILE is modified or touched"),
+    O("touch-chain-reload", needs_master=True, kind="str", multi=True, metavar="FILE",
+      help="chain reload the workers (the master fifo's `c`: one after the other) when FILE is modified or touched"),
     O("die-on-term", kind="flag", help="accepted for compatibility: SIGTERM always stops gracefully here"),
     O("exit-on-reload", kind="flag", help="stop instead of reloading on SIGHUP"),
     O("min-worker-lifetime", kind="int", default=10, metavar="SECS",

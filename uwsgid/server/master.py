@@ -17,8 +17,8 @@ through signal.set_wakeup_fd, which also tells it which signal came; the loop ac
     SIGCHLD         reap; respawn what died unless stopping.
 
 Every second (the tick): harakiri, --evil-reload-on-rss/-as, --max-worker-lifetime, --idle and
-chain reloads (uwsgid.server.lifetime), --touch-reload, --touch-workers-reload, --hook-touch, mercy kills, delayed
-respawns, hooks "master_tick". A unix_signal hook (uwsgid.server.user_hooks) may take over a
+chain reloads (uwsgid.server.lifetime), the touch files (uwsgid.server.master_touch), --hook-touch,
+mercy kills, delayed respawns, hooks "master_tick". A unix_signal hook (uwsgid.server.user_hooks) may take over a
 signal; --master-fifo (uwsgid.server.master_fifo) gives the same actions by letter.
 """
 
@@ -35,7 +35,8 @@ from uwsgid.net.loop import Timer
 from uwsgid.server import prefork, procname, reexec, user_hooks
 from uwsgid.server.instance import cleanup
 from uwsgid.server.lifetime import Lifetime
-from uwsgid.server.master_actions import KILLING, RELOADING, RUNNING, STOPPING, reload_workers
+from uwsgid.server.master_actions import KILLING, RELOADING, RUNNING, STOPPING
+from uwsgid.server.master_touch import MasterTouches
 from uwsgid.util import hooks, loggers
 from uwsgid.util.log import log, log_exception
 from uwsgid.util.process import die_with_parent, reaped
@@ -76,7 +77,7 @@ class Master:
         self.fast_deaths: dict[int, int] = {}         # wid -> consecutive too-fast deaths
         self.killing_deadline: float | None = None
         self.next_tick = 0.0
-        self.touch_mtimes: dict[tuple[str, str], float | None] = {}   # (kind, path) -> mtime
+        self.touches = None                           # uwsgid.server.master_touch.MasterTouches
         self.stats = None
         self.cheaper = None                           # uwsgid.server.cheaper.Cheaper with --cheaper
         self.sel = selectors.DefaultSelector()
@@ -437,7 +438,7 @@ class Master:
         if self.state == RUNNING:
             self.lifetime.check_harakiri()
             self.lifetime.check_evil_memory()
-            self._check_touch()
+            self.touches.check()
             if self.cheaper is not None and self.state == RUNNING and not self.paused and not self.lifetime.is_cheap:
                 self.cheaper.tick()
             if self.state == RUNNING:
@@ -449,32 +450,6 @@ class Master:
             hooks.run("master_tick", self.server)
         except Exception:
             log_exception("uwsgi: master_tick hook failed:")
-
-    def _check_touch(self) -> None:
-        touched = self._touched(self.opts.touch_reload, "reload")
-        if touched:
-            self.reload(f"*** {touched} has been touched... grace them all !!! ***")
-            return
-        touched = self._touched(self.opts.touch_workers_reload, "workers")
-        if touched:
-            log(f"*** {touched} has been touched... workers reload !!! ***")
-            reload_workers(self)
-
-    def _touched(self, paths, kind: str) -> str | None:
-        """The first of paths whose mtime changed since the last look (uWSGI's
-        uwsgi_check_touches: a file created or removed counts); None the first time, or none."""
-        for path in paths or ():
-            try:
-                mtime = os.stat(path).st_mtime
-            except OSError:
-                mtime = None
-            key = (kind, path)
-            if key not in self.touch_mtimes:
-                self.touch_mtimes[key] = mtime
-            elif self.touch_mtimes[key] != mtime:
-                self.touch_mtimes[key] = mtime
-                return path
-        return None
 
     def _check_mercy(self, now: float) -> None:
         for child in list(self.children.values()):
@@ -527,12 +502,12 @@ class Master:
                 return 1
         if self.opts.hook_touch:
             self.touch_hooks = user_hooks.TouchHooks(self.opts, server)
+        self.touches = MasterTouches(self)      # the first look at the files (uWSGI's master start)
         prefork.prepare(server)
         for wid in self.lifetime.initial_wids(self._initial_wids()):
             self.spawn_worker(wid)
         if server.router_sockets:
             self.spawn_router()
-        self._check_touch()
         try:
             user_hooks.run("master-start", self.opts, server)
         except (user_hooks.HookFailed, user_hooks.HookExit) as e:

@@ -33,6 +33,7 @@ from uwsgid.config.options import Option, declare
 from uwsgid.server import hook_actions
 from uwsgid.server.hook_actions import HookExit
 from uwsgid.util.log import log
+from uwsgid.util.touch import TouchFiles
 
 # phase -> (label in the log, has --exec-/--call- forms, failures fatal, --call- failures fatal)
 PHASES = {
@@ -286,30 +287,23 @@ def fatal_in_child(server, e) -> int:
 
 
 class TouchHooks:
-    """--hook-touch FILE ACTION: the master runs ACTION when FILE's mtime changes."""
+    """--hook-touch FILE ACTION: the master runs ACTION when FILE is touched (uwsgid.util.touch)."""
 
     def __init__(self, opts, server):
         self.ctx = Context(opts, server)
-        self.files: dict[str, list[str]] = {}
+        files: dict[str, list[str]] = {}
         for spec in opts.get("hook-touch") or ():
             path, _, line = spec.partition(" ")
-            self.files.setdefault(path, []).append(line.strip())
-        self.mtimes = {path: self._mtime(path) for path in self.files}
-
-    @staticmethod
-    def _mtime(path: str):
-        try:
-            return os.stat(path).st_mtime
-        except OSError:
-            return None
+            files.setdefault(path, []).append(line.strip())
+        self.touches = TouchFiles(files.items(), log)
 
     def check(self) -> None:
-        for path, lines in self.files.items():
-            mtime = self._mtime(path)
-            if mtime != self.mtimes[path]:
-                self.mtimes[path] = mtime
-                try:
-                    run_lines(lines, "touch", self.ctx, fatal=False)
-                except HookExit as e:
-                    fatal_in_master(self.ctx.server.master, e)
-                    return
+        while True:
+            lines = self.touches.changed()
+            if lines is None:
+                return
+            try:
+                run_lines(lines, "touch", self.ctx, fatal=False)
+            except HookExit as e:
+                fatal_in_master(self.ctx.server.master, e)
+                return

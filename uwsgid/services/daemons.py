@@ -39,6 +39,7 @@ from uwsgid.services import commands
 from uwsgid.util import hooks
 from uwsgid.util.log import log, log_exception
 from uwsgid.util.process import die_with_parent
+from uwsgid.util.touch import TouchFiles
 
 declare(
     Option("attach-daemon", needs_master=True, kind="str", multi=True, group="core", metavar="CMD",
@@ -79,7 +80,7 @@ class Daemon:
     __slots__ = ("command", "pidfile", "freq", "daemonize", "control", "stop_signal", "reload_signal",
                  "honour_stdin", "uid", "gid", "ns_pid", "chdir", "max_throttle", "notifypid", "touch",
                  "pid", "status", "registered", "respawns", "last_spawn", "has_daemonized",
-                 "pidfile_checks", "touch_mtimes")
+                 "pidfile_checks", "touches")
 
     def __init__(self, command: str, pidfile: str | None = None, freq: int = 10, daemonize: bool = False,
                  control: bool = False, stop_signal: int = signal.SIGTERM, reload_signal: int = 0,
@@ -106,7 +107,7 @@ class Daemon:
         self.last_spawn = 0
         self.has_daemonized = False     # the child we forked exited (a smart daemon forking away)
         self.pidfile_checks = 0
-        self.touch_mtimes = {path: _mtime(path) for path in self.touch}
+        self.touches = TouchFiles(self.touch, log)    # the first look at the files
 
 
 _daemons: list[Daemon] = []
@@ -199,13 +200,6 @@ def configure(opts) -> list[Daemon]:
 
 
 # ---- starting one ------------------------------------------------------------------------------
-
-def _mtime(path: str):
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return None
-
 
 def throttle_for(d: Daemon, now: int) -> int:
     """Seconds the next spawn waits (uWSGI's): none unless the last spawn was 3 s ago or less,
@@ -336,14 +330,10 @@ def check_touches() -> None:
     for d in _daemons:
         if d.pid <= 0 or not d.touch:
             continue
-        for path in d.touch:
-            mtime = _mtime(path)
-            if mtime is None or mtime == d.touch_mtimes.get(path):
-                continue
-            d.touch_mtimes[path] = mtime
+        path = d.touches.changed()
+        if path is not None:
             log(f"*** {path} has been touched... reloading daemon \"{d.command}\" (pid: {d.pid}) !!! ***")
             commands.signal_group(d.pid, d.stop_signal)
-            break
 
 
 def child_exited(pid: int, status: int, running: bool, stop_instance=None) -> bool:

@@ -173,6 +173,16 @@ def stop(timeout: float = 3.0) -> None:
     _pids.clear()
 
 
+def reload() -> None:
+    """--touch-mules-reload (uWSGI's uwsgi_reload_mules): SIGHUP ends each mule (its default
+    action); supervise() respawns it at the next tick."""
+    for pid in _pids.values():
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except ProcessLookupError:
+            pass
+
+
 def pids() -> dict[int, int]:
     return dict(_pids)
 

@@ -16,13 +16,14 @@ import time
 from uwsgid.services import spool_file, spooler, spooler_process
 from uwsgid.services.spooler import HARAKIRI, PID, RESPAWNS, RUNNING
 from uwsgid.util.log import log
+from uwsgid.util.touch import TouchFiles
 
 _server = None
 _pids: dict[int, int] = {}           # slot -> pid
 _last_spawn: dict[int, float] = {}
 _due: dict[int, float] = {}          # slot -> when to respawn it
 _cursed: dict[int, float] = {}       # slot -> SIGKILL after (touch-spoolers-reload)
-_touch_mtimes: dict[str, float | None] = {}
+_touches = None                      # uwsgid.util.touch.TouchFiles of touch-spoolers-reload
 _started = False
 _stopping = False
 _last_cheap_check = 0.0
@@ -53,11 +54,12 @@ def _spawn(idx: int, respawn: bool = False) -> None:
 
 def supervise(now: float) -> None:
     """Master tick: the first spawn, due respawns, harakiri, touch-spoolers-reload, cheap mode."""
-    global _started, _last_cheap_check
+    global _started, _last_cheap_check, _touches
     settings = spooler.settings
     if not _started:
         _started = True
         _last_cheap_check = now
+        _touches = TouchFiles(settings.touch, log)    # the first look at the files
         if not settings.cheap:
             for idx in range(len(spooler.dirs)):
                 if not spooler.external[idx]:
@@ -91,20 +93,12 @@ def supervise(now: float) -> None:
 
 
 def _check_touch(now: float) -> None:
-    for path in spooler.settings.touch:
-        try:
-            mtime = os.stat(path).st_mtime
-        except OSError:
-            mtime = None
-        if path not in _touch_mtimes:
-            _touch_mtimes[path] = mtime
-        elif _touch_mtimes[path] != mtime:
-            _touch_mtimes[path] = mtime
-            log(f"*** {path} has been touched... spoolers reload !!! ***")
-            for idx, pid in _pids.items():
-                _kill(pid, signal.SIGHUP)       # the spooler ends after its current task
-                _cursed[idx] = now + spooler.settings.reload_mercy
-            return
+    path = _touches.changed()
+    if path is not None:
+        log(f"*** {path} has been touched... spoolers reload !!! ***")
+        for idx, pid in _pids.items():
+            _kill(pid, signal.SIGHUP)       # the spooler ends after its current task
+            _cursed[idx] = now + spooler.settings.reload_mercy
 
 
 def _kill(pid: int, sig: int) -> None:
@@ -190,9 +184,9 @@ def shutdown(server) -> None:
 
 
 def _reset_for_tests() -> None:
-    global _server, _started, _stopping, _last_cheap_check
-    for d in (_pids, _due, _cursed, _last_spawn, _touch_mtimes):
+    global _server, _started, _stopping, _last_cheap_check, _touches
+    for d in (_pids, _due, _cursed, _last_spawn):
         d.clear()
-    _server = None
+    _server = _touches = None
     _started = _stopping = False
     _last_cheap_check = 0.0

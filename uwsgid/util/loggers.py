@@ -32,6 +32,7 @@ import os
 
 from uwsgid.util.logencoders import Encoder
 from uwsgid.util.logsinks import LogSinkError, RotatingFile, ctime_now, open_file, parse_logger
+from uwsgid.util.touch import TouchFiles
 
 ENV = "UWSGID_LOG_MASTER"
 READ_SIZE = 1 << 18         # over any socket buffer: a SEQPACKET read never truncates a message
@@ -57,8 +58,8 @@ class LogMaster:
         self.filters = list(filters)
         self.encoders = list(encoders)
         self.req_encoders = list(req_encoders)
-        self.touch_rotate = {p: _mtime(p) for p in touch_rotate}     # path -> mtime last seen
-        self.touch_reopen = {p: _mtime(p) for p in touch_reopen}
+        self.touch_rotate = TouchFiles(touch_rotate, self._say)
+        self.touch_reopen = TouchFiles(touch_reopen, self._say)
         self.actions: list = []
         self.thread = None
         self.owner = os.getpid()
@@ -236,14 +237,14 @@ class LogMaster:
             except Exception as e:      # the thread must live on: every process's output waits on it
                 self.main.write(f"{ctime_now()} - uwsgi: log {action} failed: {e!r}\n".encode())
 
+    def _say(self, line: str) -> None:
+        self.main.write(f"{line}\n".encode())
+
     def check_touches(self, server=None) -> None:
-        """The master tick: --touch-logrotate / --touch-logreopen (a changed mtime)."""
-        for table, action in ((self.touch_rotate, "rotate"), (self.touch_reopen, "reopen")):
-            for path, old in table.items():
-                now = _mtime(path)
-                if now is not None and now != old:
-                    table[path] = now
-                    self.request(action)
+        """The master tick: --touch-logrotate / --touch-logreopen (uwsgid.util.touch)."""
+        for touches, action in ((self.touch_rotate, "rotate"), (self.touch_reopen, "reopen")):
+            if touches.changed() is not None:
+                self.request(action)
 
     # ---- process life ------------------------------------------------------------------------
 
@@ -297,13 +298,6 @@ def _pair(bufsize: int) -> tuple[int, int]:
             except OSError:
                 pass
     return r.detach(), w.detach()
-
-
-def _mtime(path: str):
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return None
 
 
 def _regexps(values, option: str, named: bool = False, ids: dict | None = None) -> list:
