@@ -102,10 +102,11 @@ typedef struct {
     struct reqinfo *cur_ri;     /* the request inside the app, for defer() */
     PyObject *deferred;         /* its token once the app called defer() (lane_defer.c) */
     double busy_since;
-    char buf[LANE_BUF];
-    uint32_t offs[4 * LANE_VARS_MAX];
     struct keyslot keys[LANE_KEYS];     /* uwsgi var names by position */
     struct keyslot hkeys[LANE_KEYS];    /* HTTP header names by position -> their CGI names */
+    /* last, and not zeroed by lane_alloc (lane_type.c): written before they are read */
+    char buf[LANE_BUF];
+    uint32_t offs[4 * LANE_VARS_MAX];
 } Lane;
 
 /* what the request builders tell about the request */

@@ -6,12 +6,13 @@ not timings; issue 20's precise figures live in bench/memory.py).
 per core adds ~14 MB and fails.
 
 --threads: each thread has its own lua_State (as in uWSGI), so an extra thread costs its state
-plus the thread itself (its stack, malloc arena, loop). Measured on pippo.lua: ~250-290 KB a
-thread (the pages of the state's LuaJIT heap ~175 KB of it, the rest as for a Python app);
-uWSGI's lua51 ~80. It was ~350 when the GC only stepped (every page of the state's allocator
-segment ends up written) and ~310 with the cosocket code loaded in every state. The bound
-catches a new per-thread cost of ~100 KB (a buffer, a second state a thread);
-test_lua_state_heap.py checks those two causes in process, precisely.
+plus the thread itself (its stack, malloc arena, loop). Measured on pippo.lua: ~240-300 KB a
+thread (the pages of the state's LuaJIT heap ~170 KB of it, the rest as for a Python app; the
+plugin's README, "Memory", has the breakdown); uWSGI's lua51 ~80. It was ~350 when the GC only
+stepped (every page of the state's allocator segment ends up written), ~310 with the cosocket
+code loaded in every state, and ~16 KB more when each thread's Lane was zeroed whole
+(test_lane_memory.py). The bound catches a new per-thread cost of ~60 KB (a buffer, a second
+state a thread); test_lua_state_heap.py checks the state's causes in process, precisely.
 
 A module a worker imports after fork costs it ~250 KB of private memory (the import machinery
 writes to pages all over the master's heap): what the request path needs is imported by the
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built
 
 PIPPO = EXAMPLES / "pippo.lua"
 ASYNC_BOUND_MB = 3.0            # 63 extra cores; one lua_State each would be ~14 MB
-THREAD_BOUND_KB = 360           # per extra thread; ~250-290 today
+THREAD_BOUND_KB = 330           # per extra thread; ~240-300 today (a busy machine's spread)
 
 
 def _private_dirty_mb(pid: int) -> float:
