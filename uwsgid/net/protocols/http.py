@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import re
 import socket
-
-import httptools
+from importlib.machinery import PathFinder
 
 from uwsgid.net.protocols import BodyBuffer, ProtocolError, reject, unquote_to_bytes
 from uwsgid.net.protocols.stream import BodyStream
@@ -41,10 +40,9 @@ except ImportError:
     _native_http_vars = None
 
 _HOSTNAME = socket.gethostname().encode()
-_Upgrade = httptools.HttpParserUpgrade
 UPGRADE_TAIL_MAX = 1 << 20   # bytes kept after an Upgrade request until the app takes them
-_ParserError = httptools.HttpParserError
-_RequestParser = httptools.HttpRequestParser
+# httptools' classes, set by load()
+_Upgrade = _ParserError = _RequestParser = None
 _NO_CONNECT = "CONNECT (a tunnel) is not supported by an application server"
 
 # Header name -> CGI var name, cached: the same few names come on every request. A name with
@@ -149,6 +147,27 @@ def header_key(name: bytes) -> bytes:
     return key
 
 
+def load() -> None:
+    """Import httptools, with the first head the native lane leaves to Python. Not at start-up:
+    the lane parses the requests of a Lua app (and the plain ones of a Python app) in C, and
+    httptools imports typing, the largest module of the standard library: several ms of the
+    start-up of a process that may never need it.
+    uwsgid.server.prefork calls it before the workers fork, so that they share it."""
+    global _Upgrade, _ParserError, _RequestParser
+    if _RequestParser is None:
+        import httptools
+        _Upgrade, _ParserError = httptools.HttpParserUpgrade, httptools.HttpParserError
+        _RequestParser = httptools.HttpRequestParser
+
+
+def require() -> None:
+    """At start-up, for an instance with an HTTP socket: a Python without httptools is named
+    then (uwsgid.embed turns the error into one line), not at its first request. Finding the
+    module does not import it."""
+    if _RequestParser is None and PathFinder.find_spec("httptools") is None:
+        raise ModuleNotFoundError("No module named 'httptools'", name="httptools")
+
+
 class _Reject(Exception):
     pass
 
@@ -177,7 +196,7 @@ class HttpParser:
                      b"REMOTE_ADDR": remote_addr, b"REMOTE_PORT": remote_port}
         if getattr(listener, "tls", None) is not None:
             self.base[b"HTTPS"] = b"on"          # wsgi.url_scheme https, as uWSGI's https socket
-        self.p = _RequestParser(self)
+        self.p = None         # llhttp's parser, made by the first feed: the lane parses most heads in C
         self.error = None
         self.in_head = False
         self.began = 0
@@ -206,6 +225,10 @@ class HttpParser:
             self.exact.feed(data)
             return
         self.began = 0
+        if self.p is None:
+            if _RequestParser is None:
+                load()
+            self.p = _RequestParser(self)
         try:
             self.p.feed_data(data)
         except _Upgrade as e:
