@@ -58,19 +58,16 @@ _SPECIAL = {b"CONTENT_TYPE", b"CONTENT_LENGTH"}
 
 # Host header values already found valid (RFC 9112 3.2 / RFC 3986 3.2.2: uri-host [":" port]).
 _HOSTS: set = set()
-_HOST = re.compile(rb"(?:\[[0-9A-Za-z:.\-_~!$&'()*+,;=]+\]|[0-9A-Za-z\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
+_HOST_RE = rb"(?:\[[0-9A-Za-z:.\-_~!$&'()*+,;=]+\]|[0-9A-Za-z\-._~!$&'()*+,;=%]*)(?::[0-9]*)?"
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_IS_TOKEN = re.compile(_TOKEN)
-_VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])")
 # RFC 9112 7.1 / 7.1.1: chunk-size [ chunk-ext ] CRLF, chunk-ext = *( BWS ";" BWS chunk-ext-name
 # [ BWS "=" BWS chunk-ext-val ] ), chunk-ext-val = token / quoted-string.
 _QUOTED = rb'"(?:[\t !\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]+)(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
-                         + rb"|" + _QUOTED + rb"))?)*\r\n")
-_SIZE_THEN_WS = re.compile(rb"[0-9A-Fa-f]+[ \t]+\r\n")
-_TRAILER_LINE = re.compile(_TOKEN + rb":[\t \x21-\x7e\x80-\xff]*\r\n")
-_HIGH_BYTE = re.compile(rb"[\x80-\xff]")
+_CHUNK_LINE_RE = (rb"([0-9A-Fa-f]+)(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
+                  + rb"|" + _QUOTED + rb"))?)*\r\n")
+# The compiled expressions of the Python parser, set by load() with httptools (its only users)
+_HOST = _IS_TOKEN = _VERSION = _CHUNK_LINE = _SIZE_THEN_WS = _TRAILER_LINE = _HIGH_BYTE = None
 
 # llhttp's reasons (str(HttpParserError)) in words a log reader can act on.
 _REASONS = {
@@ -148,16 +145,22 @@ def header_key(name: bytes) -> bytes:
 
 
 def load() -> None:
-    """Import httptools, with the first head the native lane leaves to Python. Not at start-up:
+    """Import httptools (and compile the parser's expressions), with the first head the native
+    lane leaves to Python. Not at start-up:
     the lane parses the requests of a Lua app (and the plain ones of a Python app) in C, and
     httptools imports typing, the largest module of the standard library: several ms of the
     start-up of a process that may never need it.
     uwsgid.server.prefork calls it before the workers fork, so that they share it."""
     global _Upgrade, _ParserError, _RequestParser
+    global _HOST, _IS_TOKEN, _VERSION, _CHUNK_LINE, _SIZE_THEN_WS, _TRAILER_LINE, _HIGH_BYTE
     if _RequestParser is None:
         import httptools
+        _HOST, _IS_TOKEN, _VERSION = re.compile(_HOST_RE), re.compile(_TOKEN), re.compile(rb"HTTP/([0-9])\.([0-9])")
+        _CHUNK_LINE, _SIZE_THEN_WS = re.compile(_CHUNK_LINE_RE), re.compile(rb"[0-9A-Fa-f]+[ \t]+\r\n")
+        _TRAILER_LINE = re.compile(_TOKEN + rb":[\t \x21-\x7e\x80-\xff]*\r\n")
+        _HIGH_BYTE = re.compile(rb"[\x80-\xff]")
         _Upgrade, _ParserError = httptools.HttpParserUpgrade, httptools.HttpParserError
-        _RequestParser = httptools.HttpRequestParser
+        _RequestParser = httptools.HttpRequestParser     # last: the others are set when it is
 
 
 def require() -> None:
