@@ -5,9 +5,6 @@ private copy.
 
 - server.worker_settings: what every worker derives from the options alone
   (uwsgid.server.worker_settings), made here once instead of in each new worker.
-- httptools (uwsgid.net.protocols.http.load), when the instance has an HTTP socket or router:
-  a single process imports it with its first request that the native lane does not parse, a
-  worker would import it on its own (~250 KB of private memory each).
 - gc.freeze() again: what the master made since uwsgid.main froze the start-up (the plugins'
   states, the Master itself) is not walked by a worker's collections either.
 - malloc_trim(0): the free memory of malloc's heap (what the start-up and the apps' load freed:
@@ -46,10 +43,6 @@ def prepare(server) -> None:
     is the master loop's own, small."""
     from uwsgid.server.worker_settings import WorkerSettings
     server.worker_settings = WorkerSettings(server.opts)
-    if any(getattr(lst, "proto", None) == "http" for lst in getattr(server, "listeners", ())) \
-            or getattr(server, "router_sockets", None):
-        from uwsgid.net.protocols import http
-        http.load()
     gc.freeze()
     trim = _c_function("malloc_trim", ("size_t",))
     if trim is not None:

@@ -150,7 +150,8 @@ def load() -> None:
     the lane parses the requests of a Lua app (and the plain ones of a Python app) in C, and
     httptools imports typing, the largest module of the standard library: several ms of the
     start-up of a process that may never need it.
-    uwsgid.server.prefork calls it before the workers fork, so that they share it."""
+    An instance with a master imports it at start-up (uwsgid.main._bind), so that its workers
+    share it."""
     global _Upgrade, _ParserError, _RequestParser
     global _HOST, _IS_TOKEN, _VERSION, _CHUNK_LINE, _SIZE_THEN_WS, _TRAILER_LINE, _HIGH_BYTE
     if _RequestParser is None:
