@@ -145,13 +145,11 @@ def header_key(name: bytes) -> bytes:
 
 
 def load() -> None:
-    """Import httptools (and compile the parser's expressions), with the first head the native
-    lane leaves to Python. Not at start-up:
-    the lane parses the requests of a Lua app (and the plain ones of a Python app) in C, and
-    httptools imports typing, the largest module of the standard library: several ms of the
-    start-up of a process that may never need it.
-    An instance with a master imports it at start-up (uwsgid.main._bind), so that its workers
-    share it."""
+    """Import httptools and compile the parser's expressions. A single process does it with the
+    first request head the native lane leaves to Python: the lane parses the requests of a Lua
+    app (and the plain ones of a Python app) in C, and httptools imports typing, the largest
+    module of the standard library, several ms of a start-up that may never need it. An
+    instance that forks workers does it at start-up (uwsgid.main._bind), so that they share it."""
     global _Upgrade, _ParserError, _RequestParser
     global _HOST, _IS_TOKEN, _VERSION, _CHUNK_LINE, _SIZE_THEN_WS, _TRAILER_LINE, _HIGH_BYTE
     if _RequestParser is None:
