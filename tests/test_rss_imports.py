@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import EXAMPLES, ROOT, UWSGI, Server, free_port, http_get, uwsgi_http_get
+from helpers import EXAMPLES, ROOT, UWSGI, Server, free_port, http_get, http_request, uwsgi_http_get
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,6 +76,31 @@ def test_worker_with_lua_and_python_loaded_carries_no_heavy_module(tmp_path):
     # development install's editable finder (a .pth run by site) imports pathlib itself.
     if not any(m.startswith("__editable__") for m in modules):
         assert not {"pathlib", "urllib.parse", "ipaddress"} & modules
+
+
+
+def _maps(pid: int) -> str:
+    with open(f"/proc/{pid}/maps") as f:
+        return f.read()
+
+
+@needs_binary
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
+def test_httptools_is_imported_with_the_first_head_the_lane_leaves_to_python(tmp_path):
+    """A single process serving a Lua app over --http-socket: the native lane parses a plain GET
+    in C, so httptools (and typing, which it imports: the largest module of the standard
+    library) is not loaded at start-up nor by that request; a POST with a body is parsed by
+    Python, which then imports it and answers as before."""
+    port = free_port()
+    args = ["--http-socket", f"127.0.0.1:{port}", "--http-socket-modifier1", "6",
+            "--lua", EXAMPLES / "pippo.lua"]
+    with Server(args, port, log_path=tmp_path / "uwsgi.log") as srv:
+        status, _, body = http_get(port, "/")
+        assert status == 200 and b"Hello Wsapi" in body, srv.log()
+        assert "httptools" not in _maps(srv.proc.pid), "httptools loaded for a request the lane parsed"
+        status, _, body = http_request(port, "POST", "/posted", body=b"a=1")
+        assert status == 200 and b"PATH_INFO: /posted" in body, srv.log()
+        assert "httptools" in _maps(srv.proc.pid)
 
 
 def test_deferred_modules_are_preimported_before_privileges_drop():

@@ -160,6 +160,15 @@ def _bind(server) -> None:
         server.listeners = list(sockets.bind_all(server.opts))   # adopts a reload's inherited fds
     except (sockets.BindError, OSError, ValueError) as e:
         raise StartupError(str(e) or repr(e)) from None
+    if any(lst.proto == "http" for lst in server.listeners) or server.opts.http or server.opts.https:
+        from uwsgid.net.protocols import http
+        if _single(server):
+            http.require()  # imported with the first request the lane does not parse
+        else:
+            # before the apps and the freeze: the workers share it (a POST would make each import
+            # it: 2.3 MB private), and imported here rather than just before the fork, its
+            # objects are not spread among those the workers write (0.15 MB private a worker)
+            http.load()
     if not (server.opts.http or server.opts.https):
         for fd in reexec.inherited_router_sockets().values():   # --http dropped since the reload
             try:
@@ -222,7 +231,8 @@ def _write_pidfile(server, path: str) -> None:
 # what uwsgid.embed's report of a missing module uses.
 DEFERRED_IMPORTS = ("traceback", "ast", "unicodedata", "json", "ctypes", "runpy", "tempfile", "shlex",
                     "glob", "importlib.util", "urllib.parse", "subprocess", "atexit", "syslog", "ssl",
-                    "hashlib", "base64", "ipaddress", "uuid", "email.utils", "crypt", "concurrent.futures", "gzip")
+                    "hashlib", "base64", "ipaddress", "uuid", "email.utils", "crypt", "concurrent.futures", "gzip",
+                    "httptools")    # not standard: with the first head the native lane leaves to Python
 
 
 def _single(server) -> bool:

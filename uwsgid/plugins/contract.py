@@ -82,7 +82,7 @@ id, worker id, log), uwsgid.services (cache, rpc, signals, locks, metrics).
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections import namedtuple
 
 from uwsgid.config.options import Option
 
@@ -97,35 +97,36 @@ class OptionValueError(Exception):
     an app failed to load)."""
 
 
-class LaneApp(NamedTuple):
-    """What the native lane needs to call a plugin's app itself (see the module doc).
-
-    A WSGI app (base: a dict) is called as call(environ, start_response), the environ a copy of
-    base with the request's vars, start_response checked in C and by check(status, headers) ->
-    (status bytes, [(name bytes, value bytes)]) for the shapes C leaves to it, raising
-    error_class. A block app (base None) is called as call(vars_block: bytes) (an HTTP head is
-    encoded as a uwsgi vars block) and returns (status line, headers, body) of bytes when its
-    response is whole, anything else (or raises) for resume to go on with.
-    """
-    call: Callable
-    base: dict | None
-    check: Callable | None
-    error_class: type | None
-    after: Callable | None      # after(): once each response the lane completed is out
-    app_id: int                 # the app's slot in the scoreboard's per-app counters
-    count: Callable             # count(n): n more requests served by the lane (the plugin's stats)
-    # resume(req, arg, status, headers, written, result, exc, start_response) -> None or a
-    # generator, as request(): arg is what call got; status, headers, written: what a WSGI app
-    # gave its start_response and write (None for a block app); result: what call returned; exc:
-    # what it raised; start_response: the lane's (None for a block app), whose `forward` must be
-    # set to an object with start_response and write before the result is iterated. A WSGI
-    # result the lane stepped (an iterable other than a list: lane_iter.c) comes back whole
-    # (native_lane's _Stepped: its first step's outcome, then the rest)
-    resume: Callable
-    # fail(exc, environ, closing): an error of a WSGI app's body once the lane sent its response
-    # (a step after a declared length came, or close() when closing), for the plugin to log and
-    # count as its Python path does; None: Python's unraisable hook
-    fail: Callable | None = None
+# What the native lane needs to call a plugin's app itself (see the module doc).
+#
+# A WSGI app (base: a dict) is called as call(environ, start_response), the environ a copy of
+# base with the request's vars, start_response checked in C and by check(status, headers) ->
+# (status bytes, [(name bytes, value bytes)]) for the shapes C leaves to it, raising
+# error_class. A block app (base None) is called as call(vars_block: bytes) (an HTTP head is
+# encoded as a uwsgi vars block) and returns (status line, headers, body) of bytes when its
+# response is whole, anything else (or raises) for resume to go on with.
+#
+#   call: callable; base: dict | None; check: callable | None; error_class: type | None
+#   after: callable | None       after(): once each response the lane completed is out
+#   app_id: int                  the app's slot in the scoreboard's per-app counters
+#   count: callable              count(n): n more requests served by the lane (the plugin's stats)
+#   resume: callable             resume(req, arg, status, headers, written, result, exc,
+#       start_response) -> None or a generator, as request(): arg is what call got; status,
+#       headers, written: what a WSGI app gave its start_response and write (None for a block
+#       app); result: what call returned; exc: what it raised; start_response: the lane's (None
+#       for a block app), whose `forward` must be set to an object with start_response and write
+#       before the result is iterated. A WSGI result the lane stepped (an iterable other than a
+#       list: lane_iter.c) comes back whole (native_lane's _Stepped: its first step's outcome,
+#       then the rest)
+#   fail: callable | None        fail(exc, environ, closing): an error of a WSGI app's body once
+#       the lane sent its response (a step after a declared length came, or close() when
+#       closing), for the plugin to log and count as its Python path does; None (the default):
+#       Python's unraisable hook
+#
+# collections.namedtuple, not typing.NamedTuple: typing is the largest module a Lua-only
+# instance would import (start-up time, and objects in the master that every worker maps).
+LaneApp = namedtuple("LaneApp", ("call", "base", "check", "error_class", "after", "app_id", "count",
+                                 "resume", "fail"), defaults=(None,))
 
 
 class Plugin:

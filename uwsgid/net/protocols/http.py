@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import re
 import socket
-
-import httptools
+from importlib.machinery import PathFinder
 
 from uwsgid.net.protocols import BodyBuffer, ProtocolError, reject, unquote_to_bytes
-from uwsgid.net.protocols.http_exact import CHUNK_SIZE, Exact, head_end, skip
 from uwsgid.net.protocols.http_reasons import NO_CONNECT, REASONS, RECOVER, TE_LAST, TE_TWICE, Reject, reason
 from uwsgid.net.protocols.stream import BodyStream
 from uwsgid.net.request import Request
@@ -43,10 +41,10 @@ except ImportError:
     _native_http_vars = None
 
 _HOSTNAME = socket.gethostname().encode()
-_Upgrade = httptools.HttpParserUpgrade
 UPGRADE_TAIL_MAX = 1 << 20   # bytes kept after an Upgrade request until the app takes them
-_ParserError = httptools.HttpParserError
-_RequestParser = httptools.HttpRequestParser
+# httptools' classes and the exact path (http_exact.py, which imports httptools), set by load()
+_Upgrade = _ParserError = _RequestParser = None
+Exact = skip = head_end = CHUNK_SIZE = None
 
 # Header name -> CGI var name, cached: the same few names come on every request. A name with
 # "_" is dropped: in CGI "X_Forwarded_For" and "X-Forwarded-For" would both be
@@ -61,7 +59,8 @@ _SPECIAL = {b"CONTENT_TYPE", b"CONTENT_LENGTH"}
 
 # Host header values already found valid (RFC 9112 3.2 / RFC 3986 3.2.2: uri-host [":" port]).
 _HOSTS: set = set()
-_HOST = re.compile(rb"(?:\[[0-9A-Za-z:.\-_~!$&'()*+,;=]+\]|[0-9A-Za-z\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
+_HOST_RE = rb"(?:\[[0-9A-Za-z:.\-_~!$&'()*+,;=]+\]|[0-9A-Za-z\-._~!$&'()*+,;=%]*)(?::[0-9]*)?"
+_HOST = None    # compiled by load()
 
 def header_key(name: bytes) -> bytes:
     key = _KEYS.get(name)
@@ -74,6 +73,32 @@ def header_key(name: bytes) -> bytes:
         if len(_KEYS) < 4096:
             _KEYS[name] = key
     return key
+
+
+def load() -> None:
+    """Import httptools and the exact path, and compile the Host check. A single process does it
+    with the first request head the native lane leaves to Python: the lane parses the requests of
+    a Lua app (and the plain ones of a Python app) in C, and httptools imports typing, the
+    largest module of the standard library, several ms of a start-up that may never need it. An
+    instance that forks workers does it at start-up (uwsgid.main._bind), so that they share it."""
+    global _Upgrade, _ParserError, _RequestParser, _HOST, Exact, skip, head_end, CHUNK_SIZE
+    if _RequestParser is None:
+        import httptools
+
+        from uwsgid.net.protocols import http_exact
+        _HOST = re.compile(_HOST_RE)
+        Exact, skip, head_end = http_exact.Exact, http_exact.skip, http_exact.head_end
+        CHUNK_SIZE = http_exact.CHUNK_SIZE
+        _Upgrade, _ParserError = httptools.HttpParserUpgrade, httptools.HttpParserError
+        _RequestParser = httptools.HttpRequestParser     # last: the others are set when it is
+
+
+def require() -> None:
+    """At start-up, for an instance with an HTTP socket: a Python without httptools is named
+    then (uwsgid.embed turns the error into one line), not at its first request. Finding the
+    module does not import it."""
+    if _RequestParser is None and PathFinder.find_spec("httptools") is None:
+        raise ModuleNotFoundError("No module named 'httptools'", name="httptools")
 
 
 class _ToExact(Exception):
@@ -100,7 +125,7 @@ class HttpParser:
                      b"REMOTE_ADDR": remote_addr, b"REMOTE_PORT": remote_port}
         if getattr(listener, "tls", None) is not None:
             self.base[b"HTTPS"] = b"on"          # wsgi.url_scheme https, as uWSGI's https socket
-        self.p = _RequestParser(self)
+        self.p = None         # llhttp's parser, made by the first feed: the lane parses most heads in C
         self.error = None
         self.in_head = False
         self.began = 0
@@ -129,6 +154,10 @@ class HttpParser:
             self.exact.feed(data)
             return
         self.began = 0
+        if self.p is None:
+            if _RequestParser is None:
+                load()
+            self.p = _RequestParser(self)
         try:
             self.p.feed_data(data)
         except _Upgrade as e:
