@@ -54,7 +54,8 @@ FRONT_SATURATED = 0.95   # nginx's share of a core from which it, not the upstre
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="one short run per side and scenario (smoke mode)")
-    p.add_argument("--only", nargs="+", metavar="SCENARIO", help=f"run only these: {', '.join(CHOICES)}")
+    p.add_argument("--only", nargs="+", metavar="SCENARIO",
+                   help=f"run only these (space- or comma-separated): {', '.join(CHOICES)}")
     p.add_argument("--duration", type=float, help="seconds per wrk run (default 5, quick 2)")
     p.add_argument("--runs", type=int, help="runs per side (default 3, quick 1)")
     p.add_argument("--out", type=Path, help=f"where latest.json and ratios.png go (default: {RESULTS} "
@@ -62,7 +63,8 @@ def parse_args(argv):
                    f"the figures the README quotes)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     a = p.parse_args(argv)
-    if a.only:
+    if a.only:      # "a b" or "a,b" (or both)
+        a.only = [name for arg in a.only for name in arg.split(",") if name]
         bad = [s for s in a.only if s not in CHOICES]
         if bad:
             p.error(f"unknown scenario {', '.join(bad)} (choose from {', '.join(CHOICES)})")

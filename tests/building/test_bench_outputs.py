@@ -19,6 +19,7 @@ def test_only_a_full_run_replaces_the_tracked_results():
     assert run.parse_args(["--only", "lua-close"]).out == run.PARTIAL
     assert run.parse_args(["--quick"]).out == run.PARTIAL
     assert run.parse_args(["--only", "lua-close", "--out", "/tmp/x"]).out.as_posix() == "/tmp/x"
+    assert run.parse_args(["--only", "lua-close,wsgi-hello", "rss"]).only == ["lua-close", "wsgi-hello", "rss"]
     ignored = subprocess.run(["git", "check-ignore", "-q", "bench/results/partial/latest.json"], cwd=ROOT)
     assert ignored.returncode == 0     # never committed by mistake
 
