@@ -11,10 +11,12 @@ So each such worker publishes its open connections in the scoreboard (set_conns,
 accept and close), and a worker that holds as many connections as it has cores leaves new ones
 to a live, accepting worker that holds fewer: it stops accepting for DEFER, then looks again.
 Connections still waiting in the listener's queue then mean the others are slow to take them:
-while their counts move (they are taking them) it defers again; when they did not move (a worker
-stuck in a blocking call), it accepts as before for OFF seconds, so no client waits on a stuck
-worker for more than DEFER. With every worker at its cores (more clients than cores, or many
-idle keep-alive clients) nothing changes: the kernel's queue and the requeue decide, as before.
+while their counts move (they are taking them) it defers again; when they did not move for
+STALLS deferrals in a row (a worker stuck in a blocking call; one DEFER alone may be a loaded
+machine's scheduling delay), it accepts as before for OFF seconds, so no client waits on a
+stuck worker for more than STALLS x DEFER. With every worker at its cores (more clients than
+cores, or many idle keep-alive clients) nothing changes: the kernel's queue and the requeue
+decide, as before.
 
 Only for a worker of one multi-core loop (its connection count has one writer, the loop's
 thread) with other workers to spread to; a one-core loop already stops accepting while its core
@@ -28,13 +30,14 @@ import time
 
 _monotonic = time.monotonic
 DEFER = 0.01    # seconds a full worker leaves new connections to the others, before it looks again
-OFF = 1.0       # seconds of plain accepting after the others left a connection waiting
+STALLS = 2      # DEFERs in a row with clients waiting and the others' counts still: they are stuck
+OFF = 1.0       # seconds of plain accepting after the others left clients waiting that long
 
 
 class Spread:
     """The spread of one thread loop (uwsgid.server.thread_loop.ThreadLoop)."""
 
-    __slots__ = ("tl", "sb", "worker", "wid", "cores", "timer", "off_until", "others")
+    __slots__ = ("tl", "sb", "worker", "wid", "cores", "timer", "off_until", "others", "stalls")
 
     def __init__(self, tl, sb):
         self.tl = tl
@@ -45,6 +48,7 @@ class Spread:
         self.timer = None       # while deferring: the loop's timer that ends it
         self.off_until = 0.0
         self.others = 0         # the other workers' connections when the deferral began
+        self.stalls = 0         # deferrals in a row that ended with clients waiting and no progress
 
     def publish(self) -> None:
         """A connection of this loop opened or closed."""
@@ -81,9 +85,11 @@ class Spread:
         if waiting and not self.worker.stopping:
             others = self.sb.room_elsewhere(self.wid, self.cores)
             if others >= 0:
-                if others != self.others and self._defer():
-                    return      # they are taking them
+                self.stalls = 0 if others != self.others else self.stalls + 1
+                if self.stalls < STALLS and self._defer():
+                    return      # they are taking them (or may just not have run yet)
                 self.off_until = _monotonic() + OFF     # they are not: this worker does
+        self.stalls = 0
         tl.start_accepting()
 
     def cancel(self) -> None:
