@@ -463,7 +463,10 @@ class Connection:
         loop = self.loop
         if fd in loop._masks or fd in loop._kept:  # registered (a one-shot connection never is)
             loop.forget(fd)
-        self.thread_loop.conns.pop(fd, None)
+        tl = self.thread_loop
+        tl.conns.pop(fd, None)
+        if tl.spread is not None:
+            tl.spread.publish()
         try:
             _close(fd)
         except OSError:

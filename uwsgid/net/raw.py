@@ -109,7 +109,10 @@ class RawConnection:
         loop = self.loop
         if fd in loop._masks or fd in loop._kept:
             loop.forget(fd)
-        self.thread_loop.conns.pop(fd, None)
+        tl = self.thread_loop
+        tl.conns.pop(fd, None)
+        if tl.spread is not None:
+            tl.spread.publish()
         try:
             self.sock.close()
         except OSError:

@@ -45,10 +45,13 @@ _W_SIGNALS = struct.Struct("<Q")
 # those closed as the oldest over --max-pending-heads (a counter); see uwsgid/server/thread_loop.py.
 _W_PENDING = struct.Struct("<QQ")
 _W_COUNT = struct.Struct("<Q")
-_W_SIZE = 80
+# Per worker, written by the worker: its open connections, for the other workers' accept spread
+# (uwsgid.server.conn_spread); only workers of one multi-core loop write it.
+_W_SIZE = 88
 _W_ACCEPT_OFF = _W_MASTER.size          # 48
 _W_SIGNALS_OFF = _W_ACCEPT_OFF + 8      # 56
 _W_PENDING_OFF = _W_SIGNALS_OFF + 8     # 64
+_W_CONNS_OFF = _W_PENDING_OFF + 16      # 80
 
 # Per core, laid out so that end() is one unpack and one pack:
 #   hot:   requests, exceptions, tx, running_time (µs) | start (µs since epoch, 0 = idle)
@@ -169,6 +172,27 @@ class Scoreboard:
             off = _HEADER + (wid - 1) * _W_SIZE + _W_PENDING_OFF
             _W_COUNT.pack_into(self.mem, off, max(0, pending))
 
+    def set_conns(self, wid: int, conns: int) -> None:
+        if 0 < wid <= self.numproc:
+            _W_COUNT.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_CONNS_OFF, conns)
+
+    def room_elsewhere(self, wid: int, cores: int) -> int:
+        """-1 unless another live, accepting worker has fewer open connections than `cores` (a
+        worker's cores: every worker has as many); else the other workers' connections in all
+        (a change says they took some)."""
+        mem = self.mem
+        room = False
+        total = 0
+        for other in range(1, self.numproc + 1):
+            if other == wid:
+                continue
+            base = _HEADER + (other - 1) * _W_SIZE
+            n = _W_COUNT.unpack_from(mem, base + _W_CONNS_OFF)[0]
+            total += n
+            if n < cores and _W_MASTER.unpack_from(mem, base)[0] and mem[base + _W_ACCEPT_OFF]:
+                room = True
+        return total if room else -1
+
     def add_dropped_pending(self, wid: int) -> None:
         if 0 < wid <= self.numproc:
             off = _HEADER + (wid - 1) * _W_SIZE + _W_PENDING_OFF + 8
@@ -215,6 +239,7 @@ class Scoreboard:
         _W_MASTER.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE, *w)
         _W_ACCEPT.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_ACCEPT_OFF, 0)
         _W_COUNT.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_PENDING_OFF, 0)   # its connections died too
+        _W_COUNT.pack_into(self.mem, _HEADER + (wid - 1) * _W_SIZE + _W_CONNS_OFF, 0)
         for core in range(self.cores):
             _C_IDLE.pack_into(self.mem, self._core_off(wid, core) + _C_REQ_OFF, 0)
 

@@ -219,20 +219,28 @@ class _Driver:
             conn = self._connection(r[2], r[3])
             conn.served = 1
             conn.loop.add_reader(conn.fd, conn.on_readable)
-            self.tl.kept_open()
+            self._kept()
         elif kind == LANE_DEFER:
             self._deferred(None, r[2])
-            self.tl.kept_open()
+            self._kept()
         elif kind == LANE_RESUME:
             self._resume(None, *r[2:])
-            self.tl.kept_open()
+            self._kept()
         elif kind == LANE_TAIL:
             self._tail(self._connection(r[2], r[3]), r[4], r[5])
-            self.tl.kept_open()
+            self._kept()
         elif kind == LANE_GONE:
             self._gone(r[2], r[3])
         elif -kind in _OUT_OF_FDS:
             self.tl._out_of_fds(self.listener, os.strerror(-kind))
+
+    def _kept(self) -> None:
+        """A connection accepted by the lane stays open: the loop requeues, and may leave the
+        next ones to a worker with cores to spare (uwsgid.server.conn_spread)."""
+        tl = self.tl
+        tl.kept_open()
+        if tl.spread is not None:
+            tl.spread.accepted()
 
     def _connection(self, fd: int, addr):
         # an HTTP connection's next requests come to the lane too, and so does the packet of a

@@ -38,7 +38,7 @@ from collections import deque
 from uwsgid.net.connection import Connection
 from uwsgid.net.loop import Loop
 from uwsgid.net.raw import RawConnection
-from uwsgid.server import keepalive_watch, native_lane
+from uwsgid.server import conn_spread, keepalive_watch, native_lane
 from uwsgid.server.accept_gate import schedstat
 from uwsgid.server.core import Core
 from uwsgid.util.log import log, log_exception
@@ -135,6 +135,7 @@ class ThreadLoop:
         self._acceptors: dict = {}  # listener fd -> its accept callable, made on first start_accepting
         self._requeue_due = False   # kept_open's: a requeue is queued for the next turn
         self.watch_lock = None
+        self.spread = conn_spread.for_loop(self)    # connections over the workers (a multi-core loop)
         engine = getattr(worker, "engine", None)
         if engine is not None:
             engine.adopt(self)  # --gevent (uwsgid.server.gevent_loop): this loop on the hub
@@ -151,6 +152,8 @@ class ThreadLoop:
     def start_accepting(self) -> None:
         if self.accepting or self.worker.stopping or self.worker.paused:
             return
+        if self.spread is not None and self.spread.timer is not None:
+            return   # leaving new connections to workers with cores to spare (conn_spread)
         gate = self.gate
         if gate is not None and (not self.free or not gate.admit(self)):
             return   # busy (core_done calls again), or parked until the gate grants a slot
@@ -263,6 +266,8 @@ class ThreadLoop:
             self.kept_open()            # served and kept alive, or its request still running
         if self.single:
             return self._hold(conn)
+        if self.spread is not None and self.spread.accepted():
+            return True
         return not self.accepting or not self.free
 
     def _hold(self, conn) -> bool:
@@ -442,6 +447,8 @@ class ThreadLoop:
         self.stop_accepting()
 
     def close_all(self) -> None:
+        if self.spread is not None:
+            self.spread.cancel()
         if self.watch_lock is not None:
             keepalive_watch.unwatch(self)
         for conn in list(self.conns.values()):
