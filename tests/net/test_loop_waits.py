@@ -306,6 +306,40 @@ def test_a_late_fd_callback_does_not_end_another_wait(loop):
         assert core.woken == [(-1, True)]
 
 
+def test_a_late_fd_callback_does_not_wake_a_wait_on_another_fd(loop):
+    """forget() of a kept fd whose wait ended meanwhile, the core now waiting on another fd: the
+    queued call must not report that other fd ready (a wait_fd_read user would read it)."""
+    core = make_core(loop)
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    with b, c, d:
+        fd = a.fileno()
+        loop.keep(fd)
+        arm(core, Wait(fd, Wait.READ, None))
+        loop.forget(fd)         # schedules the waiter
+        a.close()
+        core._cancel_wait()     # ...whose wait ends another way first
+        arm(core, Wait(c.fileno(), Wait.READ, 0.3))
+        loop.run_once(block=False)
+        assert core.woken == []             # c is not ready: no wake-up
+        d.send(b"x")
+        assert spin(loop, lambda: core.woken)
+        assert core.woken == [(c.fileno(), False)]
+
+
+def test_forget_still_wakes_the_wait_on_the_forgotten_fd(loop):
+    core = make_core(loop)
+    a, b = socket.socketpair()
+    with b:
+        fd = a.fileno()
+        loop.keep(fd)
+        arm(core, Wait(fd, Wait.READ, None))
+        loop.forget(fd)
+        a.close()
+        assert spin(loop, lambda: core.woken)
+        assert core.woken == [(fd, False)]  # the app finds it closed
+
+
 # ---- WebSocket frames batched per loop turn (uwsgid/net/websocket.py Batch) ------------------
 
 def _batch(loop):

@@ -24,6 +24,7 @@ import select
 import threading
 import time
 from collections import deque
+from functools import partial
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -139,14 +140,16 @@ class Loop:
 
     def forget(self, fd: int) -> None:
         """Drop every registration of fd (before closing it). Whoever waited on a kept fd (a
-        core, closed under it by another) is called at the next turn, to find it closed."""
+        core, closed under it by another) is called at the next turn, to find it closed; a
+        waiter that has `fd_closed` (Core) gets the fd: by then it may wait on another one."""
         r = self._readers.pop(fd, None)
         w = self._writers.pop(fd, None)
         if fd in self._kept:
             self._kept.discard(fd)
             for cb in (r, w):
                 if cb is not None:
-                    self.ready.append(cb)
+                    closed = getattr(getattr(cb, "__self__", None), "fd_closed", None)
+                    self.ready.append(partial(closed, fd) if closed is not None else cb)
         if self._masks.pop(fd, None) is not None:
             try:
                 self.ep.unregister(fd)

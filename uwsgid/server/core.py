@@ -440,6 +440,14 @@ class Core:
         if loop._readers.get(fd) == self._fd_ready:     # (not if another took the fd since)
             loop.remove_reader(fd)
 
+    def fd_closed(self, fd: int) -> None:
+        """The loop forgot fd, a kept fd closed under this core (Loop.forget), at the turn after:
+        the wait on it ends (the app finds it closed), not a wait armed on another fd since."""
+        if fd == self._wait_fd:
+            self._fd_ready()
+        elif fd == self._idle_fd:
+            self._idle_fd = -1      # its reader went with it
+
     def _fd_ready(self) -> None:
         fd = self._wait_fd
         if fd < 0:
