@@ -479,6 +479,21 @@ CONSTS = {
 }
 
 
+def later(fn, delay=None) -> bool:
+    """fn() at the end of the calling core's loop turn, once the turn's events are handled
+    (cosocket_ffi.lua's flush of the sends it held meanwhile), or `delay` seconds from now.
+    False outside a core (nothing scheduled)."""
+    core = api.current_core()
+    loop = getattr(core, "loop", None)
+    if loop is None:
+        return False
+    if delay:
+        loop.call_later(delay, fn)
+    else:
+        loop.ready.append(fn)
+    return True
+
+
 def yieldable() -> bool:
     """Does the calling core share its loop with other cores (--async: waits may yield)?"""
     core = api.current_core()
@@ -495,7 +510,7 @@ def lua_side(state):
             b"new": socks.new, b"connect": socks.connect, b"send": socks.send,
             b"receive": socks.receive, b"resume": socks.resume, b"settimeouts": socks.settimeouts,
             b"close": socks.close, b"setkeepalive": socks.setkeepalive, b"getreusedtimes": socks.getreusedtimes,
-            b"yieldable": yieldable, b"open": socks.open, b"release": release, b"core": core_id,
+            b"yieldable": yieldable, b"open": socks.open, b"release": release, b"core": core_id, b"later": later,
             b"wait_read": api.wait_fd_read, b"wait_write": api.wait_fd_write,     # cosocket.lua's arm()
             b"consts": rt.table_from(CONSTS),
         })
