@@ -479,19 +479,31 @@ CONSTS = {
 }
 
 
-def later(fn, delay=None) -> bool:
-    """fn() at the end of the calling core's loop turn, once the turn's events are handled
-    (cosocket_ffi.lua's flush of the sends it held meanwhile), or `delay` seconds from now.
-    False outside a core (nothing scheduled)."""
-    core = api.current_core()
-    loop = getattr(core, "loop", None)
-    if loop is None:
-        return False
-    if delay:
-        loop.call_later(delay, fn)
-    else:
-        loop.ready.append(fn)
-    return True
+class _Later:
+    """ops.later(delay) for cosocket_ffi.lua: the state's M.turn_end (its flush of the sends it
+    held meanwhile) at the end of the calling core's loop turn, once the turn's events are
+    handled, or `delay` seconds from now; False outside a core (nothing scheduled). Only the
+    state's own entry is called from Python: a Lua function handed over from inside a coroutine
+    would run on that coroutine's stack."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state):
+        self.state = state
+
+    def __call__(self, delay=None) -> bool:
+        core = api.current_core()
+        loop = getattr(core, "loop", None)
+        if loop is None:
+            return False
+        if delay:
+            loop.call_later(delay, self.run)
+        else:
+            loop.ready.append(self.run)
+        return True
+
+    def run(self) -> None:
+        self.state.turn_end()
 
 
 def yieldable() -> bool:
@@ -510,10 +522,11 @@ def lua_side(state):
             b"new": socks.new, b"connect": socks.connect, b"send": socks.send,
             b"receive": socks.receive, b"resume": socks.resume, b"settimeouts": socks.settimeouts,
             b"close": socks.close, b"setkeepalive": socks.setkeepalive, b"getreusedtimes": socks.getreusedtimes,
-            b"yieldable": yieldable, b"open": socks.open, b"release": release, b"core": core_id, b"later": later,
+            b"yieldable": yieldable, b"open": socks.open, b"release": release, b"core": core_id,
             b"wait_read": api.wait_fd_read, b"wait_write": api.wait_fd_write,     # cosocket.lua's arm()
             b"consts": rt.table_from(CONSTS),
         })
+        ops[b"later"] = _Later(state)
         ops[b"ffi_code"] = _lua_code("cosocket_ffi.lua")      # LuaJIT's: other engines keep the ops
         return _lua_code("cosocket.lua"), ops
     return cosocket

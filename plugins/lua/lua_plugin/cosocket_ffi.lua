@@ -1,6 +1,7 @@
 -- The LuaJIT back end of uwsgi.tcp() (see cosocket.lua): send, receive, the read buffer and the
 -- keepalive pool in Lua over libc (the FFI), on non-blocking fds that cosocket.py opened.
--- Run by cosocket.lua with (ops, arm, cooperative, slot_calls, core_id); returns its back-end table, or raises
+-- Run by cosocket.lua with (ops, arm, cooperative, slot_calls, core_id, at_turn_end); returns its
+-- back-end table, or raises
 -- (no FFI, a declaration refused) and cosocket.lua keeps the Python operations.
 --
 -- Python still does, once per new connection: the name resolution (in a thread, the core
@@ -17,7 +18,7 @@
 -- "unix:PATH", at most `size` idle ones per key (the least recently used closed to make room),
 -- each for at most `timeout` ms (0 = no limit); one the peer closed or wrote to is dropped when
 -- it would be taken (a MSG_PEEK).
-local ops, arm, cooperative, slot_calls, core_id = ...
+local ops, arm, cooperative, slot_calls, core_id, at_turn_end = ...
 
 local ffi = require("ffi")
 local C = ffi.C
@@ -277,13 +278,14 @@ local function flush()
     end
   end
   -- (if no loop takes it, the rest goes with the next hold's flush)
-  if nheld > 0 then flush_armed = op_later(flush, RETRY) end
+  if nheld > 0 then flush_armed = op_later(RETRY) end
 end
+at_turn_end(flush)    -- what op_later() schedules (runtime.lua's M.turn_end runs it)
 
 -- false: no loop to flush at the end of its turn (the caller sends now)
 local function hold(s, data)
   if not flush_armed then
-    flush_armed = op_later(flush)
+    flush_armed = op_later()
     if not flush_armed then return false end
   end
   local w = s.wbuf

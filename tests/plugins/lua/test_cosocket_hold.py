@@ -165,3 +165,17 @@ def test_what_was_sent_reaches_the_backend_whatever_comes_next(tmp_path, backend
         assert get(port, "/two" + q) == "echo two|echo one"
         assert backend.noted(b"one")
     assert "Traceback" not in s.log()
+
+
+@pytest.mark.parametrize("run", range(3))
+def test_many_requests_with_held_sends_keep_the_state_sound(tmp_path, backend, run):
+    """Each flush runs Lua from the loop's turn end (M.turn_end): across GC cycles, with sockets
+    left open and closed by the next request, no request fails and the worker does not crash."""
+    (tmp_path / "app.lua").write_text(APP)
+    port = free_port()
+    with Server(["--http-socket", f"127.0.0.1:{port}", "--http-socket-modifier1", "6",
+                 "--lua", tmp_path / "app.lua", "--async", "2"], port) as s:
+        for i in range(40):
+            assert get(port, f"/leave?port={backend.port}") == "10"
+            assert get(port, f"/two?port={backend.port}") == "echo two|echo one"
+    assert "Traceback" not in s.log()
