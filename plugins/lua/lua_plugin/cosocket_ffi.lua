@@ -118,10 +118,15 @@ local function new()
     by_core[core] = list
     core_seq[core] = seq
   elseif core_seq[core] ~= seq then
-    -- this core's earlier request is over: what it left open is closed now
+    -- this core's earlier request is over: what it left open is closed now (what it still
+    -- held goes out first: that request may have ended in this loop turn, before the flush)
     for i = #list, 1, -1 do
       local s = list[i]
-      if s.fd >= 0 then drop(s) end
+      if s.fd >= 0 then
+        local w = s.wbuf
+        if w ~= nil then c_send(s.fd, w, #w, MSG_NOSIGNAL) end
+        drop(s)
+      end
       s.listed = false
       list[i] = nil
     end

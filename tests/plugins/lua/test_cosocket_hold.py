@@ -179,3 +179,24 @@ def test_many_requests_with_held_sends_keep_the_state_sound(tmp_path, backend, r
             assert get(port, f"/leave?port={backend.port}") == "10"
             assert get(port, f"/two?port={backend.port}") == "echo two|echo one"
     assert "Traceback" not in s.log()
+
+
+def test_held_data_of_a_socket_left_open_goes_out_when_the_next_request_closes_it(tmp_path, backend):
+    """Pipelined requests on one connection: the second one's uwsgi.tcp() closes the socket the
+    first left open with its send held; the data reaches the backend all the same. (The case
+    this guards, a core's next request starting in the same loop turn, before the turn-end
+    flush, depends on two clients' requests landing in one epoll batch; not forced here.)"""
+    from helpers import raw
+    (tmp_path / "app.lua").write_text(APP)
+    port = free_port()
+    with Server(["--http-socket", f"127.0.0.1:{port}", "--http-socket-modifier1", "6",
+                 "--lua", tmp_path / "app.lua", "--async", "2"], port) as s:
+        q = f"?port={backend.port}"
+        out = raw(f"127.0.0.1:{port}",
+                  f"GET /leave{q} HTTP/1.1\r\nHost: x\r\n\r\n"
+                  f"GET /close{q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(),
+                  half_close=False)
+        assert out.count(b"200 OK") == 2, out
+        assert backend.noted(b"left")
+        assert backend.noted(b"close")
+    assert "Traceback" not in s.log()
