@@ -36,6 +36,7 @@ from collections import deque
 from time import monotonic
 
 from uwsgid.plugins import api, resolver
+from uwsgid.util.log import log
 
 DEFAULT_TIMEOUT = 60.0          # seconds: OpenResty's lua_socket_{connect,send,read}_timeout
 DEFAULT_KEEPALIVE = 60.0        # seconds: lua_socket_keepalive_timeout
@@ -503,7 +504,13 @@ class _Later:
         return True
 
     def run(self) -> None:
-        self.state.turn_end()
+        st = self.state
+        try:
+            st.turn_end()
+        except st.lupa.LuaError as exc:     # (the memory cap: what was not sent yet is lost)
+            log(f"[uwsgi-lua] cosockets: sending the held data failed: {exc}")
+            if isinstance(exc, st.lupa.LuaMemoryError):
+                st.recover_memory()
 
 
 def yieldable() -> bool:
