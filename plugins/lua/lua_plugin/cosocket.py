@@ -3,7 +3,8 @@
 Under LuaJIT, cosocket_ffi.lua does the I/O, the buffer and the pool itself (libc through the
 FFI: no crossing per call) and uses only open() (a new connection, resolved and connected here,
 its fd handed over to Lua), release() (a handed-over fd unregistered and closed), the waits
-(api's) and core() (outside a request's Lua only). Other engines use every operation below.
+(api's), core() (outside a request's Lua only) and later() (_Later: the turn-end flush of the
+sends it holds under --async). Other engines use every operation below.
 
 OpenResty's ngx.socket.tcp() shape with LuaSocket's names: connect, send, receive ("*l", "*a",
 a byte count), settimeout(s), close, setkeepalive (a pool), getreusedtimes; errors as
