@@ -14,7 +14,7 @@
 --     kept fd) and closes them: a pooled request crosses to Python once (the read wait, which
 --     arms it in one call), not once per method;
 --   the Python operations of cosocket.py (other engines), below: one crossing per call.
-local ops, uwsgi, slot_calls, arm_wait = ...
+local ops, uwsgi, slot_calls, arm_wait, at_turn_end = ...
 
 local type, tostring, tonumber, error = type, tostring, tonumber, error
 local setmetatable, getmetatable = setmetatable, getmetatable
@@ -54,7 +54,7 @@ local B
 if ops.ffi_code then
   local load_chunk = loadstring or load
   local ok, backend = pcall(function()
-    return assert(load_chunk(ops.ffi_code, "@lua_plugin/cosocket_ffi.lua"))(ops, arm, cooperative, slot_calls, core_id)
+    return assert(load_chunk(ops.ffi_code, "@lua_plugin/cosocket_ffi.lua"))(ops, arm, cooperative, slot_calls, core_id, at_turn_end)
   end)
   if ok and backend then
     B = backend

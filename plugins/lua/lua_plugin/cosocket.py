@@ -3,7 +3,8 @@
 Under LuaJIT, cosocket_ffi.lua does the I/O, the buffer and the pool itself (libc through the
 FFI: no crossing per call) and uses only open() (a new connection, resolved and connected here,
 its fd handed over to Lua), release() (a handed-over fd unregistered and closed), the waits
-(api's) and core() (outside a request's Lua only). Other engines use every operation below.
+(api's), core() (outside a request's Lua only) and later() (_Later: the turn-end flush of the
+sends it holds under --async). Other engines use every operation below.
 
 OpenResty's ngx.socket.tcp() shape with LuaSocket's names: connect, send, receive ("*l", "*a",
 a byte count), settimeout(s), close, setkeepalive (a pool), getreusedtimes; errors as
@@ -36,6 +37,7 @@ from collections import deque
 from time import monotonic
 
 from uwsgid.plugins import api, resolver
+from uwsgid.util.log import log
 
 DEFAULT_TIMEOUT = 60.0          # seconds: OpenResty's lua_socket_{connect,send,read}_timeout
 DEFAULT_KEEPALIVE = 60.0        # seconds: lua_socket_keepalive_timeout
@@ -479,6 +481,39 @@ CONSTS = {
 }
 
 
+class _Later:
+    """ops.later(delay) for cosocket_ffi.lua: the state's M.turn_end (its flush of the sends it
+    held meanwhile) at the end of the calling core's loop turn, once the turn's events are
+    handled, or `delay` seconds from now; False outside a core (nothing scheduled). Only the
+    state's own entry is called from Python: a Lua function handed over from inside a coroutine
+    would run on that coroutine's stack."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state):
+        self.state = state
+
+    def __call__(self, delay=None) -> bool:
+        core = api.current_core()
+        loop = getattr(core, "loop", None)
+        if loop is None:
+            return False
+        if delay:
+            loop.call_later(delay, self.run)
+        else:
+            loop.ready.append(self.run)
+        return True
+
+    def run(self) -> None:
+        st = self.state
+        try:
+            st.turn_end()
+        except st.lupa.LuaError as exc:     # (the memory cap: what was not sent yet is lost)
+            log(f"[uwsgi-lua] cosockets: sending the held data failed: {exc}")
+            if isinstance(exc, st.lupa.LuaMemoryError):
+                st.recover_memory()
+
+
 def yieldable() -> bool:
     """Does the calling core share its loop with other cores (--async: waits may yield)?"""
     core = api.current_core()
@@ -499,6 +534,7 @@ def lua_side(state):
             b"wait_read": api.wait_fd_read, b"wait_write": api.wait_fd_write,     # cosocket.lua's arm()
             b"consts": rt.table_from(CONSTS),
         })
+        ops[b"later"] = _Later(state)
         ops[b"ffi_code"] = _lua_code("cosocket_ffi.lua")      # LuaJIT's: other engines keep the ops
         return _lua_code("cosocket.lua"), ops
     return cosocket

@@ -1,13 +1,16 @@
 -- The LuaJIT back end of uwsgi.tcp() (see cosocket.lua): send, receive, the read buffer and the
 -- keepalive pool in Lua over libc (the FFI), on non-blocking fds that cosocket.py opened.
--- Run by cosocket.lua with (ops, arm, cooperative, slot_calls, core_id); returns its back-end table, or raises
+-- Run by cosocket.lua with (ops, arm, cooperative, slot_calls, core_id, at_turn_end); returns its
+-- back-end table, or raises
 -- (no FFI, a declaration refused) and cosocket.lua keeps the Python operations.
 --
 -- Python still does, once per new connection: the name resolution (in a thread, the core
 -- waiting), the non-blocking connect, registering the fd with the core's loop (kept between
 -- waits: no epoll_ctl per wait); and, once per closed connection, unregistering and closing it
 -- (ops.release). What a request does with a pooled connection crosses to Python once: the read
--- wait (its core and which request of it are runtime.lua's slot_calls, read in Lua).
+-- wait (its core and which request of it are runtime.lua's slot_calls, read in Lua); and once
+-- per loop turn, whatever the number of requests in it, the flush of the sends held meanwhile
+-- (see "held sends").
 --
 -- Lifetimes: a socket a request leaves open is closed when its core's next request calls
 -- uwsgi.tcp() (the sockets are listed per core). Pooled connections wait here, one pool per
@@ -15,7 +18,7 @@
 -- "unix:PATH", at most `size` idle ones per key (the least recently used closed to make room),
 -- each for at most `timeout` ms (0 = no limit); one the peer closed or wrote to is dropped when
 -- it would be taken (a MSG_PEEK).
-local ops, arm, cooperative, slot_calls, core_id = ...
+local ops, arm, cooperative, slot_calls, core_id, at_turn_end = ...
 
 local ffi = require("ffi")
 local C = ffi.C
@@ -24,7 +27,7 @@ local find, sub, gsub, lower = string.find, string.sub, string.gsub, string.lowe
 local concat = table.concat
 local ceil = math.ceil
 local co_yield = coroutine.yield
-local op_open, op_resume, op_release = ops.open, ops.resume, ops.release
+local op_open, op_resume, op_release, op_later = ops.open, ops.resume, ops.release, ops.later
 
 -- Private names (asm labels): an app's own cdef of recv or poll cannot clash with these.
 ffi.cdef [[
@@ -102,7 +105,7 @@ local LIST_MIN = 16
 
 local function drop(s)
   local fd = s.fd
-  s.fd, s.buf = -1, ""
+  s.fd, s.buf, s.wbuf = -1, "", nil
   if fd >= 0 then op_release(fd) end
 end
 
@@ -115,10 +118,15 @@ local function new()
     by_core[core] = list
     core_seq[core] = seq
   elseif core_seq[core] ~= seq then
-    -- this core's earlier request is over: what it left open is closed now
+    -- this core's earlier request is over: what it left open is closed now (what it still
+    -- held goes out first: that request may have ended in this loop turn, before the flush)
     for i = #list, 1, -1 do
       local s = list[i]
-      if s.fd >= 0 then drop(s) end
+      if s.fd >= 0 then
+        local w = s.wbuf
+        if w ~= nil then c_send(s.fd, w, #w, MSG_NOSIGNAL) end
+        drop(s)
+      end
       s.listed = false
       list[i] = nil
     end
@@ -205,13 +213,116 @@ local function checkin(key, fd, timeout_ms, size, reused)
   p.n = n
 end
 
+-- ---- sending ----------------------------------------------------------------------------------
+-- data out on s now, waiting (cooperatively or in poll) while the socket is full
+local function send_all(s, data)
+  local fd = s.fd
+  local len, off = #data, 0
+  local ptr, deadline
+  while off < len do
+    local chunk = len - off
+    if chunk > SEND_MAX then chunk = SEND_MAX end
+    local n
+    if off == 0 then
+      n = c_send(fd, data, chunk, MSG_NOSIGNAL)
+    else
+      ptr = ptr or cast("const char *", data)
+      n = c_send(fd, ptr + off, chunk, MSG_NOSIGNAL)
+    end
+    if n >= 0 then
+      off = off + n
+    else
+      local e = errno()
+      if e == EAGAIN or e == EWOULDBLOCK then
+        if deadline == nil then deadline = deadline_of(s.st) end
+        if not wait(fd, true, deadline) then return nil, "timeout" end
+        if s.fd ~= fd then return nil, s.werr or "closed" end
+      elseif e ~= EINTR then
+        drop(s)
+        return nil, strerror(e)
+      end
+    end
+  end
+  return len
+end
+
+-- ---- held sends ---------------------------------------------------------------------------------
+-- Under --async a small send is held until the end of the loop turn; then the turn's held sends
+-- go out back to back (flush): a backend (Redis) is woken once for the requests of a turn
+-- rather than once per request, and the receive that follows skips the recv that could not
+-- succeed yet. A flush that cannot write everything (the peer does not read) tries again 1 ms
+-- later; an error closes the socket, and the receive waiting on it returns that error.
+local HOLD_MAX = 4096             -- bytes held per socket; a larger send goes out at once
+local RETRY = 0.001               -- seconds: a flush's next try when a socket was full
+local held, nheld, flush_armed = {}, 0, false
+
+local function flush()
+  flush_armed = false
+  local list, n = held, nheld
+  held, nheld = {}, 0
+  for i = 1, n do
+    local s = list[i]
+    local data = s.wbuf
+    if data ~= nil and s.fd >= 0 then
+      local r = c_send(s.fd, data, #data, MSG_NOSIGNAL)
+      if r == #data then
+        s.wbuf = nil
+      elseif r >= 0 then
+        s.wbuf = sub(data, r + 1)
+      else
+        local e = errno()
+        if e ~= EAGAIN and e ~= EWOULDBLOCK and e ~= EINTR then
+          s.werr = strerror(e)
+          drop(s)
+        end
+      end
+      if s.wbuf ~= nil then
+        nheld = nheld + 1
+        held[nheld] = s
+      end
+    end
+  end
+  -- (if no loop takes it, the rest goes with the next hold's flush)
+  if nheld > 0 then flush_armed = op_later(RETRY) end
+end
+at_turn_end(flush)    -- what op_later() schedules (runtime.lua's M.turn_end runs it)
+
+-- false: no loop to flush at the end of its turn (the caller sends now)
+local function hold(s, data)
+  if not flush_armed then
+    flush_armed = op_later()
+    if not flush_armed then return false end
+  end
+  local w = s.wbuf
+  if w == nil then
+    s.wbuf = data
+    nheld = nheld + 1
+    held[nheld] = s
+  else
+    s.wbuf = w .. data
+  end
+  return true
+end
+
+-- what s holds, out now (before it waits for a reply in place, goes to the pool or closes)
+local function unhold(s)
+  local data = s.wbuf
+  if data == nil then return true end
+  s.wbuf = nil
+  return send_all(s, data)
+end
+
 -- ---- the operations --------------------------------------------------------------------------------
 local B = {}
 
 B.new = new
 
 function B.connect(s, host, port)
-  if s.fd >= 0 then drop(s) end       -- connecting again closes the current connection
+  if s.fd >= 0 then                   -- connecting again closes the current connection
+    unhold(s)
+    drop(s)
+  end
+  s.werr = nil
   local key
   if sub(host, 1, 5) == "unix:" then
     key = host
@@ -241,35 +352,14 @@ function B.connect(s, host, port)
 end
 
 function B.send(s, data)
-  local fd = s.fd
-  if fd < 0 then return nil, "closed" end
-  local len, off = #data, 0
-  local ptr, deadline
-  while off < len do
-    local chunk = len - off
-    if chunk > SEND_MAX then chunk = SEND_MAX end
-    local n
-    if off == 0 then
-      n = c_send(fd, data, chunk, MSG_NOSIGNAL)
-    else
-      ptr = ptr or cast("const char *", data)
-      n = c_send(fd, ptr + off, chunk, MSG_NOSIGNAL)
-    end
-    if n >= 0 then
-      off = off + n
-    else
-      local e = errno()
-      if e == EAGAIN or e == EWOULDBLOCK then
-        if deadline == nil then deadline = deadline_of(s.st) end
-        if not wait(fd, true, deadline) then return nil, "timeout" end
-        if s.fd ~= fd then return nil, "closed" end
-      elseif e ~= EINTR then
-        drop(s)
-        return nil, strerror(e)
-      end
-    end
+  if s.fd < 0 then return nil, "closed" end
+  local len = #data
+  if len <= HOLD_MAX and (s.wbuf == nil or #s.wbuf + len <= HOLD_MAX) and cooperative() and hold(s, data) then
+    return len
   end
-  return len
+  local ok, err = unhold(s)
+  if not ok then return nil, err end
+  return send_all(s, data)
 end
 
 -- The data `kind` asks for at the start of `whole` (the rest kept in s.buf), or nil (all kept).
@@ -300,12 +390,26 @@ function B.receive(s, kind, want)
     local data = take(s, acc, kind, want)
     if data ~= nil then return data end
   end
-  -- recv before any wait: measured against waiting first after a send, which saves the recv
-  -- that fails (~80% of Redis GETs here) but costs a loop turn when the reply is there
+  -- A recv before any wait: it finds the reply when the backend was quick. Not after a held
+  -- send: that goes out at the end of this loop turn, no reply can be there yet.
   local parts, np, have = nil, 0, #acc
   local deadline
+  local no_recv = false
+  if s.wbuf ~= nil then
+    if cooperative() then
+      no_recv = true
+    else
+      local ok, err = unhold(s)
+      if not ok then return nil, err end
+    end
+  end
   while true do
-    local n = c_recv(fd, rbuf, RECV_SIZE, 0)
+    local n
+    if no_recv then
+      no_recv, n = false, -2    -- taken for EAGAIN below
+    else
+      n = c_recv(fd, rbuf, RECV_SIZE, 0)
+    end
     if n > 0 then
       local chunk = ffi_string(rbuf, n)
       have = have + n
@@ -328,14 +432,14 @@ function B.receive(s, kind, want)
       if kind == ALL then return partial end
       return nil, "closed", partial
     else
-      local e = errno()
+      local e = n == -2 and EAGAIN or errno()
       if e == EAGAIN or e == EWOULDBLOCK then
         if deadline == nil then deadline = deadline_of(s.rt) end
         if not wait(fd, false, deadline) then
           s.buf = ""
           return nil, "timeout", parts and concat(parts, "", 1, np) or acc
         end
-        if s.fd ~= fd then return nil, "closed" end   -- closed under it while waiting
+        if s.fd ~= fd then return nil, s.werr or "closed" end   -- closed under it while waiting
       elseif e ~= EINTR then
         local partial = parts and concat(parts, "", 1, np) or acc
         drop(s)
@@ -353,6 +457,7 @@ end
 
 function B.close(s)
   if s.fd < 0 then return nil, "closed" end
+  unhold(s)
   drop(s)
   return 1
 end
@@ -361,6 +466,8 @@ function B.setkeepalive(s, timeout_ms, size)
   local fd = s.fd
   if fd < 0 then return nil, "closed" end
   if s.buf ~= "" then return nil, "connection in dubious state" end
+  local ok, err = unhold(s)
+  if not ok then return nil, err end
   s.fd = -1
   checkin(s.key, fd, timeout_ms or DEFAULT_KEEPALIVE, size or DEFAULT_POOL_SIZE, s.reused)
   return 1

@@ -31,6 +31,7 @@ from .response import (
     _stream,
     answered,
     call_failed,
+    next_slice,
     split_headers,
     status_line,
 )
@@ -59,11 +60,12 @@ class _PendingRequest:
 
 
 class _Deferred:
-    """A deferred request's body (its collector, and state.req while it runs): _stream drives
-    the body as for a Request, its writes are kept here until the body ends. The first
-    attribute Python asks for that is not here takes the request (take)."""
+    """A deferred request's body (its collector, and state.req while it runs): each wake-up
+    drives one slice of it (next_slice, as _stream does for a Request, without a generator in
+    between), its writes are kept here until the body ends. The first attribute Python asks
+    for that is not here takes the request (take)."""
 
-    __slots__ = ("st", "core", "token", "line", "headers", "chunks", "gen", "req")
+    __slots__ = ("st", "core", "token", "line", "headers", "chunks", "req")
 
     def __init__(self, st, core, token, line: bytes, headers: list, chunk: bytes):
         self.st = st
@@ -73,8 +75,6 @@ class _Deferred:
         self.headers = headers
         self.chunks = [chunk] if chunk else []
         self.req = None     # the Request, once taken
-        self.gen = _stream(st, self, core.id, st.lupa.LuaMemoryError)
-        next(self.gen)      # to its first yield: each next() from now on resumes the body once
 
     websocket = None
 
@@ -92,15 +92,17 @@ class _Deferred:
         """core._woken: the body's wait fired; one more slice of it."""
         core = self.core
         set_current(core)
+        st = self.st
+        st.req = self       # the state is shared with the thread's other cores
         try:
-            next(self.gen)
-        except StopIteration:
-            self._end()
-            return
+            state = next_slice(st, self, core.id, st.lupa.LuaMemoryError)
         except Exception as exc:
+            st.abandon(core.id)
             self._failed(exc)
             return
-        if self.req is not None:        # taken during the slice: the core steps it from now on
+        if state == B_END:
+            self._end()
+        elif self.req is not None:      # taken during the slice: the core steps it from now on
             self._handover()
         elif core.wait is not None:
             core._arm(core.wait)
@@ -118,7 +120,7 @@ class _Deferred:
         core.respond(None)  # the body is done: the core finishes the Request
 
     def _failed(self, exc) -> None:
-        """The body failed (logged by _stream): nothing was sent, the core answers 500."""
+        """The body failed (logged by next_slice): nothing was sent, the core answers 500."""
         self.core._woken = self.core.step
         req = self.req if self.req is not None else self.take(head=False)
         req.core.respond(_raising(exc))
@@ -139,9 +141,14 @@ class _Deferred:
         return req
 
     def _handover(self) -> None:
+        """The rest of the body as the Python path drives a Request's (_stream, which resumes it
+        at its first next())."""
         core = self.core
         core._woken = core.step
-        core.respond(self.gen)
+        st = self.st
+        gen = _stream(st, self, core.id, st.lupa.LuaMemoryError)
+        next(gen)
+        core.respond(gen)
 
 
 def _raising(exc):

@@ -195,37 +195,43 @@ def flush_now(req, data: bytes, status: bytes, flat_headers: bytes) -> None:
         pass
 
 
+def next_slice(st, req, slot, memory_error) -> int:
+    """Drive the body of `slot` one slice on (st.req must be req): its data written to req, then
+    B_END (the body is over), B_MORE or B_WAIT. A failure is logged and raised as LuaBodyError;
+    the caller abandons the slot then."""
+    try:
+        res = st.resume(slot)
+    except memory_error as exc:
+        log(f"[uwsgi-lua] Lua memory limit reached in the response body ({_where(req)}): {exc}")
+        st.recover_memory()
+        raise LuaBodyError("Lua memory limit reached in the response body") from None
+    except st.lupa.LuaError as exc:
+        log(f"[uwsgi-lua] Lua error in the response body ({_where(req)}): {exc}")
+        raise LuaBodyError(str(exc).splitlines()[0] if str(exc) else "Lua error") from None
+    chunk, bstate = res[0], res[1]
+    if chunk:
+        req.write(chunk)
+    if bstate == B_ERROR:
+        message = _text(res[2])
+        if getattr(req, "websocket", None) is not None and "websocket message" in message:
+            return B_END    # the client left the WebSocket session: its normal end
+        st.errors += 1
+        log(f"[uwsgi-lua] {message} ({_where(req)}); the response is truncated")
+        if "not enough memory" in message:
+            st.recover_memory()
+        raise LuaBodyError(message.splitlines()[0])
+    return bstate
+
+
 def _stream(st, req, slot, memory_error):
     done = False
     try:
         while True:
             yield
             st.req = req       # the state is shared with the thread's other cores
-            try:
-                res = st.resume(slot)
-            except memory_error as exc:
-                log(f"[uwsgi-lua] Lua memory limit reached in the response body ({_where(req)}): {exc}")
-                st.recover_memory()
-                raise LuaBodyError("Lua memory limit reached in the response body") from None
-            except st.lupa.LuaError as exc:
-                log(f"[uwsgi-lua] Lua error in the response body ({_where(req)}): {exc}")
-                raise LuaBodyError(str(exc).splitlines()[0] if str(exc) else "Lua error") from None
-            chunk, bstate = res[0], res[1]
-            if chunk:
-                req.write(chunk)
-            if bstate == B_END:
+            if next_slice(st, req, slot, memory_error) == B_END:
                 done = True
                 return
-            if bstate == B_ERROR:
-                done = True
-                message = _text(res[2])
-                if getattr(req, "websocket", None) is not None and "websocket message" in message:
-                    return      # the client left the WebSocket session: its normal end
-                st.errors += 1
-                log(f"[uwsgi-lua] {message} ({_where(req)}); the response is truncated")
-                if "not enough memory" in message:
-                    st.recover_memory()
-                raise LuaBodyError(message.splitlines()[0])
     finally:
         if not done:
-            st.abandon(slot)   # closed early (client gone, worker stopping): drop the iterator
+            st.abandon(slot)   # failed, or closed early (client gone, worker stopping): drop the iterator

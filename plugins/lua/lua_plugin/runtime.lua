@@ -83,6 +83,12 @@ local slot_iter, slot_status, slot_hdrs = {}, {}, {}
 -- lane counts a core's requests only after them).
 local slot_calls = {}
 shared.slot_calls = slot_calls
+
+-- Functions run at the end of the worker's loop turn when one asked for it (cosocket_ffi.lua's
+-- flush of its held sends): Python calls M.turn_end, an entry made with the state like M.call
+-- (a Lua function handed to Python from inside a coroutine must not be called from there).
+local turn_end = {}
+function shared.at_turn_end(fn) turn_end[#turn_end + 1] = fn end
 local pending = false   -- a wait was armed: the body's next yield (even nil) suspends the core
 local extra_headers, started_status, started_headers  -- set from inside the app
 
@@ -456,6 +462,10 @@ function M.abandon(slot)
   if slot ~= nil then slot_iter[slot], slot_status[slot], slot_hdrs[slot] = nil, nil, nil end
   pending = false
   extra_headers, started_status, started_headers = nil, nil, nil
+end
+
+function M.turn_end()
+  for i = 1, #turn_end do turn_end[i]() end
 end
 
 function M.gc(full, full_under_kb)

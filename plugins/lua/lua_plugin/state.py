@@ -204,6 +204,7 @@ class LuaState:
         self._resume = self.M.resume
         self._abandon = self.M.abandon
         self._gc = self.M.gc
+        self.turn_end = self.M.turn_end
         self._call_rpc = handlers.call_rpc
         self._call_signal = handlers.call_signal
         self._set_ids = handlers.set_ids

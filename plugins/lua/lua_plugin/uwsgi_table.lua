@@ -85,7 +85,7 @@ do
   uwsgi.tcp = function(...)
     if tcp == nil then
       local code, ops = cosocket()
-      tcp = assert((loadstring or load)(code, "@lua_plugin/cosocket.lua"))(ops, uwsgi, shared.slot_calls, shared.arm_wait)
+      tcp = assert((loadstring or load)(code, "@lua_plugin/cosocket.lua"))(ops, uwsgi, shared.slot_calls, shared.arm_wait, shared.at_turn_end)
     end
     return tcp(...)
   end
