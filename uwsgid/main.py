@@ -160,15 +160,6 @@ def _bind(server) -> None:
         server.listeners = list(sockets.bind_all(server.opts))   # adopts a reload's inherited fds
     except (sockets.BindError, OSError, ValueError) as e:
         raise StartupError(str(e) or repr(e)) from None
-    if any(lst.proto == "http" for lst in server.listeners) or server.opts.http or server.opts.https:
-        from uwsgid.net.protocols import http
-        if _single(server):
-            http.require()  # imported with the first request the lane does not parse
-        else:
-            # before the apps and the freeze: the workers share it (a POST would make each import
-            # it: 2.3 MB private), and imported here rather than just before the fork, its
-            # objects are not spread among those the workers write (0.15 MB private a worker)
-            http.load()
     if not (server.opts.http or server.opts.https):
         for fd in reexec.inherited_router_sockets().values():   # --http dropped since the reload
             try:
@@ -216,6 +207,19 @@ def _log_listeners(server) -> None:
             log(f"uwsgi socket {i} bound to {kind} address {name} fd {fd}")
     for s, name in server.router_sockets:
         log(f"uWSGI http bound on {name} fd {s.fileno()}")
+
+
+def _http_parser(server) -> None:
+    """httptools, for an instance that parses HTTP in Python (after the pidfile: it takes a while)."""
+    if any(lst.proto == "http" for lst in server.listeners) or server.opts.http or server.opts.https:
+        from uwsgid.net.protocols import http
+        if _single(server):
+            http.require()  # imported with the first request the lane does not parse
+        else:
+            # before the apps and the freeze: the workers share it (a POST would make each import
+            # it: 2.3 MB private), and imported here rather than just before the fork, its
+            # objects are not spread among those the workers write (0.15 MB private a worker)
+            http.load()
 
 
 def _write_pidfile(server, path: str) -> None:
@@ -382,6 +386,7 @@ def _main(argv: list[str], extra_plugins) -> int:
         _log_listeners(server)
         if opts.pidfile:
             _write_pidfile(server, opts.pidfile)
+        _http_parser(server)
         _preimport(opts, _single(server))
         waits.before_root_hooks(opts)    # --wait-for-interface/-fs/-mountpoint (root only)
         as_root = os.getuid() == 0       # uWSGI runs the as-root/as-user hooks only when started as root

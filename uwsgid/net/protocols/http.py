@@ -80,7 +80,7 @@ def load() -> None:
     with the first request head the native lane leaves to Python: the lane parses the requests of
     a Lua app (and the plain ones of a Python app) in C, and httptools imports typing, the
     largest module of the standard library, several ms of a start-up that may never need it. An
-    instance that forks workers does it at start-up (uwsgid.main._bind), so that they share it."""
+    instance that forks workers does it at start-up (uwsgid.main._http_parser), so that they share it."""
     global _Upgrade, _ParserError, _RequestParser, _HOST, Exact, skip, head_end, CHUNK_SIZE
     if _RequestParser is None:
         import httptools
