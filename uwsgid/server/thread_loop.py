@@ -268,7 +268,12 @@ class ThreadLoop:
             return self._hold(conn)
         if self.spread is not None and self.spread.accepted():
             return True
-        return not self.accepting or not self.free
+        if not self.free:
+            # every core busy: the next connection goes to a loop with a free core, not into this
+            # one's queue (core_done starts accepting again)
+            self.stop_accepting()
+            return True
+        return not self.accepting
 
     def _hold(self, conn) -> bool:
         """A one-core loop after accepting `conn`; True ends the accept batch. While its core
