@@ -38,8 +38,9 @@ try:
     from _uwsgi import ffi as _ffi
     from _uwsgi import lib as _lib
     _c_read = _lib.uwsgi_read_nb
+    _unpack = _ffi.unpack
 except (ImportError, AttributeError):   # plain python without the build
-    _c_read = None
+    _c_read = _unpack = None
 
 RECV = 65536
 PREREAD = 4096
@@ -144,7 +145,7 @@ class RawSocket:
                     return None
                 raise OSError(-got, os.strerror(-got))
             self._drained = got < k
-            data = _ffi.buffer(b, got)[:]
+            data = _unpack(b, got)
         else:
             try:
                 data = self._sock.recv(max(1, int(n)))
