@@ -83,9 +83,12 @@ APP = textwrap.dedent('''
             start_response("200 OK", [("Content-Type", "text/plain")])
             return Body([], tag=tag)
         if p == "/it-paced":    # declared, in two chunks with a pause: the first must not wait
+            ack = os.path.join(os.path.dirname(__file__), "ack-" + env["QUERY_STRING"])
             def paced():
                 yield b"first "
-                time.sleep(0.5)
+                end = time.monotonic() + 10     # until the client got it (held, it comes 10 s late)
+                while not os.path.exists(ack) and time.monotonic() < end:
+                    time.sleep(0.005)
                 yield b"second"
             start_response("200 OK", [("Content-Length", "12")])
             return Body(paced())
