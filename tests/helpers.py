@@ -271,6 +271,18 @@ def send_paced(port: int, pieces, pause: float = 0.05, timeout: float = 10.0) ->
         s.close()
 
 
+def tcp_rx_queue(local_port: int, remote_port: int = 0) -> int:
+    """/proc/net/tcp's rx_queue of the IPv4 socket on local_port (a test's loopback server):
+    for a connection to remote_port, the bytes received that its owner has not read yet; for
+    the listener (remote_port 0), the connections waiting to be accepted. 0 if none matches."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(":%04X" % local_port) and fields[2].endswith(":%04X" % remote_port):
+                return int(fields[4].split(":")[1], 16)
+    return 0
+
+
 def wait_file(path, text: str = "", timeout: float = 20.0, count: int = 1) -> str:
     """A file's text once it holds `text` `count` times (text "": once it is not empty)."""
     deadline = time.monotonic() + timeout

@@ -2,14 +2,18 @@
 within milliseconds of its yield (not at the end of the body), in every mode and over every
 protocol, while a fast producer is still coalesced and a short body still gets Content-Length.
 
-The client timestamps each chunk's arrival; the app sleeps 0.4 s between its yields, so a chunk
-that waited for the next one would arrive 0.4 s late. The bound checked is generous (a loaded
-2-core machine): 0.25 s after the yield. The server's own figure (flush within ~5 ms) is what
-bench/ and the flusher's docstring state; this test proves the behaviour, not the speed.
+The client timestamps each chunk's arrival and acknowledges it (a mark file); after each yield
+the app waits for that acknowledgement, up to PAUSE s, so a chunk that waited for the next one (or
+for the end of the body) would arrive PAUSE s late. The bound checked is generous (a loaded 2-core
+machine, where a fixed pause of 0.4 s against a bound of 0.25 s failed): LATE s after the yield.
+The server's own figure (flush within ~5 ms) is what bench/ and the flusher's docstring state;
+this test proves the behaviour, not the speed.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import socket
 import textwrap
 import time
@@ -19,12 +23,15 @@ from helpers import Server, free_port, uwsgi_packet
 from nginx import AVAILABLE as NGINX_AVAILABLE
 from nginx import Nginx, uwsgi_pass_conf
 
-PAUSE = 0.4
-LATE = 0.25
+PAUSE = 10.0    # the app's longest wait for the client's acknowledgement of a chunk
+LATE = 5.0      # a chunk must arrive within this of its yield: well under PAUSE
+_tags = itertools.count()
 
 WSGI_APP = textwrap.dedent('''
-    import time
+    import os, time
     from uwsgid.net import flusher
+
+    HERE = os.path.dirname(os.path.abspath(__file__))
 
     def application(environ, start_response):
         path = environ["PATH_INFO"]
@@ -36,7 +43,7 @@ WSGI_APP = textwrap.dedent('''
             def declared():
                 yield b"whole"
                 yield b" body"
-                time.sleep(%(pause)s)
+                time.sleep(0.4)     # past any flush deadline
             return declared()
         if path == "/fast":
             start_response("200 OK", [("Content-Type", "text/plain")])
@@ -45,20 +52,32 @@ WSGI_APP = textwrap.dedent('''
             start_response("200 OK", [("Content-Type", "text/plain")])
             return (c for c in (b"a", b"b", b"c"))
         start_response("200 OK", [("Content-Type", "text/plain")])
+        tag = environ["QUERY_STRING"]
         def body():
             for i in range(3):
                 yield b"chunk%d@%.6f;" % (i, time.time())
-                time.sleep(%(pause)s)
+                # until the client got it: a chunk held back would arrive %(pause)s s late
+                ack = os.path.join(HERE, "ack-%s-%d" % (tag, i))
+                end = time.monotonic() + %(pause)s
+                while not os.path.exists(ack) and time.monotonic() < end:
+                    time.sleep(0.005)
         return body()
 ''').replace("%(pause)s", str(PAUSE))
 
 LUA_APP = textwrap.dedent('''
     return function(env)
-      local path = env.PATH_INFO
+      local tag = env.QUERY_STRING
       local co = coroutine.wrap(function()
         for i = 0, 2 do
           coroutine.yield(string.format("chunk%d@%.6f;", i, uwsgi.micros() / 1e6))
-          os.execute("sleep %(pause)s")
+          -- until the client got it: a chunk held back would arrive %(pause)s s late
+          local ack = string.format("%(dir)s/ack-%s-%d", tag, i)
+          local give_up = uwsgi.micros() + %(pause)s * 1e6
+          while uwsgi.micros() < give_up do
+            local f = io.open(ack)
+            if f then f:close() break end
+            io.popen("sleep 0.01"):close()     -- not os.execute: system() ignores SIGINT (the stop)
+          end
         end
       end)
       return 200, {["Content-Type"] = "text/plain"}, co
@@ -66,17 +85,28 @@ LUA_APP = textwrap.dedent('''
 ''').replace("%(pause)s", str(PAUSE))
 
 
-def _read_stamped(sock: socket.socket, timeout: float = 10.0) -> list[tuple[float, bytes]]:
-    """(arrival time, bytes) for every recv until EOF or the last chunk marker."""
+def _tagged(path: str = "/") -> tuple[str, str]:
+    """(path with a fresh tag as its query string, the tag): the tag names the stream's acks."""
+    tag = f"{os.getpid()}-{next(_tags)}"
+    return f"{path}?{tag}", tag
+
+
+def _read_stamped(sock: socket.socket, acks, tag: str, timeout: float = 3 * PAUSE) -> list[tuple[float, bytes]]:
+    """(arrival time, bytes) for every recv until EOF or the last chunk marker; each whole
+    chunkN@STAMP; is acknowledged to the app with the mark file acks/ack-TAG-N."""
     sock.settimeout(timeout)
     got = []
     data = b""
+    acked = 0
     while True:
         b = sock.recv(65536)
         if not b:
             break
         got.append((time.time(), b))
         data += b
+        while acked < 3 and (pos := data.find(b"chunk%d@" % acked)) >= 0 and data.find(b";", pos) >= 0:
+            (acks / f"ack-{tag}-{acked}").touch()
+            acked += 1
         if b"chunk2@" in data and (data.endswith(b"0\r\n\r\n") or data.count(b";") >= 3):
             break
     return got
@@ -102,10 +132,11 @@ def _chunk_delays(got) -> list[float]:
     return delays
 
 
-def _http_stream(port: int, path: str = "/") -> tuple[list, bytes]:
+def _http_stream(port: int, acks, path: str = "/") -> tuple[list, bytes]:
+    path, tag = _tagged(path)
     s = socket.create_connection(("127.0.0.1", port))
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    got = _read_stamped(s)
+    got = _read_stamped(s, acks, tag)
     s.close()
     return got, b"".join(b for _, b in got)
 
@@ -114,7 +145,7 @@ def _http_stream(port: int, path: str = "/") -> tuple[list, bytes]:
 def apps(tmp_path_factory):
     d = tmp_path_factory.mktemp("stream")
     (d / "app.py").write_text(WSGI_APP)
-    (d / "app.lua").write_text(LUA_APP)
+    (d / "app.lua").write_text(LUA_APP.replace("%(dir)s", str(d)))
     return d
 
 
@@ -130,7 +161,7 @@ MODES = {
 def test_wsgi_chunks_leave_as_yielded_over_http_socket(apps, mode):
     port = free_port()
     with Server(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", apps / "app.py", *MODES[mode]], port):
-        got, data = _http_stream(port)
+        got, data = _http_stream(port, apps)
     assert b"Transfer-Encoding: chunked" in data and b"Content-Length" not in data
     delays = _chunk_delays(got)
     assert max(delays) < LATE, f"chunks arrived {delays} s after their yield"
@@ -190,10 +221,11 @@ def test_wsgi_declared_body_leaves_once_whole_without_a_deadline_flush(apps):
 def test_wsgi_chunks_leave_as_yielded_over_uwsgi_protocol(apps):
     port = free_port()
     with Server(["--socket", f"127.0.0.1:{port}", "--wsgi-file", apps / "app.py"], port):
+        uri, tag = _tagged()
         s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(uwsgi_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REQUEST_URI": "/",
+        s.sendall(uwsgi_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REQUEST_URI": uri, "QUERY_STRING": tag,
                                 "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "x", "SERVER_PORT": "80"}))
-        got = _read_stamped(s)
+        got = _read_stamped(s, apps, tag)
         s.close()
     delays = _chunk_delays(got)
     assert max(delays) < LATE, f"chunks arrived {delays} s after their yield"
@@ -202,7 +234,7 @@ def test_wsgi_chunks_leave_as_yielded_over_uwsgi_protocol(apps):
 def test_wsgi_chunks_leave_as_yielded_through_the_http_router(apps):
     port = free_port()
     with Server(["--master", "--http", f"127.0.0.1:{port}", "--wsgi-file", apps / "app.py"], port):
-        got, _ = _http_stream(port)
+        got, _ = _http_stream(port, apps)
     delays = _chunk_delays(got)
     assert max(delays) < LATE, f"chunks arrived {delays} s after their yield"
 
@@ -214,7 +246,7 @@ LUA_ARGS = ["--http-socket-modifier1", "6"]
 def test_lua_chunks_leave_as_yielded_over_http_socket(apps, mode):
     port = free_port()
     with Server(["--http-socket", f"127.0.0.1:{port}", *LUA_ARGS, "--lua", apps / "app.lua", *MODES[mode]], port):
-        got, data = _http_stream(port)
+        got, data = _http_stream(port, apps)
     assert b"Transfer-Encoding: chunked" in data and b"Content-Length" not in data
     delays = _chunk_delays(got)
     assert max(delays) < LATE, f"chunks arrived {delays} s after their yield"
@@ -223,11 +255,12 @@ def test_lua_chunks_leave_as_yielded_over_http_socket(apps, mode):
 def test_lua_chunks_leave_as_yielded_over_uwsgi_protocol(apps):
     port = free_port()
     with Server(["--socket", f"127.0.0.1:{port}", "--lua", apps / "app.lua"], port):
+        uri, tag = _tagged()
         s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(uwsgi_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REQUEST_URI": "/",
+        s.sendall(uwsgi_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REQUEST_URI": uri, "QUERY_STRING": tag,
                                 "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "x", "SERVER_PORT": "80"},
                                modifier1=6))
-        got = _read_stamped(s)
+        got = _read_stamped(s, apps, tag)
         s.close()
     delays = _chunk_delays(got)
     assert max(delays) < LATE, f"chunks arrived {delays} s after their yield"
@@ -241,7 +274,7 @@ def test_both_runtimes_stream_behind_nginx_with_uwsgi_buffering_off(apps, tmp_pa
     with Server(["--socket", f"127.0.0.1:{upstream}", "--wsgi-file", apps / "app.py",
                  "--lua", apps / "app.lua"], upstream), Nginx(tmp_path / "nginx", conf, port):
         for path in ("/py", "/lua"):
-            got, data = _http_stream(port, path)
+            got, data = _http_stream(port, apps, path)
             assert data.startswith(b"HTTP/1.1 200"), data[:200]
             delays = _chunk_delays(got)
             assert max(delays) < LATE, f"{path}: chunks arrived {delays} s after their yield"

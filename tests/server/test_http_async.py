@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from helpers import connect, free_port, raw, read_response
+from helpers import connect, free_port, raw, read_response, tcp_rx_queue
 from http_helpers import STARTED_TEXT, WorkerProc
 
 
@@ -184,7 +184,9 @@ def test_graceful_stop_serves_accepted_connection_without_request_yet():
     w = WorkerProc({"http-socket": [f"127.0.0.1:{port}"], "no-defer-accept": True}).start()
     try:
         s = connect(f"127.0.0.1:{port}")
-        time.sleep(0.3)    # accepted by the worker, nothing sent yet
+        deadline = time.monotonic() + 10
+        while tcp_rx_queue(port) and time.monotonic() < deadline:
+            time.sleep(0.01)    # until accepted by the worker (not 0.3 s: a loaded machine is slower)
         w.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -17,9 +17,9 @@ APP = '''
 import time
 def application(environ, start_response):
     q = environ.get("QUERY_STRING") or "0"
-    if q.startswith("cpu"):             # busy on the CPU for that many seconds
-        end = time.monotonic() + float(q[3:])
-        while time.monotonic() < end:
+    if q.startswith("cpu"):             # busy on the CPU for that many seconds of its CPU time
+        end = time.thread_time() + float(q[3:])
+        while time.thread_time() < end:
             pass
     else:
         time.sleep(float(q))

@@ -10,13 +10,16 @@ import threading
 import time
 
 import pytest
-from helpers import UWSGI, Server, free_port, http_get
+from helpers import UWSGI, Server, free_port, http_get, wait_file
 
 pytestmark = pytest.mark.skipif(not UWSGI.exists(), reason="./uwsgi is not built (make build)")
 
 APP = '''
-import time
+import os, time
 def application(environ, start_response):
+    if environ.get("QUERY_STRING"):     # a test signals once the request is in here
+        with open(os.path.join(os.path.dirname(__file__), "sleeping"), "a") as f:
+            f.write("in\\n")
     time.sleep(float(environ.get("QUERY_STRING") or 0))
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"ok"]
@@ -52,7 +55,7 @@ def test_immediate_stop_cuts_a_blocked_request(tmp_path, sig):
             except Exception:
                 pass        # the connection is cut: that is the point
         threading.Thread(target=slow, daemon=True).start()
-        time.sleep(0.5)
+        wait_file(tmp_path / "sleeping")    # in progress (not 0.5 s: a loaded machine was slower)
         started = time.monotonic()
         srv.signal(sig)
         assert srv.proc.wait(15) == 0
