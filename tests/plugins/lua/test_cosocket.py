@@ -132,7 +132,8 @@ REDIS_APP = textwrap.dedent('''
 
 
 class Backend:
-    """A line protocol server in threads: SLOW s, ECHO x, MULTI, PARTIAL; counts accepts and SLOWs."""
+    """A line protocol server in threads: SLOW s, ECHO x, NOTE x (recorded, no answer), MULTI,
+    PARTIAL; counts accepts and SLOWs."""
 
     def __init__(self):
         self.sock = socket.socket()
@@ -142,6 +143,8 @@ class Backend:
         self.port = self.sock.getsockname()[1]
         self.accepts = 0
         self.slow_started = 0   # SLOW commands begun: requests waiting on this backend
+        self.notes: list[bytes] = []
+        self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -164,6 +167,9 @@ class Backend:
                     c.sendall(b"slow done\r\n")
                 elif cmd == b"ECHO":
                     c.sendall(b"echo " + arg + b"\n")
+                elif cmd == b"NOTE":
+                    with self.lock:
+                        self.notes.append(arg)
                 elif cmd == b"MULTI":
                     c.sendall(b"line1\r\nli\rne2\nABCDEFGHIJtail-until-close")
                     break
@@ -192,6 +198,16 @@ class Backend:
             pass
         finally:
             c.close()
+
+    def noted(self, what: bytes, timeout: float = 5.0) -> bool:
+        """Whether a NOTE `what` came within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if what in self.notes:
+                    return True
+            time.sleep(0.01)
+        return False
 
     def close(self):
         self.sock.close()

@@ -7,13 +7,12 @@ engines (cosocket.py's operations, which hold nothing) gives the same answers.""
 
 from __future__ import annotations
 
-import socket
 import textwrap
-import threading
-import time
 
 import pytest
 from helpers import Server, free_port, http_get
+
+from tests.plugins.lua.test_cosocket import Backend  # NOTE x recorded, ECHO x answered
 
 pytest.importorskip("lupa")
 
@@ -72,55 +71,6 @@ APP = textwrap.dedent('''
       end)
     end
 ''')
-
-
-class Backend:
-    """NOTE x: x is recorded (no answer); ECHO x: "echo x" back. Counts accepts."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.accepts = 0
-        self.notes: list[bytes] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepts += 1
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        try:
-            for line in c.makefile("rb"):
-                cmd, _, arg = line.rstrip(b"\r\n").partition(b" ")
-                if cmd == b"NOTE":
-                    with self.lock:
-                        self.notes.append(arg)
-                elif cmd == b"ECHO":
-                    c.sendall(b"echo " + arg + b"\n")
-        except OSError:
-            pass
-        finally:
-            c.close()
-
-    def noted(self, what: bytes, timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if what in self.notes:
-                    return True
-            time.sleep(0.01)
-        return False
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture
